@@ -1,0 +1,88 @@
+/**
+ * Protocol ids, topic names and every limit of the wire protocol, each with its reason.
+ * Node-level defaults (ports, intervals, pool sizes) live in `node/constants.ts`; this module holds
+ * only what two peers must agree on.
+ */
+
+/** The message version every frame carries (`v`). Bumped on any incompatible change. */
+export const PROTOCOL_VERSION = 1
+
+/** Direct stream protocol for jobs: gateway → worker request frame, worker → gateway result frame. */
+export const JOB_PROTOCOL = '/peerhost/job/1.0.0'
+
+/**
+ * Direct stream protocol a worker uses to fetch a bundle it does not hold from the gateway that
+ * dispatched the job (content-addressed, verified against the CID). Bitswap takes over once
+ * bundles live in IPFS; this stays as the fast path from the dispatching gateway.
+ */
+export const BUNDLE_PROTOCOL = '/peerhost/bundle/1.0.0'
+
+/**
+ * Gossip topic for worker adverts. Kept behind `workersTopic(region)` so adverts can be sharded by
+ * region (ARCHITECTURE §12) without changing callers; `global` is the one region until then.
+ */
+export const WORKERS_TOPIC_PREFIX = '/peerhost/workers/1'
+export const DEFAULT_REGION = 'global'
+export function workersTopic (region: string = DEFAULT_REGION): string {
+  return `${WORKERS_TOPIC_PREFIX}/${region}`
+}
+
+export const LIMITS = {
+  /**
+   * Largest job request or result frame. Function bodies are capped at 6 MiB (like AWS Lambda's
+   * synchronous payload) plus headers and envelope; anything bigger travels through IPFS.
+   */
+  maxFrameBytes: 8 * 1024 * 1024,
+  /** Largest advert on gossip: a signed advert is ~200–600 bytes; 4 KiB leaves room for warm lists. */
+  maxAdvertBytes: 4 * 1024,
+  /** Largest bundle frame on the bundle protocol (bundles are small JS; 16 MiB is generous). */
+  maxBundleBytes: 16 * 1024 * 1024,
+  /** Longest string in a decoded message: header values and paths never need more. */
+  maxStringBytes: 64 * 1024,
+  /** Largest binary field: a request or response body. */
+  maxBinaryBytes: 7 * 1024 * 1024,
+  /** Most elements in an array (header lists, warm function lists). */
+  maxArrayLength: 1024,
+  /** Most keys in a map (env variables, details). */
+  maxMapSize: 256,
+  /** Deepest nesting: our messages are at most 5 levels deep; 16 bounds recursion on hostile input. */
+  maxDepth: 16,
+  /** Most warm functions listed in one advert (bounded so the advert fits maxAdvertBytes). */
+  maxWarmFunctions: 32,
+  /** Adverts older than this are stale: a worker re-adverts every few seconds. */
+  advertMaxAgeMs: 30_000,
+  /** Adverts this far in the future are rejected: tolerates modest clock skew between nodes. */
+  advertMaxFutureMs: 5_000,
+  /** Request body limit enforced by gateways before canonicalization. */
+  maxRequestBodyBytes: 6 * 1024 * 1024,
+  /** Response body limit a worker enforces on a function's Response. */
+  maxResponseBodyBytes: 6 * 1024 * 1024,
+  /** Most headers in a request or response. */
+  maxHeaders: 128,
+  /** Total header bytes of an HTTP request (431 above it); Node's own default is 16 KiB. */
+  maxHeaderBytes: 16 * 1024,
+  /** Longest captured log stream per execution; beyond it logs are truncated and flagged. */
+  maxLogBytes: 64 * 1024,
+  /** Longest job deadline a gateway may ask for. */
+  maxDeadlineMs: 5 * 60_000
+} as const
+
+/**
+ * Request headers that enter the canonical request encoding (and so `inputHash`). Hop-by-hop and
+ * per-connection headers (host, connection, user-agent, x-forwarded-*) are left out so the same
+ * logical request hashes the same on every gateway.
+ */
+export const HASHED_REQUEST_HEADERS = [
+  'accept',
+  'accept-language',
+  'authorization',
+  'content-type',
+  'cookie',
+  'if-match',
+  'if-none-match',
+  'origin',
+  'range'
+] as const
+
+/** Prefix of headers PeerHost sets on responses; functions may not set these themselves. */
+export const PEERHOST_HEADER_PREFIX = 'x-peerhost-'

@@ -1,0 +1,139 @@
+/**
+ * EIP-712 typed data for tickets (gateway → worker: "run this job for this fee") and receipts
+ * (worker → gateway: "I ran it and this is the output hash").
+ *
+ * This is the single definition: nodes sign and verify with it, and the contracts' Solidity type
+ * strings are checked against `TICKET_TYPE_STRING` / `RECEIPT_TYPE_STRING` by a test. The domain
+ * names the chain id and the Settlement contract, so a signature is valid on one deployment of one
+ * chain only.
+ */
+import {
+  encodeAbiParameters, hashTypedData, keccak256, recoverTypedDataAddress, toBytes, type Address, type Hex
+} from 'viem'
+
+export const EIP712_DOMAIN_NAME = 'PeerHost'
+export const EIP712_DOMAIN_VERSION = '1'
+
+export interface PeerHostDomain {
+  name: typeof EIP712_DOMAIN_NAME
+  version: typeof EIP712_DOMAIN_VERSION
+  chainId: number
+  verifyingContract: Address
+}
+
+/** Domain for a chain id and Settlement contract address. */
+export function peerHostDomain (chainId: number, verifyingContract: Address): PeerHostDomain {
+  return { name: EIP712_DOMAIN_NAME, version: EIP712_DOMAIN_VERSION, chainId, verifyingContract }
+}
+
+/**
+ * Domain used by a mesh with no chain configured (local development before contracts are
+ * deployed): Hardhat's chain id and the zero address. Never accepted on a real chain because
+ * the verifying contract differs.
+ */
+export const DEV_DOMAIN: PeerHostDomain = peerHostDomain(31337, '0x0000000000000000000000000000000000000000')
+
+export const EIP712_TYPES = {
+  Ticket: [
+    { name: 'jobId', type: 'bytes32' },
+    { name: 'attempt', type: 'uint32' },
+    { name: 'functionId', type: 'bytes32' },
+    { name: 'inputHash', type: 'bytes32' },
+    { name: 'worker', type: 'address' },
+    { name: 'gateway', type: 'address' },
+    { name: 'fee', type: 'uint256' },
+    { name: 'epoch', type: 'uint64' },
+    { name: 'deadline', type: 'uint64' }
+  ],
+  Receipt: [
+    { name: 'jobId', type: 'bytes32' },
+    { name: 'attempt', type: 'uint32' },
+    { name: 'functionId', type: 'bytes32' },
+    { name: 'inputHash', type: 'bytes32' },
+    { name: 'outputHash', type: 'bytes32' },
+    { name: 'worker', type: 'address' },
+    { name: 'gateway', type: 'address' },
+    { name: 'fee', type: 'uint256' },
+    { name: 'epoch', type: 'uint64' }
+  ]
+} as const
+
+/** Solidity type strings, derived from EIP712_TYPES so they can never drift. */
+export const TICKET_TYPE_STRING = typeString('Ticket')
+export const RECEIPT_TYPE_STRING = typeString('Receipt')
+export const TICKET_TYPEHASH: Hex = keccak256(toBytes(TICKET_TYPE_STRING))
+export const RECEIPT_TYPEHASH: Hex = keccak256(toBytes(RECEIPT_TYPE_STRING))
+
+function typeString (name: keyof typeof EIP712_TYPES): string {
+  return `${name}(${EIP712_TYPES[name].map(f => `${f.type} ${f.name}`).join(',')})`
+}
+
+export interface Ticket {
+  jobId: Hex
+  attempt: number
+  functionId: Hex
+  inputHash: Hex
+  worker: Address
+  gateway: Address
+  fee: bigint
+  epoch: bigint
+  /** unix seconds */
+  deadline: bigint
+}
+
+export interface Receipt {
+  jobId: Hex
+  attempt: number
+  functionId: Hex
+  inputHash: Hex
+  outputHash: Hex
+  worker: Address
+  gateway: Address
+  fee: bigint
+  epoch: bigint
+}
+
+export function ticketDigest (domain: PeerHostDomain, ticket: Ticket): Hex {
+  return hashTypedData({ domain, types: EIP712_TYPES, primaryType: 'Ticket', message: ticket })
+}
+
+export function receiptDigest (domain: PeerHostDomain, receipt: Receipt): Hex {
+  return hashTypedData({ domain, types: EIP712_TYPES, primaryType: 'Receipt', message: receipt })
+}
+
+/** Anything that signs typed data the way a viem `LocalAccount` does. */
+export interface TypedDataSigner {
+  address: Address
+  signTypedData: (args: { domain: PeerHostDomain, types: typeof EIP712_TYPES, primaryType: 'Ticket' | 'Receipt', message: any }) => Promise<Hex>
+}
+
+export async function signTicket (signer: TypedDataSigner, domain: PeerHostDomain, ticket: Ticket): Promise<Hex> {
+  return await signer.signTypedData({ domain, types: EIP712_TYPES, primaryType: 'Ticket', message: ticket })
+}
+
+export async function signReceipt (signer: TypedDataSigner, domain: PeerHostDomain, receipt: Receipt): Promise<Hex> {
+  return await signer.signTypedData({ domain, types: EIP712_TYPES, primaryType: 'Receipt', message: receipt })
+}
+
+/** Recovers the signer of a ticket; throws on a malformed signature. */
+export async function recoverTicketSigner (domain: PeerHostDomain, ticket: Ticket, signature: Hex): Promise<Address> {
+  return await recoverTypedDataAddress({ domain, types: EIP712_TYPES, primaryType: 'Ticket', message: ticket, signature })
+}
+
+/** Recovers the signer of a receipt; throws on a malformed signature. */
+export async function recoverReceiptSigner (domain: PeerHostDomain, receipt: Receipt, signature: Hex): Promise<Address> {
+  return await recoverTypedDataAddress({ domain, types: EIP712_TYPES, primaryType: 'Receipt', message: receipt, signature })
+}
+
+/**
+ * `projectId = keccak256(abi.encode(owner, project))`, the key FunctionRegistry uses.
+ * Project and function names are lower-case `[a-z0-9-]`, validated before hashing.
+ */
+export function projectId (owner: Address, project: string): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'string' }], [owner, project]))
+}
+
+/** `functionId = keccak256(abi.encode(projectId, functionName))`. */
+export function functionId (owner: Address, project: string, fn: string): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'string' }], [projectId(owner, project), fn]))
+}

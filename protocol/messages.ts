@@ -1,0 +1,147 @@
+/**
+ * Wire message types. Every message carries `v` (PROTOCOL_VERSION) and `type`.
+ * Binary fields are `Uint8Array`; hashes, addresses and signatures are `0x` hex strings (they are
+ * handed to viem and the contracts as such); peer ids are base58 strings.
+ *
+ * Decoding (codec.ts) validates every field against these shapes and rejects anything else with
+ * a `ProtocolError`; see `validate.ts`.
+ */
+import type { WireError } from './errors.ts'
+import type { Address, Hex } from 'viem'
+
+/** A request as a worker sees it: what the canonical encoding and `inputHash` cover, plus `url`. */
+export interface WireRequest {
+  method: string
+  /** absolute URL as the function will see it in `request.url` */
+  url: string
+  /** lower-cased names, in arrival order; repeated names allowed */
+  headers: Array<[string, string]>
+  body: Uint8Array
+}
+
+export interface WireResponse {
+  status: number
+  headers: Array<[string, string]>
+  body: Uint8Array
+}
+
+/** The function a job runs, fully named and pinned to a bundle. */
+export interface FunctionRef {
+  /** `0x` wallet address of the owner */
+  wallet: Address
+  project: string
+  name: string
+  /** EIP-712 `functionId` (see eip712.ts) */
+  id: Hex
+  /** CIDv1 (raw, sha2-256) of the bundle bytes */
+  bundleCid: string
+}
+
+/** Per-function execution options the gateway forwards (from peerhost.json). */
+export interface FunctionOptions {
+  memoryMb: number
+  timeoutMs: number
+  /** hosts the function may `fetch()`; empty = no network */
+  network: string[]
+  isolation: 'function' | 'execution'
+}
+
+/** Worker advert, gossiped on `workersTopic()` every few seconds. */
+export interface WorkerAdvert {
+  v: number
+  type: 'advert'
+  /** base58 libp2p peer id of the worker; must equal the gossip message's `from` */
+  peerId: string
+  /** secp256k1 address that signs this worker's receipts */
+  address: Address
+  /** jobs the worker runs at once */
+  capacity: number
+  /** jobs running now */
+  load: number
+  /** bundle CIDs with a warm sandbox */
+  warm: string[]
+  /** unix ms when the advert was made */
+  ts: number
+  /** monotonically increasing per worker; older sequence numbers are ignored */
+  seq: number
+  /** Ed25519 signature by the peer key over the advert encoded without `sig` */
+  sig: Uint8Array
+}
+
+/** Job request frame, gateway → worker on JOB_PROTOCOL. */
+export interface JobRequest {
+  v: number
+  type: 'job'
+  /** bytes32 hex, one per HTTP request; the same across retry attempts */
+  jobId: Hex
+  /** 1 for the first worker, +1 for each retry */
+  attempt: number
+  fn: FunctionRef
+  options: FunctionOptions
+  request: WireRequest
+  /** keccak256 of the canonical request encoding */
+  inputHash: Hex
+  /** public configuration; secrets arrive in `secrets` and are never persisted */
+  env: Record<string, string>
+  /** unix ms after which the worker must not start (and must stop) the execution */
+  deadline: number
+  /** EIP-712 ticket fields that are not already above (see eip712.ts `Ticket`) */
+  ticket: { worker: Address, gateway: Address, fee: string, epoch: string, deadline: string }
+  /** gateway's EIP-712 signature over the ticket */
+  ticketSig: Hex
+}
+
+export interface JobTimings {
+  /** ms from frame arrival to execution start (bundle fetch, sandbox acquisition) */
+  queueMs: number
+  /** ms inside the function */
+  execMs: number
+  /** ms of sandbox overhead around the function (realm setup, transfer) */
+  sandboxMs: number
+}
+
+/** Job result frame, worker → gateway on JOB_PROTOCOL. Exactly one per request frame. */
+export interface JobResult {
+  v: number
+  type: 'result'
+  jobId: Hex
+  attempt: number
+  /** the function's response, or absent when `error` is set */
+  response?: WireResponse
+  /** a wire error when the execution did not produce a response */
+  error?: WireError
+  /** captured console output, bounded by LIMITS.maxLogBytes */
+  logs: string
+  logsTruncated: boolean
+  timings: JobTimings
+  /** keccak256 of the canonical response encoding, or of the error code when `error` is set */
+  outputHash: Hex
+  /** worker's EIP-712 signature over the Receipt for this job */
+  receiptSig: Hex
+}
+
+/** Error frame: sent instead of a result when the request frame itself is unacceptable. */
+export interface ErrorMessage {
+  v: number
+  type: 'error'
+  jobId?: Hex
+  error: WireError
+}
+
+/** Bundle request frame, worker → gateway on BUNDLE_PROTOCOL. */
+export interface BundleRequest {
+  v: number
+  type: 'bundle-request'
+  cid: string
+}
+
+/** Bundle response frame, gateway → worker on BUNDLE_PROTOCOL. */
+export interface BundleResponse {
+  v: number
+  type: 'bundle'
+  cid: string
+  bytes: Uint8Array
+}
+
+export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse
+export type MessageType = Message['type']
