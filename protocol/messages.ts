@@ -54,6 +54,8 @@ export interface WorkerAdvert {
   peerId: string
   /** secp256k1 address that signs this worker's receipts */
   address: Address
+  /** multiaddrs the worker listens on (without /p2p/), so gateways can dial it for job streams */
+  addrs: string[]
   /** jobs the worker runs at once */
   capacity: number
   /** jobs running now */
