@@ -1,6 +1,15 @@
 /**
  * sandbox/: runs function bundles. `Executor` is the interface a worker uses; implementations:
- * the gVisor sandbox (default) and the development `node:vm` executor (not a security boundary).
+ * - `gvisorExecutor(init)(components)`: every function in a gVisor (runsc) sandbox — the default
+ *   and the only security boundary;
+ * - `devExecutor(init)(components)`: a worker thread with a fresh `node:vm` realm per execution —
+ *   NOT a security boundary, for `--unsafe-dev-executor`, `peerhost dev --executor dev-vm`, tests.
+ * Both share the runtime shim (runtime/), result shaping and the host-brokered fetch.
  */
 export type * from './executor.ts'
 export * from './errors.ts'
+export { SANDBOX_LIMITS } from './constants.ts'
+export { devExecutor } from './dev-executor.ts'
+export type { DevExecutorInit, ExecutorComponents } from './dev-executor.ts'
+export { fetchBroker, isRefusedAddress, hostAllowed } from './fetch-broker.ts'
+export type { FetchBrokerInit, FetchBroker } from './fetch-broker.ts'

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { devExecutor, type Executor } from '#sandbox'
+import { jobFor, text } from './fixtures.ts'
+
+describe('sandbox/dev-executor (not a security boundary)', function () {
+  this.timeout(20_000)
+  let ex: Executor
+  let server: Server
+  let port: number
+
+  before(async () => {
+    ex = devExecutor({ fetch: { allowPrivateAddressesForTests: true } })()
+    await ex.start()
+    server = createServer((req, res) => { res.setHeader('content-type', 'text/plain'); res.end(`allowed ${req.url}`) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+  })
+  after(async () => {
+    await ex.stop()
+    server.close()
+  })
+
+  it('runs a function with a Web Request and returns its Response, logs and timings', async () => {
+    const r = await ex.execute(jobFor('echo', { method: 'POST', body: 'abc', headers: [['x-test', 'yes']], env: { A: '1' } }))
+    const out = JSON.parse(text(r))
+    assert.equal(out.method, 'POST')
+    assert.equal(out.body, 'abc')
+    assert.equal(out.header, 'yes')
+    assert.deepEqual(out.env, { A: '1' })
+    assert.equal(r.response?.status, 200)
+    assert.equal(r.logs, 'echo POST 3\n')
+    assert.equal(r.logsTruncated, false)
+    assert.ok(r.timings.execMs >= 0 && r.timings.sandboxMs >= 0 && r.timings.queueMs >= 0)
+  })
+
+  it('reports a throw as FUNCTION_ERROR with the stack in the logs', async () => {
+    const r = await ex.execute(jobFor('throws'))
+    assert.equal(r.error?.code, 'FUNCTION_ERROR')
+    assert.match(r.logs, /boom from function/)
+    const r2 = await ex.execute(jobFor('throwsAtLoad'))
+    assert.equal(r2.error?.code, 'FUNCTION_ERROR')
+  })
+
+  it('reports a non-Response return as RESULT_INVALID', async () => {
+    assert.equal((await ex.execute(jobFor('notResponse'))).error?.code, 'RESULT_INVALID')
+    assert.equal((await ex.execute(jobFor('returnsUndefined'))).error?.code, 'RESULT_INVALID')
+  })
+
+  it('stops a never-settling promise, a sync loop and an async loop at the wall-clock limit', async () => {
+    for (const name of ['neverSettles', 'syncLoop', 'asyncLoop']) {
+      const t0 = Date.now()
+      const r = await ex.execute(jobFor(name, { options: { timeoutMs: 300 } }))
+      assert.equal(r.error?.code, 'LIMIT_TIMEOUT', name)
+      assert.equal(r.error?.details?.limit, 'timeoutMs')
+      assert.equal(r.error?.details?.configured, 300)
+      assert.ok(Date.now() - t0 < 300 + 1500, `${name} took ${Date.now() - t0} ms`)
+    }
+    assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
+  })
+
+  it('refuses a response over the size limit with LIMIT_RESPONSE_SIZE', async () => {
+    for (const name of ['hugeResponse', 'hugeStreamResponse']) {
+      const r = await ex.execute(jobFor(name))
+      assert.equal(r.error?.code, 'LIMIT_RESPONSE_SIZE', name)
+      assert.equal(r.error?.details?.configured, 6 * 1024 * 1024)
+    }
+  })
+
+  it('truncates gigantic console output at the cap and flags it', async () => {
+    const r = await ex.execute(jobFor('gigantic_stdout', { options: { timeoutMs: 10_000 } }))
+    assert.equal(text(r), 'done')
+    assert.equal(r.logsTruncated, true)
+    assert.ok(Buffer.byteLength(r.logs) <= 64 * 1024)
+  })
+
+  it('stops a memory bomb with LIMIT_MEMORY and keeps serving', async () => {
+    const r = await ex.execute(jobFor('memoryBomb', { options: { memoryMb: 64, timeoutMs: 10_000 } }))
+    assert.equal(r.error?.code, 'LIMIT_MEMORY')
+    assert.equal(r.error?.details?.limit, 'memoryMb')
+    assert.equal(text(await ex.execute(jobFor('hello', { options: { memoryMb: 64 } }))), 'Hello, world!')
+  })
+
+  it('gives every execution fresh globals', async () => {
+    assert.equal(text(await ex.execute(jobFor('setGlobal'))), 'set')
+    const out = JSON.parse(text(await ex.execute(jobFor('readGlobal'))))
+    assert.deepEqual(out, { canary: null, polluted: null, evil: null })
+    const g = JSON.parse(text(await ex.execute(jobFor('globalsVisible'))))
+    assert.deepEqual(g, { process: 'undefined', require: 'undefined', Buffer: 'undefined' })
+  })
+
+  it('runs ctx.waitUntil work before returning', async () => {
+    const r = await ex.execute(jobFor('waitUntil'))
+    assert.equal(text(r), 'early')
+    assert.match(r.logs, /after response/)
+  })
+
+  it('brokers fetch to allow-listed hosts only', async () => {
+    const allowed = `http://127.0.0.1:${port}/x`
+    const ok = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}`, options: { network: [`127.0.0.1:${port}`] } }))
+    assert.equal(text(ok), 'status=200 body=allowed /x')
+    const refused = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent('http://example.com/')}`, options: { network: [`127.0.0.1:${port}`] } }))
+    assert.match(text(refused), /^refused: fetch refused: example.com is not in this function's network allow-list/)
+    const none = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}` }))
+    assert.match(text(none), /fetch\(\) is disabled/)
+  })
+
+  it('reports too many subrequests as LIMIT_SUBREQUESTS', async () => {
+    const allowed = `http://127.0.0.1:${port}/x`
+    const r = await ex.execute(jobFor('manySubrequests', { url: `http://t/f?u=${encodeURIComponent(allowed)}`, options: { network: [`127.0.0.1:${port}`], timeoutMs: 10_000 } }))
+    assert.equal(r.error?.code, 'LIMIT_SUBREQUESTS')
+    assert.equal(r.error?.details?.configured, 50)
+  })
+
+  it('refuses private addresses when not in test mode', async () => {
+    const strict = devExecutor()()
+    await strict.start()
+    try {
+      const allowed = `http://127.0.0.1:${port}/x`
+      const r = await strict.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}`, options: { network: [`127.0.0.1:${port}`] } }))
+      assert.match(text(r), /refused: fetch refused: 127.0.0.1 is a private or reserved address/)
+      const m = await strict.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent('http://localhost:' + port + '/')}`, options: { network: ['localhost'] } }))
+      assert.match(text(m), /refused: fetch refused: (localhost resolves only to private|localhost is not in)/)
+    } finally {
+      await strict.stop()
+    }
+  })
+})

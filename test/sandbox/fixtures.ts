@@ -1,0 +1,96 @@
+/**
+ * Hostile and ordinary function bundles shared by the sandbox suites (dev executor, gVisor
+ * executor, `peerhost dev`). Each is a CommonJS bundle as node/build produces.
+ */
+import { rawCid } from '#protocol'
+import type { BundleRef, ExecutionJob, ExecutionResult } from '#sandbox'
+import type { FunctionOptions } from '#protocol'
+
+export const FIXTURES: Record<string, string> = {
+  hello: `module.exports.default = { async fetch (req, env) { return new Response('Hello, ' + (new URL(req.url).searchParams.get('name') ?? 'world') + '!') } }`,
+  echo: `module.exports.default = { async fetch (req, env, ctx) { const body = await req.text(); console.log('echo', req.method, body.length); return Response.json({ method: req.method, url: req.url, body, env, header: req.headers.get('x-test') }) } }`,
+  throws: `module.exports.default = { async fetch () { throw new Error('boom from function') } }`,
+  throwsAtLoad: `throw new Error('load-time boom'); module.exports.default = {}`,
+  notResponse: `module.exports.default = { async fetch () { return { status: 200, body: 'not a response' } } }`,
+  returnsUndefined: `module.exports.default = { fetch () { } }`,
+  neverSettles: `module.exports.default = { fetch () { return new Promise(() => {}) } }`,
+  syncLoop: `module.exports.default = { fetch () { for (;;) {} } }`,
+  asyncLoop: `module.exports.default = { async fetch () { await null; await new Promise(r => setTimeout(r, 1)); for (;;) {} } }`,
+  hugeResponse: `module.exports.default = { async fetch () { return new Response(new Uint8Array(8 * 1024 * 1024).fill(97)) } }`,
+  hugeStreamResponse: `module.exports.default = { async fetch () { let n = 0; return new Response(new ReadableStream({ pull (c) { if (n++ > 10000) c.close(); else c.enqueue(new Uint8Array(65536)) } })) } }`,
+  gigantic_stdout: `module.exports.default = { async fetch () { const s = 'x'.repeat(1024 * 1024); for (let i = 0; i < 200; i++) { console.log(s); console.error(s) } return new Response('done') } }`,
+  memoryBomb: `module.exports.default = { async fetch () { const a = []; for (;;) { a.push(new Array(1e6).fill(Math.random())) } } }`,
+  bufferBomb: `module.exports.default = { async fetch () { const a = []; for (let i = 0; i < 100000; i++) { const b = new Uint8Array(16 * 1024 * 1024); b.fill(1); a.push(b) } return new Response(String(a.length)) } }`,
+  setGlobal: `module.exports.default = { async fetch () { globalThis.canary = 'CANARY-A'; Object.prototype.polluted = 'CANARY-P'; Array.prototype.evil = 1; return new Response('set') } }`,
+  readGlobal: `module.exports.default = { async fetch () { return Response.json({ canary: globalThis.canary ?? null, polluted: ({}).polluted ?? null, evil: [].evil ?? null }) } }`,
+  writeTmp: `module.exports.default = { async fetch () { let r = 'no-fs'; try { const fs = globalThis.process?.mainModule?.require?.('fs'); if (fs) { fs.writeFileSync('/tmp/canary', 'CANARY-T'); r = 'wrote' } } catch (e) { r = 'err ' + e.message } return new Response(r) } }`,
+  globalsVisible: `module.exports.default = { async fetch () { return Response.json({ process: typeof process, require: typeof require, Buffer: typeof Buffer }) } }`,
+  fetchUrl: `module.exports.default = { async fetch (req) { const target = new URL(req.url).searchParams.get('u'); try { const r = await fetch(target); return new Response('status=' + r.status + ' body=' + (await r.text())) } catch (e) { return new Response('refused: ' + e.message, { status: 502 }) } } }`,
+  waitUntil: `module.exports.default = { async fetch (req, env, ctx) { ctx.waitUntil(new Promise(r => setTimeout(() => { console.log('after response'); r() }, 20))); return new Response('early') } }`,
+  manySubrequests: `module.exports.default = { async fetch (req) { const target = new URL(req.url).searchParams.get('u'); for (let i = 0; i < 60; i++) await fetch(target); return new Response('all done') } }`,
+  // escapes the realm (possible by design: the realm is not the boundary) and tries the host
+  escape: `module.exports.default = { async fetch (req) {
+    const out = {}
+    const p = Response.constructor.constructor('return process')()
+    const req2 = p.getBuiltinModule ? (n) => p.getBuiltinModule(n) : null
+    const fs = req2('fs')
+    const tryIt = (k, f) => { try { out[k] = f() } catch (e) { out[k] = 'ERR ' + (e.code ?? e.message) } }
+    tryIt('passwd', () => fs.readFileSync('/etc/passwd', 'utf8'))
+    tryIt('shadow', () => fs.readFileSync('/etc/shadow', 'utf8'))
+    tryIt('canary', () => fs.readFileSync(new URL(req.url).searchParams.get('canary') ?? '/nonexistent', 'utf8'))
+    tryIt('root', () => fs.readdirSync('/').sort().join(','))
+    tryIt('proc1', () => fs.readFileSync('/proc/1/cmdline', 'utf8'))
+    tryIt('home', () => fs.readdirSync('/root').join(','))
+    tryIt('childProcess', () => { const cp = req2('child_process'); return typeof cp.spawnSync === 'function' ? String(cp.spawnSync('/bin/sh', ['-c', 'echo pwned']).stdout) : 'absent' })
+    tryIt('worker', () => { const { Worker } = req2('worker_threads'); new Worker('1', { eval: true }); return 'started' })
+    tryIt('dmesg', () => fs.readFileSync('/dev/kmsg', 'utf8'))
+    return Response.json(out)
+  } }`,
+  network: `module.exports.default = { async fetch (req) {
+    const p = Response.constructor.constructor('return process')()
+    const net = p.getBuiltinModule('net'); const dns = p.getBuiltinModule('dns')
+    const t0 = Date.now()
+    const tcp = (host, port) => new Promise(res => { const s = net.connect({ host, port, timeout: 2000 }); s.on('connect', () => { s.destroy(); res('connected') }); s.on('error', e => res('ERR ' + e.code)); s.on('timeout', () => { s.destroy(); res('timeout') }) })
+    const out = {}
+    out.metadata = await tcp('169.254.169.254', 80)
+    out.loopback = await tcp('127.0.0.1', Number(new URL(req.url).searchParams.get('port') ?? 22))
+    out.public = await tcp('1.1.1.1', 53)
+    out.dns = await new Promise(res => dns.lookup('example.com', (e, a) => res(e ? 'ERR ' + e.code : a)))
+    out.ms = Date.now() - t0
+    return Response.json(out)
+  } }`,
+  forkBomb: `module.exports.default = { async fetch () {
+    const p = Response.constructor.constructor('return process')()
+    const out = {}
+    try { const cp = p.getBuiltinModule('child_process'); for (let i = 0; i < 10000; i++) cp.spawn(p.execPath, ['-e', 'setInterval(()=>{},1000)']); out.cp = 'spawned' } catch (e) { out.cp = 'ERR ' + (e.code ?? e.message) }
+    try { const { Worker } = p.getBuiltinModule('worker_threads'); for (let i = 0; i < 10000; i++) new Worker('for(;;){}', { eval: true }); out.wt = 'spawned' } catch (e) { out.wt = 'ERR ' + (e.code ?? e.message) }
+    return Response.json(out)
+  } }`
+}
+
+export function bundleOf (name: string): BundleRef {
+  const src = FIXTURES[name]
+  if (src === undefined) throw new Error(`no fixture ${name}`)
+  const bytes = new TextEncoder().encode(src)
+  return { cid: rawCid(bytes), bytes }
+}
+
+export const DEFAULT_OPTIONS: FunctionOptions = { memoryMb: 128, timeoutMs: 2000, network: [], isolation: 'function' }
+
+let n = 0
+export function jobFor (name: string, init: { url?: string, method?: string, body?: string, headers?: Array<[string, string]>, env?: Record<string, string>, options?: Partial<FunctionOptions> } = {}): ExecutionJob {
+  const options = { ...DEFAULT_OPTIONS, ...init.options }
+  return {
+    jobId: `job-${++n}`,
+    bundle: bundleOf(name),
+    request: { method: init.method ?? 'GET', url: init.url ?? 'http://peerhost.test/fn', headers: init.headers ?? [], body: new TextEncoder().encode(init.body ?? '') },
+    env: init.env ?? {},
+    options,
+    deadline: Date.now() + options.timeoutMs + 10_000
+  }
+}
+
+export function text (r: ExecutionResult): string {
+  if (r.response === undefined) throw new Error(`expected a response, got ${JSON.stringify(r.error)} logs=${r.logs.slice(0, 500)}`)
+  return new TextDecoder().decode(r.response.body)
+}
