@@ -47,6 +47,8 @@ export const LIMITS = {
   maxMapSize: 256,
   /** Deepest nesting: our messages are at most 5 levels deep; 16 bounds recursion on hostile input. */
   maxDepth: 16,
+  /** Most multiaddrs in one advert: a node listens on a few transports and interfaces (TCP, WS, IPv4/6). */
+  maxAdvertAddrs: 16,
   /** Most warm functions listed in one advert (bounded so the advert fits maxAdvertBytes). */
   maxWarmFunctions: 32,
   /** Adverts older than this are stale: a worker re-adverts every few seconds. */
@@ -64,7 +66,31 @@ export const LIMITS = {
   /** Longest captured log stream per execution; beyond it logs are truncated and flagged. */
   maxLogBytes: 64 * 1024,
   /** Longest job deadline a gateway may ask for. */
-  maxDeadlineMs: 5 * 60_000
+  maxDeadlineMs: 5 * 60_000,
+  /**
+   * Most msgpack values (of any kind) in one frame. The largest legitimate frame, a job with 128
+   * headers and 256 env entries, holds ~1,500; without this an 8 MiB frame of one-byte values
+   * would expand into millions of JavaScript values (an allocation amplification attack).
+   */
+  maxValues: 16_384,
+  /**
+   * Highest `attempt` of a job. Gateways retry a handful of times (node default 3); 16 leaves room
+   * for policy changes while keeping ticket fields small and retry storms bounded.
+   */
+  maxAttempts: 16,
+  /** Highest advertised capacity or load: far above what one machine runs, so a bogus advert stands out. */
+  maxWorkerCapacity: 10_000,
+  /** Longest public error sentence on the wire: wire messages are short fixed sentences, never stacks. */
+  maxErrorMessageBytes: 1024,
+  /** Longest bundle CID, peer id or allowed host string (a CIDv1 base32 sha2-256 is 59 characters). */
+  maxIdBytes: 256,
+  /** Largest `memoryMb` a job may ask for: beyond any sandbox a worker would grant. */
+  maxMemoryMb: 16 * 1024,
+  /**
+   * Largest job timing (queue, execution, sandbox ms): a job never outlives maxDeadlineMs; twice
+   * that tolerates clock jitter around the deadline.
+   */
+  maxTimingMs: 2 * 5 * 60_000
 } as const
 
 /**
