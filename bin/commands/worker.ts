@@ -1,0 +1,48 @@
+import { Command } from '@commander-js/extra-typings'
+import * as sandbox from '#sandbox'
+import { ConfigError, createWorker, loadEvmAccount, loadPeerKey, adminServer, type Logger } from '../deps.ts'
+import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+
+type ExecutorFactory = (init: Record<string, unknown>) => (components: { logger: Logger }) => sandbox.Executor
+
+export function chooseExecutor (unsafeDev: boolean, dataDir: string, log: Logger): sandbox.Executor {
+  if (unsafeDev) {
+    log.warn('running functions with the development node:vm executor: this is NOT a security boundary; never use it with untrusted code')
+    return sandbox.devExecutor({})({ logger: log.child({ component: 'peerhost:sandbox:dev' }) })
+  }
+  const gvisor = (sandbox as unknown as Record<string, ExecutorFactory | undefined>).gvisorExecutor
+  if (gvisor === undefined) {
+    throw new ConfigError('NO_SANDBOX', 'this build has no gVisor executor yet; run the worker with --unsafe-dev-executor for local development only')
+  }
+  return gvisor({ dataDir })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
+}
+
+export function workerCommand (): Command<any, any> {
+  return new Command('worker')
+    .description('run a worker: joins the mesh through bootstrap nodes, adverts its capacity and runs jobs in sandboxes')
+    .option('--bootstrap <multiaddr...>', 'bootstrap node multiaddrs with /p2p/<id> (repeatable or comma-separated; env PEERHOST_BOOTSTRAP)', collect, collect(process.env.PEERHOST_BOOTSTRAP ?? ''))
+    .option('--listen <multiaddr...>', 'multiaddrs to listen on', collect, [] as string[])
+    .option('--data-dir <dir>', 'where the worker keeps its keys, bundles and sandboxes', process.env.PEERHOST_DATA_DIR ?? '.peerhost/worker')
+    .option('--capacity <n>', 'jobs run at once', intOption('--capacity', 1, 1024))
+    .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
+    .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
+    .option('--json', 'print machine-readable lines')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+    .action(async (opts) => {
+      if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
+      const dataDir = absolute(opts.dataDir)
+      const log = logger(opts, 'worker')
+      const reg = registry()
+      const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, log)
+      const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined, capacity: opts.capacity },
+        { privateKey: await loadPeerKey(dataDir), account: loadEvmAccount(dataDir), executor, logger: log, registry: reg })
+      await worker.start()
+      const admin = opts.adminPort === undefined
+        ? undefined
+        : adminServer({ port: opts.adminPort }, { registry: reg, status: () => ({ role: 'worker', peerId: worker.peerId.toString(), address: worker.address, running: worker.running, executor: executor.kind, warm: executor.warm() }) })
+      await admin?.start()
+      onShutdown(async () => { await admin?.stop(); await worker.stop() }, log)
+      say(opts, `worker ${worker.peerId.toString()} (${worker.address}, executor ${executor.kind}) listening on:\n${worker.addrs().map(a => `  ${a}`).join('\n')}`,
+        { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url })
+    })
+}

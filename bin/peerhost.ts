@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * The one PeerHost command line. `bin/` is the only place that reads argv, the environment and
+ * files for configuration, and the only place that writes to the console.
+ */
+import { Command } from '@commander-js/extra-typings'
+import { bootstrapCommand } from './commands/bootstrap.ts'
+import { devnetCommand } from './commands/devnet.ts'
+import { gatewayCommand } from './commands/gateway.ts'
+import { workerCommand } from './commands/worker.ts'
+import { reportError } from './util.ts'
+
+const program = new Command('peerhost')
+  .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'peerhost: ')) })
+
+for (const cmd of [devnetCommand(), bootstrapCommand(), gatewayCommand(), workerCommand()]) {
+  program.addCommand(cmd.exitOverride().showHelpAfterError('(run with --help for usage)'))
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  const code = reportError(err)
+  process.exit(code)
+}

@@ -1,0 +1,202 @@
+/**
+ * Dispatch of one job through the mesh: pick a worker, sign a ticket, open a job stream, and
+ * verify the signed result. A worker that fails, stalls past its share of the deadline, or drops
+ * the stream is replaced by the next one (attempt + 1); the old attempt's stream is aborted, so a
+ * late answer from it can never be taken.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Hex } from 'viem'
+import type { PrivateKeyAccount } from 'viem/accounts'
+import {
+  JOB_PROTOCOL, newJobId, outputHash, PROTOCOL_VERSION, receiptOf, recoverReceiptSigner, signTicket,
+  ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WireRequest
+} from '#protocol'
+import { NODE_DEFAULTS } from '../constants.ts'
+import { frames } from '../frames.ts'
+import type { PeerHostLibp2p } from '../libp2p.ts'
+import type { Logger } from '../logger.ts'
+import type { FunctionEntry } from './functions.ts'
+import type { WorkerEntry, WorkerView } from './worker-view.ts'
+
+export interface AttemptRecord {
+  attempt: number
+  worker: string
+  ok: boolean
+  /** wire code when the attempt failed */
+  code?: string
+  ms: number
+}
+
+export interface DispatchOutcome {
+  jobId: Hex
+  attempts: AttemptRecord[]
+  /** the verified result (which may itself carry a user error such as FUNCTION_ERROR) */
+  result?: JobResult
+  worker?: WorkerEntry
+  /** set when no verified result was obtained */
+  error?: WireError
+  /** ms spent before the final attempt's frame was written (picking, signing, dialing, failed attempts) */
+  dispatchMs: number
+}
+
+export interface DispatchInit {
+  /** @default NODE_DEFAULTS.maxAttempts */
+  maxAttempts?: number
+  domain: PeerHostDomain
+}
+
+export interface DispatchComponents {
+  libp2p: PeerHostLibp2p
+  view: WorkerView
+  account: PrivateKeyAccount
+  logger: Logger
+}
+
+export interface DispatchJob {
+  entry: FunctionEntry
+  request: WireRequest
+  inputHash: Hex
+  /** unix ms */
+  deadline: number
+  signal?: AbortSignal
+}
+
+export type Dispatcher = (job: DispatchJob) => Promise<DispatchOutcome>
+
+class AttemptFailed extends Error {
+  readonly code: string
+  constructor (code: string, message: string) { super(message); this.code = code }
+}
+
+export function dispatcher (init: DispatchInit, components: DispatchComponents): Dispatcher {
+  const { libp2p, view, account } = components
+  const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
+  const maxAttempts = init.maxAttempts ?? NODE_DEFAULTS.maxAttempts
+
+  async function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry): Promise<JobRequest> {
+    const request: JobRequest = {
+      v: PROTOCOL_VERSION,
+      type: 'job',
+      jobId,
+      attempt,
+      fn: job.entry.ref,
+      options: job.entry.options,
+      request: job.request,
+      inputHash: job.inputHash,
+      env: job.entry.env,
+      deadline: job.deadline,
+      ticket: {
+        worker: worker.advert.address,
+        gateway: account.address,
+        fee: '0',
+        // hourly settlement epochs (ARCHITECTURE §12)
+        epoch: String(Math.floor(Date.now() / 3_600_000)),
+        deadline: String(Math.ceil(job.deadline / 1000))
+      },
+      ticketSig: '0x'
+    }
+    request.ticketSig = await signTicket(account, init.domain, ticketOf(request))
+    return request
+  }
+
+  async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult> {
+    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)))]
+    if (outer !== undefined) signals.push(outer)
+    const signal = AbortSignal.any(signals)
+    let stream
+    try {
+      stream = await libp2p.dialProtocol(peerIdFromString(worker.peerId), JOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]) })
+    } catch (err: any) {
+      throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
+    }
+    let clean = false
+    try {
+      const f = frames(stream)
+      await f.write(request, signal)
+      let answer
+      try {
+        answer = await f.read('result', signal)
+      } catch (err: any) {
+        throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : (err?.code === undefined ? 'WORKER_FAILED' : 'PROTOCOL'), `no result: ${err?.message ?? err}`)
+      }
+      if (answer.type === 'error') throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`)
+      if (answer.jobId !== request.jobId || answer.attempt !== request.attempt) {
+        throw new AttemptFailed('PROTOCOL', 'result for another job or attempt')
+      }
+      const expected = answer.response !== undefined
+        ? outputHash({ response: answer.response })
+        : answer.error !== undefined ? outputHash({ error: answer.error }) : undefined
+      if (expected === undefined || expected !== answer.outputHash) throw new AttemptFailed('PROTOCOL', 'output hash does not match the result')
+      let signer
+      try {
+        signer = await recoverReceiptSigner(init.domain, receiptOf(request, answer.outputHash), answer.receiptSig)
+      } catch {
+        throw new AttemptFailed('PROTOCOL', 'malformed receipt signature')
+      }
+      if (signer.toLowerCase() !== worker.advert.address.toLowerCase()) throw new AttemptFailed('PROTOCOL', 'receipt not signed by the worker')
+      clean = true
+      return answer
+    } finally {
+      if (clean) await stream.close().catch(() => {})
+      // abandoning an attempt aborts its stream: a late answer has nowhere to go
+      else stream.abort(new Error('attempt abandoned'))
+    }
+  }
+
+  return async function dispatch (job) {
+    const jobId = newJobId()
+    const attempts: AttemptRecord[] = []
+    const exclude = new Set<string>()
+    const started = performance.now()
+    let dispatchMs = 0
+    let lastError: WireError | undefined
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const remaining = job.deadline - Date.now()
+      if (remaining <= 0 || job.signal?.aborted === true) {
+        lastError = { code: 'DEADLINE_EXCEEDED', message: WIRE_ERROR_CODES.DEADLINE_EXCEEDED.message }
+        break
+      }
+      const worker = view.pick(job.entry.ref.bundleCid, exclude)
+      if (worker === undefined) break
+      exclude.add(worker.peerId)
+      const others = view.list().some(w => !exclude.has(w.peerId))
+      const last = attempt === maxAttempts || !others
+      const budget = last ? remaining : Math.min(remaining, Math.max(NODE_DEFAULTS.minAttemptMs, remaining * NODE_DEFAULTS.attemptShare))
+      const t0 = performance.now()
+      view.begin(worker.peerId)
+      try {
+        const request = await buildJob(job, jobId, attempt, worker)
+        dispatchMs = performance.now() - started
+        const result = await attemptOn(worker, request, budget, job.signal)
+        const ms = performance.now() - t0
+        const infraError = result.error !== undefined && WIRE_ERROR_CODES[result.error.code].kind === 'infra'
+        view.end(worker.peerId, { ok: !infraError, latencyMs: ms })
+        attempts.push({ attempt, worker: worker.peerId, ok: !infraError, code: result.error?.code, ms })
+        if (infraError && !last) {
+          lastError = result.error
+          continue
+        }
+        return { jobId, attempts, result, worker, dispatchMs }
+      } catch (err: any) {
+        const ms = performance.now() - t0
+        view.end(worker.peerId, { ok: false })
+        const code = err instanceof AttemptFailed ? err.code : 'INTERNAL'
+        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms })
+        log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'attempt failed; trying the next worker')
+        lastError = { code: code === 'DEADLINE_EXCEEDED' ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', message: WIRE_ERROR_CODES.WORKER_FAILED.message }
+      }
+    }
+    if (attempts.length === 0 && lastError === undefined) {
+      return { jobId, attempts, error: { code: 'NO_WORKER', message: WIRE_ERROR_CODES.NO_WORKER.message }, dispatchMs }
+    }
+    if (job.deadline <= Date.now()) lastError = { code: 'DEADLINE_EXCEEDED', message: WIRE_ERROR_CODES.DEADLINE_EXCEEDED.message }
+    return {
+      jobId,
+      attempts,
+      error: lastError?.code === 'DEADLINE_EXCEEDED'
+        ? lastError
+        : { code: 'WORKER_FAILED', message: `${WIRE_ERROR_CODES.WORKER_FAILED.message} (${attempts.length} attempt${attempts.length === 1 ? '' : 's'})`, details: { attempts: attempts.length } },
+      dispatchMs
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The functions a gateway serves, by `<wallet>/<project>/<function>`, with their bundles.
+ * Today the table is filled from project folders (`--project`); the deploy issue fills it from
+ * FunctionRegistry events behind the same interface.
+ */
+import type { Address } from 'viem'
+import { functionId, type FunctionOptions, type FunctionRef } from '#protocol'
+import { bundleProject } from '../build/bundle.ts'
+import { loadProjectConfig } from '../project/config.ts'
+
+export interface FunctionEntry {
+  ref: FunctionRef
+  options: FunctionOptions
+  env: Record<string, string>
+}
+
+export interface FunctionTable {
+  resolve: (wallet: string, project: string, fn: string) => FunctionEntry | undefined
+  bundle: (cid: string) => Uint8Array | undefined
+  list: () => FunctionEntry[]
+}
+
+export interface MutableFunctionTable extends FunctionTable {
+  add: (entry: FunctionEntry, bytes: Uint8Array) => void
+}
+
+export function functionTable (): MutableFunctionTable {
+  const entries = new Map<string, FunctionEntry>()
+  const bundles = new Map<string, Uint8Array>()
+  const key = (wallet: string, project: string, fn: string): string => `${wallet.toLowerCase()}/${project}/${fn}`
+  return {
+    resolve: (wallet, project, fn) => entries.get(key(wallet, project, fn)),
+    bundle: cid => bundles.get(cid),
+    list: () => [...entries.values()],
+    add (entry, bytes) {
+      entries.set(key(entry.ref.wallet, entry.ref.project, entry.ref.name), entry)
+      bundles.set(entry.ref.bundleCid, bytes)
+    }
+  }
+}
+
+/** Bundles a project folder and adds its functions, owned by `owner`. */
+export async function addProject (table: MutableFunctionTable, owner: Address, dir: string): Promise<FunctionEntry[]> {
+  const project = loadProjectConfig(dir)
+  const built = await bundleProject(project.root)
+  const added: FunctionEntry[] = []
+  for (const fn of built) {
+    const entry: FunctionEntry = {
+      ref: { wallet: owner, project: project.name, name: fn.name, id: functionId(owner, project.name, fn.name), bundleCid: fn.cid },
+      options: project.optionsFor(fn.name),
+      env: project.env
+    }
+    table.add(entry, fn.bytes)
+    added.push(entry)
+  }
+  return added
+}

@@ -1,0 +1,145 @@
+/**
+ * The gateway role: HTTP ingress, the live worker view (from validated gossip adverts), dispatch
+ * with retries, and the bundle protocol that lets workers fetch the code of the jobs it sends.
+ */
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Gauge, type Registry } from 'prom-client'
+import type { PrivateKeyAccount } from 'viem/accounts'
+import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain } from '#protocol'
+import { NODE_DEFAULTS } from '../constants.ts'
+import { errorFrame, frames } from '../frames.ts'
+import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
+import type { Logger } from '../logger.ts'
+import { dispatcher } from './dispatch.ts'
+import type { FunctionTable } from './functions.ts'
+import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
+import { gatewayHttp, type GatewayHttp, type RecentJob } from './http.ts'
+
+export interface GatewayInit {
+  /** HTTP port; @default 8080 */
+  port?: number
+  /** HTTP host; @default '127.0.0.1' */
+  host?: string
+  listen?: string[]
+  bootstrap: string[]
+  region?: string
+  domain?: PeerHostDomain
+  /** @default NODE_DEFAULTS.maxAttempts */
+  maxAttempts?: number
+}
+
+export interface GatewayComponents {
+  privateKey: PrivateKey
+  account: PrivateKeyAccount
+  functions: FunctionTable
+  logger: Logger
+  registry: Registry
+}
+
+export interface GatewayNode {
+  readonly libp2p: PeerHostLibp2p
+  readonly view: WorkerView
+  readonly http: GatewayHttp
+  readonly url: string
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+export async function createGateway (init: GatewayInit, components: GatewayComponents): Promise<GatewayNode> {
+  const { account, functions, registry } = components
+  const log = components.logger.child({ component: 'peerhost:gateway' })
+  const domain = init.domain ?? DEV_DOMAIN
+  const topic = workersTopic(init.region)
+  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
+  const recent: RecentJob[] = []
+  const adverts = new Gauge({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
+
+  const view = workerView({
+    onAccepted (advert) {
+      // the signed advert is the authority for where a worker listens
+      const peer = peerIdFromString(advert.peerId)
+      const addrs = advert.addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+      void libp2p.peerStore.merge(peer, { multiaddrs: addrs }).catch(() => {})
+    }
+  })
+  new Gauge({ name: 'peerhost_gateway_known_workers', help: 'workers in the live view', registers: [registry], collect () { this.set(view.size()) } })
+
+  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, account, logger: components.logger })
+
+  const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
+    functions,
+    dispatch,
+    registry,
+    logger: components.logger,
+    gatewayAddress: account.address,
+    ready: () => view.size() > 0,
+    recordJob (job) {
+      recent.unshift(job)
+      if (recent.length > NODE_DEFAULTS.recentJobs) recent.pop()
+    },
+    status: () => ({
+      role: 'gateway',
+      peerId: libp2p.peerId.toString(),
+      address: account.address,
+      addrs: dialableAddrs(libp2p),
+      connections: libp2p.getConnections().length,
+      peers: libp2p.getPeers().map(p => p.toString()),
+      workers: view.list().map(w => ({
+        peerId: w.peerId,
+        address: w.advert.address,
+        capacity: w.advert.capacity,
+        load: w.advert.load,
+        inflight: w.inflight,
+        latencyMs: w.latencyMs === undefined ? null : Math.round(w.latencyMs * 100) / 100,
+        warm: w.advert.warm,
+        advertAgeMs: Date.now() - w.seenAt
+      })),
+      functions: functions.list().map(f => ({ path: `/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`, bundleCid: f.ref.bundleCid, options: f.options })),
+      recentJobs: recent
+    })
+  })
+
+  async function serveBundle (stream: Stream, connection: Connection): Promise<void> {
+    const f = frames(stream, 4096)
+    try {
+      const req = await f.read('bundle-request', AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs))
+      if (req.type !== 'bundle-request') { stream.abort(new Error('unexpected frame')); return }
+      const bytes = functions.bundle(req.cid)
+      const out = frames(stream, LIMITS.maxBundleBytes + 1024)
+      await out.write(bytes === undefined
+        ? errorFrame({ code: 'BUNDLE_UNAVAILABLE', message: 'this gateway does not hold that bundle' })
+        : { v: PROTOCOL_VERSION, type: 'bundle', cid: req.cid, bytes })
+      await stream.close()
+    } catch (err) {
+      log.info({ peer: connection.remotePeer.toString(), err: (err as Error)?.message }, 'bundle request rejected; stream reset')
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  return {
+    libp2p,
+    view,
+    http,
+    get url () { return http.url },
+    async start () {
+      await libp2p.start()
+      libp2p.services.pubsub.topicValidators.set(topic, async (_peer, message) => {
+        const check = await view.validate(message)
+        adverts.inc({ check })
+        if (check !== 'OK') log.debug({ check }, 'advert not accepted')
+        return ADVERT_VERDICTS[check]
+      })
+      libp2p.services.pubsub.subscribe(topic)
+      await libp2p.handle(BUNDLE_PROTOCOL, (stream, connection) => { void serveBundle(stream, connection) }, { maxInboundStreams: 64 })
+      await http.start()
+      log.info({ peerId: libp2p.peerId.toString(), url: http.url, address: account.address }, 'gateway started')
+    },
+    async stop () {
+      await http.stop()
+      await libp2p.stop()
+      log.info('gateway stopped')
+    }
+  }
+}

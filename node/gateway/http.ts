@@ -1,0 +1,242 @@
+/**
+ * The gateway's HTTP surface (hono on node:http):
+ *
+ * - `ANY /<wallet>/<project>/<function>[/rest]` → a job through the mesh → the function's response,
+ *   with `x-peerhost-job`, `x-peerhost-worker`, `x-peerhost-attempts`, `x-peerhost-receipt` and
+ *   `Server-Timing` (dispatch, queue, sandbox, exec, total).
+ * - `/_peerhost/health`, `/_peerhost/ready`, `/_peerhost/metrics`, `/_peerhost/status`.
+ *
+ * Every error is JSON `{ "error": { "code", "message" } }` with the status of its wire code.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { getRequestListener } from '@hono/node-server'
+import { Hono, type Context } from 'hono'
+import type { Registry } from 'prom-client'
+import { Counter, Histogram } from 'prom-client'
+import {
+  DEV_DOMAIN, inputHash, LIMITS, PEERHOST_HEADER_PREFIX, WIRE_ERROR_CODES,
+  type JobResult, type PeerHostDomain, type WireErrorCode, type WireRequest
+} from '#protocol'
+import { NODE_DEFAULTS } from '../constants.ts'
+import type { Logger } from '../logger.ts'
+import type { DispatchOutcome, Dispatcher } from './dispatch.ts'
+import type { FunctionEntry, FunctionTable } from './functions.ts'
+
+/** Request headers never forwarded to a function: per-connection and hop-by-hop. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
+/** Response headers the gateway sets itself. */
+const RESPONSE_DROP = new Set([...HOP_BY_HOP, 'content-length', 'server-timing'])
+
+const WALLET = /^0x[0-9a-fA-F]{40}$/
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
+
+export interface GatewayHttpInit {
+  port?: number
+  host?: string
+  domain?: PeerHostDomain
+}
+
+export interface GatewayHttpComponents {
+  functions: FunctionTable
+  dispatch: Dispatcher
+  registry: Registry
+  logger: Logger
+  /** JSON for /_peerhost/status */
+  status: () => Record<string, unknown>
+  /** ready when at least one worker is known */
+  ready: () => boolean
+  /** jobs for the status page */
+  recordJob: (job: RecentJob) => void
+}
+
+export interface RecentJob {
+  jobId: string
+  function: string
+  status: number
+  worker?: string
+  attempts: number
+  ms: number
+  at: string
+}
+
+export interface GatewayHttp {
+  readonly server: Server
+  readonly url: string
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+export function jsonError (code: WireErrorCode, message?: string, details?: Record<string, unknown>): Response {
+  const body: Record<string, unknown> = { code, message: message ?? WIRE_ERROR_CODES[code].message }
+  if (details !== undefined) body.details = details
+  return new Response(JSON.stringify({ error: body }), {
+    status: WIRE_ERROR_CODES[code].status,
+    headers: { 'content-type': 'application/json; charset=utf-8' }
+  })
+}
+
+/** Reads a body up to `max` bytes; undefined when it is larger. */
+async function readBody (req: Request, max: number): Promise<Uint8Array | undefined> {
+  if (req.body === null) return new Uint8Array(0)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  const reader = req.body.getReader()
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > max) {
+      await reader.cancel().catch(() => {})
+      return undefined
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks)
+}
+
+function receiptHeader (domain: PeerHostDomain, entry: FunctionEntry, outcome: DispatchOutcome, result: JobResult, gateway: string): string {
+  // everything a client needs to rebuild the EIP-712 Receipt and verify the worker's signature
+  const receipt = {
+    domain: { ...domain },
+    jobId: outcome.jobId,
+    attempt: result.attempt,
+    functionId: entry.ref.id,
+    outputHash: result.outputHash,
+    worker: outcome.worker?.advert.address,
+    gateway,
+    signature: result.receiptSig
+  }
+  return Buffer.from(JSON.stringify(receipt)).toString('base64url')
+}
+
+export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents & { gatewayAddress: string }): GatewayHttp {
+  const { functions, dispatch, registry } = components
+  const log = components.logger.child({ component: 'peerhost:gateway:http' })
+  const domain = init.domain ?? DEV_DOMAIN
+  const requests = new Counter({ name: 'peerhost_gateway_requests_total', help: 'function requests, by status', labelNames: ['status'], registers: [registry] })
+  const latency = new Histogram({ name: 'peerhost_gateway_request_seconds', help: 'function request latency', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [registry] })
+  const attemptsTotal = new Counter({ name: 'peerhost_gateway_attempts_total', help: 'dispatch attempts, by outcome', labelNames: ['outcome'], registers: [registry] })
+
+  const app = new Hono()
+
+  app.get('/_peerhost/health', c => c.json({ status: 'ok' }))
+  app.get('/_peerhost/ready', c => components.ready()
+    ? c.json({ ready: true })
+    : c.json({ ready: false, error: { code: 'NO_WORKER', message: 'no worker is known yet' } }, 503))
+  app.get('/_peerhost/metrics', async c => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }))
+  app.get('/_peerhost/status', c => c.json(components.status()))
+  app.all('/_peerhost/*', () => jsonError('NOT_FOUND', 'no such gateway endpoint; try /_peerhost/status'))
+
+  async function invoke (c: Context): Promise<Response> {
+    const started = performance.now()
+    const url = new URL(c.req.url)
+    const [, wallet, project, fn] = url.pathname.split('/')
+    if (wallet === undefined || project === undefined || fn === undefined || fn === '' || !WALLET.test(wallet) || !NAME.test(project) || !NAME.test(fn)) {
+      return jsonError('NOT_FOUND', 'expected a path /<wallet 0x…>/<project>/<function>[/rest]')
+    }
+    const entry = functions.resolve(wallet, project, fn)
+    if (entry === undefined) return jsonError('NOT_FOUND', `no function ${project}/${fn} is deployed for ${wallet}`)
+
+    const raw = c.req.raw
+    const declared = Number(raw.headers.get('content-length') ?? '0')
+    if (declared > LIMITS.maxRequestBodyBytes) return jsonError('PAYLOAD_TOO_LARGE', `the request body is ${declared} bytes; the limit is ${LIMITS.maxRequestBodyBytes}`)
+    const body = await readBody(raw, LIMITS.maxRequestBodyBytes)
+    if (body === undefined) return jsonError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${LIMITS.maxRequestBodyBytes} bytes`)
+
+    const headers: Array<[string, string]> = []
+    for (const [name, value] of raw.headers) if (!HOP_BY_HOP.has(name)) headers.push([name, value])
+    if (headers.length > LIMITS.maxHeaders) return jsonError('HEADERS_TOO_LARGE', `${headers.length} headers; the limit is ${LIMITS.maxHeaders}`)
+    const request: WireRequest = { method: raw.method.toUpperCase(), url: url.toString(), headers, body }
+
+    const deadline = Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs)
+    const outcome = await dispatch({ entry, request, inputHash: inputHash(request), deadline, signal: raw.signal })
+    for (const a of outcome.attempts) attemptsTotal.inc({ outcome: a.ok ? 'ok' : (a.code ?? 'failed') })
+
+    const totalMs = performance.now() - started
+    const base: Record<string, string> = {
+      'x-peerhost-job': outcome.jobId,
+      'x-peerhost-attempts': String(outcome.attempts.length)
+    }
+    let response: Response
+    const result = outcome.result
+    if (result === undefined) {
+      response = jsonError(outcome.error?.code ?? 'WORKER_FAILED', outcome.error?.message, outcome.error?.details)
+    } else {
+      base['x-peerhost-worker'] = outcome.worker?.peerId ?? ''
+      base['x-peerhost-receipt'] = receiptHeader(domain, entry, outcome, result, components.gatewayAddress)
+      const t = result.timings
+      base['server-timing'] = [
+        `dispatch;dur=${outcome.dispatchMs.toFixed(2)}`,
+        `queue;dur=${t.queueMs.toFixed(2)}`,
+        `sandbox;dur=${t.sandboxMs.toFixed(2)}`,
+        `exec;dur=${t.execMs.toFixed(2)}`,
+        `total;dur=${totalMs.toFixed(2)}`
+      ].join(', ')
+      if (result.response !== undefined) {
+        const h = new Headers()
+        for (const [name, value] of result.response.headers) {
+          if (RESPONSE_DROP.has(name) || name.startsWith(PEERHOST_HEADER_PREFIX)) continue
+          h.append(name, value)
+        }
+        const nullBody = [101, 204, 205, 304].includes(result.response.status) || raw.method === 'HEAD'
+        response = new Response(nullBody ? null : result.response.body, { status: result.response.status, headers: h })
+      } else {
+        const err = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }
+        response = jsonError(err.code, err.message, err.details)
+      }
+    }
+    for (const [k, v] of Object.entries(base)) response.headers.set(k, v)
+    requests.inc({ status: String(response.status) })
+    latency.observe(totalMs / 1000)
+    components.recordJob({
+      jobId: outcome.jobId,
+      function: `${project}/${fn}`,
+      status: response.status,
+      worker: outcome.worker?.peerId,
+      attempts: outcome.attempts.length,
+      ms: Math.round(totalMs * 100) / 100,
+      at: new Date().toISOString()
+    })
+    return response
+  }
+
+  app.all('/*', invoke)
+  app.onError((err, c) => {
+    log.error({ err, path: c.req.path }, 'request failed')
+    return jsonError('INTERNAL')
+  })
+
+  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false })
+  const server = createServer({
+    maxHeaderSize: LIMITS.maxHeaderBytes,
+    requestTimeout: NODE_DEFAULTS.httpRequestTimeoutMs,
+    headersTimeout: NODE_DEFAULTS.httpHeadersTimeoutMs
+  }, listener)
+  // malformed requests and oversize headers get a JSON answer too, then the socket closes
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) { socket.destroy(); return }
+    const code: WireErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
+    const status = WIRE_ERROR_CODES[code].status
+    const body = JSON.stringify({ error: { code, message: WIRE_ERROR_CODES[code].message } })
+    socket.end(`HTTP/1.1 ${status} ${code === 'HEADERS_TOO_LARGE' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  })
+
+  let url = ''
+  return {
+    server,
+    get url () { return url },
+    async start () {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(init.port ?? NODE_DEFAULTS.gatewayPort, init.host ?? '127.0.0.1', () => { server.off('error', reject); resolve() })
+      })
+      const addr = server.address() as AddressInfo
+      url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`
+    },
+    async stop () {
+      server.closeIdleConnections()
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * The worker role: joins the mesh through bootstrap nodes, gossips signed adverts, and serves
+ * `/peerhost/job/1.0.0`: checks the gateway's ticket, fetches the bundle if it lacks it, runs the
+ * job in its executor, and answers with the response and an EIP-712 receipt signed by its key.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { join } from 'node:path'
+import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
+import type { PrivateKeyAccount } from 'viem/accounts'
+import {
+  advertSigningBytes, BUNDLE_PROTOCOL, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
+  ProtocolError, receiptOf, recoverTicketSigner, signReceipt, ticketOf, workersTopic,
+  type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
+} from '#protocol'
+import type { ExecutionResult, Executor } from '#sandbox'
+import { bundleStore, type BundleStore } from '../bundle-store.ts'
+import { NODE_DEFAULTS } from '../constants.ts'
+import { errorFrame, frames } from '../frames.ts'
+import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
+import type { Logger } from '../logger.ts'
+
+export interface WorkerInit {
+  dataDir: string
+  /** @default ['/ip4/127.0.0.1/tcp/0'] */
+  listen?: string[]
+  bootstrap: string[]
+  /** jobs at once; @default NODE_DEFAULTS.workerCapacity */
+  capacity?: number
+  /** @default NODE_DEFAULTS.advertIntervalMs */
+  advertIntervalMs?: number
+  /** @default 'global' */
+  region?: string
+  /** EIP-712 domain receipts are signed in; @default DEV_DOMAIN (no chain) */
+  domain?: PeerHostDomain
+}
+
+export interface WorkerComponents {
+  privateKey: import('@libp2p/interface').PrivateKey
+  account: PrivateKeyAccount
+  executor: Executor
+  logger: Logger
+  registry: Registry
+}
+
+export interface WorkerNode {
+  readonly peerId: PeerId
+  readonly address: `0x${string}`
+  readonly libp2p: PeerHostLibp2p
+  /** jobs running now */
+  readonly running: number
+  start: () => Promise<void>
+  /** Stops taking jobs, waits for running ones (up to drainTimeoutMs), then stops. */
+  stop: () => Promise<void>
+  addrs: () => string[]
+}
+
+export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
+  const { account, executor, registry } = components
+  const log = components.logger.child({ component: 'peerhost:worker' })
+  const capacity = init.capacity ?? NODE_DEFAULTS.workerCapacity
+  const domain = init.domain ?? DEV_DOMAIN
+  const topic = workersTopic(init.region)
+  const bundles: BundleStore = bundleStore(join(init.dataDir, 'bundles'))
+  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
+
+  const jobsTotal = new Counter({ name: 'peerhost_worker_jobs_total', help: 'jobs answered, by outcome', labelNames: ['outcome'], registers: [registry] })
+  const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
+  const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
+  const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
+
+  let running = 0
+  let seq = 0
+  let stopping = false
+  let advertTimer: NodeJS.Timeout | undefined
+  const inflight = new Set<Promise<void>>()
+
+  async function publishAdvert (): Promise<void> {
+    const unsigned: Omit<WorkerAdvert, 'sig'> = {
+      v: PROTOCOL_VERSION,
+      type: 'advert',
+      peerId: libp2p.peerId.toString(),
+      address: account.address,
+      addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, 8),
+      capacity,
+      load: running,
+      warm: executor.warm().slice(0, LIMITS.maxWarmFunctions),
+      ts: Date.now(),
+      seq: ++seq
+    }
+    const sig = await components.privateKey.sign(advertSigningBytes(unsigned))
+    const advert: WorkerAdvert = { ...unsigned, sig }
+    try {
+      await libp2p.services.pubsub.publish(topic, encodeMessage(advert))
+    } catch (err) {
+      log.debug({ err }, 'advert not published')
+    }
+  }
+
+  function fail (job: Pick<JobRequest, 'jobId'> | undefined, code: WireError['code'], message: string, details?: WireError['details']): ReturnType<typeof errorFrame> {
+    rejected.inc({ code })
+    return errorFrame(details === undefined ? { code, message } : { code, message, details }, job?.jobId)
+  }
+
+  async function fetchBundle (peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array | undefined> {
+    const cached = bundles.get(cid)
+    if (cached !== undefined) return cached
+    const stream = await libp2p.dialProtocol(peer, BUNDLE_PROTOCOL, { signal })
+    try {
+      const f = frames(stream, LIMITS.maxBundleBytes + 1024)
+      await f.write({ v: PROTOCOL_VERSION, type: 'bundle-request', cid }, signal)
+      const answer = await f.read('bundle', signal)
+      if (answer.type === 'error') return undefined
+      if (answer.cid !== cid) throw new ProtocolError('INVALID_FIELD', `asked for bundle ${cid}, got ${answer.cid}`)
+      bundles.put(cid, answer.bytes)
+      return answer.bytes
+    } finally {
+      await stream.close().catch(() => stream.abort(new Error('close failed')))
+    }
+  }
+
+  async function verifyTicket (job: JobRequest): Promise<string | undefined> {
+    if (job.ticket.worker.toLowerCase() !== account.address.toLowerCase()) return 'the ticket names another worker'
+    if (job.deadline <= Date.now()) return 'the job deadline has passed'
+    let signer: string
+    try {
+      signer = await recoverTicketSigner(domain, ticketOf(job), job.ticketSig)
+    } catch {
+      return 'the ticket signature is malformed'
+    }
+    if (signer.toLowerCase() !== job.ticket.gateway.toLowerCase()) return 'the ticket is not signed by the gateway it names'
+    return undefined
+  }
+
+  async function runJob (job: JobRequest, connection: Connection, signal: AbortSignal): Promise<JobResult | ReturnType<typeof errorFrame>> {
+    const arrived = performance.now()
+    const ticketProblem = await verifyTicket(job)
+    if (ticketProblem !== undefined) return fail(job, 'TICKET_INVALID', ticketProblem)
+    if (stopping) return fail(job, 'SHUTTING_DOWN', 'the worker is shutting down')
+    if (running >= capacity) return fail(job, 'OVERLOADED', 'the worker has no free capacity', { capacity, running })
+
+    running++
+    runningGauge.set(running)
+    try {
+      let bytes: Uint8Array | undefined
+      try {
+        bytes = await fetchBundle(connection.remotePeer, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
+      } catch (err: any) {
+        if (err?.code === 'BUNDLE_MISMATCH') return fail(job, 'BUNDLE_MISMATCH', 'the bundle bytes do not match the CID')
+        log.warn({ err, cid: job.fn.bundleCid }, 'bundle fetch failed')
+      }
+      if (bytes === undefined) return fail(job, 'BUNDLE_UNAVAILABLE', 'the bundle could not be fetched from the gateway')
+
+      const queueMs = performance.now() - arrived
+      const endTimer = execSeconds.startTimer()
+      let result: ExecutionResult
+      try {
+        result = await executor.execute({
+          jobId: job.jobId,
+          bundle: { cid: job.fn.bundleCid, bytes },
+          request: job.request,
+          env: job.env,
+          options: job.options,
+          deadline: job.deadline
+        }, { signal })
+      } finally {
+        endTimer()
+      }
+      const hash = result.response !== undefined
+        ? outputHash({ response: result.response })
+        : outputHash({ error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
+      const receiptSig = await signReceipt(account, domain, receiptOf(job, hash))
+      jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
+      const out: JobResult = {
+        v: PROTOCOL_VERSION,
+        type: 'result',
+        jobId: job.jobId,
+        attempt: job.attempt,
+        logs: result.logs,
+        logsTruncated: result.logsTruncated,
+        timings: { ...result.timings, queueMs: Math.round((queueMs + result.timings.queueMs) * 1000) / 1000 },
+        outputHash: hash,
+        receiptSig
+      }
+      if (result.response !== undefined) out.response = result.response
+      else out.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
+      return out
+    } finally {
+      running--
+      runningGauge.set(running)
+    }
+  }
+
+  async function handleJobStream (stream: Stream, connection: Connection): Promise<void> {
+    const f = frames(stream)
+    const controller = new AbortController()
+    const onClose = (): void => controller.abort()
+    stream.addEventListener('close', onClose)
+    try {
+      let request
+      try {
+        request = await f.read('job', AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs * 2))
+      } catch (err: any) {
+        // malformed, oversize, wrong version: reset the stream and count it against the peer
+        rejected.inc({ code: err instanceof ProtocolError ? err.code : 'READ_FAILED' })
+        log.info({ peer: connection.remotePeer.toString(), code: err?.code ?? err?.name }, 'job frame rejected; stream reset')
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        return
+      }
+      if (request.type !== 'job') {
+        stream.abort(new Error('unexpected error frame'))
+        return
+      }
+      const deadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
+      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(0, deadline - Date.now()) + 1_000)])
+      const answer = await runJob(request, connection, signal)
+      await f.write(answer, signal)
+      await stream.close()
+    } catch (err) {
+      log.debug({ err }, 'job stream ended with an error')
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      stream.removeEventListener('close', onClose)
+    }
+  }
+
+  return {
+    get peerId () { return libp2p.peerId },
+    address: account.address,
+    libp2p,
+    get running () { return running },
+    addrs: () => dialableAddrs(libp2p),
+    async start () {
+      await executor.start()
+      await libp2p.start()
+      await libp2p.handle(JOB_PROTOCOL, (stream, connection) => {
+        const p = handleJobStream(stream, connection)
+        inflight.add(p)
+        void p.finally(() => inflight.delete(p))
+      }, { maxInboundStreams: NODE_DEFAULTS.maxInboundJobStreams })
+      libp2p.services.pubsub.subscribe(topic)
+      await publishAdvert()
+      advertTimer = setInterval(() => { void publishAdvert() }, init.advertIntervalMs ?? NODE_DEFAULTS.advertIntervalMs)
+      log.info({ peerId: libp2p.peerId.toString(), address: account.address, addrs: dialableAddrs(libp2p), executor: executor.kind }, 'worker started')
+    },
+    async stop () {
+      if (stopping) return
+      stopping = true
+      clearInterval(advertTimer)
+      await Promise.race([
+        Promise.allSettled([...inflight]),
+        new Promise(resolve => setTimeout(resolve, NODE_DEFAULTS.drainTimeoutMs).unref())
+      ])
+      await libp2p.stop()
+      await executor.stop()
+      log.info('worker stopped')
+    }
+  }
+}
