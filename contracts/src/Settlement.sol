@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ISettlement} from "./interfaces/ISettlement.sol";
+import {IFunctionRegistry} from "./interfaces/IFunctionRegistry.sol";
+import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
+
+/// @title Settlement
+/// @notice See {ISettlement}. The EIP-712 domain ("PeerHost", "1", chain id, this contract) and the
+/// Ticket/Receipt type strings are those of `protocol/eip712.ts`; a test checks they are equal.
+contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
+    bytes32 public constant TICKET_TYPEHASH = keccak256(
+        "Ticket(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
+    );
+    bytes32 public constant RECEIPT_TYPEHASH = keccak256(
+        "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch)"
+    );
+
+    uint8 public constant FAULT_INVALID_TICKET = 1;
+    uint8 public constant FAULT_LEAF_OUT_OF_RANGE = 2;
+    uint8 public constant FAULT_BROKEN_SUM = 3;
+    uint8 public constant FAULT_DOUBLE_CLAIM = 4;
+    uint8 public constant FAULT_EQUIVOCATION = 5;
+    uint8 public constant FAULT_DISAGREEMENT = 6;
+
+    uint8 private constant STATUS_COMMITTED = 1;
+    uint8 private constant STATUS_FINALIZED = 2;
+    uint8 private constant STATUS_VOIDED = 3;
+    uint256 private constant MAX_CID_LENGTH = 128;
+
+    IFunctionRegistry public immutable registry;
+    IWorkerStaking public immutable staking;
+    address public immutable coordinator;
+    uint64 public immutable genesis;
+    uint64 public immutable epochLength;
+    uint64 public immutable commitWindow;
+    uint64 public immutable challengeWindow;
+    uint128 public immutable minBatchBond;
+    uint16 public immutable slashBps;
+    uint16 public immutable challengerShareBps;
+    uint8 public immutable disagreementQuorum;
+    address public immutable treasury;
+
+    struct Escrow {
+        uint128 balance;
+        uint128 withdrawalRequested;
+        uint64 withdrawalUnlockAt;
+    }
+
+    struct Allowance {
+        uint128 perEpoch;
+        uint64 epoch;
+        uint128 spent;
+    }
+
+    mapping(bytes32 projectId => Escrow) private _escrows;
+    mapping(bytes32 projectId => mapping(address gateway => Allowance)) private _allowances;
+    mapping(bytes32 batchId => Batch) private _batches;
+    mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
+    mapping(address account => uint256) private _owed;
+
+    /// @param coordinator_ the ExecutionCoordinator (the only caller of chargeEscrow/refundEscrow);
+    /// deployed after this contract, so its address is predicted by the deployer.
+    constructor(IFunctionRegistry registry_, IWorkerStaking staking_, address coordinator_, Params memory p) EIP712("PeerHost", "1") {
+        if (
+            p.epochLength == 0 || p.commitWindow == 0 || p.challengeWindow == 0 || p.slashBps > 10_000
+                || p.challengerShareBps > 10_000 || p.disagreementQuorum == 0 || p.treasury == address(0)
+                || coordinator_ == address(0)
+                // A worker must stay slashable for the whole life of its batches.
+                || staking_.unbondingPeriod() <= uint256(p.epochLength) + p.commitWindow + p.challengeWindow
+        ) revert SettlementInvalidParams();
+        registry = registry_;
+        staking = staking_;
+        coordinator = coordinator_;
+        genesis = uint64(block.timestamp);
+        epochLength = p.epochLength;
+        commitWindow = p.commitWindow;
+        challengeWindow = p.challengeWindow;
+        minBatchBond = p.minBatchBond;
+        slashBps = p.slashBps;
+        challengerShareBps = p.challengerShareBps;
+        disagreementQuorum = p.disagreementQuorum;
+        treasury = p.treasury;
+    }
+
+    /// @dev Slashed stake arrives from WorkerStaking during {_void}; nothing else may send funds.
+    receive() external payable {
+        if (msg.sender != address(staking)) revert SettlementUnauthorized(msg.sender);
+    }
+
+    // ---------------------------------------------------------------- escrow
+
+    /// @inheritdoc ISettlement
+    function deposit(bytes32 projectId) external payable {
+        if (msg.value == 0) revert SettlementZeroAmount();
+        if (registry.ownerOf(projectId) == address(0)) revert SettlementUnknownProject(projectId);
+        _escrows[projectId].balance += uint128(msg.value);
+        emit Deposited(projectId, msg.sender, msg.value);
+    }
+
+    /// @inheritdoc ISettlement
+    function setGatewayAllowance(bytes32 projectId, address gateway, uint256 perEpoch) external {
+        _onlyOwner(projectId);
+        if (gateway == address(0)) revert SettlementInvalidGateway(gateway);
+        _allowances[projectId][gateway].perEpoch = uint128(perEpoch > type(uint128).max ? type(uint128).max : perEpoch);
+        emit GatewayAllowanceSet(projectId, gateway, perEpoch);
+    }
+
+    /// @inheritdoc ISettlement
+    function requestEscrowWithdrawal(bytes32 projectId, uint256 amount) external {
+        _onlyOwner(projectId);
+        if (amount == 0) revert SettlementZeroAmount();
+        Escrow storage e = _escrows[projectId];
+        e.withdrawalRequested = uint128(amount > type(uint128).max ? type(uint128).max : amount);
+        uint64 unlockAt = uint64(block.timestamp) + epochLength + commitWindow;
+        e.withdrawalUnlockAt = unlockAt;
+        emit EscrowWithdrawalRequested(projectId, amount, unlockAt);
+    }
+
+    /// @inheritdoc ISettlement
+    function withdrawEscrow(bytes32 projectId) external {
+        address owner = _onlyOwner(projectId);
+        Escrow storage e = _escrows[projectId];
+        if (e.withdrawalRequested == 0) revert SettlementNoWithdrawalRequested(projectId);
+        if (block.timestamp < e.withdrawalUnlockAt) revert SettlementEscrowLocked(e.withdrawalUnlockAt);
+        uint128 amount = e.withdrawalRequested < e.balance ? e.withdrawalRequested : e.balance;
+        e.balance -= amount;
+        e.withdrawalRequested = 0;
+        e.withdrawalUnlockAt = 0;
+        _credit(owner, amount);
+        emit EscrowWithdrawn(projectId, owner, amount);
+    }
+
+    /// @inheritdoc ISettlement
+    function chargeEscrow(bytes32 projectId, address spender, uint256 amount) external nonReentrant {
+        if (msg.sender != coordinator) revert SettlementUnauthorized(msg.sender);
+        if (spender != registry.ownerOf(projectId)) _spendAllowance(projectId, spender, currentEpoch(), amount);
+        Escrow storage e = _escrows[projectId];
+        if (amount > e.balance) revert SettlementInsufficientEscrow(amount, e.balance);
+        e.balance -= uint128(amount);
+        emit EscrowCharged(projectId, spender, amount);
+        (bool ok,) = msg.sender.call{value: amount}("");
+        if (!ok) revert SettlementTransferFailed(msg.sender, amount);
+    }
+
+    /// @inheritdoc ISettlement
+    function refundEscrow(bytes32 projectId) external payable {
+        if (msg.sender != coordinator) revert SettlementUnauthorized(msg.sender);
+        _escrows[projectId].balance += uint128(msg.value);
+        emit EscrowRefunded(projectId, msg.value);
+    }
+
+    // ---------------------------------------------------------------- batches
+
+    /// @inheritdoc ISettlement
+    function commitBatch(bytes32 projectId, uint64 epoch, address gateway, bytes32 root, uint32 count, uint128 total, bytes calldata dataCid)
+        external
+        payable
+        returns (bytes32 batchId)
+    {
+        if (!staking.isActiveWorker(msg.sender)) revert SettlementNotStakedWorker(msg.sender);
+        uint64 current = currentEpoch();
+        // The epoch must be over (all its tickets issued) and its commit window still open.
+        if (epoch >= current || block.timestamp >= _epochEnd(epoch) + commitWindow) revert SettlementEpochNotCommittable(epoch, current);
+        if (count == 0 || total == 0 || dataCid.length == 0 || dataCid.length > MAX_CID_LENGTH) revert SettlementEmptyBatch();
+        if (msg.value < minBatchBond) revert SettlementBondTooSmall(msg.value, minBatchBond);
+        batchId = batchIdOf(msg.sender, projectId, epoch, gateway);
+        Batch storage b = _batches[batchId];
+        if (b.status != 0) revert SettlementBatchExists(batchId);
+        _spendAllowance(projectId, gateway, epoch, total);
+        Escrow storage e = _escrows[projectId];
+        if (total > e.balance) revert SettlementInsufficientEscrow(total, e.balance);
+        e.balance -= total;
+        b.worker = msg.sender;
+        b.epoch = epoch;
+        b.count = count;
+        b.gateway = gateway;
+        b.committedAt = uint64(block.timestamp);
+        b.status = STATUS_COMMITTED;
+        b.projectId = projectId;
+        b.root = root;
+        b.total = total;
+        b.bond = uint128(msg.value);
+        emit BatchCommitted(batchId, msg.sender, projectId, gateway, epoch, root, count, total, msg.value, dataCid);
+    }
+
+    /// @inheritdoc ISettlement
+    function finalizeBatch(bytes32 batchId) external {
+        Batch storage b = _batches[batchId];
+        if (b.status != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
+        uint64 endsAt = b.committedAt + challengeWindow;
+        if (block.timestamp < endsAt) revert SettlementChallengeWindowOpen(endsAt);
+        b.status = STATUS_FINALIZED;
+        uint256 paid = uint256(b.total) - b.excluded;
+        _credit(b.worker, paid + b.bond);
+        emit BatchFinalized(batchId, b.worker, paid);
+    }
+
+    // ---------------------------------------------------------------- fault proofs
+
+    /// @inheritdoc ISettlement
+    function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
+        Batch storage b = _challengeable(batchId);
+        _verify(b, leaf, proof);
+        uint8 fault;
+        if (leaf.index >= b.count) fault = FAULT_LEAF_OUT_OF_RANGE;
+        else if (leaf.index == 0 && leaf.cumulativeFee != leaf.fee) fault = FAULT_BROKEN_SUM;
+        else if (leaf.index == b.count - 1 && leaf.cumulativeFee != b.total) fault = FAULT_BROKEN_SUM;
+        else if (!_ticketValid(b, leaf)) fault = FAULT_INVALID_TICKET;
+        else revert SettlementNoFault();
+        _void(batchId, b, fault);
+    }
+
+    /// @inheritdoc ISettlement
+    function proveBrokenSum(bytes32 batchId, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
+        external
+        nonReentrant
+    {
+        Batch storage b = _challengeable(batchId);
+        if (leaf.index == 0 || prev.index != leaf.index - 1) revert SettlementNotAdjacent(prev.index, leaf.index);
+        _verify(b, prev, prevProof);
+        _verify(b, leaf, proof);
+        // Checked arithmetic: an overflowing prefix sum is itself broken.
+        (bool ok, uint256 expected) = _tryAdd(prev.cumulativeFee, leaf.fee);
+        if (ok && expected == leaf.cumulativeFee) revert SettlementNoFault();
+        _void(batchId, b, FAULT_BROKEN_SUM);
+    }
+
+    /// @inheritdoc ISettlement
+    function disputeDuplicateJob(
+        bytes32 batchA, Leaf calldata a, bytes32[] calldata proofA,
+        bytes32 batchB, Leaf calldata b, bytes32[] calldata proofB
+    ) external nonReentrant {
+        if (a.jobId != b.jobId || (batchA == batchB && a.index == b.index)) revert SettlementNotDuplicate();
+        Batch storage bb = _challengeable(batchB);
+        Batch storage ba = _batches[batchA];
+        if (ba.status == 0) revert SettlementUnknownBatch(batchA);
+        // One client request is one (gateway, project, jobId).
+        if (ba.gateway != bb.gateway || ba.projectId != bb.projectId) revert SettlementNotDuplicate();
+        _verify(ba, a, proofA);
+        _verify(bb, b, proofB);
+        if (batchA == batchB && a.attempt == b.attempt) {
+            // The same ticket claimed twice by one worker.
+            _void(batchB, bb, FAULT_DOUBLE_CLAIM);
+            return;
+        }
+        // Both tickets must be genuine: a forged leaf must be proven with proveInvalidLeaf instead,
+        // and can never push a genuine leaf out.
+        if (!_ticketValid(ba, a)) revert SettlementInvalidTicket(batchA, a.index);
+        if (!_ticketValid(bb, b)) revert SettlementInvalidTicket(batchB, b.index);
+        if (ba.status == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
+        if (_excluded[batchB][b.index]) revert SettlementLeafExcluded(batchB, b.index);
+        if (ba.status != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
+        _excluded[batchB][b.index] = true;
+        bb.excluded += uint128(b.fee);
+        _escrows[bb.projectId].balance += uint128(b.fee);
+        emit LeafExcluded(batchB, b.index, b.jobId, b.fee);
+    }
+
+    /// @inheritdoc ISettlement
+    function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
+        external
+        nonReentrant
+    {
+        Batch storage b = _challengeable(batchId);
+        _verify(b, leaf, proof);
+        if (otherOutputHash == leaf.outputHash) revert SettlementNoFault();
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, otherOutputHash, b.worker,
+                    b.gateway, leaf.fee, b.epoch
+                )
+            )
+        );
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || signer != b.worker) revert SettlementInvalidReceiptSignature(0);
+        _void(batchId, b, FAULT_EQUIVOCATION);
+    }
+
+    /// @inheritdoc ISettlement
+    function proveDisagreement(
+        bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, Receipt[] calldata receipts, bytes[] calldata signatures
+    ) external nonReentrant {
+        Batch storage b = _challengeable(batchId);
+        _verify(b, leaf, proof);
+        if (receipts.length != signatures.length) revert SettlementLengthMismatch();
+        if (receipts.length < disagreementQuorum) revert SettlementQuorumTooSmall(receipts.length, disagreementQuorum);
+        bytes32 output = receipts[0].outputHash;
+        if (output == leaf.outputHash) revert SettlementNoFault();
+        address last;
+        for (uint256 i = 0; i < receipts.length; i++) {
+            Receipt calldata r = receipts[i];
+            if (r.functionId != leaf.functionId || r.inputHash != leaf.inputHash || r.outputHash != output || r.worker == b.worker) {
+                revert SettlementReceiptMismatch(i);
+            }
+            if (r.worker <= last) revert SettlementSignersNotAscending(i);
+            last = r.worker;
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashReceipt(r), signatures[i]);
+            if (err != ECDSA.RecoverError.NoError || signer != r.worker) revert SettlementInvalidReceiptSignature(i);
+            if (!staking.isActiveWorker(r.worker)) revert SettlementSignerNotStaked(i);
+        }
+        _void(batchId, b, FAULT_DISAGREEMENT);
+    }
+
+    // ---------------------------------------------------------------- payments
+
+    /// @inheritdoc ISettlement
+    function withdraw() external nonReentrant {
+        uint256 amount = _owed[msg.sender];
+        if (amount == 0) revert SettlementNothingToWithdraw();
+        _owed[msg.sender] = 0;
+        emit PaymentWithdrawn(msg.sender, amount);
+        (bool ok,) = msg.sender.call{value: amount}("");
+        if (!ok) revert SettlementTransferFailed(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    function batchIdOf(address worker, bytes32 projectId, uint64 epoch, address gateway) public pure returns (bytes32) {
+        return keccak256(abi.encode(worker, projectId, epoch, gateway));
+    }
+
+    function getBatch(bytes32 batchId) external view returns (Batch memory) {
+        return _batches[batchId];
+    }
+
+    function escrowOf(bytes32 projectId) external view returns (uint256) {
+        return _escrows[projectId].balance;
+    }
+
+    function escrowWithdrawalOf(bytes32 projectId) external view returns (uint256 amount, uint64 unlockAt) {
+        Escrow storage e = _escrows[projectId];
+        return (e.withdrawalRequested, e.withdrawalUnlockAt);
+    }
+
+    function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch) {
+        Allowance storage a = _allowances[projectId][gateway];
+        return (a.perEpoch, a.epoch == currentEpoch() ? a.spent : 0);
+    }
+
+    function owed(address account) external view returns (uint256) {
+        return _owed[account];
+    }
+
+    function currentEpoch() public view returns (uint64) {
+        return (uint64(block.timestamp) - genesis) / epochLength;
+    }
+
+    function isExcluded(bytes32 batchId, uint256 index) external view returns (bool) {
+        return _excluded[batchId][index];
+    }
+
+    function hashTicket(Ticket calldata t) external view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
+        );
+    }
+
+    function hashReceipt(Receipt calldata r) external view returns (bytes32) {
+        return _hashReceipt(r);
+    }
+
+    /// @notice Whether `signature` is `signer`'s signature of the ticket under this contract's domain.
+    function verifyTicket(Ticket calldata t, bytes calldata signature, address signer) external view returns (bool) {
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
+        );
+        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        return err == ECDSA.RecoverError.NoError && got == signer;
+    }
+
+    /// @notice Whether `signature` is `receipt.worker`'s signature of the receipt under this contract's domain.
+    function verifyReceipt(Receipt calldata r, bytes calldata signature) external view returns (bool) {
+        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashReceipt(r), signature);
+        return err == ECDSA.RecoverError.NoError && got == r.worker;
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    function leafHash(Leaf calldata leaf) public pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(leaf))));
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _onlyOwner(bytes32 projectId) private view returns (address owner) {
+        owner = registry.ownerOf(projectId);
+        if (owner == address(0)) revert SettlementUnknownProject(projectId);
+        if (owner != msg.sender) revert SettlementNotProjectOwner(projectId, msg.sender);
+    }
+
+    function _spendAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
+        Allowance storage a = _allowances[projectId][gateway];
+        uint256 spent = a.epoch == epoch ? a.spent : 0;
+        uint256 available = a.perEpoch > spent ? a.perEpoch - spent : 0;
+        if (amount > available) revert SettlementAllowanceExceeded(amount, available);
+        a.epoch = epoch;
+        a.spent = uint128(spent + amount);
+    }
+
+    function _epochEnd(uint64 epoch) private view returns (uint256) {
+        return uint256(genesis) + (uint256(epoch) + 1) * epochLength;
+    }
+
+    function _challengeable(bytes32 batchId) private view returns (Batch storage b) {
+        b = _batches[batchId];
+        if (b.status == 0) revert SettlementUnknownBatch(batchId);
+        if (b.status != STATUS_COMMITTED || block.timestamp >= uint256(b.committedAt) + challengeWindow) {
+            revert SettlementBatchNotChallengeable(batchId);
+        }
+    }
+
+    function _verify(Batch storage b, Leaf calldata leaf, bytes32[] calldata proof) private view {
+        if (!MerkleProof.verifyCalldata(proof, b.root, leafHash(leaf))) revert SettlementInvalidProof();
+    }
+
+    /// @dev The ticket is rebuilt with the batch's worker, gateway and epoch; it must be signed by
+    /// the batch's gateway (no high-s, v in {27, 28}) and name a function of the batch's project.
+    function _ticketValid(Batch storage b, Leaf calldata leaf) private view returns (bool) {
+        if (registry.projectOfFunction(leaf.functionId) != b.projectId) return false;
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TICKET_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, b.worker, b.gateway, leaf.fee,
+                    b.epoch, leaf.deadline
+                )
+            )
+        );
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, leaf.v, leaf.r, leaf.s);
+        return err == ECDSA.RecoverError.NoError && signer == b.gateway;
+    }
+
+    function _hashReceipt(Receipt calldata r) private view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    RECEIPT_TYPEHASH, r.jobId, r.attempt, r.functionId, r.inputHash, r.outputHash, r.worker, r.gateway, r.fee, r.epoch
+                )
+            )
+        );
+    }
+
+    /// @dev Strict total order between two leaves of one job: higher attempt, then lower batch id,
+    /// then lower index.
+    function _outranks(bytes32 batchA, Leaf calldata a, bytes32 batchB, Leaf calldata b) private pure returns (bool) {
+        if (a.attempt != b.attempt) return a.attempt > b.attempt;
+        if (batchA != batchB) return uint256(batchA) < uint256(batchB);
+        return a.index < b.index;
+    }
+
+    /// @dev Voids a batch: refunds what is still held to the escrow, forfeits the bond and slashes
+    /// the worker; the challenger gets its share of both, the treasury the rest.
+    function _void(bytes32 batchId, Batch storage b, uint8 fault) private {
+        b.status = STATUS_VOIDED;
+        address worker = b.worker;
+        _escrows[b.projectId].balance += b.total - b.excluded;
+        uint256 slashed = staking.slash(worker, slashBps);
+        uint256 forfeited = slashed + b.bond;
+        uint256 share = forfeited * challengerShareBps / 10_000;
+        _credit(msg.sender, share);
+        _credit(treasury, forfeited - share);
+        emit BatchVoided(batchId, msg.sender, fault, slashed);
+    }
+
+    function _credit(address account, uint256 amount) private {
+        if (amount == 0) return;
+        _owed[account] += amount;
+        emit PaymentCredited(account, amount);
+    }
+
+    function _tryAdd(uint256 x, uint256 y) private pure returns (bool, uint256) {
+        unchecked {
+            uint256 z = x + y;
+            return (z >= x, z);
+        }
+    }
+}

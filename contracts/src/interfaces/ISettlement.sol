@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title PeerHost batched settlement
+/// @notice Builders fund a project escrow and authorise gateways with a per-epoch allowance. After an
+/// epoch ends, each worker commits, per (project, epoch, gateway), one Merkle root over its
+/// (ticket, receipt) leaves with the leaf count, the total fee and a bond. The batch's total is
+/// taken from the escrow at once, held during the challenge window, and paid (with the bond) by
+/// pull payment when the window closes.
+///
+/// Leaves ({Leaf}) are `StandardMerkleTree` leaves (`keccak256(bytes.concat(keccak256(abi.encode(leaf))))`),
+/// verified with OpenZeppelin's `MerkleProof`. A leaf carries a prefix sum (`cumulativeFee`), so
+/// the committed total is provable from the leaves: leaf `i` must satisfy
+/// `cumulativeFee(i) = cumulativeFee(i-1) + fee(i)`, leaf 0 `cumulativeFee = fee`, the leaf at
+/// `count - 1` `cumulativeFee = total`, and no leaf may have `index >= count`.
+///
+/// The ticket of a leaf is rebuilt from the leaf and the batch (worker, gateway and epoch come from
+/// the batch), so a ticket signed for another worker, gateway or epoch fails its signature check.
+///
+/// Faults (each voids the batch, refunds its total to the escrow, slashes `slashBps` of the worker's
+/// stake and forfeits the bond; the challenger gets `challengerShareBps` of both, the rest goes to
+/// the treasury): an invalid ticket, a broken sum, a leaf out of range, the same ticket claimed
+/// twice, equivocation, and disagreement with a quorum of other staked workers.
+///
+/// jobId rule: a client pays at most once per (gateway, jobId). Two leaves with the same jobId in
+/// different batches, or with different attempts in one batch, are not a fault (the gateway retried
+/// and signed both tickets): {disputeDuplicateJob} excludes the lower-ranked leaf from payment and
+/// refunds its fee to the escrow; nobody is slashed. Rank: a leaf of a finalized batch outranks all;
+/// otherwise the higher attempt wins, then the lower batch id, then the lower index. The same
+/// (jobId, attempt) twice in one batch is a double claim: a fault.
+interface ISettlement {
+    struct Leaf {
+        uint256 index;
+        uint256 cumulativeFee;
+        bytes32 jobId;
+        uint32 attempt;
+        bytes32 functionId;
+        bytes32 inputHash;
+        bytes32 outputHash;
+        uint256 fee;
+        uint64 deadline;
+        /// The gateway's ticket signature, split (v, r, s); high-s is rejected.
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
+    /// @dev Same fields, order and types as `protocol/eip712.ts` `Receipt`.
+    struct Receipt {
+        bytes32 jobId;
+        uint32 attempt;
+        bytes32 functionId;
+        bytes32 inputHash;
+        bytes32 outputHash;
+        address worker;
+        address gateway;
+        uint256 fee;
+        uint64 epoch;
+    }
+
+    /// @dev Same fields, order and types as `protocol/eip712.ts` `Ticket`.
+    struct Ticket {
+        bytes32 jobId;
+        uint32 attempt;
+        bytes32 functionId;
+        bytes32 inputHash;
+        address worker;
+        address gateway;
+        uint256 fee;
+        uint64 epoch;
+        uint64 deadline;
+    }
+
+    struct Batch {
+        address worker;
+        uint64 epoch;
+        uint32 count;
+        address gateway;
+        uint64 committedAt;
+        /// 0 none, 1 committed, 2 finalized, 3 voided.
+        uint8 status;
+        bytes32 projectId;
+        bytes32 root;
+        uint128 total;
+        uint128 bond;
+        /// Fees of leaves excluded by {disputeDuplicateJob}, already refunded.
+        uint128 excluded;
+    }
+
+    struct Params {
+        /// Epoch length in seconds; epoch `e` covers `[genesis + e*epochLength, genesis + (e+1)*epochLength)`.
+        uint64 epochLength;
+        /// Seconds after an epoch ends during which its batches may be committed.
+        uint64 commitWindow;
+        /// Seconds after a commit during which faults may be proven.
+        uint64 challengeWindow;
+        /// Smallest bond a commit must carry.
+        uint128 minBatchBond;
+        /// Share of the worker's stake slashed on a proven fault (basis points).
+        uint16 slashBps;
+        /// Share of the slashed stake and bond paid to the challenger (basis points).
+        uint16 challengerShareBps;
+        /// Distinct other staked workers whose receipts prove a disagreement.
+        uint8 disagreementQuorum;
+        /// Receives the non-challenger share of slashed funds.
+        address treasury;
+    }
+
+    event Deposited(bytes32 indexed projectId, address indexed from, uint256 amount);
+    event GatewayAllowanceSet(bytes32 indexed projectId, address indexed gateway, uint256 perEpoch);
+    event EscrowWithdrawalRequested(bytes32 indexed projectId, uint256 amount, uint64 unlockAt);
+    event EscrowWithdrawn(bytes32 indexed projectId, address indexed to, uint256 amount);
+    event BatchCommitted(
+        bytes32 indexed batchId, address indexed worker, bytes32 indexed projectId, address gateway, uint64 epoch,
+        bytes32 root, uint32 count, uint256 total, uint256 bond, bytes dataCid
+    );
+    event BatchFinalized(bytes32 indexed batchId, address indexed worker, uint256 paid);
+    event BatchVoided(bytes32 indexed batchId, address indexed challenger, uint8 indexed fault, uint256 slashed);
+    event LeafExcluded(bytes32 indexed batchId, uint256 indexed index, bytes32 indexed jobId, uint256 fee);
+    event EscrowCharged(bytes32 indexed projectId, address indexed spender, uint256 amount);
+    event EscrowRefunded(bytes32 indexed projectId, uint256 amount);
+    event PaymentCredited(address indexed account, uint256 amount);
+    event PaymentWithdrawn(address indexed account, uint256 amount);
+
+    error SettlementUnknownProject(bytes32 projectId);
+    error SettlementNotProjectOwner(bytes32 projectId, address caller);
+    error SettlementZeroAmount();
+    error SettlementInvalidGateway(address gateway);
+    error SettlementNoWithdrawalRequested(bytes32 projectId);
+    error SettlementEscrowLocked(uint64 unlockAt);
+    error SettlementNotStakedWorker(address worker);
+    error SettlementEpochNotCommittable(uint64 epoch, uint64 currentEpoch);
+    error SettlementBatchExists(bytes32 batchId);
+    error SettlementEmptyBatch();
+    error SettlementBondTooSmall(uint256 bond, uint256 minimum);
+    error SettlementInsufficientEscrow(uint256 needed, uint256 available);
+    error SettlementAllowanceExceeded(uint256 needed, uint256 available);
+    error SettlementUnknownBatch(bytes32 batchId);
+    error SettlementBatchNotChallengeable(bytes32 batchId);
+    error SettlementChallengeWindowOpen(uint64 endsAt);
+    error SettlementBatchNotCommitted(bytes32 batchId);
+    error SettlementInvalidProof();
+    error SettlementNoFault();
+    error SettlementNotAdjacent(uint256 prevIndex, uint256 index);
+    error SettlementNotDuplicate();
+    error SettlementLeafExcluded(bytes32 batchId, uint256 index);
+    error SettlementInvalidTicket(bytes32 batchId, uint256 index);
+    error SettlementQuorumTooSmall(uint256 given, uint256 needed);
+    error SettlementLengthMismatch();
+    error SettlementReceiptMismatch(uint256 i);
+    error SettlementInvalidReceiptSignature(uint256 i);
+    error SettlementSignersNotAscending(uint256 i);
+    error SettlementSignerNotStaked(uint256 i);
+    error SettlementUnauthorized(address caller);
+    error SettlementNothingToWithdraw();
+    error SettlementTransferFailed(address to, uint256 amount);
+    error SettlementInvalidParams();
+
+    /// @notice Adds `msg.value` to the project's escrow (anyone may fund a project).
+    function deposit(bytes32 projectId) external payable;
+    /// @notice The project owner lets `gateway` spend up to `perEpoch` of the escrow per epoch (0 revokes).
+    function setGatewayAllowance(bytes32 projectId, address gateway, uint256 perEpoch) external;
+    /// @notice The owner asks to withdraw `amount`; possible after one epoch plus the commit window, so
+    /// tickets already issued can still be settled.
+    function requestEscrowWithdrawal(bytes32 projectId, uint256 amount) external;
+    /// @notice Credits the owner with the requested amount (or what is left of the escrow).
+    function withdrawEscrow(bytes32 projectId) external;
+    /// @notice Commits the caller's batch for (projectId, epoch, gateway); `msg.value` is the bond.
+    /// @param dataCid CID of the published leaf list, so challengers can fetch it.
+    function commitBatch(bytes32 projectId, uint64 epoch, address gateway, bytes32 root, uint32 count, uint128 total, bytes calldata dataCid)
+        external payable returns (bytes32 batchId);
+    /// @notice After the challenge window, credits the worker with the batch total (less exclusions) plus the bond.
+    function finalizeBatch(bytes32 batchId) external;
+    /// @notice Proves a leaf whose ticket is not signed by the batch's gateway (or is for another
+    /// project's function), a leaf out of range, or a boundary leaf with a wrong prefix sum.
+    function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external;
+    /// @notice Proves two adjacent leaves whose prefix sums do not add up.
+    function proveBrokenSum(bytes32 batchId, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
+        external;
+    /// @notice Two leaves with one jobId: a fault when they are one ticket claimed twice in one batch;
+    /// otherwise the lower-ranked leaf (`b`) is excluded and its fee refunded.
+    function disputeDuplicateJob(
+        bytes32 batchA, Leaf calldata a, bytes32[] calldata proofA,
+        bytes32 batchB, Leaf calldata b, bytes32[] calldata proofB
+    ) external;
+    /// @notice Proves the batch's worker signed another output hash for a leaf's (jobId, attempt).
+    function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
+        external;
+    /// @notice Proves that at least `disagreementQuorum` other staked workers (signers strictly
+    /// ascending) signed one output hash, different from the leaf's, for the leaf's function and input.
+    function proveDisagreement(
+        bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, Receipt[] calldata receipts, bytes[] calldata signatures
+    ) external;
+    /// @notice ExecutionCoordinator only: pays `amount` of the escrow to the coordinator for an
+    /// on-chain request by `spender` (the owner, or a gateway within its allowance this epoch).
+    function chargeEscrow(bytes32 projectId, address spender, uint256 amount) external;
+    /// @notice ExecutionCoordinator only: returns an unspent on-chain request fee to the escrow.
+    function refundEscrow(bytes32 projectId) external payable;
+    /// @notice Pays the caller everything credited to it (pull payment).
+    function withdraw() external;
+
+    function batchIdOf(address worker, bytes32 projectId, uint64 epoch, address gateway) external pure returns (bytes32);
+    function getBatch(bytes32 batchId) external view returns (Batch memory);
+    function escrowOf(bytes32 projectId) external view returns (uint256);
+    function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch);
+    function owed(address account) external view returns (uint256);
+    function currentEpoch() external view returns (uint64);
+    function isExcluded(bytes32 batchId, uint256 index) external view returns (bool);
+    function hashTicket(Ticket calldata ticket) external view returns (bytes32);
+    function hashReceipt(Receipt calldata receipt) external view returns (bytes32);
+    function leafHash(Leaf calldata leaf) external pure returns (bytes32);
+}
