@@ -113,7 +113,8 @@ function decode (bytes: Uint8Array, maxBytes: number, maxBinaryBytes: number | u
     })
     let value: unknown
     try {
-      value = unpackr.unpack(bytes)
+      // msgpackr caches a DataView as a property of its input: give it a throwaway view, not ours
+      value = unpackr.unpack(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     } catch (err) {
       throw new ProtocolError('MALFORMED', 'the frame is not valid msgpack', { cause: err })
     }
