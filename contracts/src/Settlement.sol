@@ -34,7 +34,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     IFunctionRegistry public immutable registry;
     IWorkerStaking public immutable staking;
-    address public immutable coordinator;
+    address public coordinator;
+    address private immutable _initializer;
     uint64 public immutable genesis;
     uint64 public immutable epochLength;
     uint64 public immutable commitWindow;
@@ -63,19 +64,16 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
     mapping(address account => uint256) private _owed;
 
-    /// @param coordinator_ the ExecutionCoordinator (the only caller of chargeEscrow/refundEscrow);
-    /// deployed after this contract, so its address is predicted by the deployer.
-    constructor(IFunctionRegistry registry_, IWorkerStaking staking_, address coordinator_, Params memory p) EIP712("PeerHost", "1") {
+    constructor(IFunctionRegistry registry_, IWorkerStaking staking_, Params memory p) EIP712("PeerHost", "1") {
         if (
             p.epochLength == 0 || p.commitWindow == 0 || p.challengeWindow == 0 || p.slashBps > 10_000
                 || p.challengerShareBps > 10_000 || p.disagreementQuorum == 0 || p.treasury == address(0)
-                || coordinator_ == address(0)
                 // A worker must stay slashable for the whole life of its batches.
                 || staking_.unbondingPeriod() <= uint256(p.epochLength) + p.commitWindow + p.challengeWindow
         ) revert SettlementInvalidParams();
         registry = registry_;
         staking = staking_;
-        coordinator = coordinator_;
+        _initializer = msg.sender;
         genesis = uint64(block.timestamp);
         epochLength = p.epochLength;
         commitWindow = p.commitWindow;
@@ -85,6 +83,15 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         challengerShareBps = p.challengerShareBps;
         disagreementQuorum = p.disagreementQuorum;
         treasury = p.treasury;
+    }
+
+    /// @notice Sets the ExecutionCoordinator (the only caller of chargeEscrow/refundEscrow); callable
+    /// once, by the deployer (the coordinator is deployed after this contract).
+    function setCoordinator(address coordinator_) external {
+        if (msg.sender != _initializer) revert SettlementUnauthorized(msg.sender);
+        if (coordinator != address(0) || coordinator_ == address(0)) revert SettlementInvalidParams();
+        coordinator = coordinator_;
+        emit CoordinatorSet(coordinator_);
     }
 
     /// @dev Slashed stake arrives from WorkerStaking during {_void}; nothing else may send funds.

@@ -121,6 +121,7 @@ interface ISettlement {
     event EscrowRefunded(bytes32 indexed projectId, uint256 amount);
     event PaymentCredited(address indexed account, uint256 amount);
     event PaymentWithdrawn(address indexed account, uint256 amount);
+    event CoordinatorSet(address coordinator);
 
     error SettlementUnknownProject(bytes32 projectId);
     error SettlementNotProjectOwner(bytes32 projectId, address caller);
