@@ -1,46 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
 import { Command } from '@commander-js/extra-typings'
-import { loadEvmAccount, NodeError } from '../deps.ts'
+import { loadEvmAccount } from '../deps.ts'
+import { spawnPeerhost, type NodeProcess } from '../spawn.ts'
 import { absolute, collect, intOption, onShutdown, say } from '../util.ts'
 
-const CLI = resolve(import.meta.dirname, '..', 'peerhost.ts')
-
-interface Child {
-  name: string
-  proc: ChildProcess
-  ready: Promise<Record<string, any>>
-}
-
-/** Starts `peerhost <args>` as its own process; resolves with its `ready` line. */
-function startNode (name: string, args: string[], logDir: string): Child {
-  const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' })
-  const proc = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  proc.stderr!.pipe(log)
-  const ready = new Promise<Record<string, any>>((resolve, reject) => {
-    const lines = createInterface({ input: proc.stdout! })
-    lines.on('line', line => {
-      try {
-        const msg = JSON.parse(line)
-        if (msg.event === 'ready') resolve(msg)
-      } catch {}
-    })
-    proc.once('exit', code => reject(new NodeError('NODE_EXITED', `${name} exited with code ${code} before it was ready; see ${join(logDir, `${name}.log`)}`)))
-  })
-  return { name, proc, ready }
-}
-
-async function stopAll (children: Child[]): Promise<void> {
-  await Promise.all(children.map(async c => {
-    if (c.proc.exitCode !== null || c.proc.signalCode !== null) return
-    const exited = new Promise(resolve => c.proc.once('exit', resolve))
-    c.proc.kill('SIGTERM')
-    const timer = setTimeout(() => c.proc.kill('SIGKILL'), 12_000)
-    await exited
-    clearTimeout(timer)
-  }))
+async function stopAll (children: NodeProcess[]): Promise<void> {
+  await Promise.all(children.map(async c => await c.stop()))
 }
 
 export function devnetCommand (): Command<any, any> {
@@ -57,23 +23,23 @@ export function devnetCommand (): Command<any, any> {
       const logDir = join(dataDir, 'logs')
       mkdirSync(logDir, { recursive: true })
       const builder = loadEvmAccount(join(dataDir, 'builder'))
-      const children: Child[] = []
+      const children: NodeProcess[] = []
       let stopped = false
       const stop = async (): Promise<void> => { stopped = true; await stopAll(children) }
       onShutdown(stop)
       try {
-        const boot = startNode('bootstrap', ['bootstrap', '--data-dir', join(dataDir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0'], logDir)
+        const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dataDir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0'], logDir)
         children.push(boot)
         const { addrs } = await boot.ready
         const bootstrap = (addrs as string[]).join(',')
         const workers = Array.from({ length: opts.workers }, (_, i) => {
           const args = ['worker', '--bootstrap', bootstrap, '--data-dir', join(dataDir, `worker-${i + 1}`)]
           if (opts.unsafeDevExecutor === true) args.push('--unsafe-dev-executor')
-          return startNode(`worker-${i + 1}`, args, logDir)
+          return spawnPeerhost(`worker-${i + 1}`, args, logDir)
         })
         children.push(...workers)
         const projects = [resolve(import.meta.dirname, '..', '..', 'examples', 'hello'), ...opts.project.map(p => absolute(p))]
-        const gateway = startNode('gateway', ['gateway', '--bootstrap', bootstrap, '--port', String(opts.port), '--data-dir', join(dataDir, 'gateway'),
+        const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', String(opts.port), '--data-dir', join(dataDir, 'gateway'),
           '--owner', builder.address, ...projects.flatMap(p => ['--project', p])], logDir)
         children.push(gateway)
         await Promise.all(workers.map(async w => await w.ready))

@@ -32,6 +32,8 @@ export interface DispatchOutcome {
   attempts: AttemptRecord[]
   /** the verified result (which may itself carry a user error such as FUNCTION_ERROR) */
   result?: JobResult
+  /** the job frame of the attempt that produced `result` */
+  request?: JobRequest
   worker?: WorkerEntry
   /** set when no verified result was obtained */
   error?: WireError
@@ -176,7 +178,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
           lastError = result.error
           continue
         }
-        return { jobId, attempts, result, worker, dispatchMs }
+        return { jobId, attempts, result, request, worker, dispatchMs }
       } catch (err: any) {
         const ms = performance.now() - t0
         view.end(worker.peerId, { ok: false })

@@ -5,7 +5,7 @@
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { Gauge, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { PrivateKeyAccount } from 'viem/accounts'
 import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
@@ -54,7 +54,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const topic = workersTopic(init.region)
   const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
   const recent: RecentJob[] = []
-  const adverts = new Gauge({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
+  const adverts = new Counter({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
 
   const view = workerView({
     onAccepted (advert) {
@@ -73,7 +73,6 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     dispatch,
     registry,
     logger: components.logger,
-    gatewayAddress: account.address,
     ready: () => view.size() > 0,
     recordJob (job) {
       recent.unshift(job)

@@ -15,13 +15,13 @@ import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
 import { Counter, Histogram } from 'prom-client'
 import {
-  DEV_DOMAIN, inputHash, LIMITS, PEERHOST_HEADER_PREFIX, WIRE_ERROR_CODES,
-  type JobResult, type PeerHostDomain, type WireErrorCode, type WireRequest
+  DEV_DOMAIN, inputHash, LIMITS, PEERHOST_HEADER_PREFIX, receiptOf, WIRE_ERROR_CODES,
+  type JobRequest, type JobResult, type PeerHostDomain, type WireErrorCode, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
-import type { DispatchOutcome, Dispatcher } from './dispatch.ts'
-import type { FunctionEntry, FunctionTable } from './functions.ts'
+import type { Dispatcher } from './dispatch.ts'
+import type { FunctionTable } from './functions.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
@@ -95,22 +95,23 @@ async function readBody (req: Request, max: number): Promise<Uint8Array | undefi
   return Buffer.concat(chunks)
 }
 
-function receiptHeader (domain: PeerHostDomain, entry: FunctionEntry, outcome: DispatchOutcome, result: JobResult, gateway: string): string {
-  // everything a client needs to rebuild the EIP-712 Receipt and verify the worker's signature
+/**
+ * `x-peerhost-receipt`: base64url JSON with the EIP-712 domain, every Receipt field (uint fields
+ * as decimal strings) and the worker's signature — all a client needs to verify who ran its job.
+ */
+function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: JobResult): string {
+  const r = receiptOf(request, result.outputHash)
   const receipt = {
     domain: { ...domain },
-    jobId: outcome.jobId,
-    attempt: result.attempt,
-    functionId: entry.ref.id,
-    outputHash: result.outputHash,
-    worker: outcome.worker?.advert.address,
-    gateway,
+    ...r,
+    fee: r.fee.toString(),
+    epoch: r.epoch.toString(),
     signature: result.receiptSig
   }
   return Buffer.from(JSON.stringify(receipt)).toString('base64url')
 }
 
-export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents & { gatewayAddress: string }): GatewayHttp {
+export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents): GatewayHttp {
   const { functions, dispatch, registry } = components
   const log = components.logger.child({ component: 'peerhost:gateway:http' })
   const domain = init.domain ?? DEV_DOMAIN
@@ -164,7 +165,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       response = jsonError(outcome.error?.code ?? 'WORKER_FAILED', outcome.error?.message, outcome.error?.details)
     } else {
       base['x-peerhost-worker'] = outcome.worker?.peerId ?? ''
-      base['x-peerhost-receipt'] = receiptHeader(domain, entry, outcome, result, components.gatewayAddress)
+      if (outcome.request !== undefined) base['x-peerhost-receipt'] = receiptHeader(domain, outcome.request, result)
       const t = result.timings
       base['server-timing'] = [
         `dispatch;dur=${outcome.dispatchMs.toFixed(2)}`,

@@ -1,0 +1,84 @@
+/**
+ * Real networks for end-to-end tests: one bootstrap node, one gateway and N workers, each a
+ * separate `peerhost` process on 127.0.0.1, in a fresh temporary data dir.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
+
+export interface TestNetworkInit {
+  workers?: number
+  projects?: string[]
+  /** worker executor flag; @default ['--unsafe-dev-executor'] */
+  workerArgs?: string[]
+  /** gateway owner wallet for the projects */
+  owner?: string
+}
+
+export interface TestNetwork {
+  dir: string
+  bootstrap: NodeProcess
+  bootstrapAddrs: string[]
+  gateway: NodeProcess
+  gatewayUrl: string
+  workers: NodeProcess[]
+  /** ready lines of the workers, by index */
+  workerInfo: Array<Record<string, any>>
+  functions: string[]
+  startWorker: (index: number) => Promise<Record<string, any>>
+  stop: () => Promise<void>
+}
+
+export async function waitFor<T> (what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < until) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (err) { last = err }
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+export async function startTestNetwork (init: TestNetworkInit = {}): Promise<TestNetwork> {
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-e2e-'))
+  const logDir = join(dir, 'logs')
+  const all: NodeProcess[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(all.map(async p => await p.stop(5_000)))
+    if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const bootstrap = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--admin-port', '0', '--log-level', 'warn'], logDir)
+    all.push(bootstrap)
+    const bootstrapAddrs: string[] = (await bootstrap.ready).addrs
+    const workerArgs = init.workerArgs ?? ['--unsafe-dev-executor']
+    const workers: NodeProcess[] = []
+    const workerInfo: Array<Record<string, any>> = []
+    const startWorker = async (i: number): Promise<Record<string, any>> => {
+      const w = spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrapAddrs.join(','), '--data-dir', join(dir, `worker-${i + 1}`), '--admin-port', '0', '--log-level', 'info', ...workerArgs], logDir)
+      all.push(w)
+      workers[i] = w
+      workerInfo[i] = await w.ready
+      return workerInfo[i]
+    }
+    const gwArgs = ['gateway', '--bootstrap', bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(dir, 'gateway'), '--log-level', 'info']
+    for (const p of init.projects ?? []) gwArgs.push('--project', p)
+    if (init.owner !== undefined) gwArgs.push('--owner', init.owner)
+    const gateway = spawnPeerhost('gateway', gwArgs, logDir)
+    all.push(gateway)
+    await Promise.all(Array.from({ length: init.workers ?? 3 }, async (_, i) => await startWorker(i)))
+    const gw = await gateway.ready
+    return { dir, bootstrap, bootstrapAddrs, gateway, gatewayUrl: gw.url, workers, workerInfo, functions: gw.functions, startWorker, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+export async function status (net: TestNetwork): Promise<any> {
+  return await (await fetch(`${net.gatewayUrl}/_peerhost/status`)).json()
+}
