@@ -10,15 +10,20 @@ import { gatewayCommand } from './commands/gateway.ts'
 import { workerCommand } from './commands/worker.ts'
 import { reportError } from './util.ts'
 
-const program = new Command('peerhost')
+/** Usage errors: one line starting `peerhost:`, a hint, exit code 2 (see reportError). */
+function userFacing<C extends Command<any, any>> (cmd: C): C {
+  cmd.exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'peerhost: ')) })
+  return cmd
+}
+
+const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
-  .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)')
-  .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'peerhost: ')) })
+  .version('0.1.0'))
 
 for (const cmd of [devnetCommand(), bootstrapCommand(), gatewayCommand(), workerCommand()]) {
-  program.addCommand(cmd.exitOverride().showHelpAfterError('(run with --help for usage)'))
+  program.addCommand(userFacing(cmd))
 }
 
 try {

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CLI } from '../../bin/spawn.ts'
+
+function run (...args: string[]): { code: number | null, stdout: string, stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+describe('peerhost CLI', function () {
+  this.timeout(60_000)
+
+  it('prints help for the program and every command', () => {
+    const top = run('--help')
+    assert.equal(top.code, 0)
+    for (const cmd of ['devnet', 'bootstrap', 'gateway', 'worker']) {
+      assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`))
+      const sub = run(cmd, '--help')
+      assert.equal(sub.code, 0, `${cmd} --help`)
+      assert.match(sub.stdout, new RegExp(`Usage: peerhost ${cmd}`))
+    }
+  })
+
+  it('reports a usage error in one sentence without a stack and exits 2', () => {
+    for (const args of [['gateway', '--port', 'abc'], ['nope'], ['worker'], ['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1', '--owner', 'bob']]) {
+      const r = run(...args)
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+      assert.match(r.stderr, /^peerhost: \S/)
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
+    }
+  })
+
+  it('lists every problem of a bad peerhost.json at once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerhost-cli-'))
+    mkdirSync(join(dir, 'functions'))
+    writeFileSync(join(dir, 'functions', 'a.ts'), 'export default { fetch () { return new Response("a") } }')
+    writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({ name: 'Bad Name', functions: { a: { timeoutMs: -1, memoryMb: 'lots', extra: true } } }))
+    const r = run('gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJ8CJmVwY9CptgYbs2CN6PaCEE1JkPDGAb2cNzsnsFQXn', '--port', '0', '--data-dir', join(dir, 'gw'), '--project', dir)
+    assert.equal(r.code, 2, r.stderr)
+    assert.match(r.stderr, /4 problems/)
+    for (const path of ['name', 'functions.a.timeoutMs', 'functions.a.memoryMb', 'functions.a']) assert.ok(r.stderr.includes(`- ${path}:`), `mentions ${path}: ${r.stderr}`)
+  })
+})
