@@ -206,7 +206,7 @@ export function canonicalError (code: WireErrorCode): Uint8Array {
 }
 
 /** keccak256 of the canonical response, or of the canonical error when the job produced an error. */
-export function outputHash (x: { response: WireResponse } | { error: Pick<WireError, 'code'> }): Hex {
+export function outputHash (x: { response: WireResponse } | { error: WireError }): Hex {
   if (typeof x !== 'object' || x === null) invalid('result', 'a response or an error')
   if ('error' in x && x.error !== undefined) {
     if ('response' in x && (x as { response?: unknown }).response !== undefined) invalid('result', 'exactly one of response and error')

@@ -149,7 +149,7 @@ describe('protocol/canonical', () => {
     })
 
     it('rejects an unknown error code or a bad status with INVALID_FIELD', () => {
-      assert.equal(codeOf(() => outputHash({ error: { code: 'NOPE' as 'INTERNAL' } })), 'INVALID_FIELD')
+      assert.equal(codeOf(() => outputHash({ error: { code: 'NOPE' as 'INTERNAL', message: 'x' } })), 'INVALID_FIELD')
       assert.equal(codeOf(() => outputHash({ response: res({ status: 99 }) })), 'INVALID_FIELD')
     })
   })
