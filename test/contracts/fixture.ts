@@ -1,0 +1,289 @@
+/**
+ * Shared fixture for the contract suites: one in-process EDR chain per suite (Hardhat 3
+ * `network.create()`), the four contracts deployed with the local parameters, actors with their own
+ * private keys (viem local accounts, so EIP-712 signatures come from `protocol/eip712.ts` exactly as
+ * nodes make them), a deployed project, and snapshot/revert between tests.
+ */
+import assert from 'node:assert/strict'
+import {
+  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, custom, getContract, keccak256,
+  toHex, type Abi, type Account, type Address, type Chain, type Hex, type PublicClient, type Transport, type WalletClient
+} from 'viem'
+import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
+import { hardhat } from 'viem/chains'
+import { buildContracts } from '../../contracts/hre.ts'
+import { deployPeerHost, LOCAL_PARAMS, type PeerHostAddresses, type PeerHostParams } from '../../contracts/deploy.ts'
+import {
+  executionCoordinatorAbi, functionRegistryAbi, settlementAbi, workerStakingAbi, buildSettlementBatch,
+  type SettlementBatch, type SettlementItem
+} from '../../contracts/abi/index.ts'
+import { functionId as fnId, peerHostDomain, projectId as projId, signReceipt, signTicket, type PeerHostDomain, type Receipt, type Ticket } from '../../protocol/eip712.ts'
+
+export const ETHER = 10n ** 18n
+export const PARAMS: PeerHostParams = { ...LOCAL_PARAMS }
+
+type Wallet = WalletClient<Transport, Chain, PrivateKeyAccount>
+
+export interface Actor {
+  name: string
+  account: PrivateKeyAccount
+  address: Address
+  wallet: Wallet
+}
+
+export const ACTOR_NAMES = ['deployer', 'owner', 'gateway', 'gateway2', 'w1', 'w2', 'w3', 'w4', 'w5', 'challenger', 'stranger'] as const
+export type ActorName = typeof ACTOR_NAMES[number]
+
+export interface World {
+  close: () => Promise<void>
+  request: (method: string, params?: unknown[]) => Promise<any>
+  publicClient: PublicClient
+  chainId: number
+  actors: Record<ActorName, Actor>
+  addresses: PeerHostAddresses
+  domain: PeerHostDomain
+  projectId: Hex
+  functionId: Hex
+  otherFunctionId: Hex
+  read: {
+    registry: ReturnType<typeof registryAt>
+    staking: ReturnType<typeof stakingAt>
+    settlement: ReturnType<typeof settlementAt>
+    coordinator: ReturnType<typeof coordinatorAt>
+  }
+}
+
+function registryAt (address: Address, client: PublicClient) { return getContract({ address, abi: functionRegistryAbi, client }) }
+function stakingAt (address: Address, client: PublicClient) { return getContract({ address, abi: workerStakingAbi, client }) }
+function settlementAt (address: Address, client: PublicClient) { return getContract({ address, abi: settlementAbi, client }) }
+function coordinatorAt (address: Address, client: PublicClient) { return getContract({ address, abi: executionCoordinatorAbi, client }) }
+
+export interface SetupOptions {
+  params?: PeerHostParams
+  /** stake workers w1..w5 and the gateways, fund the project and authorise the gateway */
+  prepare?: boolean
+}
+
+/** Starts a fresh in-process chain with everything deployed (and, by default, staked and funded). */
+export async function setup (options: SetupOptions = {}): Promise<World> {
+  const hre = await buildContracts()
+  const conn = await hre.network.create()
+  const provider = conn.provider
+  const request = async (method: string, params: unknown[] = []): Promise<any> => await provider.request({ method, params })
+  const transport = custom(provider)
+  const publicClient = createPublicClient({ chain: hardhat, transport, pollingInterval: 5 }) as PublicClient
+  const chainId = await publicClient.getChainId()
+
+  const actors = {} as Record<ActorName, Actor>
+  for (const name of ACTOR_NAMES) {
+    const account = privateKeyToAccount(generatePrivateKey())
+    await request('hardhat_setBalance', [account.address, toHex(1_000_000n * ETHER)])
+    const wallet = createWalletClient({ account, chain: hardhat, transport, pollingInterval: 5 })
+    actors[name] = { name, account, address: account.address, wallet }
+  }
+  const params = options.params ?? PARAMS
+  const addresses = await deployPeerHost({ wallet: actors.deployer.wallet, publicClient, params: { ...params, treasury: actors.deployer.address } })
+  const world: World = {
+    close: async () => { await conn.close() },
+    request,
+    publicClient,
+    chainId,
+    actors,
+    addresses,
+    domain: peerHostDomain(chainId, addresses.Settlement),
+    projectId: projId(actors.owner.address, 'demo'),
+    functionId: fnId(actors.owner.address, 'demo', 'hello'),
+    otherFunctionId: fnId(actors.stranger.address, 'other', 'hello'),
+    read: {
+      registry: registryAt(addresses.FunctionRegistry, publicClient),
+      staking: stakingAt(addresses.WorkerStaking, publicClient),
+      settlement: settlementAt(addresses.Settlement, publicClient),
+      coordinator: coordinatorAt(addresses.ExecutionCoordinator, publicClient)
+    }
+  }
+  await send(world, 'owner', 'FunctionRegistry', 'deploy', [actors.owner.address, 'demo', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['hello', 'echo']])
+  await send(world, 'stranger', 'FunctionRegistry', 'deploy', [actors.stranger.address, 'other', '0x0171', keccak256('0x02'), ['hello']])
+  if (options.prepare !== false) {
+    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'WorkerStaking', 'stake', [1], 10n * ETHER)
+    await send(world, 'gateway', 'WorkerStaking', 'stake', [2], 10n * ETHER)
+    await send(world, 'gateway2', 'WorkerStaking', 'stake', [2], 10n * ETHER)
+    await send(world, 'owner', 'Settlement', 'deposit', [world.projectId], 1_000n * ETHER)
+    await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, actors.gateway.address, 100n * ETHER])
+    await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, actors.gateway2.address, 100n * ETHER])
+  }
+  return world
+}
+
+export const ABIS: Record<keyof PeerHostAddresses, Abi> = {
+  FunctionRegistry: functionRegistryAbi,
+  WorkerStaking: workerStakingAbi,
+  Settlement: settlementAbi,
+  ExecutionCoordinator: executionCoordinatorAbi
+}
+
+/** Sends a transaction from an actor and returns its receipt (asserting success). */
+export async function send (
+  world: World, from: ActorName | Actor, contract: keyof PeerHostAddresses | { address: Address, abi: Abi },
+  functionName: string, args: readonly unknown[] = [], value?: bigint
+) {
+  const actor = typeof from === 'string' ? world.actors[from] : from
+  const target = typeof contract === 'string' ? { address: world.addresses[contract], abi: ABIS[contract] } : contract
+  const hash = await actor.wallet.writeContract({ address: target.address, abi: target.abi, functionName, args, value } as any)
+  const receipt = await world.publicClient.getTransactionReceipt({ hash })
+  assert.equal(receipt.status, 'success', `${functionName} reverted`)
+  return receipt
+}
+
+/** Asserts the call reverts with the named custom error (and, when given, these arguments). */
+export async function expectRevert (promise: Promise<unknown>, errorName: string, args?: readonly unknown[]): Promise<void> {
+  try {
+    await promise
+  } catch (err) {
+    if (!(err instanceof BaseError)) throw err
+    const revert = err.walk(e => e instanceof ContractFunctionRevertedError)
+    if (!(revert instanceof ContractFunctionRevertedError)) throw err
+    assert.equal(revert.data?.errorName, errorName, `expected ${errorName}, got ${revert.data?.errorName ?? revert.shortMessage}`)
+    if (args !== undefined) assert.deepEqual(normalize(revert.data?.args ?? []), normalize(args))
+    return
+  }
+  assert.fail(`expected revert ${errorName}, but the call succeeded`)
+}
+
+function normalize (v: unknown): unknown {
+  if (typeof v === 'string' && v.startsWith('0x')) return v.toLowerCase()
+  if (Array.isArray(v)) return v.map(normalize)
+  return v
+}
+
+/** `send` that must revert with `errorName`. */
+export async function sendReverts (
+  world: World, from: ActorName | Actor, contract: keyof PeerHostAddresses | { address: Address, abi: Abi },
+  functionName: string, args: readonly unknown[], errorName: string, errorArgs?: readonly unknown[], value?: bigint
+): Promise<void> {
+  await expectRevert(send(world, from, contract, functionName, args, value), errorName, errorArgs)
+}
+
+export async function snapshot (world: World): Promise<string> {
+  return await world.request('evm_snapshot')
+}
+
+export async function revertTo (world: World, id: string): Promise<void> {
+  assert.equal(await world.request('evm_revert', [id]), true)
+}
+
+/** Moves chain time forward and mines a block. */
+export async function increaseTime (world: World, seconds: bigint | number): Promise<void> {
+  await world.request('evm_increaseTime', [Number(seconds)])
+  await world.request('evm_mine')
+}
+
+export async function now (world: World): Promise<bigint> {
+  return (await world.publicClient.getBlock()).timestamp
+}
+
+/** Advances to the start of the next epoch and returns the epoch that just ended. */
+export async function endEpoch (world: World): Promise<bigint> {
+  const epoch = await world.read.settlement.read.currentEpoch()
+  const genesis = await world.read.settlement.read.genesis()
+  const length = await world.read.settlement.read.epochLength()
+  const t = await now(world)
+  const next = genesis + (epoch + 1n) * length
+  await increaseTime(world, next - t)
+  return epoch
+}
+
+let jobCounter = 0n
+
+export function newJobId (): Hex {
+  jobCounter++
+  return keccak256(toHex(`job-${jobCounter}-${Math.random()}`))
+}
+
+export interface JobSpec {
+  worker: ActorName
+  gateway?: ActorName
+  epoch: bigint
+  fee?: bigint
+  jobId?: Hex
+  attempt?: number
+  functionId?: Hex
+  inputHash?: Hex
+  outputHash?: Hex
+}
+
+export interface SignedJob {
+  ticket: Ticket
+  ticketSignature: Hex
+  receipt: Receipt
+  receiptSignature: Hex
+  item: SettlementItem
+}
+
+/** A gateway-signed ticket and the worker's signed receipt for one job. */
+export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob> {
+  const worker = world.actors[spec.worker]
+  const gateway = world.actors[spec.gateway ?? 'gateway']
+  const ticket: Ticket = {
+    jobId: spec.jobId ?? newJobId(),
+    attempt: spec.attempt ?? 0,
+    functionId: spec.functionId ?? world.functionId,
+    inputHash: spec.inputHash ?? keccak256(toHex('input')),
+    worker: worker.address,
+    gateway: gateway.address,
+    fee: spec.fee ?? ETHER / 1000n,
+    epoch: spec.epoch,
+    deadline: 4_000_000_000n
+  }
+  const ticketSignature = await signTicket(gateway.account, world.domain, ticket)
+  const receipt: Receipt = {
+    jobId: ticket.jobId,
+    attempt: ticket.attempt,
+    functionId: ticket.functionId,
+    inputHash: ticket.inputHash,
+    outputHash: spec.outputHash ?? keccak256(toHex('output')),
+    worker: worker.address,
+    gateway: gateway.address,
+    fee: ticket.fee,
+    epoch: ticket.epoch
+  }
+  const receiptSignature = await signReceipt(worker.account, world.domain, receipt)
+  return {
+    ticket,
+    ticketSignature,
+    receipt,
+    receiptSignature,
+    item: {
+      ticket: { jobId: ticket.jobId, attempt: ticket.attempt, functionId: ticket.functionId, inputHash: ticket.inputHash, fee: ticket.fee, deadline: ticket.deadline },
+      ticketSignature,
+      outputHash: receipt.outputHash
+    }
+  }
+}
+
+export interface CommittedBatch {
+  batchId: Hex
+  batch: SettlementBatch
+  worker: ActorName
+  gateway: ActorName
+  epoch: bigint
+}
+
+/** Commits a batch (built honestly unless `batch` is given) for `worker`. */
+export async function commit (
+  world: World, worker: ActorName, epoch: bigint, items: SettlementItem[] | SettlementBatch,
+  options: { gateway?: ActorName, bond?: bigint, projectId?: Hex } = {}
+): Promise<CommittedBatch> {
+  const batch = Array.isArray(items) ? buildSettlementBatch(items) : items
+  const gateway = options.gateway ?? 'gateway'
+  const projectId = options.projectId ?? world.projectId
+  await send(world, worker, 'Settlement', 'commitBatch', [
+    projectId, epoch, world.actors[gateway].address, batch.root, batch.count, batch.total, '0x0155'
+  ], options.bond ?? PARAMS.minBatchBond)
+  const batchId = await world.read.settlement.read.batchIdOf([world.actors[worker].address, projectId, epoch, world.actors[gateway].address])
+  return { batchId, batch, worker, gateway, epoch }
+}
+
+/** Owed balances and escrows a suite can compare before and after. */
+export async function owed (world: World, who: ActorName): Promise<bigint> {
+  return await world.read.settlement.read.owed([world.actors[who].address])
+}
