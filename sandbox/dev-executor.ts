@@ -190,7 +190,8 @@ class DevExecutor implements Executor {
       }
       const watchdog = setTimeout(() => {
         void thread.terminate()
-        done(errorResult(limitError('LIMIT_TIMEOUT', 'timeoutMs', Math.round(performance.now() - tSent), timeoutMs), timings(performance.now() - tSent)))
+        // the thread's own LIMIT_TIMEOUT timer could not fire: its event loop was blocked
+        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(performance.now() - tSent), timeoutMs), timings(performance.now() - tSent)))
       }, timeoutMs + SANDBOX_LIMITS.killGraceMs)
       const onAbort = (): void => {
         void thread.terminate()

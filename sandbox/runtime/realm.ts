@@ -8,9 +8,12 @@
  * the Web classes handed in come from this process's realm. In gVisor the sandbox is the boundary;
  * a function that escapes its realm reaches only the shim of its own sandbox.
  *
- * A synchronous endless loop is interrupted by vm's `timeout` while module code and the handler's
- * synchronous part run; one that starts after an `await` cannot be interrupted from inside the
- * process, so the host kills the process (gVisor: the sandbox; dev: the worker thread).
+ * Time limits: an idle wait past `timeoutMs` (a promise that never settles) is LIMIT_TIMEOUT,
+ * answered here. Code that keeps the CPU busy until the limit is LIMIT_CPU: vm's `timeout`
+ * interrupts module code and the handler's synchronous part; a loop that starts after an `await`
+ * cannot be interrupted from inside the process, so the host kills the process (gVisor: the
+ * sandbox; dev: the worker thread) when no answer came by `timeoutMs` + grace, and reports
+ * LIMIT_CPU too (the shim's own timer could not fire: its event loop was blocked).
  */
 import vm from 'node:vm'
 import { inspect } from 'node:util'
@@ -278,7 +281,8 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
       value = await Promise.race([Promise.resolve(ret), timedOut])
     } catch (err) {
       if (err instanceof TimeoutSignal) return finish({ error: timeoutError() })
-      if ((err as any)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return finish({ error: timeoutError() })
+      // vm interrupted synchronous code that ran until the limit: the function kept the CPU busy
+      if ((err as any)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return finish({ error: { code: 'LIMIT_CPU', message: 'the function exceeded its CPU limit', details: { limit: 'cpuMs', measured: Math.round(performance.now() - execStart), configured: limits.timeoutMs } } })
       sink.write('error', [`Uncaught ${describeThrow(err)}`])
       if (subrequestBreach !== undefined) return finish({ error: subrequestBreach })
       return finish({ error: { code: 'FUNCTION_ERROR', message: 'the function threw an error' } })

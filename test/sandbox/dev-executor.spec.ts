@@ -48,12 +48,12 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     assert.equal((await ex.execute(jobFor('returnsUndefined'))).error?.code, 'RESULT_INVALID')
   })
 
-  it('stops a never-settling promise, a sync loop and an async loop at the wall-clock limit', async () => {
-    for (const name of ['neverSettles', 'syncLoop', 'asyncLoop']) {
+  it('stops a never-settling promise (LIMIT_TIMEOUT), a sync and an async loop (LIMIT_CPU) at the limit', async () => {
+    for (const [name, code, limit] of [['neverSettles', 'LIMIT_TIMEOUT', 'timeoutMs'], ['syncLoop', 'LIMIT_CPU', 'cpuMs'], ['asyncLoop', 'LIMIT_CPU', 'cpuMs']]) {
       const t0 = Date.now()
       const r = await ex.execute(jobFor(name, { options: { timeoutMs: 300 } }))
-      assert.equal(r.error?.code, 'LIMIT_TIMEOUT', name)
-      assert.equal(r.error?.details?.limit, 'timeoutMs')
+      assert.equal(r.error?.code, code, name)
+      assert.equal(r.error?.details?.limit, limit)
       assert.equal(r.error?.details?.configured, 300)
       assert.ok(Date.now() - t0 < 300 + 1500, `${name} took ${Date.now() - t0} ms`)
     }

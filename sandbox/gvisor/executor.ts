@@ -1,0 +1,330 @@
+/**
+ * The gVisor executor: every execution runs in a `runsc` sandbox from the warm pool (pool.ts),
+ * talking to the runtime shim over the stdio channel. The sandbox is the security boundary.
+ * See docs/sandbox.md for the design and the limits table.
+ */
+import { execFileSync } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { accessSync, constants as fsConstants, mkdirSync, rmSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import type { FunctionOptions } from '#protocol'
+import { SandboxError } from '../errors.ts'
+import { SANDBOX_LIMITS } from '../constants.ts'
+import { effectiveTimeoutMs, errorResult, limitError, shapeResult, wireError } from '../result.ts'
+import { fetchBroker, type FetchBroker, type FetchBrokerInit } from '../fetch-broker.ts'
+import type { AbortOptions, BundleRef, ExecutionJob, ExecutionResult, Executor } from '../executor.ts'
+import type { ExecutorComponents } from '../dev-executor.ts'
+import type { ExecMessage } from '../runtime/messages.ts'
+import { ensureRootfs } from './rootfs.ts'
+import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
+import { Pool } from './pool.ts'
+import { Sandbox } from './sandbox.ts'
+
+export interface GvisorExecutorInit {
+  /** worker data dir; the rootfs, runsc state (`--root`) and sandbox bundles live under `<dataDir>/sandbox` */
+  dataDir: string
+  /** @default '/usr/bin/runsc' */
+  runsc?: string
+  /** @default 'ptrace' (works on these machines; `systrap` on newer runsc, `kvm` with /dev/kvm) */
+  platform?: string
+  /** @default the real binary of the running Node */
+  nodeBinary?: string
+  /** idle generic sandboxes kept booted. @default 2 */
+  genericPoolSize?: number
+  /** idle sandboxes kept per prewarmed function version. @default 1 */
+  perFunctionPoolSize?: number
+  /** executions before a function-isolation sandbox is recycled. @default 1000 */
+  maxExecutionsPerSandbox?: number
+  /** age after which a sandbox is recycled. @default 300_000 (5 min) */
+  maxSandboxAgeMs?: number
+  /** sandboxes alive at once, idle and busy. @default 16 */
+  maxSandboxes?: number
+  /** sandbox boots in flight at once (each costs a core for ~0.4 s). @default 2 */
+  maxConcurrentBoots?: number
+  /** memory size of generic sandboxes (the FunctionOptions default). @default 128 */
+  defaultMemoryMb?: number
+  /** cgroup memory above the V8 heap: Node's RSS, buffers, the Sentry. @default 128 */
+  memoryHeadroomMb?: number
+  /** CPU quota per sandbox, in cores. @default 1 */
+  cpus?: number
+  /** /tmp tmpfs size. @default 16 */
+  tmpfsMb?: number
+  /** checks at start that runsc works and limits are enforced; refuses to start otherwise. @default true */
+  selfTest?: boolean
+  /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
+  fetch?: FetchBrokerInit
+  /** @default SANDBOX_LIMITS.maxResponseBytes */
+  maxResponseBytes?: number
+  /** @default SANDBOX_LIMITS.maxLogBytes */
+  maxLogBytes?: number
+}
+
+/** What a test or operator can inspect about the executor's sandboxes. */
+export interface GvisorExecutor extends Executor {
+  readonly runscRoot: string
+  readonly cgroupParent: string
+  /** sandboxes alive now, idle and busy */
+  readonly size: number
+  /** sandboxes booted since start */
+  readonly booted: number
+  idleGeneric: () => number
+  idleFor: (cid: string) => number
+  /** waits until the pool holds its targets (generic + prewarmed), or `timeoutMs` passes */
+  settled: (timeoutMs?: number) => Promise<boolean>
+}
+
+const PROBE = `module.exports.default = { async fetch (req) {
+  const mode = new URL(req.url).pathname
+  if (mode === '/hello') return new Response('probe-ok')
+  if (mode === '/memory') { const a = []; for (let i = 0; i < 4096; i++) { const b = new Uint8Array(8 * 1024 * 1024); b.fill(1); a.push(b) } return new Response('not-killed ' + a.length) }
+  return new Response('?', { status: 404 })
+} }`
+
+class GvisorExecutorImpl implements GvisorExecutor {
+  readonly kind = 'gvisor'
+  readonly runscRoot: string
+  readonly cgroupParent: string
+  private readonly init: GvisorExecutorInit
+  private readonly log?: ExecutorComponents['logger']
+  private readonly base: string
+  private readonly rc: RunscConfig
+  private readonly broker: FetchBroker
+  private pool?: Pool
+  private rootfs?: string
+  private sweepTimer?: ReturnType<typeof setInterval>
+  private starting?: Promise<void>
+  private running = false
+  private seq = 0
+  private readonly idPrefix: string
+  private nextExecId = 1
+
+  constructor (init: GvisorExecutorInit, components: ExecutorComponents) {
+    if (typeof init.dataDir !== 'string' || init.dataDir === '') throw new SandboxError('CONFIG', 'gvisorExecutor needs a dataDir for its rootfs and runsc state')
+    this.init = init
+    this.log = components.logger
+    this.base = join(resolve(init.dataDir), 'sandbox')
+    this.runscRoot = join(this.base, 'runsc')
+    const tag = createHash('sha256').update(this.runscRoot).digest('hex').slice(0, 10)
+    this.cgroupParent = `peerhost-${tag}`
+    this.idPrefix = `ph-${tag}`
+    this.rc = { binary: init.runsc ?? '/usr/bin/runsc', root: this.runscRoot, platform: init.platform ?? 'ptrace' }
+    this.broker = fetchBroker(init.fetch)
+  }
+
+  get size (): number { return this.pool?.size ?? 0 }
+  get booted (): number { return this.pool?.booted ?? 0 }
+  idleGeneric (): number { return this.pool?.idleGeneric ?? 0 }
+  idleFor (cid: string): number { return this.pool?.idleFor(cid) ?? 0 }
+  warm (): string[] { return this.pool?.warm() ?? [] }
+
+  private bootSandbox (memoryMb: number): Sandbox {
+    const id = `${this.idPrefix}-${++this.seq}-${randomBytes(3).toString('hex')}`
+    const sb: Sandbox = new Sandbox({
+      id,
+      runsc: this.rc,
+      bundleDir: join(this.base, 'bundles', id),
+      spec: {
+        rootfs: this.rootfs!,
+        memoryMb,
+        memoryHeadroomMb: this.init.memoryHeadroomMb ?? 128,
+        cpus: this.init.cpus ?? 1,
+        tmpfsMb: this.init.tmpfsMb ?? 16,
+        cgroupsPath: `/${this.cgroupParent}/${id}`,
+        maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes
+      },
+      maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
+      onExit: (s) => { this.pool?.exited(s) }
+    })
+    return sb
+  }
+
+  /** Removes containers and cgroups a previous run of this worker left behind. */
+  private async cleanupStale (): Promise<void> {
+    const stale = await listContainers(this.rc)
+    for (const id of stale) await destroyContainer(this.rc, id)
+    if (stale.length > 0) this.log?.warn({ count: stale.length }, 'removed stale runsc containers')
+    removeCgroups(this.cgroupParent)
+    rmSync(join(this.base, 'bundles'), { recursive: true, force: true })
+  }
+
+  async start (options: AbortOptions = {}): Promise<void> {
+    if (this.running) return
+    this.starting ??= this.doStart(options).finally(() => { this.starting = undefined })
+    await this.starting
+  }
+
+  private async doStart (options: AbortOptions): Promise<void> {
+    try {
+      accessSync(this.rc.binary, fsConstants.X_OK)
+      execFileSync(this.rc.binary, ['--version'], { timeout: 10_000, stdio: 'pipe' })
+    } catch (err) {
+      throw new SandboxError('RUNSC_MISSING', `gVisor's runsc was not found or does not run at ${this.rc.binary}; install it (Debian: apt-get install runsc) or point the worker's sandbox.runsc option at it`, { cause: err })
+    }
+    mkdirSync(this.runscRoot, { recursive: true, mode: 0o700 })
+    await this.cleanupStale()
+    options.signal?.throwIfAborted()
+    this.rootfs = ensureRootfs({ dataDir: this.base, nodeBinary: this.init.nodeBinary })
+    this.pool = new Pool({
+      genericSize: this.init.genericPoolSize ?? 2,
+      perFunction: this.init.perFunctionPoolSize ?? 1,
+      maxExecutions: this.init.maxExecutionsPerSandbox ?? 1000,
+      maxAgeMs: this.init.maxSandboxAgeMs ?? 300_000,
+      maxSandboxes: this.init.maxSandboxes ?? 16,
+      maxConcurrentBoots: this.init.maxConcurrentBoots ?? 2,
+      defaultMemoryMb: this.init.defaultMemoryMb ?? 128,
+      maxWarmFunctions: 32
+    }, (memoryMb) => this.bootSandbox(memoryMb), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
+    this.running = true
+    if (this.init.selfTest !== false) {
+      try {
+        await this.selfTest()
+      } catch (err) {
+        await this.stop()
+        throw err
+      }
+    }
+    this.pool.refill()
+    this.sweepTimer = setInterval(() => { this.pool?.sweep() }, 5_000)
+    this.sweepTimer.unref()
+    this.log?.info({ runscRoot: this.runscRoot, platform: this.rc.platform }, 'gVisor executor started')
+  }
+
+  /**
+   * Proves the deployment before accepting jobs (SBX-16): a sandbox boots and answers, and a
+   * function allocating past its memory limit is stopped with LIMIT_MEMORY by the cgroup.
+   */
+  private async selfTest (): Promise<void> {
+    const bytes = new TextEncoder().encode(PROBE)
+    const bundle = { cid: `selftest-${randomBytes(4).toString('hex')}`, bytes }
+    const options: FunctionOptions = { memoryMb: 64, timeoutMs: 15_000, network: [], isolation: 'execution' }
+    const job = (path: string): ExecutionJob => ({ jobId: 'self-test', bundle, request: { method: 'GET', url: `http://self-test${path}`, headers: [], body: new Uint8Array(0) }, env: {}, options, deadline: Date.now() + 30_000 })
+    const hello = await this.execute(job('/hello'))
+    if (hello.response === undefined || new TextDecoder().decode(hello.response.body) !== 'probe-ok') {
+      throw new SandboxError('SELF_TEST_FAILED', `a gVisor sandbox did not run the probe function (${hello.error?.code ?? 'bad answer'}); check that runsc works here: runsc --root /tmp/x --platform=${this.rc.platform} --network=none do true. ${this.lastStderr}`.trim())
+    }
+    const mem = await this.execute(job('/memory'))
+    if (mem.error?.code !== 'LIMIT_MEMORY') {
+      throw new SandboxError('SELF_TEST_FAILED', `the sandbox memory limit is not enforced (probe got ${mem.error?.code ?? 'a response'}); enable the cgroup memory controller (cgroup v1 memory or cgroup v2 with memory delegated) and run the worker as root`)
+    }
+  }
+
+  private lastStderr = ''
+
+  async stop (): Promise<void> {
+    this.running = false
+    clearInterval(this.sweepTimer)
+    await this.pool?.stop()
+    this.pool = undefined
+    // belt and braces: anything still in our runsc root goes too
+    for (const id of await listContainers(this.rc)) await destroyContainer(this.rc, id)
+    removeCgroups(this.cgroupParent)
+    rmSync(join(this.base, 'bundles'), { recursive: true, force: true })
+  }
+
+  async prewarm (bundle: BundleRef, options: FunctionOptions): Promise<void> {
+    this.pool?.want(bundle.cid, options.memoryMb, options.isolation)
+  }
+
+  async settled (timeoutMs = 30_000): Promise<boolean> {
+    const until = Date.now() + timeoutMs
+    while (Date.now() < until) {
+      const p = this.pool
+      if (p === undefined) return false
+      const target = (this.init.genericPoolSize ?? 2)
+      if (p.idleGeneric >= target && p.bootsInFlight === 0) return true
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    return false
+  }
+
+  async execute (job: ExecutionJob, options: AbortOptions = {}): Promise<ExecutionResult> {
+    if (!this.running || this.pool === undefined) throw new SandboxError('NOT_STARTED', 'the executor is not started; call start() first')
+    options.signal?.throwIfAborted()
+    const t0 = performance.now()
+    const maxResponseBytes = this.init.maxResponseBytes ?? SANDBOX_LIMITS.maxResponseBytes
+    const maxLogBytes = this.init.maxLogBytes ?? SANDBOX_LIMITS.maxLogBytes
+    const { cid } = job.bundle
+    const { isolation, memoryMb } = job.options
+    let sb: Sandbox
+    try {
+      sb = await this.pool.acquire(cid, memoryMb, isolation)
+    } catch (err) {
+      this.log?.error({ err: String(err) }, 'no sandbox for execution')
+      this.lastStderr = String(err).slice(0, 500)
+      return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
+    }
+    const queueMs = performance.now() - t0
+    const timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
+    const deadline = Date.now() + timeoutMs
+    const fetch = this.broker.forExecution(job.options.network, deadline)
+    const msg: ExecMessage = {
+      t: 'exec',
+      id: this.nextExecId++,
+      cid,
+      bundle: sb.bundles.has(cid) ? undefined : job.bundle.bytes,
+      request: job.request,
+      env: job.env,
+      limits: { timeoutMs, maxResponseBytes, maxLogBytes, network: job.options.network.length > 0, maxSubrequests: SANDBOX_LIMITS.maxSubrequests },
+      wipeTmp: isolation === 'function'
+    }
+    const tSent = performance.now()
+    const onAbort = (): void => { void sb.destroy() }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    const outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => await fetch(m.request))
+    options.signal?.removeEventListener('abort', onAbort)
+    const elapsed = performance.now() - tSent
+    const timings = (execMs: number): { queueMs: number, execMs: number, sandboxMs: number } =>
+      ({ queueMs, execMs, sandboxMs: Math.max(0, performance.now() - t0 - queueMs - execMs) })
+
+    let result: ExecutionResult
+    let healthy = true
+    if (options.signal?.aborted === true) {
+      healthy = false
+      result = errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), timings(elapsed))
+    } else if (outcome.kind === 'result') {
+      result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
+    } else if (outcome.kind === 'hung') {
+      // the shim answers LIMIT_TIMEOUT itself when its event loop is free; silence until the
+      // host deadline means the function kept the CPU busy
+      healthy = false
+      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(elapsed), timeoutMs), timings(elapsed))
+    } else {
+      healthy = false
+      this.lastStderr = sb.stderr.slice(0, 500)
+      if (outcome.reason === 'oom') {
+        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', memoryMb + 1, memoryMb), timings(elapsed))
+      } else if (outcome.reason === 'channel') {
+        result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))
+      } else if (/panic|runsc|gofer|sentry/i.test(sb.stderr)) {
+        this.log?.error({ sandbox: sb.id, exitCode: outcome.exitCode, stderr: sb.stderr.slice(0, 2000) }, 'sandbox crashed (infrastructure)')
+        result = errorResult(wireError('SANDBOX_INFRA'), timings(elapsed))
+      } else {
+        result = errorResult(wireError('FUNCTION_ERROR', { reason: 'sandbox-exited', exitCode: outcome.exitCode ?? -1 }), timings(elapsed))
+      }
+    }
+    if (!healthy) void sb.destroy()
+    this.pool?.release(sb, cid, isolation, healthy && !sb.dead)
+    return result
+  }
+}
+
+/**
+ * Creates the gVisor executor.
+ *
+ * @example
+ * const executor = gvisorExecutor({ dataDir: '/var/lib/peerhost/worker' })({ logger })
+ * await executor.start()            // self-test; throws SandboxError with a fix if runsc is unusable
+ * await executor.prewarm(bundle, options)
+ * const result = await executor.execute(job)
+ * await executor.stop()             // no container or cgroup left behind
+ */
+export function gvisorExecutor (init: GvisorExecutorInit): (components?: ExecutorComponents) => GvisorExecutor {
+  return (components = {}) => new GvisorExecutorImpl(init, components)
+}
+
+/** For tests: containers and cgroups a stopped executor left behind (both must be empty). */
+export async function leftovers (executor: GvisorExecutor): Promise<{ containers: string[], cgroups: string[] }> {
+  const rc: RunscConfig = { binary: '/usr/bin/runsc', root: executor.runscRoot, platform: 'ptrace' }
+  const r = await runsc(rc, ['list', '--quiet'])
+  return { containers: r.stdout.split('\n').filter(s => s.trim() !== ''), cgroups: leftoverCgroups(executor.cgroupParent) }
+}

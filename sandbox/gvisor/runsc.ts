@@ -1,0 +1,89 @@
+/**
+ * `runsc` invocation: the global flags every command gets (runsc reads some of them again at
+ * `start`/`kill`/`delete`, so they must match), plus list/kill/delete helpers used for cleanup.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync, readdirSync, rmdirSync } from 'node:fs'
+import { join } from 'node:path'
+
+export interface RunscConfig {
+  /** path of the runsc binary */
+  binary: string
+  /** private state directory (`--root`): lists only this worker's containers */
+  root: string
+  /** gVisor platform; `ptrace` works on these machines (kvm hangs, systrap needs newer runsc) */
+  platform: string
+}
+
+export function runscGlobalArgs (c: RunscConfig): string[] {
+  return [
+    // this worker's own container state: `runsc list` shows only its sandboxes, so stale ones
+    // can be found and removed after a crash
+    `--root=${c.root}`,
+    // how the Sentry intercepts application syscalls
+    `--platform=${c.platform}`,
+    // no network device at all: fetch() goes through the host broker over stdio
+    '--network=none',
+    // sizes the sandbox's visible CPU count from the cgroup quota, so Node sizes its pools to it
+    '--cpu-num-from-quota'
+  ]
+}
+
+export interface ExecResult { code: number, stdout: string, stderr: string }
+
+export async function runsc (c: RunscConfig, args: string[], timeoutMs = 10_000): Promise<ExecResult> {
+  return await new Promise(resolve => {
+    execFile(c.binary, [...runscGlobalArgs(c), ...args], { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err == null ? 0 : (typeof (err as any).code === 'number' ? (err as any).code : -1)
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
+    })
+  })
+}
+
+/** Container ids in this runsc root. */
+export async function listContainers (c: RunscConfig): Promise<string[]> {
+  const r = await runsc(c, ['list', '--quiet'])
+  if (r.code !== 0) return []
+  return r.stdout.split('\n').map(s => s.trim()).filter(s => s !== '')
+}
+
+/** Kills and deletes a container; never throws. */
+export async function destroyContainer (c: RunscConfig, id: string): Promise<void> {
+  await runsc(c, ['kill', id, 'KILL'], 5_000)
+  await runsc(c, ['delete', '--force', id], 10_000)
+}
+
+/** Cgroup controller roots on this host (v1 controllers and/or the v2 mount). */
+export function cgroupRoots (): string[] {
+  const base = '/sys/fs/cgroup'
+  if (!existsSync(base)) return []
+  if (existsSync(join(base, 'cgroup.controllers'))) return [base]
+  return readdirSync(base).map(d => join(base, d)).filter(p => existsSync(join(p, 'cgroup.procs')))
+}
+
+/** Removes `<controller>/<parent>/*` and `<controller>/<parent>` cgroup directories (empty ones). */
+export function removeCgroups (parent: string): string[] {
+  const left: string[] = []
+  for (const root of cgroupRoots()) {
+    const dir = join(root, parent)
+    if (!existsSync(dir)) continue
+    for (const child of readdirSync(dir, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue
+      try { rmdirSync(join(dir, child.name)) } catch { left.push(join(dir, child.name)) }
+    }
+    try { rmdirSync(dir) } catch { left.push(dir) }
+  }
+  return left
+}
+
+/** Lists leftover cgroup directories under `parent` (tests assert none). */
+export function leftoverCgroups (parent: string): string[] {
+  const out: string[] = []
+  for (const root of cgroupRoots()) {
+    const dir = join(root, parent)
+    if (!existsSync(dir)) continue
+    out.push(dir)
+    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) out.push(join(dir, child.name))
+  }
+  return out
+}

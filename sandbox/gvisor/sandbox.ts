@@ -1,0 +1,165 @@
+/**
+ * One gVisor sandbox: a `runsc run` child whose stdin/stdout carry the framed channel to the shim.
+ * A sandbox runs one execution at a time. It knows which bundles its shim holds, how many
+ * executions it served and when it started, so the pool can recycle it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FrameDecoder, encodeFrame } from '../runtime/channel.ts'
+import type { ExecMessage, FetchMessage, ResultMessage, ShimMessage, ShimResponse } from '../runtime/messages.ts'
+import { buildOciSpec, type SpecInput } from './oci-spec.ts'
+import { destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
+
+export type ExecOutcome =
+  | { kind: 'result', msg: ResultMessage }
+  /** the shim did not answer by the host deadline (its event loop was blocked) */
+  | { kind: 'hung' }
+  /** the sandbox died mid-execution */
+  | { kind: 'died', reason: 'oom' | 'crash' | 'channel', exitCode: number | null }
+
+export interface SandboxOptions {
+  id: string
+  runsc: RunscConfig
+  /** directory for this sandbox's OCI bundle (config.json) */
+  bundleDir: string
+  spec: SpecInput
+  maxStderrBytes: number
+  onExit?: (sb: Sandbox) => void
+}
+
+export class Sandbox {
+  readonly id: string
+  readonly memoryMb: number
+  readonly createdAt = Date.now()
+  readonly bundles = new Set<string>()
+  executions = 0
+  /** bundle CID this sandbox is bound to (function isolation) */
+  boundTo?: string
+  busy = false
+  dead = false
+  exitCode: number | null = null
+  stderr = ''
+  readonly ready: Promise<void>
+  private readonly opts: SandboxOptions
+  private child?: ChildProcess
+  private decoder?: FrameDecoder
+  private onMessage?: (msg: ShimMessage) => void
+  private onDeath?: (reason: 'oom' | 'crash' | 'channel') => void
+  private channelBroken = false
+  private destroyed?: Promise<void>
+
+  constructor (opts: SandboxOptions) {
+    this.opts = opts
+    this.id = opts.id
+    this.memoryMb = opts.spec.memoryMb
+    this.ready = this.boot()
+    this.ready.catch(() => {})
+  }
+
+  private async boot (): Promise<void> {
+    mkdirSync(this.opts.bundleDir, { recursive: true })
+    writeFileSync(join(this.opts.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(this.opts.spec)))
+    const child = spawn(this.opts.runsc.binary, [...runscGlobalArgs(this.opts.runsc), 'run', `--bundle=${this.opts.bundleDir}`, this.id], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // runsc itself needs no environment of ours
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }
+    })
+    this.child = child
+    child.stdin.on('error', () => {})
+    child.stderr.on('data', (d: Buffer) => {
+      if (this.stderr.length < this.opts.maxStderrBytes) this.stderr += d.toString('utf8').slice(0, this.opts.maxStderrBytes - this.stderr.length)
+    })
+    let readyResolve!: () => void
+    let readyReject!: (err: Error) => void
+    const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
+    this.decoder = new FrameDecoder(this.opts.spec.maxFrameBytes, (msg: ShimMessage) => {
+      if (msg.t === 'ready') readyResolve()
+      else this.onMessage?.(msg)
+    }, () => {
+      // garbage on the channel: whatever produced it (an escaped function), the sandbox is done
+      this.channelBroken = true
+      this.onDeath?.('channel')
+      void this.destroy()
+    })
+    child.stdout.on('data', (d: Buffer) => { this.decoder?.push(d) })
+    child.on('error', (err) => { readyReject(err) })
+    child.on('exit', (code, signal) => {
+      this.dead = true
+      this.exitCode = code ?? (signal === 'SIGKILL' ? 137 : null)
+      readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
+      const oom = this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
+      this.onDeath?.(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
+      this.opts.onExit?.(this)
+      void this.destroy()
+    })
+    await ready
+  }
+
+  /** Runs one execution; resolves with the shim's result or how the sandbox failed. */
+  async exec (msg: ExecMessage, hostTimeoutMs: number, onFetch: (m: FetchMessage) => Promise<ShimResponse>): Promise<ExecOutcome> {
+    if (this.dead || this.child === undefined) return { kind: 'died', reason: 'crash', exitCode: this.exitCode }
+    this.busy = true
+    this.executions++
+    const child = this.child
+    return await new Promise<ExecOutcome>((resolve) => {
+      let settled = false
+      const done = (o: ExecOutcome): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.onMessage = undefined
+        this.onDeath = undefined
+        this.busy = false
+        resolve(o)
+      }
+      const timer = setTimeout(() => { done({ kind: 'hung' }) }, hostTimeoutMs)
+      this.onDeath = (reason) => { done({ kind: 'died', reason, exitCode: this.exitCode }) }
+      this.onMessage = (m) => {
+        if (m.t === 'result' && m.id === msg.id) {
+          if (msg.bundle !== undefined) this.bundles.add(msg.cid)
+          done({ kind: 'result', msg: m })
+        } else if (m.t === 'fetch' && m.id === msg.id) {
+          onFetch(m).then(
+            response => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, response }) },
+            (err: unknown) => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, error: err instanceof Error ? err.message : 'fetch failed' }) }
+          )
+        }
+      }
+      if (!child.stdin!.write(encodeFrame(msg))) { /* backpressure is fine: one message in flight */ }
+    })
+  }
+
+  /** Asks the shim for a pong within `timeoutMs` (health check). */
+  async ping (timeoutMs: number): Promise<boolean> {
+    if (this.dead || this.busy) return !this.dead
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { this.onMessage = undefined; resolve(false) }, timeoutMs)
+      this.onMessage = (m) => { if (m.t === 'pong') { clearTimeout(timer); this.onMessage = undefined; resolve(true) } }
+      this.send({ t: 'ping', id: 0 })
+    })
+  }
+
+  private send (msg: object): void {
+    if (this.dead || this.child?.stdin == null || this.child.stdin.destroyed) return
+    this.child.stdin.write(encodeFrame(msg))
+  }
+
+  /** Kills the sandbox and removes its container and bundle dir; idempotent. */
+  async destroy (): Promise<void> {
+    this.destroyed ??= (async () => {
+      this.dead = true
+      try { this.child?.stdin?.destroy() } catch {}
+      await destroyContainer(this.opts.runsc, this.id)
+      if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
+        this.child.kill('SIGKILL')
+        await new Promise<void>(resolve => {
+          const t = setTimeout(resolve, 2000)
+          this.child?.once('exit', () => { clearTimeout(t); resolve() })
+        })
+      }
+      rmSync(this.opts.bundleDir, { recursive: true, force: true })
+    })()
+    await this.destroyed
+  }
+}
