@@ -50,7 +50,7 @@
  *   but without UTF-8 decoding, so distinct byte strings never collapse into one.
  */
 import { keccak256, type Hex } from 'viem'
-import { HASHED_REQUEST_HEADERS, PEERHOST_HEADER_PREFIX } from './constants.ts'
+import { HASHED_REQUEST_HEADERS, LIMITS, PEERHOST_HEADER_PREFIX } from './constants.ts'
 import { isWireErrorCode, ProtocolError, type WireError, type WireErrorCode } from './errors.ts'
 import type { WireRequest, WireResponse } from './messages.ts'
 import { BinaryWriter, utf8 } from './binary.ts'
@@ -163,7 +163,7 @@ export function canonicalQuery (search: string): Array<[Uint8Array, Uint8Array]>
 export function canonicalRequest (req: Pick<WireRequest, 'method' | 'url' | 'headers' | 'body'>): Uint8Array {
   if (typeof req !== 'object' || req === null) invalid('request', 'a request')
   const { method } = req
-  if (typeof method !== 'string' || method.length > 256 || !METHOD.test(method)) invalid('request.method', 'an HTTP method token')
+  if (typeof method !== 'string' || method.length > LIMITS.maxIdBytes || !METHOD.test(method)) invalid('request.method', 'an HTTP method token')
   const parsed = typeof req.url === 'string' ? URL.parse(req.url) : null
   if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) invalid('request.url', 'an absolute http(s) URL')
   const headers = sortedHeaders(checkHeaders(req.headers, 'request.headers'), name => HASHED.has(name))
