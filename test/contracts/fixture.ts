@@ -70,7 +70,7 @@ export async function setup (options: SetupOptions = {}): Promise<World> {
   const conn = await hre.network.create()
   const provider = conn.provider
   const request = async (method: string, params: unknown[] = []): Promise<any> => await provider.request({ method, params })
-  const transport = custom(provider)
+  const transport = custom(provider, { retryCount: 0 })
   const publicClient = createPublicClient({ chain: hardhat, transport, pollingInterval: 5 }) as PublicClient
   const chainId = await publicClient.getChainId()
 
