@@ -70,8 +70,10 @@ function checkHeaders (headers: unknown, field: string): Array<[string, string]>
   if (!Array.isArray(headers)) invalid(field, 'an array of [name, value] pairs')
   for (let i = 0; i < headers.length; i++) {
     const pair = headers[i]
-    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
-      invalid(`${field}[${i}]`, 'a [name, value] pair of strings')
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' ||
+      !pair[0].isWellFormed() || !pair[1].isWellFormed()) {
+      // lone surrogates would all encode as U+FFFD, so distinct values could hash the same
+      invalid(`${field}[${i}]`, 'a [name, value] pair of well-formed strings')
     }
   }
   return headers as Array<[string, string]>

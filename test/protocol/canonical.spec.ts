@@ -110,6 +110,26 @@ describe('protocol/canonical', () => {
       assert.equal(codeOf(() => inputHash(req({ body: 'x' as unknown as Uint8Array }))), 'INVALID_FIELD')
     })
 
+    it('rejects lone surrogates in headers so distinct values cannot collide', () => {
+      assert.equal(codeOf(() => inputHash(req({ headers: [['accept', '\ud800']] }))), 'INVALID_FIELD')
+    })
+
+    it('never throws anything but a ProtocolError on arbitrary input (property)', () => {
+      fc.assert(fc.property(
+        fc.oneof(fc.string(), fc.constantFrom('GET', 'post')),
+        fc.oneof(fc.string(), fc.webUrl({ withQueryParameters: true }), fc.string({ unit: 'binary' }).map(s => `http://h/${s}`)),
+        fc.oneof(fc.array(fc.tuple(fc.string({ unit: 'binary' }), fc.string({ unit: 'binary' }))), fc.anything()),
+        fc.oneof(fc.uint8Array({ maxLength: 8 }), fc.anything()),
+        (method, url, headers, body) => {
+          try {
+            inputHash({ method, url, headers, body } as WireRequest)
+          } catch (err) {
+            assert.ok(err instanceof ProtocolError, String(err))
+          }
+        }
+      ), { numRuns: 1000 })
+    })
+
     it('encodes the documented layout', () => {
       const bytes = canonicalRequest({ method: 'get', url: 'http://h/a?x=1', headers: [['Accept', ' */* ']], body: Uint8Array.of(9) })
       const field = (s: string): string => `${s.length.toString(16).padStart(8, '0')}${Buffer.from(s).toString('hex')}`
@@ -146,6 +166,16 @@ describe('protocol/canonical', () => {
 
     it('is the keccak256 of the canonical response', () => {
       assert.equal(base, keccak256(canonicalResponse(res())))
+    })
+
+    it('never throws anything but a ProtocolError on arbitrary input (property)', () => {
+      fc.assert(fc.property(fc.anything(), fc.boolean(), (x, asError) => {
+        try {
+          outputHash((asError ? { error: x } : { response: x }) as { response: WireResponse })
+        } catch (err) {
+          assert.ok(err instanceof ProtocolError, String(err))
+        }
+      }), { numRuns: 1000 })
     })
 
     it('rejects an unknown error code or a bad status with INVALID_FIELD', () => {
