@@ -6,11 +6,12 @@
  */
 import assert from 'node:assert/strict'
 import {
-  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, custom, getContract, keccak256,
+  BaseError, ContractFunctionRevertedError, decodeErrorResult, createPublicClient, createWalletClient, custom, getContract, keccak256,
   toHex, type Abi, type Account, type Address, type Chain, type Hex, type PublicClient, type Transport, type WalletClient
 } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { hardhat } from 'viem/chains'
+import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { buildContracts } from '../../contracts/hre.ts'
 import { deployPeerHost, LOCAL_PARAMS, type PeerHostAddresses, type PeerHostParams } from '../../contracts/deploy.ts'
 import {
@@ -121,6 +122,8 @@ export const ABIS: Record<keyof PeerHostAddresses, Abi> = {
   ExecutionCoordinator: executionCoordinatorAbi
 }
 
+const ALL_ABIS = [...functionRegistryAbi, ...workerStakingAbi, ...settlementAbi, ...executionCoordinatorAbi, ...reentrantReceiverAbi].filter(x => x.type === 'error')
+
 /** Sends a transaction from an actor and returns its receipt (asserting success). */
 export async function send (
   world: World, from: ActorName | Actor, contract: keyof PeerHostAddresses | { address: Address, abi: Abi },
@@ -142,8 +145,13 @@ export async function expectRevert (promise: Promise<unknown>, errorName: string
     if (!(err instanceof BaseError)) throw err
     const revert = err.walk(e => e instanceof ContractFunctionRevertedError)
     if (!(revert instanceof ContractFunctionRevertedError)) throw err
-    assert.equal(revert.data?.errorName, errorName, `expected ${errorName}, got ${revert.data?.errorName ?? revert.shortMessage}`)
-    if (args !== undefined) assert.deepEqual(normalize(revert.data?.args ?? []), normalize(args))
+    let decoded: { errorName: string, args?: readonly unknown[] } | undefined = revert.data
+    if (decoded === undefined && revert.raw !== undefined) {
+      // bubbled up through a contract whose ABI does not declare the error (an attacker contract)
+      try { decoded = decodeErrorResult({ abi: ALL_ABIS, data: revert.raw }) } catch {}
+    }
+    assert.equal(decoded?.errorName, errorName, `expected ${errorName}, got ${decoded?.errorName ?? revert.shortMessage}`)
+    if (args !== undefined) assert.deepEqual(normalize(decoded?.args ?? []), normalize(args))
     return
   }
   assert.fail(`expected revert ${errorName}, but the call succeeded`)
