@@ -135,6 +135,11 @@ function array (x: unknown, path: string, maxLength: number): unknown[] {
   return x
 }
 
+/** Validates every element (holes of sparse arrays count as undefined) into a fresh dense array. */
+function items<T> (x: unknown, path: string, maxLength: number, each: (item: unknown, i: number) => T): T[] {
+  return Array.from(array(x, path, maxLength), each)
+}
+
 const HEX32 = /^0x[0-9a-f]{64}$/
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/
 const SIGNATURE = /^0x[0-9a-f]{130}$/
@@ -308,8 +313,7 @@ function functionRef (x: unknown, path: string): FunctionRef {
 
 function functionOptions (x: unknown, path: string): FunctionOptions {
   const get = record(x, path, ['memoryMb', 'timeoutMs', 'network', 'isolation'])
-  const network = array(get('network'), `${path}.network`, LIMITS.maxArrayLength)
-    .map((h, i) => pattern(h, `${path}.network[${i}]`, NETWORK_HOST, 'a lower-case host name, optionally with *. and :port'))
+  const network = items(get('network'), `${path}.network`, LIMITS.maxArrayLength, (h, i) => pattern(h, `${path}.network[${i}]`, NETWORK_HOST, 'a lower-case host name, optionally with *. and :port'))
   const isolation = get('isolation')
   if (isolation !== 'function' && isolation !== 'execution') fail(`${path}.isolation`, '"function" or "execution"')
   return {
@@ -358,10 +362,10 @@ export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): Worke
     type: literal(get('type'), `${p}.type`, 'advert'),
     peerId: pattern(get('peerId'), `${p}.peerId`, PEER_ID, 'a base58btc libp2p peer id'),
     address: address(get('address'), `${p}.address`),
-    addrs: array(get('addrs'), `${p}.addrs`, LIMITS.maxAdvertAddrs).map((a, i) => pattern(a, `${p}.addrs[${i}]`, MULTIADDR, 'a multiaddr string such as /ip4/127.0.0.1/tcp/4001')),
+    addrs: items(get('addrs'), `${p}.addrs`, LIMITS.maxAdvertAddrs, (a, i) => pattern(a, `${p}.addrs[${i}]`, MULTIADDR, 'a multiaddr string such as /ip4/127.0.0.1/tcp/4001')),
     capacity: int(get('capacity'), `${p}.capacity`, 0, LIMITS.maxWorkerCapacity),
     load: int(get('load'), `${p}.load`, 0, LIMITS.maxWorkerCapacity),
-    warm: array(get('warm'), `${p}.warm`, LIMITS.maxWarmFunctions).map((c, i) => cid(c, `${p}.warm[${i}]`)),
+    warm: items(get('warm'), `${p}.warm`, LIMITS.maxWarmFunctions, (c, i) => cid(c, `${p}.warm[${i}]`)),
     ts: int(get('ts'), `${p}.ts`, 0, Number.MAX_SAFE_INTEGER),
     seq: int(get('seq'), `${p}.seq`, 0, Number.MAX_SAFE_INTEGER),
     sig: bytes(get('sig'), `${p}.sig`, 64, ctx, 64)
