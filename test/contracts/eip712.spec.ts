@@ -18,7 +18,7 @@ describe('contracts: EIP-712 agrees with protocol/eip712.ts', function () {
 
   it('has the domain separator of peerHostDomain(chainId, Settlement)', async () => {
     const expected = hashDomain({
-      domain: world.domain,
+      domain: { ...world.domain, chainId: BigInt(world.chainId) },
       types: { EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' }, { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }] }
     })
     assert.equal(await world.read.settlement.read.domainSeparator(), expected)
