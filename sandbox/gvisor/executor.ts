@@ -49,6 +49,12 @@ export interface GvisorExecutorInit {
   cpus?: number
   /** /tmp tmpfs size. @default 16 */
   tmpfsMb?: number
+  /**
+   * Node's permission model inside the sandbox (no child_process/worker_threads, fs limited to
+   * the shim and /tmp): defence in depth behind gVisor. Only tests turn it off, to show what
+   * gVisor alone exposes. @default true
+   */
+  permissionModel?: boolean
   /** checks at start that runsc works and limits are enforced; refuses to start otherwise. @default true */
   selfTest?: boolean
   /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
@@ -130,7 +136,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
         cpus: this.init.cpus ?? 1,
         tmpfsMb: this.init.tmpfsMb ?? 16,
         cgroupsPath: `/${this.cgroupParent}/${id}`,
-        maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes
+        maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes,
+        permissionModel: this.init.permissionModel
       },
       maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
       onExit: (s) => { this.pool?.exited(s) }

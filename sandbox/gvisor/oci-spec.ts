@@ -18,6 +18,8 @@ export interface SpecInput {
   cgroupsPath: string
   /** largest host↔shim frame the shim accepts */
   maxFrameBytes: number
+  /** Node's permission model inside the sandbox (defence in depth behind gVisor). @default true */
+  permissionModel?: boolean
 }
 
 /** Linux uid/gid "nobody": the shim needs no privilege inside the sandbox. */
@@ -40,11 +42,9 @@ export function buildOciSpec (input: SpecInput): Record<string, unknown> {
         // beyond the function's memory fail inside the sandbox (SBX-13)
         `--max-old-space-size=${heapMb}`,
         // Node's permission model: no child_process, no worker_threads, no native addons, no
-        // inspector; file reads only of the shim, writes only to /tmp (defence behind the realm)
-        '--permission',
-        '--allow-fs-read=/peerhost/',
-        '--allow-fs-read=/tmp/',
-        '--allow-fs-write=/tmp/',
+        // inspector; file reads only of the shim, writes only to /tmp (defence behind the realm;
+        // tests turn it off to show that gVisor alone hides the host)
+        ...(input.permissionModel === false ? [] : ['--permission', '--allow-fs-read=/peerhost/', '--allow-fs-read=/tmp/', '--allow-fs-write=/tmp/']),
         // no process warnings on stderr (stderr is kept for fatal diagnostics only)
         '--no-warnings',
         '/peerhost/shim.ts'

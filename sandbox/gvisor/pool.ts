@@ -170,6 +170,15 @@ export class Pool {
 
   /** Starts background boots up to the targets (bounded concurrency, bounded total). */
   refill (): void {
+    // spawning runsc costs a few ms of this thread: never on the path of the request at hand
+    if (this.refillQueued || this.stopped) return
+    this.refillQueued = true
+    setImmediate(() => { this.refillQueued = false; this.refillNow() })
+  }
+
+  private refillQueued = false
+
+  private refillNow (): void {
     if (this.stopped) return
     const room = (): boolean => this.boots < this.config.maxConcurrentBoots && this.all.size < this.config.maxSandboxes
     while (room() && this.generic.length + this.genericBooting < this.config.genericSize) {

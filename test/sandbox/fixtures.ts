@@ -24,6 +24,15 @@ export const FIXTURES: Record<string, string> = {
   setGlobal: `module.exports.default = { async fetch () { globalThis.canary = 'CANARY-A'; Object.prototype.polluted = 'CANARY-P'; Array.prototype.evil = 1; return new Response('set') } }`,
   readGlobal: `module.exports.default = { async fetch () { return Response.json({ canary: globalThis.canary ?? null, polluted: ({}).polluted ?? null, evil: [].evil ?? null }) } }`,
   writeTmp: `module.exports.default = { async fetch () { let r = 'no-fs'; try { const fs = globalThis.process?.mainModule?.require?.('fs'); if (fs) { fs.writeFileSync('/tmp/canary', 'CANARY-T'); r = 'wrote' } } catch (e) { r = 'err ' + e.message } return new Response(r) } }`,
+  // sets (mode=set) or looks for (mode=get) state in realm globals, the shim's own globals and /tmp
+  stateProbe: `module.exports.default = { async fetch (req) {
+    const mode = new URL(req.url).searchParams.get('mode')
+    const shim = Response.constructor.constructor('return globalThis')()
+    const fs = shim.process.getBuiltinModule('fs')
+    const ls = () => { try { return fs.readdirSync('/tmp') } catch (e) { return e.code } }
+    if (mode === 'set') { globalThis.canary = 'CANARY-G'; shim.__sandboxToken ??= Math.random().toString(36).slice(2); fs.writeFileSync('/tmp/canary', 'CANARY-T'); return Response.json({ token: shim.__sandboxToken, tmp: ls() }) }
+    return Response.json({ canary: globalThis.canary ?? null, token: shim.__sandboxToken ?? null, tmp: ls() })
+  } }`,
   globalsVisible: `module.exports.default = { async fetch () { return Response.json({ process: typeof process, require: typeof require, Buffer: typeof Buffer }) } }`,
   fetchUrl: `module.exports.default = { async fetch (req) { const target = new URL(req.url).searchParams.get('u'); try { const r = await fetch(target); return new Response('status=' + r.status + ' body=' + (await r.text())) } catch (e) { return new Response('refused: ' + e.message, { status: 502 }) } } }`,
   waitUntil: `module.exports.default = { async fetch (req, env, ctx) { ctx.waitUntil(new Promise(r => setTimeout(() => { console.log('after response'); r() }, 20))); return new Response('early') } }`,

@@ -1,0 +1,263 @@
+/**
+ * The gVisor executor with real runsc (never skipped: a missing runsc fails these tests).
+ * Each hostile function yields its stable code or a clean result, nothing leaks, and a normal
+ * function answers right after.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, type GvisorExecutor } from '#sandbox'
+import { bundleOf, jobFor, text } from './fixtures.ts'
+
+const CANARY = 'CANARY-HOST-7f3a9c'
+
+async function hello (ex: GvisorExecutor): Promise<void> {
+  assert.equal(text(await ex.execute(jobFor('hello', { url: 'http://t/?name=after' }))), 'Hello, after!')
+}
+
+describe('sandbox/gvisor executor (real runsc)', function () {
+  this.timeout(60_000)
+  let dataDir: string
+  let canaryFile: string
+  let ex: GvisorExecutor
+  let server: Server
+  let port: number
+
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'peerhost-gvisor-'))
+    canaryFile = join(dataDir, 'canary.txt')
+    writeFileSync(canaryFile, CANARY)
+    // runsc must be present: this throws (fails the suite) rather than skipping
+    execFileSync('/usr/bin/runsc', ['--version'])
+    ex = gvisorExecutor({ dataDir, fetch: { allowPrivateAddressesForTests: true } })()
+    await ex.start()
+    server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+  })
+
+  after(async () => {
+    await ex?.stop()
+    server?.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('runs a function with Web Request/Response, env, logs and timings', async () => {
+    const r = await ex.execute(jobFor('echo', { method: 'POST', body: 'abc', headers: [['x-test', 'yes']], env: { A: '1' } }))
+    const out = JSON.parse(text(r))
+    assert.deepEqual([out.method, out.body, out.header, out.env], ['POST', 'abc', 'yes', { A: '1' }])
+    assert.equal(r.logs, 'echo POST 3\n')
+    assert.ok(r.timings.execMs > 0)
+  })
+
+  it('hides host files and offers no child_process or worker_threads (escaped realm)', async () => {
+    const r = await ex.execute(jobFor('escape', { url: `http://t/?canary=${encodeURIComponent(canaryFile)}` }))
+    const body = text(r)
+    assert.ok(!body.includes(CANARY) && !r.logs.includes(CANARY))
+    const out = JSON.parse(body)
+    for (const k of ['passwd', 'shadow', 'root', 'proc1', 'home', 'childProcess', 'worker', 'dmesg']) assert.match(out[k], /^ERR (ERR_ACCESS_DENIED|ENOENT)$/, k)
+    assert.match(out.canary, /^ERR (ERR_ACCESS_DENIED|ENOENT)$/)
+    await hello(ex)
+  })
+
+  it('has no network: TCP, DNS and the metadata address fail fast', async () => {
+    const r = await ex.execute(jobFor('network', { url: `http://t/?port=${port}`, options: { timeoutMs: 10_000 } }))
+    const out = JSON.parse(text(r))
+    assert.match(out.metadata, /^ERR /)
+    assert.match(out.loopback, /^ERR /)
+    assert.match(out.public, /^ERR /)
+    assert.match(out.dns, /^ERR /)
+    assert.ok(out.ms < 4000, `network attempts took ${out.ms} ms`)
+  })
+
+  it('brokers fetch to an allow-listed host and refuses others', async () => {
+    const allowed = `http://127.0.0.1:${port}/x`
+    const ok = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}`, options: { network: [`127.0.0.1:${port}`] } }))
+    assert.equal(text(ok), 'status=200 body=allowed /x')
+    const refused = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent('http://169.254.169.254/latest/meta-data')}`, options: { network: [`127.0.0.1:${port}`] } }))
+    assert.match(text(refused), /^refused: fetch refused: 169.254.169.254 is not in this function's network allow-list/)
+    const none = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}` }))
+    assert.match(text(none), /fetch\(\) is disabled/)
+  })
+
+  it('stops a fork bomb (no child_process, no worker_threads) and keeps serving', async () => {
+    const r = await ex.execute(jobFor('forkBomb', { options: { timeoutMs: 5_000 } }))
+    assert.deepEqual(JSON.parse(text(r)), { cp: 'ERR ERR_ACCESS_DENIED', wt: 'ERR ERR_ACCESS_DENIED' })
+    await hello(ex)
+  })
+
+  it('stops heap and buffer memory bombs with LIMIT_MEMORY and keeps serving', async () => {
+    for (const name of ['memoryBomb', 'bufferBomb']) {
+      const r = await ex.execute(jobFor(name, { options: { timeoutMs: 10_000 } }))
+      assert.equal(r.error?.code, 'LIMIT_MEMORY', name)
+      assert.equal(r.error?.details?.configured, 128)
+    }
+    await hello(ex)
+  })
+
+  it('stops endless loops with LIMIT_CPU and a never-settling promise with LIMIT_TIMEOUT, within limit + 1 s', async () => {
+    for (const [name, code] of [['syncLoop', 'LIMIT_CPU'], ['asyncLoop', 'LIMIT_CPU'], ['neverSettles', 'LIMIT_TIMEOUT']]) {
+      const t0 = Date.now()
+      const r = await ex.execute(jobFor(name, { options: { timeoutMs: 500 } }))
+      assert.equal(r.error?.code, code, name)
+      assert.equal(r.error?.details?.configured, 500)
+      assert.ok(Date.now() - t0 < 1500, `${name}: ${Date.now() - t0} ms`)
+    }
+    await hello(ex)
+  })
+
+  it('truncates gigantic console output at the cap and flags it', async () => {
+    const r = await ex.execute(jobFor('gigantic_stdout', { options: { timeoutMs: 10_000 } }))
+    assert.equal(text(r), 'done')
+    assert.equal(r.logsTruncated, true)
+    assert.ok(Buffer.byteLength(r.logs) <= 64 * 1024)
+  })
+
+  it('refuses huge responses with LIMIT_RESPONSE_SIZE', async () => {
+    for (const name of ['hugeResponse', 'hugeStreamResponse']) {
+      const r = await ex.execute(jobFor(name, { options: { timeoutMs: 10_000 } }))
+      assert.equal(r.error?.code, 'LIMIT_RESPONSE_SIZE', name)
+      assert.equal(r.error?.details?.configured, 6 * 1024 * 1024)
+    }
+  })
+
+  it('reports a non-Response as RESULT_INVALID and a throw as FUNCTION_ERROR', async () => {
+    assert.equal((await ex.execute(jobFor('notResponse'))).error?.code, 'RESULT_INVALID')
+    assert.equal((await ex.execute(jobFor('returnsUndefined'))).error?.code, 'RESULT_INVALID')
+    const t = await ex.execute(jobFor('throws'))
+    assert.equal(t.error?.code, 'FUNCTION_ERROR')
+    assert.match(t.logs, /boom from function/)
+    assert.equal((await ex.execute(jobFor('throwsAtLoad'))).error?.code, 'FUNCTION_ERROR')
+    await hello(ex)
+  })
+
+  it('leaves no globals or /tmp state for the next execution (isolation function: same sandbox, fresh realm)', async () => {
+    const set = JSON.parse(text(await ex.execute(jobFor('stateProbe', { url: 'http://t/?mode=set' }))))
+    assert.deepEqual(set.tmp, ['canary'])
+    const get = JSON.parse(text(await ex.execute(jobFor('stateProbe', { url: 'http://t/?mode=get' }))))
+    // same sandbox (the shim's token survived), yet the realm global and /tmp are fresh
+    assert.equal(get.token, set.token)
+    assert.equal(get.canary, null)
+    assert.deepEqual(get.tmp, [])
+  })
+
+  it('gives every execution its own sandbox with isolation execution', async () => {
+    const options = { isolation: 'execution' as const }
+    const set = JSON.parse(text(await ex.execute(jobFor('stateProbe', { url: 'http://t/?mode=set', options }))))
+    const get = JSON.parse(text(await ex.execute(jobFor('stateProbe', { url: 'http://t/?mode=get', options }))))
+    assert.ok(typeof set.token === 'string')
+    assert.deepEqual([get.token, get.canary, get.tmp], [null, null, []])
+  })
+
+  it('keeps prewarmed sandboxes per function version and recycles after N executions', async () => {
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'recycle'), selfTest: false, genericPoolSize: 0, maxExecutionsPerSandbox: 2 })()
+    await local.start()
+    try {
+      const b = bundleOf('hello')
+      await local.prewarm(b, { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' })
+      const until = Date.now() + 20_000
+      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      assert.deepEqual(local.warm(), [b.cid])
+      const before = local.booted
+      for (let i = 0; i < 4; i++) assert.equal(text(await local.execute(jobFor('hello'))), 'Hello, world!')
+      // 4 executions at 2 per sandbox: at least one recycle, replaced in the background
+      assert.ok(local.booted >= before + 1, `booted ${local.booted} vs ${before}`)
+    } finally {
+      await local.stop()
+    }
+    assert.deepEqual(await leftovers(local), { containers: [], cgroups: [] })
+  })
+
+  it('detects a sandbox killed from outside and replaces it', async () => {
+    const b = bundleOf('hello')
+    await ex.execute(jobFor('hello'))
+    const { containers } = await leftovers(ex)
+    assert.ok(containers.length > 0)
+    for (const id of containers) execFileSync('/usr/bin/runsc', [`--root=${ex.runscRoot}`, 'kill', id, 'KILL'], { stdio: 'ignore' })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.equal(ex.idleFor(b.cid), 0)
+    await hello(ex)
+  })
+
+  it('removes containers and cgroups a crashed predecessor left behind', async () => {
+    const dir = join(dataDir, 'crash')
+    const child = spawn(process.execPath, [new URL('./helpers/crashing-worker.ts', import.meta.url).pathname, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve() })
+      child.on('exit', () => { reject(new Error('crashing worker exited early')) })
+    })
+    child.kill('SIGKILL')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    // its sandboxes exit by themselves when their stdin closes; leave a container that cannot:
+    // created, never started, in the same runsc root and cgroup parent
+    const second = gvisorExecutor({ dataDir: dir, selfTest: false, genericPoolSize: 0 })()
+    const rootfsBase = join(dir, 'sandbox', 'rootfs')
+    const rootfs = join(rootfsBase, readdirSync(rootfsBase).filter(d => !d.startsWith('.'))[0])
+    const bundle = join(dir, 'stale-bundle')
+    mkdirSync(bundle, { recursive: true })
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(buildOciSpec({ rootfs, memoryMb: 64, memoryHeadroomMb: 64, cpus: 1, tmpfsMb: 1, cgroupsPath: `/${second.cgroupParent}/stale`, maxFrameBytes: 1024 })))
+    execFileSync('/usr/bin/runsc', [...runscGlobalArgs({ binary: '/usr/bin/runsc', root: second.runscRoot, platform: 'ptrace' }), 'create', `--bundle=${bundle}`, 'ph-stale'], { stdio: 'ignore' })
+    assert.deepEqual((await leftovers(second)).containers, ['ph-stale'])
+    await second.start()
+    assert.deepEqual((await leftovers(second)).containers, [])
+    await second.stop()
+    assert.deepEqual(await leftovers(second), { containers: [], cgroups: [] })
+  })
+
+  it('refuses to start without runsc, saying how to fix it', async () => {
+    const bad = gvisorExecutor({ dataDir: join(dataDir, 'bad'), runsc: '/nonexistent/runsc' })()
+    await assert.rejects(bad.start(), (err: any) => err.code === 'RUNSC_MISSING' && /apt-get install runsc/.test(err.message))
+  })
+
+  it('leaves no container or cgroup after stop', async () => {
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'stop'), selfTest: false })()
+    await local.start()
+    await local.settled()
+    assert.ok((await leftovers(local)).containers.length > 0)
+    await local.stop()
+    assert.deepEqual(await leftovers(local), { containers: [], cgroups: [] })
+  })
+})
+
+describe('sandbox/gvisor alone (Node permission model off: what gVisor itself exposes)', function () {
+  this.timeout(60_000)
+  let dataDir: string
+  let ex: GvisorExecutor
+
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'peerhost-gvisor-bare-'))
+    writeFileSync(join(dataDir, 'canary.txt'), CANARY)
+    ex = gvisorExecutor({ dataDir, selfTest: false, permissionModel: false, genericPoolSize: 1 })()
+    await ex.start()
+  })
+  after(async () => {
+    await ex?.stop()
+    assert.deepEqual(await leftovers(ex), { containers: [], cgroups: [] })
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('shows only the minimal rootfs: no host files, no host processes', async () => {
+    const r = await ex.execute(jobFor('escape', { url: `http://t/?canary=${encodeURIComponent(join(dataDir, 'canary.txt'))}` }))
+    const out = JSON.parse(text(r))
+    assert.ok(!text(r).includes(CANARY))
+    assert.equal(out.root, 'dev,lib,lib64,node,peerhost,proc,sys,tmp')
+    for (const k of ['passwd', 'shadow', 'canary', 'home', 'dmesg']) assert.equal(out[k], 'ERR ENOENT', k)
+    // pid 1 of gVisor's own procfs is the shim, not the host's init
+    assert.match(out.proc1, /^\/node\0.*\/peerhost\/shim\.ts\0$/)
+  })
+
+  it('has no network device: TCP, DNS and the metadata address fail', async () => {
+    const out = JSON.parse(text(await ex.execute(jobFor('network', { options: { timeoutMs: 10_000 } }))))
+    for (const k of ['metadata', 'loopback', 'public', 'dns']) assert.match(out[k], /^ERR /, k)
+  })
+
+  it('bounds a process/thread fork bomb by the memory limit and keeps serving', async () => {
+    const r = await ex.execute(jobFor('forkBomb', { options: { timeoutMs: 5_000 } }))
+    assert.ok(r.error !== undefined && ['LIMIT_MEMORY', 'LIMIT_CPU', 'LIMIT_TIMEOUT'].includes(r.error.code) || /ERR/.test(text(r)), JSON.stringify(r.error))
+    await hello(ex)
+  })
+})
