@@ -9,6 +9,8 @@ export const NODE_DEFAULTS = {
   workerExpiryMs: 7_000,
   /** Jobs a worker runs at once: 2 cores here, and sandboxes are mostly waiting on I/O. */
   workerCapacity: 8,
+  /** Jobs a worker queues per unit of capacity before answering OVERLOADED: absorbs bursts without unbounded memory. */
+  workerQueueFactor: 4,
   /** Default request deadline when a function sets no timeout: API gateways commonly use 30 s. */
   requestTimeoutMs: 30_000,
   /** Default per-function wall-clock limit (peerhost.json `timeoutMs`). */

@@ -10,6 +10,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import type { Hex } from 'viem'
 import { ConfigError } from './errors.ts'
+import { fastSigner, type FastSigner } from './signing.ts'
 
 export const PEER_KEY_FILE = 'peer.key'
 export const EVM_KEY_FILE = 'evm.key'
@@ -46,6 +47,15 @@ export async function loadPeerKey (dataDir: string): Promise<PrivateKey> {
 
 /** Loads the node's secp256k1 signing account, creating it on first start. */
 export function loadEvmAccount (dataDir: string): PrivateKeyAccount {
+  return privateKeyToAccount(loadEvmKey(dataDir))
+}
+
+/** Loads the node's secp256k1 signer (libsecp256k1, for the request hot path). */
+export function loadSigner (dataDir: string): FastSigner {
+  return fastSigner(loadEvmKey(dataDir))
+}
+
+function loadEvmKey (dataDir: string): Hex {
   ensureDataDir(dataDir)
   const path = join(dataDir, EVM_KEY_FILE)
   if (!existsSync(path)) writeSecret(path, generatePrivateKey() + '\n')
@@ -53,5 +63,5 @@ export function loadEvmAccount (dataDir: string): PrivateKeyAccount {
   if (!/^0x[0-9a-fA-F]{64}$/.test(hex)) {
     throw new ConfigError('BAD_KEY_FILE', `${path} does not hold a 0x-prefixed 32-byte hex private key`)
   }
-  return privateKeyToAccount(hex as Hex)
+  return hex as Hex
 }

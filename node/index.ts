@@ -5,7 +5,7 @@
 export { NODE_DEFAULTS } from './constants.ts'
 export { NodeError, ConfigError } from './errors.ts'
 export { createLogger, component, silentLogger, type Logger, type LoggerInit } from './logger.ts'
-export { loadPeerKey, loadEvmAccount, ensureDataDir, PEER_KEY_FILE, EVM_KEY_FILE } from './identity.ts'
+export { loadPeerKey, loadEvmAccount, loadSigner, ensureDataDir, PEER_KEY_FILE, EVM_KEY_FILE } from './identity.ts'
 export { createMeshNode, dialableAddrs, type PeerHostLibp2p, type MeshNodeInit } from './libp2p.ts'
 export { adminServer, type AdminServer } from './admin.ts'
 export { bundleStore, type BundleStore } from './bundle-store.ts'
@@ -16,3 +16,4 @@ export { createGateway, type GatewayInit, type GatewayComponents, type GatewayNo
 export { functionTable, addProject, type FunctionEntry, type FunctionTable, type MutableFunctionTable } from './gateway/functions.ts'
 export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type AdvertCheck } from './gateway/worker-view.ts'
 export { frames, errorFrame, type FrameStream } from './frames.ts'
+export { fastSigner, recoverDigestSigner, sameAddress, type FastSigner } from './signing.ts'

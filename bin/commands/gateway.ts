@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { addProject, ConfigError, createGateway, functionTable, loadEvmAccount, loadPeerKey } from '../deps.ts'
+import { addProject, ConfigError, createGateway, functionTable, loadSigner, loadPeerKey } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -20,17 +20,17 @@ export function gatewayCommand (): Command<any, any> {
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'gateway')
-      const account = loadEvmAccount(dataDir)
-      const owner = (opts.owner ?? account.address) as Address
+      const signer = loadSigner(dataDir)
+      const owner = (opts.owner ?? signer.address) as Address
       const functions = functionTable()
       const served = []
       for (const dir of opts.project) served.push(...await addProject(functions, owner, absolute(dir)))
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined },
-        { privateKey: await loadPeerKey(dataDir), account, functions, logger: log, registry: registry() })
+        { privateKey: await loadPeerKey(dataDir), signer, functions, logger: log, registry: registry() })
       await gateway.start()
       onShutdown(async () => await gateway.stop(), log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
-        { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: account.address, url: gateway.url, functions: urls })
+        { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls })
     })
 }

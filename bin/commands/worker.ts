@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, createWorker, loadEvmAccount, loadPeerKey, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, createWorker, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 type ExecutorFactory = (init: Record<string, unknown>) => (components: { logger: Logger }) => sandbox.Executor
@@ -35,7 +35,7 @@ export function workerCommand (): Command<any, any> {
       const reg = registry()
       const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, log)
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined, capacity: opts.capacity },
-        { privateKey: await loadPeerKey(dataDir), account: loadEvmAccount(dataDir), executor, logger: log, registry: reg })
+        { privateKey: await loadPeerKey(dataDir), signer: loadSigner(dataDir), executor, logger: log, registry: reg })
       await worker.start()
       const admin = opts.adminPort === undefined
         ? undefined

@@ -6,15 +6,15 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
-import type { PrivateKeyAccount } from 'viem/accounts'
 import {
-  JOB_PROTOCOL, newJobId, outputHash, PROTOCOL_VERSION, receiptOf, recoverReceiptSigner, signTicket,
+  JOB_PROTOCOL, newJobId, outputHash, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
   ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { frames } from '../frames.ts'
 import type { PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
+import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
 import type { FunctionEntry } from './functions.ts'
 import type { WorkerEntry, WorkerView } from './worker-view.ts'
 
@@ -50,7 +50,8 @@ export interface DispatchInit {
 export interface DispatchComponents {
   libp2p: PeerHostLibp2p
   view: WorkerView
-  account: PrivateKeyAccount
+  /** signs tickets: the gateway's secp256k1 key */
+  signer: FastSigner
   logger: Logger
 }
 
@@ -71,11 +72,11 @@ class AttemptFailed extends Error {
 }
 
 export function dispatcher (init: DispatchInit, components: DispatchComponents): Dispatcher {
-  const { libp2p, view, account } = components
+  const { libp2p, view, signer } = components
   const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
   const maxAttempts = init.maxAttempts ?? NODE_DEFAULTS.maxAttempts
 
-  async function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry): Promise<JobRequest> {
+  function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry): JobRequest {
     const request: JobRequest = {
       v: PROTOCOL_VERSION,
       type: 'job',
@@ -89,7 +90,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       deadline: job.deadline,
       ticket: {
         worker: worker.advert.address,
-        gateway: account.address,
+        gateway: signer.address,
         fee: '0',
         // hourly settlement epochs (ARCHITECTURE §12)
         epoch: String(Math.floor(Date.now() / 3_600_000)),
@@ -97,7 +98,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       },
       ticketSig: '0x'
     }
-    request.ticketSig = await signTicket(account, init.domain, ticketOf(request))
+    request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request)))
     return request
   }
 
@@ -107,7 +108,11 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     const signal = AbortSignal.any(signals)
     let stream
     try {
-      stream = await libp2p.dialProtocol(peerIdFromString(worker.peerId), JOB_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]) })
+      stream = await libp2p.dialProtocol(peerIdFromString(worker.peerId), JOB_PROTOCOL, {
+        signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]),
+        // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
+        negotiateFully: false
+      })
     } catch (err: any) {
       throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
     }
@@ -129,13 +134,9 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         ? outputHash({ response: answer.response })
         : answer.error !== undefined ? outputHash({ error: answer.error }) : undefined
       if (expected === undefined || expected !== answer.outputHash) throw new AttemptFailed('PROTOCOL', 'output hash does not match the result')
-      let signer
-      try {
-        signer = await recoverReceiptSigner(init.domain, receiptOf(request, answer.outputHash), answer.receiptSig)
-      } catch {
-        throw new AttemptFailed('PROTOCOL', 'malformed receipt signature')
-      }
-      if (signer.toLowerCase() !== worker.advert.address.toLowerCase()) throw new AttemptFailed('PROTOCOL', 'receipt not signed by the worker')
+      const receiptSigner = recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, answer.outputHash)), answer.receiptSig)
+      if (receiptSigner === undefined) throw new AttemptFailed('PROTOCOL', 'malformed receipt signature')
+      if (!sameAddress(receiptSigner, worker.advert.address)) throw new AttemptFailed('PROTOCOL', 'receipt not signed by the worker')
       clean = true
       return answer
     } finally {
@@ -167,7 +168,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       const t0 = performance.now()
       view.begin(worker.peerId)
       try {
-        const request = await buildJob(job, jobId, attempt, worker)
+        const request = buildJob(job, jobId, attempt, worker)
         dispatchMs = performance.now() - started
         const result = await attemptOn(worker, request, budget, job.signal)
         const ms = performance.now() - t0

@@ -6,7 +6,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { PrivateKeyAccount } from 'viem/accounts'
+import type { FastSigner } from '../signing.ts'
 import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
@@ -32,7 +32,8 @@ export interface GatewayInit {
 
 export interface GatewayComponents {
   privateKey: PrivateKey
-  account: PrivateKeyAccount
+  /** signs tickets */
+  signer: FastSigner
   functions: FunctionTable
   logger: Logger
   registry: Registry
@@ -48,7 +49,7 @@ export interface GatewayNode {
 }
 
 export async function createGateway (init: GatewayInit, components: GatewayComponents): Promise<GatewayNode> {
-  const { account, functions, registry } = components
+  const { signer, functions, registry } = components
   const log = components.logger.child({ component: 'peerhost:gateway' })
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
@@ -66,7 +67,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   })
   new Gauge({ name: 'peerhost_gateway_known_workers', help: 'workers in the live view', registers: [registry], collect () { this.set(view.size()) } })
 
-  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, account, logger: components.logger })
+  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, signer, logger: components.logger })
 
   const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
     functions,
@@ -81,7 +82,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     status: () => ({
       role: 'gateway',
       peerId: libp2p.peerId.toString(),
-      address: account.address,
+      address: signer.address,
       addrs: dialableAddrs(libp2p),
       connections: libp2p.getConnections().length,
       peers: libp2p.getPeers().map(p => p.toString()),
@@ -133,7 +134,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
       libp2p.services.pubsub.subscribe(topic)
       await libp2p.handle(BUNDLE_PROTOCOL, (stream, connection) => { void serveBundle(stream, connection) }, { maxInboundStreams: 64 })
       await http.start()
-      log.info({ peerId: libp2p.peerId.toString(), url: http.url, address: account.address }, 'gateway started')
+      log.info({ peerId: libp2p.peerId.toString(), url: http.url, address: signer.address }, 'gateway started')
     },
     async stop () {
       await http.stop()

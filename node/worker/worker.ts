@@ -6,10 +6,9 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { join } from 'node:path'
 import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
-import type { PrivateKeyAccount } from 'viem/accounts'
 import {
-  advertSigningBytes, BUNDLE_PROTOCOL, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
-  ProtocolError, receiptOf, recoverTicketSigner, signReceipt, ticketOf, workersTopic,
+  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
+  ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic,
   type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
 } from '#protocol'
 import type { ExecutionResult, Executor } from '#sandbox'
@@ -18,6 +17,7 @@ import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
+import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -36,7 +36,8 @@ export interface WorkerInit {
 
 export interface WorkerComponents {
   privateKey: import('@libp2p/interface').PrivateKey
-  account: PrivateKeyAccount
+  /** signs receipts: the worker's secp256k1 key (the chain binds it to stake) */
+  signer: FastSigner
   executor: Executor
   logger: Logger
   registry: Registry
@@ -55,7 +56,7 @@ export interface WorkerNode {
 }
 
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
-  const { account, executor, registry } = components
+  const { signer, executor, registry } = components
   const log = components.logger.child({ component: 'peerhost:worker' })
   const capacity = init.capacity ?? NODE_DEFAULTS.workerCapacity
   const domain = init.domain ?? DEV_DOMAIN
@@ -69,6 +70,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
 
   let running = 0
+  const waiting: Array<{ resolve: (admitted: boolean) => void, timer: NodeJS.Timeout }> = []
   let seq = 0
   let stopping = false
   let advertTimer: NodeJS.Timeout | undefined
@@ -79,7 +81,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       v: PROTOCOL_VERSION,
       type: 'advert',
       peerId: libp2p.peerId.toString(),
-      address: account.address,
+      address: signer.address,
       addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, 8),
       capacity,
       load: running,
@@ -118,28 +120,38 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     }
   }
 
-  async function verifyTicket (job: JobRequest): Promise<string | undefined> {
-    if (job.ticket.worker.toLowerCase() !== account.address.toLowerCase()) return 'the ticket names another worker'
+  function verifyTicket (job: JobRequest): string | undefined {
+    if (!sameAddress(job.ticket.worker, signer.address)) return 'the ticket names another worker'
     if (job.deadline <= Date.now()) return 'the job deadline has passed'
-    let signer: string
     try {
-      signer = await recoverTicketSigner(domain, ticketOf(job), job.ticketSig)
+      assertInputHash(job)
     } catch {
-      return 'the ticket signature is malformed'
+      return 'the inputHash does not match the request'
     }
-    if (signer.toLowerCase() !== job.ticket.gateway.toLowerCase()) return 'the ticket is not signed by the gateway it names'
+    const gateway = recoverDigestSigner(ticketDigest(domain, ticketOf(job)), job.ticketSig)
+    if (gateway === undefined) return 'the ticket signature is malformed'
+    if (!sameAddress(gateway, job.ticket.gateway)) return 'the ticket is not signed by the gateway it names'
     return undefined
   }
 
   async function runJob (job: JobRequest, connection: Connection, signal: AbortSignal): Promise<JobResult | ReturnType<typeof errorFrame>> {
     const arrived = performance.now()
-    const ticketProblem = await verifyTicket(job)
+    const ticketProblem = verifyTicket(job)
     if (ticketProblem !== undefined) return fail(job, 'TICKET_INVALID', ticketProblem)
     if (stopping) return fail(job, 'SHUTTING_DOWN', 'the worker is shutting down')
-    if (running >= capacity) return fail(job, 'OVERLOADED', 'the worker has no free capacity', { capacity, running })
-
-    running++
-    runningGauge.set(running)
+    if (running >= capacity) {
+      // a short FIFO queue absorbs bursts; past it the gateway should try another worker
+      if (waiting.length >= capacity * NODE_DEFAULTS.workerQueueFactor) return fail(job, 'OVERLOADED', 'the worker has no free capacity', { capacity, running, queued: waiting.length })
+      const admitted = await new Promise<boolean>(resolve => {
+        const entry = { resolve, timer: setTimeout(() => { waiting.splice(waiting.indexOf(entry), 1); resolve(false) }, Math.max(0, job.deadline - Date.now())) }
+        waiting.push(entry)
+      })
+      if (!admitted) return fail(job, 'DEADLINE_EXCEEDED', 'the job deadline passed while it waited for a free slot')
+      // the finishing job handed its slot over: `running` already counts this one
+    } else {
+      running++
+      runningGauge.set(running)
+    }
     try {
       let bytes: Uint8Array | undefined
       try {
@@ -168,7 +180,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const hash = result.response !== undefined
         ? outputHash({ response: result.response })
         : outputHash({ error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
-      const receiptSig = await signReceipt(account, domain, receiptOf(job, hash))
+      const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, hash)))
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
       const out: JobResult = {
         v: PROTOCOL_VERSION,
@@ -185,8 +197,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       else out.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
       return out
     } finally {
-      running--
-      runningGauge.set(running)
+      const next = waiting.shift()
+      if (next !== undefined) {
+        clearTimeout(next.timer)
+        next.resolve(true)
+      } else {
+        running--
+        runningGauge.set(running)
+      }
     }
   }
 
@@ -225,7 +243,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
 
   return {
     get peerId () { return libp2p.peerId },
-    address: account.address,
+    address: signer.address,
     libp2p,
     get running () { return running },
     addrs: () => dialableAddrs(libp2p),
@@ -240,7 +258,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       libp2p.services.pubsub.subscribe(topic)
       await publishAdvert()
       advertTimer = setInterval(() => { void publishAdvert() }, init.advertIntervalMs ?? NODE_DEFAULTS.advertIntervalMs)
-      log.info({ peerId: libp2p.peerId.toString(), address: account.address, addrs: dialableAddrs(libp2p), executor: executor.kind }, 'worker started')
+      log.info({ peerId: libp2p.peerId.toString(), address: signer.address, addrs: dialableAddrs(libp2p), executor: executor.kind }, 'worker started')
     },
     async stop () {
       if (stopping) return
