@@ -13,7 +13,7 @@ import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 
 import { hardhat } from 'viem/chains'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { buildContracts } from '../../contracts/hre.ts'
-import { deployPeerHost, LOCAL_PARAMS, type PeerHostAddresses, type PeerHostParams } from '../../contracts/deploy.ts'
+import { deployPeerHost, LOCAL_PARAMS, readArtifact, type PeerHostAddresses, type PeerHostParams } from '../../contracts/deploy.ts'
 import {
   executionCoordinatorAbi, functionRegistryAbi, settlementAbi, workerStakingAbi, buildSettlementBatch,
   type SettlementBatch, type SettlementItem
@@ -294,4 +294,13 @@ export async function commit (
 /** Owed balances and escrows a suite can compare before and after. */
 export async function owed (world: World, who: ActorName): Promise<bigint> {
   return await world.read.settlement.read.owed([world.actors[who].address])
+}
+
+/** Deploys a compiled contract from an actor (for contracts outside the standard deployment). */
+export async function deployRaw (world: World, from: ActorName, name: string, args: unknown[]): Promise<Address> {
+  const { abi, bytecode } = await readArtifact(name)
+  const hash = await world.actors[from].wallet.deployContract({ abi, bytecode, args } as any)
+  const receipt = await world.publicClient.getTransactionReceipt({ hash })
+  assert.ok(receipt.contractAddress)
+  return receipt.contractAddress
 }

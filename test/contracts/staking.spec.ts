@@ -2,17 +2,8 @@ import assert from 'node:assert/strict'
 import { keccak256, parseEventLogs, zeroAddress, type Address, type Hex } from 'viem'
 import { peerBindingTypedData, workerStakingAbi } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
-import { readArtifact } from '../../contracts/deploy.ts'
-import { ETHER, PARAMS, increaseTime, now, revertTo, send, sendReverts, setup, snapshot, type ActorName, type World } from './fixture.ts'
+import { ETHER, PARAMS, deployRaw, increaseTime, now, revertTo, send, sendReverts, setup, snapshot, type ActorName, type World } from './fixture.ts'
 
-
-export async function deployRaw (world: World, from: ActorName, name: string, args: unknown[]): Promise<Address> {
-  const { abi, bytecode } = await readArtifact(name)
-  const hash = await world.actors[from].wallet.deployContract({ abi, bytecode, args } as any)
-  const receipt = await world.publicClient.getTransactionReceipt({ hash })
-  assert.ok(receipt.contractAddress)
-  return receipt.contractAddress
-}
 
 export async function bindingSignature (world: World, who: ActorName, peerId: Hex, deadline: bigint, options: { nonce?: bigint, chainId?: number, staking?: Address } = {}): Promise<Hex> {
   const actor = world.actors[who]
