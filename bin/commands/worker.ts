@@ -1,20 +1,16 @@
+import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
 import { ConfigError, createWorker, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
-
-type ExecutorFactory = (init: Record<string, unknown>) => (components: { logger: Logger }) => sandbox.Executor
 
 export function chooseExecutor (unsafeDev: boolean, dataDir: string, log: Logger): sandbox.Executor {
   if (unsafeDev) {
     log.warn('running functions with the development node:vm executor: this is NOT a security boundary; never use it with untrusted code')
     return sandbox.devExecutor({})({ logger: log.child({ component: 'peerhost:sandbox:dev' }) })
   }
-  const gvisor = (sandbox as unknown as Record<string, ExecutorFactory | undefined>).gvisorExecutor
-  if (gvisor === undefined) {
-    throw new ConfigError('NO_SANDBOX', 'this build has no gVisor executor yet; run the worker with --unsafe-dev-executor for local development only')
-  }
-  return gvisor({ dataDir })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
+  // the sandbox checks at start that runsc works and limits hold, and refuses to start otherwise
+  return sandbox.gvisorExecutor({ dataDir: join(dataDir, 'sandbox') })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
 }
 
 export function workerCommand (): Command<any, any> {
