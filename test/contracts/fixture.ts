@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import {
-  BaseError, ContractFunctionRevertedError, decodeErrorResult, createPublicClient, createWalletClient, custom, getContract, keccak256,
+  BaseError, ContractFunctionRevertedError, decodeErrorResult, encodeAbiParameters, createPublicClient, createWalletClient, custom, getContract, keccak256,
   toHex, type Abi, type Account, type Address, type Chain, type Hex, type PublicClient, type Transport, type WalletClient
 } from 'viem'
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
@@ -303,4 +303,30 @@ export async function deployRaw (world: World, from: ActorName, name: string, ar
   const receipt = await world.publicClient.getTransactionReceipt({ hash })
   assert.ok(receipt.contractAddress)
   return receipt.contractAddress
+}
+
+/** Asserts a plain call (no ABI function, e.g. a bare value transfer) reverts with the named error. */
+export async function expectRawRevert (world: World, from: ActorName, to: Address, value: bigint, data: Hex, errorName: string): Promise<void> {
+  try {
+    await world.publicClient.call({ account: world.actors[from].account, to, value, data })
+  } catch (err) {
+    let raw: Hex | undefined
+    if (err instanceof BaseError) {
+      err.walk(e => {
+        const d = (e as { data?: unknown }).data
+        if (typeof d === 'string' && d.startsWith('0x')) raw = d as Hex
+        else if (d != null && typeof (d as { data?: unknown }).data === 'string') raw = (d as { data: Hex }).data
+        return false
+      })
+    }
+    assert.ok(raw, `no revert data in ${String(err)}`)
+    assert.equal(decodeErrorResult({ abi: ALL_ABIS, data: raw }).errorName, errorName)
+    return
+  }
+  assert.fail(`expected revert ${errorName}`)
+}
+
+/** Commitment for ExecutionCoordinator.commit, as a worker computes it. */
+export function executionCommitment (requestId: bigint, worker: Address, outputHash: Hex, salt: Hex): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'uint256' }, { type: 'address' }, { type: 'bytes32' }, { type: 'bytes32' }], [requestId, worker, outputHash, salt]))
 }
