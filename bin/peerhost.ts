@@ -5,6 +5,7 @@
  */
 import { Command } from '@commander-js/extra-typings'
 import { bootstrapCommand } from './commands/bootstrap.ts'
+import { devCommand } from './commands/dev.ts'
 import { devnetCommand } from './commands/devnet.ts'
 import { gatewayCommand } from './commands/gateway.ts'
 import { workerCommand } from './commands/worker.ts'
@@ -22,7 +23,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [devnetCommand(), bootstrapCommand(), gatewayCommand(), workerCommand()]) {
+for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand()]) {
   program.addCommand(userFacing(cmd))
 }
 

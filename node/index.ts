@@ -17,3 +17,4 @@ export { functionTable, addProject, type FunctionEntry, type FunctionTable, type
 export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type AdvertCheck } from './gateway/worker-view.ts'
 export { frames, errorFrame, type FrameStream } from './frames.ts'
 export { fastSigner, recoverDigestSigner, sameAddress, type FastSigner } from './signing.ts'
+export { startDevServer, type DevServer, type DevServerInit } from './dev/dev-server.ts'
