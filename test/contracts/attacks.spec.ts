@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict'
+import { concat, encodeFunctionData, keccak256, numberToHex, parseSignature, serializeCompactSignature, signatureToCompactSignature, toHex, hexToBigInt, type Hex } from 'viem'
+import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
+import { executionCoordinatorAbi, fromLeaves, leafValues, settlementAbi, workerStakingAbi, buildSettlementBatch, peerBindingTypedData, type SettlementLeaf } from '../../contracts/abi/index.ts'
+import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
+import { peerHostDomain, signReceipt, signTicket } from '../../protocol/eip712.ts'
+import {
+  ETHER, PARAMS, commit, deployRaw, endEpoch, executionCommitment, increaseTime, now, owed, revertTo, send, sendReverts, setup,
+  signedJob, snapshot, type ActorName, type World
+} from './fixture.ts'
+
+const STAKE = 10n * ETHER
+const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
+const CID: Hex = '0x0155'
+
+/** The other valid-looking signature of the same message: s' = n - s, v flipped (high-s). */
+function highS (signature: Hex): Hex {
+  const { r, s, yParity } = parseSignature(signature)
+  const s2 = N - hexToBigInt(s)
+  return concat([r, numberToHex(s2, { size: 32 }), numberToHex(yParity === 0 ? 28 : 27, { size: 1 })])
+}
+
+describe('contracts: attacks', function () {
+  this.timeout(120_000)
+  let world: World
+  let snap: string
+  let honest: ActorName[]
+
+  before(async () => { world = await setup() })
+  after(async () => { await world.close() })
+  beforeEach(async () => { snap = await snapshot(world); honest = [] })
+  afterEach(async () => {
+    for (const h of honest) {
+      const s = await world.read.staking.read.stakeOf([world.actors[h].address])
+      assert.equal(s.amount + s.pending, STAKE, `honest ${h} was slashed`)
+    }
+    await revertTo(world, snap)
+  })
+
+  describe('reentrancy through a malicious receiver', () => {
+    async function receiver () {
+      const address = await deployRaw(world, 'stranger', 'ReentrantReceiver', [])
+      return { address, abi: reentrantReceiverAbi }
+    }
+    async function balance (a: Hex): Promise<bigint> { return await world.publicClient.getBalance({ address: a }) }
+
+    it('Settlement.withdraw: a re-entering payee is paid exactly once', async () => {
+      const rc = await receiver()
+      // the attacker owns a project and withdraws its escrow
+      await send(world, 'owner', 'FunctionRegistry', 'transferProject', [world.projectId, rc.address])
+      const accept = encodeFunctionData({ abi: [{ type: 'function', name: 'acceptProject', inputs: [{ name: 'p', type: 'bytes32' }], outputs: [], stateMutability: 'nonpayable' }], functionName: 'acceptProject', args: [world.projectId] })
+      await send(world, 'stranger', rc, 'execute', [world.addresses.FunctionRegistry, 0n, accept])
+      await send(world, 'stranger', rc, 'execute', [world.addresses.Settlement, 0n, encodeFunctionData({ abi: settlementAbi, functionName: 'requestEscrowWithdrawal', args: [world.projectId, 5n * ETHER] })])
+      await increaseTime(world, PARAMS.epochLength + PARAMS.commitWindow)
+      await send(world, 'stranger', rc, 'execute', [world.addresses.Settlement, 0n, encodeFunctionData({ abi: settlementAbi, functionName: 'withdrawEscrow', args: [world.projectId] })])
+      const withdraw = encodeFunctionData({ abi: settlementAbi, functionName: 'withdraw' })
+      await send(world, 'stranger', rc, 'setTarget', [world.addresses.Settlement, withdraw])
+      const held = await balance(world.addresses.Settlement)
+      await send(world, 'stranger', rc, 'execute', [world.addresses.Settlement, 0n, withdraw])
+      assert.equal(await world.publicClient.readContract({ ...rc, functionName: 'reentryAttempts' }), 1n)
+      assert.equal(await world.publicClient.readContract({ ...rc, functionName: 'reentrySucceeded' }), false)
+      assert.equal(await balance(rc.address), 5n * ETHER)
+      assert.equal(await balance(world.addresses.Settlement), held - 5n * ETHER)
+    })
+
+    it('WorkerStaking.withdraw: a re-entering staker gets its stake once', async () => {
+      const rc = await receiver()
+      const st = world.addresses.WorkerStaking
+      await send(world, 'stranger', rc, 'execute', [st, 2n * ETHER, encodeFunctionData({ abi: workerStakingAbi, functionName: 'stake', args: [1] })], 2n * ETHER)
+      await send(world, 'stranger', rc, 'execute', [st, 0n, encodeFunctionData({ abi: workerStakingAbi, functionName: 'requestWithdrawal', args: [2n * ETHER] })])
+      await increaseTime(world, PARAMS.unbondingPeriod)
+      const withdraw = encodeFunctionData({ abi: workerStakingAbi, functionName: 'withdraw' })
+      await send(world, 'stranger', rc, 'setTarget', [st, withdraw])
+      await send(world, 'stranger', rc, 'execute', [st, 0n, withdraw])
+      assert.equal(await world.publicClient.readContract({ ...rc, functionName: 'reentrySucceeded' }), false)
+      assert.equal(await balance(rc.address), 2n * ETHER)
+    })
+
+    it('ExecutionCoordinator.withdraw and settle: a re-entering requester is refunded once', async () => {
+      const rc = await receiver()
+      const co = world.addresses.ExecutionCoordinator
+      const t = await now(world)
+      await send(world, 'stranger', rc, 'execute', [co, ETHER, encodeFunctionData({ abi: executionCoordinatorAbi, functionName: 'requestExecution', args: [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: CID, redundancy: 1, fee: ETHER, deadline: t + 50n, fromEscrow: false }] })], ETHER)
+      await increaseTime(world, 60)
+      await send(world, 'stranger', rc, 'setTarget', [co, encodeFunctionData({ abi: executionCoordinatorAbi, functionName: 'withdraw' })])
+      await send(world, 'stranger', 'ExecutionCoordinator', 'settle', [1n])
+      await send(world, 'stranger', rc, 'execute', [co, 0n, encodeFunctionData({ abi: executionCoordinatorAbi, functionName: 'withdraw' })])
+      assert.equal(await world.publicClient.readContract({ ...rc, functionName: 'reentrySucceeded' }), false)
+      assert.equal(await balance(rc.address), ETHER)
+      assert.equal(await balance(co), 0n)
+    })
+  })
+
+  describe('signature replay and malleability', () => {
+    it('a ticket signed for another chain id or another Settlement is a provable invalid leaf', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const good = await signedJob(world, { worker: 'w1', epoch })
+      await endEpoch(world)
+      for (const [worker, domain] of [['w1', peerHostDomain(80002, world.addresses.Settlement)], ['w3', peerHostDomain(world.chainId, world.addresses.ExecutionCoordinator)]] as const) {
+        const sig = await signTicket(world.actors.gateway.account, domain, good.ticket)
+        const replayed = { ...good.item, ticketSignature: sig }
+        const c = await commit(world, worker, epoch, [replayed])
+        await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+        assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+      }
+    })
+
+    it('a high-s variant of a valid ticket signature makes the leaf invalid (no second valid form exists)', async () => {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch })
+      await endEpoch(world)
+      assert.equal(await world.read.settlement.read.verifyTicket([j.ticket, highS(j.ticketSignature), world.actors.gateway.address]), false)
+      const c = await commit(world, 'w1', epoch, [{ ...j.item, ticketSignature: highS(j.ticketSignature) }])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+    })
+
+    it('high-s and EIP-2098 compact receipt signatures prove nothing', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch })
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [j.item])
+      const other = keccak256(toHex('other'))
+      const sig = await signReceipt(world.actors.w1.account, world.domain, { ...j.receipt, outputHash: other })
+      const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(sig)))
+      assert.equal((compact.length - 2) / 2, 64)
+      for (const variant of [highS(sig), compact]) {
+        await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, variant], 'SettlementInvalidReceiptSignature', [0n])
+      }
+      assert.equal(await world.read.settlement.read.verifyReceipt([j.receipt, highS(j.receiptSignature)]), false)
+      // the genuine form still works (and can only void the batch once)
+      await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementBatchNotChallengeable', [c.batchId])
+    })
+
+    it('a high-s or compact peer-binding signature is rejected', async () => {
+      const deadline = (await now(world)) + 100n
+      const peerId: Hex = '0x00240801'
+      const nonce = await world.read.staking.read.nonces([world.actors.w1.address])
+      const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce, deadline }))
+      const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(sig)))
+      for (const variant of [highS(sig), compact]) {
+        await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant], 'StakingInvalidSignature')
+      }
+      await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig])
+    })
+  })
+
+  describe('merkle', () => {
+    it('an inner node presented as a leaf does not verify (leaves are double-hashed)', async () => {
+      honest = ['w1']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const js = await Promise.all([0, 1, 2, 3].map(async () => await signedJob(world, { worker: 'w1', epoch })))
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, js.map(j => j.item))
+      const tree = c.batch.tree as StandardMerkleTree<unknown[]>
+      const proof = c.batch.proof(0)
+      const leafHash = tree.leafHash(leafValues(c.batch.leaves[0])) as Hex
+      // the parent of leaf 0: a naive (single-hash, raw 64-byte) tree would accept it with proof[1:]
+      const [a, b] = [leafHash, proof[0]].sort()
+      const inner = keccak256(concat([a, b]))
+      let node = inner
+      for (const p of proof.slice(1)) node = keccak256(concat([node, p].sort() as [Hex, Hex]))
+      assert.equal(node, c.batch.root, 'the shortened proof does lead from the inner node to the root')
+      // …but no Leaf hashes to it: reading the two children as the leaf's first words fails
+      const forged: SettlementLeaf = { ...c.batch.leaves[0], index: hexToBigInt(a), cumulativeFee: hexToBigInt(b) }
+      for (const args of [[c.batchId, forged, proof.slice(1)], [c.batchId, forged, proof]]) {
+        await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', args, 'SettlementInvalidProof')
+      }
+      assert.notEqual(await world.read.settlement.read.leafHash([forged]), inner)
+    })
+
+    it('a double claim of one ticket in one batch is a fault; a second batch for the same key is refused', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch, fee: ETHER })
+      const k = await signedJob(world, { worker: 'w1', epoch, fee: ETHER })
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [j.item, k.item, j.item])
+      const second = buildSettlementBatch([j.item])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, second.root, 1, ETHER, CID], 'SettlementBatchExists', [c.batchId], PARAMS.minBatchBond)
+      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.batchId, c.batch.leaves[0], c.batch.proof(0), c.batchId, c.batch.leaves[2], c.batch.proof(2)])
+      assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+    })
+
+    it('an inflated batch total is voided and the escrow made whole', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const js = await Promise.all([1n, 2n].map(async f => await signedJob(world, { worker: 'w1', epoch, fee: f * ETHER / 10n })))
+      await endEpoch(world)
+      const escrow = await world.read.settlement.read.escrowOf([world.projectId])
+      const t = buildSettlementBatch(js.map(j => j.item))
+      const c = await commit(world, 'w1', epoch, fromLeaves(t.leaves, 50n * ETHER))
+      assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow - 50n * ETHER)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow)
+    })
+  })
+
+  describe('execution fallback', () => {
+    it('a copied commitment cannot be revealed by the copier, who is penalised; the original worker is paid', async () => {
+      honest = ['w1', 'w3']
+      const t = await now(world)
+      await send(world, 'gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: CID, redundancy: 3, fee: 3n * ETHER, deadline: t + 100n, fromEscrow: false }], 3n * ETHER)
+      const id = await world.read.coordinator.read.requestCount()
+      const out = keccak256(toHex('out'))
+      const salt = keccak256(toHex('secret'))
+      const commitment = executionCommitment(id, world.actors.w1.address, out, salt)
+      await send(world, 'w1', 'ExecutionCoordinator', 'commit', [id, commitment])
+      await send(world, 'w2', 'ExecutionCoordinator', 'commit', [id, commitment]) // copied from the mempool
+      await send(world, 'w3', 'ExecutionCoordinator', 'commit', [id, executionCommitment(id, world.actors.w3.address, out, keccak256('0x03'))])
+      await send(world, 'w1', 'ExecutionCoordinator', 'reveal', [id, out, salt, CID])
+      // the copier now knows (out, salt) but its commitment is bound to w1's address
+      await sendReverts(world, 'w2', 'ExecutionCoordinator', 'reveal', [id, out, salt, CID], 'CoordinatorCommitmentMismatch', [id, world.actors.w2.address])
+      await send(world, 'w3', 'ExecutionCoordinator', 'reveal', [id, out, keccak256('0x03'), CID])
+      await increaseTime(world, 120)
+      await send(world, 'stranger', 'ExecutionCoordinator', 'settle', [id])
+      assert.equal(await world.read.coordinator.read.owed([world.actors.w1.address]), ETHER)
+      assert.equal(await world.read.coordinator.read.owed([world.actors.w2.address]), 0n)
+      const s2 = await world.read.staking.read.stakeOf([world.actors.w2.address])
+      assert.equal(s2.amount + s2.pending, STAKE - STAKE * BigInt(PARAMS.penaltyBps) / 10_000n)
+    })
+  })
+
+  describe('unbonding', () => {
+    it('stake requested for withdrawal before a fault is proven is still slashed', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const forged = await signedJob(world, { worker: 'w1', epoch, gateway: 'stranger', fee: ETHER })
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [forged.item])
+      await send(world, 'w1', 'WorkerStaking', 'requestWithdrawal', [STAKE])
+      assert.equal(await world.read.staking.read.isActiveWorker([world.actors.w1.address]), false)
+      await increaseTime(world, PARAMS.challengeWindow - 10n)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      const s = await world.read.staking.read.stakeOf([world.actors.w1.address])
+      assert.equal(s.pending, STAKE / 2n)
+      await increaseTime(world, PARAMS.unbondingPeriod)
+      await send(world, 'w1', 'WorkerStaking', 'withdraw', [])
+      assert.ok(await owed(world, 'challenger') > 0n)
+    })
+  })
+})
