@@ -8,7 +8,7 @@ import {
 } from './fixture.ts'
 
 const STAKE = 10n * ETHER
-const CID: Hex = '0x01551220' + 'cd'.repeat(32)
+const CID = ('0x01551220' + 'cd'.repeat(32)) as Hex
 
 describe('contracts: ExecutionCoordinator', function () {
   this.timeout(120_000)
