@@ -1,0 +1,85 @@
+/**
+ * Gateway edge cases with real libp2p nodes in one process on 127.0.0.1 (bootstrap, gateway and
+ * workers as in-process nodes; the dev executor runs the functions).
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { Registry } from 'prom-client'
+import { devExecutor } from '#sandbox'
+import { createBootstrap } from '#bootstrap'
+import { addProject, createGateway, createWorker, fastSigner, functionTable, silentLogger, type GatewayNode, type WorkerNode } from '#node'
+import { generatePrivateKey } from 'viem/accounts'
+import { waitFor } from '../helpers/network.ts'
+
+const root = resolve(import.meta.dirname, '..', '..')
+
+describe('gateway (in-process mesh)', function () {
+  this.timeout(60_000)
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-gw-'))
+  const logger = silentLogger()
+  let boot: Awaited<ReturnType<typeof createBootstrap>>
+  let gateway: GatewayNode
+  let worker: WorkerNode | undefined
+  let base: string
+
+  before(async () => {
+    boot = await createBootstrap({}, { privateKey: await generateKeyPair('Ed25519'), logger, registry: new Registry() })
+    await boot.start()
+    const functions = functionTable()
+    const signer = fastSigner(generatePrivateKey())
+    const owner = fastSigner(generatePrivateKey()).address
+    await addProject(functions, owner, join(root, 'test/fixtures/slow'))
+    gateway = await createGateway({ port: 0, bootstrap: boot.addrs() }, { privateKey: await generateKeyPair('Ed25519'), signer, functions, logger, registry: new Registry() })
+    await gateway.start()
+    base = `${gateway.url}/${owner}/slow/slow`
+  })
+  after(async () => {
+    await worker?.stop()
+    await gateway?.stop()
+    await boot?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('is not ready and answers 503 NO_WORKER while it knows no worker', async () => {
+    const ready = await fetch(`${gateway.url}/_peerhost/ready`)
+    assert.equal(ready.status, 503)
+    const res = await fetch(`${base}?ms=1`)
+    assert.equal(res.status, 503)
+    assert.equal(((await res.json()) as any).error.code, 'NO_WORKER')
+  })
+
+  it('serves once a worker joins, and answers 504 with LIMIT_TIMEOUT when the function overruns', async () => {
+    worker = await createWorker({ dataDir: join(dir, 'w1'), bootstrap: boot.addrs() }, {
+      privateKey: await generateKeyPair('Ed25519'), signer: fastSigner(generatePrivateKey()), executor: devExecutor({})({}), logger, registry: new Registry()
+    })
+    await worker.start()
+    await waitFor('the worker in the view', () => gateway.view.size() === 1, 10_000)
+    assert.equal((await fetch(`${gateway.url}/_peerhost/ready`)).status, 200)
+    const ok = await fetch(`${base}?ms=5`)
+    assert.equal(ok.status, 200)
+    assert.deepEqual(await ok.json(), { slept: 5 })
+    // the fixture's timeoutMs is 8000
+    const slow = await fetch(`${base}?ms=20000`)
+    assert.equal(slow.status, 504)
+    const body = (await slow.json()) as any
+    assert.equal(body.error.code, 'LIMIT_TIMEOUT')
+    assert.equal(slow.headers.get('x-peerhost-attempts'), '1', 'a function timeout is the function\'s fault: not retried')
+  })
+
+  it('answers 400 with JSON to a malformed HTTP request', async () => {
+    const { connect } = await import('node:net')
+    const url = new URL(gateway.url)
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(Number(url.port), url.hostname, () => s.write('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'))
+      let out = ''
+      s.on('data', d => { out += String(d) })
+      s.on('end', () => resolve(out))
+      s.on('error', reject)
+    })
+    assert.match(raw, /^HTTP\/1.1 400/)
+    assert.match(raw, /"code":"BAD_REQUEST"/)
+  })
+})
