@@ -8,7 +8,7 @@
  * chain only.
  */
 import {
-  encodeAbiParameters, hashTypedData, keccak256, recoverTypedDataAddress, toBytes, type Address, type Hex
+  encodeAbiParameters, hashDomain, hashTypedData, keccak256, recoverTypedDataAddress, toBytes, type Address, type Hex
 } from 'viem'
 
 export const EIP712_DOMAIN_NAME = 'PeerHost'
@@ -93,12 +93,70 @@ export interface Receipt {
   epoch: bigint
 }
 
+/*
+ * Digests are on every request's hot path (a ticket and a receipt per job), so they are computed
+ * directly: every field of both types is a static ABI type, so the struct encoding is the type
+ * hash followed by one 32-byte word per field, and the domain separator is cached per domain.
+ * `typedDataDigest` (viem's generic hashTypedData) is the reference; tests and golden vectors
+ * hold the two equal.
+ */
+const domainSeparators = new Map<string, Uint8Array>()
+
+function domainSeparator (domain: PeerHostDomain): Uint8Array {
+  const key = `${domain.name}|${domain.version}|${domain.chainId}|${domain.verifyingContract.toLowerCase()}`
+  let sep = domainSeparators.get(key)
+  if (sep === undefined) {
+    sep = toBytes(hashDomain({ domain: { ...domain, chainId: BigInt(domain.chainId) }, types: { EIP712Domain: EIP712_DOMAIN_FIELDS } }))
+    if (domainSeparators.size > 64) domainSeparators.clear()
+    domainSeparators.set(key, sep)
+  }
+  return sep
+}
+
+const EIP712_DOMAIN_FIELDS = [
+  { name: 'name', type: 'string' },
+  { name: 'version', type: 'string' },
+  { name: 'chainId', type: 'uint256' },
+  { name: 'verifyingContract', type: 'address' }
+] as const
+
+function word (out: Uint8Array, offset: number, value: Hex | bigint | number, kind: 'bytes32' | 'address' | 'uint'): void {
+  if (kind === 'uint') {
+    let v = BigInt(value)
+    if (v < 0n || v >= (1n << 256n)) throw new RangeError('uint out of range')
+    for (let i = 31; i >= 0 && v > 0n; i--) { out[offset + i] = Number(v & 0xffn); v >>= 8n }
+    return
+  }
+  const bytes = toBytes(value as Hex)
+  if (kind === 'bytes32' ? bytes.length !== 32 : bytes.length !== 20) throw new RangeError(`expected ${kind}`)
+  out.set(bytes, offset + 32 - bytes.length)
+}
+
+function structDigest (domain: PeerHostDomain, typeHash: Hex, fields: ReadonlyArray<{ name: string, type: string }>, message: Record<string, any>): Hex {
+  const enc = new Uint8Array(32 * (fields.length + 1))
+  enc.set(toBytes(typeHash), 0)
+  fields.forEach((f, i) => {
+    word(enc, 32 * (i + 1), message[f.name], f.type === 'bytes32' ? 'bytes32' : f.type === 'address' ? 'address' : 'uint')
+  })
+  const buf = new Uint8Array(66)
+  buf[0] = 0x19
+  buf[1] = 0x01
+  buf.set(domainSeparator(domain), 2)
+  buf.set(toBytes(keccak256(enc)), 34)
+  return keccak256(buf)
+}
+
 export function ticketDigest (domain: PeerHostDomain, ticket: Ticket): Hex {
-  return hashTypedData({ domain, types: EIP712_TYPES, primaryType: 'Ticket', message: ticket })
+  return structDigest(domain, TICKET_TYPEHASH, EIP712_TYPES.Ticket, ticket)
 }
 
 export function receiptDigest (domain: PeerHostDomain, receipt: Receipt): Hex {
-  return hashTypedData({ domain, types: EIP712_TYPES, primaryType: 'Receipt', message: receipt })
+  return structDigest(domain, RECEIPT_TYPEHASH, EIP712_TYPES.Receipt, receipt)
+}
+
+/** viem's generic EIP-712 digest: the reference the fast digests are tested against. */
+export function typedDataDigest (domain: PeerHostDomain, primaryType: 'Ticket' | 'Receipt', message: Ticket | Receipt): Hex {
+  return hashTypedData({ domain, types: EIP712_TYPES, primaryType, message: message as any })
 }
 
 /** Anything that signs typed data the way a viem `LocalAccount` does. */

@@ -41,3 +41,22 @@ describe('native secp256k1 signing', () => {
     assert.notEqual(recoverDigestSigner(receiptDigest(DEV_DOMAIN, { ...receipt, fee: 6n }), sig), fast.address)
   })
 })
+
+describe('EIP-712 digests', () => {
+  it('computes the same ticket and receipt digests as viem\'s generic hashTypedData on any domain', async () => {
+    const { ticketDigest, typedDataDigest, peerHostDomain } = await import('#protocol')
+    const fc = (await import('fast-check')).default
+    const hex32 = fc.uint8Array({ minLength: 32, maxLength: 32 }).map(b => bytesToHex(b))
+    const addr = fc.uint8Array({ minLength: 20, maxLength: 20 }).map(b => bytesToHex(b))
+    const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 }), addr, hex32, hex32, hex32, hex32, addr, addr, fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), u64, u64, fc.integer({ min: 1, max: 16 }),
+      (chainId, contract, jobId, functionId, inputHash, outputHash, worker, gateway, fee, epoch, deadline, attempt) => {
+        const domain = peerHostDomain(chainId, contract as `0x${string}`)
+        const r = { jobId, attempt, functionId, inputHash, outputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch }
+        assert.equal(receiptDigest(domain, r), typedDataDigest(domain, 'Receipt', r))
+        const t = { jobId, attempt, functionId, inputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch, deadline }
+        assert.equal(ticketDigest(domain, t), typedDataDigest(domain, 'Ticket', t))
+      }), { numRuns: 200 })
+  })
+})
