@@ -6,7 +6,7 @@
  * from protocol/eip712.ts, so signatures are byte-identical to viem's.
  */
 import { createRequire } from 'node:module'
-import { bytesToHex, getAddress, hexToBytes, keccak256, type Address, type Hex } from 'viem'
+import { bytesToHex, hexToBytes, keccak256, type Address, type Hex } from 'viem'
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { hashTypedData } from 'viem'
 import type { TypedDataSigner } from '#protocol'
@@ -49,8 +49,9 @@ export function fastSigner (privateKey: Hex): FastSigner {
 }
 
 /**
- * Recovers the address that signed `digest`; undefined for a malformed or malleable (high-s)
- * signature.
+ * Recovers the address that signed `digest` (lower-case hex: the hot path compares with
+ * `sameAddress` and skips the checksum's extra keccak); undefined for a malformed or malleable
+ * (high-s) signature.
  */
 export function recoverDigestSigner (digest: Hex, signature: Hex): Address | undefined {
   if (!/^0x[0-9a-fA-F]{130}$/.test(signature)) return undefined
@@ -63,7 +64,7 @@ export function recoverDigestSigner (digest: Hex, signature: Hex): Address | und
   try {
     const pub = secp.ecdsaRecover(sig.subarray(0, 64), recid, hexToBytes(digest), false)
     const hash = keccak256(pub.subarray(1))
-    return getAddress(`0x${hash.slice(-40)}`)
+    return `0x${hash.slice(-40)}`
   } catch {
     return undefined
   }

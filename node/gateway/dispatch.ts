@@ -4,6 +4,7 @@
  * the stream is replaced by the next one (attempt + 1); the old attempt's stream is aborted, so a
  * late answer from it can never be taken.
  */
+import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
@@ -71,6 +72,17 @@ class AttemptFailed extends Error {
   constructor (code: string, message: string) { super(message); this.code = code }
 }
 
+const peerIds = new Map<string, PeerId>()
+function peerIdOf (id: string): PeerId {
+  let peer = peerIds.get(id)
+  if (peer === undefined) {
+    peer = peerIdFromString(id)
+    if (peerIds.size > 10_000) peerIds.clear()
+    peerIds.set(id, peer)
+  }
+  return peer
+}
+
 export function dispatcher (init: DispatchInit, components: DispatchComponents): Dispatcher {
   const { libp2p, view, signer } = components
   const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
@@ -108,11 +120,17 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     const signal = AbortSignal.any(signals)
     let stream
     try {
-      stream = await libp2p.dialProtocol(peerIdFromString(worker.peerId), JOB_PROTOCOL, {
+      const options = {
         signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]),
         // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
         negotiateFully: false
-      })
+      }
+      const peer = peerIdOf(worker.peerId)
+      // an open connection is reused directly: the dial path consults the peer store on every call
+      const open = libp2p.getConnections(peer).find(c => c.status === 'open')
+      stream = open !== undefined
+        ? await open.newStream(JOB_PROTOCOL, options)
+        : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
     } catch (err: any) {
       throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
     }

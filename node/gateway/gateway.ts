@@ -58,8 +58,9 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const adverts = new Counter({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
 
   const view = workerView({
-    onAccepted (advert) {
+    onAccepted (advert, previous) {
       // the signed advert is the authority for where a worker listens
+      if (previous !== undefined && previous.addrs.join() === advert.addrs.join()) return
       const peer = peerIdFromString(advert.peerId)
       const addrs = advert.addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
       void libp2p.peerStore.merge(peer, { multiaddrs: addrs }).catch(() => {})

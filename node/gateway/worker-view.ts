@@ -4,7 +4,6 @@
  * Kept behind an interface so the view can later span region shards and DHT provider records.
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import type { PeerId } from '@libp2p/interface'
 import { advertSigningBytes, decodeMessageOf, LIMITS, ProtocolError, type WorkerAdvert } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 
@@ -49,14 +48,13 @@ export interface WorkerView {
   pick: (bundleCid: string, exclude: Set<string>) => WorkerEntry | undefined
   begin: (peerId: string) => void
   end: (peerId: string, outcome: { ok: boolean, latencyMs?: number }) => void
-  onAccepted?: (advert: WorkerAdvert, peer: PeerId) => void
 }
 
 export interface WorkerViewInit {
   /** @default NODE_DEFAULTS.workerExpiryMs */
   expiryMs?: number
-  /** called for every accepted advert (the gateway learns the worker's addresses from it) */
-  onAccepted?: (advert: WorkerAdvert) => void
+  /** called for every accepted advert with the one it replaces (the gateway learns the worker's addresses from it) */
+  onAccepted?: (advert: WorkerAdvert, previous?: WorkerAdvert) => void
   now?: () => number
 }
 
@@ -111,7 +109,7 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
           failures: known?.failures ?? 0,
           lastFailureAt: known?.lastFailureAt ?? 0
         })
-        init.onAccepted?.(advert)
+        init.onAccepted?.(advert, known?.advert)
       }
       return result
     },
