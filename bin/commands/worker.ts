@@ -1,13 +1,14 @@
 import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, createWorker, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, NODE_DEFAULTS, createWorker, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
-export function chooseExecutor (unsafeDev: boolean, dataDir: string, log: Logger): sandbox.Executor {
+export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
   if (unsafeDev) {
     log.warn('running functions with the development node:vm executor: this is NOT a security boundary; never use it with untrusted code')
-    return sandbox.devExecutor({})({ logger: log.child({ component: 'peerhost:sandbox:dev' }) })
+    // one idle thread per job slot: a thread boot costs tens of ms, far more than a job
+    return sandbox.devExecutor({ maxIdleThreads: capacity })({ logger: log.child({ component: 'peerhost:sandbox:dev' }) })
   }
   // the sandbox checks at start that runsc works and limits hold, and refuses to start otherwise
   return sandbox.gvisorExecutor({ dataDir: join(dataDir, 'sandbox') })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
@@ -29,7 +30,7 @@ export function workerCommand (): Command<any, any> {
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
       const reg = registry()
-      const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, log)
+      const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined, capacity: opts.capacity },
         { privateKey: await loadPeerKey(dataDir), signer: loadSigner(dataDir), executor, logger: log, registry: reg })
       await worker.start()
