@@ -1,0 +1,115 @@
+/**
+ * Gas of PeerHost's contracts (`npm run bench:gas`): every external call once on the in-process
+ * EDR chain, then settlement cost per request when one batch covers 1, 100 and 10,000 requests
+ * (commitBatch + finalizeBatch + withdraw, divided by the batch size; the tickets are really
+ * signed and the tree really built), against the on-chain fallback per request
+ * (requestExecution + commit + reveal, redundancy 1; settle + withdraw shown separately).
+ * Target: ≤ 100 gas per request at 10,000 requests per batch.
+ */
+import { keccak256, toHex, type Hex, type TransactionReceipt } from 'viem'
+import { buildSettlementBatch, peerBindingTypedData } from '../contracts/abi/index.ts'
+import {
+  ETHER, PARAMS, commit, endEpoch, executionCommitment, increaseTime, now, send, setup, signedJob, type ActorName, type World
+} from '../test/contracts/fixture.ts'
+
+const rows: Array<[string, bigint]> = []
+const world: World = await setup()
+
+async function measure (label: string, p: Promise<TransactionReceipt>): Promise<bigint> {
+  const r = await p
+  rows.push([label, r.gasUsed])
+  return r.gasUsed
+}
+const tx = async (from: ActorName, c: Parameters<typeof send>[2], fn: string, args: readonly unknown[], value?: bigint) => await send(world, from, c, fn, args, value)
+
+// ---- per call
+await measure('FunctionRegistry.deploy (new project, 2 functions)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['a', 'b']]))
+await measure('FunctionRegistry.deploy (new version)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'cd'.repeat(32), keccak256('0x02'), ['a', 'b']]))
+await measure('FunctionRegistry.rollback', tx('owner', 'FunctionRegistry', 'deploy', [world.actors.owner.address, 'demo', '0x0155', keccak256('0x03'), ['hello']]).then(async () => await tx('owner', 'FunctionRegistry', 'rollback', [world.projectId, 1])))
+await measure('FunctionRegistry.transferProject', tx('owner', 'FunctionRegistry', 'transferProject', [world.projectId, world.actors.stranger.address]))
+await measure('WorkerStaking.stake (first)', tx('challenger', 'WorkerStaking', 'stake', [1], ETHER))
+await measure('WorkerStaking.stake (top up)', tx('challenger', 'WorkerStaking', 'stake', [1], ETHER))
+{
+  const deadline = (await now(world)) + 600n
+  const peerId: Hex = '0x002408011220' + '7d'.repeat(32) as Hex
+  const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce: 0n, deadline }))
+  await measure('WorkerStaking.bindPeer', tx('stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig]))
+}
+await measure('WorkerStaking.setGatewayInfo', tx('gateway', 'WorkerStaking', 'setGatewayInfo', ['https://gateway.example.org', '0x' + '42'.repeat(32)]))
+await measure('WorkerStaking.requestWithdrawal', tx('challenger', 'WorkerStaking', 'requestWithdrawal', [ETHER]))
+await measure('Settlement.deposit', tx('owner', 'Settlement', 'deposit', [world.projectId], ETHER))
+await measure('Settlement.setGatewayAllowance', tx('owner', 'Settlement', 'setGatewayAllowance', [world.projectId, world.actors.gateway.address, 100n * ETHER]))
+await measure('Settlement.requestEscrowWithdrawal', tx('owner', 'Settlement', 'requestEscrowWithdrawal', [world.projectId, ETHER]))
+
+// ---- the fallback path, per request
+const fee = 10n ** 15n
+const fallback: Record<string, bigint> = {}
+{
+  const deadline = (await now(world)) + 120n
+  fallback.request = await measure('ExecutionCoordinator.requestExecution (by value)', tx('gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: '0x01551220' + 'ee'.repeat(32), redundancy: 1, fee, deadline, fromEscrow: false }], fee))
+  const id = await world.read.coordinator.read.requestCount()
+  const out = keccak256(toHex('out'))
+  const salt = keccak256(toHex('salt'))
+  fallback.commit = await measure('ExecutionCoordinator.commit', tx('w1', 'ExecutionCoordinator', 'commit', [id, executionCommitment(id, world.actors.w1.address, out, salt)]))
+  fallback.reveal = await measure('ExecutionCoordinator.reveal (finalizes)', tx('w1', 'ExecutionCoordinator', 'reveal', [id, out, salt, '0x01551220' + 'ff'.repeat(32)]))
+  fallback.settle = await measure('ExecutionCoordinator.settle', tx('stranger', 'ExecutionCoordinator', 'settle', [id]))
+  fallback.withdraw = await measure('ExecutionCoordinator.withdraw', tx('w1', 'ExecutionCoordinator', 'withdraw', []))
+  const deadline2 = (await now(world)) + 120n
+  await measure('ExecutionCoordinator.requestExecution (from escrow)', tx('gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: '0x0155', redundancy: 3, fee, deadline: deadline2, fromEscrow: true }]))
+}
+
+// ---- settlement per batch size
+const sizes = [1, 100, 10_000]
+const perBatch: Array<{ n: number, commit: bigint, finalize: bigint, withdraw: bigint, prove: bigint, build: number, batchId: Hex, worker: ActorName }> = []
+for (const [i, n] of sizes.entries()) {
+  const worker = (['w2', 'w3', 'w4'] as const)[i]
+  const epoch = await world.read.settlement.read.currentEpoch()
+  const started = performance.now()
+  const items = []
+  for (let k = 0; k < n; k++) items.push((await signedJob(world, { worker, epoch, fee })).item)
+  const batch = buildSettlementBatch(items)
+  const build = performance.now() - started
+  await endEpoch(world)
+  const args = [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, '0x01551220' + '77'.repeat(32)] as const
+  const commitGas = (await tx(worker, 'Settlement', 'commitBatch', args, PARAMS.minBatchBond)).gasUsed
+  const batchId = await world.read.settlement.read.batchIdOf([world.actors[worker].address, world.projectId, epoch, world.actors.gateway.address])
+  // the same leaves committed by w5 are all invalid for w5 (tickets name another worker): the
+  // fault proof of the deepest leaf shows what a challenge costs at this size
+  const bad = await commit(world, 'w5', epoch, batch)
+  const last = n - 1
+  const prove = (await tx('challenger', 'Settlement', 'proveInvalidLeaf', [bad.batchId, batch.leaves[last], batch.proof(last)])).gasUsed
+  perBatch.push({ n, commit: commitGas, finalize: 0n, withdraw: 0n, prove, build, batchId, worker })
+}
+await increaseTime(world, PARAMS.challengeWindow)
+for (const b of perBatch) {
+  b.finalize = (await tx('stranger', 'Settlement', 'finalizeBatch', [b.batchId])).gasUsed
+  b.withdraw = (await tx(b.worker, 'Settlement', 'withdraw', [])).gasUsed
+}
+rows.push(['Settlement.commitBatch', perBatch[0].commit])
+rows.push(['Settlement.proveInvalidLeaf (1 leaf, voids + slashes)', perBatch[0].prove])
+rows.push(['Settlement.finalizeBatch', perBatch[0].finalize])
+rows.push(['Settlement.withdraw', perBatch[0].withdraw])
+await increaseTime(world, PARAMS.epochLength + PARAMS.commitWindow)
+await measure('Settlement.withdrawEscrow', tx('owner', 'Settlement', 'withdrawEscrow', [world.projectId]))
+await increaseTime(world, PARAMS.unbondingPeriod)
+await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withdraw', []))
+
+await world.close()
+
+const fallbackCore = fallback.request + fallback.commit + fallback.reveal
+const fmt = (x: bigint | number): string => Number(x).toLocaleString('en-US')
+console.log('## Gas per external call\n')
+console.log('| call | gas |\n|---|---:|')
+for (const [label, gas] of rows) console.log(`| ${label} | ${fmt(gas)} |`)
+console.log('\n## Settlement gas per request vs the on-chain fallback\n')
+console.log('| requests per batch | commitBatch | finalizeBatch | withdraw | total | gas per request | proveInvalidLeaf at this depth | ticket signing + tree build (ms) |')
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|')
+for (const b of perBatch) {
+  const total = b.commit + b.finalize + b.withdraw
+  console.log(`| ${fmt(b.n)} | ${fmt(b.commit)} | ${fmt(b.finalize)} | ${fmt(b.withdraw)} | ${fmt(total)} | ${fmt(Math.round(Number(total) / b.n * 10) / 10)} | ${fmt(b.prove)} | ${b.build.toFixed(0)} |`)
+}
+console.log(`\nFallback per request (redundancy 1): requestExecution + commit + reveal = ${fmt(fallbackCore)} gas; with settle + withdraw = ${fmt(fallbackCore + fallback.settle + fallback.withdraw)} gas.`)
+const at10k = perBatch[perBatch.length - 1]
+const per = Number(at10k.commit + at10k.finalize + at10k.withdraw) / at10k.n
+console.log(`Target ≤ 100 gas/request at 10,000: ${per.toFixed(1)} → ${per <= 100 ? 'met' : 'MISSED'}; ${(Number(fallbackCore) / per).toFixed(0)}× cheaper than the fallback.`)
+process.exit(0)
