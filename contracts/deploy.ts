@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { getAddress } from 'viem'
 import type { Abi, Account, Address, Chain, Hex, PublicClient, Transport, WalletClient } from 'viem'
 
 export const CONTRACT_NAMES = ['FunctionRegistry', 'WorkerStaking', 'Settlement', 'ExecutionCoordinator'] as const
@@ -91,7 +92,7 @@ export async function deployPeerHost (options: DeployOptions): Promise<PeerHostA
     const hash = await wallet.deployContract({ abi, bytecode, args, account: wallet.account, chain: wallet.chain })
     const receipt = await publicClient.waitForTransactionReceipt({ hash })
     if (receipt.contractAddress == null || receipt.status !== 'success') throw new Error(`deploying ${name} failed`)
-    return receipt.contractAddress
+    return getAddress(receipt.contractAddress)
   }
   async function call (address: Address, name: ContractName, functionName: string, args: unknown[]): Promise<void> {
     const { abi } = await read(name)
