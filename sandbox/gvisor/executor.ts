@@ -31,7 +31,10 @@ export interface GvisorExecutorInit {
   nodeBinary?: string
   /** idle generic sandboxes kept booted. @default 2 */
   genericPoolSize?: number
-  /** idle sandboxes kept per prewarmed function version. @default 1 */
+  /**
+   * idle sandboxes kept per prewarmed function version. Two let one collect garbage between
+   * executions while the other serves (p99 under 10 ms). @default 2
+   */
   perFunctionPoolSize?: number
   /** executions before a function-isolation sandbox is recycled. @default 1000 */
   maxExecutionsPerSandbox?: number
@@ -55,6 +58,8 @@ export interface GvisorExecutorInit {
    * gVisor alone exposes. @default true
    */
   permissionModel?: boolean
+  /** Node/V8 flags of the shim (tuning; see DEFAULT_NODE_FLAGS). */
+  nodeFlags?: string[]
   /** checks at start that runsc works and limits are enforced; refuses to start otherwise. @default true */
   selfTest?: boolean
   /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
@@ -78,6 +83,9 @@ export interface GvisorExecutor extends Executor {
   /** waits until the pool holds its targets (generic + prewarmed), or `timeoutMs` passes */
   settled: (timeoutMs?: number) => Promise<boolean>
 }
+
+/** Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md). */
+export const DEFAULT_NODE_FLAGS: string[] = []
 
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
@@ -137,7 +145,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
         tmpfsMb: this.init.tmpfsMb ?? 16,
         cgroupsPath: `/${this.cgroupParent}/${id}`,
         maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes,
-        permissionModel: this.init.permissionModel
+        permissionModel: this.init.permissionModel,
+        nodeFlags: this.init.nodeFlags ?? DEFAULT_NODE_FLAGS
       },
       maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
       onExit: (s) => { this.pool?.exited(s) }
@@ -173,7 +182,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     this.rootfs = ensureRootfs({ dataDir: this.base, nodeBinary: this.init.nodeBinary })
     this.pool = new Pool({
       genericSize: this.init.genericPoolSize ?? 2,
-      perFunction: this.init.perFunctionPoolSize ?? 1,
+      perFunction: this.init.perFunctionPoolSize ?? 2,
       maxExecutions: this.init.maxExecutionsPerSandbox ?? 1000,
       maxAgeMs: this.init.maxSandboxAgeMs ?? 300_000,
       maxSandboxes: this.init.maxSandboxes ?? 16,

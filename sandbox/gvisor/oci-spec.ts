@@ -20,6 +20,8 @@ export interface SpecInput {
   maxFrameBytes: number
   /** Node's permission model inside the sandbox (defence in depth behind gVisor). @default true */
   permissionModel?: boolean
+  /** extra Node/V8 flags (benchmarks and tuning) */
+  nodeFlags?: string[]
 }
 
 /** Linux uid/gid "nobody": the shim needs no privilege inside the sandbox. */
@@ -45,8 +47,11 @@ export function buildOciSpec (input: SpecInput): Record<string, unknown> {
         // inspector; file reads only of the shim, writes only to /tmp (defence behind the realm;
         // tests turn it off to show that gVisor alone hides the host)
         ...(input.permissionModel === false ? [] : ['--permission', '--allow-fs-read=/peerhost/', '--allow-fs-read=/tmp/', '--allow-fs-write=/tmp/']),
+        // lets the shim collect garbage between executions instead of inside them (session.ts)
+        '--expose-gc',
         // no process warnings on stderr (stderr is kept for fatal diagnostics only)
         '--no-warnings',
+        ...(input.nodeFlags ?? []),
         '/peerhost/shim.ts'
       ],
       // a fixed, minimal environment: nothing of the worker's environment enters the sandbox

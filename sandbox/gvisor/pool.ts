@@ -97,10 +97,14 @@ export class Pool {
     const e = this.fns.get(cid)
     if (e !== undefined) {
       e.lastUsed = Date.now()
-      while (e.idle.length > 0) {
-        const sb = e.idle.pop()!
-        if (this.expired(sb) || sb.memoryMb !== memoryMb) { this.discard(sb); continue }
-        if (isolation === 'execution' && sb.executions > 0) { this.discard(sb); continue }
+      for (const sb of [...e.idle]) {
+        if (this.expired(sb) || sb.memoryMb !== memoryMb || (isolation === 'execution' && sb.executions > 0)) this.discard(sb)
+      }
+      // most recently used first (hot caches), skipping one that is collecting garbage
+      const i = e.idle.findLastIndex(s => !s.maintaining)
+      const pick = i >= 0 ? i : (this.generic.length > 0 && memoryMb === this.config.defaultMemoryMb ? -1 : e.idle.length - 1)
+      if (pick >= 0) {
+        const sb = e.idle.splice(pick, 1)[0]
         sb.busy = true
         this.refill()
         return sb

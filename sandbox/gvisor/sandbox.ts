@@ -37,6 +37,8 @@ export class Sandbox {
   /** bundle CID this sandbox is bound to (function isolation) */
   boundTo?: string
   busy = false
+  /** collecting garbage between executions; the pool prefers another sandbox meanwhile */
+  maintaining = false
   dead = false
   exitCode: number | null = null
   stderr = ''
@@ -75,6 +77,7 @@ export class Sandbox {
     const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
     this.decoder = new FrameDecoder(this.opts.spec.maxFrameBytes, (msg: ShimMessage) => {
       if (msg.t === 'ready') readyResolve()
+      else if (msg.t === 'idle') this.maintaining = false
       else this.onMessage?.(msg)
     }, () => {
       // garbage on the channel: whatever produced it (an escaped function), the sandbox is done
@@ -118,6 +121,7 @@ export class Sandbox {
       this.onMessage = (m) => {
         if (m.t === 'result' && m.id === msg.id) {
           if (msg.bundle !== undefined) this.bundles.add(msg.cid)
+          if (m.gc === true) this.maintaining = true
           done({ kind: 'result', msg: m })
         } else if (m.t === 'fetch' && m.id === msg.id) {
           onFetch(m).then(

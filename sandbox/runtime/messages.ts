@@ -69,6 +69,9 @@ export type HostMessage = ExecMessage | FetchResultMessage | PingMessage
 
 export interface ReadyMessage { t: 'ready' }
 
+/** Sent after a between-executions garbage collection. */
+export interface IdleMessage { t: 'idle' }
+
 export interface ResultMessage {
   t: 'result'
   id: number
@@ -80,10 +83,14 @@ export interface ResultMessage {
   execMs: number
   /** ms of shim work around it (realm creation, compilation, conversion) */
   setupMs: number
+  /** ms from the shim receiving `exec` to sending this result */
+  shimMs?: number
+  /** the shim collects garbage now and sends `idle` when done */
+  gc?: boolean
 }
 
 export interface FetchMessage { t: 'fetch', id: number, fid: number, request: ShimRequest }
 
 export interface PongMessage { t: 'pong', id: number }
 
-export type ShimMessage = ReadyMessage | ResultMessage | FetchMessage | PongMessage
+export type ShimMessage = ReadyMessage | IdleMessage | ResultMessage | FetchMessage | PongMessage

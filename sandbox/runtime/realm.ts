@@ -9,11 +9,9 @@
  * a function that escapes its realm reaches only the shim of its own sandbox.
  *
  * Time limits: an idle wait past `timeoutMs` (a promise that never settles) is LIMIT_TIMEOUT,
- * answered here. Code that keeps the CPU busy until the limit is LIMIT_CPU: vm's `timeout`
- * interrupts module code and the handler's synchronous part; a loop that starts after an `await`
- * cannot be interrupted from inside the process, so the host kills the process (gVisor: the
- * sandbox; dev: the worker thread) when no answer came by `timeoutMs` + grace, and reports
- * LIMIT_CPU too (the shim's own timer could not fire: its event loop was blocked).
+ * answered here. Code that keeps the CPU busy past the limit blocks this event loop, so the host
+ * kills the process (gVisor: the sandbox; dev: the worker thread) when no answer came by
+ * `timeoutMs` + grace and reports LIMIT_CPU (the shim's own timer could not fire).
  */
 import vm from 'node:vm'
 import { inspect } from 'node:util'
@@ -53,7 +51,6 @@ export function hasBundle (cid: string): boolean {
   return scriptCache.has(cid)
 }
 
-const callScript = new vm.Script('globalThis.__peerhostCall()', { filename: 'peerhost-call.js' })
 
 class LogSink {
   text = ''
@@ -88,24 +85,16 @@ class LogSink {
   }
 }
 
-function makeConsole (sink: LogSink): Record<string, (...args: unknown[]) => void> {
-  const c: Record<string, (...args: unknown[]) => void> = {}
-  for (const level of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
-    c[level] = (...args: unknown[]) => { sink.write(level, args) }
-  }
-  c.dir = (v: unknown) => { sink.write('log', [v]) }
-  return c
-}
-
 class TimeoutSignal extends Error {}
 
-function toRequest (req: ShimRequest, signal: AbortSignal): Request {
+function toRequest (req: ShimRequest): Request {
   const hasBody = req.body.byteLength > 0 && req.method !== 'GET' && req.method !== 'HEAD'
+  // no AbortSignal: undici keeps a signal's requests reachable until finalizers run, which a busy
+  // shim can postpone indefinitely (measured: the heap grows by ~2 KB per execution)
   return new Request(req.url, {
     method: req.method,
     headers: req.headers,
-    body: hasBody ? req.body : undefined,
-    signal
+    body: hasBody ? req.body : undefined
   })
 }
 
@@ -150,53 +139,29 @@ export interface RunOptions {
   fetchBridge?: FetchBridge
 }
 
-/** Runs one execution in a fresh realm. Never throws. */
-export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
-  const setupStart = performance.now()
-  const { limits } = opts
-  const sink = new LogSink(limits.maxLogBytes)
-  const timers = new Set<ReturnType<typeof setTimeout>>()
-  const intervals = new Set<ReturnType<typeof setInterval>>()
-  const abort = new AbortController()
-  let subrequests = 0
-  let subrequestBreach: ShimError | undefined
-  let execStart = 0
-  let setupMs = 0
-  const finish = (o: { response?: ShimResponse, error?: ShimError }): RealmOutcome => {
-    for (const t of timers) clearTimeout(t)
-    for (const t of intervals) clearInterval(t)
-    abort.abort()
-    const execMs = execStart === 0 ? 0 : performance.now() - execStart
-    return { ...o, logs: sink.text, logsTruncated: sink.truncated, execMs, setupMs }
-  }
+/** What a realm's globals delegate to: set for the one execution that uses the realm. */
+interface RealmSlot {
+  sink?: LogSink
+  fetch?: (input: unknown, init?: RequestInit) => Promise<Response>
+  timers: Set<ReturnType<typeof setTimeout>>
+  intervals: Set<ReturnType<typeof setInterval>>
+}
 
-  let script: vm.Script
-  try {
-    script = opts.bundle !== undefined ? compileBundle(opts.cid, opts.bundle) : (scriptCache.get(opts.cid) ?? (() => { throw new Error('bundle not loaded') })())
-  } catch (err) {
-    sink.write('error', [`bundle failed to compile: ${describeThrow(err)}`])
-    return finish({ error: { code: 'FUNCTION_ERROR', message: 'the bundle failed to compile' } })
-  }
+interface Realm { context: vm.Context, slot: RealmSlot }
 
-  const fetchImpl = async (input: unknown, init?: RequestInit): Promise<Response> => {
-    if (!limits.network || opts.fetchBridge === undefined) {
-      throw new TypeError('fetch() is disabled: this function has no network allow-list (set "network" in peerhost.json)')
-    }
-    if (subrequests >= limits.maxSubrequests) {
-      subrequestBreach ??= { code: 'LIMIT_SUBREQUESTS', message: 'the function exceeded its outbound fetch limits', details: { limit: 'subrequests', measured: subrequests + 1, configured: limits.maxSubrequests } }
-      throw new TypeError(`fetch() refused: at most ${limits.maxSubrequests} subrequests per execution`)
-    }
-    subrequests++
-    const req = new Request(input as any, init)
-    const body = req.body === null ? new Uint8Array(0) : new Uint8Array(await req.arrayBuffer())
-    const res = await opts.fetchBridge({ method: req.method, url: req.url, headers: [...req.headers], body })
-    const nullBody = res.status === 204 || res.status === 205 || res.status === 304 || req.method === 'HEAD'
-    return new Response(nullBody ? null : res.body, { status: res.status, headers: res.headers })
+function createRealm (): Realm {
+  const slot: RealmSlot = { timers: new Set(), intervals: new Set() }
+  const consoleObj: Record<string, (...args: unknown[]) => void> = {}
+  for (const level of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
+    consoleObj[level] = (...args: unknown[]) => { slot.sink?.write(level, args) }
   }
-
+  consoleObj.dir = (v: unknown) => { slot.sink?.write('log', [v]) }
   const sandboxGlobals: Record<string, unknown> = {
-    console: makeConsole(sink),
-    fetch: fetchImpl,
+    console: consoleObj,
+    fetch: async (input: unknown, init?: RequestInit) => {
+      if (slot.fetch === undefined) throw new TypeError('fetch() is not available outside an execution')
+      return await slot.fetch(input, init)
+    },
     Request,
     Response,
     Headers,
@@ -226,37 +191,98 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
     performance: { now: () => performance.now(), timeOrigin: performance.timeOrigin },
     queueMicrotask,
     setTimeout: (fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-      const t = setTimeout((...a: unknown[]) => { timers.delete(t); fn(...a) }, ms, ...args)
-      timers.add(t)
+      const t = setTimeout((...a: unknown[]) => { slot.timers.delete(t); fn(...a) }, ms, ...args)
+      slot.timers.add(t)
       return t
     },
-    clearTimeout: (t: ReturnType<typeof setTimeout>) => { timers.delete(t); clearTimeout(t) },
+    clearTimeout: (t: ReturnType<typeof setTimeout>) => { slot.timers.delete(t); clearTimeout(t) },
     setInterval: (fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
       const t = setInterval(fn, ms, ...args)
-      intervals.add(t)
+      slot.intervals.add(t)
       return t
     },
-    clearInterval: (t: ReturnType<typeof setInterval>) => { intervals.delete(t); clearInterval(t) }
+    clearInterval: (t: ReturnType<typeof setInterval>) => { slot.intervals.delete(t); clearInterval(t) }
   }
   const context = vm.createContext(sandboxGlobals, { name: 'peerhost-function', codeGeneration: { strings: true, wasm: true } })
+  return { context, slot }
+}
+
+const emptyObject = new vm.Script('({})')
+
+/** A realm created ahead of the next execution, while the shim is idle (off the request path). */
+let prepared: Realm | undefined
+
+/** Creates the next execution's realm now (call when idle). */
+export function prepareRealm (): void {
+  prepared ??= createRealm()
+}
+
+/** Runs one execution in a fresh realm. Never throws. */
+export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
+  const setupStart = performance.now()
+  const { limits } = opts
+  const sink = new LogSink(limits.maxLogBytes)
+  // each realm serves exactly one execution
+  const realm = prepared ?? createRealm()
+  prepared = undefined
+  const { context, slot } = realm
+  let subrequests = 0
+  let subrequestBreach: ShimError | undefined
+  let execStart = 0
+  let setupMs = 0
+  const finish = (o: { response?: ShimResponse, error?: ShimError }): RealmOutcome => {
+    for (const t of slot.timers) clearTimeout(t)
+    for (const t of slot.intervals) clearInterval(t)
+    slot.timers.clear()
+    slot.intervals.clear()
+    // late console/fetch calls from leftover callbacks go nowhere
+    slot.sink = undefined
+    slot.fetch = undefined
+    const execMs = execStart === 0 ? 0 : performance.now() - execStart
+    return { ...o, logs: sink.text, logsTruncated: sink.truncated, execMs, setupMs }
+  }
+  slot.sink = sink
+
+  let script: vm.Script
+  try {
+    script = opts.bundle !== undefined ? compileBundle(opts.cid, opts.bundle) : (scriptCache.get(opts.cid) ?? (() => { throw new Error('bundle not loaded') })())
+  } catch (err) {
+    sink.write('error', [`bundle failed to compile: ${describeThrow(err)}`])
+    return finish({ error: { code: 'FUNCTION_ERROR', message: 'the bundle failed to compile' } })
+  }
+
+  slot.fetch = async (input: unknown, init?: RequestInit): Promise<Response> => {
+    if (!limits.network || opts.fetchBridge === undefined) {
+      throw new TypeError('fetch() is disabled: this function has no network allow-list (set "network" in peerhost.json)')
+    }
+    if (subrequests >= limits.maxSubrequests) {
+      subrequestBreach ??= { code: 'LIMIT_SUBREQUESTS', message: 'the function exceeded its outbound fetch limits', details: { limit: 'subrequests', measured: subrequests + 1, configured: limits.maxSubrequests } }
+      throw new TypeError(`fetch() refused: at most ${limits.maxSubrequests} subrequests per execution`)
+    }
+    subrequests++
+    const req = new Request(input as any, init)
+    const body = req.body === null ? new Uint8Array(0) : new Uint8Array(await req.arrayBuffer())
+    const res = await opts.fetchBridge({ method: req.method, url: req.url, headers: [...req.headers], body })
+    const nullBody = res.status === 204 || res.status === 205 || res.status === 304 || req.method === 'HEAD'
+    return new Response(nullBody ? null : res.body, { status: res.status, headers: res.headers })
+  }
 
   const waitUntil: Promise<unknown>[] = []
   const fnCtx = {
     waitUntil: (p: unknown) => { waitUntil.push(Promise.resolve(p)) },
     passThroughOnException: () => {}
   }
-  const envObj = vm.runInContext('({})', context) as Record<string, string>
+  const envObj = emptyObject.runInContext(context) as Record<string, string>
   for (const [k, v] of Object.entries(opts.env)) envObj[k] = v
 
   let request: Request
   try {
-    request = toRequest(opts.request, abort.signal)
+    request = toRequest(opts.request)
   } catch {
     return finish({ error: { code: 'FUNCTION_ERROR', message: 'the request could not be represented as a Request' } })
   }
   setupMs = performance.now() - setupStart
   execStart = performance.now()
-  const deadline = execStart + limits.timeoutMs
 
   let timeoutTimer: ReturnType<typeof setTimeout> | undefined
   const timedOut = new Promise<never>((_resolve, reject) => {
@@ -268,21 +294,18 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
   try {
     let value: unknown
     try {
-      const exportsObj = script.runInContext(context, { timeout: limits.timeoutMs }) as any
+      // no vm `timeout` option: Node implements it with a watchdog thread per call, which costs
+      // ~1 ms per execution under gVisor ptrace; the host kills a spinning sandbox instead
+      const exportsObj = script.runInContext(context) as any
       const handler = exportsObj?.default ?? exportsObj
       if (handler === null || typeof handler !== 'object' || typeof handler.fetch !== 'function') {
         sink.write('error', ['the bundle exports no fetch(request, env, ctx) handler (expected `export default { fetch }`)'])
         return finish({ error: { code: 'FUNCTION_ERROR', message: 'the bundle exports no fetch handler' } })
       }
-      const remaining = Math.max(1, Math.floor(deadline - performance.now()))
-      ;(context as any).__peerhostCall = () => handler.fetch(request, envObj, fnCtx)
-      const ret = callScript.runInContext(context, { timeout: remaining })
-      delete (context as any).__peerhostCall
+      const ret = handler.fetch(request, envObj, fnCtx)
       value = await Promise.race([Promise.resolve(ret), timedOut])
     } catch (err) {
       if (err instanceof TimeoutSignal) return finish({ error: timeoutError() })
-      // vm interrupted synchronous code that ran until the limit: the function kept the CPU busy
-      if ((err as any)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return finish({ error: { code: 'LIMIT_CPU', message: 'the function exceeded its CPU limit', details: { limit: 'cpuMs', measured: Math.round(performance.now() - execStart), configured: limits.timeoutMs } } })
       sink.write('error', [`Uncaught ${describeThrow(err)}`])
       if (subrequestBreach !== undefined) return finish({ error: subrequestBreach })
       return finish({ error: { code: 'FUNCTION_ERROR', message: 'the function threw an error' } })
