@@ -52,14 +52,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         uint64 withdrawalUnlockAt;
     }
 
-    struct Allowance {
-        uint128 perEpoch;
-        uint64 epoch;
-        uint128 spent;
-    }
 
     mapping(bytes32 projectId => Escrow) private _escrows;
-    mapping(bytes32 projectId => mapping(address gateway => Allowance)) private _allowances;
+    mapping(bytes32 projectId => mapping(address gateway => uint256)) private _allowancePerEpoch;
+    mapping(bytes32 projectId => mapping(address gateway => mapping(uint64 epoch => uint256))) private _spent;
     mapping(bytes32 batchId => Batch) private _batches;
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
     mapping(address account => uint256) private _owed;
@@ -113,7 +109,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function setGatewayAllowance(bytes32 projectId, address gateway, uint256 perEpoch) external {
         _onlyOwner(projectId);
         if (gateway == address(0)) revert SettlementInvalidGateway(gateway);
-        _allowances[projectId][gateway].perEpoch = uint128(perEpoch > type(uint128).max ? type(uint128).max : perEpoch);
+        _allowancePerEpoch[projectId][gateway] = perEpoch;
         emit GatewayAllowanceSet(projectId, gateway, perEpoch);
     }
 
@@ -261,6 +257,11 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         if (!_ticketValid(bb, b)) revert SettlementInvalidTicket(batchB, b.index);
         if (ba.status == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
         if (_excluded[batchB][b.index]) revert SettlementLeafExcluded(batchB, b.index);
+        // Only leaves the total counts: an out-of-range leaf is a fault (proveInvalidLeaf), and the
+        // exclusions of one batch can never refund more than it holds.
+        if (a.index >= ba.count) revert SettlementLeafOutOfRange(batchA, a.index);
+        if (b.index >= bb.count) revert SettlementLeafOutOfRange(batchB, b.index);
+        if (uint256(bb.excluded) + b.fee > bb.total) revert SettlementExclusionExceedsTotal(batchB);
         if (ba.status != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
         _excluded[batchB][b.index] = true;
         bb.excluded += uint128(b.fee);
@@ -346,8 +347,12 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch) {
-        Allowance storage a = _allowances[projectId][gateway];
-        return (a.perEpoch, a.epoch == currentEpoch() ? a.spent : 0);
+        return (_allowancePerEpoch[projectId][gateway], _spent[projectId][gateway][currentEpoch()]);
+    }
+
+    /// @notice What `gateway` has spent of `projectId`'s escrow for `epoch` (batches and on-chain requests).
+    function spentOf(bytes32 projectId, address gateway, uint64 epoch) external view returns (uint256) {
+        return _spent[projectId][gateway][epoch];
     }
 
     function owed(address account) external view returns (uint256) {
@@ -404,12 +409,11 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function _spendAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
-        Allowance storage a = _allowances[projectId][gateway];
-        uint256 spent = a.epoch == epoch ? a.spent : 0;
-        uint256 available = a.perEpoch > spent ? a.perEpoch - spent : 0;
+        uint256 perEpoch = _allowancePerEpoch[projectId][gateway];
+        uint256 spent = _spent[projectId][gateway][epoch];
+        uint256 available = perEpoch > spent ? perEpoch - spent : 0;
         if (amount > available) revert SettlementAllowanceExceeded(amount, available);
-        a.epoch = epoch;
-        a.spent = uint128(spent + amount);
+        _spent[projectId][gateway][epoch] = spent + amount;
     }
 
     function _epochEnd(uint64 epoch) private view returns (uint256) {

@@ -377,6 +377,36 @@ describe('contracts: Settlement', function () {
       await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A, ...B], 'SettlementLeafExcluded', [a.batchId, 0n])
     })
 
+    it('disputeDuplicateJob reverts: SettlementLeafOutOfRange, SettlementExclusionExceedsTotal (exclusions never refund more than a batch holds)', async () => {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const fee = ETHER / 100n
+      const [p, q, y] = [newJobId(), newJobId(), newJobId()]
+      const keepP = await signedJob(world, { worker: 'w1', epoch, jobId: p, attempt: 1, fee })
+      const keepQ = await signedJob(world, { worker: 'w1', epoch, jobId: q, attempt: 1, fee })
+      const keepY = await signedJob(world, { worker: 'w1', epoch, jobId: y, attempt: 1, fee })
+      const oldP = await signedJob(world, { worker: 'w2', epoch, jobId: p, attempt: 0, fee: 5n * fee })
+      const oldQ = await signedJob(world, { worker: 'w4', epoch, jobId: q, attempt: 0, fee })
+      const x = await signedJob(world, { worker: 'w3', epoch, fee })
+      const oldY = await signedJob(world, { worker: 'w3', epoch, jobId: y, attempt: 0, fee })
+      await endEpoch(world)
+      const { buildSettlementBatch } = await import('../../contracts/abi/index.ts')
+      const a = await commit(world, 'w1', epoch, [keepP.item, keepQ.item, keepY.item])
+      // w2: one leaf whose fee (5) is more than its prefix sum and the total (1): a broken batch,
+      // provable with proveInvalidLeaf, which an exclusion must not drain
+      const one = buildSettlementBatch([oldP.item])
+      const b = await commit(world, 'w2', epoch, fromLeaves([{ ...one.leaves[0], cumulativeFee: fee }]))
+      const d = await commit(world, 'w4', epoch, [oldQ.item])
+      // w3: a leaf beyond the count
+      const three = buildSettlementBatch([x.item, oldY.item])
+      const c = await commit(world, 'w3', epoch, { ...fromLeaves(three.leaves, fee), count: 1 })
+      const A = (i: number) => [a.batchId, a.batch.leaves[i], a.batch.proof(i)] as const
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(2), c.batchId, c.batch.leaves[1], c.batch.proof(1)], 'SettlementLeafOutOfRange', [c.batchId, 1n])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(0), b.batchId, b.batch.leaves[0], b.batch.proof(0)], 'SettlementExclusionExceedsTotal', [b.batchId])
+      await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(1), d.batchId, d.batch.leaves[0], d.batch.proof(0)])
+      assert.equal((await world.read.settlement.read.getBatch([d.batchId])).excluded, fee)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [b.batchId, b.batch.leaves[0], b.batch.proof(0)])
+    })
+
     it('proveEquivocation: voids a batch when its worker signed another output for the same job; SettlementNoFault, SettlementInvalidReceiptSignature', async () => {
       const epoch = await world.read.settlement.read.currentEpoch()
       const js = await jobs('w1', 2, epoch)

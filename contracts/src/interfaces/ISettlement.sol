@@ -146,6 +146,8 @@ interface ISettlement {
     error SettlementNotDuplicate();
     error SettlementLeafExcluded(bytes32 batchId, uint256 index);
     error SettlementInvalidTicket(bytes32 batchId, uint256 index);
+    error SettlementLeafOutOfRange(bytes32 batchId, uint256 index);
+    error SettlementExclusionExceedsTotal(bytes32 batchId);
     error SettlementQuorumTooSmall(uint256 given, uint256 needed);
     error SettlementLengthMismatch();
     error SettlementReceiptMismatch(uint256 i);
