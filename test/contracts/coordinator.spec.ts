@@ -3,7 +3,7 @@ import { keccak256, parseEventLogs, toHex, type Hex } from 'viem'
 import { executionCoordinatorAbi } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import {
-  ETHER, PARAMS, deployRaw, executionCommitment, expectRawRevert, increaseTime, now, revertTo, send, sendReverts, setup, snapshot,
+  ETHER, PARAMS, deployRaw, executionCommitment, expectRawRevert, expectRevertAny, increaseTime, now, revertTo, send, sendReverts, setup, snapshot,
   type ActorName, type World
 } from './fixture.ts'
 
@@ -216,7 +216,8 @@ describe('contracts: ExecutionCoordinator', function () {
       await expectRawRevert(world, 'w1', world.addresses.ExecutionCoordinator, 1n, '0x', 'CoordinatorUnauthorized')
       await expectRawRevert(world, 'w1', world.addresses.Settlement, 1n, '0x', 'SettlementUnauthorized')
       const staking = await deployRaw(world, 'w3', 'WorkerStaking', [ETHER, ETHER, 86_400n])
-      await assert.rejects(deployRaw(world, 'w3', 'ExecutionCoordinator', [world.addresses.FunctionRegistry, staking, world.addresses.Settlement, 1, 1, world.actors.w3.address]), /CoordinatorInvalidParams|revert/)
+      await expectRevertAny(deployRaw(world, 'w3', 'ExecutionCoordinator', [world.addresses.FunctionRegistry, staking, world.addresses.Settlement, 1, 1, world.actors.w3.address]), 'CoordinatorInvalidParams')
+      await expectRevertAny(deployRaw(world, 'w3', 'ExecutionCoordinator', [world.addresses.FunctionRegistry, world.addresses.WorkerStaking, world.addresses.Settlement, 10_001, 1, world.actors.w3.address]), 'CoordinatorInvalidParams')
     })
   })
 })

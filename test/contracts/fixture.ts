@@ -330,3 +330,24 @@ export async function expectRawRevert (world: World, from: ActorName, to: Addres
 export function executionCommitment (requestId: bigint, worker: Address, outputHash: Hex, salt: Hex): Hex {
   return keccak256(encodeAbiParameters([{ type: 'uint256' }, { type: 'address' }, { type: 'bytes32' }, { type: 'bytes32' }], [requestId, worker, outputHash, salt]))
 }
+
+/** Asserts any failing call or deployment reverted with the named error (decoded against every PeerHost ABI). */
+export async function expectRevertAny (promise: Promise<unknown>, errorName: string): Promise<void> {
+  try {
+    await promise
+  } catch (err) {
+    let raw: Hex | undefined
+    if (err instanceof BaseError) {
+      err.walk(e => {
+        const d = (e as { data?: unknown, raw?: unknown }).raw ?? (e as { data?: unknown }).data
+        if (typeof d === 'string' && d.startsWith('0x') && d.length >= 10) raw = d as Hex
+        else if (d != null && typeof (d as { data?: unknown }).data === 'string') raw = (d as { data: Hex }).data
+        return false
+      })
+    }
+    assert.ok(raw, `no revert data in ${String(err)}`)
+    assert.equal(decodeErrorResult({ abi: ALL_ABIS, data: raw }).errorName, errorName)
+    return
+  }
+  assert.fail(`expected revert ${errorName}`)
+}

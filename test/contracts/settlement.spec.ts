@@ -4,7 +4,7 @@ import { fromLeaves, settlementAbi, type SettlementLeaf } from '../../contracts/
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { signReceipt } from '../../protocol/eip712.ts'
 import {
-  ETHER, PARAMS, commit, deployRaw, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
+  ETHER, PARAMS, commit, deployRaw, expectRevertAny, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
   type ActorName, type CommittedBatch, type SignedJob, type World
 } from './fixture.ts'
 
@@ -139,7 +139,8 @@ describe('contracts: Settlement', function () {
     it('constructor: SettlementInvalidParams when unbonding is not longer than epoch + commit + challenge windows', async () => {
       const staking = await deployRaw(world, 'w3', 'WorkerStaking', [ETHER, ETHER, 100n])
       const params = { epochLength: 60n, commitWindow: 20n, challengeWindow: 20n, minBatchBond: 0n, slashBps: 1, challengerShareBps: 1, disagreementQuorum: 1, treasury: world.actors.w3.address }
-      await assert.rejects(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, params]), /SettlementInvalidParams|reverted/)
+      await expectRevertAny(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, params]), 'SettlementInvalidParams')
+      await expectRevertAny(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, world.addresses.WorkerStaking, { ...params, challengeWindow: 19n, slashBps: 10_001 }]), 'SettlementInvalidParams')
       await deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, { ...params, challengeWindow: 19n }])
     })
     it('commitBatch: SettlementNotStakedWorker, SettlementEpochNotCommittable, SettlementEmptyBatch, SettlementBondTooSmall', async () => {
