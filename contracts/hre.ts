@@ -25,16 +25,22 @@ export async function contractsHre (): Promise<HardhatRuntimeEnvironment> {
 export async function buildContracts (): Promise<HardhatRuntimeEnvironment> {
   const hre = await contractsHre()
   built ??= (async () => {
-    // Silence solc's transient-storage note (OpenZeppelin's ReentrancyGuardTransient clears its slot).
+    // solc prints a note about transient storage (OpenZeppelin's ReentrancyGuardTransient, which
+    // clears its slot) on every build; keep the output only when the build fails.
     const warn = console.warn
     const error = console.error
-    console.warn = () => {}
-    console.error = () => {}
+    const log = console.log
+    const held: unknown[][] = []
+    console.warn = console.error = console.log = (...args: unknown[]) => { held.push(args) }
     try {
       await hre.tasks.getTask('build').run({ quiet: true, noTests: true })
+    } catch (err) {
+      for (const line of held) error(...line)
+      throw err
     } finally {
       console.warn = warn
       console.error = error
+      console.log = log
     }
   })()
   await built
