@@ -5,6 +5,7 @@
  */
 import { Command } from '@commander-js/extra-typings'
 import { bootstrapCommand } from './commands/bootstrap.ts'
+import { chainCommand } from './commands/chain.ts'
 import { devCommand } from './commands/dev.ts'
 import { devnetCommand } from './commands/devnet.ts'
 import { gatewayCommand } from './commands/gateway.ts'
@@ -23,8 +24,9 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand()]) {
+for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand()]) {
   program.addCommand(userFacing(cmd))
+  for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }
 
 try {

@@ -18,3 +18,4 @@ export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type Ad
 export { frames, errorFrame, type FrameStream } from './frames.ts'
 export { fastSigner, recoverDigestSigner, sameAddress, type FastSigner } from './signing.ts'
 export { startDevServer, type DevServer, type DevServerInit } from './dev/dev-server.ts'
+export { startLocalChain, type LocalChain, type LocalChainInit, type ContractsFile } from './chain/index.ts'

@@ -16,7 +16,7 @@ describe('peerhost CLI', function () {
   it('prints help for the program and every command', () => {
     const top = run('--help')
     assert.equal(top.code, 0)
-    for (const cmd of ['devnet', 'bootstrap', 'gateway', 'worker']) {
+    for (const cmd of ['devnet', 'dev', 'bootstrap', 'gateway', 'worker', 'chain']) {
       assert.match(top.stdout, new RegExp(`\\b${cmd}\\b`))
       const sub = run(cmd, '--help')
       assert.equal(sub.code, 0, `${cmd} --help`)
