@@ -7,7 +7,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { FastSigner } from '../signing.ts'
-import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain } from '#protocol'
+import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain, type WorkerAdvert } from '#protocol'
+import type { Hono } from 'hono'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
@@ -37,6 +38,10 @@ export interface GatewayComponents {
   functions: FunctionTable
   logger: Logger
   registry: Registry
+  /** admission of workers beyond advert signatures (stake); @default everyone */
+  admit?: (advert: WorkerAdvert) => Promise<boolean>
+  /** extra HTTP routes under /_peerhost/ */
+  routes?: (app: Hono) => void
 }
 
 export interface GatewayNode {
@@ -58,6 +63,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const adverts = new Counter({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
 
   const view = workerView({
+    admit: components.admit,
     onAccepted (advert, previous) {
       // the signed advert is the authority for where a worker listens
       if (previous !== undefined && previous.addrs.join() === advert.addrs.join()) return
@@ -71,6 +77,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, signer, logger: components.logger })
 
   const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
+    routes: components.routes,
     functions,
     dispatch,
     registry,

@@ -48,6 +48,8 @@ export interface GatewayHttpComponents {
   ready: () => boolean
   /** jobs for the status page */
   recordJob: (job: RecentJob) => void
+  /** extra routes under /_peerhost/ (e.g. uploads), mounted before the catch-all */
+  routes?: (app: Hono) => void
 }
 
 export interface RecentJob {
@@ -127,6 +129,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     : c.json({ ready: false, error: { code: 'NO_WORKER', message: 'no worker is known yet' } }, 503))
   app.get('/_peerhost/metrics', async c => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/_peerhost/status', c => c.json(components.status()))
+  components.routes?.(app)
   app.all('/_peerhost/*', () => jsonError('NOT_FOUND', 'no such gateway endpoint; try /_peerhost/status'))
 
   async function invoke (c: Context): Promise<Response> {

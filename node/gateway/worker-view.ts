@@ -7,7 +7,7 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { advertSigningBytes, decodeMessageOf, LIMITS, ProtocolError, type WorkerAdvert } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 
-export type AdvertCheck = 'OK' | 'UNSIGNED' | 'OVERSIZE' | 'MALFORMED' | 'PEER_MISMATCH' | 'BAD_SIGNATURE' | 'STALE' | 'FUTURE' | 'OLD_SEQUENCE'
+export type AdvertCheck = 'OK' | 'UNSIGNED' | 'OVERSIZE' | 'MALFORMED' | 'PEER_MISMATCH' | 'BAD_SIGNATURE' | 'STALE' | 'FUTURE' | 'OLD_SEQUENCE' | 'UNSTAKED'
 
 /** Every outcome of advert validation, mapped once to a gossipsub verdict. */
 export const ADVERT_VERDICTS: Record<AdvertCheck, TopicValidatorResult> = {
@@ -21,7 +21,10 @@ export const ADVERT_VERDICTS: Record<AdvertCheck, TopicValidatorResult> = {
   FUTURE: TopicValidatorResult.Reject,
   // honest but late or reordered: drop without penalty
   STALE: TopicValidatorResult.Ignore,
-  OLD_SEQUENCE: TopicValidatorResult.Ignore
+  OLD_SEQUENCE: TopicValidatorResult.Ignore,
+  // a genuine advert from a peer not bound to enough stake: not forwarded, but the relay that
+  // passed it on is not at fault (it may not check stake itself)
+  UNSTAKED: TopicValidatorResult.Ignore
 }
 
 export interface WorkerEntry {
@@ -55,6 +58,11 @@ export interface WorkerViewInit {
   expiryMs?: number
   /** called for every accepted advert with the one it replaces (the gateway learns the worker's addresses from it) */
   onAccepted?: (advert: WorkerAdvert, previous?: WorkerAdvert) => void
+  /**
+   * Admission beyond signatures, e.g. "bound to a staked address with at least the minimum
+   * stake" (checked after every other check passed). @default admits every worker
+   */
+  admit?: (advert: WorkerAdvert) => Promise<boolean>
   now?: () => number
 }
 
@@ -92,6 +100,7 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
     if (advert.ts < t - LIMITS.advertMaxAgeMs) return { check: 'STALE' }
     const known = workers.get(advert.peerId)
     if (known !== undefined && advert.seq <= known.advert.seq && advert.ts <= known.advert.ts) return { check: 'OLD_SEQUENCE' }
+    if (init.admit !== undefined && !(await init.admit(advert))) return { check: 'UNSTAKED' }
     return { check: 'OK', advert }
   }
 

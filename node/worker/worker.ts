@@ -41,6 +41,11 @@ export interface WorkerComponents {
   executor: Executor
   logger: Logger
   registry: Registry
+  /**
+   * Where bundles come from when the local cache lacks them (e.g. bitswap). The default asks the
+   * dispatching gateway over BUNDLE_PROTOCOL. Whatever it returns is verified against the CID.
+   */
+  fetchBundle?: (cid: string, from: PeerId, signal: AbortSignal) => Promise<Uint8Array | undefined>
 }
 
 export interface WorkerNode {
@@ -106,6 +111,16 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   async function fetchBundle (peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array | undefined> {
     const cached = bundles.get(cid)
     if (cached !== undefined) return cached
+    if (components.fetchBundle !== undefined) {
+      const bytes = await components.fetchBundle(cid, peer, signal)
+      if (bytes === undefined) return undefined
+      bundles.put(cid, bytes)
+      return bytes
+    }
+    return await fetchFromGateway(peer, cid, signal)
+  }
+
+  async function fetchFromGateway (peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array | undefined> {
     const stream = await libp2p.dialProtocol(peer, BUNDLE_PROTOCOL, { signal })
     try {
       const f = frames(stream, LIMITS.maxBundleBytes + 1024)

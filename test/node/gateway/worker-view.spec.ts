@@ -20,7 +20,7 @@ describe('gateway worker view', () => {
   it('maps every advert check to a gossip verdict, rejecting forgeries and ignoring late ones', () => {
     assert.equal(ADVERT_VERDICTS.OK, TopicValidatorResult.Accept)
     for (const c of ['UNSIGNED', 'OVERSIZE', 'MALFORMED', 'PEER_MISMATCH', 'BAD_SIGNATURE', 'FUTURE'] as const) assert.equal(ADVERT_VERDICTS[c], TopicValidatorResult.Reject, c)
-    for (const c of ['STALE', 'OLD_SEQUENCE'] as const) assert.equal(ADVERT_VERDICTS[c], TopicValidatorResult.Ignore, c)
+    for (const c of ['STALE', 'OLD_SEQUENCE', 'UNSTAKED'] as const) assert.equal(ADVERT_VERDICTS[c], TopicValidatorResult.Ignore, c)
   })
 
   it('accepts a signed advert and records the worker', async () => {
@@ -72,5 +72,17 @@ describe('gateway worker view', () => {
     now += 6_000
     assert.equal(view.size(), 0)
     assert.equal(view.pick(warm, new Set()), undefined)
+  })
+})
+
+describe('gateway worker view admission', () => {
+  it('ignores genuine adverts from workers the admission check refuses', async () => {
+    const staked = await generateKeyPair('Ed25519')
+    const unstaked = await generateKeyPair('Ed25519')
+    const allowed = peerIdFromPrivateKey(staked).toString()
+    const view = workerView({ admit: async advert => advert.peerId === allowed })
+    assert.equal(await view.validate(await signed(staked)), 'OK')
+    assert.equal(await view.validate(await signed(unstaked)), 'UNSTAKED')
+    assert.deepEqual(view.list().map(w => w.peerId), [allowed])
   })
 })
