@@ -8,6 +8,7 @@
  */
 import { keccak256, toHex, type Hex, type TransactionReceipt } from 'viem'
 import { buildSettlementBatch, peerBindingTypedData } from '../contracts/abi/index.ts'
+import { signReceipt } from '../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, endEpoch, executionCommitment, increaseTime, now, send, setup, signedJob, type ActorName, type World
 } from '../test/contracts/fixture.ts'
@@ -93,6 +94,13 @@ await increaseTime(world, PARAMS.epochLength + PARAMS.commitWindow)
 await measure('Settlement.withdrawEscrow', tx('owner', 'Settlement', 'withdrawEscrow', [world.projectId]))
 await increaseTime(world, PARAMS.unbondingPeriod)
 await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withdraw', []))
+
+{
+  const j = await signedJob(world, { worker: 'w1', epoch: await world.read.settlement.read.currentEpoch() })
+  const b = { ...j.receipt, outputHash: keccak256(toHex('another output')) }
+  const sigB = await signReceipt(world.actors.w1.account, world.domain, b)
+  await measure('Settlement.proveReceiptEquivocation (slashes)', tx('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB]))
+}
 
 await world.close()
 

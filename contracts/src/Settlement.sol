@@ -59,6 +59,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     mapping(bytes32 batchId => Batch) private _batches;
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
     mapping(address account => uint256) private _owed;
+    mapping(bytes32 key => bool) private _equivocations;
 
     constructor(IFunctionRegistry registry_, IWorkerStaking staking_, Params memory p) EIP712("PeerHost", "1") {
         if (
@@ -288,6 +289,31 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != b.worker) revert SettlementInvalidReceiptSignature(0);
         _void(batchId, b, FAULT_EQUIVOCATION);
+    }
+
+    /// @inheritdoc ISettlement
+    function proveReceiptEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB)
+        external
+        nonReentrant
+    {
+        // One ticket (same job, attempt, function, input, worker, gateway, fee, epoch), two outputs.
+        if (
+            a.jobId != b.jobId || a.attempt != b.attempt || a.functionId != b.functionId || a.inputHash != b.inputHash
+                || a.worker != b.worker || a.gateway != b.gateway || a.fee != b.fee || a.epoch != b.epoch
+                || a.outputHash == b.outputHash
+        ) revert SettlementNoFault();
+        (address signerA, ECDSA.RecoverError errA,) = ECDSA.tryRecoverCalldata(_hashReceipt(a), sigA);
+        if (errA != ECDSA.RecoverError.NoError || signerA != a.worker) revert SettlementInvalidReceiptSignature(0);
+        (address signerB, ECDSA.RecoverError errB,) = ECDSA.tryRecoverCalldata(_hashReceipt(b), sigB);
+        if (errB != ECDSA.RecoverError.NoError || signerB != b.worker) revert SettlementInvalidReceiptSignature(1);
+        bytes32 key = keccak256(abi.encode(a.worker, a.gateway, a.jobId, a.attempt));
+        if (_equivocations[key]) revert SettlementAlreadyProven(key);
+        _equivocations[key] = true;
+        uint256 slashed = staking.slash(a.worker, slashBps);
+        uint256 share = slashed * challengerShareBps / 10_000;
+        _credit(msg.sender, share);
+        _credit(treasury, slashed - share);
+        emit EquivocationProven(a.worker, a.jobId, a.attempt, msg.sender, slashed);
     }
 
     /// @inheritdoc ISettlement

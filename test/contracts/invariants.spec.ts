@@ -18,6 +18,7 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { BaseError, ContractFunctionRevertedError, keccak256, parseEventLogs, toHex, type Hex, type TransactionReceipt } from 'viem'
+import { signReceipt } from '../../protocol/eip712.ts'
 import { buildSettlementBatch, executionCoordinatorAbi, fromLeaves, settlementAbi, workerStakingAbi } from '../../contracts/abi/index.ts'
 import {
   ETHER, PARAMS, endEpoch, executionCommitment, increaseTime, newJobId, now, revertTo, send, setup, signedJob, snapshot,
@@ -49,6 +50,7 @@ type Action =
   | { t: 'withdraw', who: number, contract: 'Settlement' | 'ExecutionCoordinator' }
   | { t: 'time', seconds: number }
   | { t: 'round', wrong: number[] }
+  | { t: 'equivocate', w: number }
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   fc.record({ t: fc.constant('stake' as const), w: fc.nat(2), amount: fc.bigInt(1n, 5n).map(x => x * ETHER) }),
@@ -66,7 +68,9 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { arbitrary: fc.record({ t: fc.constant('withdraw' as const), who: fc.nat(PAYEES.length - 1), contract: fc.constantFrom('Settlement' as const, 'ExecutionCoordinator' as const) }), weight: 2 },
   fc.record({ t: fc.constant('time' as const), seconds: fc.integer({ min: 1, max: 900 }) }),
   // the latest request: every staked faulty worker commits (some wrongly), then all reveal
-  { arbitrary: fc.record({ t: fc.constant('round' as const), wrong: fc.array(fc.nat(2), { maxLength: 2 }) }), weight: 2 }
+  { arbitrary: fc.record({ t: fc.constant('round' as const), wrong: fc.array(fc.nat(2), { maxLength: 2 }) }), weight: 2 },
+  // a faulty worker signs two outputs for one ticket and someone proves it
+  fc.record({ t: fc.constant('equivocate' as const), w: fc.nat(2) })
 )
 
 interface BatchModel { id: Hex, kind: Kind, worker: ActorName, batch: ReturnType<typeof buildSettlementBatch> }
@@ -232,6 +236,13 @@ describe('contracts: invariants (fuzz)', function () {
           }
           case 'withdraw': await withdrawAll(PAYEES[a.who], a.contract); break
           case 'time': await increaseTime(world, a.seconds); break
+          case 'equivocate': {
+            const j = await signedJob(world, { worker: FAULTY[a.w], epoch: await world.read.settlement.read.currentEpoch() })
+            const b = { ...j.receipt, outputHash: output(true) }
+            const sigB = await signReceipt(world.actors[FAULTY[a.w]].account, world.domain, b)
+            await sendObs('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB])
+            break
+          }
           case 'round': {
             const q = requests[requests.length - 1]
             if (q === undefined) break
@@ -326,7 +337,7 @@ describe('contracts: invariants (fuzz)', function () {
         assert.equal(ledger.slashCredits, ledger.slashed + forfeited, 'slash credits ≠ slashed stake + forfeited bonds')
       }
     }), { numRuns: RUNS, seed: SEED, endOnFailure: true })
-    console.log(`      ${steps} successful transactions; events: ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'LeafExcluded', 'ExecutionFinalized', 'ExecutionSettled', 'WorkerPenalized', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${stats[e] ?? 0}`).join(', ')}`)
+    console.log(`      ${steps} successful transactions; events: ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'EquivocationProven', 'LeafExcluded', 'ExecutionFinalized', 'ExecutionSettled', 'WorkerPenalized', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${stats[e] ?? 0}`).join(', ')}`)
     // the sequences must actually reach the interesting paths
     for (const e of ['BatchFinalized', 'BatchVoided', 'ExecutionFinalized', 'WorkerPenalized']) assert.ok((stats[e] ?? 0) > 0, `fuzz never reached ${e}`)
   })

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { keccak256, parseEventLogs, toHex, zeroAddress, type Hex } from 'viem'
+import { encodeAbiParameters, keccak256, parseEventLogs, toHex, zeroAddress, type Hex } from 'viem'
 import { fromLeaves, settlementAbi, type SettlementLeaf } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { signReceipt } from '../../protocol/eip712.ts'
@@ -424,6 +424,41 @@ describe('contracts: Settlement', function () {
       const sig = await signReceipt(world.actors.w1.account, world.domain, { ...js[1].receipt, outputHash: other })
       const r = await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[1], c.batch.proof(1), other, sig])
       await assertVoided(c, 5, 'challenger', r)
+    })
+
+    it('proveReceiptEquivocation: slashes a worker that signed two outputs for one ticket, once; every negative reverts', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch })
+      const other = keccak256(toHex('other output'))
+      const b = { ...j.receipt, outputHash: other }
+      const sigB = await signReceipt(world.actors.w1.account, world.domain, b)
+      const go = async (x: typeof b, sx: Hex, y: typeof b, sy: Hex, name: string, args?: unknown[]) => await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [x, sx, y, sy], name, args)
+      // identical results are no equivocation
+      await go(j.receipt, j.receiptSignature, j.receipt, j.receiptSignature, 'SettlementNoFault')
+      // another attempt, another job, another input, another gateway, another worker: different tickets
+      for (const change of [{ attempt: 1 }, { jobId: newJobId() }, { inputHash: keccak256('0x05') }, { gateway: world.actors.gateway2.address }, { worker: world.actors.w2.address }]) {
+        const c = { ...b, ...change }
+        const who = c.worker === world.actors.w2.address ? world.actors.w2 : world.actors.w1
+        await go(j.receipt, j.receiptSignature, c, await signReceipt(who.account, world.domain, c), 'SettlementNoFault')
+      }
+      // signed by a key that is not the receipt's worker, or under another domain, or high-s
+      await go(j.receipt, j.receiptSignature, b, await signReceipt(world.actors.w2.account, world.domain, b), 'SettlementInvalidReceiptSignature', [1n])
+      const { peerHostDomain } = await import('../../protocol/eip712.ts')
+      await go(j.receipt, j.receiptSignature, b, await signReceipt(world.actors.w1.account, peerHostDomain(137, world.addresses.Settlement), b), 'SettlementInvalidReceiptSignature', [1n])
+      await go(b, await signReceipt(world.actors.w2.account, world.domain, b), j.receipt, j.receiptSignature, 'SettlementInvalidReceiptSignature', [0n])
+      const r = await send(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB])
+      const [ev] = parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'EquivocationProven' })
+      const slashed = STAKE * BigInt(PARAMS.slashBps) / 10_000n
+      assert.equal(ev.args.slashed, slashed)
+      assert.equal(await stakeOf('w1'), STAKE - slashed)
+      assert.equal(await owed(world, 'challenger'), slashed * BigInt(PARAMS.challengerShareBps) / 10_000n)
+      // once: the same pair, the swapped pair, or a third output for the same ticket
+      const key = keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'address' }, { type: 'bytes32' }, { type: 'uint32' }], [world.actors.w1.address, world.actors.gateway.address, j.receipt.jobId, j.receipt.attempt]))
+      await go(j.receipt, j.receiptSignature, b, sigB, 'SettlementAlreadyProven', [key])
+      await go(b, sigB, j.receipt, j.receiptSignature, 'SettlementAlreadyProven', [key])
+      const third = { ...b, outputHash: keccak256('0x0333') }
+      await go(j.receipt, j.receiptSignature, third, await signReceipt(world.actors.w1.account, world.domain, third), 'SettlementAlreadyProven', [key])
     })
 
     it('proveDisagreement: voids a batch contradicted by a quorum of other staked workers; every negative case reverts', async () => {

@@ -122,6 +122,7 @@ interface ISettlement {
     event PaymentCredited(address indexed account, uint256 amount);
     event PaymentWithdrawn(address indexed account, uint256 amount);
     event CoordinatorSet(address coordinator);
+    event EquivocationProven(address indexed worker, bytes32 indexed jobId, uint32 attempt, address indexed challenger, uint256 slashed);
 
     error SettlementUnknownProject(bytes32 projectId);
     error SettlementNotProjectOwner(bytes32 projectId, address caller);
@@ -148,6 +149,7 @@ interface ISettlement {
     error SettlementInvalidTicket(bytes32 batchId, uint256 index);
     error SettlementLeafOutOfRange(bytes32 batchId, uint256 index);
     error SettlementExclusionExceedsTotal(bytes32 batchId);
+    error SettlementAlreadyProven(bytes32 key);
     error SettlementQuorumTooSmall(uint256 given, uint256 needed);
     error SettlementLengthMismatch();
     error SettlementReceiptMismatch(uint256 i);
@@ -189,6 +191,10 @@ interface ISettlement {
     /// @notice Proves the batch's worker signed another output hash for a leaf's (jobId, attempt).
     function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
         external;
+    /// @notice Proves equivocation without a batch: two receipts signed by one worker for one ticket
+    /// (every field equal but the output hash). Slashes `slashBps` of the worker's stake once per
+    /// (worker, gateway, jobId, attempt); the challenger gets `challengerShareBps` of it.
+    function proveReceiptEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB) external;
     /// @notice Proves that at least `disagreementQuorum` other staked workers (signers strictly
     /// ascending) signed one output hash, different from the leaf's, for the leaf's function and input.
     function proveDisagreement(
