@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { createPublicClient, createWalletClient, http, type Address, type PublicClient } from 'viem'
+import { createPublicClient, createWalletClient, getAddress, http, type Address, type PublicClient } from 'viem'
 import { hardhat } from 'viem/chains'
 import { deployPeerHost, LOCAL_PARAMS } from '../../contracts/deploy.ts'
 import { NodeError } from '../errors.ts'
@@ -90,8 +90,9 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     const publicClient = createPublicClient({ chain: hardhat, transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
     await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 60_000, init.signal)
     const chainId = await publicClient.getChainId()
-    const [deployer] = await (publicClient.request as (a: { method: string }) => Promise<Address[]>)({ method: 'eth_accounts' })
-    if (deployer === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
+    const [account] = await (publicClient.request as (a: { method: string }) => Promise<Address[]>)({ method: 'eth_accounts' })
+    if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
+    const deployer = getAddress(account)
     const wallet = createWalletClient({ account: deployer, chain: { ...hardhat, id: chainId }, transport: http(rpcUrl), pollingInterval: 50 })
     const addresses = await deployPeerHost({ wallet, publicClient, params: LOCAL_PARAMS })
     const file: ContractsFile = {
