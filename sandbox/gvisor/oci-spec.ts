@@ -20,6 +20,8 @@ export interface SpecInput {
   maxFrameBytes: number
   /** Node's permission model inside the sandbox (defence in depth behind gVisor). @default true */
   permissionModel?: boolean
+  /** heap growth between the shim's collections. @default 16 */
+  gcStepMb?: number
   /** extra Node/V8 flags (benchmarks and tuning) */
   nodeFlags?: string[]
 }
@@ -60,7 +62,9 @@ export function buildOciSpec (input: SpecInput): Record<string, unknown> {
         'TZ=UTC',
         'LANG=C.UTF-8',
         // one libuv thread pool worker is plenty: the shim does almost no async I/O
-        'UV_THREADPOOL_SIZE=1'
+        'UV_THREADPOOL_SIZE=1',
+        // heap growth between the shim's own between-executions collections (session.ts)
+        `PEERHOST_GC_STEP_MB=${input.gcStepMb ?? 16}`
       ],
       cwd: '/tmp',
       // no capabilities at all

@@ -100,9 +100,10 @@ export class Pool {
       for (const sb of [...e.idle]) {
         if (this.expired(sb) || sb.memoryMb !== memoryMb || (isolation === 'execution' && sb.executions > 0)) this.discard(sb)
       }
-      // most recently used first (hot caches), skipping one that is collecting garbage
+      // most recently used first (hot caches), preferring one that finished its cleanup; a
+      // sandbox still cleaning up beats a generic one (compile + a background boot to replace it)
       const i = e.idle.findLastIndex(s => !s.maintaining)
-      const pick = i >= 0 ? i : (this.generic.length > 0 && memoryMb === this.config.defaultMemoryMb ? -1 : e.idle.length - 1)
+      const pick = i >= 0 ? i : e.idle.length - 1
       if (pick >= 0) {
         const sb = e.idle.splice(pick, 1)[0]
         sb.busy = true
@@ -119,6 +120,7 @@ export class Pool {
         break
       }
     }
+    if (sb === undefined && this.all.size >= this.config.maxSandboxes) this.evictOne()
     sb ??= this.create(memoryMb)
     sb.busy = true
     if (isolation === 'function') sb.boundTo = cid
@@ -127,7 +129,11 @@ export class Pool {
     return sb
   }
 
-  /** Returns a sandbox after an execution: back to its function's idle list, or destroyed. */
+  /**
+   * Returns a sandbox after an execution: back to its function's idle list (demand shapes how
+   * many a function keeps; least recently used ones are evicted when the pool is full), or
+   * destroyed (isolation `execution`, recycled, unhealthy).
+   */
   release (sb: Sandbox, cid: string, isolation: 'function' | 'execution', healthy: boolean): void {
     sb.busy = false
     if (!healthy || isolation === 'execution' || this.expired(sb) || this.stopped) {
@@ -140,10 +146,24 @@ export class Pool {
       e = { memoryMb: sb.memoryMb, isolation, idle: [], booting: 0, lastUsed: Date.now() }
       this.fns.set(cid, e)
     }
-    // keep at most what demand showed plus the configured minimum
-    if (e.idle.length >= Math.max(this.config.perFunction, 4)) this.discard(sb)
-    else e.idle.push(sb)
+    e.idle.push(sb)
     this.refill()
+  }
+
+  /** Destroys the least recently used idle function sandbox beyond its function's minimum. */
+  private evictOne (): boolean {
+    let victim: Sandbox | undefined
+    let fallback: Sandbox | undefined
+    for (const e of this.fns.values()) {
+      for (const sb of e.idle) {
+        if (fallback === undefined || sb.lastUsed < fallback.lastUsed) fallback = sb
+        if (e.idle.length > this.config.perFunction && (victim === undefined || sb.lastUsed < victim.lastUsed)) victim = sb
+      }
+    }
+    const out = victim ?? fallback
+    if (out === undefined) return false
+    this.discard(out)
+    return true
   }
 
   /** Removes a sandbox from the pool and destroys it. */
@@ -184,7 +204,8 @@ export class Pool {
 
   private refillNow (): void {
     if (this.stopped) return
-    const room = (): boolean => this.boots < this.config.maxConcurrentBoots && this.all.size < this.config.maxSandboxes
+    // a full pool makes room for the targets by evicting idle sandboxes of little-used functions
+    const room = (): boolean => this.boots < this.config.maxConcurrentBoots && (this.all.size < this.config.maxSandboxes || this.evictOne())
     while (room() && this.generic.length + this.genericBooting < this.config.genericSize) {
       this.genericBooting++
       this.startBoot(this.config.defaultMemoryMb, (sb) => { this.genericBooting--; if (sb !== undefined) this.generic.push(sb) })

@@ -32,13 +32,15 @@ export class Sandbox {
   readonly id: string
   readonly memoryMb: number
   readonly createdAt = Date.now()
+  lastUsed = Date.now()
   readonly bundles = new Set<string>()
   executions = 0
   /** bundle CID this sandbox is bound to (function isolation) */
   boundTo?: string
   busy = false
-  /** collecting garbage between executions; the pool prefers another sandbox meanwhile */
+  /** cleaning up after an execution (until `idle`); the pool prefers another sandbox meanwhile */
   maintaining = false
+  lastIdle?: { ms?: number, heap?: number }
   dead = false
   exitCode: number | null = null
   stderr = ''
@@ -77,7 +79,7 @@ export class Sandbox {
     const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
     this.decoder = new FrameDecoder(this.opts.spec.maxFrameBytes, (msg: ShimMessage) => {
       if (msg.t === 'ready') readyResolve()
-      else if (msg.t === 'idle') this.maintaining = false
+      else if (msg.t === 'idle') { this.maintaining = false; this.lastIdle = msg }
       else this.onMessage?.(msg)
     }, () => {
       // garbage on the channel: whatever produced it (an escaped function), the sandbox is done
@@ -104,6 +106,7 @@ export class Sandbox {
     if (this.dead || this.child === undefined) return { kind: 'died', reason: 'crash', exitCode: this.exitCode }
     this.busy = true
     this.executions++
+    this.lastUsed = Date.now()
     const child = this.child
     return await new Promise<ExecOutcome>((resolve) => {
       let settled = false
@@ -121,7 +124,8 @@ export class Sandbox {
       this.onMessage = (m) => {
         if (m.t === 'result' && m.id === msg.id) {
           if (msg.bundle !== undefined) this.bundles.add(msg.cid)
-          if (m.gc === true) this.maintaining = true
+          // cleaning up until the shim says `idle`
+          this.maintaining = true
           done({ kind: 'result', msg: m })
         } else if (m.t === 'fetch' && m.id === msg.id) {
           onFetch(m).then(

@@ -69,8 +69,14 @@ export type HostMessage = ExecMessage | FetchResultMessage | PingMessage
 
 export interface ReadyMessage { t: 'ready' }
 
-/** Sent after a between-executions garbage collection. */
-export interface IdleMessage { t: 'idle' }
+/** Sent after each execution's cleanup (wipe /tmp, next realm, maybe GC): ready for the next. */
+export interface IdleMessage {
+  t: 'idle'
+  /** ms the cleanup took */
+  ms?: number
+  /** V8 heap bytes in use after the last between-executions collection */
+  heap?: number
+}
 
 export interface ResultMessage {
   t: 'result'

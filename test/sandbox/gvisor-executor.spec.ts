@@ -105,7 +105,9 @@ describe('sandbox/gvisor executor (real runsc)', function () {
       const r = await ex.execute(jobFor(name, { options: { timeoutMs: 500 } }))
       assert.equal(r.error?.code, code, name)
       assert.equal(r.error?.details?.configured, 500)
-      assert.ok(Date.now() - t0 < 1500, `${name}: ${Date.now() - t0} ms`)
+      // kill latency: from the start of the execution (a sandbox boot before it does not count)
+      const ms = Date.now() - t0 - r.timings.queueMs
+      assert.ok(ms < 1500, `${name}: ${ms} ms`)
     }
     await hello(ex)
   })
@@ -177,7 +179,9 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     await ex.execute(jobFor('hello'))
     const { containers } = await leftovers(ex)
     assert.ok(containers.length > 0)
-    for (const id of containers) execFileSync('/usr/bin/runsc', [`--root=${ex.runscRoot}`, 'kill', id, 'KILL'], { stdio: 'ignore' })
+    for (const id of containers) {
+      try { execFileSync('/usr/bin/runsc', [`--root=${ex.runscRoot}`, 'kill', id, 'KILL'], { stdio: 'ignore' }) } catch {}
+    }
     await new Promise(resolve => setTimeout(resolve, 300))
     assert.equal(ex.idleFor(b.cid), 0)
     await hello(ex)

@@ -28,7 +28,7 @@ describe('sandbox/gvisor OCI spec', () => {
     assert.ok(spec.process.args.includes('--permission'))
     assert.deepEqual(spec.process.capabilities.bounding, [])
     assert.equal(spec.process.noNewPrivileges, true)
-    assert.ok(spec.process.env.every((e: string) => /^(PEERHOST_MAX_FRAME_BYTES|TZ|LANG|UV_THREADPOOL_SIZE)=/.test(e)))
+    assert.ok(spec.process.env.every((e: string) => /^(PEERHOST_MAX_FRAME_BYTES|PEERHOST_GC_STEP_MB|TZ|LANG|UV_THREADPOOL_SIZE)=/.test(e)))
     assert.ok(!(buildOciSpec({ ...input, permissionModel: false }) as any).process.args.includes('--permission'))
   })
 
