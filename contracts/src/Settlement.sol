@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {IFunctionRegistry} from "./interfaces/IFunctionRegistry.sol";
@@ -102,7 +103,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function deposit(bytes32 projectId) external payable {
         if (msg.value == 0) revert SettlementZeroAmount();
         if (registry.ownerOf(projectId) == address(0)) revert SettlementUnknownProject(projectId);
-        _escrows[projectId].balance += uint128(msg.value);
+        _escrows[projectId].balance += SafeCast.toUint128(msg.value);
         emit Deposited(projectId, msg.sender, msg.value);
     }
 
@@ -154,7 +155,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc ISettlement
     function refundEscrow(bytes32 projectId) external payable {
         if (msg.sender != coordinator) revert SettlementUnauthorized(msg.sender);
-        _escrows[projectId].balance += uint128(msg.value);
+        _escrows[projectId].balance += SafeCast.toUint128(msg.value);
         emit EscrowRefunded(projectId, msg.value);
     }
 
@@ -188,7 +189,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         b.projectId = projectId;
         b.root = root;
         b.total = total;
-        b.bond = uint128(msg.value);
+        b.bond = SafeCast.toUint128(msg.value);
         emit BatchCommitted(batchId, msg.sender, projectId, gateway, epoch, root, count, total, msg.value, dataCid);
     }
 

@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
 
@@ -56,7 +57,7 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
         uint256 total = uint256(s.amount) + msg.value;
         uint256 minimum = _minimum(role);
         if (total < minimum) revert StakingBelowMinimum(total, minimum);
-        s.amount = uint128(total);
+        s.amount = SafeCast.toUint128(total);
         emit Staked(msg.sender, role, msg.value, total);
     }
 
