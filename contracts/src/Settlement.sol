@@ -27,6 +27,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     uint8 public constant FAULT_DOUBLE_CLAIM = 4;
     uint8 public constant FAULT_EQUIVOCATION = 5;
     uint8 public constant FAULT_DISAGREEMENT = 6;
+    uint8 public constant FAULT_WITHHELD_LEAF = 7;
 
     uint8 private constant STATUS_COMMITTED = 1;
     uint8 private constant STATUS_FINALIZED = 2;
@@ -61,13 +62,14 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
     mapping(address account => uint256) private _owed;
     mapping(bytes32 key => bool) private _equivocations;
+    mapping(bytes32 batchId => mapping(uint256 index => LeafRequest)) private _leafRequests;
 
     constructor(IFunctionRegistry registry_, IWorkerStaking staking_, Params memory p) EIP712("PeerHost", "1") {
         if (
             p.epochLength == 0 || p.commitWindow == 0 || p.challengeWindow == 0 || p.slashBps > 10_000
                 || p.challengerShareBps > 10_000 || p.disagreementQuorum == 0 || p.treasury == address(0)
-                // A worker must stay slashable for the whole life of its batches.
-                || staking_.unbondingPeriod() <= uint256(p.epochLength) + p.commitWindow + p.challengeWindow
+                // A worker must stay slashable for the whole life of its batches, leaf requests included.
+                || staking_.unbondingPeriod() <= uint256(p.epochLength) + 3 * uint256(p.commitWindow) + p.challengeWindow
         ) revert SettlementInvalidParams();
         registry = registry_;
         staking = staking_;
@@ -197,8 +199,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function finalizeBatch(bytes32 batchId) external {
         Batch storage b = _batches[batchId];
         if (b.status != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
-        uint64 endsAt = b.committedAt + challengeWindow;
+        uint64 endsAt = _challengeEnd(b);
         if (block.timestamp < endsAt) revert SettlementChallengeWindowOpen(endsAt);
+        if (b.openRequests != 0) revert SettlementLeafRequestsOpen(batchId, b.openRequests);
         b.status = STATUS_FINALIZED;
         uint256 paid = uint256(b.total) - b.excluded;
         _credit(b.worker, paid + b.bond);
@@ -206,6 +209,56 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     // ---------------------------------------------------------------- fault proofs
+
+    /// @inheritdoc ISettlement
+    function requestLeaf(bytes32 batchId, uint256 index) external payable nonReentrant {
+        Batch storage b = _batches[batchId];
+        if (b.status == 0) revert SettlementUnknownBatch(batchId);
+        // Requests only in the original window, so a batch's life stays bounded.
+        if (b.status != STATUS_COMMITTED || block.timestamp >= uint256(b.committedAt) + challengeWindow) {
+            revert SettlementBatchNotChallengeable(batchId);
+        }
+        if (index >= b.count) revert SettlementLeafOutOfRange(batchId, index);
+        if (msg.value < minBatchBond) revert SettlementBondTooSmall(msg.value, minBatchBond);
+        LeafRequest storage r = _leafRequests[batchId][index];
+        if (r.requester != address(0)) revert SettlementLeafAlreadyRequested(batchId, index);
+        uint64 deadline = uint64(block.timestamp) + commitWindow;
+        r.requester = msg.sender;
+        r.deadline = deadline;
+        r.open = true;
+        r.bond = SafeCast.toUint128(msg.value);
+        b.openRequests += 1;
+        // Leave one more commit window to use the answer in a proof.
+        uint64 until = deadline + commitWindow;
+        if (until > b.extendedUntil) b.extendedUntil = until;
+        emit LeafRequested(batchId, index, msg.sender, deadline);
+    }
+
+    /// @inheritdoc ISettlement
+    function answerLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
+        Batch storage b = _batches[batchId];
+        LeafRequest storage r = _leafRequests[batchId][leaf.index];
+        if (!r.open) revert SettlementNoLeafRequest(batchId, leaf.index);
+        if (b.status != STATUS_COMMITTED) revert SettlementBatchNotChallengeable(batchId);
+        if (block.timestamp >= r.deadline) revert SettlementAnswerWindowClosed(r.deadline);
+        _verify(b, leaf, proof);
+        r.open = false;
+        b.openRequests -= 1;
+        _credit(b.worker, r.bond);
+        emit LeafAnswered(batchId, leaf.index, leaf);
+    }
+
+    /// @inheritdoc ISettlement
+    function proveUnanswered(bytes32 batchId, uint256 index) external nonReentrant {
+        Batch storage b = _batches[batchId];
+        LeafRequest storage r = _leafRequests[batchId][index];
+        if (!r.open) revert SettlementNoLeafRequest(batchId, index);
+        if (block.timestamp < r.deadline) revert SettlementAnswerWindowOpen(r.deadline);
+        r.open = false;
+        b.openRequests -= 1;
+        _credit(r.requester, r.bond);
+        if (b.status == STATUS_COMMITTED) _voidFor(batchId, b, FAULT_WITHHELD_LEAF, r.requester);
+    }
 
     /// @inheritdoc ISettlement
     function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
@@ -394,6 +447,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         return _excluded[batchId][index];
     }
 
+    function getLeafRequest(bytes32 batchId, uint256 index) external view returns (LeafRequest memory) {
+        return _leafRequests[batchId][index];
+    }
+
     function hashTicket(Ticket calldata t) external view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
@@ -450,9 +507,12 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function _challengeable(bytes32 batchId) private view returns (Batch storage b) {
         b = _batches[batchId];
         if (b.status == 0) revert SettlementUnknownBatch(batchId);
-        if (b.status != STATUS_COMMITTED || block.timestamp >= uint256(b.committedAt) + challengeWindow) {
-            revert SettlementBatchNotChallengeable(batchId);
-        }
+        if (b.status != STATUS_COMMITTED || block.timestamp >= _challengeEnd(b)) revert SettlementBatchNotChallengeable(batchId);
+    }
+
+    function _challengeEnd(Batch storage b) private view returns (uint64) {
+        uint64 end = b.committedAt + challengeWindow;
+        return b.extendedUntil > end ? b.extendedUntil : end;
     }
 
     function _verify(Batch storage b, Leaf calldata leaf, bytes32[] calldata proof) private view {
@@ -496,15 +556,19 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     /// @dev Voids a batch: refunds what is still held to the escrow, forfeits the bond and slashes
     /// the worker; the challenger gets its share of both, the treasury the rest.
     function _void(bytes32 batchId, Batch storage b, uint8 fault) private {
+        _voidFor(batchId, b, fault, msg.sender);
+    }
+
+    function _voidFor(bytes32 batchId, Batch storage b, uint8 fault, address challenger) private {
         b.status = STATUS_VOIDED;
         address worker = b.worker;
         _escrows[b.projectId].balance += b.total - b.excluded;
         uint256 slashed = staking.slash(worker, slashBps);
         uint256 forfeited = slashed + b.bond;
         uint256 share = forfeited * challengerShareBps / 10_000;
-        _credit(msg.sender, share);
+        _credit(challenger, share);
         _credit(treasury, forfeited - share);
-        emit BatchVoided(batchId, msg.sender, fault, slashed);
+        emit BatchVoided(batchId, challenger, fault, slashed);
     }
 
     function _credit(address account, uint256 amount) private {

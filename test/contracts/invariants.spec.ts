@@ -8,6 +8,7 @@
  * 2. each contract is solvent to the wei: balance = Σ its liabilities (stakes, escrows, held batches,
  *    open requests, owed pull payments);
  * 3. slashed funds are fully distributed: Σ challenger/keeper/treasury credits = Σ slashed stake + forfeited bonds;
+ *    open data-availability requests hold their bonds;
  * 4. honest workers (w1, w2: honest batches only) are never slashed.
  *
  * At the end every deadline is passed, everything is settled and withdrawn, and the contracts
@@ -51,6 +52,8 @@ type Action =
   | { t: 'time', seconds: number }
   | { t: 'round', wrong: number[] }
   | { t: 'equivocate', w: number }
+  | { t: 'requestLeaf', b: number, i: number, answer: boolean }
+  | { t: 'unanswered', q: number }
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   fc.record({ t: fc.constant('stake' as const), w: fc.nat(2), amount: fc.bigInt(1n, 5n).map(x => x * ETHER) }),
@@ -70,7 +73,10 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   // the latest request: every staked faulty worker commits (some wrongly), then all reveal
   { arbitrary: fc.record({ t: fc.constant('round' as const), wrong: fc.array(fc.nat(2), { maxLength: 2 }) }), weight: 2 },
   // a faulty worker signs two outputs for one ticket and someone proves it
-  fc.record({ t: fc.constant('equivocate' as const), w: fc.nat(2) })
+  fc.record({ t: fc.constant('equivocate' as const), w: fc.nat(2) }),
+  // data availability: ask for a leaf; honest workers always answer, faulty ones maybe
+  { arbitrary: fc.record({ t: fc.constant('requestLeaf' as const), b: fc.nat(20), i: fc.nat(2000), answer: fc.boolean() }), weight: 2 },
+  fc.record({ t: fc.constant('unanswered' as const), q: fc.nat(20) })
 )
 
 interface BatchModel { id: Hex, kind: Kind, worker: ActorName, batch: ReturnType<typeof buildSettlementBatch> }
@@ -99,6 +105,7 @@ describe('contracts: invariants (fuzz)', function () {
       for (const c of ['Settlement', 'ExecutionCoordinator', 'WorkerStaking'] as const) initial += await world.publicClient.getBalance({ address: world.addresses[c] })
       const ledger = { in: initial, paid: 0n, refunded: 0n, slashedOut: 0n, slashed: 0n, slashCredits: 0n }
       const batches: BatchModel[] = []
+      const leafRequests: Array<{ batch: BatchModel, index: bigint }> = []
       const requests: RequestModel[] = []
       const salt = (w: ActorName, r: bigint): Hex => keccak256(toHex(`${w}-${r}`))
       const output = (wrong: boolean): Hex => keccak256(toHex(wrong ? 'wrong' : 'right'))
@@ -108,15 +115,18 @@ describe('contracts: invariants (fuzz)', function () {
 
       // Every payment the contracts credit is classified when credited, and moved to the ledger
       // when withdrawn (pull payments), so paid + refunded + slashed counts money that left.
-      const observe = (r: TransactionReceipt, value: bigint, from: ActorName): void => {
+      const SLASHING = new Set(['proveInvalidLeaf', 'proveBrokenSum', 'disputeDuplicateJob', 'proveEquivocation', 'proveDisagreement', 'proveReceiptEquivocation', 'proveUnanswered', 'settle'])
+      const observe = (r: TransactionReceipt, value: bigint, from: ActorName, fn: string): void => {
         ledger.in += value
+        let skipFirstCredit = fn === 'proveUnanswered' // the request bond going back
         for (const ev of parseEventLogs({ abi: [...settlementAbi, ...executionCoordinatorAbi, ...workerStakingAbi], logs: r.logs })) {
           const args = ev.args as Record<string, any>
           stats[ev.eventName] = (stats[ev.eventName] ?? 0) + 1
           switch (ev.eventName) {
             case 'BatchFinalized': creditOf(args.worker).paid += args.paid; break
             case 'PaymentCredited':
-              if (slashRecipients.has(String(args.account).toLowerCase())) ledger.slashCredits += args.amount
+              if (skipFirstCredit) { skipFirstCredit = false; break }
+              if (SLASHING.has(fn) && (fn !== 'settle' || slashRecipients.has(String(args.account).toLowerCase()))) ledger.slashCredits += args.amount
               else if (ev.address.toLowerCase() === world.addresses.ExecutionCoordinator.toLowerCase() && WORKERS.some(w => world.actors[w].address === args.account)) creditOf(args.account).paid += args.amount
               break
             case 'Slashed':
@@ -133,7 +143,7 @@ describe('contracts: invariants (fuzz)', function () {
       const sendObs = async (from: ActorName, contract: Parameters<typeof send>[2], fn: string, args: readonly unknown[], value = 0n): Promise<TransactionReceipt | undefined> => {
         try {
           const r = await send(world, from, contract, fn, args, value)
-          observe(r, value, from)
+          observe(r, value, from, fn)
           steps++
           return r
         } catch (err) {
@@ -236,6 +246,24 @@ describe('contracts: invariants (fuzz)', function () {
           }
           case 'withdraw': await withdrawAll(PAYEES[a.who], a.contract); break
           case 'time': await increaseTime(world, a.seconds); break
+          case 'requestLeaf': {
+            const b = batches[a.b % Math.max(batches.length, 1)]
+            if (b === undefined) break
+            const index = BigInt(a.i % b.batch.count)
+            const r = await sendObs('gateway2', 'Settlement', 'requestLeaf', [b.id, index], PARAMS.minBatchBond)
+            if (r === undefined) break
+            leafRequests.push({ batch: b, index })
+            const pos = b.batch.leaves.findIndex(l => l.index === index)
+            if (pos >= 0 && (b.kind === 'honest' || a.answer)) {
+              assert.ok(await sendObs(b.worker, 'Settlement', 'answerLeaf', [b.id, b.batch.leaves[pos], b.batch.proof(pos)]), 'an honest answer failed')
+            }
+            break
+          }
+          case 'unanswered': {
+            const q = leafRequests[a.q % Math.max(leafRequests.length, 1)]
+            if (q !== undefined) await sendObs('stranger', 'Settlement', 'proveUnanswered', [q.batch.id, q.index])
+            break
+          }
           case 'equivocate': {
             const j = await signedJob(world, { worker: FAULTY[a.w], epoch: await world.read.settlement.read.currentEpoch() })
             const b = { ...j.receipt, outputHash: output(true) }
@@ -261,6 +289,7 @@ describe('contracts: invariants (fuzz)', function () {
       // Drain: pass every deadline, settle and finalize everything, unbond and withdraw all.
       await increaseTime(world, PARAMS.challengeWindow + 86_400n)
       for (const q of requests) await sendObs('stranger', 'ExecutionCoordinator', 'settle', [q.id])
+      for (const q of leafRequests) await sendObs('stranger', 'Settlement', 'proveUnanswered', [q.batch.id, q.index])
       for (const b of batches) await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.id])
       const escrow = await world.read.settlement.read.escrowOf([world.projectId])
       if (escrow > 0n) await sendObs('owner', 'Settlement', 'requestEscrowWithdrawal', [world.projectId, escrow])
@@ -317,7 +346,11 @@ describe('contracts: invariants (fuzz)', function () {
           owedS += await world.read.settlement.read.owed([world.actors[p].address])
           owedC += await world.read.coordinator.read.owed([world.actors[p].address])
         }
-        assert.equal(await bal('Settlement'), held + owedS, 'Settlement balance ≠ escrow + held batches + owed')
+        for (const q of leafRequests) {
+          const r = await world.read.settlement.read.getLeafRequest([q.batch.id, q.index])
+          if (r.open) held += r.bond
+        }
+        assert.equal(await bal('Settlement'), held + owedS, 'Settlement balance ≠ escrow + held batches + open leaf requests + owed')
         // coordinator: open requests + owed
         let open = 0n
         for (const q of requests) {
@@ -337,8 +370,8 @@ describe('contracts: invariants (fuzz)', function () {
         assert.equal(ledger.slashCredits, ledger.slashed + forfeited, 'slash credits ≠ slashed stake + forfeited bonds')
       }
     }), { numRuns: RUNS, seed: SEED, endOnFailure: true })
-    console.log(`      ${steps} successful transactions; events: ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'EquivocationProven', 'LeafExcluded', 'ExecutionFinalized', 'ExecutionSettled', 'WorkerPenalized', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${stats[e] ?? 0}`).join(', ')}`)
+    console.log(`      ${steps} successful transactions; events: ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'EquivocationProven', 'LeafRequested', 'LeafAnswered', 'LeafExcluded', 'ExecutionFinalized', 'ExecutionSettled', 'WorkerPenalized', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${stats[e] ?? 0}`).join(', ')}`)
     // the sequences must actually reach the interesting paths
-    for (const e of ['BatchFinalized', 'BatchVoided', 'ExecutionFinalized', 'WorkerPenalized']) assert.ok((stats[e] ?? 0) > 0, `fuzz never reached ${e}`)
+    for (const e of ['BatchFinalized', 'BatchVoided', 'ExecutionFinalized', 'WorkerPenalized', 'LeafAnswered']) assert.ok((stats[e] ?? 0) > 0, `fuzz never reached ${e}`)
   })
 })

@@ -47,7 +47,7 @@ describe('contracts: Settlement', function () {
     return s.amount + s.pending
   }
 
-  async function assertVoided (c: CommittedBatch, fault: number, challenger: ActorName, receipt: { logs: any[] }): Promise<void> {
+  async function assertVoided (c: CommittedBatch, fault: number, challenger: ActorName, receipt: { logs: any[] }, alsoOwed = 0n): Promise<void> {
     const b = await world.read.settlement.read.getBatch([c.batchId])
     assert.equal(b.status, 3)
     const [ev] = parseEventLogs({ abi: settlementAbi, logs: receipt.logs, eventName: 'BatchVoided' })
@@ -57,7 +57,7 @@ describe('contracts: Settlement', function () {
     assert.equal(ev.args.slashed, slashed)
     assert.equal(await stakeOf(c.worker), STAKE - slashed)
     const forfeited = slashed + b.bond
-    assert.equal(await owed(world, challenger), forfeited * BigInt(PARAMS.challengerShareBps) / 10_000n)
+    assert.equal(await owed(world, challenger), alsoOwed + forfeited * BigInt(PARAMS.challengerShareBps) / 10_000n)
   }
 
   it('commits a batch after its epoch, holds the total, and pays total + bond after the challenge window', async () => {
@@ -136,12 +136,12 @@ describe('contracts: Settlement', function () {
       await sendReverts(world, 'owner', 'Settlement', 'setCoordinator', [world.actors.owner.address], 'SettlementUnauthorized', [world.actors.owner.address])
       await sendReverts(world, 'deployer', 'Settlement', 'setCoordinator', [world.actors.owner.address], 'SettlementInvalidParams')
     })
-    it('constructor: SettlementInvalidParams when unbonding is not longer than epoch + commit + challenge windows', async () => {
+    it('constructor: SettlementInvalidParams when unbonding is not longer than epoch + 3 × commit + challenge windows', async () => {
       const staking = await deployRaw(world, 'w3', 'WorkerStaking', [ETHER, ETHER, 100n])
-      const params = { epochLength: 60n, commitWindow: 20n, challengeWindow: 20n, minBatchBond: 0n, slashBps: 1, challengerShareBps: 1, disagreementQuorum: 1, treasury: world.actors.w3.address }
+      const params = { epochLength: 40n, commitWindow: 10n, challengeWindow: 30n, minBatchBond: 0n, slashBps: 1, challengerShareBps: 1, disagreementQuorum: 1, treasury: world.actors.w3.address }
       await expectRevertAny(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, params]), 'SettlementInvalidParams')
-      await expectRevertAny(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, world.addresses.WorkerStaking, { ...params, challengeWindow: 19n, slashBps: 10_001 }]), 'SettlementInvalidParams')
-      await deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, { ...params, challengeWindow: 19n }])
+      await expectRevertAny(deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, world.addresses.WorkerStaking, { ...params, challengeWindow: 29n, slashBps: 10_001 }]), 'SettlementInvalidParams')
+      await deployRaw(world, 'w3', 'Settlement', [world.addresses.FunctionRegistry, staking, { ...params, challengeWindow: 29n }])
     })
     it('commitBatch: SettlementNotStakedWorker, SettlementEpochNotCommittable, SettlementEmptyBatch, SettlementBondTooSmall', async () => {
       const epoch = await world.read.settlement.read.currentEpoch()
@@ -496,6 +496,80 @@ describe('contracts: Settlement', function () {
       await revertTo(world, s2)
       const r = await send(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, R.slice(0, 2), S.slice(0, 2)])
       await assertVoided(c, 6, 'challenger', r)
+    })
+
+    it('data availability: a requested leaf must be published in time; the answer extends the window and pays the bond to the worker', async () => {
+      honest = ['w1']
+      const { c } = await honestBatch('w1', 4)
+      const b0 = await world.read.settlement.read.getBatch([c.batchId])
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 4n], 'SettlementLeafOutOfRange', [c.batchId, 4n], BOND)
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 3n], 'SettlementBondTooSmall', [BOND - 1n, BOND], BOND - 1n)
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [keccak256('0x01'), 3n], 'SettlementUnknownBatch', [keccak256('0x01')], BOND)
+      await increaseTime(world, PARAMS.challengeWindow - 5n)
+      const rq = await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 3n], BOND)
+      const [ev] = parseEventLogs({ abi: settlementAbi, logs: rq.logs, eventName: 'LeafRequested' })
+      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 3n], 'SettlementLeafAlreadyRequested', [c.batchId, 3n], BOND)
+      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 3n], 'SettlementAnswerWindowOpen', [ev.args.deadline])
+      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 2n], 'SettlementNoLeafRequest', [c.batchId, 2n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[2], c.batch.proof(2)], 'SettlementNoLeafRequest', [c.batchId, 2n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, { ...c.batch.leaves[3], fee: 1n }, c.batch.proof(3)], 'SettlementInvalidProof')
+      await increaseTime(world, 10)
+      // past the original window, the batch is still challengeable and cannot finalize while a request is open
+      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementChallengeWindowOpen')
+      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 1n], 'SettlementBatchNotChallengeable', [c.batchId], BOND)
+      const an = await send(world, 'stranger', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)])
+      const [answered] = parseEventLogs({ abi: settlementAbi, logs: an.logs, eventName: 'LeafAnswered' })
+      assert.equal(answered.args.leaf.cumulativeFee, c.batch.total)
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoLeafRequest', [c.batchId, 3n])
+      assert.equal(await owed(world, 'w1'), BOND)
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoFault')
+      const b1 = await world.read.settlement.read.getBatch([c.batchId])
+      assert.equal(b1.extendedUntil, ev.args.deadline + PARAMS.commitWindow)
+      await increaseTime(world, b1.extendedUntil - b0.committedAt - PARAMS.challengeWindow)
+      await send(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId])
+      assert.equal(await owed(world, 'w1'), BOND + c.batch.total + BOND)
+    })
+
+    it('data availability: a withheld leaf voids the batch (fault 7) and pays the requester; late answers revert', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const js = await Promise.all([1n, 2n].map(async f => await signedJob(world, { worker: 'w1', epoch, fee: f * ETHER / 10n })))
+      await endEpoch(world)
+      const { buildSettlementBatch } = await import('../../contracts/abi/index.ts')
+      // claims 1,000 requests worth 50 ETH but holds two real leaves
+      const t = buildSettlementBatch(js.map(j => j.item))
+      const c = await commit(world, 'w1', epoch, { ...fromLeaves(t.leaves, 50n * ETHER), count: 1000 })
+      for (const i of [0, 1]) await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
+      await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 999n], BOND)
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 1n], BOND)
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 0n], BOND)
+      await send(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      await increaseTime(world, PARAMS.commitWindow)
+      const rq = await world.read.settlement.read.getLeafRequest([c.batchId, 999n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)], 'SettlementNoLeafRequest', [c.batchId, 1n])
+      const r0 = await world.read.settlement.read.getLeafRequest([c.batchId, 0n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)], 'SettlementAnswerWindowClosed', [r0.deadline])
+      const escrow = await world.read.settlement.read.escrowOf([world.projectId])
+      const r = await send(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 999n])
+      await assertVoided(c, 7, 'challenger', r, BOND)
+      assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow + 50n * ETHER)
+      assert.equal(rq.open, true)
+      assert.equal((await world.read.settlement.read.getLeafRequest([c.batchId, 999n])).open, false)
+    })
+
+    it('data availability: a request on a batch voided meanwhile only returns the bond', async () => {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const forged = await signedJob(world, { worker: 'w1', epoch, gateway: 'stranger' })
+      const good = await signedJob(world, { worker: 'w1', epoch })
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [good.item, forged.item])
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 0n], BOND)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)], 'SettlementBatchNotChallengeable', [c.batchId])
+      await increaseTime(world, PARAMS.commitWindow)
+      const r = await send(world, 'w2', 'Settlement', 'proveUnanswered', [c.batchId, 0n])
+      assert.equal(parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'BatchVoided' }).length, 0)
+      assert.equal(await owed(world, 'stranger'), BOND)
     })
 
     it('proofs after the challenge window revert with SettlementBatchNotChallengeable; the batch finalizes', async () => {

@@ -17,6 +17,9 @@ pragma solidity 0.8.37;
 /// The ticket of a leaf is rebuilt from the leaf and the batch (worker, gateway and epoch come from
 /// the batch), so a ticket signed for another worker, gateway or epoch fails its signature check.
 ///
+/// Data availability: anyone may request a leaf during the window ({requestLeaf}); a request left
+/// unanswered for `commitWindow` voids the batch.
+///
 /// Faults (each voids the batch, refunds its total to the escrow, slashes `slashBps` of the worker's
 /// stake and forfeits the bond; the challenger gets `challengerShareBps` of both, the rest goes to
 /// the treasury): an invalid ticket, a broken sum, a leaf out of range, the same ticket claimed
@@ -85,6 +88,17 @@ interface ISettlement {
         uint128 bond;
         /// Fees of leaves excluded by {disputeDuplicateJob}, already refunded.
         uint128 excluded;
+        /// Proofs and finalization wait until here when leaves were requested ({requestLeaf}).
+        uint64 extendedUntil;
+        /// Leaf requests not answered yet.
+        uint32 openRequests;
+    }
+
+    struct LeafRequest {
+        address requester;
+        uint64 deadline;
+        bool open;
+        uint128 bond;
     }
 
     struct Params {
@@ -122,6 +136,9 @@ interface ISettlement {
     event PaymentCredited(address indexed account, uint256 amount);
     event PaymentWithdrawn(address indexed account, uint256 amount);
     event CoordinatorSet(address coordinator);
+    event LeafRequested(bytes32 indexed batchId, uint256 indexed index, address indexed requester, uint64 deadline);
+    /// @notice The leaf data, published on chain: anyone can now check it and prove a fault.
+    event LeafAnswered(bytes32 indexed batchId, uint256 indexed index, Leaf leaf);
     event EquivocationProven(address indexed worker, bytes32 indexed jobId, uint32 attempt, address indexed challenger, uint256 slashed);
 
     error SettlementUnknownProject(bytes32 projectId);
@@ -150,6 +167,11 @@ interface ISettlement {
     error SettlementLeafOutOfRange(bytes32 batchId, uint256 index);
     error SettlementExclusionExceedsTotal(bytes32 batchId);
     error SettlementAlreadyProven(bytes32 key);
+    error SettlementLeafAlreadyRequested(bytes32 batchId, uint256 index);
+    error SettlementNoLeafRequest(bytes32 batchId, uint256 index);
+    error SettlementLeafRequestsOpen(bytes32 batchId, uint32 open);
+    error SettlementAnswerWindowOpen(uint64 deadline);
+    error SettlementAnswerWindowClosed(uint64 deadline);
     error SettlementQuorumTooSmall(uint256 given, uint256 needed);
     error SettlementLengthMismatch();
     error SettlementReceiptMismatch(uint256 i);
@@ -176,6 +198,17 @@ interface ISettlement {
         external payable returns (bytes32 batchId);
     /// @notice After the challenge window, credits the worker with the batch total (less exclusions) plus the bond.
     function finalizeBatch(bytes32 batchId) external;
+    /// @notice Data availability: during the challenge window anyone may ask for leaf `index` of a
+    /// batch, with a bond of at least `minBatchBond`. The leaf must be published with {answerLeaf}
+    /// within `commitWindow`, or the batch is voided ({proveUnanswered}). A request extends the
+    /// batch's challenge window to one `commitWindow` after its answer deadline.
+    function requestLeaf(bytes32 batchId, uint256 index) external payable;
+    /// @notice Publishes a requested leaf (anyone may; usually the worker); the request bond is
+    /// credited to the batch's worker for its trouble.
+    function answerLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external;
+    /// @notice After the answer deadline of an open request: voids the batch (fault 7, the requester
+    /// is the challenger) and returns the request bond; on a batch voided meanwhile, only returns the bond.
+    function proveUnanswered(bytes32 batchId, uint256 index) external;
     /// @notice Proves a leaf whose ticket is not signed by the batch's gateway (or is for another
     /// project's function), a leaf out of range, or a boundary leaf with a wrong prefix sum.
     function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external;
@@ -215,6 +248,7 @@ interface ISettlement {
     function owed(address account) external view returns (uint256);
     function currentEpoch() external view returns (uint64);
     function isExcluded(bytes32 batchId, uint256 index) external view returns (bool);
+    function getLeafRequest(bytes32 batchId, uint256 index) external view returns (LeafRequest memory);
     function hashTicket(Ticket calldata ticket) external view returns (bytes32);
     function hashReceipt(Receipt calldata receipt) external view returns (bytes32);
     function leafHash(Leaf calldata leaf) external pure returns (bytes32);
