@@ -61,6 +61,7 @@ const fallback: Record<string, bigint> = {}
 
 // ---- settlement per batch size
 const sizes = [1, 100, 10_000]
+let bigBatch: ReturnType<typeof buildSettlementBatch> | undefined
 const perBatch: Array<{ n: number, commit: bigint, finalize: bigint, withdraw: bigint, prove: bigint, build: number, batchId: Hex, worker: ActorName }> = []
 for (const [i, n] of sizes.entries()) {
   const worker = (['w2', 'w3', 'w4'] as const)[i]
@@ -79,9 +80,16 @@ for (const [i, n] of sizes.entries()) {
   const bad = await commit(world, 'w5', epoch, batch)
   const last = n - 1
   const prove = (await tx('challenger', 'Settlement', 'proveInvalidLeaf', [bad.batchId, batch.leaves[last], batch.proof(last)])).gasUsed
+  bigBatch = batch
   perBatch.push({ n, commit: commitGas, finalize: 0n, withdraw: 0n, prove, build, batchId, worker })
 }
-await increaseTime(world, PARAMS.challengeWindow)
+// data availability on the 10,000-leaf batch: ask for the last leaf, the worker publishes it
+{
+  const big = perBatch[perBatch.length - 1]
+  await measure('Settlement.requestLeaf', tx('challenger', 'Settlement', 'requestLeaf', [big.batchId, BigInt(big.n - 1)], PARAMS.minBatchBond))
+  await measure('Settlement.answerLeaf (10,000 leaves)', tx(big.worker, 'Settlement', 'answerLeaf', [big.batchId, bigBatch!.leaves[big.n - 1], bigBatch!.proof(big.n - 1)]))
+}
+await increaseTime(world, PARAMS.challengeWindow + 2n * PARAMS.commitWindow)
 for (const b of perBatch) {
   b.finalize = (await tx('stranger', 'Settlement', 'finalizeBatch', [b.batchId])).gasUsed
   b.withdraw = (await tx(b.worker, 'Settlement', 'withdraw', [])).gasUsed
@@ -95,6 +103,15 @@ await measure('Settlement.withdrawEscrow', tx('owner', 'Settlement', 'withdrawEs
 await increaseTime(world, PARAMS.unbondingPeriod)
 await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withdraw', []))
 
+{
+  const epoch = await world.read.settlement.read.currentEpoch()
+  const j = await signedJob(world, { worker: 'w1', epoch, fee })
+  await endEpoch(world)
+  const c = await commit(world, 'w1', epoch, { ...buildSettlementBatch([j.item]), count: 2 })
+  await tx('challenger', 'Settlement', 'requestLeaf', [c.batchId, 1n], PARAMS.minBatchBond)
+  await increaseTime(world, PARAMS.commitWindow)
+  await measure('Settlement.proveUnanswered (voids + slashes)', tx('stranger', 'Settlement', 'proveUnanswered', [c.batchId, 1n]))
+}
 {
   const j = await signedJob(world, { worker: 'w1', epoch: await world.read.settlement.read.currentEpoch() })
   const b = { ...j.receipt, outputHash: keccak256(toHex('another output')) }
