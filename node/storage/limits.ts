@@ -1,0 +1,12 @@
+/** Storage and deploy limits, each with its reason. */
+export const STORAGE_LIMITS = {
+  /**
+   * Largest block stored, served or fetched: 2 MiB, the block size bitswap implementations
+   * (Kubo/boxo) accept. A bundle is one raw block, so this is also the largest deployable bundle.
+   */
+  maxBlockBytes: 2 * 1024 * 1024,
+  /** Largest manifest: names, CIDs and options for at most 64 functions fit many times over. */
+  maxManifestBytes: 256 * 1024,
+  /** Time to fetch one block over bitswap before giving up (a job's bundle fetch shares this). */
+  fetchTimeoutMs: 5_000
+} as const
