@@ -27,6 +27,8 @@ export interface GvisorExecutorInit {
   runsc?: string
   /** @default 'ptrace' (works on these machines; `systrap` on newer runsc, `kvm` with /dev/kvm) */
   platform?: string
+  /** extra runsc global flags, for diagnostics (`['--strace', '--debug-log=/tmp/runsc/']`) */
+  runscFlags?: string[]
   /** @default the real binary of the running Node */
   nodeBinary?: string
   /** idle generic sandboxes kept booted. @default 2 */
@@ -121,7 +123,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     const tag = createHash('sha256').update(this.runscRoot).digest('hex').slice(0, 10)
     this.cgroupParent = `peerhost-${tag}`
     this.idPrefix = `ph-${tag}`
-    this.rc = { binary: init.runsc ?? '/usr/bin/runsc', root: this.runscRoot, platform: init.platform ?? 'ptrace' }
+    this.rc = { binary: init.runsc ?? '/usr/bin/runsc', root: this.runscRoot, platform: init.platform ?? 'ptrace', extraFlags: init.runscFlags }
     this.broker = fetchBroker(init.fetch)
   }
 

@@ -13,6 +13,8 @@ export interface RunscConfig {
   root: string
   /** gVisor platform; `ptrace` works on these machines (kvm hangs, systrap needs newer runsc) */
   platform: string
+  /** extra global flags (diagnostics, e.g. `--strace --debug-log=/dir/`) */
+  extraFlags?: string[]
 }
 
 export function runscGlobalArgs (c: RunscConfig): string[] {
@@ -25,7 +27,8 @@ export function runscGlobalArgs (c: RunscConfig): string[] {
     // no network device at all: fetch() goes through the host broker over stdio
     '--network=none',
     // sizes the sandbox's visible CPU count from the cgroup quota, so Node sizes its pools to it
-    '--cpu-num-from-quota'
+    '--cpu-num-from-quota',
+    ...(c.extraFlags ?? [])
   ]
 }
 

@@ -40,7 +40,7 @@ export class Sandbox {
   busy = false
   /** cleaning up after an execution (until `idle`); the pool prefers another sandbox meanwhile */
   maintaining = false
-  lastIdle?: { ms?: number, heap?: number }
+  lastIdle?: { heap?: number }
   dead = false
   exitCode: number | null = null
   stderr = ''

@@ -72,8 +72,6 @@ export interface ReadyMessage { t: 'ready' }
 /** Sent after each execution's cleanup (wipe /tmp, next realm, maybe GC): ready for the next. */
 export interface IdleMessage {
   t: 'idle'
-  /** ms the cleanup took */
-  ms?: number
   /** V8 heap bytes in use after the last between-executions collection */
   heap?: number
 }
@@ -89,8 +87,6 @@ export interface ResultMessage {
   execMs: number
   /** ms of shim work around it (realm creation, compilation, conversion) */
   setupMs: number
-  /** ms from the shim receiving `exec` to sending this result */
-  shimMs?: number
   /** the shim collects garbage now and sends `idle` when done */
   gc?: boolean
 }

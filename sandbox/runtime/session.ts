@@ -3,7 +3,7 @@
  * the development executor's worker thread feeds it MessagePort messages. One execution at a time
  * per session (the host never sends a second `exec` before the first `result`).
  */
-import { readdirSync, rmSync } from 'node:fs'
+import { readdirSync, rmSync, statSync } from 'node:fs'
 import { getHeapStatistics } from 'node:v8'
 import { join } from 'node:path'
 import { hasBundle, prepareRealm, runExecution } from './realm.ts'
@@ -32,10 +32,16 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
   const pendingFetches = new Map<number, { resolve: (r: ShimResponse) => void, reject: (e: Error) => void }>()
   let nextFid = 1
 
+  // emptying /tmp costs ~7 syscalls; a stat (1) tells whether anything was created since the
+  // last wipe (any new entry changes the directory's mtime)
+  let tmpMtime = -1
   const wipe = (): void => {
     if (opts.tmpDir === undefined) return
     try {
+      const m = statSync(opts.tmpDir, { bigint: true }).mtimeNs
+      if (Number(m % 1_000_000_000_000n) === tmpMtime) return
       for (const name of readdirSync(opts.tmpDir)) rmSync(join(opts.tmpDir, name), { recursive: true, force: true })
+      tmpMtime = Number(statSync(opts.tmpDir, { bigint: true }).mtimeNs % 1_000_000_000_000n)
     } catch {}
   }
 
@@ -47,14 +53,13 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
     const c = cleanup
     cleanup = undefined
     if (c.wipeTmp) wipe()
-    const t0 = performance.now()
     if (c.gc && opts.gc !== undefined) {
       opts.gc()
       heapBase = getHeapStatistics().used_heap_size
     }
     prepareRealm()
     // the host prefers sandboxes that finished this; a request that arrives earlier just waits
-    opts.send({ t: 'idle', ms: performance.now() - t0, heap: heapBase })
+    opts.send({ t: 'idle', heap: heapBase })
   }
   // the first execution finds its realm ready too
   setImmediate(prepareRealm)
@@ -73,7 +78,6 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
         return
       }
       case 'exec': {
-        const received = performance.now()
         runCleanup()
         const id = msg.id
         if (msg.bundle === undefined && !hasBundle(msg.cid)) {
@@ -96,7 +100,7 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
           for (const p of pendingFetches.values()) p.reject(new TypeError('execution finished'))
           pendingFetches.clear()
           const gc = opts.gc !== undefined && getHeapStatistics().used_heap_size - heapBase > gcStep
-          opts.send({ t: 'result', id, ...outcome, shimMs: performance.now() - received, ...(gc ? { gc: true } : {}) })
+          opts.send({ t: 'result', id, ...outcome, ...(gc ? { gc: true } : {}) })
           // cleanup and the next realm happen after the answer, while the host reads it; an
           // exec arriving first runs the cleanup itself before anything else
           cleanup = { wipeTmp: msg.wipeTmp, gc }

@@ -1,0 +1,118 @@
+/**
+ * The hostile functions through a real network (bootstrap, gateway and one worker as separate
+ * `peerhost` processes) whose worker runs the gVisor executor: stable codes over HTTP, the worker
+ * keeps serving, and no sandbox or cgroup is left once the network stops.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
+import { FIXTURES } from './fixtures.ts'
+
+const CANARY = 'CANARY-WORKER-93d1'
+const FUNCTIONS = ['hello', 'escape', 'network', 'fetchUrl', 'forkBomb', 'memoryBomb', 'asyncLoop', 'neverSettles', 'gigantic_stdout', 'hugeResponse', 'notResponse', 'throws', 'stateProbe']
+
+describe('sandbox through the worker (gVisor executor, real processes)', function () {
+  this.timeout(120_000)
+  let project: string
+  let net: TestNetwork
+  let server: Server
+  let port: number
+  let runscRoot: string
+  const url = (fn: string): string => {
+    const u = net.functions.find(f => f.endsWith(`/${fn}`))
+    if (u === undefined) throw new Error(`no URL for ${fn} in ${net.functions.join(', ')}`)
+    return u
+  }
+  const get = async (fn: string, query = ''): Promise<{ status: number, body: string, json: () => any }> => {
+    const r = await fetch(`${url(fn)}${query}`)
+    const body = await r.text()
+    return { status: r.status, body, json: () => JSON.parse(body) }
+  }
+
+  before(async () => {
+    server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+    project = mkdtempSync(join(tmpdir(), 'peerhost-worker-sbx-'))
+    mkdirSync(join(project, 'functions'))
+    for (const name of FUNCTIONS) {
+      writeFileSync(join(project, 'functions', `${name.replace(/_/g, '-').toLowerCase()}.js`), FIXTURES[name].replace('module.exports.default =', 'export default'))
+    }
+    writeFileSync(join(project, 'canary.txt'), CANARY)
+    writeFileSync(join(project, 'peerhost.json'), JSON.stringify({
+      name: 'sbxtest',
+      functions: {
+        fetchurl: { network: [`127.0.0.1:${port}`] },
+        asyncloop: { timeoutMs: 500 },
+        neversettles: { timeoutMs: 500 },
+        memorybomb: { timeoutMs: 10_000 },
+        'gigantic-stdout': { timeoutMs: 10_000 }
+      }
+    }))
+    // runsc must be present: a missing runsc fails here, never skips
+    execFileSync('/usr/bin/runsc', ['--version'])
+    net = await startTestNetwork({ workers: 1, projects: [project], workerArgs: [] })
+    runscRoot = join(net.dir, 'worker-1', 'sandbox', 'sandbox', 'runsc')
+    await waitFor('the worker in the gateway view', async () => (await status(net)).workers.length === 1, 30_000)
+  })
+
+  after(async () => {
+    await net?.stop()
+    server?.close()
+    rmSync(project, { recursive: true, force: true })
+  })
+
+  it('serves a normal function from a gVisor sandbox', async () => {
+    const r = await get('hello', '?name=worker')
+    assert.equal(r.status, 200)
+    assert.equal(r.body, 'Hello, worker!')
+  })
+
+  it('hides host files and has no network', async () => {
+    const esc = await get('escape', `?canary=${encodeURIComponent(join(project, 'canary.txt'))}`)
+    assert.ok(!esc.body.includes(CANARY))
+    for (const v of Object.values(esc.json())) assert.match(String(v), /^ERR /)
+    const n = (await get('network')).json()
+    for (const k of ['metadata', 'loopback', 'public', 'dns']) assert.match(n[k], /^ERR /, k)
+  })
+
+  it('refuses fetch to hosts off the allow-list, and to private addresses even when allow-listed (production path)', async () => {
+    // the worker never sets allowPrivateAddressesForTests: the allow-listed loopback server is refused
+    assert.match((await get('fetchurl', `?u=${encodeURIComponent(`http://127.0.0.1:${port}/w`)}`)).body, /127.0.0.1 is a private or reserved address/)
+    assert.match((await get('fetchurl', `?u=${encodeURIComponent('http://169.254.169.254/')}`)).body, /not in this function's network allow-list/)
+  })
+
+  it('answers each hostile function with its stable code and keeps serving', async () => {
+    assert.deepEqual((await get('forkbomb')).json(), { cp: 'ERR ERR_ACCESS_DENIED', wt: 'ERR ERR_ACCESS_DENIED' })
+    for (const [fn, code] of [['memorybomb', 'LIMIT_MEMORY'], ['asyncloop', 'LIMIT_CPU'], ['neversettles', 'LIMIT_TIMEOUT'], ['hugeresponse', 'LIMIT_RESPONSE_SIZE'], ['notresponse', 'RESULT_INVALID'], ['throws', 'FUNCTION_ERROR']]) {
+      const r = await get(fn)
+      assert.equal(r.json().error?.code, code, `${fn}: ${r.status} ${r.body.slice(0, 200)}`)
+    }
+    assert.equal((await get('gigantic-stdout')).body, 'done')
+    assert.equal((await get('hello')).body, 'Hello, world!')
+  })
+
+  it('leaves no globals or /tmp state for the next request', async () => {
+    await get('stateprobe', '?mode=set')
+    const got = (await get('stateprobe', '?mode=get')).json()
+    assert.deepEqual([got.canary, got.tmp], [null, []])
+  })
+
+  it('leaves no sandbox or cgroup once the worker stops', async () => {
+    const parent = `peerhost-${createHash('sha256').update(runscRoot).digest('hex').slice(0, 10)}`
+    const before = execFileSync('/usr/bin/runsc', [`--root=${runscRoot}`, 'list', '--quiet'], { encoding: 'utf8' }).trim()
+    assert.ok(before !== '', 'the worker runs warm sandboxes')
+    await net.stop()
+    const procs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter(l => l.includes(runscRoot))
+    assert.deepEqual(procs, [])
+    for (const ctl of ['memory', 'cpu', 'pids']) {
+      assert.equal(execFileSync('sh', ['-c', `ls -d /sys/fs/cgroup/${ctl}/${parent} 2>/dev/null || true`], { encoding: 'utf8' }).trim(), '', ctl)
+    }
+  })
+})
