@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { addProject, ConfigError, createGateway, functionTable, loadSigner, loadPeerKey } from '../deps.ts'
+import { addProject, chainDomain, ConfigError, createGateway, loadContracts, functionTable, loadSigner, loadPeerKey } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -13,6 +13,8 @@ export function gatewayCommand (): Command<any, any> {
     .option('--data-dir <dir>', 'where the gateway keeps its keys', process.env.PEERHOST_DATA_DIR ?? '.peerhost/gateway')
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
+    .option('--contracts <file>', 'serve what FunctionRegistry says (contracts.json from `peerhost chain up`; env PEERHOST_CONTRACTS) and accept deploy uploads', process.env.PEERHOST_CONTRACTS)
+    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign tickets in its domain, dispatch only to staked workers, fall back to the chain')
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
@@ -22,15 +24,37 @@ export function gatewayCommand (): Command<any, any> {
       const log = logger(opts, 'gateway')
       const signer = loadSigner(dataDir)
       const owner = (opts.owner ?? signer.address) as Address
-      const functions = functionTable()
+      const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
+      const reg = registry()
+      const privateKey = await loadPeerKey(dataDir)
+      const listen = opts.listen.length > 0 ? opts.listen : undefined
+      // one libp2p for the mesh and for bitswap: workers fetch bundles from the gateway by CID
+      const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+      const storage = blockStorage({ dataDir })({ libp2p, logger: log })
+      await storage.start()
+      const contracts = opts.contracts !== undefined ? readContractsFile(absolute(opts.contracts)) : undefined
+      const table = contracts !== undefined
+        ? registryTable({ registry: contracts.addresses.FunctionRegistry }, { client: registryPublicClient(contracts), storage, logger: log })
+        : undefined
+      const local = functionTable()
       const served = []
-      for (const dir of opts.project) served.push(...await addProject(functions, owner, absolute(dir)))
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined },
-        { privateKey: await loadPeerKey(dataDir), signer, functions, logger: log, registry: registry() })
+      for (const dir of opts.project) served.push(...await addProject(local, owner, absolute(dir)))
+      // --project bundles go to the blockstore too, so workers fetch them the same way (bitswap)
+      for (const f of served) await storage.put(f.ref.bundleCid, local.bundle(f.ref.bundleCid)!)
+      const functions = table === undefined
+        ? local
+        : {
+            resolve: (w: string, p: string, f: string) => table.resolve(w, p, f) ?? local.resolve(w, p, f),
+            bundle: (cid: string) => table.bundle(cid) ?? local.bundle(cid),
+            list: () => [...table.list(), ...local.list()]
+          }
+      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen },
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }) })
       await gateway.start()
-      onShutdown(async () => await gateway.stop(), log)
+      await table?.start()
+      onShutdown(async () => { await table?.stop(); await storage.stop(); await gateway.stop() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
-        { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls })
+        { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })
     })
 }

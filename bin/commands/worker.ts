@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, NODE_DEFAULTS, createWorker, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, NODE_DEFAULTS, chainDomain, createWorker, loadContracts, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
@@ -22,6 +22,7 @@ export function workerCommand (): Command<any, any> {
     .option('--data-dir <dir>', 'where the worker keeps its keys, bundles and sandboxes', process.env.PEERHOST_DATA_DIR ?? '.peerhost/worker')
     .option('--capacity <n>', 'jobs run at once', intOption('--capacity', 1, 1024))
     .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
+    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id and serve the chain fallback')
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -30,15 +31,32 @@ export function workerCommand (): Command<any, any> {
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
       const reg = registry()
+      const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
       const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
-      const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen: opts.listen.length > 0 ? opts.listen : undefined, capacity: opts.capacity },
-        { privateKey: await loadPeerKey(dataDir), signer: loadSigner(dataDir), executor, logger: log, registry: reg })
+      const privateKey = await loadPeerKey(dataDir)
+      const listen = opts.listen.length > 0 ? opts.listen : undefined
+      // one libp2p for the mesh and for bitswap: bundles come by CID from whoever holds them
+      const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+      const storage = blockStorage({ dataDir })({ libp2p, logger: log })
+      await storage.start()
+      const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity }, {
+        privateKey, signer: loadSigner(dataDir), executor, logger: log, registry: reg, libp2p,
+        async fetchBundle (cid, from, signal) {
+          try {
+            return await storage.fetch(cid, { from, signal })
+          } catch (err: any) {
+            if (err?.code === 'BLOCK_MISMATCH') throw new NodeError('BUNDLE_MISMATCH', err.message)
+            throw err
+          }
+        }
+      })
       await worker.start()
+      void prewarmCached(dataDir, executor, log)
       const admin = opts.adminPort === undefined
         ? undefined
         : adminServer({ port: opts.adminPort }, { registry: reg, status: () => ({ role: 'worker', peerId: worker.peerId.toString(), address: worker.address, running: worker.running, executor: executor.kind, warm: executor.warm() }) })
       await admin?.start()
-      onShutdown(async () => { await admin?.stop(); await worker.stop() }, log)
+      onShutdown(async () => { await admin?.stop(); await storage.stop(); await worker.stop() }, log)
       say(opts, `worker ${worker.peerId.toString()} (${worker.address}, executor ${executor.kind}) listening on:\n${worker.addrs().map(a => `  ${a}`).join('\n')}`,
         { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url })
     })

@@ -1,6 +1,9 @@
 /**
- * The chain side of a node that is not a watcher: a local Hardhat chain with PeerHost's contracts
- * deployed (`peerhost chain up`).
+ * The chain side of a node: the contracts file (`--contracts <file>`), viem clients for a
+ * deployment with the EIP-712 domain of its tickets and receipts, and a local Hardhat chain with
+ * PeerHost's contracts deployed (`peerhost chain up`).
  */
 export { startLocalChain } from './local-chain.ts'
 export type { ContractsFile, LocalChain, LocalChainInit } from './local-chain.ts'
+export { loadContracts, parseContracts, chainDomain, CONTRACT_NAMES, type ChainContracts, type ContractName, type Finality } from './contracts.ts'
+export { chainClient, chainOf, revertName, type ChainClient, type ChainClientInit, type ContractCall } from './client.ts'

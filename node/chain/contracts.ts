@@ -1,0 +1,76 @@
+/**
+ * `contracts.json`: where a node finds the chain (the file `peerhost chain up` / startLocalChain
+ * writes; for Amoy/Polygon, the same shape written by hand from the Ignition deployment).
+ *
+ * ```json
+ * { "chainId": 31337, "rpcUrl": "http://127.0.0.1:8545",
+ *   "addresses": { "FunctionRegistry": "0x…", "WorkerStaking": "0x…", "Settlement": "0x…", "ExecutionCoordinator": "0x…" },
+ *   "finality": "latest" }
+ * ```
+ *
+ * `finality` (optional) is the block tag money decisions read at (stake admission, a worker's own
+ * stake): `latest` by default on the local chain (31337, instant and never reorganised), else
+ * `finalized`.
+ */
+import { readFileSync } from 'node:fs'
+import { getAddress, isAddress, type Address } from 'viem'
+import { peerHostDomain, type PeerHostDomain } from '#protocol'
+import { ConfigError } from '../errors.ts'
+
+export const CONTRACT_NAMES = ['FunctionRegistry', 'WorkerStaking', 'Settlement', 'ExecutionCoordinator'] as const
+export type ContractName = typeof CONTRACT_NAMES[number]
+
+export type Finality = 'latest' | 'safe' | 'finalized'
+
+export interface ChainContracts {
+  chainId: number
+  rpcUrl: string
+  addresses: Record<ContractName, Address> & Record<string, Address>
+  /** block tag for money decisions; see the module comment */
+  finality: Finality
+}
+
+/** Parses and checks a contracts file; every problem is reported at once (ConfigError BAD_CONTRACTS_FILE). */
+export function parseContracts (json: string, from = 'the contracts file'): ChainContracts {
+  let raw: any
+  try {
+    raw = JSON.parse(json)
+  } catch (err) {
+    throw new ConfigError('BAD_CONTRACTS_FILE', `${from} is not JSON; expected the contracts.json that \`peerhost chain up\` writes`, { cause: err })
+  }
+  const problems: string[] = []
+  if (typeof raw?.rpcUrl !== 'string' || !/^(https?|wss?):\/\//.test(raw.rpcUrl)) problems.push('rpcUrl: expected an http(s) or ws(s) URL')
+  if (!Number.isInteger(raw?.chainId) || raw.chainId <= 0) problems.push('chainId: expected a positive integer')
+  for (const name of CONTRACT_NAMES) {
+    const a = raw?.addresses?.[name]
+    if (typeof a !== 'string' || !isAddress(a)) problems.push(`addresses.${name}: expected a 0x address`)
+  }
+  if (raw?.finality !== undefined && !['latest', 'safe', 'finalized'].includes(raw.finality)) problems.push('finality: expected "latest", "safe" or "finalized"')
+  if (problems.length > 0) {
+    throw new ConfigError('BAD_CONTRACTS_FILE', `${from} has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.join('; ')}`)
+  }
+  const addresses: Record<string, Address> = {}
+  for (const [k, v] of Object.entries(raw.addresses as Record<string, unknown>)) if (typeof v === 'string' && isAddress(v)) addresses[k] = getAddress(v)
+  return {
+    chainId: raw.chainId,
+    rpcUrl: raw.rpcUrl,
+    addresses: addresses as ChainContracts['addresses'],
+    finality: raw.finality ?? (raw.chainId === 31337 ? 'latest' : 'finalized')
+  }
+}
+
+/** Reads `--contracts <file>`; a missing or malformed file is a ConfigError with what to do. */
+export function loadContracts (file: string): ChainContracts {
+  let json: string
+  try {
+    json = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError('NO_CONTRACTS_FILE', `cannot read ${file}; run \`peerhost chain up\` (it writes <data-dir>/contracts.json) and pass that file to --contracts`, { cause: err })
+  }
+  return parseContracts(json, file)
+}
+
+/** The EIP-712 domain tickets and receipts are signed in on this deployment: (chain id, Settlement). */
+export function chainDomain (contracts: Pick<ChainContracts, 'chainId' | 'addresses'>): PeerHostDomain {
+  return peerHostDomain(contracts.chainId, contracts.addresses.Settlement)
+}
