@@ -10,6 +10,10 @@ import { devCommand } from './commands/dev.ts'
 import { devnetCommand } from './commands/devnet.ts'
 import { gatewayCommand } from './commands/gateway.ts'
 import { workerCommand } from './commands/worker.ts'
+import { deployCommand } from './commands/deploy.ts'
+import { rollbackCommand } from './commands/rollback.ts'
+import { versionsCommand } from './commands/versions.ts'
+import { walletCommand } from './commands/wallet.ts'
 import { reportError } from './util.ts'
 
 /** Usage errors: one line starting `peerhost:`, a hint, exit code 2 (see reportError). */
@@ -24,7 +28,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand()]) {
+for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), versionsCommand(), rollbackCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

@@ -21,6 +21,6 @@ export { startDevServer, type DevServer, type DevServerInit } from './dev/dev-se
 export { startLocalChain, type LocalChain, type LocalChainInit, type ContractsFile } from './chain/index.ts'
 export { loadContracts, parseContracts, chainDomain, chainClient, type ChainContracts, type ChainClient } from './chain/index.ts'
 export { blockStorage, STORAGE_LIMITS, type BlockStorage, type BlockStorageInit, type BlockStorageComponents } from './storage/index.ts'
-export { deployProject, buildDeployment, deployRoutes, encodeManifest, parseManifest, canonicalJson, isGitUrl, type DeployInit, type DeployResult, type DeployStepEvent, type Deployment, type Manifest } from './deploy/index.ts'
+export { deployProject, buildDeployment, deployRoutes, prewarmCached, encodeManifest, parseManifest, canonicalJson, isGitUrl, type DeployInit, type DeployResult, type DeployStepEvent, type Deployment, type Manifest } from './deploy/index.ts'
 export { registryTable, readContractsFile, parseContractsFile, listVersions, rollbackProject, registryPublicClient, type RegistryTable, type ChainConfig, type ProjectVersion } from './registry/index.ts'
 export { createKeystore, openKeystore, parsePrivateKey, type KeystoreJson } from './wallet.ts'

@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { addProject, chainDomain, ConfigError, createGateway, loadContracts, functionTable, loadSigner, loadPeerKey } from '../deps.ts'
+import { addProject, blockStorage, chainDomain, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -13,8 +13,7 @@ export function gatewayCommand (): Command<any, any> {
     .option('--data-dir <dir>', 'where the gateway keeps its keys', process.env.PEERHOST_DATA_DIR ?? '.peerhost/gateway')
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
-    .option('--contracts <file>', 'serve what FunctionRegistry says (contracts.json from `peerhost chain up`; env PEERHOST_CONTRACTS) and accept deploy uploads', process.env.PEERHOST_CONTRACTS)
-    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign tickets in its domain, dispatch only to staked workers, fall back to the chain')
+    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`; env PEERHOST_CONTRACTS): serve what FunctionRegistry says, accept deploy uploads, sign tickets in its domain', process.env.PEERHOST_CONTRACTS)
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
@@ -32,7 +31,6 @@ export function gatewayCommand (): Command<any, any> {
       const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       await storage.start()
-      const contracts = opts.contracts !== undefined ? readContractsFile(absolute(opts.contracts)) : undefined
       const table = contracts !== undefined
         ? registryTable({ registry: contracts.addresses.FunctionRegistry }, { client: registryPublicClient(contracts), storage, logger: log })
         : undefined
@@ -48,7 +46,7 @@ export function gatewayCommand (): Command<any, any> {
             bundle: (cid: string) => table.bundle(cid) ?? local.bundle(cid),
             list: () => [...table.list(), ...local.list()]
           }
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen },
+      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts) },
         { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }) })
       await gateway.start()
       await table?.start()

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, NODE_DEFAULTS, chainDomain, createWorker, loadContracts, loadSigner, loadPeerKey, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainDomain, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
@@ -39,7 +39,7 @@ export function workerCommand (): Command<any, any> {
       const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       await storage.start()
-      const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity }, {
+      const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
         privateKey, signer: loadSigner(dataDir), executor, logger: log, registry: reg, libp2p,
         async fetchBundle (cid, from, signal) {
           try {

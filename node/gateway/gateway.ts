@@ -42,6 +42,8 @@ export interface GatewayComponents {
   admit?: (advert: WorkerAdvert) => Promise<boolean>
   /** extra HTTP routes under /_peerhost/ */
   routes?: (app: Hono) => void
+  /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
+  libp2p?: PeerHostLibp2p
 }
 
 export interface GatewayNode {
@@ -58,7 +60,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const log = components.logger.child({ component: 'peerhost:gateway' })
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
-  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
+  const libp2p = components.libp2p ?? await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
   const recent: RecentJob[] = []
   const adverts = new Counter({ name: 'peerhost_gateway_adverts_total', help: 'adverts validated, by verdict', labelNames: ['check'], registers: [registry] })
 

@@ -89,7 +89,7 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
     // helia's bitswap broker reads `helia.libp2p`; ours is the node's mesh libp2p, already set up
     // with identify (bitswap's topology needs the peer's protocols) and owned by the role
     Object.defineProperty(helia, 'libp2p', { value: components.libp2p, enumerable: true })
-    withBitswap(helia, {
+    withBitswap(helia as Helia & { libp2p: Libp2p }, {
       // one PeerHost block per message, plus framing; above this a peer is misbehaving
       maxIncomingMessageSize: maxBlockBytes + 64 * 1024,
       maxOutgoingMessageSize: maxBlockBytes + 64 * 1024
@@ -166,7 +166,7 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
           // helia verifies a block from a broker against its multihash before storing it
           const bytes = await collect(helia.blockstore.get(parsed, { signal }))
           if (bytes.byteLength > maxBytes) {
-            await helia.blockstore.delete(parsed).catch(() => {})
+            await Promise.resolve(helia.blockstore.delete(parsed)).catch(() => {})
             throw new NodeError('BLOCK_TOO_LARGE', `block ${cid} is ${bytes.byteLength} bytes; the limit is ${maxBytes}`)
           }
           if (!verifyRawCid(cid, bytes)) throw new NodeError('BLOCK_MISMATCH', `the bytes received do not match CID ${cid}`)

@@ -18,6 +18,7 @@ import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
+import { NodeError } from '../errors.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -46,6 +47,8 @@ export interface WorkerComponents {
    * dispatching gateway over BUNDLE_PROTOCOL. Whatever it returns is verified against the CID.
    */
   fetchBundle?: (cid: string, from: PeerId, signal: AbortSignal) => Promise<Uint8Array | undefined>
+  /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
+  libp2p?: PeerHostLibp2p
 }
 
 export interface WorkerNode {
@@ -58,6 +61,20 @@ export interface WorkerNode {
   /** Stops taking jobs, waits for running ones (up to drainTimeoutMs), then stops. */
   stop: () => Promise<void>
   addrs: () => string[]
+  /**
+   * Runs one job outside the job protocol (the chain fallback, node/worker/chain-watcher.ts): the
+   * same bundle cache, bundle source and executor; `from` is the peer asked for an uncached bundle.
+   */
+  execute: (job: LocalJob, options: { from?: PeerId, signal?: AbortSignal }) => Promise<LocalJobResult>
+}
+
+/** A job that did not come over the job protocol (no ticket). */
+export type LocalJob = Pick<JobRequest, 'jobId' | 'fn' | 'options' | 'env' | 'request' | 'deadline'>
+
+export interface LocalJobResult {
+  response?: JobResult['response']
+  error?: WireError
+  outputHash: `0x${string}`
 }
 
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
@@ -67,7 +84,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
   const bundles: BundleStore = bundleStore(join(init.dataDir, 'bundles'))
-  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
+  const libp2p = components.libp2p ?? await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
 
   const jobsTotal = new Counter({ name: 'peerhost_worker_jobs_total', help: 'jobs answered, by outcome', labelNames: ['outcome'], registers: [registry] })
   const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
@@ -256,7 +273,30 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     }
   }
 
+  async function executeLocal (job: LocalJob, options: { from?: PeerId, signal?: AbortSignal }): Promise<LocalJobResult> {
+    if (stopping) throw new NodeError('SHUTTING_DOWN', 'the worker is shutting down')
+    const signal = AbortSignal.any([options.signal ?? new AbortController().signal, AbortSignal.timeout(Math.max(0, job.deadline - Date.now()) + 1_000)])
+    running++
+    runningGauge.set(running)
+    try {
+      let bytes = bundles.get(job.fn.bundleCid)
+      if (bytes === undefined && (options.from !== undefined || components.fetchBundle !== undefined)) {
+        bytes = await fetchBundle(options.from ?? libp2p.peerId, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
+      }
+      if (bytes === undefined) throw new NodeError('BUNDLE_UNAVAILABLE', `bundle ${job.fn.bundleCid} could not be fetched`)
+      const result = await executor.execute({ jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env: job.env, options: job.options, deadline: job.deadline }, { signal })
+      jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
+      if (result.response !== undefined) return { response: result.response, outputHash: outputHash({ response: result.response }) }
+      const error = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }
+      return { error, outputHash: outputHash({ error }) }
+    } finally {
+      running--
+      runningGauge.set(running)
+    }
+  }
+
   return {
+    execute: executeLocal,
     get peerId () { return libp2p.peerId },
     address: signer.address,
     libp2p,

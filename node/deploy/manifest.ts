@@ -1,0 +1,92 @@
+/**
+ * The deploy manifest: one raw IPFS block (CIDv1, raw codec, sha2-256) holding canonical JSON —
+ * UTF-8, object keys sorted at every level, no insignificant whitespace — so the same project at
+ * the same commit always gives the same bytes and the same CID.
+ *
+ * ```json
+ * {"env":{"GREETING":"hi"},"functions":{"hello":{"bundle":"bafkrei…","entry":"functions/hello.ts",
+ *  "options":{"isolation":"function","memoryMb":128,"network":[],"timeoutMs":5000}}},
+ *  "sourceCommit":"0x<git sha-1 left-aligned in 32 bytes, or zero>","type":"peerhost-manifest","v":1}
+ * ```
+ *
+ * The project name and the owner wallet are not in it: they are the registry key
+ * (`FunctionRegistry.deploy(namespace, name, manifestCid, …)`), so one manifest can serve any
+ * project name. Gateways parse manifests from the network with `parseManifest` (a closed schema).
+ */
+import { z } from 'zod'
+import type { FunctionOptions } from '#protocol'
+import { rawCid } from '#protocol'
+import { NodeError } from '../errors.ts'
+import { STORAGE_LIMITS } from '../storage/limits.ts'
+
+export const MANIFEST_TYPE = 'peerhost-manifest'
+export const MANIFEST_VERSION = 1
+
+export interface ManifestFunction {
+  /** CIDv1 raw of the bundle bytes */
+  bundle: string
+  /** entry file relative to the project root, `/` separators */
+  entry: string
+  options: FunctionOptions
+}
+
+export interface Manifest {
+  type: typeof MANIFEST_TYPE
+  v: typeof MANIFEST_VERSION
+  /** bytes32 hex: git SHA-1 left-aligned (zero-padded on the right), or zero when not from git */
+  sourceCommit: `0x${string}`
+  /** public configuration handed to every function */
+  env: Record<string, string>
+  functions: Record<string, ManifestFunction>
+}
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
+const RAW_CID = /^bafkrei[a-z2-7]{52}$/
+
+const manifestSchema = z.object({
+  type: z.literal(MANIFEST_TYPE),
+  v: z.literal(MANIFEST_VERSION),
+  sourceCommit: z.string().regex(/^0x[0-9a-f]{64}$/),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(4096)),
+  functions: z.record(z.string().regex(NAME), z.object({
+    bundle: z.string().regex(RAW_CID),
+    entry: z.string().max(1024),
+    options: z.object({
+      memoryMb: z.number().int().min(16).max(2048),
+      timeoutMs: z.number().int().min(10).max(300_000),
+      network: z.array(z.string().max(256)).max(64),
+      isolation: z.enum(['function', 'execution'])
+    }).strict()
+  }).strict())
+}).strict().refine(m => Object.keys(m.functions).length >= 1 && Object.keys(m.functions).length <= 64, 'a manifest lists 1–64 functions')
+
+/** JSON with keys sorted at every level and no whitespace. */
+export function canonicalJson (value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+
+export function encodeManifest (manifest: Manifest): { bytes: Uint8Array, cid: string } {
+  const bytes = new TextEncoder().encode(canonicalJson(manifest))
+  return { bytes, cid: rawCid(bytes) }
+}
+
+/** Parses and validates manifest bytes from the network; throws NodeError BAD_MANIFEST. */
+export function parseManifest (bytes: Uint8Array): Manifest {
+  if (bytes.byteLength > STORAGE_LIMITS.maxManifestBytes) throw new NodeError('BAD_MANIFEST', `the manifest is ${bytes.byteLength} bytes; the limit is ${STORAGE_LIMITS.maxManifestBytes}`)
+  let raw: unknown
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch (err) {
+    throw new NodeError('BAD_MANIFEST', 'the manifest is not UTF-8 JSON', { cause: err })
+  }
+  const parsed = manifestSchema.safeParse(raw)
+  if (!parsed.success) {
+    throw new NodeError('BAD_MANIFEST', `the manifest is malformed: ${parsed.error.issues.map(i => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`)
+  }
+  return parsed.data as Manifest
+}
