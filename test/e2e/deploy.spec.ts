@@ -1,0 +1,188 @@
+/**
+ * The deploy path end to end, with real processes: a local Hardhat chain with the contracts, a
+ * bootstrap node, a gateway following FunctionRegistry (--contracts) and two workers (dev
+ * executor), all on 127.0.0.1. A builder deploys from a `file://` git URL with `peerhost deploy`,
+ * calls every function, deploys a new version, rolls back; bad input fails before anything is
+ * registered on-chain.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync, spawn } from 'node:child_process'
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Hex } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { CLI, spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
+import { deployProject, listVersions, loadContracts, registryPublicClient, startLocalChain, type ChainContracts, type LocalChain } from '#node'
+import { waitFor } from '../helpers/network.ts'
+
+const root = resolve(import.meta.dirname, '..', '..')
+const fixtures = join(root, 'test', 'fixtures')
+/** Hardhat's funded account #1 (the deployer is #0) */
+const BUILDER_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
+const builder = privateKeyToAccount(BUILDER_KEY)
+const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' }
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address() as { port: number }; s.close(() => resolve(port)) })
+  })
+}
+
+function git (dir: string, ...args: string[]): string {
+  return execFileSync('git', ['-C', dir, ...args], { env: GIT_ENV, encoding: 'utf8' }).trim()
+}
+
+/** A git repository made from a fixture folder, committed. */
+export function fixtureRepo (fixture: string, into: string): string {
+  cpSync(join(fixtures, fixture), into, { recursive: true })
+  git(into, 'init', '--quiet', '--initial-branch=main')
+  git(into, 'add', '-A')
+  git(into, 'commit', '--quiet', '-m', 'initial')
+  return into
+}
+
+interface CliResult { code: number | null, stdout: string, stderr: string, lines: any[] }
+
+async function cli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  proc.stdout.on('data', d => { stdout += d })
+  proc.stderr.on('data', d => { stderr += d })
+  const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
+  const lines = stdout.split('\n').flatMap(l => { try { return [JSON.parse(l)] } catch { return [] } })
+  return { code, stdout, stderr, lines }
+}
+
+describe('e2e: deploy to a local network that follows the chain', function () {
+  this.timeout(180_000)
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-deploy-e2e-'))
+  const logDir = join(dir, 'logs')
+  const procs: NodeProcess[] = []
+  let chain: LocalChain
+  let contracts: ChainContracts
+  let contractsFile: string
+  let gatewayUrl: string
+  let repo: string
+  let first: any
+
+  before(async () => {
+    chain = await startLocalChain({ port: await freePort(), dataDir: join(dir, 'chain') })
+    contractsFile = join(dir, 'chain', 'contracts.json')
+    contracts = loadContracts(contractsFile)
+    const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn'], logDir)
+    procs.push(boot)
+    const bootstrap = ((await boot.ready).addrs as string[]).join(',')
+    const workers = [1, 2].map(i => spawnPeerhost(`worker-${i}`, ['worker', '--bootstrap', bootstrap, '--data-dir', join(dir, `worker-${i}`), '--contracts', contractsFile, '--unsafe-dev-executor', '--log-level', 'info'], logDir))
+    procs.push(...workers)
+    const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info'], logDir)
+    procs.push(gateway)
+    await Promise.all(workers.map(async w => await w.ready))
+    gatewayUrl = (await gateway.ready).url
+    await waitFor('a worker in the gateway view', async () => {
+      const st = await (await fetch(`${gatewayUrl}/_peerhost/status`)).json() as any
+      return st.workers.length >= 1
+    }, 15_000)
+    repo = fixtureRepo('deploy-app', join(dir, 'app'))
+  })
+  after(async () => {
+    await Promise.all(procs.map(async p => await p.stop(5_000)))
+    await chain?.stop()
+    if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('deploys from a file:// git URL and serves every function', async () => {
+    const r = await cli(['deploy', `file://${repo}`, '--gateway', gatewayUrl, '--contracts', contractsFile, '--json'], { PEERHOST_PRIVATE_KEY: BUILDER_KEY })
+    assert.equal(r.code, 0, r.stderr)
+    const steps = r.lines.filter(l => l.event === 'step' && l.status === 'done').map(l => l.step)
+    assert.deepEqual(steps, ['source', 'build', 'preflight', 'upload', 'register', 'live'])
+    first = r.lines.find(l => l.event === 'deployed')
+    assert.equal(first.project, 'app')
+    assert.equal(first.version, 1)
+    assert.equal(first.owner, builder.address)
+    assert.equal(first.sourceCommit, `0x${git(repo, 'rev-parse', 'HEAD').padEnd(64, '0')}`)
+    assert.deepEqual(first.functions.map((f: any) => f.name), ['greet', 'time'])
+    const greet = await fetch(`${gatewayUrl}/${builder.address}/app/greet?name=Ada`)
+    assert.equal(greet.status, 200)
+    assert.equal(await greet.text(), 'hello, Ada (v1)')
+    const time = await fetch(`${gatewayUrl}/${builder.address}/app/time`, { method: 'POST' })
+    assert.equal(time.status, 200)
+    assert.deepEqual(await time.json(), { method: 'POST', version: 1 })
+    // the worker fetched the bundle over bitswap and keeps it, verified, in its cache
+    assert.ok(first.liveMs < 5_000, `deploy → live took ${first.liveMs} ms`)
+  })
+
+  it('serves a new version within a block of its registration', async () => {
+    writeFileSync(join(repo, 'functions', 'greet.ts'), (await import('node:fs')).readFileSync(join(repo, 'functions', 'greet.ts'), 'utf8').replace('(v1)', '(v2)'))
+    git(repo, 'commit', '--quiet', '-am', 'v2')
+    const result = await deployProject({ source: `file://${repo}`, gateway: gatewayUrl, contracts, account: BUILDER_KEY })
+    assert.equal(result.version, 2)
+    assert.notEqual(result.manifestCid, first.manifestCid)
+    // `time` did not change: same bundle CID
+    assert.equal(result.functions.find(f => f.name === 'time')?.bundleCid, first.functions.find((f: any) => f.name === 'time').bundleCid)
+    const res = await fetch(`${gatewayUrl}/${builder.address}/app/greet?name=Ada`)
+    assert.equal(await res.text(), 'hello, Ada (v2)')
+  })
+
+  it('rolls back to version 1 and serves it again', async () => {
+    const r = await cli(['rollback', 'app', '1', '--contracts', contractsFile, '--json'], { PEERHOST_PRIVATE_KEY: BUILDER_KEY })
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(r.lines.find(l => l.event === 'rollback'), { event: 'rollback', project: 'app', owner: builder.address, version: 1, previous: 2, txHash: r.lines.at(-1).txHash })
+    const started = Date.now()
+    await waitFor('version 1 served again', async () => {
+      const res = await fetch(`${gatewayUrl}/${builder.address}/app/greet?name=Ada`)
+      return (await res.text()) === 'hello, Ada (v1)'
+    }, 5_000, 50)
+    assert.ok(Date.now() - started < 2_000)
+    const v = await cli(['versions', 'app', '--owner', builder.address, '--contracts', contractsFile, '--json'])
+    assert.equal(v.code, 0, v.stderr)
+    const versions = v.lines[0].versions
+    assert.deepEqual(versions.map((x: any) => [x.version, x.active]), [[1, true], [2, false]])
+    assert.equal(versions[0].manifestCid, first.manifestCid)
+  })
+
+  describe('bad input registers nothing on-chain', () => {
+    let blockBefore: bigint
+    const client = (): ReturnType<typeof registryPublicClient> => registryPublicClient(contracts)
+    before(async () => { blockBefore = await client().getBlockNumber({ cacheTime: 0 }) })
+    after(async () => {
+      // automining: a registered deploy would have mined a block
+      assert.equal(await client().getBlockNumber({ cacheTime: 0 }), blockBefore)
+    })
+
+    it('lists every problem of a peerhost.json at once (exit 2)', async () => {
+      const r = await cli(['deploy', join(fixtures, 'deploy-bad-config'), '--gateway', gatewayUrl, '--contracts', contractsFile], { PEERHOST_PRIVATE_KEY: BUILDER_KEY })
+      assert.equal(r.code, 2)
+      assert.match(r.stderr, /has 5 problems/)
+      for (const path of ['name', 'defaults.memoryMb', 'defaults.timeoutMs', 'functions.ok.auth', '(top level)']) assert.ok(r.stderr.includes(`- ${path}:`), `${path} in ${r.stderr}`)
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
+    })
+
+    it('says so when a repository has no functions/ folder', async () => {
+      const empty = fixtureRepo('deploy-empty', join(dir, 'empty'))
+      const r = await cli(['deploy', `file://${empty}`, '--gateway', gatewayUrl, '--contracts', contractsFile], { PEERHOST_PRIVATE_KEY: BUILDER_KEY })
+      assert.equal(r.code, 2)
+      assert.match(r.stderr, /has no functions\/ folder/)
+    })
+
+    it('fails on a syntax error naming the file and line', async () => {
+      await assert.rejects(deployProject({ source: join(fixtures, 'deploy-syntax'), gateway: gatewayUrl, contracts, account: BUILDER_KEY }),
+        (err: any) => err.code === 'BUNDLE_FAILED' && /functions\/broken\.ts:4:/.test(err.message))
+    })
+
+    it('registers nothing when the upload fails', async () => {
+      await assert.rejects(deployProject({ source: repo, project: 'unreachable', gateway: 'http://127.0.0.1:9', contracts, account: BUILDER_KEY }), { code: 'GATEWAY_UNREACHABLE' })
+      await assert.rejects(listVersions(client(), contracts, builder.address, 'unreachable'), { code: 'UNKNOWN_PROJECT' })
+    })
+
+    it('stops at the pre-flight check, before uploading, when the chain is not the one expected', async () => {
+      const steps: string[] = []
+      await assert.rejects(deployProject({ source: repo, project: 'wrong-chain', gateway: gatewayUrl, contracts: { ...contracts, chainId: 1 }, account: BUILDER_KEY, onStep: e => { if (e.status !== 'start') steps.push(`${e.step}:${e.status}`) } }), { code: 'WRONG_CHAIN' })
+      assert.deepEqual(steps, ['source:done', 'build:done', 'preflight:failed'])
+    })
+  })
+})
