@@ -171,7 +171,7 @@ describe('e2e: deploy to a local network that follows the chain', function () {
 
     it('fails on a syntax error naming the file and line', async () => {
       await assert.rejects(deployProject({ source: join(fixtures, 'deploy-syntax'), gateway: gatewayUrl, contracts, account: BUILDER_KEY }),
-        (err: any) => err.code === 'BUNDLE_FAILED' && /functions\/broken\.ts:4:/.test(err.message))
+        (err: any) => err.code === 'BUNDLE_FAILED' && /functions\/broken\.js:4:/.test(err.message))
     })
 
     it('registers nothing when the upload fails', async () => {
