@@ -14,10 +14,13 @@ export interface KeystoreJson {
   crypto: Record<string, unknown>
 }
 
-/** Encrypts `privateKey` (a new one by default) with `password`. */
-export async function createKeystore (password: string, privateKey: Hex = generatePrivateKey()): Promise<{ address: `0x${string}`, keystore: KeystoreJson }> {
+/**
+ * Encrypts `privateKey` (a new one by default) with `password`. `scryptN` is the scrypt cost
+ * (@default 262144, the standard; lower only in tests: the keystore records it).
+ */
+export async function createKeystore (password: string, privateKey: Hex = generatePrivateKey(), options: { scryptN?: number } = {}): Promise<{ address: `0x${string}`, keystore: KeystoreJson }> {
   if (password.length === 0) throw new ConfigError('EMPTY_PASSWORD', 'the wallet password is empty; set PEERHOST_WALLET_PASSWORD or type one at the prompt')
-  const [key, opts] = await Keystore.scryptAsync({ password })
+  const [key, opts] = await Keystore.scryptAsync({ password, n: options.scryptN })
   const ks = Keystore.encrypt(privateKey, key, opts) as unknown as Omit<KeystoreJson, 'address'>
   const address = privateKeyToAccount(privateKey).address
   // geth stores the address without 0x; tools use it to list wallets without the password
