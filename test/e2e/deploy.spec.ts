@@ -7,7 +7,9 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { FsBlockstore } from 'blockstore-fs'
+import { CID } from 'multiformats/cid'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -22,6 +24,10 @@ const fixtures = join(root, 'test', 'fixtures')
 /** Hardhat's funded account #1 (the deployer is #0) */
 const BUILDER_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
 const builder = privateKeyToAccount(BUILDER_KEY)
+/** Hardhat's funded accounts #3 and #4: the workers' keys, so they can stake */
+const WORKER_KEYS: Hex[] = ['0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6', '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a']
+/** workers stake on start when they follow a chain (issue 5); older trees have no --stake */
+const STAKE_ARGS = readFileSync(join(import.meta.dirname, '..', '..', 'bin', 'commands', 'worker.ts'), 'utf8').includes("'--stake <amount>'") ? ['--stake', '1'] : []
 const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com', GIT_AUTHOR_DATE: '2026-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2026-01-01T00:00:00Z' }
 
 async function freePort (): Promise<number> {
@@ -77,7 +83,12 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn'], logDir)
     procs.push(boot)
     const bootstrap = ((await boot.ready).addrs as string[]).join(',')
-    const workers = [1, 2].map(i => spawnPeerhost(`worker-${i}`, ['worker', '--bootstrap', bootstrap, '--data-dir', join(dir, `worker-${i}`), '--contracts', contractsFile, '--unsafe-dev-executor', '--log-level', 'info'], logDir))
+    const workers = [1, 2].map(i => {
+      const data = join(dir, `worker-${i}`)
+      mkdirSync(data, { recursive: true, mode: 0o700 })
+      writeFileSync(join(data, 'evm.key'), `${WORKER_KEYS[i - 1]}\n`, { mode: 0o600 })
+      return spawnPeerhost(`worker-${i}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, '--unsafe-dev-executor', '--log-level', 'info'], logDir)
+    })
     procs.push(...workers)
     const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info'], logDir)
     procs.push(gateway)
@@ -101,13 +112,14 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const steps = r.lines.filter(l => l.event === 'step' && l.status === 'done').map(l => l.step)
     assert.deepEqual(steps, ['source', 'build', 'preflight', 'upload', 'register', 'live'])
     first = r.lines.find(l => l.event === 'deployed')
+    if (process.env.PEERHOST_DEBUG_TEST === '1') console.log(r.lines.filter(l => l.status === 'done').map(l => `${l.step} ${l.ms}`).join(', '))
     assert.equal(first.project, 'app')
     assert.equal(first.version, 1)
     assert.equal(first.owner, builder.address)
     assert.equal(first.sourceCommit, `0x${git(repo, 'rev-parse', 'HEAD').padEnd(64, '0')}`)
     assert.deepEqual(first.functions.map((f: any) => f.name), ['greet', 'time'])
     const greet = await fetch(`${gatewayUrl}/${builder.address}/app/greet?name=Ada`)
-    assert.equal(greet.status, 200)
+    assert.equal(greet.status, 200, await greet.clone().text())
     assert.equal(await greet.text(), 'hello, Ada (v1)')
     const time = await fetch(`${gatewayUrl}/${builder.address}/app/time`, { method: 'POST' })
     assert.equal(time.status, 200)
@@ -143,6 +155,39 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const versions = v.lines[0].versions
     assert.deepEqual(versions.map((x: any) => [x.version, x.active]), [[1, true], [2, false]])
     assert.equal(versions[0].manifestCid, first.manifestCid)
+  })
+
+  it('never runs a forged bundle: workers refuse bytes that do not match the CID', async () => {
+    const src = join(dir, 'forged-src')
+    cpSync(join(fixtures, 'deploy-app'), src, { recursive: true })
+    writeFileSync(join(src, 'functions', 'greet.ts'), readFileSync(join(src, 'functions', 'greet.ts'), 'utf8').replace('(v1)', '(genuine)'))
+    const result = await deployProject({ source: src, project: 'forged', gateway: gatewayUrl, contracts, account: BUILDER_KEY })
+    const cid = result.functions.find(f => f.name === 'greet')!.bundleCid
+    // the gateway's blockstore now holds other code under the genuine CID (a malicious or broken peer)
+    const blocks = new FsBlockstore(join(dir, 'gateway', 'ipfs', 'blocks'))
+    await blocks.open()
+    await blocks.put(CID.parse(cid), new TextEncoder().encode('module.exports = { default: { fetch: () => new Response("forged!") } }'))
+    await blocks.close()
+    const res = await fetch(`${gatewayUrl}/${builder.address}/forged/greet`)
+    const body = await res.text()
+    assert.notEqual(res.status, 200, body)
+    assert.doesNotMatch(body, /forged!/)
+    assert.match(body, /BUNDLE_UNAVAILABLE|BUNDLE_MISMATCH|DEADLINE|TIMEOUT/)
+    for (const w of [1, 2]) assert.equal(existsSync(join(dir, `worker-${w}`, 'bundles', cid)), false)
+  })
+
+  it('creates a keystore wallet and deploys with it', async () => {
+    const keystore = join(dir, 'wallet.json')
+    const env = { PEERHOST_WALLET_PASSWORD: 'pw for tests', PEERHOST_PRIVATE_KEY: '' }
+    const made = await cli(['wallet', 'new', '--out', keystore, '--json'], env)
+    assert.equal(made.code, 0, made.stderr)
+    const { address } = made.lines[0]
+    assert.equal(JSON.parse(readFileSync(keystore, 'utf8')).version, 3)
+    const wrong = await cli(['wallet', 'address', '--keystore', keystore], { ...env, PEERHOST_WALLET_PASSWORD: 'nope' })
+    assert.equal(wrong.code, 2)
+    assert.match(wrong.stderr, /password is wrong/)
+    const shown = await cli(['wallet', 'address', '--keystore', keystore, '--json'], env)
+    assert.equal(shown.lines[0].address, address)
   })
 
   describe('bad input registers nothing on-chain', () => {
