@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { accessSync, constants as fsConstants, mkdirSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import type { FunctionOptions } from '#protocol'
+import { rawCid, type FunctionOptions } from '#protocol'
 import { SandboxError } from '../errors.ts'
 import { SANDBOX_LIMITS } from '../constants.ts'
 import { effectiveTimeoutMs, errorResult, limitError, shapeResult, wireError } from '../result.ts'
@@ -92,6 +92,12 @@ export const DEFAULT_NODE_FLAGS: string[] = []
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
   if (mode === '/hello') return new Response('probe-ok')
+  if (mode === '/network') {
+    // the realm is not the boundary: reach past it for the net module and try the metadata address
+    const net = Response.constructor.constructor('return process')().getBuiltinModule('net')
+    const outcome = await new Promise(resolve => { const s = net.connect({ host: '169.254.169.254', port: 80, timeout: 2000 }); s.on('connect', () => { s.destroy(); resolve('CONNECTED') }); s.on('error', () => resolve('isolated')); s.on('timeout', () => { s.destroy(); resolve('isolated') }) })
+    return new Response(outcome)
+  }
   if (mode === '/memory') { const a = []; for (let i = 0; i < 4096; i++) { const b = new Uint8Array(8 * 1024 * 1024); b.fill(1); a.push(b) } return new Response('not-killed ' + a.length) }
   return new Response('?', { status: 404 })
 } }`
@@ -208,19 +214,27 @@ class GvisorExecutorImpl implements GvisorExecutor {
   }
 
   /**
-   * Proves the deployment before accepting jobs (SBX-16): a sandbox boots and answers, and a
-   * function allocating past its memory limit is stopped with LIMIT_MEMORY by the cgroup.
+   * Proves the deployment before accepting jobs (SBX-16): a sandbox boots and answers, cannot
+   * open a TCP connection, and a function allocating past its memory limit is stopped with
+   * LIMIT_MEMORY by the cgroup.
    */
   private async selfTest (): Promise<void> {
     const bytes = new TextEncoder().encode(PROBE)
-    const bundle = { cid: `selftest-${randomBytes(4).toString('hex')}`, bytes }
-    const options: FunctionOptions = { memoryMb: 64, timeoutMs: 15_000, network: [], isolation: 'execution' }
+    // a real CID: warm() lists pool keys, and adverts accept only CIDs
+    const bundle = { cid: rawCid(bytes), bytes }
+    const options: FunctionOptions = { memoryMb: 64, timeoutMs: 15_000, network: [], isolation: 'function' }
     const job = (path: string): ExecutionJob => ({ jobId: 'self-test', bundle, request: { method: 'GET', url: `http://self-test${path}`, headers: [], body: new Uint8Array(0) }, env: {}, options, deadline: Date.now() + 30_000 })
     const hello = await this.execute(job('/hello'))
     if (hello.response === undefined || new TextDecoder().decode(hello.response.body) !== 'probe-ok') {
       throw new SandboxError('SELF_TEST_FAILED', `a gVisor sandbox did not run the probe function (${hello.error?.code ?? 'bad answer'}); check that runsc works here: runsc --root /tmp/x --platform=${this.rc.platform} --network=none do true. ${this.lastStderr}`.trim())
     }
+    const net = await this.execute(job('/network'))
+    if (net.response === undefined || new TextDecoder().decode(net.response.body) !== 'isolated') {
+      throw new SandboxError('SELF_TEST_FAILED', 'a sandbox reached the network although it must have no network device; check that runsc gets --network=none and is the gVisor build from the runsc package')
+    }
     const mem = await this.execute(job('/memory'))
+    // the probe function is no function of anyone's: it must not stay warm or be advertised
+    this.pool?.forget(bundle.cid)
     if (mem.error?.code !== 'LIMIT_MEMORY') {
       throw new SandboxError('SELF_TEST_FAILED', `the sandbox memory limit is not enforced (probe got ${mem.error?.code ?? 'a response'}); enable the cgroup memory controller (cgroup v1 memory or cgroup v2 with memory delegated) and run the worker as root`)
     }

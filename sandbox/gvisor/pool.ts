@@ -166,6 +166,14 @@ export class Pool {
     return true
   }
 
+  /** Stops keeping a function version warm and destroys its idle sandboxes. */
+  forget (cid: string): void {
+    const e = this.fns.get(cid)
+    if (e === undefined) return
+    this.fns.delete(cid)
+    for (const sb of [...e.idle]) this.discard(sb)
+  }
+
   /** Removes a sandbox from the pool and destroys it. */
   discard (sb: Sandbox): void {
     this.all.delete(sb)

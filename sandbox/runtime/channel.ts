@@ -17,9 +17,11 @@ export class ChannelError extends Error {}
 
 export function encodeFrame (msg: object): Buffer {
   const bins: Uint8Array[] = []
-  const json = JSON.stringify({ m: msg, b: [] as number[] }, function (_key, value) {
-    if (value instanceof Uint8Array) {
-      bins.push(value)
+  const json = JSON.stringify({ m: msg, b: [] as number[] }, function (this: Record<string, unknown>, key, value) {
+    // the holder's own value: a Buffer has already become { type, data } via toJSON in `value`
+    const raw = this[key]
+    if (raw instanceof Uint8Array) {
+      bins.push(raw)
       return { $b: bins.length - 1 }
     }
     return value

@@ -33,6 +33,14 @@ export const FIXTURES: Record<string, string> = {
     if (mode === 'set') { globalThis.canary = 'CANARY-G'; shim.__sandboxToken ??= Math.random().toString(36).slice(2); fs.writeFileSync('/tmp/canary', 'CANARY-T'); return Response.json({ token: shim.__sandboxToken, tmp: ls() }) }
     return Response.json({ canary: globalThis.canary ?? null, token: shim.__sandboxToken ?? null, tmp: ls() })
   } }`,
+  // fills /tmp (16 MiB tmpfs) through an escaped realm
+  tmpFill: `module.exports.default = { async fetch () {
+    const fs = Response.constructor.constructor('return process')().getBuiltinModule('fs')
+    const chunk = new Uint8Array(1024 * 1024)
+    let n = 0
+    try { for (; n < 64; n++) fs.appendFileSync('/tmp/fill', chunk) } catch (e) { return Response.json({ code: e.code, mb: n }) }
+    return Response.json({ code: 'none', mb: n })
+  } }`,
   globalsVisible: `module.exports.default = { async fetch () { return Response.json({ process: typeof process, require: typeof require, Buffer: typeof Buffer }) } }`,
   fetchUrl: `module.exports.default = { async fetch (req) { const target = new URL(req.url).searchParams.get('u'); try { const r = await fetch(target); return new Response('status=' + r.status + ' body=' + (await r.text())) } catch (e) { return new Response('refused: ' + e.message, { status: 502 }) } } }`,
   waitUntil: `module.exports.default = { async fetch (req, env, ctx) { ctx.waitUntil(new Promise(r => setTimeout(() => { console.log('after response'); r() }, 20))); return new Response('early') } }`,

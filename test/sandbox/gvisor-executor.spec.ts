@@ -147,6 +147,16 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.deepEqual(get.tmp, [])
   })
 
+  it('stops a /tmp fill with ENOSPC inside and wipes it for the next execution', async () => {
+    // twice in the same sandbox: the second run finds /tmp empty again
+    for (let i = 0; i < 2; i++) {
+      const r = JSON.parse(text(await ex.execute(jobFor('tmpFill'))))
+      assert.equal(r.code, 'ENOSPC')
+      assert.ok(r.mb >= 8 && r.mb <= 16, `run ${i}: wrote ${r.mb} MiB`)
+    }
+    await hello(ex)
+  })
+
   it('gives every execution its own sandbox with isolation execution', async () => {
     const options = { isolation: 'execution' as const }
     const set = JSON.parse(text(await ex.execute(jobFor('stateProbe', { url: 'http://t/?mode=set', options }))))

@@ -51,6 +51,12 @@ describe('sandbox/runtime channel', () => {
     assert.deepEqual(back.request.headers, [['a', 'b']])
   })
 
+  it('carries Buffers (Uint8Array subclasses with toJSON) as binary attachments', () => {
+    const back = decodePayload(encodeFrame({ t: 'exec', bundle: Buffer.from('abc') }).subarray(4)) as any
+    assert.ok(back.bundle instanceof Uint8Array)
+    assert.equal(new TextDecoder().decode(back.bundle), 'abc')
+  })
+
   it('reassembles frames split across chunks and rejects an oversize frame', () => {
     const got: any[] = []
     const errors: Error[] = []
