@@ -1,6 +1,7 @@
-import { Command } from '@commander-js/extra-typings'
+import { Command, Option } from '@commander-js/extra-typings'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
-import { addProject, blockStorage, chainDomain, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
+import { addProject, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -14,6 +15,11 @@ export function gatewayCommand (): Command<any, any> {
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
     .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`; env PEERHOST_CONTRACTS): serve what FunctionRegistry says, accept deploy uploads, sign tickets in its domain', process.env.PEERHOST_CONTRACTS)
+    .option('--fallback-fee <amount>', 'with --contracts: fee offered per chain fallback request, native currency (default 0.001)')
+    .option('--fallback-redundancy <n>', 'with --contracts: workers per chain fallback request (default: up to 3 known staked workers)', intOption('--fallback-redundancy', 1, 15))
+    .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
+    .option('--fallback-mesh-share <percent>', 'with --contracts: share of a request\'s deadline the mesh gets before the chain is asked (default 50)', intOption('--fallback-mesh-share', 1, 100))
+    .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
@@ -46,11 +52,42 @@ export function gatewayCommand (): Command<any, any> {
             bundle: (cid: string) => table.bundle(cid) ?? local.bundle(cid),
             list: () => [...table.list(), ...local.list()]
           }
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts) },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }) })
+      // with a chain: only staked, bound workers enter the view, and the chain answers when the mesh cannot
+      const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
+      const admission = chain === undefined ? undefined : stakingAdmission()({ chain, logger: log })
+      let view: GatewayNode['view'] | undefined
+      const fallback = chain === undefined
+        ? undefined
+        : chainFallback({
+          fee: parseAmount('--fallback-fee', opts.fallbackFee),
+          redundancy: opts.fallbackRedundancy,
+          deadlineSec: opts.fallbackDeadline,
+          meshShare: opts.fallbackMeshShare === undefined ? undefined : opts.fallbackMeshShare / 100
+        })({
+          chain,
+          storage,
+          peerId: libp2p.peerId.toString(),
+          logger: log,
+          knownWorkers: () => view?.size() ?? 0,
+          workerPeer: (address) => {
+            const w = view?.list().find(e => e.advert.address.toLowerCase() === address.toLowerCase())
+            return w === undefined ? undefined : peerIdFromString(w.peerId)
+          },
+          // workers fetch the input over bitswap from connected peers: make sure they are connected
+          reach: async () => {
+            await Promise.allSettled((view?.list() ?? []).map(async w => {
+              const peer = peerIdFromString(w.peerId)
+              if (libp2p.getConnections(peer).length === 0) await libp2p.dial(peer, { signal: AbortSignal.timeout(2_000) })
+            }))
+          }
+        })
+      await admission?.start()
+      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }), admit: admission?.admit, fallback })
+      view = gateway.view
       await gateway.start()
       await table?.start()
-      onShutdown(async () => { await table?.stop(); await storage.stop(); await gateway.stop() }, log)
+      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
         { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainDomain, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainClient, parseAmount, chainDomain, chainWatcher, stakeAndBind, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
@@ -23,6 +23,7 @@ export function workerCommand (): Command<any, any> {
     .option('--capacity <n>', 'jobs run at once', intOption('--capacity', 1, 1024))
     .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
     .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id and serve the chain fallback')
+    .option('--stake <amount>', 'with --contracts: when the stake is below the minimum, stake this much (native currency, e.g. 1 or 0.5) from the worker\'s own address')
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -32,15 +33,20 @@ export function workerCommand (): Command<any, any> {
       const log = logger(opts, 'worker')
       const reg = registry()
       const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
+      const stake = parseAmount('--stake', opts.stake)
       const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined
       // one libp2p for the mesh and for bitswap: bundles come by CID from whoever holds them
       const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
+      const signer = loadSigner(dataDir)
+      // with a chain: stake and bind the peer id before joining, or refuse to start
+      const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
+      if (chain !== undefined) await stakeAndBind(chain, libp2p.peerId, { stake, logger: log })
       await storage.start()
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
-        privateKey, signer: loadSigner(dataDir), executor, logger: log, registry: reg, libp2p,
+        privateKey, signer, executor, logger: log, registry: reg, libp2p,
         async fetchBundle (cid, from, signal) {
           try {
             return await storage.fetch(cid, { from, signal })
@@ -51,12 +57,14 @@ export function workerCommand (): Command<any, any> {
         }
       })
       await worker.start()
+      const watcher = chain === undefined ? undefined : chainWatcher()({ chain, worker, storage, logger: log })
+      await watcher?.start()
       void prewarmCached(dataDir, executor, log)
       const admin = opts.adminPort === undefined
         ? undefined
         : adminServer({ port: opts.adminPort }, { registry: reg, status: () => ({ role: 'worker', peerId: worker.peerId.toString(), address: worker.address, running: worker.running, executor: executor.kind, warm: executor.warm() }) })
       await admin?.start()
-      onShutdown(async () => { await admin?.stop(); await storage.stop(); await worker.stop() }, log)
+      onShutdown(async () => { await admin?.stop(); await watcher?.stop(); await storage.stop(); await worker.stop() }, log)
       say(opts, `worker ${worker.peerId.toString()} (${worker.address}, executor ${executor.kind}) listening on:\n${worker.addrs().map(a => `  ${a}`).join('\n')}`,
         { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url })
     })

@@ -13,7 +13,7 @@
  * `finalized`.
  */
 import { readFileSync } from 'node:fs'
-import { getAddress, isAddress, type Address } from 'viem'
+import { getAddress, isAddress, parseEther, type Address } from 'viem'
 import { peerHostDomain, type PeerHostDomain } from '#protocol'
 import { ConfigError } from '../errors.ts'
 
@@ -73,4 +73,11 @@ export function loadContracts (file: string): ChainContracts {
 /** The EIP-712 domain tickets and receipts are signed in on this deployment: (chain id, Settlement). */
 export function chainDomain (contracts: Pick<ChainContracts, 'chainId' | 'addresses'>): PeerHostDomain {
   return peerHostDomain(contracts.chainId, contracts.addresses.Settlement)
+}
+
+/** A native-currency amount given by a user (`1`, `0.5`) in wei; undefined when absent. */
+export function parseAmount (name: string, value: string | undefined): bigint | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d+(\.\d{1,18})?$/.test(value.trim())) throw new ConfigError('BAD_AMOUNT', `${name} must be an amount of the native currency such as 1 or 0.5, got "${value}"`)
+  return parseEther(value.trim())
 }

@@ -46,6 +46,8 @@ export interface DispatchInit {
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
   domain: PeerHostDomain
+  /** TEST ONLY: every job stream fails as if the workers were unreachable (see GatewayInit) */
+  unsafeTestPartition?: boolean
 }
 
 export interface DispatchComponents {
@@ -120,6 +122,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     const signal = AbortSignal.any(signals)
     let stream
     try {
+      if (init.unsafeTestPartition === true) throw new Error('job streams are cut (test partition)')
       const options = {
         signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]),
         // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)

@@ -16,7 +16,7 @@ import type { Logger } from '../logger.ts'
 import { dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
-import { gatewayHttp, type GatewayHttp, type RecentJob } from './http.ts'
+import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type RecentJob } from './http.ts'
 
 export interface GatewayInit {
   /** HTTP port; @default 8080 */
@@ -29,6 +29,11 @@ export interface GatewayInit {
   domain?: PeerHostDomain
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
+  /**
+   * TEST ONLY: every job stream to a worker fails as if the network between this gateway and the
+   * workers were cut (gossip, IPFS and the chain still work), to exercise the chain fallback.
+   */
+  unsafeTestPartition?: boolean
 }
 
 export interface GatewayComponents {
@@ -44,6 +49,8 @@ export interface GatewayComponents {
   routes?: (app: Hono) => void
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
   libp2p?: PeerHostLibp2p
+  /** the chain fallback (node/fallback); none = mesh only */
+  fallback?: GatewayHttpComponents['fallback']
 }
 
 export interface GatewayNode {
@@ -76,10 +83,11 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   })
   new Gauge({ name: 'peerhost_gateway_known_workers', help: 'workers in the live view', registers: [registry], collect () { this.set(view.size()) } })
 
-  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, signer, logger: components.logger })
+  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts, unsafeTestPartition: init.unsafeTestPartition }, { libp2p, view, signer, logger: components.logger })
 
   const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
     routes: components.routes,
+    fallback: components.fallback,
     functions,
     dispatch,
     registry,

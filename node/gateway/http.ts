@@ -15,13 +15,14 @@ import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
 import { Counter, Histogram } from 'prom-client'
 import {
-  DEV_DOMAIN, inputHash, LIMITS, PEERHOST_HEADER_PREFIX, receiptOf, WIRE_ERROR_CODES,
+  DEV_DOMAIN, inputHash, LIMITS, newJobId, PEERHOST_HEADER_PREFIX, receiptOf, WIRE_ERROR_CODES,
   type JobRequest, type JobResult, type PeerHostDomain, type WireErrorCode, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
 import type { Dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
+import type { ChainFallback } from '../fallback/gateway-fallback.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
@@ -50,7 +51,16 @@ export interface GatewayHttpComponents {
   recordJob: (job: RecentJob) => void
   /** extra routes under /_peerhost/ (e.g. uploads), mounted before the catch-all */
   routes?: (app: Hono) => void
+  /**
+   * The chain fallback (node/fallback): asked when the client sends `x-peerhost-mode: onchain`, or
+   * when the mesh gave no answer (NO_WORKER, WORKER_FAILED, DEADLINE_EXCEEDED) within `meshShare`
+   * of the deadline. Answers then carry `x-peerhost-path: chain`, mesh answers `mesh`.
+   */
+  fallback?: Pick<ChainFallback, 'meshShare' | 'run'>
 }
+
+/** Mesh outcomes after which the chain is asked. */
+const FALLBACK_CODES = new Set(['NO_WORKER', 'WORKER_FAILED', 'DEADLINE_EXCEEDED'])
 
 export interface RecentJob {
   jobId: string
@@ -154,7 +164,20 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const request: WireRequest = { method: raw.method.toUpperCase(), url: url.toString(), headers, body }
 
     const deadline = Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs)
-    const outcome = await dispatch({ entry, request, inputHash: inputHash(request), deadline, signal: raw.signal })
+    const fallback = components.fallback
+    const onchain = fallback !== undefined && raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
+    const hash = inputHash(request)
+    const meshDeadline = fallback === undefined ? deadline : Math.floor(Date.now() + Math.max(0, deadline - Date.now()) * fallback.meshShare)
+    const outcome = onchain
+      ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
+      : await dispatch({ entry, request, inputHash: hash, deadline: meshDeadline, signal: raw.signal })
+    if (fallback !== undefined && outcome.result === undefined && (onchain || FALLBACK_CODES.has(outcome.error?.code ?? ''))) {
+      const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
+      requests.inc({ status: String(response.status) })
+      latency.observe((performance.now() - started) / 1000)
+      components.recordJob({ jobId: outcome.jobId, function: `${project}/${fn}`, status: response.status, worker: 'chain', attempts: outcome.attempts.length, ms: Math.round((performance.now() - started) * 100) / 100, at: new Date().toISOString() })
+      return response
+    }
     for (const a of outcome.attempts) attemptsTotal.inc({ outcome: a.ok ? 'ok' : (a.code ?? 'failed') })
 
     const totalMs = performance.now() - started
@@ -191,6 +214,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       }
     }
     for (const [k, v] of Object.entries(base)) response.headers.set(k, v)
+    if (fallback !== undefined) response.headers.set('x-peerhost-path', 'mesh')
     requests.inc({ status: String(response.status) })
     latency.observe(totalMs / 1000)
     components.recordJob({
@@ -202,6 +226,40 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       ms: Math.round(totalMs * 100) / 100,
       at: new Date().toISOString()
     })
+    return response
+  }
+
+  /** The chain's answer: the finalized output, or a wire error when the chain gave none in time. */
+  async function chainAnswer (fallback: Pick<ChainFallback, 'run'>, job: Parameters<ChainFallback['run']>[0], started: number, meshAttempts: number): Promise<Response> {
+    const chainStarted = performance.now()
+    let response: Response
+    const base: Record<string, string> = { 'x-peerhost-path': 'chain', 'x-peerhost-job': job.jobId ?? '', 'x-peerhost-attempts': String(meshAttempts) }
+    try {
+      const r = await fallback.run(job)
+      base['x-peerhost-chain-request'] = r.requestId.toString()
+      base['x-peerhost-output-cid'] = r.outputCid
+      base['x-peerhost-chain-blocks'] = (r.finalizedBlock - r.requestBlock).toString()
+      if (r.response !== undefined) {
+        const h = new Headers()
+        for (const [name, value] of r.response.headers) {
+          if (RESPONSE_DROP.has(name) || name.startsWith(PEERHOST_HEADER_PREFIX)) continue
+          h.append(name, value)
+        }
+        const nullBody = [101, 204, 205, 304].includes(r.response.status) || job.request.method === 'HEAD'
+        response = new Response(nullBody ? null : r.response.body, { status: r.response.status, headers: h })
+      } else {
+        const err = r.error ?? { code: 'INTERNAL' as const, message: 'no result' }
+        response = jsonError(err.code, err.message, err.details)
+      }
+    } catch (err: any) {
+      log.warn({ err: err?.message, code: err?.code, jobId: job.jobId }, 'chain fallback gave no answer')
+      response = err?.code === 'FALLBACK_DEADLINE'
+        ? jsonError('DEADLINE_EXCEEDED', 'the chain did not finalize a result before the request deadline')
+        : jsonError('WORKER_FAILED', 'neither the mesh nor the chain fallback produced a result')
+    }
+    const now = performance.now()
+    base['server-timing'] = `mesh;dur=${(chainStarted - started).toFixed(2)}, chain;dur=${(now - chainStarted).toFixed(2)}, total;dur=${(now - started).toFixed(2)}`
+    for (const [k, v] of Object.entries(base)) response.headers.set(k, v)
     return response
   }
 

@@ -14,6 +14,10 @@ export interface TestNetworkInit {
   workerArgs?: string[]
   /** gateway owner wallet for the projects */
   owner?: string
+  /** extra gateway flags (e.g. ['--contracts', file]) */
+  gatewayArgs?: string[]
+  /** extra flags per worker; the callback may prepare the worker's data dir first (e.g. fund its key, then ['--contracts', file, '--stake', '1']) */
+  workerArgsFor?: (index: number, dataDir: string) => string[] | Promise<string[]>
 }
 
 export interface TestNetwork {
@@ -59,7 +63,8 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
     const workers: NodeProcess[] = []
     const workerInfo: Array<Record<string, any>> = []
     const startWorker = async (i: number): Promise<Record<string, any>> => {
-      const w = spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrapAddrs.join(','), '--data-dir', join(dir, `worker-${i + 1}`), '--admin-port', '0', '--log-level', 'info', ...workerArgs], logDir)
+      const extra = await init.workerArgsFor?.(i, join(dir, `worker-${i + 1}`)) ?? []
+      const w = spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrapAddrs.join(','), '--data-dir', join(dir, `worker-${i + 1}`), '--admin-port', '0', '--log-level', 'info', ...workerArgs, ...extra], logDir)
       all.push(w)
       workers[i] = w
       workerInfo[i] = await w.ready
@@ -68,6 +73,7 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
     const gwArgs = ['gateway', '--bootstrap', bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(dir, 'gateway'), '--log-level', 'info']
     for (const p of init.projects ?? []) gwArgs.push('--project', p)
     if (init.owner !== undefined) gwArgs.push('--owner', init.owner)
+    gwArgs.push(...init.gatewayArgs ?? [])
     const gateway = spawnPeerhost('gateway', gwArgs, logDir)
     all.push(gateway)
     await Promise.all(Array.from({ length: init.workers ?? 3 }, async (_, i) => await startWorker(i)))

@@ -1,0 +1,217 @@
+/**
+ * The gateway side of the chain fallback (ARCHITECTURE §6): store the input document in IPFS, call
+ * `ExecutionCoordinator.requestExecution` paid by value from the gateway's key, wait for
+ * `ExecutionFinalized` (latest blocks: this is latency, not money), fetch the output document by
+ * its CID from the worker that revealed it, verify it against the finalized outputHash, and
+ * answer. Settlement of the request (`settle`, which pays the workers and refunds the rest to the
+ * gateway) is sent in the background once every slot revealed, or at the deadline.
+ */
+import type { PeerId } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import { parseEther, parseEventLogs, type Address, type Hex } from 'viem'
+import { executionCoordinatorAbi } from '#contracts'
+import { newJobId, type FunctionOptions, type FunctionRef, type WireError, type WireRequest, type WireResponse } from '#protocol'
+import { NodeError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import type { ChainClient } from '../chain/client.ts'
+import { decodeFallbackOutput, encodeFallbackInput } from './documents.ts'
+
+export const FALLBACK_DEFAULTS = {
+  /**
+   * Share of a request's deadline the mesh gets before the gateway asks the chain: half leaves the
+   * mesh room for a retry while the chain still has time.
+   */
+  meshShare: 0.5,
+  /** Most workers asked to run one request; the default is this or the staked workers known, whichever is smaller. */
+  maxRedundancy: 3,
+  /** Fee offered per request (wei): 0.001 of the native currency, split between agreeing workers. */
+  fee: parseEther('0.001'),
+  /**
+   * Chain deadline of a request, seconds. The coordinator needs ≥ 20 s (commits until half-way);
+   * 60 s leaves a 30 s commit phase, several Polygon blocks.
+   */
+  deadlineSec: 60,
+  /** Time to fetch the output document once the result is final. */
+  outputFetchTimeoutMs: 10_000,
+  /** Largest output document fetched (a response body is bounded far below this). */
+  maxOutputBytes: 2 * 1024 * 1024
+} as const
+
+/** IPFS as the fallback needs it; node/storage's BlockStorage fits. */
+export interface FallbackStorage {
+  put: (cid: string, bytes: Uint8Array) => Promise<void>
+  fetch: (cid: string, options?: { from?: PeerId, signal?: AbortSignal, timeoutMs?: number, maxBytes?: number }) => Promise<Uint8Array>
+}
+
+export interface ChainFallbackInit {
+  /** @default FALLBACK_DEFAULTS.meshShare */
+  meshShare?: number
+  /** workers per request; @default min(FALLBACK_DEFAULTS.maxRedundancy, staked workers known), at least 1 */
+  redundancy?: number
+  /** wei; @default FALLBACK_DEFAULTS.fee */
+  fee?: bigint
+  /** @default FALLBACK_DEFAULTS.deadlineSec */
+  deadlineSec?: number
+}
+
+export interface ChainFallbackComponents {
+  /** with the gateway's account: it pays the fee */
+  chain: ChainClient
+  storage: FallbackStorage
+  /** the gateway's peer id (written into the input document: where bundles are) */
+  peerId: string
+  /** staked workers the gateway knows (sets the default redundancy) */
+  knownWorkers?: () => number
+  /** the peer id of a worker address, from the view, to fetch its output document directly */
+  workerPeer?: (address: Address) => PeerId | undefined
+  /** makes sure the workers are connected, so they can fetch the input over bitswap */
+  reach?: () => Promise<void>
+  logger: Logger
+}
+
+export interface FallbackJob {
+  fn: FunctionRef
+  options: FunctionOptions
+  env: Record<string, string>
+  request: WireRequest
+  inputHash: Hex
+  jobId?: Hex
+  signal?: AbortSignal
+}
+
+export interface FallbackResult {
+  requestId: bigint
+  response?: WireResponse
+  error?: WireError
+  outputHash: Hex
+  outputCid: string
+  inputCid: string
+  requestTx: Hex
+  requestBlock: bigint
+  finalizedBlock: bigint
+  redundancy: number
+}
+
+export interface ChainFallback {
+  readonly meshShare: number
+  /** Runs a job through the chain; throws NodeError FALLBACK_DEADLINE when nothing was finalized in time. */
+  run: (job: FallbackJob) => Promise<FallbackResult>
+  stop: () => Promise<void>
+}
+
+/** Raw CID bytes, as the coordinator stores `inputCid` / `outputCid`. */
+export function cidBytes (cid: string): Hex {
+  return `0x${Buffer.from(CID.parse(cid).bytes).toString('hex')}`
+}
+
+export function cidFromBytes (bytes: Hex): string {
+  return CID.decode(Buffer.from(bytes.slice(2), 'hex')).toString()
+}
+
+export function chainFallback (init: ChainFallbackInit = {}): (components: ChainFallbackComponents) => ChainFallback {
+  return (components) => {
+    const log = components.logger.child({ component: 'peerhost:fallback' })
+    const { chain, storage } = components
+    const pc = chain.publicClient
+    const coordinator = chain.contracts.addresses.ExecutionCoordinator
+    const meshShare = init.meshShare ?? FALLBACK_DEFAULTS.meshShare
+    const fee = init.fee ?? FALLBACK_DEFAULTS.fee
+    const deadlineSec = init.deadlineSec ?? FALLBACK_DEFAULTS.deadlineSec
+    const timers = new Set<NodeJS.Timeout>()
+    let stopped = false
+
+    function redundancy (): number {
+      if (init.redundancy !== undefined) return init.redundancy
+      return Math.max(1, Math.min(FALLBACK_DEFAULTS.maxRedundancy, components.knownWorkers?.() ?? 1))
+    }
+
+    function scheduleSettle (requestId: bigint, deadline: bigint, allRevealed: boolean): void {
+      const delay = allRevealed ? 0 : Math.max(0, Number(deadline) * 1000 - Date.now() + 2_000)
+      const timer = setTimeout(() => {
+        timers.delete(timer)
+        if (stopped) return
+        chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'settle', args: [requestId] })
+          .then(() => log.debug({ requestId: requestId.toString() }, 'request settled'))
+          .catch((err: Error) => log.info({ requestId: requestId.toString(), err: err.message }, 'settle not sent (someone else may have)'))
+      }, delay)
+      timer.unref()
+      timers.add(timer)
+    }
+
+    async function waitFinalized (requestId: bigint, fromBlock: bigint, deadline: bigint, signal?: AbortSignal): Promise<{ outputHash: Hex, outputCid: Hex, blockNumber: bigint, tx: Hex }> {
+      for (;;) {
+        signal?.throwIfAborted()
+        if (stopped) throw new NodeError('SHUTTING_DOWN', 'the gateway is shutting down')
+        const logs = await pc.getContractEvents({ address: coordinator, abi: executionCoordinatorAbi, eventName: 'ExecutionFinalized', args: { requestId }, fromBlock, toBlock: 'latest' })
+        const hit = logs[0] as undefined | { args: { outputHash: Hex, outputCid: Hex }, blockNumber: bigint, transactionHash: Hex }
+        if (hit !== undefined) return { outputHash: hit.args.outputHash, outputCid: hit.args.outputCid, blockNumber: hit.blockNumber, tx: hit.transactionHash }
+        if (Date.now() / 1000 > Number(deadline) + 1) throw new NodeError('FALLBACK_DEADLINE', `chain request ${requestId} was not finalized by its deadline`)
+        await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+      }
+    }
+
+    return {
+      meshShare,
+      async run (job) {
+        const started = performance.now()
+        const r = redundancy()
+        const head = await pc.getBlock({ blockTag: 'latest' })
+        // chain time, not ours: the coordinator checks the deadline against block.timestamp
+        const deadline = head.timestamp + BigInt(deadlineSec)
+        const doc = encodeFallbackInput({
+          jobId: job.jobId ?? newJobId(),
+          fn: job.fn,
+          options: job.options,
+          env: job.env,
+          request: job.request,
+          deadline: Math.min(Date.now() + deadlineSec * 1000, Number(deadline) * 1000),
+          gateway: components.peerId
+        })
+        await storage.put(doc.cid, doc.bytes)
+        await components.reach?.().catch(() => {})
+        const receipt = await chain.send({
+          address: coordinator,
+          abi: executionCoordinatorAbi,
+          functionName: 'requestExecution',
+          args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow: false }],
+          value: fee
+        }, { signal: job.signal })
+        const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
+        if (requested === undefined) throw new NodeError('FALLBACK_FAILED', 'requestExecution emitted no ExecutionRequested event')
+        const requestId = requested.args.requestId
+        log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, block: receipt.blockNumber.toString() }, 'chain fallback requested')
+
+        const fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
+        const outputCid = cidFromBytes(fin.outputCid)
+        // the tx that finalized is the reveal of the worker holding that output document
+        let from: PeerId | undefined
+        try {
+          const tx = await pc.getTransaction({ hash: fin.tx })
+          from = components.workerPeer?.(tx.from)
+        } catch {}
+        const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
+        const out = decodeFallbackOutput(bytes, fin.outputHash)
+        const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, redundancy: number }
+        scheduleSettle(requestId, deadline, req.reveals === req.redundancy)
+        log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
+        return {
+          requestId,
+          response: out.response,
+          error: out.error,
+          outputHash: fin.outputHash,
+          outputCid,
+          inputCid: doc.cid,
+          requestTx: receipt.transactionHash,
+          requestBlock: receipt.blockNumber,
+          finalizedBlock: fin.blockNumber,
+          redundancy: r
+        }
+      },
+      async stop () {
+        stopped = true
+        for (const t of timers) clearTimeout(t)
+        timers.clear()
+      }
+    }
+  }
+}

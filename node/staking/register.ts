@@ -1,0 +1,130 @@
+/**
+ * A worker's registration on start: its receipt-signing key (`evm.key`) is its staking address.
+ * When the active stake is below `minWorkerStake` it stakes the amount it was given from its own
+ * balance (or refuses to start, saying what to do); then it binds its libp2p peer id with the
+ * EIP-712 `PeerBinding` signature WorkerStaking expects, unless that binding is already there.
+ * Also what devnet and tests call to stake a worker (`stakeAndBind`).
+ */
+import type { PeerId } from '@libp2p/interface'
+import { bytesToHex, formatEther, keccak256, type Address, type Hex } from 'viem'
+import { peerBindingTypedData, workerStakingAbi } from '#contracts'
+import { ConfigError, NodeError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { revertName, type ChainClient } from '../chain/client.ts'
+
+const ROLE_WORKER = 1
+const ROLE_GATEWAY = 2
+
+export interface StakeAndBindOptions {
+  /** amount (wei) to add when the active stake is below the minimum; none = refuse to start */
+  stake?: bigint
+  /** the flag name to mention in the refusal sentence; @default '--stake <amount>' */
+  stakeHint?: string
+  logger?: Logger
+  signal?: AbortSignal
+}
+
+export interface Registration {
+  address: Address
+  /** active stake after registration (wei) */
+  stake: bigint
+  minimum: bigint
+  /** wei added now (0 when the stake was already enough) */
+  staked: bigint
+  /** true when this call sent bindPeer */
+  bound: boolean
+  peerIdHash: Hex
+}
+
+/** keccak256 of the peer id's multihash bytes: WorkerStaking's key for peer ids. */
+export function peerIdHash (peerId: PeerId | string): Hex {
+  return keccak256(peerIdBytes(peerId))
+}
+
+export function peerIdBytes (peerId: PeerId | string): Hex {
+  if (typeof peerId === 'string') return peerIdBytesFromString(peerId)
+  return bytesToHex(peerId.toMultihash().bytes)
+}
+
+// base58btc multihash peer ids (Ed25519 identity or sha2-256): decode without a libp2p import cycle
+const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+function peerIdBytesFromString (s: string): Hex {
+  let n = 0n
+  for (const c of s) {
+    const i = B58.indexOf(c)
+    if (i < 0) throw new NodeError('BAD_PEER_ID', `"${s.slice(0, 80)}" is not a base58 peer id`)
+    n = n * 58n + BigInt(i)
+  }
+  let hex = n === 0n ? '' : n.toString(16)
+  if (hex.length % 2 === 1) hex = '0' + hex
+  let zeros = 0
+  while (zeros < s.length && s[zeros] === '1') zeros++
+  return `0x${'00'.repeat(zeros)}${hex}`
+}
+
+/**
+ * Makes `client.account` an active worker bound to `peerId`. Throws ConfigError (one sentence)
+ * when the stake is short and no stake amount was given, the balance cannot pay it, or the peer id
+ * belongs to another account.
+ */
+export async function stakeAndBind (client: ChainClient, peerId: PeerId, options: StakeAndBindOptions = {}): Promise<Registration> {
+  const account = client.account
+  if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNT', 'stakeAndBind needs a chain client with the worker account')
+  const log = options.logger?.child({ component: 'peerhost:staking' })
+  const staking = client.contracts.addresses.WorkerStaking
+  const pc = client.publicClient
+  const address = account.address
+  const read = async <T>(functionName: string, args: readonly unknown[] = []): Promise<T> =>
+    await pc.readContract({ address: staking, abi: workerStakingAbi, functionName: functionName as any, args: args as any }) as T
+
+  const [info, minimum] = await Promise.all([
+    read<{ amount: bigint, pending: bigint, role: number, peerIdHash: Hex }>('stakeOf', [address]),
+    read<bigint>('minWorkerStake')
+  ])
+  if (info.role === ROLE_GATEWAY) throw new ConfigError('STAKE_ROLE', `${address} is staked as a gateway; a worker needs its own key (another --data-dir)`)
+  let stake = info.amount
+  let staked = 0n
+  if (stake < minimum) {
+    const sym = client.chain.nativeCurrency.symbol
+    if (options.stake === undefined || options.stake === 0n) {
+      throw new ConfigError('NOT_STAKED', `worker ${address} has ${formatEther(stake)} ${sym} staked and the minimum is ${formatEther(minimum)} ${sym}; fund that address and start again with ${options.stakeHint ?? '--stake <amount>'} (at least ${formatEther(minimum - stake)})`)
+    }
+    if (stake + options.stake < minimum) {
+      throw new ConfigError('STAKE_TOO_SMALL', `staking ${formatEther(options.stake)} ${sym} leaves worker ${address} at ${formatEther(stake + options.stake)} ${sym}, below the minimum of ${formatEther(minimum)} ${sym}; stake at least ${formatEther(minimum - stake)}`)
+    }
+    const balance = await pc.getBalance({ address })
+    if (balance <= options.stake) {
+      throw new ConfigError('NO_FUNDS', `worker ${address} holds ${formatEther(balance)} ${sym}, not enough to stake ${formatEther(options.stake)} ${sym} and pay gas; fund that address first`)
+    }
+    log?.info({ address, amount: options.stake.toString() }, 'staking')
+    await client.send({ address: staking, abi: workerStakingAbi, functionName: 'stake', args: [ROLE_WORKER], value: options.stake },
+      { confirmations: client.confirmations, signal: options.signal })
+    staked = options.stake
+    stake += options.stake
+  }
+
+  const bytes = peerIdBytes(peerId)
+  const hash = keccak256(bytes)
+  const owner = await read<Address>('peerOwner', [hash])
+  let bound = false
+  if (owner.toLowerCase() !== address.toLowerCase()) {
+    if (owner !== '0x0000000000000000000000000000000000000000') {
+      throw new ConfigError('PEER_ID_TAKEN', `peer id ${peerId.toString()} is bound to ${owner} on chain; use that account's evm.key or a new peer.key`)
+    }
+    const nonce = await read<bigint>('nonces', [address])
+    const block = await pc.getBlock({ blockTag: 'latest' })
+    const deadline = block.timestamp + 3_600n
+    if (account.signTypedData === undefined) throw new NodeError('CHAIN_NO_SIGNER', 'the worker account cannot sign typed data')
+    const signature = await account.signTypedData(peerBindingTypedData(client.contracts.chainId, staking, { account: address, peerId: bytes, nonce, deadline }))
+    try {
+      await client.send({ address: staking, abi: workerStakingAbi, functionName: 'bindPeer', args: [address, bytes, deadline, signature] },
+        { confirmations: client.confirmations, signal: options.signal })
+    } catch (err) {
+      if (revertName(err) === 'StakingPeerIdTaken') throw new ConfigError('PEER_ID_TAKEN', `peer id ${peerId.toString()} was just bound to another account; use a new peer.key`, { cause: err })
+      throw err
+    }
+    bound = true
+    log?.info({ address, peerId: peerId.toString() }, 'peer id bound')
+  }
+  return { address, stake, minimum, staked, bound, peerIdHash: hash }
+}

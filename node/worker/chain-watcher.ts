@@ -1,0 +1,164 @@
+/**
+ * The worker side of the chain fallback: watches `ExecutionRequested` on latest blocks (latency),
+ * fetches the input document by CID (and the bundle from the requesting gateway), checks it
+ * against the chain (inputHash, functionId), runs it in the worker's executor, stores the output
+ * document in its own IPFS, then commits `keccak256(abi.encode(requestId, worker, outputHash,
+ * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
+ * taken, or the commit deadline passed). A request whose slots are already taken is skipped.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { randomBytes } from 'node:crypto'
+import { bytesToHex, type Hex, type Log } from 'viem'
+import { executionCoordinatorAbi } from '#contracts'
+import type { ChainClient } from '../chain/client.ts'
+import { revertName } from '../chain/client.ts'
+import type { Logger } from '../logger.ts'
+import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
+import { cidBytes, cidFromBytes, type FallbackStorage } from '../fallback/gateway-fallback.ts'
+import type { WorkerNode } from './worker.ts'
+
+export const CHAIN_WATCHER_DEFAULTS = {
+  /** Chain jobs run at once; mesh jobs keep the rest of the capacity. */
+  maxConcurrent: 4,
+  /** Time to fetch an input document. */
+  inputFetchTimeoutMs: 10_000,
+  /** Largest input document (a request body is bounded far below this). */
+  maxInputBytes: 2 * 1024 * 1024
+} as const
+
+export interface ChainWatcherInit {
+  /** @default CHAIN_WATCHER_DEFAULTS.maxConcurrent */
+  maxConcurrent?: number
+}
+
+export interface ChainWatcherComponents {
+  /** with the worker's staked account */
+  chain: ChainClient
+  worker: Pick<WorkerNode, 'execute' | 'address'>
+  storage: FallbackStorage
+  logger: Logger
+}
+
+export interface ChainWatcher {
+  /** requests being worked on */
+  readonly active: number
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+interface Requested {
+  requestId: bigint
+  functionId: Hex
+  inputHash: Hex
+  inputCid: Hex
+  redundancy: number
+  commitDeadline: bigint
+  deadline: bigint
+}
+
+export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWatcherComponents) => ChainWatcher {
+  return (components) => {
+    const log = components.logger.child({ component: 'peerhost:worker:chain' })
+    const { chain, storage, worker } = components
+    const pc = chain.publicClient
+    const coordinator = chain.contracts.addresses.ExecutionCoordinator
+    const maxConcurrent = init.maxConcurrent ?? CHAIN_WATCHER_DEFAULTS.maxConcurrent
+    const seen = new Set<bigint>()
+    const jobs = new Set<Promise<void>>()
+    const controller = new AbortController()
+    let unwatch: (() => void) | undefined
+
+    async function slotsTaken (requestId: bigint): Promise<{ commits: number, redundancy: number, commitDeadline: bigint }> {
+      return await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+    }
+
+    async function waitRevealPhase (r: Requested): Promise<void> {
+      const signal = controller.signal
+      for (;;) {
+        signal.throwIfAborted()
+        const [req, block] = await Promise.all([slotsTaken(r.requestId), pc.getBlock({ blockTag: 'latest' })])
+        if (req.commits >= req.redundancy || block.timestamp >= r.commitDeadline) return
+        if (block.timestamp >= r.deadline) throw new Error('deadline passed before the reveal phase')
+        await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+      }
+    }
+
+    async function handle (r: Requested): Promise<void> {
+      const id = r.requestId.toString()
+      const signal = controller.signal
+      const nowSec = BigInt(Math.floor(Date.now() / 1000))
+      if (nowSec >= r.commitDeadline) return
+      const before = await slotsTaken(r.requestId)
+      if (before.commits >= before.redundancy) { log.debug({ requestId: id }, 'all slots taken; skipped'); return }
+
+      const inputCid = cidFromBytes(r.inputCid)
+      const bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
+      const input = decodeFallbackInput(bytes, { inputHash: r.inputHash, functionId: r.functionId })
+      let from
+      try { from = peerIdFromString(input.gateway) } catch {}
+      const deadline = Math.min(input.deadline, Number(r.commitDeadline) * 1000)
+      const result = await worker.execute({ jobId: input.jobId, fn: input.fn, options: input.options, env: input.env, request: input.request, deadline }, { from, signal })
+      const out = encodeFallbackOutput(result)
+      await storage.put(out.cid, out.bytes)
+
+      const salt = bytesToHex(randomBytes(32))
+      const commitment = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commitmentOf', args: [r.requestId, worker.address, result.outputHash, salt] }) as Hex
+      try {
+        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commit', args: [r.requestId, commitment] }, { signal })
+      } catch (err) {
+        const name = revertName(err)
+        if (name === 'CoordinatorRequestFull' || name === 'CoordinatorCommitPhaseOver') { log.debug({ requestId: id, name }, 'commit not taken'); return }
+        throw err
+      }
+      log.info({ requestId: id, outputHash: result.outputHash }, 'committed')
+      await waitRevealPhase(r)
+      for (let tries = 0; ; tries++) {
+        try {
+          await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'reveal', args: [r.requestId, result.outputHash, salt, cidBytes(out.cid)] }, { signal })
+          break
+        } catch (err) {
+          // the phase check above read a block that may be one behind the next transaction's
+          if (revertName(err) === 'CoordinatorNotRevealPhase' && tries < 20) { await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs)); continue }
+          throw err
+        }
+      }
+      log.info({ requestId: id, outputCid: out.cid }, 'revealed')
+    }
+
+    function onRequested (logs: Log[]): void {
+      for (const l of logs as Array<Log & { args: Requested }>) {
+        const r = l.args
+        if (r?.requestId === undefined || seen.has(r.requestId)) continue
+        seen.add(r.requestId)
+        if (seen.size > 100_000) seen.clear()
+        if (jobs.size >= maxConcurrent) { log.info({ requestId: r.requestId.toString() }, 'chain job skipped: at capacity'); continue }
+        const p = handle(r).catch((err: Error) => {
+          if (!controller.signal.aborted) log.warn({ requestId: r.requestId.toString(), err: err.message }, 'chain job failed')
+        })
+        jobs.add(p)
+        void p.finally(() => jobs.delete(p))
+      }
+    }
+
+    return {
+      get active () { return jobs.size },
+      async start () {
+        if (unwatch !== undefined) return
+        unwatch = pc.watchContractEvent({
+          address: coordinator,
+          abi: executionCoordinatorAbi,
+          eventName: 'ExecutionRequested',
+          onLogs: onRequested,
+          onError (err) { log.debug({ err: err.message }, 'ExecutionRequested watch error') }
+        })
+        log.info({ coordinator, address: worker.address }, 'watching the chain for fallback requests')
+      },
+      async stop () {
+        unwatch?.()
+        unwatch = undefined
+        controller.abort()
+        await Promise.allSettled([...jobs])
+      }
+    }
+  }
+}

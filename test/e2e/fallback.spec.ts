@@ -1,0 +1,116 @@
+/**
+ * The chain fallback with real processes: a local Hardhat chain (`hardhat node`), a bootstrap
+ * node, two staked workers and a gateway whose job streams to every worker are cut
+ * (`--unsafe-test-partition`) while gossip, IPFS and the chain stay reachable. Requests are then
+ * answered by ExecutionCoordinator: request → commit → reveal → finalized → output from IPFS.
+ */
+import assert from 'node:assert/strict'
+import { join, resolve } from 'node:path'
+import { rmSync } from 'node:fs'
+import type { Address, Hex } from 'viem'
+import { executionCoordinatorAbi } from '#contracts'
+import { functionId } from '#protocol'
+import { loadEvmAccount } from '#node'
+import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
+import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
+import { startTestChain, type TestChain } from '../chain/helpers.ts'
+
+const root = resolve(import.meta.dirname, '..', '..')
+
+describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
+  this.timeout(120_000)
+  let chain: TestChain
+  let net: TestNetwork
+  let hello: string
+  let meshGateway: NodeProcess | undefined
+
+  before(async () => {
+    chain = await startTestChain()
+    await chain.registerProject('hello', ['hello'])
+    net = await startTestNetwork({
+      workers: 2,
+      projects: [join(root, 'examples/hello')],
+      owner: chain.deployer,
+      gatewayArgs: ['--contracts', chain.contractsFile, '--unsafe-test-partition', '--fallback-deadline', '30'],
+      async workerArgsFor (_i, dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        return ['--contracts', chain.contractsFile, '--stake', '1']
+      }
+    })
+    hello = net.functions.find(u => u.endsWith('/hello/hello'))!
+    await chain.fund((await net.gateway.ready).address as Address)
+    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 15_000)
+  })
+  after(async () => {
+    await meshGateway?.stop(5_000)
+    await net?.stop()
+    await chain?.stop()
+    if (chain !== undefined) rmSync(chain.dir, { recursive: true, force: true })
+  })
+
+  it('answers from the finalized on-chain result when no job stream reaches a worker', async () => {
+    const started = Date.now()
+    const res = await fetch(`${hello}?name=Chain`)
+    const body = await res.text()
+    assert.equal(res.status, 200, body)
+    assert.equal(body, 'Hello, Chain!\n')
+    assert.equal(res.headers.get('x-peerhost-path'), 'chain')
+    assert.ok(Number(res.headers.get('x-peerhost-attempts')) >= 1, 'the mesh was tried first')
+    const requestId = BigInt(res.headers.get('x-peerhost-chain-request')!)
+    const req = await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+    assert.equal(req.finalized, true)
+    assert.equal(req.functionId, functionId(chain.deployer, 'hello', 'hello'))
+    assert.match(req.inputHash, /^0x[0-9a-f]{64}$/)
+    assert.notEqual(req.inputHash, `0x${'00'.repeat(32)}`)
+    // two staked workers known → redundancy 2, both revealed the same output
+    const slots = await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [requestId] }) as unknown as Array<{ worker: Address, revealed: boolean, outputHash: Hex }>
+    assert.equal(slots.length, 2)
+    const workers = net.workerInfo.map(w => w.address.toLowerCase()).sort()
+    assert.deepEqual(slots.map(s => s.worker.toLowerCase()).sort(), workers)
+    assert.ok(slots.every(s => s.revealed && s.outputHash === req.outputHash))
+    assert.ok(Date.now() - started < 30_000)
+  })
+
+  it('uses the chain when the client sends x-peerhost-mode: onchain, and the mesh otherwise', async () => {
+    // a second gateway with the same chain and no partition
+    meshGateway = spawnPeerhost('gateway-mesh', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-mesh'),
+      '--project', join(root, 'examples/hello'), '--owner', chain.deployer, '--contracts', chain.contractsFile, '--log-level', 'info'], join(net.dir, 'logs'))
+    const ready = await meshGateway.ready
+    await chain.fund(ready.address as Address)
+    const url = ready.functions.find((u: string) => u.endsWith('/hello/hello')) as string
+    await waitFor('workers in the second gateway view', async () => {
+      const st = await (await fetch(`${ready.url}/_peerhost/status`)).json() as any
+      return st.workers.length === 2 ? true : undefined
+    }, 15_000)
+
+    const mesh = await fetch(`${url}?name=Mesh`)
+    assert.equal(mesh.status, 200)
+    assert.equal(await mesh.text(), 'Hello, Mesh!\n')
+    assert.equal(mesh.headers.get('x-peerhost-path'), 'mesh')
+    // mesh receipts are signed in the chain's domain
+    const receipt = JSON.parse(Buffer.from(mesh.headers.get('x-peerhost-receipt')!, 'base64url').toString())
+    assert.deepEqual(receipt.domain, { name: 'PeerHost', version: '1', chainId: chain.chainId, verifyingContract: chain.addresses.Settlement })
+
+    const before = await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+    const onchain = await fetch(`${url}?name=Onchain`, { headers: { 'x-peerhost-mode': 'onchain' } })
+    assert.equal(onchain.status, 200)
+    assert.equal(await onchain.text(), 'Hello, Onchain!\n')
+    assert.equal(onchain.headers.get('x-peerhost-path'), 'chain')
+    assert.equal(onchain.headers.get('x-peerhost-attempts'), '0')
+    const after = await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+    assert.equal(after, before + 1n)
+  })
+
+  it('pays the workers that agreed once the request settles', async () => {
+    const coordinator = chain.addresses.ExecutionCoordinator
+    // the gateway settles as soon as every slot revealed
+    await waitFor('request 1 settled', async () => {
+      const req = await chain.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [1n] }) as any
+      return req.settled === true ? true : undefined
+    }, 15_000)
+    for (const w of net.workerInfo) {
+      const owed = await chain.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'owed', args: [w.address] }) as bigint
+      assert.ok(owed > 0n, `worker ${w.address} is owed its share`)
+    }
+  })
+})
