@@ -1,0 +1,80 @@
+/**
+ * A local network that follows a chain, for deploy tests and bench/deploy.ts: a Hardhat chain
+ * with the contracts (startLocalChain), a bootstrap node, a gateway with --contracts and N
+ * workers (dev executor) with funded keys, each a real `peerhost` process on 127.0.0.1.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Hex } from 'viem'
+import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
+import { loadContracts, startLocalChain, type ChainContracts, type LocalChain } from '#node'
+import { waitFor } from '../helpers/network.ts'
+
+/** Hardhat's funded account #1 (the deployer is #0): the builder */
+export const BUILDER_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
+/** Hardhat's funded accounts #3–#5: worker keys, so workers can stake */
+const WORKER_KEYS: Hex[] = [
+  '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6',
+  '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a',
+  '0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba'
+]
+/** workers stake on start when they follow a chain (issue 5); a tree without --stake skips it */
+const STAKE_ARGS = readFileSync(resolve(import.meta.dirname, '..', '..', 'bin', 'commands', 'worker.ts'), 'utf8').includes("'--stake <amount>'") ? ['--stake', '1'] : []
+
+export interface ChainNetwork {
+  dir: string
+  chain: LocalChain
+  contracts: ChainContracts
+  contractsFile: string
+  gatewayUrl: string
+  procs: NodeProcess[]
+  stop: () => Promise<void>
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address() as { port: number }; s.close(() => resolve(port)) })
+  })
+}
+
+export async function startChainNetwork (init: { workers?: number } = {}): Promise<ChainNetwork> {
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-deploy-net-'))
+  const logDir = join(dir, 'logs')
+  const procs: NodeProcess[] = []
+  let chain: LocalChain | undefined
+  const stop = async (): Promise<void> => {
+    await Promise.all(procs.map(async p => await p.stop(5_000)))
+    await chain?.stop()
+    if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    chain = await startLocalChain({ port: await freePort(), dataDir: join(dir, 'chain') })
+    const contractsFile = join(dir, 'chain', 'contracts.json')
+    const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn'], logDir)
+    procs.push(boot)
+    const bootstrap = ((await boot.ready).addrs as string[]).join(',')
+    const workers = Array.from({ length: init.workers ?? 2 }, (_, i) => {
+      const data = join(dir, `worker-${i + 1}`)
+      mkdirSync(data, { recursive: true, mode: 0o700 })
+      writeFileSync(join(data, 'evm.key'), `${WORKER_KEYS[i]}\n`, { mode: 0o600 })
+      return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, '--unsafe-dev-executor', '--log-level', 'info'], logDir)
+    })
+    procs.push(...workers)
+    const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info'], logDir)
+    procs.push(gateway)
+    await Promise.all(workers.map(async w => await w.ready))
+    const gatewayUrl: string = (await gateway.ready).url
+    await waitFor('every worker in the gateway view', async () => {
+      const st = await (await fetch(`${gatewayUrl}/_peerhost/status`)).json() as any
+      return st.workers.length >= workers.length
+    }, 20_000)
+    return { dir, chain, contracts: loadContracts(contractsFile), contractsFile, gatewayUrl, procs, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
