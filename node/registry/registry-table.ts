@@ -190,7 +190,12 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     async start () {
       if (running) return
       running = true
-      await poll()
+      try {
+        await poll()
+      } catch (err: any) {
+        // an unreachable RPC at start is retried by the poll loop rather than failing the gateway
+        log.warn({ err: err?.shortMessage ?? err?.message }, 'cannot read FunctionRegistry yet; retrying')
+      }
       await Promise.allSettled([...loading.values()])
       timer = setTimeout(loop, pollMs)
       log.info({ registry: init.registry, block: String(next - 1n), projects: projects.size }, 'following FunctionRegistry')
