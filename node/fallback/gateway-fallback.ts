@@ -139,13 +139,15 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
     }
 
     async function waitFinalized (requestId: bigint, fromBlock: bigint, deadline: bigint, signal?: AbortSignal): Promise<{ outputHash: Hex, outputCid: Hex, blockNumber: bigint, tx: Hex }> {
+      // wall-clock budget: a chain that mines only on demand has no block to read the time from
+      const until = Date.now() + deadlineSec * 1000 + 1_000
       for (;;) {
         signal?.throwIfAborted()
         if (stopped) throw new NodeError('SHUTTING_DOWN', 'the gateway is shutting down')
         const logs = await pc.getContractEvents({ address: coordinator, abi: executionCoordinatorAbi, eventName: 'ExecutionFinalized', args: { requestId }, fromBlock, toBlock: 'latest' })
         const hit = logs[0] as undefined | { args: { outputHash: Hex, outputCid: Hex }, blockNumber: bigint, transactionHash: Hex }
         if (hit !== undefined) return { outputHash: hit.args.outputHash, outputCid: hit.args.outputCid, blockNumber: hit.blockNumber, tx: hit.transactionHash }
-        if (Date.now() / 1000 > Number(deadline) + 1) throw new NodeError('FALLBACK_DEADLINE', `chain request ${requestId} was not finalized by its deadline`)
+        if (Date.now() > until) throw new NodeError('FALLBACK_DEADLINE', `chain request ${requestId} was not finalized by its deadline (${deadline})`)
         await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
       }
     }

@@ -1,0 +1,210 @@
+/**
+ * The chain pieces in one process against a real local chain (`hardhat node`): registration
+ * (stakeAndBind), admission (isActiveWorker + peerOwner, cached, invalidated by events), the
+ * contracts file, the fallback documents, and a full fallback round (gateway component →
+ * ExecutionCoordinator → chain watcher → commit → reveal → answer) with in-memory block storage.
+ */
+import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { parseEther, type Hex } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
+import { functionId, inputHash, outputHash, rawCid, type FunctionOptions, type FunctionRef, type WireRequest } from '#protocol'
+import { silentLogger } from '#node'
+import { chainClient, loadContracts, parseContracts, type ChainClient } from '../../node/chain/index.ts'
+import { stakeAndBind, stakingAdmission } from '../../node/staking/index.ts'
+import { chainFallback, cidBytes, decodeFallbackInput, decodeFallbackOutput, encodeFallbackInput, encodeFallbackOutput, type FallbackStorage } from '../../node/fallback/index.ts'
+import { chainWatcher } from '../../node/worker/chain-watcher.ts'
+import type { LocalJob } from '../../node/worker/worker.ts'
+import { startTestChain, type TestChain } from './helpers.ts'
+import { waitFor } from '../helpers/network.ts'
+
+function memoryStorage (blocks = new Map<string, Uint8Array>()): FallbackStorage & { blocks: Map<string, Uint8Array> } {
+  return {
+    blocks,
+    async put (cid, bytes) { assert.equal(rawCid(bytes), cid); blocks.set(cid, bytes) },
+    async fetch (cid) {
+      const b = blocks.get(cid)
+      if (b === undefined) throw Object.assign(new Error('not found'), { code: 'BLOCK_FETCH_TIMEOUT' })
+      return b
+    }
+  }
+}
+
+const OPTIONS: FunctionOptions = { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' }
+
+describe('chain: staking, admission and the fallback round against a local chain', function () {
+  this.timeout(60_000)
+  let chain: TestChain
+  let owner: `0x${string}`
+  let fn: FunctionRef
+
+  before(async () => {
+    chain = await startTestChain()
+    owner = chain.deployer
+    await chain.registerProject('hello', ['hello'])
+    fn = { wallet: owner, project: 'hello', name: 'hello', id: functionId(owner, 'hello', 'hello'), bundleCid: rawCid(new TextEncoder().encode('bundle')) }
+  })
+  after(async () => {
+    await chain?.stop()
+    if (chain !== undefined) rmSync(chain.dir, { recursive: true, force: true })
+  })
+
+  async function newWorker (fund = true): Promise<{ client: ChainClient, peerId: PeerId }> {
+    const account = privateKeyToAccount(generatePrivateKey())
+    if (fund) await chain.fund(account.address)
+    const contracts = loadContracts(chain.contractsFile)
+    return { client: chainClient(contracts, account), peerId: peerIdFromPrivateKey(await generateKeyPair('Ed25519')) }
+  }
+
+  describe('contracts file', () => {
+    it('reads what startLocalChain writes, with the (chainId, Settlement) domain', () => {
+      const c = loadContracts(chain.contractsFile)
+      assert.equal(c.chainId, 31337)
+      assert.equal(c.finality, 'latest')
+      assert.deepEqual(chainClient(c).domain, { name: 'PeerHost', version: '1', chainId: 31337, verifyingContract: chain.addresses.Settlement })
+    })
+
+    it('reports every problem at once', () => {
+      assert.throws(() => parseContracts(JSON.stringify({ chainId: 0, rpcUrl: 'ftp://x', addresses: { WorkerStaking: 'nope' } }), 'c.json'), (err: any) => {
+        assert.equal(err.code, 'BAD_CONTRACTS_FILE')
+        assert.match(err.message, /^c\.json has 6 problems: rpcUrl: .*; chainId: .*; addresses\.FunctionRegistry: .*; addresses\.WorkerStaking: .*; addresses\.Settlement: .*; addresses\.ExecutionCoordinator: /)
+        return true
+      })
+      assert.throws(() => loadContracts('/nonexistent/contracts.json'), { code: 'NO_CONTRACTS_FILE' })
+    })
+  })
+
+  describe('stakeAndBind', () => {
+    it('refuses without a stake amount, with too little, and without funds', async () => {
+      const { client, peerId } = await newWorker()
+      await assert.rejects(stakeAndBind(client, peerId), { code: 'NOT_STAKED' })
+      await assert.rejects(stakeAndBind(client, peerId, { stake: parseEther('0.5') }), { code: 'STAKE_TOO_SMALL' })
+      const broke = await newWorker(false)
+      await assert.rejects(stakeAndBind(broke.client, broke.peerId, { stake: parseEther('1') }), { code: 'NO_FUNDS' })
+    })
+
+    it('stakes, binds, and does nothing the second time', async () => {
+      const { client, peerId } = await newWorker()
+      const first = await stakeAndBind(client, peerId, { stake: parseEther('1') })
+      assert.equal(first.staked, parseEther('1'))
+      assert.equal(first.bound, true)
+      const second = await stakeAndBind(client, peerId, { stake: parseEther('1') })
+      assert.equal(second.staked, 0n)
+      assert.equal(second.bound, false)
+      // another account cannot take the peer id
+      const other = await newWorker()
+      await assert.rejects(stakeAndBind(other.client, peerId, { stake: parseEther('1') }), { code: 'PEER_ID_TAKEN' })
+    })
+  })
+
+  describe('admission', () => {
+    it('admits an active worker with its bound peer id only, caches, and re-reads after a staking event', async () => {
+      const gw = chainClient(loadContracts(chain.contractsFile))
+      let reads = 0
+      const counting = { ...gw, publicClient: new Proxy(gw.publicClient, { get (t, k) { if (k === 'readContract') reads++; return Reflect.get(t, k) } }) }
+      const admission = stakingAdmission({ ttlMs: 60_000 })({ chain: counting, logger: silentLogger() })
+      await admission.start()
+      try {
+        const { client, peerId } = await newWorker()
+        const advert = { address: client.account!.address, peerId: peerId.toString() }
+        assert.equal(await admission.admit(advert), false)
+        const afterFirst = reads
+        assert.equal(afterFirst, 2, 'isActiveWorker and peerOwner')
+        assert.equal(await admission.admit(advert), false)
+        assert.equal(reads, afterFirst, 'the second verdict came from the cache')
+        await stakeAndBind(client, peerId, { stake: parseEther('1') })
+        await waitFor('the staking events to invalidate the verdict', async () => await admission.admit(advert) ? true : undefined, 5_000, 50)
+        // the same address from another peer id is not admitted
+        const stranger = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+        assert.equal(await admission.admit({ address: advert.address, peerId: stranger.toString() }), false)
+        // a withdrawal request drops it again
+        await client.send({ address: chain.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'requestWithdrawal', args: [parseEther('1')] })
+        await waitFor('the withdrawal to invalidate the verdict', async () => await admission.admit(advert) ? undefined : true, 5_000, 50)
+      } finally {
+        await admission.stop()
+      }
+    })
+  })
+
+  describe('documents', () => {
+    const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?name=A', headers: [['accept', 'text/plain']], body: new Uint8Array() }
+
+    it('round-trips the input and checks it against the chain', () => {
+      const doc = encodeFallbackInput({ jobId: `0x${'11'.repeat(32)}`, fn, options: OPTIONS, env: { A: 'b' }, request, deadline: 1, gateway: '12D3KooW' })
+      const back = decodeFallbackInput(doc.bytes, { inputHash: inputHash(request), functionId: fn.id })
+      assert.equal(back.request.url, request.url)
+      assert.deepEqual(back.fn, fn)
+      assert.throws(() => decodeFallbackInput(doc.bytes, { inputHash: `0x${'00'.repeat(32)}`, functionId: fn.id }), { code: 'FALLBACK_MISMATCH' })
+      assert.throws(() => decodeFallbackInput(doc.bytes, { inputHash: inputHash(request), functionId: `0x${'00'.repeat(32)}` }), { code: 'FALLBACK_MISMATCH' })
+      assert.throws(() => decodeFallbackInput(new Uint8Array([1, 2, 3]), { inputHash: inputHash(request), functionId: fn.id }), { code: 'BAD_FALLBACK_DOCUMENT' })
+    })
+
+    it('checks the output against the finalized outputHash', () => {
+      const response = { status: 200, headers: [['content-type', 'text/plain']] as Array<[string, string]>, body: new TextEncoder().encode('hi') }
+      const doc = encodeFallbackOutput({ response })
+      assert.equal(new TextDecoder().decode(decodeFallbackOutput(doc.bytes, outputHash({ response })).response!.body), 'hi')
+      assert.throws(() => decodeFallbackOutput(doc.bytes, outputHash({ response: { ...response, status: 201 } })), { code: 'FALLBACK_MISMATCH' })
+    })
+  })
+
+  describe('a fallback round', () => {
+    it('requests, the watchers commit and reveal, and the gateway answers from the finalized output', async () => {
+      const storage = memoryStorage()
+      const ran: LocalJob[] = []
+      const watchers = []
+      for (let i = 0; i < 2; i++) {
+        const { client, peerId } = await newWorker()
+        await stakeAndBind(client, peerId, { stake: parseEther('1') })
+        const worker = {
+          address: client.account!.address,
+          async execute (job: LocalJob) {
+            ran.push(job)
+            const name = new URL(job.request.url).searchParams.get('name')
+            const response = { status: 200, headers: [['content-type', 'text/plain'], ['date', `worker ${i}`]] as Array<[string, string]>, body: new TextEncoder().encode(`Hello, ${name}!`) }
+            return { response, outputHash: outputHash({ response }) }
+          }
+        }
+        const w = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+        await w.start()
+        watchers.push(w)
+      }
+      const gatewayAccount = privateKeyToAccount(generatePrivateKey())
+      await chain.fund(gatewayAccount.address)
+      const gw = chainClient(loadContracts(chain.contractsFile), gatewayAccount)
+      const fallback = chainFallback({ deadlineSec: 30 })({ chain: gw, storage, peerId: '12D3KooWGatewayPeer', knownWorkers: () => 2, logger: silentLogger() })
+      try {
+        const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?name=Round', headers: [], body: new Uint8Array() }
+        const r = await fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) })
+        assert.equal(new TextDecoder().decode(r.response!.body), 'Hello, Round!')
+        assert.equal(r.redundancy, 2)
+        assert.equal(ran.length, 2)
+        assert.ok(r.finalizedBlock - r.requestBlock >= 4n, 'two commits and two reveals after the request')
+
+        // a request whose input document does not hash to its inputHash is never committed to
+        const bogus = encodeFallbackInput({ jobId: `0x${'22'.repeat(32)}`, fn, options: OPTIONS, env: {}, request, deadline: Date.now() + 30_000, gateway: 'x' })
+        await storage.put(bogus.cid, bogus.bytes)
+        const head = await gw.publicClient.getBlock()
+        const receipt = await gw.send({
+          address: chain.addresses.ExecutionCoordinator,
+          abi: executionCoordinatorAbi,
+          functionName: 'requestExecution',
+          args: [{ functionId: fn.id, inputHash: `0x${'33'.repeat(32)}` as Hex, inputCid: cidBytes(bogus.cid), redundancy: 1, fee: 1000n, deadline: head.timestamp + 30n, fromEscrow: false }],
+          value: 1000n
+        })
+        assert.equal(receipt.status, 'success')
+        await new Promise(resolve => setTimeout(resolve, 1_000))
+        const id = await gw.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+        const req = await gw.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [id] }) as any
+        assert.equal(req.commits, 0)
+        assert.equal(ran.length, 2, 'nothing ran')
+      } finally {
+        await fallback.stop()
+        for (const w of watchers) await w.stop()
+      }
+    })
+  })
+})
