@@ -16,7 +16,9 @@ import { createWalletClient, http, type Hex } from 'viem'
 import { hardhat } from 'viem/chains'
 import { privateKeyToAccount } from 'viem/accounts'
 import { CLI } from '../../bin/spawn.ts'
-import { deployProject, listVersions, registryPublicClient, type ChainContracts, type LocalChain } from '#node'
+import { functionRegistryAbi } from '#contracts'
+import { rawCid } from '#protocol'
+import { cidToBytes, deployProject, listVersions, registryPublicClient, type ChainContracts, type LocalChain } from '#node'
 import { waitFor } from '../helpers/network.ts'
 import { BUILDER_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
 
@@ -122,6 +124,24 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const versions = v.lines[0].versions
     assert.deepEqual(versions.map((x: any) => [x.version, x.active]), [[1, true], [2, false]])
     assert.equal(versions[0].manifestCid, first.manifestCid)
+  })
+
+  it('keeps serving the previous version when a registered manifest is malformed', async () => {
+    const bad = new TextEncoder().encode('{"type":"peerhost-manifest","v":1,"functions":"nope"}')
+    const cid = rawCid(bad)
+    assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad })).status, 201)
+    const wallet = createWalletClient({ account: builder, chain: { ...hardhat, id: contracts.chainId }, transport: http(contracts.rpcUrl) })
+    const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, 'app', cidToBytes(cid), `0x${'0'.repeat(64)}`, ['greet']] })
+    await registryPublicClient(contracts).waitForTransactionReceipt({ hash })
+    const state = await waitFor('the gateway to see version 3', async () => {
+      const body = await (await fetch(`${gatewayUrl}/_peerhost/projects/${builder.address}/app`)).json() as any
+      return body.version === 3 && body.error !== null ? body : undefined
+    }, 5_000, 50)
+    assert.equal(state.live, false)
+    assert.equal(state.served, 1)
+    assert.match(state.error, /manifest is malformed/)
+    const res = await fetch(`${gatewayUrl}/${builder.address}/app/greet?name=Ada`)
+    assert.equal(await res.text(), 'hello, Ada (v1)')
   })
 
   it('never runs a forged bundle: workers refuse bytes that do not match the CID', async () => {
