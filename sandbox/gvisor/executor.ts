@@ -18,7 +18,7 @@ import type { ExecMessage } from '../runtime/messages.ts'
 import { ensureRootfs } from './rootfs.ts'
 import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
 import { Pool } from './pool.ts'
-import { Sandbox } from './sandbox.ts'
+import { Sandbox, type ExecOutcome } from './sandbox.ts'
 
 export interface GvisorExecutorInit {
   /** worker data dir; the rootfs, runsc state (`--root`) and sandbox bundles live under `<dataDir>/sandbox` */
@@ -88,6 +88,12 @@ export interface GvisorExecutor extends Executor {
 
 /** Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md). */
 export const DEFAULT_NODE_FLAGS: string[] = []
+
+/**
+ * A sandbox that dies within this many ms of receiving a job did not die of the job: no function
+ * allocates past its memory limit that fast (256 MiB at 5 GB/s takes 50 ms).
+ */
+const INSTANT_DEATH_MS = 25
 
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
@@ -277,34 +283,52 @@ class GvisorExecutorImpl implements GvisorExecutor {
     const maxLogBytes = this.init.maxLogBytes ?? SANDBOX_LIMITS.maxLogBytes
     const { cid } = job.bundle
     const { isolation, memoryMb } = job.options
-    let sb: Sandbox
-    try {
-      sb = await this.pool.acquire(cid, memoryMb, isolation)
-    } catch (err) {
-      this.log?.error({ err: String(err) }, 'no sandbox for execution')
-      this.lastStderr = String(err).slice(0, 500)
-      return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
+    let sb!: Sandbox
+    let outcome!: ExecOutcome
+    let queueMs = 0
+    let tSent = 0
+    let timeoutMs = 0
+    let elapsed = 0
+    // a sandbox that died the instant it got the job (killed while idle, before its exit was
+    // seen) says nothing about the function: try once more on another sandbox
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      try {
+        sb = await this.pool.acquire(cid, memoryMb, isolation)
+      } catch (err) {
+        this.log?.error({ err: String(err) }, 'no sandbox for execution')
+        this.lastStderr = String(err).slice(0, 500)
+        return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
+      }
+      queueMs = performance.now() - t0
+      timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
+      const deadline = Date.now() + timeoutMs
+      let fetches = 0
+      const fetch = this.broker.forExecution(job.options.network, deadline)
+      const msg: ExecMessage = {
+        t: 'exec',
+        id: this.nextExecId++,
+        cid,
+        bundle: sb.bundles.has(cid) ? undefined : job.bundle.bytes,
+        request: job.request,
+        env: job.env,
+        limits: { timeoutMs, maxResponseBytes, maxLogBytes, network: job.options.network.length > 0, maxSubrequests: SANDBOX_LIMITS.maxSubrequests },
+        wipeTmp: isolation === 'function'
+      }
+      tSent = performance.now()
+      const target = sb
+      const onAbort = (): void => { void target.destroy() }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => { fetches++; return await fetch(m.request) })
+      options.signal?.removeEventListener('abort', onAbort)
+      elapsed = performance.now() - tSent
+      const diedAfter = (sb.endedAt ?? performance.now()) - tSent
+      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt === 1 && options.signal?.aborted !== true) {
+        this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode }, 'sandbox was dead when it got a job; retrying on another')
+        this.pool.discard(sb)
+        continue
+      }
+      break
     }
-    const queueMs = performance.now() - t0
-    const timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
-    const deadline = Date.now() + timeoutMs
-    const fetch = this.broker.forExecution(job.options.network, deadline)
-    const msg: ExecMessage = {
-      t: 'exec',
-      id: this.nextExecId++,
-      cid,
-      bundle: sb.bundles.has(cid) ? undefined : job.bundle.bytes,
-      request: job.request,
-      env: job.env,
-      limits: { timeoutMs, maxResponseBytes, maxLogBytes, network: job.options.network.length > 0, maxSubrequests: SANDBOX_LIMITS.maxSubrequests },
-      wipeTmp: isolation === 'function'
-    }
-    const tSent = performance.now()
-    const onAbort = (): void => { void sb.destroy() }
-    options.signal?.addEventListener('abort', onAbort, { once: true })
-    const outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => await fetch(m.request))
-    options.signal?.removeEventListener('abort', onAbort)
-    const elapsed = performance.now() - tSent
     const timings = (execMs: number): { queueMs: number, execMs: number, sandboxMs: number } =>
       ({ queueMs, execMs, sandboxMs: Math.max(0, performance.now() - t0 - queueMs - execMs) })
 
@@ -323,7 +347,10 @@ class GvisorExecutorImpl implements GvisorExecutor {
     } else {
       healthy = false
       this.lastStderr = sb.stderr.slice(0, 500)
-      if (outcome.reason === 'oom') {
+      if ((sb.endedAt ?? performance.now()) - tSent < INSTANT_DEATH_MS && outcome.reason !== 'channel') {
+        // dead on arrival twice: the sandbox, not the function
+        result = errorResult(wireError('SANDBOX_INFRA'), timings(elapsed))
+      } else if (outcome.reason === 'oom') {
         result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', memoryMb + 1, memoryMb), timings(elapsed))
       } else if (outcome.reason === 'channel') {
         result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))

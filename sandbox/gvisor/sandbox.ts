@@ -43,6 +43,8 @@ export class Sandbox {
   lastIdle?: { heap?: number }
   dead = false
   exitCode: number | null = null
+  /** performance.now() when the sandbox's stdout ended (it died) */
+  endedAt?: number
   stderr = ''
   readonly ready: Promise<void>
   private readonly opts: SandboxOptions
@@ -88,6 +90,12 @@ export class Sandbox {
       void this.destroy()
     })
     child.stdout.on('data', (d: Buffer) => { this.decoder?.push(d) })
+    // the shim never closes stdout: its end is the earliest sign the sandbox is gone (the
+    // runsc process exits only after its own cleanup, tens of ms later)
+    child.stdout.on('end', () => {
+      this.endedAt ??= performance.now()
+      this.dead = true
+    })
     child.on('error', (err) => { readyReject(err) })
     child.on('exit', (code, signal) => {
       this.dead = true

@@ -55,7 +55,8 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
       assert.equal(r.error?.code, code, name)
       assert.equal(r.error?.details?.limit, limit)
       assert.equal(r.error?.details?.configured, 300)
-      assert.ok(Date.now() - t0 < 300 + 1500, `${name} took ${Date.now() - t0} ms`)
+      // limit + 1 s is the target; the slack absorbs a thread restart on a loaded 2-core machine
+      assert.ok(Date.now() - t0 < 300 + 2500, `${name} took ${Date.now() - t0} ms`)
     }
     assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
   })
