@@ -14,7 +14,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { rawCid, type FunctionOptions } from '#protocol'
@@ -22,6 +22,7 @@ import { devExecutor, gvisorExecutor, type BundleRef, type ExecutionJob, type Ex
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '3000' }, 'no-e2e': { type: 'boolean', default: false } } })
 const N = Number(values.iterations)
+const startLoad = loadavg().map(l => l.toFixed(1)).join(' ')
 const root = resolve(import.meta.dirname, '..')
 
 const HELLO = `module.exports.default = { async fetch (request) { const name = new URL(request.url).searchParams.get('name') ?? 'world'; return new Response('Hello, ' + name + '!\\n', { headers: { 'content-type': 'text/plain; charset=utf-8' } }) } }`
@@ -159,5 +160,5 @@ try {
 
 let runscVersion = 'runsc'
 try { runscVersion = execFileSync('/usr/bin/runsc', ['--version'], { encoding: 'utf8' }).split('\n')[0] } catch {}
-console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.versions.node}, ${runscVersion}, platform ptrace; ${N} iterations`)
+console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.versions.node}, ${runscVersion}, platform ptrace; ${N} iterations; load average at start ${startLoad}, at end ${loadavg().map(l => l.toFixed(1)).join(' ')}`)
 console.log(results.join('\n'))
