@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Hono } from 'hono'
@@ -48,6 +48,13 @@ describe('deploy: deterministic builds and the manifest', function () {
     cpSync(join(fixtures, 'deploy-app'), plain, { recursive: true })
     // tmpdir is not inside a git work tree
     assert.equal(await sourceCommit(plain), `0x${'0'.repeat(64)}`)
+  })
+
+  it('refuses a bundle above the 2 MiB bitswap block limit with a clear error', async () => {
+    const big = join(dir, 'big')
+    cpSync(join(fixtures, 'deploy-app'), big, { recursive: true })
+    writeFileSync(join(big, 'functions', 'huge.ts'), `const blob = ${JSON.stringify('x'.repeat(STORAGE_LIMITS.maxBlockBytes + 10))}\nexport default { fetch: () => new Response(blob) }\n`)
+    await assert.rejects(buildDeployment({ dir: big, sourceCommit: `0x${'0'.repeat(64)}` }), (err: any) => err.code === 'BUNDLE_TOO_LARGE' && /"huge" bundles to \d+ bytes; the limit is 2097152/.test(err.message))
   })
 
   it('writes the manifest as canonical JSON and reads it back', async () => {
