@@ -44,6 +44,9 @@ export interface ContractCall {
   value?: bigint
 }
 
+/** Gas added to every estimate on top of 50 % (see `send`). */
+const GAS_MARGIN = 50_000n
+
 export function chainOf (contracts: Pick<ChainContracts, 'chainId' | 'rpcUrl'>): Chain {
   return defineChain({
     id: contracts.chainId,
@@ -78,8 +81,11 @@ export function chainClient (contracts: ChainContracts, account?: Account, init:
     const submitted = queue.then(async () => {
       options.signal?.throwIfAborted()
       try {
-        const { request } = await publicClient.simulateContract({ ...call, account } as any)
-        return await walletClient.writeContract(request as any)
+        // the estimate doubles as the simulation (a revert surfaces here with its error name); the
+        // margin covers state that changes before inclusion, e.g. the reveal that becomes the
+        // finalizing one costs more than the estimate made while another reveal was pending
+        const gas = await publicClient.estimateContractGas({ ...call, account } as any)
+        return await walletClient.writeContract({ ...call, account, chain, gas: gas * 3n / 2n + GAS_MARGIN } as any)
       } catch (err) {
         const name = revertName(err)
         if (name !== undefined) throw new NodeError('CHAIN_REVERTED', `${call.functionName} reverted with ${name}`, { cause: err, details: { error: name } })
