@@ -8,5 +8,7 @@ export const STORAGE_LIMITS = {
   /** Largest manifest: names, CIDs and options for at most 64 functions fit many times over. */
   maxManifestBytes: 256 * 1024,
   /** Time to fetch one block over bitswap before giving up (a job's bundle fetch shares this). */
-  fetchTimeoutMs: 5_000
+  fetchTimeoutMs: 5_000,
+  /** Time to announce a block on the DHT; in the background, so it never delays a deploy. */
+  provideTimeoutMs: 10_000
 } as const

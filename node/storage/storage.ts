@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { mkdirSync } from 'node:fs'
 import { withBitswap } from '@helia/bitswap'
 import type { Libp2p, PeerId } from '@libp2p/interface'
+import { peerIdFromCID } from '@libp2p/peer-id'
 import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
 import { createHeliaLight, type Helia } from 'helia'
@@ -89,6 +90,9 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
     // helia's bitswap broker reads `helia.libp2p`; ours is the node's mesh libp2p, already set up
     // with identify (bitswap's topology needs the peer's protocols) and owned by the role
     Object.defineProperty(helia, 'libp2p', { value: components.libp2p, enumerable: true })
+    // content routing through the mesh's kad-dht: a node that holds a block announces it, so a
+    // peer that is not connected to the holder (a second gateway) can still find it
+    helia.addRouter(dhtRouter(components.libp2p) as any)
     withBitswap(helia as Helia & { libp2p: Libp2p }, {
       // one PeerHost block per message, plus framing; above this a peer is misbehaving
       maxIncomingMessageSize: maxBlockBytes + 64 * 1024,
@@ -101,6 +105,12 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
       if (started) return
       if (starting === undefined) throw new NodeError('STORAGE_NOT_STARTED', 'block storage is not started')
       await starting
+    }
+
+    /** Announces a block on the DHT in the background (a small network may have no DHT server yet). */
+    function provide (cid: CID): void {
+      void components.libp2p.contentRouting.provide(cid, { signal: AbortSignal.timeout(STORAGE_LIMITS.provideTimeoutMs) })
+        .catch((err: any) => { log.debug({ cid: cid.toString(), err: err?.message }, 'provide failed') })
     }
 
     async function getLocal (cid: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
@@ -145,6 +155,7 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
         if (!(await helia.pins.isPinned(parsed, options))) {
           await drain(helia.pins.add(parsed, { ...options, depth: 0 }))
         }
+        provide(parsed)
       },
       async has (cid) {
         await ready()
@@ -171,6 +182,7 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
           }
           if (!verifyRawCid(cid, bytes)) throw new NodeError('BLOCK_MISMATCH', `the bytes received do not match CID ${cid}`)
           log.debug({ cid, bytes: bytes.byteLength, ms: Math.round(performance.now() - started) }, 'block fetched')
+          provide(parsed)
           return bytes
         } catch (err: any) {
           if (err instanceof NodeError) throw err
@@ -181,6 +193,25 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
         }
       }
     }
+  }
+}
+
+/** A helia router over libp2p's content routing (the mesh's kad-dht), like @helia/libp2p's. */
+function dhtRouter (libp2p: Libp2p): Record<string, unknown> {
+  return {
+    name: 'libp2p-router',
+    async provide (cid: CID, options?: { signal?: AbortSignal }) { await libp2p.contentRouting.provide(cid, options) },
+    async cancelReprovide (cid: CID, options?: { signal?: AbortSignal }) { await libp2p.contentRouting.cancelReprovide(cid, options) },
+    async * findProviders (cid: CID, options?: { signal?: AbortSignal }) {
+      for await (const p of libp2p.contentRouting.findProviders(cid, options)) {
+        yield { ...p, id: p.id.toCID(), router: 'libp2p-router', fallback: false }
+      }
+    },
+    async findPeer (id: CID, options?: { signal?: AbortSignal }) {
+      const info = await libp2p.peerRouting.findPeer(peerIdFromCID(id), options)
+      return { ...info, id: info.id.toCID(), router: 'libp2p-router' }
+    },
+    toString: () => 'PeerHostDhtRouter()'
   }
 }
 

@@ -29,6 +29,7 @@ export interface ChainNetwork {
   contracts: ChainContracts
   contractsFile: string
   gatewayUrl: string
+  bootstrapAddrs: string[]
   procs: NodeProcess[]
   stop: () => Promise<void>
 }
@@ -56,7 +57,8 @@ export async function startChainNetwork (init: { workers?: number } = {}): Promi
     const contractsFile = join(dir, 'chain', 'contracts.json')
     const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn'], logDir)
     procs.push(boot)
-    const bootstrap = ((await boot.ready).addrs as string[]).join(',')
+    const bootstrapAddrs = (await boot.ready).addrs as string[]
+    const bootstrap = bootstrapAddrs.join(',')
     const workers = Array.from({ length: init.workers ?? 2 }, (_, i) => {
       const data = join(dir, `worker-${i + 1}`)
       mkdirSync(data, { recursive: true, mode: 0o700 })
@@ -72,7 +74,7 @@ export async function startChainNetwork (init: { workers?: number } = {}): Promi
       const st = await (await fetch(`${gatewayUrl}/_peerhost/status`)).json() as any
       return st.workers.length >= workers.length
     }, 20_000)
-    return { dir, chain, contracts: loadContracts(contractsFile), contractsFile, gatewayUrl, procs, stop }
+    return { dir, chain, contracts: loadContracts(contractsFile), contractsFile, gatewayUrl, bootstrapAddrs, procs, stop }
   } catch (err) {
     await stop()
     throw err

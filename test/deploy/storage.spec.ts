@@ -85,4 +85,31 @@ describe('storage: helia blocks over bitswap', function () {
     await sa.start()
     assert.deepEqual(Buffer.from((await sa.getLocal(cid))!), Buffer.from(bytes))
   })
+
+  it('finds a block through the DHT from a node that is not connected to its holder', async () => {
+    const dht = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), dhtServer: true })
+    await dht.start()
+    const boot = dht.getMultiaddrs().map(m => m.toString())
+    const holder = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), bootstrap: boot })
+    const seeker = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), bootstrap: boot })
+    await holder.start(); await seeker.start()
+    const sh = blockStorage({ dataDir: join(dir, 'h') })({ libp2p: holder, logger: silentLogger() })
+    const ss = blockStorage({ dataDir: join(dir, 's') })({ libp2p: seeker, logger: silentLogger() })
+    await sh.start(); await ss.start()
+    try {
+      await holder.dial(dht.getMultiaddrs()[0]); await seeker.dial(dht.getMultiaddrs()[0])
+      const bytes = new TextEncoder().encode(`found through the DHT ${Math.random()}`)
+      const cid = rawCid(bytes)
+      await sh.put(cid, bytes)
+      assert.equal(seeker.getConnections(holder.peerId).length, 0)
+      let got: Uint8Array | undefined
+      for (let i = 0; i < 5 && got === undefined; i++) {
+        try { got = await ss.fetch(cid, { timeoutMs: 2_000 }) } catch {}
+      }
+      assert.equal(Buffer.from(got!).toString(), Buffer.from(bytes).toString())
+    } finally {
+      await sh.stop(); await ss.stop()
+      await holder.stop(); await seeker.stop(); await dht.stop()
+    }
+  })
 })

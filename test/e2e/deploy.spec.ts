@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { createWalletClient, http, type Hex } from 'viem'
 import { hardhat } from 'viem/chains'
 import { privateKeyToAccount } from 'viem/accounts'
-import { CLI } from '../../bin/spawn.ts'
+import { CLI, spawnPeerhost } from '../../bin/spawn.ts'
 import { functionRegistryAbi } from '#contracts'
 import { rawCid } from '#protocol'
 import { cidToBytes, deployProject, listVersions, registryPublicClient, type ChainContracts, type LocalChain } from '#node'
@@ -124,6 +124,20 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const versions = v.lines[0].versions
     assert.deepEqual(versions.map((x: any) => [x.version, x.active]), [[1, true], [2, false]])
     assert.equal(versions[0].manifestCid, first.manifestCid)
+  })
+
+  it('is live on a second gateway that never received the upload (manifest and bundles over bitswap)', async () => {
+    const gw2 = spawnPeerhost('gateway-2', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-2'), '--contracts', contractsFile, '--log-level', 'info'], join(net.dir, 'logs'))
+    try {
+      const url: string = (await gw2.ready).url
+      const text = await waitFor('the second gateway to serve app/greet', async () => {
+        const res = await fetch(`${url}/${builder.address}/app/greet?name=Ada`)
+        return res.status === 200 ? await res.text() : undefined
+      }, 20_000, 200)
+      assert.equal(text, 'hello, Ada (v1)')
+    } finally {
+      await gw2.stop(5_000)
+    }
   })
 
   it('keeps serving the previous version when a registered manifest is malformed', async () => {
