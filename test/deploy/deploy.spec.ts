@@ -145,3 +145,29 @@ describe('deploy: wallets', function () {
     await assert.rejects(openKeystore('{"version":1}', 'x'), { code: 'BAD_KEYSTORE' })
   })
 })
+
+describe('deploy: worker pre-warm', () => {
+  it('pre-warms sandboxes for the most recently fetched cached bundles, skipping tampered files', async () => {
+    const { prewarmCached, bundleStore } = await import('#node')
+    const dir = mkdtempSync(join(tmpdir(), 'peerhost-prewarm-'))
+    try {
+      const store = bundleStore(join(dir, 'bundles'))
+      const cids: string[] = []
+      for (let i = 0; i < 6; i++) {
+        const bytes = new TextEncoder().encode(`module.exports = ${i}`)
+        const cid = rawCid(bytes)
+        store.put(cid, bytes)
+        cids.push(cid)
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+      // the newest file no longer matches its CID
+      writeFileSync(join(dir, 'bundles', cids[5]), 'tampered')
+      const warmed: string[] = []
+      const result = await prewarmCached(dir, { prewarm: async (b) => { warmed.push(b.cid) } }, silentLogger())
+      assert.deepEqual(result, warmed)
+      assert.deepEqual(new Set(warmed), new Set([cids[4], cids[3], cids[2]]))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
