@@ -67,7 +67,11 @@ export class Pool {
     const sb = this.boot(memoryMb)
     this.booted++
     this.all.add(sb)
-    sb.ready.catch((err) => { this.onError(err); this.discard(sb) })
+    sb.ready.catch((err) => {
+      // a boot cut short by stop() is no failure worth reporting
+      if (!this.stopped && !sb.destroying) this.onError(err)
+      this.discard(sb)
+    })
     return sb
   }
 

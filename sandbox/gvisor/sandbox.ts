@@ -44,6 +44,17 @@ function reniceTree (root: number, priority: number): void {
   }
 }
 
+/** Whether the memory cgroup at `path` (v1 or v2) has recorded an OOM kill. */
+function cgroupOomKilled (path: string): boolean {
+  for (const [file, key] of [[`/sys/fs/cgroup/memory${path}/memory.oom_control`, 'oom_kill'], [`/sys/fs/cgroup${path}/memory.events`, 'oom_kill']]) {
+    try {
+      const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(file, 'utf8'))
+      if (m !== null && Number(m[1]) > 0) return true
+    } catch {}
+  }
+  return false
+}
+
 export type ExecOutcome =
   | { kind: 'result', msg: ResultMessage }
   /** the shim did not answer by the host deadline (its event loop was blocked) */
@@ -76,6 +87,8 @@ export class Sandbox {
   lastIdle?: { heap?: number }
   dead = false
   exitCode: number | null = null
+  /** the sandbox's memory cgroup recorded an OOM kill */
+  oomKilled = false
   /** performance.now() when the sandbox's stdout ended (it died) */
   endedAt?: number
   stderr = ''
@@ -130,13 +143,15 @@ export class Sandbox {
     child.stdout.on('end', () => {
       this.endedAt ??= performance.now()
       this.dead = true
+      // read the cgroup's OOM record now: runsc removes the cgroup during its own cleanup
+      this.oomKilled = cgroupOomKilled(this.opts.spec.cgroupsPath)
     })
     child.on('error', (err) => { readyReject(err) })
     child.on('exit', (code, signal) => {
       this.dead = true
       this.exitCode = code ?? (signal === 'SIGKILL' ? 137 : null)
       readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
-      const oom = this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
+      const oom = this.oomKilled || this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
       this.onDeath?.(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
       this.opts.onExit?.(this)
       void this.destroy()
@@ -198,6 +213,9 @@ export class Sandbox {
   }
 
   /** Kills the sandbox and removes its container and bundle dir; idempotent. */
+  /** destroy() was called (a death that follows is expected) */
+  get destroying (): boolean { return this.destroyed !== undefined }
+
   async destroy (): Promise<void> {
     this.destroyed ??= (async () => {
       this.dead = true
