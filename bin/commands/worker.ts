@@ -57,7 +57,7 @@ export function workerCommand (): Command<any, any> {
         }
       })
       await worker.start()
-      const watcher = chain === undefined ? undefined : chainWatcher()({ chain, worker, storage, logger: log })
+      const watcher = chain === undefined ? undefined : chainWatcher({ stateDir: dataDir })({ chain, worker, storage, logger: log })
       await watcher?.start()
       void prewarmCached(dataDir, executor, log)
       const admin = opts.adminPort === undefined

@@ -31,6 +31,11 @@ export const FALLBACK_DEFAULTS = {
    * 60 s leaves a 30 s commit phase, several Polygon blocks.
    */
   deadlineSec: 60,
+  /**
+   * Seconds added to the chain deadline for the request's own inclusion: the coordinator wants
+   * `deadline ≥ block.timestamp + 20` in the block that includes it, which is later than the head we read.
+   */
+  inclusionSlackSec: 10,
   /** Time to fetch the output document once the result is final. */
   outputFetchTimeoutMs: 10_000,
   /** Largest output document fetched (a response body is bounded far below this). */
@@ -140,7 +145,7 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
 
     async function waitFinalized (requestId: bigint, fromBlock: bigint, deadline: bigint, signal?: AbortSignal): Promise<{ outputHash: Hex, outputCid: Hex, blockNumber: bigint, tx: Hex }> {
       // wall-clock budget: a chain that mines only on demand has no block to read the time from
-      const until = Date.now() + deadlineSec * 1000 + 1_000
+      const until = Date.now() + (deadlineSec + FALLBACK_DEFAULTS.inclusionSlackSec) * 1000 + 1_000
       for (;;) {
         signal?.throwIfAborted()
         if (stopped) throw new NodeError('SHUTTING_DOWN', 'the gateway is shutting down')
@@ -159,7 +164,7 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
         const r = redundancy()
         const head = await pc.getBlock({ blockTag: 'latest' })
         // chain time, not ours: the coordinator checks the deadline against block.timestamp
-        const deadline = head.timestamp + BigInt(deadlineSec)
+        const deadline = head.timestamp + BigInt(deadlineSec + FALLBACK_DEFAULTS.inclusionSlackSec)
         const doc = encodeFallbackInput({
           jobId: job.jobId ?? newJobId(),
           fn: job.fn,

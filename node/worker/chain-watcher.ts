@@ -8,6 +8,8 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { bytesToHex, type Hex, type Log } from 'viem'
 import { executionCoordinatorAbi } from '#contracts'
 import type { ChainClient } from '../chain/client.ts'
@@ -29,6 +31,11 @@ export const CHAIN_WATCHER_DEFAULTS = {
 export interface ChainWatcherInit {
   /** @default CHAIN_WATCHER_DEFAULTS.maxConcurrent */
   maxConcurrent?: number
+  /**
+   * Where commitments waiting for their reveal are kept (`chain-commits.json`, mode 0600), so a
+   * restarted worker still reveals (and is not penalised); none = memory only
+   */
+  stateDir?: string
 }
 
 export interface ChainWatcherComponents {
@@ -44,6 +51,15 @@ export interface ChainWatcher {
   readonly active: number
   start: () => Promise<void>
   stop: () => Promise<void>
+}
+
+interface PendingReveal {
+  requestId: string
+  outputHash: Hex
+  salt: Hex
+  outputCid: string
+  commitDeadline: string
+  deadline: string
 }
 
 interface Requested {
@@ -83,6 +99,43 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       }
     }
 
+    // commitments not yet revealed, persisted before the commit is sent
+    const statePath = init.stateDir === undefined ? undefined : join(init.stateDir, 'chain-commits.json')
+    const pendingReveals = new Map<string, PendingReveal>()
+    function saveState (): void {
+      if (statePath === undefined) return
+      try {
+        writeFileSync(`${statePath}.tmp`, JSON.stringify([...pendingReveals.values()]), { mode: 0o600 })
+        renameSync(`${statePath}.tmp`, statePath)
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'pending reveals not saved')
+      }
+    }
+    function loadState (): PendingReveal[] {
+      if (statePath === undefined || !existsSync(statePath)) return []
+      try {
+        return (JSON.parse(readFileSync(statePath, 'utf8')) as PendingReveal[]).filter(p => typeof p?.requestId === 'string' && typeof p?.salt === 'string')
+      } catch {
+        return []
+      }
+    }
+
+    async function reveal (r: Pick<Requested, 'requestId' | 'commitDeadline' | 'deadline'>, outputHash: Hex, salt: Hex, outputCid: string): Promise<void> {
+      const signal = controller.signal
+      await waitRevealPhase(r as Requested)
+      for (let tries = 0; ; tries++) {
+        try {
+          await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'reveal', args: [r.requestId, outputHash, salt, cidBytes(outputCid)] }, { signal })
+          break
+        } catch (err) {
+          // the phase check above read a block that may be one behind the next transaction's
+          if (revertName(err) === 'CoordinatorNotRevealPhase' && tries < 20) { await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs)); continue }
+          throw err
+        }
+      }
+      log.info({ requestId: r.requestId.toString(), outputCid }, 'revealed')
+    }
+
     async function handle (r: Requested): Promise<void> {
       const id = r.requestId.toString()
       const signal = controller.signal
@@ -103,26 +156,31 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
 
       const salt = bytesToHex(randomBytes(32))
       const commitment = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commitmentOf', args: [r.requestId, worker.address, result.outputHash, salt] }) as Hex
+      pendingReveals.set(id, { requestId: id, outputHash: result.outputHash, salt, outputCid: out.cid, commitDeadline: r.commitDeadline.toString(), deadline: r.deadline.toString() })
+      saveState()
       try {
-        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commit', args: [r.requestId, commitment] }, { signal })
-      } catch (err) {
-        const name = revertName(err)
-        if (name === 'CoordinatorRequestFull' || name === 'CoordinatorCommitPhaseOver') { log.debug({ requestId: id, name }, 'commit not taken'); return }
-        throw err
-      }
-      log.info({ requestId: id, outputHash: result.outputHash }, 'committed')
-      await waitRevealPhase(r)
-      for (let tries = 0; ; tries++) {
         try {
-          await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'reveal', args: [r.requestId, result.outputHash, salt, cidBytes(out.cid)] }, { signal })
-          break
+          await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commit', args: [r.requestId, commitment] }, { signal })
         } catch (err) {
-          // the phase check above read a block that may be one behind the next transaction's
-          if (revertName(err) === 'CoordinatorNotRevealPhase' && tries < 20) { await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs)); continue }
+          const name = revertName(err)
+          if (name === 'CoordinatorRequestFull' || name === 'CoordinatorCommitPhaseOver') { log.debug({ requestId: id, name }, 'commit not taken'); return }
           throw err
         }
+        log.info({ requestId: id, outputHash: result.outputHash }, 'committed')
+        await reveal(r, result.outputHash, salt, out.cid)
+      } finally {
+        // kept when stopping mid-way, so the next start reveals it
+        if (!controller.signal.aborted) { pendingReveals.delete(id); saveState() }
       }
-      log.info({ requestId: id, outputCid: out.cid }, 'revealed')
+    }
+
+    async function resume (p: PendingReveal): Promise<void> {
+      const requestId = BigInt(p.requestId)
+      const slots = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [requestId] }) as unknown as Array<{ worker: string, revealed: boolean }>
+      const mine = slots.find(s => s.worker.toLowerCase() === worker.address.toLowerCase())
+      if (mine === undefined || mine.revealed || BigInt(Math.floor(Date.now() / 1000)) >= BigInt(p.deadline)) return
+      log.info({ requestId: p.requestId }, 'revealing a commitment made before the restart')
+      await reveal({ requestId, commitDeadline: BigInt(p.commitDeadline), deadline: BigInt(p.deadline) }, p.outputHash, p.salt, p.outputCid)
     }
 
     function onRequested (logs: Log[]): void {
@@ -151,6 +209,14 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
           onLogs: onRequested,
           onError (err) { log.debug({ err: err.message }, 'ExecutionRequested watch error') }
         })
+        for (const p of loadState()) {
+          pendingReveals.set(p.requestId, p)
+          seen.add(BigInt(p.requestId))
+          const job = resume(p).catch((err: Error) => log.warn({ requestId: p.requestId, err: err.message }, 'pending reveal failed'))
+            .finally(() => { if (!controller.signal.aborted) { pendingReveals.delete(p.requestId); saveState() } })
+          jobs.add(job)
+          void job.finally(() => jobs.delete(job))
+        }
         log.info({ coordinator, address: worker.address }, 'watching the chain for fallback requests')
       },
       async stop () {

@@ -5,7 +5,9 @@
  * ExecutionCoordinator → chain watcher → commit → reveal → answer) with in-memory block storage.
  */
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
@@ -148,6 +150,58 @@ describe('chain: staking, admission and the fallback round against a local chain
       const doc = encodeFallbackOutput({ response })
       assert.equal(new TextDecoder().decode(decodeFallbackOutput(doc.bytes, outputHash({ response })).response!.body), 'hi')
       assert.throws(() => decodeFallbackOutput(doc.bytes, outputHash({ response: { ...response, status: 201 } })), { code: 'FALLBACK_MISMATCH' })
+    })
+  })
+
+  describe('a worker restarted between commit and reveal', () => {
+    it('reveals from its saved commitment after the restart', async () => {
+      const storage = memoryStorage()
+      const stateDir = mkdtempSync(join(tmpdir(), 'peerhost-watcher-'))
+      const { client, peerId } = await newWorker()
+      await stakeAndBind(client, peerId, { stake: parseEther('1') })
+      const worker = {
+        address: client.account!.address,
+        async execute () {
+          const response = { status: 200, headers: [] as Array<[string, string]>, body: new TextEncoder().encode('ok') }
+          return { response, outputHash: outputHash({ response }) }
+        }
+      }
+      const first = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      await first.start()
+      const gatewayAccount = privateKeyToAccount(generatePrivateKey())
+      await chain.fund(gatewayAccount.address)
+      const gw = chainClient(loadContracts(chain.contractsFile), gatewayAccount)
+      // two slots and one worker: the reveal phase opens only at the commit deadline
+      const fallback = chainFallback({ deadlineSec: 20, redundancy: 2 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?name=Restart', headers: [], body: new Uint8Array() }
+      const pending = fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) }).catch((err: Error) => err)
+      const coordinator = chain.addresses.ExecutionCoordinator
+      const id = await waitFor('the commit', async () => {
+        const n = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+        const req = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [n] }) as any
+        return req.commits === 1 ? n : undefined
+      }, 10_000, 50)
+      await first.stop()
+      const saved = JSON.parse(readFileSync(join(stateDir, 'chain-commits.json'), 'utf8'))
+      assert.equal(saved.length, 1)
+      assert.equal(saved[0].requestId, id.toString())
+      // past the commit deadline (chain time), then the restarted worker reveals
+      await chain.rpc('evm_increaseTime', [16])
+      await chain.rpc('evm_mine')
+      const second = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      await second.start()
+      try {
+        await waitFor('the reveal after the restart', async () => {
+          const slots = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [id] }) as unknown as Array<{ revealed: boolean }>
+          return slots[0]?.revealed === true ? true : undefined
+        }, 10_000, 50)
+        await waitFor('the saved commitment dropped', () => JSON.parse(readFileSync(join(stateDir, 'chain-commits.json'), 'utf8')).length === 0 ? true : undefined, 5_000, 50)
+      } finally {
+        await second.stop()
+        await fallback.stop()
+        await pending
+        rmSync(stateDir, { recursive: true, force: true })
+      }
     })
   })
 
