@@ -253,9 +253,14 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       }
     } catch (err: any) {
       log.warn({ err: err?.message, code: err?.code, jobId: job.jobId }, 'chain fallback gave no answer')
+      const refused: string | undefined = err?.code === 'CHAIN_REVERTED' ? err?.details?.error : undefined
       response = err?.code === 'FALLBACK_DEADLINE'
         ? jsonError('DEADLINE_EXCEEDED', 'the chain did not finalize a result before the request deadline')
-        : jsonError('WORKER_FAILED', 'neither the mesh nor the chain fallback produced a result')
+        : jsonError('WORKER_FAILED', refused === 'CoordinatorUnknownFunction'
+          ? 'the mesh gave no result and the chain fallback cannot run this function: it is not registered in FunctionRegistry'
+          : refused !== undefined
+            ? `the mesh gave no result and ExecutionCoordinator refused the fallback request (${refused})`
+            : 'neither the mesh nor the chain fallback produced a result')
     }
     const now = performance.now()
     base['server-timing'] = `mesh;dur=${(chainStarted - started).toFixed(2)}, chain;dur=${(now - chainStarted).toFixed(2)}, total;dur=${(now - started).toFixed(2)}`

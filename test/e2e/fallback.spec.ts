@@ -71,6 +71,16 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     assert.ok(Date.now() - started < 30_000)
   })
 
+  it('says so when the function is not registered on chain, so the fallback cannot run it', async () => {
+    const echo = net.functions.find(u => u.endsWith('/hello/echo'))!
+    const res = await fetch(echo, { method: 'POST', body: 'x' })
+    assert.equal(res.status, 502)
+    assert.equal(res.headers.get('x-peerhost-path'), 'chain')
+    const body = await res.json() as any
+    assert.equal(body.error.code, 'WORKER_FAILED')
+    assert.match(body.error.message, /not registered in FunctionRegistry/)
+  })
+
   it('uses the chain when the client sends x-peerhost-mode: onchain, and the mesh otherwise', async () => {
     // a second gateway with the same chain and no partition
     meshGateway = spawnPeerhost('gateway-mesh', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-mesh'),
