@@ -95,6 +95,9 @@ export const DEFAULT_NODE_FLAGS: string[] = []
  */
 const INSTANT_DEATH_MS = 25
 
+/** Sandboxes tried for one execution when each is found dead on arrival (several killed at once). */
+const MAX_ATTEMPTS = 4
+
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
   if (mode === '/hello') return new Response('probe-ok')
@@ -303,8 +306,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let timeoutMs = 0
     let elapsed = 0
     // a sandbox that died the instant it got the job (killed while idle, before its exit was
-    // seen) says nothing about the function: try once more on another sandbox
-    for (let attempt = 1; attempt <= 2; attempt++) {
+    // seen) says nothing about the function: try again on another sandbox (a few times: several may have been killed at once)
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       try {
         sb = await this.pool.acquire(cid, memoryMb, isolation)
       } catch (err) {
@@ -335,7 +338,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       options.signal?.removeEventListener('abort', onAbort)
       elapsed = performance.now() - tSent
       const diedAfter = (sb.endedAt ?? performance.now()) - tSent
-      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt === 1 && options.signal?.aborted !== true) {
+      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS && options.signal?.aborted !== true) {
         this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode }, 'sandbox was dead when it got a job; retrying on another')
         this.pool.discard(sb)
         continue

@@ -192,6 +192,9 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     for (const id of containers) {
       try { execFileSync('/usr/bin/runsc', [`--root=${ex.runscRoot}`, 'kill', id, 'KILL'], { stdio: 'ignore' }) } catch {}
     }
+    // the deaths are noticed (stdout end, process exit) and the pool refills; a job that races
+    // a death is retried on another sandbox and at worst answered SANDBOX_INFRA, never a user code
+    await new Promise(resolve => setTimeout(resolve, 1000))
     await hello(ex)
     const until = Date.now() + 20_000
     while (ex.booted <= before && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
