@@ -82,6 +82,11 @@ export function gatewayCommand (): Command<any, any> {
           }
         })
       await admission?.start()
+      if (chain !== undefined) {
+        void chain.publicClient.getBalance({ address: signer.address }).then(balance => {
+          if (balance === 0n) log.warn({ address: signer.address }, 'the gateway address holds no funds: the chain fallback cannot pay for requests until it is funded')
+        }, () => {})
+      }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
         { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }), admit: admission?.admit, fallback })
       view = gateway.view
