@@ -43,7 +43,7 @@ export function workerCommand (): Command<any, any> {
       const signer = loadSigner(dataDir)
       // with a chain: stake and bind the peer id before joining, or refuse to start
       const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
-      if (chain !== undefined) await stakeAndBind(chain, libp2p.peerId, { stake, logger: log })
+      const registration = chain === undefined ? undefined : await stakeAndBind(chain, libp2p.peerId, { stake, logger: log })
       await storage.start()
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
         privateKey, signer, executor, logger: log, registry: reg, libp2p,
@@ -66,6 +66,6 @@ export function workerCommand (): Command<any, any> {
       await admin?.start()
       onShutdown(async () => { await admin?.stop(); await watcher?.stop(); await storage.stop(); await worker.stop() }, log)
       say(opts, `worker ${worker.peerId.toString()} (${worker.address}, executor ${executor.kind}) listening on:\n${worker.addrs().map(a => `  ${a}`).join('\n')}`,
-        { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url })
+        { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url, stake: registration?.stake.toString() })
     })
 }

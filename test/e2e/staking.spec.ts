@@ -77,6 +77,7 @@ describe('staking: gateways dispatch only to staked workers bound to their peer 
 
   it('stakes and binds each --contracts worker on start', async () => {
     for (const w of net.workerInfo.slice(0, 2)) {
+      assert.equal(w.stake, (10n ** 18n).toString(), 'the ready line reports the active stake')
       const staking = chain.addresses.WorkerStaking
       assert.equal(await chain.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'isActiveWorker', args: [w.address] }), true)
       const owner = await chain.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'peerOwner', args: [keccak256(peerIdBytes(w.peerId))] })
