@@ -11,7 +11,7 @@ export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: n
     return sandbox.devExecutor({ maxIdleThreads: capacity })({ logger: log.child({ component: 'peerhost:sandbox:dev' }) })
   }
   // the sandbox checks at start that runsc works and limits hold, and refuses to start otherwise
-  return sandbox.gvisorExecutor({ dataDir: join(dataDir, 'sandbox') })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
+  return sandbox.gvisorExecutor({ dataDir })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
 }
 
 export function workerCommand (): Command<any, any> {

@@ -7,7 +7,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { join } from 'node:path'
 import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
-  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
+  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic,
   type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
 } from '#protocol'
@@ -99,24 +99,24 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const inflight = new Set<Promise<void>>()
 
   async function publishAdvert (): Promise<void> {
-    const unsigned: Omit<WorkerAdvert, 'sig'> = {
-      v: PROTOCOL_VERSION,
-      type: 'advert',
-      peerId: libp2p.peerId.toString(),
-      address: signer.address,
-      addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, 8),
-      capacity,
-      load: running,
-      warm: executor.warm().slice(0, LIMITS.maxWarmFunctions),
-      ts: Date.now(),
-      seq: ++seq
-    }
-    const sig = await components.privateKey.sign(advertSigningBytes(unsigned))
-    const advert: WorkerAdvert = { ...unsigned, sig }
+    // an advert that cannot be built or sent is logged and skipped: the timer must never throw
     try {
-      await libp2p.services.pubsub.publish(topic, encodeMessage(advert))
+      const unsigned: Omit<WorkerAdvert, 'sig'> = {
+        v: PROTOCOL_VERSION,
+        type: 'advert',
+        peerId: libp2p.peerId.toString(),
+        address: signer.address,
+        addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, LIMITS.maxAdvertAddrs),
+        capacity,
+        load: running,
+        warm: executor.warm().filter(isRawCid).slice(0, LIMITS.maxWarmFunctions),
+        ts: Date.now(),
+        seq: ++seq
+      }
+      const sig = await components.privateKey.sign(advertSigningBytes(unsigned))
+      await libp2p.services.pubsub.publish(topic, encodeMessage({ ...unsigned, sig }))
     } catch (err) {
-      log.debug({ err }, 'advert not published')
+      log.warn({ err }, 'advert not published')
     }
   }
 
