@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
 import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainClient, parseAmount, chainDomain, chainWatcher, stakeAndBind, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
