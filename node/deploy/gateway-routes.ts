@@ -10,7 +10,7 @@
  *   whether this gateway serves it yet (`live`).
  */
 import type { Hono } from 'hono'
-import { jsonError } from '../gateway/http.ts'
+import { jsonError, readBody } from '../gateway/http.ts'
 import type { BlockStorage } from '../storage/storage.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 import type { RegistryTable } from '../registry/registry-table.ts'
@@ -28,7 +28,7 @@ export function deployRoutes (components: DeployRoutesComponents): (app: Hono) =
       const cid = c.req.param('cid')
       const declared = Number(c.req.header('content-length') ?? '0')
       if (declared > STORAGE_LIMITS.maxBlockBytes) return jsonError('PAYLOAD_TOO_LARGE', `a block is at most ${STORAGE_LIMITS.maxBlockBytes} bytes`)
-      const bytes = await readCapped(c.req.raw, STORAGE_LIMITS.maxBlockBytes)
+      const bytes = await readBody(c.req.raw, STORAGE_LIMITS.maxBlockBytes)
       if (bytes === undefined) return jsonError('PAYLOAD_TOO_LARGE', `a block is at most ${STORAGE_LIMITS.maxBlockBytes} bytes`)
       try {
         await storage.put(cid, bytes)
@@ -68,19 +68,4 @@ export function deployRoutes (components: DeployRoutesComponents): (app: Hono) =
       })
     })
   }
-}
-
-async function readCapped (req: Request, max: number): Promise<Uint8Array | undefined> {
-  if (req.body === null) return new Uint8Array(0)
-  const chunks: Uint8Array[] = []
-  let size = 0
-  const reader = req.body.getReader()
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > max) { await reader.cancel().catch(() => {}); return undefined }
-    chunks.push(value)
-  }
-  return new Uint8Array(Buffer.concat(chunks))
 }

@@ -88,8 +88,8 @@ export function jsonError (code: WireErrorCode, message?: string, details?: Reco
   })
 }
 
-/** Reads a body up to `max` bytes; undefined when it is larger. */
-async function readBody (req: Request, max: number): Promise<Uint8Array | undefined> {
+/** Reads a body up to `max` bytes; undefined when it is larger (reading stops there). */
+export async function readBody (req: Request, max: number): Promise<Uint8Array | undefined> {
   if (req.body === null) return new Uint8Array(0)
   const chunks: Uint8Array[] = []
   let size = 0
@@ -104,7 +104,7 @@ async function readBody (req: Request, max: number): Promise<Uint8Array | undefi
     }
     chunks.push(value)
   }
-  return Buffer.concat(chunks)
+  return new Uint8Array(Buffer.concat(chunks))
 }
 
 /**
