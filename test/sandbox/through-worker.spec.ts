@@ -58,7 +58,7 @@ describe('sandbox through the worker (gVisor executor, real processes)', functio
     // runsc must be present: a missing runsc fails here, never skips
     execFileSync('/usr/bin/runsc', ['--version'])
     net = await startTestNetwork({ workers: 1, projects: [project], workerArgs: [] })
-    runscRoot = join(net.dir, 'worker-1', 'sandbox', 'sandbox', 'runsc')
+    runscRoot = join(net.dir, 'worker-1', 'sandbox', 'runsc')
     await waitFor('the worker in the gateway view', async () => (await status(net)).workers.length === 1, 30_000)
   })
 
