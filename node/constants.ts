@@ -41,6 +41,15 @@ export const NODE_DEFAULTS = {
   maxInboundJobStreams: 64,
   /** Outbound job streams per connection at once. */
   maxOutboundJobStreams: 256,
+  /**
+   * A worker ends a job stream idle this long. Gateways keep idle job streams for reuse (a new
+   * stream costs a peer-store write on both ends, more than a small job), for less than this.
+   */
+  jobStreamIdleMs: 30_000,
+  /** How long a gateway keeps an idle job stream for reuse: well inside the worker's idle limit. */
+  jobStreamReuseMs: 10_000,
+  /** Idle job streams a gateway keeps per worker. */
+  jobStreamPoolSize: 16,
   /** Jobs kept in the gateway's recent-jobs list on /_peerhost/status. */
   recentJobs: 50,
   /** Latency samples a gateway keeps per worker for its moving average. */

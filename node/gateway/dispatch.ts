@@ -4,7 +4,7 @@
  * the stream is replaced by the next one (attempt + 1); the old attempt's stream is aborted, so a
  * late answer from it can never be taken.
  */
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
@@ -12,7 +12,7 @@ import {
   ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
-import { frames } from '../frames.ts'
+import { frames, type FrameStream } from '../frames.ts'
 import type { PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
@@ -69,9 +69,18 @@ export interface DispatchJob {
 
 export type Dispatcher = (job: DispatchJob) => Promise<DispatchOutcome>
 
+interface JobStream {
+  stream: Stream
+  f: FrameStream
+  /** when it was opened or last went idle */
+  since: number
+}
+
 class AttemptFailed extends Error {
   readonly code: string
-  constructor (code: string, message: string) { super(message); this.code = code }
+  /** the job frame never left: the worker cannot have seen this attempt */
+  readonly unsent: boolean
+  constructor (code: string, message: string, unsent = false) { super(message); this.code = code; this.unsent = unsent }
 }
 
 const peerIds = new Map<string, PeerId>()
@@ -116,11 +125,35 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     return request
   }
 
-  async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult> {
-    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)))]
-    if (outer !== undefined) signals.push(outer)
-    const signal = AbortSignal.any(signals)
-    let stream
+  /*
+   * Idle job streams per worker, reused for later jobs: opening a stream costs a peer-store write
+   * on both ends, more than a small job. Only streams whose exchange completed cleanly go back;
+   * an abandoned attempt's stream is aborted, so a late answer can never be read by another job.
+   */
+  const idle = new Map<string, JobStream[]>()
+
+  function takeIdle (peerId: string): JobStream | undefined {
+    const list = idle.get(peerId)
+    while (list !== undefined && list.length > 0) {
+      const s = list.pop()!
+      if (s.stream.status === 'open' && Date.now() - s.since < NODE_DEFAULTS.jobStreamReuseMs) return s
+      void s.stream.close().catch(() => s.stream.abort(new Error('idle stream expired')))
+    }
+    return undefined
+  }
+
+  function putIdle (peerId: string, s: JobStream): void {
+    let list = idle.get(peerId)
+    if (list === undefined) idle.set(peerId, list = [])
+    s.since = Date.now()
+    list.push(s)
+    while (list.length > NODE_DEFAULTS.jobStreamPoolSize) {
+      const old = list.shift()!
+      void old.stream.close().catch(() => old.stream.abort(new Error('pool full')))
+    }
+  }
+
+  async function openStream (worker: WorkerEntry, signal: AbortSignal): Promise<JobStream> {
     try {
       if (init.unsafeTestPartition === true) throw new Error('job streams are cut (test partition)')
       const options = {
@@ -131,19 +164,26 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       const peer = peerIdOf(worker.peerId)
       // an open connection is reused directly: the dial path consults the peer store on every call
       const open = libp2p.getConnections(peer).find(c => c.status === 'open')
-      stream = open !== undefined
+      const stream = open !== undefined
         ? await open.newStream(JOB_PROTOCOL, options)
         : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
+      return { stream, f: frames(stream), since: Date.now() }
     } catch (err: any) {
       throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
     }
+  }
+
+  async function exchange (worker: WorkerEntry, js: JobStream, request: JobRequest, signal: AbortSignal): Promise<JobResult> {
     let clean = false
     try {
-      const f = frames(stream)
-      await f.write(request, signal)
+      try {
+        await js.f.write(request, signal)
+      } catch (err: any) {
+        throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `write failed: ${err?.message ?? err}`, true)
+      }
       let answer
       try {
-        answer = await f.read('result', signal)
+        answer = await js.f.read('result', signal)
       } catch (err: any) {
         throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : (err?.code === undefined ? 'WORKER_FAILED' : 'PROTOCOL'), `no result: ${err?.message ?? err}`)
       }
@@ -161,10 +201,28 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       clean = true
       return answer
     } finally {
-      if (clean) await stream.close().catch(() => {})
+      if (clean) putIdle(worker.peerId, js)
       // abandoning an attempt aborts its stream: a late answer has nowhere to go
-      else stream.abort(new Error('attempt abandoned'))
+      else js.stream.abort(new Error('attempt abandoned'))
     }
+  }
+
+  async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult> {
+    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)))]
+    if (outer !== undefined) signals.push(outer)
+    const signal = AbortSignal.any(signals)
+    const reused = takeIdle(worker.peerId)
+    if (reused !== undefined) {
+      try {
+        return await exchange(worker, reused, request, signal)
+      } catch (err) {
+        // a kept stream that could not take the frame is not the worker failing: try a fresh one.
+        // Once the frame may have arrived, the attempt stands (a resend under the same attempt
+        // number could make an honest worker sign twice for it).
+        if (!(err instanceof AttemptFailed) || !err.unsent || signal.aborted) throw err
+      }
+    }
+    return await exchange(worker, await openStream(worker, signal), request, signal)
   }
 
   return async function dispatch (job) {

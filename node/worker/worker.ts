@@ -240,31 +240,42 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     }
   }
 
+  /**
+   * One job stream serves jobs one after another (the gateway keeps idle streams for reuse: opening
+   * a stream costs more than a small job). The first frame must arrive promptly; later ones may
+   * come after an idle pause, and a stream left idle too long, or closed by the gateway, just ends.
+   */
   async function handleJobStream (stream: Stream, connection: Connection): Promise<void> {
     const f = frames(stream)
     const controller = new AbortController()
     const onClose = (): void => controller.abort()
     stream.addEventListener('close', onClose)
     try {
-      let request
-      try {
-        request = await f.read('job', AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs * 2))
-      } catch (err: any) {
-        // malformed, oversize, wrong version: reset the stream and count it against the peer
-        rejected.inc({ code: err instanceof ProtocolError ? err.code : 'READ_FAILED' })
-        log.info({ peer: connection.remotePeer.toString(), code: err?.code ?? err?.name }, 'job frame rejected; stream reset')
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
-        return
+      for (let served = 0; ; served++) {
+        let request
+        try {
+          request = await f.read('job', AbortSignal.any([controller.signal, AbortSignal.timeout(served === 0 ? NODE_DEFAULTS.dialTimeoutMs * 2 : NODE_DEFAULTS.jobStreamIdleMs)]))
+        } catch (err: any) {
+          if (served > 0 && !(err instanceof ProtocolError)) {
+            // the gateway closed its idle stream, or it idled out: nothing wrong
+            await stream.close().catch(() => stream.abort(new Error('close failed')))
+            return
+          }
+          // malformed, oversize, wrong version: reset the stream and count it against the peer
+          rejected.inc({ code: err instanceof ProtocolError ? err.code : 'READ_FAILED' })
+          log.info({ peer: connection.remotePeer.toString(), code: err?.code ?? err?.name }, 'job frame rejected; stream reset')
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
+          return
+        }
+        if (request.type !== 'job') {
+          stream.abort(new Error('unexpected error frame'))
+          return
+        }
+        const deadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
+        const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(0, deadline - Date.now()) + 1_000)])
+        const answer = await runJob(request, connection, signal)
+        await f.write(answer, signal)
       }
-      if (request.type !== 'job') {
-        stream.abort(new Error('unexpected error frame'))
-        return
-      }
-      const deadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
-      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(0, deadline - Date.now()) + 1_000)])
-      const answer = await runJob(request, connection, signal)
-      await f.write(answer, signal)
-      await stream.close()
     } catch (err) {
       log.debug({ err }, 'job stream ended with an error')
       stream.abort(err instanceof Error ? err : new Error(String(err)))
