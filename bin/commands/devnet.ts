@@ -50,6 +50,18 @@ async function deploy (dir: string, gateway: string, contractsFile: string, buil
   return urls
 }
 
+async function untilGatewaySees (gateway: string, workers: number, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    try {
+      const status = await (await fetch(`${gateway}/_peerhost/status`)).json() as { workers?: unknown[] }
+      if ((status.workers?.length ?? 0) >= workers) return
+    } catch {}
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  throw new NodeError('DEVNET_NOT_READY', `the gateway did not see all ${workers} workers within ${timeoutMs / 1000} s; see the worker logs`)
+}
+
 export function devnetCommand (): Command<any, any> {
   return new Command('devnet')
     .description('run a local network on 127.0.0.1: a Hardhat chain with the contracts, one bootstrap node, one gateway and N staked workers (each its own process), with examples/hello and any --project deployed through `peerhost deploy`')
@@ -112,6 +124,9 @@ export function devnetCommand (): Command<any, any> {
         children.push(gateway)
         await Promise.all(workers.map(async w => await w.ready))
         const gw = await gateway.ready
+        // up means every worker is in the gateway's view (staked and admitted): before that,
+        // requests would go to fewer workers, or to the chain
+        await untilGatewaySees(gw.url, opts.workers)
         let functions: string[] = gw.functions ?? []
         if (withChain) {
           // deploy exactly as a builder would: `peerhost deploy` with the builder's key
