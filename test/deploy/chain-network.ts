@@ -3,10 +3,10 @@
  * with the contracts (startLocalChain), a bootstrap node, a gateway with --contracts and N
  * workers (dev executor) with funded keys, each a real `peerhost` process on 127.0.0.1.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { Hex } from 'viem'
 import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
 import { loadContracts, startLocalChain, type ChainContracts, type LocalChain } from '#node'
@@ -20,8 +20,8 @@ const WORKER_KEYS: Hex[] = [
   '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a',
   '0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba'
 ]
-/** workers stake on start when they follow a chain (issue 5); a tree without --stake skips it */
-const STAKE_ARGS = readFileSync(resolve(import.meta.dirname, '..', '..', 'bin', 'commands', 'worker.ts'), 'utf8').includes("'--stake <amount>'") ? ['--stake', '1'] : []
+/** what each worker stakes on start (above the local minimum) */
+const STAKE_ARGS = ['--stake', '1']
 
 export interface ChainNetwork {
   dir: string
