@@ -1,48 +1,18 @@
 /**
- * Talking to FunctionRegistry with viem: the contracts file `peerhost chain up` writes, clients,
+ * Talking to FunctionRegistry with viem (the chain comes from node/chain `loadContracts`): clients,
  * version reads and rollback.
  */
-import { readFileSync } from 'node:fs'
-import { createPublicClient, createWalletClient, defineChain, getAddress, http, isAddress, type Account, type Address, type Hex, type PublicClient, type WalletClient } from 'viem'
+import { createPublicClient, createWalletClient, http, type Account, type Address, type Hex, type PublicClient, type WalletClient } from 'viem'
 import { CID } from 'multiformats/cid'
 import { functionRegistryAbi } from '#contracts'
 import { projectId } from '#protocol'
 import { ConfigError, NodeError } from '../errors.ts'
+import { chainOf } from '../chain/client.ts'
+import type { ChainContracts } from '../chain/contracts.ts'
 
-/** The part of `contracts.json` (see node/chain) the deploy path needs. */
-export interface ChainConfig {
-  rpcUrl: string
-  chainId: number
+/** The part of `contracts.json` (node/chain/contracts.ts `loadContracts`) the deploy path needs. */
+export type ChainConfig = Pick<ChainContracts, 'rpcUrl' | 'chainId'> & {
   addresses: { FunctionRegistry: Address } & Record<string, Address>
-}
-
-export function parseContractsFile (json: string, from = 'the contracts file'): ChainConfig {
-  let raw: any
-  try {
-    raw = JSON.parse(json)
-  } catch (err) {
-    throw new ConfigError('BAD_CONTRACTS_FILE', `${from} is not JSON`, { cause: err })
-  }
-  const problems: string[] = []
-  if (typeof raw?.rpcUrl !== 'string' || !/^(https?|wss?):\/\//.test(raw.rpcUrl)) problems.push('rpcUrl: expected an http(s) or ws(s) URL')
-  if (!Number.isInteger(raw?.chainId) || raw.chainId <= 0) problems.push('chainId: expected a positive integer')
-  if (typeof raw?.addresses?.FunctionRegistry !== 'string' || !isAddress(raw.addresses.FunctionRegistry)) problems.push('addresses.FunctionRegistry: expected a 0x address')
-  if (problems.length > 0) throw new ConfigError('BAD_CONTRACTS_FILE', `${from} has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.join('; ')}`)
-  return { rpcUrl: raw.rpcUrl, chainId: raw.chainId, addresses: { ...raw.addresses, FunctionRegistry: getAddress(raw.addresses.FunctionRegistry) } }
-}
-
-export function readContractsFile (path: string): ChainConfig {
-  let json: string
-  try {
-    json = readFileSync(path, 'utf8')
-  } catch (err) {
-    throw new ConfigError('NO_CONTRACTS_FILE', `cannot read ${path}; run \`peerhost chain up\` (it writes contracts.json) or pass --contracts <file>`, { cause: err })
-  }
-  return parseContractsFile(json, path)
-}
-
-export function chainOf (config: ChainConfig): ReturnType<typeof defineChain> {
-  return defineChain({ id: config.chainId, name: `chain-${config.chainId}`, nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 }, rpcUrls: { default: { http: [config.rpcUrl] } } })
 }
 
 export function registryPublicClient (config: ChainConfig, pollingInterval = 100): PublicClient {

@@ -4,6 +4,6 @@
  */
 export { registryTable, type RegistryTable, type RegistryTableInit, type RegistryTableComponents, type ProjectState } from './registry-table.ts'
 export {
-  readContractsFile, parseContractsFile, registryPublicClient, registryWalletClient, listVersions, rollbackProject,
+  registryPublicClient, registryWalletClient, listVersions, rollbackProject,
   cidToBytes, cidFromBytes, chainError, type ChainConfig, type ProjectVersion
 } from './chain.ts'
