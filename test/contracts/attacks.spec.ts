@@ -6,10 +6,9 @@ import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { peerHostDomain, signReceipt, signTicket } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, endEpoch, executionCommitment, increaseTime, now, owed, revertTo, send, sendReverts, setup,
-  signedJob, snapshot, type ActorName, type World
+  signedJob, snapshot, type ActorName, type World, STAKE, assertHonestKeptStake
 } from './fixture.ts'
 
-const STAKE = 10n * ETHER
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
 const CID: Hex = '0x0155'
 
@@ -30,10 +29,7 @@ describe('contracts: attacks', function () {
   after(async () => { await world.close() })
   beforeEach(async () => { snap = await snapshot(world); honest = [] })
   afterEach(async () => {
-    for (const h of honest) {
-      const s = await world.read.staking.read.stakeOf([world.actors[h].address])
-      assert.equal(s.amount + s.pending, STAKE, `honest ${h} was slashed`)
-    }
+    await assertHonestKeptStake(world, honest)
     await revertTo(world, snap)
   })
 

@@ -4,10 +4,9 @@ import { executionCoordinatorAbi } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import {
   ETHER, PARAMS, deployRaw, executionCommitment, expectRawRevert, expectRevertAny, increaseTime, now, revertTo, send, sendReverts, setup, snapshot,
-  type ActorName, type World
+  type ActorName, type World, STAKE, assertHonestKeptStake
 } from './fixture.ts'
 
-const STAKE = 10n * ETHER
 const CID = ('0x01551220' + 'cd'.repeat(32)) as Hex
 
 describe('contracts: ExecutionCoordinator', function () {
@@ -23,10 +22,7 @@ describe('contracts: ExecutionCoordinator', function () {
   after(async () => { await world.close() })
   beforeEach(async () => { snap = await snapshot(world); honest = [] })
   afterEach(async () => {
-    for (const h of honest) {
-      const s = await world.read.staking.read.stakeOf([world.actors[h].address])
-      assert.equal(s.amount + s.pending, STAKE, `honest ${h} was penalised`)
-    }
+    await assertHonestKeptStake(world, honest)
     await revertTo(world, snap)
   })
 

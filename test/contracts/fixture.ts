@@ -105,9 +105,9 @@ export async function setup (options: SetupOptions = {}): Promise<World> {
   await send(world, 'owner', 'FunctionRegistry', 'deploy', [actors.owner.address, 'demo', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['hello', 'echo']])
   await send(world, 'stranger', 'FunctionRegistry', 'deploy', [actors.stranger.address, 'other', '0x0171', keccak256('0x02'), ['hello']])
   if (options.prepare !== false) {
-    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'WorkerStaking', 'stake', [1], 10n * ETHER)
-    await send(world, 'gateway', 'WorkerStaking', 'stake', [2], 10n * ETHER)
-    await send(world, 'gateway2', 'WorkerStaking', 'stake', [2], 10n * ETHER)
+    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'WorkerStaking', 'stake', [1], STAKE)
+    await send(world, 'gateway', 'WorkerStaking', 'stake', [2], STAKE)
+    await send(world, 'gateway2', 'WorkerStaking', 'stake', [2], STAKE)
     await send(world, 'owner', 'Settlement', 'deposit', [world.projectId], 1_000n * ETHER)
     await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, actors.gateway.address, 100n * ETHER])
     await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, actors.gateway2.address, 100n * ETHER])
@@ -177,6 +177,17 @@ export async function snapshot (world: World): Promise<string> {
 
 export async function revertTo (world: World, id: string): Promise<void> {
   assert.equal(await world.request('evm_revert', [id]), true)
+}
+
+/** What `setup()` stakes for every worker and gateway actor. */
+export const STAKE = 10n * ETHER
+
+/** Asserts that every actor a test named honest still holds its whole stake (none slashed or penalised). */
+export async function assertHonestKeptStake (world: World, honest: readonly ActorName[]): Promise<void> {
+  for (const h of honest) {
+    const s = await world.read.staking.read.stakeOf([world.actors[h].address])
+    assert.equal(s.amount + s.pending, STAKE, `honest ${h} lost stake`)
+  }
 }
 
 /** Moves chain time forward and mines a block. */

@@ -23,7 +23,7 @@ import { signReceipt } from '../../protocol/eip712.ts'
 import { buildSettlementBatch, executionCoordinatorAbi, fromLeaves, settlementAbi, workerStakingAbi } from '../../contracts/abi/index.ts'
 import {
   ETHER, PARAMS, endEpoch, executionCommitment, increaseTime, newJobId, now, revertTo, send, setup, signedJob, snapshot,
-  type ActorName, type World
+  type ActorName, type World, STAKE
 } from './fixture.ts'
 
 const RUNS = Number(process.env.PEERHOST_FUZZ_RUNS ?? 150)
@@ -32,7 +32,6 @@ const WORKERS = ['w1', 'w2', 'w3', 'w4', 'w5'] as const
 const HONEST = ['w1', 'w2'] as const
 const FAULTY = ['w3', 'w4', 'w5'] as const
 const PAYEES = ['deployer', 'owner', 'gateway', 'gateway2', 'w1', 'w2', 'w3', 'w4', 'w5', 'challenger', 'stranger'] as const
-const STAKE = 10n * ETHER
 
 type Kind = 'honest' | 'forged' | 'inflated' | 'double' | 'brokenSum'
 type Action =

@@ -5,10 +5,9 @@ import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { signReceipt } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, expectRevertAny, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
-  type ActorName, type CommittedBatch, type SignedJob, type World
+  type ActorName, type CommittedBatch, type SignedJob, type World, STAKE, assertHonestKeptStake
 } from './fixture.ts'
 
-const STAKE = 10n * ETHER
 const BOND = PARAMS.minBatchBond
 
 describe('contracts: Settlement', function () {
@@ -21,10 +20,7 @@ describe('contracts: Settlement', function () {
   after(async () => { await world.close() })
   beforeEach(async () => { snap = await snapshot(world); honest = [] })
   afterEach(async () => {
-    for (const h of honest) {
-      const s = await world.read.staking.read.stakeOf([world.actors[h].address])
-      assert.equal(s.amount + s.pending, STAKE, `honest ${h} was slashed`)
-    }
+    await assertHonestKeptStake(world, honest)
     await revertTo(world, snap)
   })
 
