@@ -5,6 +5,7 @@ import {
   canonicalError, canonicalRequest, canonicalResponse, inputHash, outputHash, ProtocolError,
   type WireRequest, type WireResponse
 } from '#protocol'
+import { codeOf } from './fixtures.ts'
 
 const enc = new TextEncoder()
 
@@ -22,15 +23,6 @@ function res (over: Partial<WireResponse> = {}): WireResponse {
   return { status: 200, headers: [['content-type', 'text/plain'], ['x-a', '1']], body: enc.encode('ok'), ...over }
 }
 
-function codeOf (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    assert.ok(err instanceof ProtocolError)
-    return err.code
-  }
-  assert.fail('nothing was thrown')
-}
 
 describe('protocol/canonical', () => {
   describe('inputHash', () => {

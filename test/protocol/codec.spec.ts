@@ -5,22 +5,12 @@ import {
   decodeMessage, decodeMessageOf, encodeMessage, LIMITS, PROTOCOL_ERROR_CODES, ProtocolError,
   validateMessage, type Message, type ProtocolErrorCode
 } from '#protocol'
-import { advert, bundleResponse, fixtures, job, messageArb, result } from './fixtures.ts'
+import { advert, bundleResponse, codeOf, fixtures, job, messageArb, result } from './fixtures.ts'
 
 /** A msgpack encoder that does not validate, to build hostile frames. */
 const raw = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true })
 const pack = (x: unknown): Uint8Array => raw.pack(x)
 
-function codeOf (fn: () => unknown): ProtocolErrorCode {
-  try {
-    fn()
-  } catch (err) {
-    assert.ok(err instanceof ProtocolError, `expected a ProtocolError, got ${String(err)}`)
-    assert.ok(Object.hasOwn(PROTOCOL_ERROR_CODES, err.code), `unknown code ${err.code}`)
-    return err.code
-  }
-  assert.fail('expected a ProtocolError, nothing was thrown')
-}
 
 /** Decodes, accepting success or a ProtocolError — never any other exception. */
 function decodeOrProtocolError (bytes: Uint8Array): Message | ProtocolErrorCode {

@@ -4,11 +4,24 @@
  */
 import fc from 'fast-check'
 import { bytesToHex, type Address, type Hex } from 'viem'
+import assert from 'node:assert/strict'
 import {
-  functionId, LIMITS, PROTOCOL_VERSION, rawCid, WIRE_ERROR_CODES,
+  functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
   type BundleRequest, type BundleResponse, type ErrorMessage, type JobRequest, type JobResult,
-  type Message, type MessageType, type WireError, type WireErrorCode, type WorkerAdvert
+  type Message, type MessageType, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
 } from '#protocol'
+
+/** Runs `fn`, which must throw a ProtocolError with a code from the closed set; returns the code. */
+export function codeOf (fn: () => unknown): ProtocolErrorCode {
+  try {
+    fn()
+  } catch (err) {
+    assert.ok(err instanceof ProtocolError, `expected a ProtocolError, got ${String(err)}`)
+    assert.ok(Object.hasOwn(PROTOCOL_ERROR_CODES, err.code), `unknown code ${err.code}`)
+    return err.code
+  }
+  assert.fail('expected a ProtocolError, nothing was thrown')
+}
 
 /** Hardhat account #0: a well-known key, never used for anything real. */
 export const HARDHAT_KEY_0: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'

@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict'
 import { privateKeyToAccount } from 'viem/accounts'
 import {
-  advertSigningBytes, assertInputHash, DEV_DOMAIN, inputHash, newJobId, ProtocolError, receiptOf,
+  advertSigningBytes, assertInputHash, DEV_DOMAIN, inputHash, newJobId, receiptOf,
   recoverReceiptSigner, recoverTicketSigner, signReceipt, signTicket, ticketOf
 } from '#protocol'
-import { advert, BUNDLE_CID, HARDHAT_KEY_0, job, OUTPUT_HASH } from './fixtures.ts'
+import { advert, BUNDLE_CID, codeOf, HARDHAT_KEY_0, job, OUTPUT_HASH } from './fixtures.ts'
 
-function codeOf (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    assert.ok(err instanceof ProtocolError)
-    return err.code
-  }
-  assert.fail('nothing was thrown')
-}
 
 describe('protocol/receipt', () => {
   describe('ticketOf and receiptOf', () => {
