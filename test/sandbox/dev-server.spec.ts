@@ -4,16 +4,14 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startDevServer, type DevServer } from '../../node/dev/dev-server.ts'
-import { FIXTURES } from './fixtures.ts'
+import { hostileProject } from './fixtures.ts'
 
 const CANARY = 'CANARY-DEV-51c2'
-const FUNCTIONS = ['hello', 'escape', 'network', 'fetchUrl', 'forkBomb', 'memoryBomb', 'asyncLoop', 'neverSettles', 'gigantic_stdout', 'hugeResponse', 'notResponse', 'throws', 'stateProbe']
 
 describe('node/dev startDevServer (gVisor)', function () {
   this.timeout(60_000)
@@ -27,24 +25,7 @@ describe('node/dev startDevServer (gVisor)', function () {
     server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     port = (server.address() as AddressInfo).port
-    dir = mkdtempSync(join(tmpdir(), 'peerhost-dev-'))
-    mkdirSync(join(dir, 'functions'))
-    for (const name of FUNCTIONS) {
-      const file = name.replace(/_/g, '-').toLowerCase()
-      writeFileSync(join(dir, 'functions', `${file}.js`), FIXTURES[name].replace('module.exports.default =', 'export default'))
-    }
-    writeFileSync(join(dir, 'canary.txt'), CANARY)
-    writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({
-      name: 'devtest',
-      env: { GREETING: 'hi' },
-      functions: {
-        fetchurl: { network: [`127.0.0.1:${port}`] },
-        asyncloop: { timeoutMs: 500 },
-        neversettles: { timeoutMs: 500 },
-        memorybomb: { timeoutMs: 10_000 },
-        'gigantic-stdout': { timeoutMs: 10_000 }
-      }
-    }))
+    dir = hostileProject({ prefix: 'peerhost-dev-', name: 'devtest', canary: CANARY, port, env: { GREETING: 'hi' } })
     dev = await startDevServer({ dir, port: 0, dataDir: join(dir, '.peerhost', 'dev'), onLog: (l) => { lines.push(l) }, allowPrivateAddressesForTests: true })
   })
 

@@ -2,6 +2,9 @@
  * Hostile and ordinary function bundles shared by the sandbox suites (dev executor, gVisor
  * executor, `peerhost dev`). Each is a CommonJS bundle as node/build produces.
  */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { rawCid } from '#protocol'
 import type { BundleRef, ExecutionJob, ExecutionResult } from '#sandbox'
 import type { FunctionOptions } from '#protocol'
@@ -110,4 +113,32 @@ export function jobFor (name: string, init: { url?: string, method?: string, bod
 export function text (r: ExecutionResult): string {
   if (r.response === undefined) throw new Error(`expected a response, got ${JSON.stringify(r.error)} logs=${r.logs.slice(0, 500)}`)
   return new TextDecoder().decode(r.response.body)
+}
+
+/** The functions of the hostile project (`hostileProject`). */
+export const HOSTILE_FUNCTIONS = ['hello', 'escape', 'network', 'fetchUrl', 'forkBomb', 'memoryBomb', 'asyncLoop', 'neverSettles', 'gigantic_stdout', 'hugeResponse', 'notResponse', 'throws', 'stateProbe']
+
+/**
+ * A project folder (functions/, peerhost.json) holding every hostile fixture as an ES module, with
+ * a canary file beside it that no function may read; `fetchurl` may reach 127.0.0.1:`port`.
+ */
+export function hostileProject (init: { prefix: string, name: string, canary: string, port: number, env?: Record<string, string> }): string {
+  const dir = mkdtempSync(join(tmpdir(), init.prefix))
+  mkdirSync(join(dir, 'functions'))
+  for (const name of HOSTILE_FUNCTIONS) {
+    writeFileSync(join(dir, 'functions', `${name.replace(/_/g, '-').toLowerCase()}.js`), FIXTURES[name].replace('module.exports.default =', 'export default'))
+  }
+  writeFileSync(join(dir, 'canary.txt'), init.canary)
+  writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({
+    name: init.name,
+    ...(init.env !== undefined ? { env: init.env } : {}),
+    functions: {
+      fetchurl: { network: [`127.0.0.1:${init.port}`] },
+      asyncloop: { timeoutMs: 500 },
+      neversettles: { timeoutMs: 500 },
+      memorybomb: { timeoutMs: 10_000 },
+      'gigantic-stdout': { timeoutMs: 10_000 }
+    }
+  }))
+  return dir
 }

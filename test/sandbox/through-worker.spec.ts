@@ -6,16 +6,14 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
-import { FIXTURES } from './fixtures.ts'
+import { hostileProject } from './fixtures.ts'
 
 const CANARY = 'CANARY-WORKER-93d1'
-const FUNCTIONS = ['hello', 'escape', 'network', 'fetchUrl', 'forkBomb', 'memoryBomb', 'asyncLoop', 'neverSettles', 'gigantic_stdout', 'hugeResponse', 'notResponse', 'throws', 'stateProbe']
 
 describe('sandbox through the worker (gVisor executor, real processes)', function () {
   this.timeout(120_000)
@@ -39,22 +37,7 @@ describe('sandbox through the worker (gVisor executor, real processes)', functio
     server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     port = (server.address() as AddressInfo).port
-    project = mkdtempSync(join(tmpdir(), 'peerhost-worker-sbx-'))
-    mkdirSync(join(project, 'functions'))
-    for (const name of FUNCTIONS) {
-      writeFileSync(join(project, 'functions', `${name.replace(/_/g, '-').toLowerCase()}.js`), FIXTURES[name].replace('module.exports.default =', 'export default'))
-    }
-    writeFileSync(join(project, 'canary.txt'), CANARY)
-    writeFileSync(join(project, 'peerhost.json'), JSON.stringify({
-      name: 'sbxtest',
-      functions: {
-        fetchurl: { network: [`127.0.0.1:${port}`] },
-        asyncloop: { timeoutMs: 500 },
-        neversettles: { timeoutMs: 500 },
-        memorybomb: { timeoutMs: 10_000 },
-        'gigantic-stdout': { timeoutMs: 10_000 }
-      }
-    }))
+    project = hostileProject({ prefix: 'peerhost-worker-sbx-', name: 'sbxtest', canary: CANARY, port })
     // runsc must be present: a missing runsc fails here, never skips
     execFileSync('/usr/bin/runsc', ['--version'])
     net = await startTestNetwork({ workers: 1, projects: [project], workerArgs: [] })
