@@ -76,9 +76,8 @@ export interface IdleMessage {
   heap?: number
 }
 
-export interface ResultMessage {
-  t: 'result'
-  id: number
+/** What one execution in a realm produced. */
+export interface RealmOutcome {
   response?: ShimResponse
   error?: ShimError
   logs: string
@@ -87,6 +86,11 @@ export interface ResultMessage {
   execMs: number
   /** ms of shim work around it (realm creation, compilation, conversion) */
   setupMs: number
+}
+
+export interface ResultMessage extends RealmOutcome {
+  t: 'result'
+  id: number
   /** the shim collects garbage now and sends `idle` when done */
   gc?: boolean
 }

@@ -16,16 +16,9 @@
 import vm from 'node:vm'
 import { inspect } from 'node:util'
 import { webcrypto } from 'node:crypto'
-import type { ShimError, ShimLimits, ShimRequest, ShimResponse } from './messages.ts'
+import type { RealmOutcome, ShimError, ShimLimits, ShimRequest, ShimResponse } from './messages.ts'
 
-export interface RealmOutcome {
-  response?: ShimResponse
-  error?: ShimError
-  logs: string
-  logsTruncated: boolean
-  execMs: number
-  setupMs: number
-}
+export type { RealmOutcome } from './messages.ts'
 
 /** Forwards a function's `fetch()` to the host broker; rejects with a public message. */
 export type FetchBridge = (request: ShimRequest) => Promise<ShimResponse>

@@ -4,7 +4,7 @@
  * `requestExecution` accepts its function ids. Uses the node's unlocked deployer account.
  */
 import { mkdtempSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { freePort } from '../helpers/network.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPublicClient, createWalletClient, http, parseEther, type Address, type Hex, type PublicClient } from 'viem'
@@ -12,16 +12,6 @@ import { functionRegistryAbi } from '#contracts'
 import { startLocalChain, type LocalChain } from '../../node/chain/index.ts'
 import { chainOf } from '../../node/chain/client.ts'
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export interface TestChain extends LocalChain {
   dir: string

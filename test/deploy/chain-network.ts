@@ -4,13 +4,12 @@
  * workers (dev executor) with funded keys, each a real `peerhost` process on 127.0.0.1.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Hex } from 'viem'
 import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
 import { loadContracts, startLocalChain, type ChainContracts, type LocalChain } from '#node'
-import { waitFor } from '../helpers/network.ts'
+import { freePort, waitFor } from '../helpers/network.ts'
 
 /** Hardhat's funded account #1 (the deployer is #0): the builder */
 export const BUILDER_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
@@ -34,13 +33,6 @@ export interface ChainNetwork {
   stop: () => Promise<void>
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address() as { port: number }; s.close(() => resolve(port)) })
-  })
-}
 
 export async function startChainNetwork (init: { workers?: number } = {}): Promise<ChainNetwork> {
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-deploy-net-'))

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnPeerhost } from '../../bin/spawn.ts'
-import { freePort } from '../deploy/chain-network.ts'
+import { freePort } from '../helpers/network.ts'
 
 function descendants (pid: number): number[] {
   const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })

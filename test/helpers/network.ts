@@ -3,6 +3,7 @@
  * separate `peerhost` process on 127.0.0.1, in a fresh temporary data dir.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
@@ -87,4 +88,16 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
 
 export async function status (net: TestNetwork): Promise<any> {
   return await (await fetch(`${net.gatewayUrl}/_peerhost/status`)).json()
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot take port 0). */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
 }

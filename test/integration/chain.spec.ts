@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { freePort } from '../helpers/network.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPublicClient, http } from 'viem'
 import { settlementAbi, workerStakingAbi } from '../../contracts/abi/index.ts'
 import { startLocalChain, type ContractsFile, type LocalChain } from '../../node/chain/index.ts'
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 describe('integration: local chain (peerhost chain up)', function () {
   this.timeout(180_000)
