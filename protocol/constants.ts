@@ -90,7 +90,13 @@ export const LIMITS = {
    * Largest job timing (queue, execution, sandbox ms): a job never outlives maxDeadlineMs; twice
    * that tolerates clock jitter around the deadline.
    */
-  maxTimingMs: 2 * 5 * 60_000
+  maxTimingMs: 2 * 5 * 60_000,
+  /** Largest value of one secret (Cloudflare Workers allows 5 KiB too). */
+  maxSecretBytes: 5 * 1024,
+  /** Most secrets a project may hold; they travel in every job frame of that project. */
+  maxSecrets: 64,
+  /** Longest secret or env variable name. */
+  maxEnvNameBytes: 64
 } as const
 
 /**

@@ -85,6 +85,13 @@ export interface JobRequest {
   inputHash: Hex
   /** public configuration; secrets arrive in `secrets` and are never persisted */
   env: Record<string, string>
+  /**
+   * The project's decrypted secrets, for this one execution only: absent when the project has
+   * none. They travel only on the Noise-encrypted job stream, are not covered by the ticket,
+   * `inputHash` or the receipt, and a worker must never write them to disk or logs. In `env` the
+   * function sees them merged over the public variables.
+   */
+  secrets?: Record<string, string>
   /** unix ms after which the worker must not start (and must stop) the execution */
   deadline: number
   /** EIP-712 ticket fields that are not already above (see eip712.ts `Ticket`) */

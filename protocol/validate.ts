@@ -337,6 +337,20 @@ function env (x: unknown, path: string): Record<string, string> {
   return out
 }
 
+/** `secrets`: like env, with at most LIMITS.maxSecrets names of LIMITS.maxEnvNameBytes and values of LIMITS.maxSecretBytes. */
+function secrets (x: unknown, path: string): Record<string, string> {
+  if (!isPlainObject(x)) fail(path, 'a map of strings')
+  const keys = Object.keys(x)
+  if (keys.length > LIMITS.maxSecrets) fail(path, `a map of at most ${LIMITS.maxSecrets} secrets`)
+  const out: Record<string, string> = {}
+  for (const key of keys) {
+    const p = `${path}.${show(key)}`
+    if (FORBIDDEN_KEYS.has(key) || key.length > LIMITS.maxEnvNameBytes || !ENV_NAME.test(key)) fail(p, `a secret name ([A-Za-z_][A-Za-z0-9_]*, at most ${LIMITS.maxEnvNameBytes} characters)`)
+    out[key] = str(x[key], p, LIMITS.maxSecretBytes)
+  }
+  return out
+}
+
 function timing (x: unknown, path: string): number {
   if (typeof x !== 'number' || !Number.isFinite(x) || x < 0 || x > LIMITS.maxTimingMs) fail(path, `a number of milliseconds from 0 to ${LIMITS.maxTimingMs}`)
   return x + 0
@@ -374,9 +388,10 @@ export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): Worke
 
 export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequest {
   const p = 'job'
-  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'fn', 'options', 'request', 'inputHash', 'env', 'deadline', 'ticket', 'ticketSig'])
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'fn', 'options', 'request', 'inputHash', 'env', 'deadline', 'ticket', 'ticketSig'], ['secrets'])
   const t = record(get('ticket'), `${p}.ticket`, ['worker', 'gateway', 'fee', 'epoch', 'deadline'])
-  return {
+  const given = get('secrets')
+  const job: JobRequest = {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'job'),
     jobId: hex32(get('jobId'), `${p}.jobId`),
@@ -396,6 +411,8 @@ export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequ
     },
     ticketSig: signature(get('ticketSig'), `${p}.ticketSig`)
   }
+  if (given !== undefined) job.secrets = secrets(given, `${p}.secrets`)
+  return job
 }
 
 export function validateJobResult (x: unknown, ctx: Ctx = DEFAULT_CTX): JobResult {

@@ -130,6 +130,7 @@ export function fixtures (): Array<{ name: string, message: Message }> {
   return [
     { name: 'advert', message: advert() },
     { name: 'job', message: job() },
+    { name: 'job-secrets', message: { ...job(), secrets: { API_TOKEN: 'tok-123', DB_URL: 'postgres://u:p@db/x' } } },
     { name: 'result', message: result() },
     { name: 'result-error', message: errorResult() },
     { name: 'error', message: errorMessage() },
@@ -192,7 +193,7 @@ export const advertArb: fc.Arbitrary<WorkerAdvert> = fc.record({
   sig: fc.uint8Array({ minLength: 64, maxLength: 64 })
 })
 
-export const jobArb: fc.Arbitrary<JobRequest> = fc.record({
+const jobWithoutSecretsArb: fc.Arbitrary<JobRequest> = fc.record({
   v: fc.constant(PROTOCOL_VERSION),
   type: fc.constant('job' as const),
   jobId: hex32Arb,
@@ -216,6 +217,9 @@ export const jobArb: fc.Arbitrary<JobRequest> = fc.record({
   ticket: fc.record({ worker: addressArb, gateway: addressArb, fee: decimalArb(256), epoch: decimalArb(64), deadline: decimalArb(64) }),
   ticketSig: signatureArb
 })
+/** jobs with and without the optional `secrets` map */
+export const jobArb: fc.Arbitrary<JobRequest> = fc.tuple(jobWithoutSecretsArb, fc.option(fc.dictionary(envKeyArb, textArb, { maxKeys: 3 }), { nil: undefined }))
+  .map(([j, secrets]) => secrets === undefined ? j : { ...j, secrets })
 
 const timingArb = fc.double({ min: 0, max: LIMITS.maxTimingMs, noNaN: true }).map(x => x + 0)
 export const resultArb: fc.Arbitrary<JobResult> = fc.tuple(
