@@ -2,10 +2,11 @@
  * Content-addressed bundle cache: memory first, then `<dir>/<cid>` on disk. Bytes are verified
  * against their CID on the way in, so nothing unverified is ever cached or run.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyRawCid } from '#protocol'
 import { NodeError } from './errors.ts'
+import { writeFileAtomic } from './files.ts'
 
 export interface BundleStore {
   get: (cid: string) => Uint8Array | undefined
@@ -47,8 +48,7 @@ export function bundleStore (dir?: string, maxInMemory = 256): BundleStore {
       if (dir !== undefined && CID_FILE_NAME.test(cid)) {
         const path = join(dir, cid)
         if (!existsSync(path)) {
-          writeFileSync(`${path}.tmp`, bytes)
-          renameSync(`${path}.tmp`, path)
+          writeFileAtomic(path, bytes, 0o644)
         }
       }
     },

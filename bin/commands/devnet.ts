@@ -119,7 +119,9 @@ export function devnetCommand (): Command<any, any> {
         if (withChain) await fund(chain!.rpcUrl, loadSigner(gatewayDir).address)
         const projects = [EXAMPLES, ...opts.project.map(p => absolute(p))]
         const gatewayArgs = ['gateway', '--bootstrap', bootstrap, '--port', String(opts.port), '--data-dir', gatewayDir, ...contractsArgs]
-        if (!withChain) gatewayArgs.push('--owner', builder.address, ...projects.flatMap(p => ['--project', p]))
+        // with a chain the gateway stakes too, so it can publish its secret key (peerhost secret put)
+        if (withChain) gatewayArgs.push('--stake', DEV_STAKE)
+        else gatewayArgs.push('--owner', builder.address, ...projects.flatMap(p => ['--project', p]))
         const gateway = spawnPeerhost('gateway', gatewayArgs, logDir)
         children.push(gateway)
         await Promise.all(workers.map(async w => await w.ready))

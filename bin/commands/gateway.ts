@@ -1,7 +1,7 @@
 import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
-import { addProject, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
+import { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -15,6 +15,8 @@ export function gatewayCommand (): Command<any, any> {
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
     .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`; env PEERHOST_CONTRACTS): serve what FunctionRegistry says, accept deploy uploads, sign tickets in its domain', process.env.PEERHOST_CONTRACTS)
+    .option('--stake <amount>', 'with --contracts: stake this much (native currency, from the gateway\'s own address) as a gateway when its stake is below the minimum; a staked gateway publishes its endpoint and secret key on chain (needed for `peerhost secret put`)')
+    .option('--public-url <url>', 'with --contracts: the URL builders and clients reach this gateway at, published on chain (default: its HTTP URL)')
     .option('--fallback-fee <amount>', 'with --contracts: fee offered per chain fallback request, native currency (default 0.001)')
     .option('--fallback-redundancy <n>', 'with --contracts: workers per chain fallback request (default: up to 3 known staked workers)', intOption('--fallback-redundancy', 1, 15))
     .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
@@ -87,11 +89,30 @@ export function gatewayCommand (): Command<any, any> {
           if (balance === 0n) log.warn({ address: signer.address }, 'the gateway address holds no funds: the chain fallback cannot pay for requests until it is funded')
         }, () => {})
       }
+      // secrets: sealed to this gateway's X25519 key (published on chain below), opened only into job frames
+      const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
+      const secrets = contracts === undefined || secretKey === undefined
+        ? undefined
+        : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
+      const uploads = deployRoutes({ storage, table })
+      const routes = secrets === undefined
+        ? uploads
+        : (app: Parameters<typeof uploads>[0]) => { uploads(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }), admit: admission?.admit, fallback })
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob })
       view = gateway.view
       await gateway.start()
       await table?.start()
+      if (chain !== undefined && secretKey !== undefined) {
+        const stake = parseAmount('--stake', opts.stake)
+        try {
+          await registerGateway(chain, { endpoint: opts.publicUrl ?? gateway.url, encryptionKey: secretKey.publicKey }, { stake, logger: log })
+        } catch (err: any) {
+          // an unstaked gateway still serves; it only cannot take secrets until it is staked
+          if (stake !== undefined || err?.code !== 'NOT_STAKED') throw err
+          log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
+        }
+      }
       onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,

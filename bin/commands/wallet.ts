@@ -4,12 +4,10 @@ import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { ConfigError, createKeystore, loadContracts, openKeystore, parsePrivateKey, type ChainContracts } from '../deps.ts'
 import { absolute, say } from '../util.ts'
 
-/** Reads a password from PEERHOST_WALLET_PASSWORD, else from the terminal without echo. */
-export async function readPassword (prompt: string, confirm = false): Promise<string> {
-  const fromEnv = process.env.PEERHOST_WALLET_PASSWORD
-  if (fromEnv !== undefined) return fromEnv
-  if (process.stdin.isTTY !== true) throw new ConfigError('NO_PASSWORD', 'no terminal to ask for the wallet password; set PEERHOST_WALLET_PASSWORD')
-  const ask = async (text: string): Promise<string> => await new Promise((resolve, reject) => {
+/** Asks for a line on the terminal without echoing it (passwords, secret values). */
+export async function readHidden (text: string): Promise<string> {
+  if (process.stdin.isTTY !== true) throw new ConfigError('NO_TERMINAL', 'no terminal to ask on')
+  return await new Promise((resolve, reject) => {
     process.stderr.write(text)
     const stdin = process.stdin
     stdin.setRawMode(true)
@@ -26,8 +24,15 @@ export async function readPassword (prompt: string, confirm = false): Promise<st
     const done = (): void => { stdin.off('data', onData); stdin.setRawMode(false); stdin.pause(); process.stderr.write('\n') }
     stdin.on('data', onData)
   })
-  const first = await ask(prompt)
-  if (confirm && (await ask('Repeat the password: ')) !== first) throw new ConfigError('PASSWORD_MISMATCH', 'the two passwords differ; run the command again')
+}
+
+/** Reads a password from PEERHOST_WALLET_PASSWORD, else from the terminal without echo. */
+export async function readPassword (prompt: string, confirm = false): Promise<string> {
+  const fromEnv = process.env.PEERHOST_WALLET_PASSWORD
+  if (fromEnv !== undefined) return fromEnv
+  if (process.stdin.isTTY !== true) throw new ConfigError('NO_PASSWORD', 'no terminal to ask for the wallet password; set PEERHOST_WALLET_PASSWORD')
+  const first = await readHidden(prompt)
+  if (confirm && (await readHidden('Repeat the password: ')) !== first) throw new ConfigError('PASSWORD_MISMATCH', 'the two passwords differ; run the command again')
   return first
 }
 

@@ -62,6 +62,8 @@ export interface DispatchJob {
   entry: FunctionEntry
   request: WireRequest
   inputHash: Hex
+  /** the project's opened secrets, sent in this job's frames only (JobRequest.secrets) */
+  secrets?: Record<string, string>
   /** unix ms */
   deadline: number
   signal?: AbortSignal
@@ -121,6 +123,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       },
       ticketSig: '0x'
     }
+    if (job.secrets !== undefined) request.secrets = job.secrets
     request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request)))
     return request
   }

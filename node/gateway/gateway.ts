@@ -51,6 +51,8 @@ export interface GatewayComponents {
   libp2p?: PeerHostLibp2p
   /** the chain fallback (node/fallback); none = mesh only */
   fallback?: GatewayHttpComponents['fallback']
+  /** project secrets for jobs (node/secrets); none = no project has secrets */
+  secrets?: GatewayHttpComponents['secrets']
 }
 
 export interface GatewayNode {
@@ -88,6 +90,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
     routes: components.routes,
     fallback: components.fallback,
+    secrets: components.secrets,
     functions,
     dispatch,
     registry,

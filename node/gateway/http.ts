@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { getRequestListener } from '@hono/node-server'
 import { Hono, type Context } from 'hono'
 import type { Registry } from 'prom-client'
+import type { Address } from 'viem'
 import { Counter, Histogram } from 'prom-client'
 import {
   DEV_DOMAIN, inputHash, LIMITS, newJobId, PEERHOST_HEADER_PREFIX, receiptOf, WIRE_ERROR_CODES,
@@ -57,6 +58,11 @@ export interface GatewayHttpComponents {
    * of the deadline. Answers then carry `x-peerhost-path: chain`, mesh answers `mesh`.
    */
   fallback?: Pick<ChainFallback, 'meshShare' | 'run'>
+  /**
+   * The project's opened secrets for one job (node/secrets), or undefined when it has none. A
+   * project with secrets is never sent to the chain fallback: its input document is public.
+   */
+  secrets?: (wallet: Address, project: string) => Record<string, string> | undefined
 }
 
 /** Mesh outcomes after which the chain is asked. */
@@ -164,13 +170,18 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const request: WireRequest = { method: raw.method.toUpperCase(), url: url.toString(), headers, body }
 
     const deadline = Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs)
-    const fallback = components.fallback
-    const onchain = fallback !== undefined && raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
+    const secrets = components.secrets?.(entry.ref.wallet, entry.ref.project)
+    const fallback = secrets === undefined ? components.fallback : undefined
+    const askedChain = raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
+    if (askedChain && components.fallback !== undefined && fallback === undefined) {
+      return jsonError('BAD_REQUEST', 'x-peerhost-mode: onchain is not available for this function: its project has secrets, and a chain request\'s input is public')
+    }
+    const onchain = fallback !== undefined && askedChain
     const hash = inputHash(request)
     const meshDeadline = fallback === undefined ? deadline : Math.floor(Date.now() + Math.max(0, deadline - Date.now()) * fallback.meshShare)
     const outcome = onchain
       ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
-      : await dispatch({ entry, request, inputHash: hash, deadline: meshDeadline, signal: raw.signal })
+      : await dispatch({ entry, request, inputHash: hash, deadline: meshDeadline, signal: raw.signal, secrets })
     if (fallback !== undefined && outcome.result === undefined && (onchain || FALLBACK_CODES.has(outcome.error?.code ?? ''))) {
       const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
       requests.inc({ status: String(response.status) })

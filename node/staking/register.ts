@@ -62,6 +62,77 @@ function peerIdBytesFromString (s: string): Hex {
   return `0x${'00'.repeat(zeros)}${hex}`
 }
 
+function stakingReader (client: ChainClient): <T>(functionName: string, args?: readonly unknown[]) => Promise<T> {
+  return async <T>(functionName: string, args: readonly unknown[] = []): Promise<T> =>
+    await client.publicClient.readContract({ address: client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: functionName as any, args: args as any }) as T
+}
+
+/**
+ * Makes `client.account` staked in `role` at least at that role's minimum: stakes `options.stake`
+ * from its balance when short, else throws a one-sentence ConfigError saying what to do.
+ */
+export async function ensureStake (client: ChainClient, role: 'worker' | 'gateway', options: StakeAndBindOptions = {}): Promise<{ stake: bigint, minimum: bigint, staked: bigint }> {
+  const account = client.account
+  if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNT', `staking as a ${role} needs a chain client with an account`)
+  const log = options.logger?.child({ component: 'peerhost:staking' })
+  const read = stakingReader(client)
+  const address = account.address
+  const [info, minimum] = await Promise.all([
+    read<{ amount: bigint, pending: bigint, role: number, peerIdHash: Hex }>('stakeOf', [address]),
+    read<bigint>(role === 'worker' ? 'minWorkerStake' : 'minGatewayStake')
+  ])
+  const roleId = role === 'worker' ? ROLE_WORKER : ROLE_GATEWAY
+  if (info.role !== 0 && info.role !== roleId) throw new ConfigError('STAKE_ROLE', `${address} is staked as a ${role === 'worker' ? 'gateway' : 'worker'}; a ${role} needs its own key (another --data-dir)`)
+  let stake = info.amount
+  let staked = 0n
+  if (stake < minimum) {
+    const sym = client.chain.nativeCurrency.symbol
+    if (options.stake === undefined || options.stake === 0n) {
+      throw new ConfigError('NOT_STAKED', `${role} ${address} has ${formatEther(stake)} ${sym} staked and the minimum is ${formatEther(minimum)} ${sym}; fund that address and start again with ${options.stakeHint ?? '--stake <amount>'} (at least ${formatEther(minimum - stake)})`)
+    }
+    if (stake + options.stake < minimum) {
+      throw new ConfigError('STAKE_TOO_SMALL', `staking ${formatEther(options.stake)} ${sym} leaves ${role} ${address} at ${formatEther(stake + options.stake)} ${sym}, below the minimum of ${formatEther(minimum)} ${sym}; stake at least ${formatEther(minimum - stake)}`)
+    }
+    const balance = await client.publicClient.getBalance({ address })
+    if (balance <= options.stake) {
+      throw new ConfigError('NO_FUNDS', `${role} ${address} holds ${formatEther(balance)} ${sym}, not enough to stake ${formatEther(options.stake)} ${sym} and pay gas; fund that address first`)
+    }
+    log?.info({ address, role, amount: options.stake.toString() }, 'staking')
+    await client.send({ address: client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stake', args: [roleId], value: options.stake },
+      { confirmations: client.confirmations, signal: options.signal })
+    staked = options.stake
+    stake += options.stake
+  }
+  return { stake, minimum, staked }
+}
+
+/** What a gateway last published with `setGatewayInfo`, or undefined when it never did. */
+export async function publishedGatewayInfo (client: Pick<ChainClient, 'publicClient' | 'contracts'>, gateway: Address): Promise<{ endpoint: string, encryptionKey: Hex } | undefined> {
+  const logs = await client.publicClient.getContractEvents({
+    address: client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, eventName: 'GatewayInfoSet', args: { gateway }, fromBlock: 0n, toBlock: 'latest', strict: true
+  }) as Array<{ args: { endpoint: string, encryptionKey: Hex } }>
+  const last = logs.at(-1)
+  return last === undefined ? undefined : { endpoint: last.args.endpoint, encryptionKey: last.args.encryptionKey }
+}
+
+/**
+ * A gateway's registration on start: staked as a gateway (see ensureStake), then its public
+ * endpoint and secret-sealing key published with `setGatewayInfo` unless they already are.
+ * Returns true when it sent setGatewayInfo.
+ */
+export async function registerGateway (client: ChainClient, info: { endpoint: string, encryptionKey: Uint8Array }, options: StakeAndBindOptions = {}): Promise<boolean> {
+  const account = client.account
+  if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNT', 'registerGateway needs a chain client with the gateway account')
+  await ensureStake(client, 'gateway', options)
+  const key = bytesToHex(info.encryptionKey)
+  const published = await publishedGatewayInfo(client, account.address)
+  if (published?.endpoint === info.endpoint && published.encryptionKey.toLowerCase() === key) return false
+  await client.send({ address: client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'setGatewayInfo', args: [info.endpoint, key] },
+    { confirmations: client.confirmations, signal: options.signal })
+  options.logger?.child({ component: 'peerhost:staking' }).info({ address: account.address, endpoint: info.endpoint }, 'gateway endpoint and secret key published')
+  return true
+}
+
 /**
  * Makes `client.account` an active worker bound to `peerId`. Throws ConfigError (one sentence)
  * when the stake is short and no stake amount was given, the balance cannot pay it, or the peer id
@@ -74,34 +145,8 @@ export async function stakeAndBind (client: ChainClient, peerId: PeerId, options
   const staking = client.contracts.addresses.WorkerStaking
   const pc = client.publicClient
   const address = account.address
-  const read = async <T>(functionName: string, args: readonly unknown[] = []): Promise<T> =>
-    await pc.readContract({ address: staking, abi: workerStakingAbi, functionName: functionName as any, args: args as any }) as T
-
-  const [info, minimum] = await Promise.all([
-    read<{ amount: bigint, pending: bigint, role: number, peerIdHash: Hex }>('stakeOf', [address]),
-    read<bigint>('minWorkerStake')
-  ])
-  if (info.role === ROLE_GATEWAY) throw new ConfigError('STAKE_ROLE', `${address} is staked as a gateway; a worker needs its own key (another --data-dir)`)
-  let stake = info.amount
-  let staked = 0n
-  if (stake < minimum) {
-    const sym = client.chain.nativeCurrency.symbol
-    if (options.stake === undefined || options.stake === 0n) {
-      throw new ConfigError('NOT_STAKED', `worker ${address} has ${formatEther(stake)} ${sym} staked and the minimum is ${formatEther(minimum)} ${sym}; fund that address and start again with ${options.stakeHint ?? '--stake <amount>'} (at least ${formatEther(minimum - stake)})`)
-    }
-    if (stake + options.stake < minimum) {
-      throw new ConfigError('STAKE_TOO_SMALL', `staking ${formatEther(options.stake)} ${sym} leaves worker ${address} at ${formatEther(stake + options.stake)} ${sym}, below the minimum of ${formatEther(minimum)} ${sym}; stake at least ${formatEther(minimum - stake)}`)
-    }
-    const balance = await pc.getBalance({ address })
-    if (balance <= options.stake) {
-      throw new ConfigError('NO_FUNDS', `worker ${address} holds ${formatEther(balance)} ${sym}, not enough to stake ${formatEther(options.stake)} ${sym} and pay gas; fund that address first`)
-    }
-    log?.info({ address, amount: options.stake.toString() }, 'staking')
-    await client.send({ address: staking, abi: workerStakingAbi, functionName: 'stake', args: [ROLE_WORKER], value: options.stake },
-      { confirmations: client.confirmations, signal: options.signal })
-    staked = options.stake
-    stake += options.stake
-  }
+  const read = stakingReader(client)
+  const { stake, minimum, staked } = await ensureStake(client, 'worker', options)
 
   const bytes = peerIdBytes(peerId)
   const hash = keccak256(bytes)

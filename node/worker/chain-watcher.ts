@@ -8,7 +8,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesToHex, type Hex, type Log } from 'viem'
 import { executionCoordinatorAbi } from '#contracts'
@@ -17,6 +17,7 @@ import { revertName } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
 import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
 import { cidBytes, cidFromBytes, type FallbackStorage } from '../fallback/gateway-fallback.ts'
+import { writeFileAtomic } from '../files.ts'
 import type { WorkerNode } from './worker.ts'
 
 export const CHAIN_WATCHER_DEFAULTS = {
@@ -105,8 +106,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
     function saveState (): void {
       if (statePath === undefined) return
       try {
-        writeFileSync(`${statePath}.tmp`, JSON.stringify([...pendingReveals.values()]), { mode: 0o600 })
-        renameSync(`${statePath}.tmp`, statePath)
+        writeFileAtomic(statePath, JSON.stringify([...pendingReveals.values()]))
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'pending reveals not saved')
       }

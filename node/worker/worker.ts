@@ -77,6 +77,27 @@ export interface LocalJobResult {
   outputHash: `0x${string}`
 }
 
+/** `text` with every secret value of at least 4 characters replaced by a marker no longer than it. */
+function redact (text: string, secrets: Record<string, string>): string {
+  for (const [name, value] of Object.entries(secrets)) {
+    if (value.length < 4 || !text.includes(value)) continue
+    const marker = `[secret ${name}]`
+    text = text.split(value).join(marker.length <= value.length ? marker : '*'.repeat(value.length))
+  }
+  return text
+}
+
+/**
+ * The result with the job's secret values taken out of the function's logs and error message
+ * (a function that prints its API key does not ship it to the gateway's logs). The response is
+ * the function's output and is left as it is.
+ */
+function redactSecrets (result: ExecutionResult, secrets: Record<string, string>): ExecutionResult {
+  const out = { ...result, logs: redact(result.logs, secrets) }
+  if (result.error !== undefined) out.error = { ...result.error, message: redact(result.error.message, secrets) }
+  return out
+}
+
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
   const { signer, executor, registry } = components
   const log = components.logger.child({ component: 'peerhost:worker' })
@@ -202,13 +223,15 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           jobId: job.jobId,
           bundle: { cid: job.fn.bundleCid, bytes },
           request: job.request,
-          env: job.env,
+          // secrets live in this execution's env only: never stored, logged or cached here
+          env: job.secrets === undefined ? job.env : { ...job.env, ...job.secrets },
           options: job.options,
           deadline: job.deadline
         }, { signal })
       } finally {
         endTimer()
       }
+      if (job.secrets !== undefined) result = redactSecrets(result, job.secrets)
       const hash = result.response !== undefined
         ? outputHash({ response: result.response })
         : outputHash({ error: result.error ?? { code: 'INTERNAL', message: 'no result' } })

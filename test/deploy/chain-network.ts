@@ -19,6 +19,8 @@ const WORKER_KEYS: Hex[] = [
   '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a',
   '0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba'
 ]
+/** Hardhat's funded account #2: the gateway's key when it stakes (so it can publish its secret key) */
+export const GATEWAY_KEY: Hex = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
 /** what each worker stakes on start (above the local minimum) */
 const STAKE_ARGS = ['--stake', '1']
 
@@ -34,7 +36,16 @@ export interface ChainNetwork {
 }
 
 
-export async function startChainNetwork (init: { workers?: number } = {}): Promise<ChainNetwork> {
+export interface ChainNetworkInit {
+  /** @default 2 */
+  workers?: number
+  /** @default 'dev' (the unsafe dev executor); 'gvisor' runs every function in runsc */
+  executor?: 'dev' | 'gvisor'
+  /** the gateway stakes from a funded key and publishes its endpoint and secret key; @default false */
+  stakeGateway?: boolean
+}
+
+export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<ChainNetwork> {
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-deploy-net-'))
   const logDir = join(dir, 'logs')
   const procs: NodeProcess[] = []
@@ -55,10 +66,17 @@ export async function startChainNetwork (init: { workers?: number } = {}): Promi
       const data = join(dir, `worker-${i + 1}`)
       mkdirSync(data, { recursive: true, mode: 0o700 })
       writeFileSync(join(data, 'evm.key'), `${WORKER_KEYS[i]}\n`, { mode: 0o600 })
-      return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, '--unsafe-dev-executor', '--log-level', 'info'], logDir)
+      return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, ...(init.executor === 'gvisor' ? [] : ['--unsafe-dev-executor']), '--log-level', 'info'], logDir)
     })
     procs.push(...workers)
-    const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info'], logDir)
+    const gatewayDir = join(dir, 'gateway')
+    const gatewayArgs = ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', gatewayDir, '--contracts', contractsFile, '--log-level', 'info']
+    if (init.stakeGateway === true) {
+      mkdirSync(gatewayDir, { recursive: true, mode: 0o700 })
+      writeFileSync(join(gatewayDir, 'evm.key'), `${GATEWAY_KEY}\n`, { mode: 0o600 })
+      gatewayArgs.push(...STAKE_ARGS)
+    }
+    const gateway = spawnPeerhost('gateway', gatewayArgs, logDir)
     procs.push(gateway)
     await Promise.all(workers.map(async w => await w.ready))
     const gatewayUrl: string = (await gateway.ready).url

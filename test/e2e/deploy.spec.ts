@@ -6,7 +6,7 @@
  * registered on-chain.
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
@@ -15,11 +15,12 @@ import { join, resolve } from 'node:path'
 import { createWalletClient, http, type Hex } from 'viem'
 import { hardhat } from 'viem/chains'
 import { privateKeyToAccount } from 'viem/accounts'
-import { CLI, spawnPeerhost } from '../../bin/spawn.ts'
+import { spawnPeerhost } from '../../bin/spawn.ts'
 import { functionRegistryAbi } from '#contracts'
 import { rawCid } from '#protocol'
 import { cidToBytes, deployProject, listVersions, registryPublicClient, type ChainContracts, type LocalChain } from '#node'
 import { waitFor } from '../helpers/network.ts'
+import { cli } from '../helpers/cli.ts'
 import { BUILDER_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
@@ -38,19 +39,6 @@ export function fixtureRepo (fixture: string, into: string): string {
   git(into, 'add', '-A')
   git(into, 'commit', '--quiet', '-m', 'initial')
   return into
-}
-
-interface CliResult { code: number | null, stdout: string, stderr: string, lines: any[] }
-
-async function cli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  proc.stdout.on('data', d => { stdout += d })
-  proc.stderr.on('data', d => { stderr += d })
-  const code = await new Promise<number | null>(resolve => proc.once('exit', resolve))
-  const lines = stdout.split('\n').flatMap(l => { try { return [JSON.parse(l)] } catch { return [] } })
-  return { code, stdout, stderr, lines }
 }
 
 describe('e2e: deploy to a local network that follows the chain', function () {
