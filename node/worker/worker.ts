@@ -19,6 +19,7 @@ import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
 import { NodeError } from '../errors.ts'
+import { redactSecrets } from '../secrets/redact.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -75,27 +76,6 @@ export interface LocalJobResult {
   response?: JobResult['response']
   error?: WireError
   outputHash: `0x${string}`
-}
-
-/** `text` with every secret value of at least 4 characters replaced by a marker no longer than it. */
-function redact (text: string, secrets: Record<string, string>): string {
-  for (const [name, value] of Object.entries(secrets)) {
-    if (value.length < 4 || !text.includes(value)) continue
-    const marker = `[secret ${name}]`
-    text = text.split(value).join(marker.length <= value.length ? marker : '*'.repeat(value.length))
-  }
-  return text
-}
-
-/**
- * The result with the job's secret values taken out of the function's logs and error message
- * (a function that prints its API key does not ship it to the gateway's logs). The response is
- * the function's output and is left as it is.
- */
-function redactSecrets (result: ExecutionResult, secrets: Record<string, string>): ExecutionResult {
-  const out = { ...result, logs: redact(result.logs, secrets) }
-  if (result.error !== undefined) out.error = { ...result.error, message: redact(result.error.message, secrets) }
-  return out
 }
 
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {

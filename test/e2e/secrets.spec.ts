@@ -1,0 +1,177 @@
+/**
+ * Secrets end to end, with real processes: a Hardhat chain, a bootstrap node, a staked gateway
+ * that publishes its secret key on chain, and a staked worker running functions in gVisor. The
+ * builder puts a secret with `peerhost secret put` (value on stdin); the function sees it in env;
+ * another project does not; a careless function that prints, stashes and throws it leaks it
+ * nowhere; and afterwards no log, data directory or sandbox filesystem holds the value.
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { privateKeyToAccount, generatePrivateKey } from 'viem/accounts'
+import { hexToBytes } from 'viem'
+import { deployProject, sealSecret, secretChangeMessage } from '#node'
+import { cli } from '../helpers/cli.ts'
+import { BUILDER_KEY, GATEWAY_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
+
+const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
+const builder = privateKeyToAccount(BUILDER_KEY)
+const gatewayAddress = privateKeyToAccount(GATEWAY_KEY).address
+/** the secret: long and random, so finding it anywhere is no coincidence */
+const SECRET = `tok_${randomBytes(24).toString('hex')}`
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
+
+/** Every regular file under `dir` whose bytes contain `needle`. */
+function filesContaining (dir: string, needle: string): string[] {
+  const found: string[] = []
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name)
+      const st = statSync(p, { throwIfNoEntry: false })
+      if (st === undefined) continue
+      if (st.isDirectory()) walk(p)
+      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p)
+    }
+  }
+  walk(dir)
+  return found
+}
+
+describe('e2e: secrets (staked gateway, gVisor worker)', function () {
+  this.timeout(240_000)
+  let net: ChainNetwork
+  let vault: string
+  let other: string
+  const base = (): string[] => ['--gateway', net.gatewayUrl, '--contracts', net.contractsFile, '--json']
+  const env = { PEERHOST_PRIVATE_KEY: BUILDER_KEY }
+
+  before(async () => {
+    net = await startChainNetwork({ workers: 1, executor: 'gvisor', stakeGateway: true })
+    for (const fixture of ['secrets-app', 'secrets-other']) {
+      await deployProject({ source: join(fixtures, fixture), gateway: net.gatewayUrl, contracts: net.contracts, account: BUILDER_KEY })
+    }
+    vault = `${net.gatewayUrl}/${builder.address}/vault/token`
+    other = `${net.gatewayUrl}/${builder.address}/other/peek`
+  })
+  after(async () => { await net?.stop() })
+
+  it('the gateway serves the key it published on chain', async () => {
+    const info = await (await fetch(`${net.gatewayUrl}/_peerhost/gateway`)).json() as any
+    assert.equal(info.address.toLowerCase(), gatewayAddress.toLowerCase())
+    assert.equal(info.chainId, 31337)
+    assert.match(info.encryptionKey, /^0x[0-9a-f]{64}$/)
+  })
+
+  it('peerhost secret put (stdin) → the function sees it in env; another project does not', async () => {
+    const before = await (await fetch(vault)).json() as any
+    assert.deepEqual(before, { has: false, public: 'vault' })
+    const put = await cli(['secret', 'put', 'vault', 'API_TOKEN', ...base()], env, `${SECRET}\n`)
+    assert.equal(put.code, 0, put.stderr)
+    assert.equal(put.lines.at(-1).event, 'secret')
+    assert.ok(!put.stdout.includes(SECRET) && !put.stderr.includes(SECRET))
+
+    const res = await fetch(vault)
+    assert.equal(res.status, 200)
+    assert.deepEqual(await res.json(), { has: true, sha256: sha256(SECRET), length: SECRET.length, public: 'vault' })
+    const peek = await (await fetch(other)).json() as any
+    assert.equal(peek.token, null)
+    assert.ok(!peek.names.includes('API_TOKEN'))
+
+    const list = await cli(['secret', 'list', 'vault', '--gateway', net.gatewayUrl, '--json'], env)
+    assert.equal(list.code, 0, list.stderr)
+    assert.deepEqual(list.lines.at(-1).secrets.map((s: any) => s.name), ['API_TOKEN'])
+    assert.ok(!list.stdout.includes(SECRET))
+  })
+
+  it('a function that prints, stashes and throws the secret leaks it nowhere; later executions find no trace', async () => {
+    assert.deepEqual(await (await fetch(`${vault}?mode=leak`)).json(), { leaked: true })
+    const thrown = await fetch(`${vault}?mode=throw`)
+    assert.equal(thrown.status, 500)
+    const body = await thrown.text()
+    assert.ok(!body.includes(SECRET), 'the error answer does not carry the secret')
+    assert.match(body, /FUNCTION_ERROR/)
+    for (let i = 0; i < 3; i++) {
+      const scan = await (await fetch(`${vault}?mode=scan`)).json() as any
+      assert.deepEqual(scan, { files: [], realmGlobal: false, shimGlobal: false }, `scan ${i}: the secret is left in the sandbox`)
+    }
+  })
+
+  it('onchain mode is refused for a project with secrets (its input would be public)', async () => {
+    const res = await fetch(vault, { headers: { 'x-peerhost-mode': 'onchain' } })
+    assert.equal(res.status, 400)
+    assert.match(((await res.json()) as any).error.message, /has secrets/)
+  })
+
+  it('forged, misdirected, stale and replayed changes are refused', async () => {
+    const info = await (await fetch(`${net.gatewayUrl}/_peerhost/gateway`)).json() as any
+    const key = hexToBytes(info.encryptionKey)
+    const now = Math.floor(Date.now() / 1000)
+    const send = async (project: string, name: string, sealed: Uint8Array, issued: number, signer = builder): Promise<Response> => {
+      const signature = await signer.signMessage({ message: secretChangeMessage({ action: 'put', gateway: info.address, chainId: 31337, wallet: builder.address, project, name, sealed, issued }) })
+      return await fetch(`${net.gatewayUrl}/_peerhost/secrets/${builder.address}/${project}/${name}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sealed: Buffer.from(sealed).toString('base64'), issued, signature })
+      })
+    }
+    const forVault = sealSecret(key, new TextEncoder().encode('moved'), { chainId: 31337, gateway: info.address, wallet: builder.address, project: 'vault', name: 'API_TOKEN' })
+    // an envelope sealed for vault, re-sent (properly signed) for another project: other/peek would print it
+    const moved = await send('other', 'API_TOKEN', forVault, now + 1)
+    assert.equal(moved.status, 400)
+    assert.match(((await moved.json()) as any).error.message, /another chain, gateway, project or name/)
+    const stranger = privateKeyToAccount(generatePrivateKey())
+    const forged = await send('vault', 'API_TOKEN', forVault, now + 2, stranger)
+    assert.equal(forged.status, 401)
+    assert.match(((await forged.json()) as any).error.message, /not by the project's wallet/)
+    const stale = await send('vault', 'API_TOKEN', forVault, now - 3_600)
+    assert.equal(stale.status, 401)
+    assert.match(((await stale.json()) as any).error.message, /sign it again/)
+    const renamed = await send('vault', 'ROTATED', forVault, now)
+    assert.equal(renamed.status, 400, 'sealed for API_TOKEN, sent as ROTATED')
+    const second = sealSecret(key, new TextEncoder().encode('second-value'), { chainId: 31337, gateway: info.address, wallet: builder.address, project: 'vault', name: 'SECOND' })
+    assert.equal((await send('vault', 'SECOND', second, now)).status, 200)
+    const replayed = await send('vault', 'SECOND', second, now)
+    assert.equal(replayed.status, 400, 'the same signed change twice')
+    assert.match(((await replayed.json()) as any).error.message, /is not newer/)
+    const garbage = await fetch(`${net.gatewayUrl}/_peerhost/secrets/${builder.address}/vault/API_TOKEN`, { method: 'PUT', body: 'nope' })
+    assert.equal(garbage.status, 400)
+    assert.match(((await garbage.json()) as any).error.message, /expected a JSON body/)
+    // the secret is unchanged by all of that
+    assert.equal(((await (await fetch(vault)).json()) as any).sha256, sha256(SECRET))
+  })
+
+  it('refuses to seal to a gateway whose served key differs from its on-chain key', async () => {
+    // an impostor in front of the real gateway's address, serving its own key
+    const impostor: Server = createServer((_req, res) => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ address: gatewayAddress, chainId: 31337, encryptionKey: `0x${'ab'.repeat(32)}`, algorithm: 'x25519-hkdf-sha256-aes-256-gcm' }))
+    })
+    await new Promise<void>(r => impostor.listen(0, '127.0.0.1', r))
+    try {
+      const url = `http://127.0.0.1:${(impostor.address() as any).port}`
+      const r = await cli(['secret', 'put', 'vault', 'API_TOKEN', '--gateway', url, '--contracts', net.contractsFile], env, 'stolen?')
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /serves secret key 0xabab.* but 0x[0-9a-fA-F]{40} published 0x[0-9a-f]{64} on chain; refusing/)
+    } finally {
+      impostor.close()
+    }
+  })
+
+  it('peerhost secret delete → the function no longer sees it', async () => {
+    const del = await cli(['secret', 'delete', 'vault', 'API_TOKEN', ...base()], env)
+    assert.equal(del.code, 0, del.stderr)
+    assert.equal(del.lines.at(-1).deleted, true)
+    assert.deepEqual(await (await fetch(vault)).json(), { has: false, public: 'vault' })
+  })
+
+  it('no log, data directory or chain state holds the value', async () => {
+    // every process log, every node's data dir (keys, blockstores, bundle caches, the gateway's
+    // sealed store, the worker's rootfs and runsc state) and the chain's files
+    const hits = filesContaining(net.dir, SECRET)
+    assert.deepEqual(hits, [])
+    const sealedStore = readFileSync(join(net.dir, 'gateway', 'secrets', builder.address.toLowerCase(), 'vault.json'), 'utf8')
+    assert.ok(sealedStore.includes('API_TOKEN'), 'the gateway did store the (sealed) secret')
+    const logs = readdirSync(join(net.dir, 'logs'))
+    assert.ok(logs.some(l => l.startsWith('worker')) && logs.some(l => l.startsWith('gateway')), `logs were written: ${logs.join(', ')}`)
+  })
+})
