@@ -2,7 +2,8 @@
  * `peerhost dev <dir>`: serves a project's functions at `http://127.0.0.1:<port>/<function>[/rest]`,
  * running each in the sandbox exactly as a worker does (same executor, same options from
  * peerhost.json, same limits and error codes), rebuilding on file change, and reporting each
- * function's logs and per-request timings through `onLog`. Like `wrangler dev`.
+ * function's logs and per-request timings through `onLog`. Like `wrangler dev`. Secrets come
+ * from the project's `.dev.vars` (dev-vars.ts), re-read on change.
  */
 import { randomBytes } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
@@ -13,6 +14,8 @@ import { LIMITS, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '
 import { devExecutor, gvisorExecutor, type Executor } from '#sandbox'
 import { bundleProject, type BuiltFunction } from '../build/bundle.ts'
 import { loadProjectConfig, type ResolvedProject } from '../project/config.ts'
+import { redactSecrets } from '../secrets/redact.ts'
+import { loadDevVars } from './dev-vars.ts'
 
 export interface DevServerInit {
   /** project folder (with functions/ and optional peerhost.json) */
@@ -41,6 +44,8 @@ export interface DevServer {
 interface Build {
   project: ResolvedProject
   functions: Map<string, BuiltFunction>
+  /** local secret values from `.dev.vars` */
+  secrets: Record<string, string>
 }
 
 function jsonError (res: ServerResponse, code: WireErrorCode, message?: string): void {
@@ -67,8 +72,9 @@ export async function startDevServer (init: DevServerInit): Promise<DevServer> {
   const log = init.onLog ?? (() => {})
   const load = async (): Promise<Build> => {
     const project = loadProjectConfig(dir)
+    const secrets = loadDevVars(dir)
     const built = await bundleProject(dir)
-    return { project, functions: new Map(built.map(f => [f.name, f])) }
+    return { project, functions: new Map(built.map(f => [f.name, f])), secrets }
   }
   let build = await load()
 
@@ -123,7 +129,7 @@ export async function startDevServer (init: DevServerInit): Promise<DevServer> {
       done(404, '')
       return
     }
-    const project = build.project
+    const { project, secrets } = build
     void (async () => {
       const body = await readBody(req, LIMITS.maxRequestBodyBytes)
       if (body === undefined) { jsonError(res, 'PAYLOAD_TOO_LARGE'); done(413, ''); return }
@@ -135,14 +141,15 @@ export async function startDevServer (init: DevServerInit): Promise<DevServer> {
       if (headers.length > LIMITS.maxHeaders) { jsonError(res, 'HEADERS_TOO_LARGE'); done(431, ''); return }
       const request: WireRequest = { method: (req.method ?? 'GET').toUpperCase(), url: url.toString(), headers, body }
       const options = project.optionsFor(name)
-      const result = await executor.execute({
+      // as on a worker: secrets merged over the public env, and their values kept out of the logs
+      const result = redactSecrets(await executor.execute({
         jobId: `0x${randomBytes(32).toString('hex')}`,
         bundle: { cid: fn.cid, bytes: fn.bytes },
         request,
-        env: project.env,
+        env: { ...project.env, ...secrets },
         options,
         deadline: Date.now() + options.timeoutMs + 5_000
-      })
+      }), secrets)
       for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
       if (result.logsTruncated) log(`[${name}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
       const t = result.timings

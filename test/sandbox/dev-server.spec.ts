@@ -110,4 +110,22 @@ describe('node/dev startDevServer (gVisor)', function () {
     assert.equal((await get('/hello')).body, 'changed')
     assert.ok(lines.some(l => l.startsWith('rebuilt ')))
   })
+
+  it('gives functions the secrets in .dev.vars, keeps their values out of the logs, and reports a bad file', async () => {
+    const token = 'dev-token-8f2a61c0'
+    let rebuilt = dev.rebuilt()
+    writeFileSync(join(dir, 'functions', 'secret.js'), 'export default { fetch (req, env) { console.log("using", env.API_TOKEN); return Response.json({ token: env.API_TOKEN, greeting: env.GREETING }) } }')
+    writeFileSync(join(dir, '.dev.vars'), `# local secrets\nAPI_TOKEN="${token}"\n\nGREETING=overridden\n`)
+    await rebuilt
+    const first = lines.length
+    assert.deepEqual((await get('/secret')).json(), { token, greeting: 'overridden' })
+    const logged = lines.slice(first).join('\n')
+    assert.match(logged, /\[secret\] using \[secret API_TOKEN\]/)
+    assert.ok(!logged.includes(token))
+    rebuilt = dev.rebuilt()
+    writeFileSync(join(dir, '.dev.vars'), 'API_TOKEN\nbad-name=1\n')
+    await rebuilt
+    assert.ok(lines.some(l => /build failed .*\.dev\.vars has 2 problems: line 1: expected NAME=value.*; line 2: expected NAME=value/.test(l)), lines.slice(-3).join('\n'))
+    assert.equal((await get('/secret')).json().token, token, 'the previous build (and its secrets) still serves')
+  })
 })
