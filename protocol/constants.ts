@@ -18,6 +18,14 @@ export const JOB_PROTOCOL = '/peerhost/job/1.0.0'
 export const BUNDLE_PROTOCOL = '/peerhost/bundle/1.0.0'
 
 /**
+ * Direct stream protocol a worker uses on the chain fallback path to get the secrets of a job it
+ * took a slot of: worker → gateway `secrets-request` (the job's input document CID), gateway →
+ * worker `secrets`. The gateway answers only staked workers it admitted, only while that request
+ * is pending; the secrets never enter the public input document.
+ */
+export const SECRETS_PROTOCOL = '/peerhost/secrets/1.0.0'
+
+/**
  * Gossip topic for worker adverts. Kept behind `workersTopic(region)` so adverts can be sharded by
  * region (ARCHITECTURE §12) without changing callers; `global` is the one region until then.
  */

@@ -152,5 +152,22 @@ export interface BundleResponse {
   bytes: Uint8Array
 }
 
-export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse
+/** Secrets request frame, worker → gateway on SECRETS_PROTOCOL (chain fallback path). */
+export interface SecretsRequest {
+  v: number
+  type: 'secrets-request'
+  /** CID of the chain request's input document, as in `requestExecution` */
+  inputCid: string
+}
+
+/** Secrets response frame, gateway → worker on SECRETS_PROTOCOL. */
+export interface SecretsResponse {
+  v: number
+  type: 'secrets'
+  inputCid: string
+  /** the project's secrets for this one execution (see JobRequest.secrets) */
+  secrets: Record<string, string>
+}
+
+export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse
 export type MessageType = Message['type']

@@ -30,7 +30,7 @@ import { CID } from 'multiformats/cid'
 import { isWireErrorCode, ProtocolError, type WireError } from './errors.ts'
 import { LIMITS, PROTOCOL_VERSION } from './constants.ts'
 import type {
-  BundleRequest, BundleResponse, ErrorMessage, FunctionOptions, FunctionRef, JobRequest, JobResult,
+  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, FunctionOptions, FunctionRef, JobRequest, JobResult,
   JobTimings, Message, MessageType, WireRequest, WireResponse, WorkerAdvert
 } from './messages.ts'
 import type { Address, Hex } from 'viem'
@@ -39,7 +39,7 @@ import type { Address, Hex } from 'viem'
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 /** Every message type, in a fixed order. */
-export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle'] as const satisfies readonly MessageType[]
+export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets'] as const satisfies readonly MessageType[]
 
 export function isMessageType (x: unknown): x is MessageType {
   return typeof x === 'string' && (MESSAGE_TYPES as readonly string[]).includes(x)
@@ -467,6 +467,23 @@ export function validateBundleResponse (x: unknown, ctx: Ctx = DEFAULT_CTX): Bun
   }
 }
 
+export function validateSecretsRequest (x: unknown): SecretsRequest {
+  const p = 'secrets-request'
+  const get = record(x, p, ['v', 'type', 'inputCid'])
+  return { v: version(get('v'), p), type: literal(get('type'), `${p}.type`, 'secrets-request'), inputCid: cid(get('inputCid'), `${p}.inputCid`) }
+}
+
+export function validateSecretsResponse (x: unknown): SecretsResponse {
+  const p = 'secrets'
+  const get = record(x, p, ['v', 'type', 'inputCid', 'secrets'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'secrets'),
+    inputCid: cid(get('inputCid'), `${p}.inputCid`),
+    secrets: secrets(get('secrets'), `${p}.secrets`)
+  }
+}
+
 /**
  * Validates any message: `v` first (UNSUPPORTED_VERSION), then `type` (UNKNOWN_TYPE), then every
  * field of that type (INVALID_FIELD). Returns a normalized copy.
@@ -483,6 +500,8 @@ export function validateMessage (x: unknown, ctx: Ctx = DEFAULT_CTX): Message {
     case 'error': return validateErrorMessage(x)
     case 'bundle-request': return validateBundleRequest(x)
     case 'bundle': return validateBundleResponse(x, ctx)
+    case 'secrets-request': return validateSecretsRequest(x)
+    case 'secrets': return validateSecretsResponse(x)
     default:
       throw new ProtocolError('UNKNOWN_TYPE', `message.type: ${show(type)} is not a known message type; expected one of ${MESSAGE_TYPES.join(', ')}`, { details: { field: 'message.type' } })
   }

@@ -7,7 +7,7 @@ import { bytesToHex, type Address, type Hex } from 'viem'
 import assert from 'node:assert/strict'
 import {
   functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
-  type BundleRequest, type BundleResponse, type ErrorMessage, type JobRequest, type JobResult,
+  type BundleRequest, type BundleResponse, type SecretsRequest, type SecretsResponse, type ErrorMessage, type JobRequest, type JobResult,
   type Message, type MessageType, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
 } from '#protocol'
 
@@ -135,7 +135,9 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'result-error', message: errorResult() },
     { name: 'error', message: errorMessage() },
     { name: 'bundle-request', message: bundleRequest() },
-    { name: 'bundle', message: bundleResponse() }
+    { name: 'bundle', message: bundleResponse() },
+    { name: 'secrets-request', message: { v: PROTOCOL_VERSION, type: 'secrets-request', inputCid: BUNDLE_CID } },
+    { name: 'secrets', message: { v: PROTOCOL_VERSION, type: 'secrets', inputCid: BUNDLE_CID, secrets: { API_TOKEN: 'tok-123' } } }
   ]
 }
 
@@ -255,6 +257,12 @@ export const bundleResponseArb: fc.Arbitrary<BundleResponse> = fc.record({
   v: fc.constant(PROTOCOL_VERSION), type: fc.constant('bundle' as const), cid: cidArb, bytes: fc.uint8Array({ maxLength: 256 })
 })
 
-export const messageArb: fc.Arbitrary<Message> = fc.oneof(advertArb, jobArb, resultArb, errorMessageArb, bundleRequestArb, bundleResponseArb)
+export const secretsRequestArb: fc.Arbitrary<SecretsRequest> = fc.record({
+  v: fc.constant(PROTOCOL_VERSION), type: fc.constant('secrets-request' as const), inputCid: cidArb
+})
+export const secretsResponseArb: fc.Arbitrary<SecretsResponse> = fc.record({
+  v: fc.constant(PROTOCOL_VERSION), type: fc.constant('secrets' as const), inputCid: cidArb, secrets: fc.dictionary(envKeyArb, textArb, { maxKeys: 3 })
+})
+export const messageArb: fc.Arbitrary<Message> = fc.oneof(advertArb, jobArb, resultArb, errorMessageArb, bundleRequestArb, bundleResponseArb, secretsRequestArb, secretsResponseArb)
 
-export const MESSAGE_TYPE_LIST: MessageType[] = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle']
+export const MESSAGE_TYPE_LIST: MessageType[] = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets']
