@@ -99,7 +99,7 @@ export function gatewayCommand (): Command<any, any> {
         ? uploads
         : (app: Parameters<typeof uploads>[0]) => { uploads(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob })
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
       view = gateway.view
       await gateway.start()
       await table?.start()

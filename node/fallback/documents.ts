@@ -6,7 +6,8 @@
  *   name, functionId, bundle CID), its options and public env, the canonicalisable request, the
  *   gateway's peer id (where the bundle can be fetched) and the job's deadline. Workers check that
  *   `inputHash(request)` and the functionId equal what the chain says before running it. Secrets are
- *   never put here: the document is public.
+ *   never put here (the document is public), only their names: workers fetch the values from the
+ *   gateway over SECRETS_PROTOCOL.
  * - **output** (worker → gateway, its CID in `reveal`): the response or the wire error; its
  *   `outputHash` is what the chain finalized, so the gateway verifies what it fetched.
  */
@@ -32,6 +33,11 @@ export interface FallbackInput {
   deadline: number
   /** base58 peer id of the requesting gateway (holds the bundle and the input) */
   gateway: string
+  /**
+   * Names (never values) of the project's secrets: a worker taking a slot asks the gateway for
+   * them over SECRETS_PROTOCOL. Absent when the project has none.
+   */
+  secretNames?: string[]
 }
 
 export interface FallbackOutput {
@@ -83,6 +89,7 @@ export function decodeFallbackInput (bytes: Uint8Array, expected: { inputHash: H
   if (typeof r?.method !== 'string' || typeof r?.url !== 'string') bad('request')
   const request: WireRequest = { method: r.method, url: r.url, headers: headersOf(r.headers, 'request headers'), body: bytesOf(r.body, 'request body') }
   if (typeof raw.deadline !== 'number' || typeof raw.gateway !== 'string' || typeof raw.jobId !== 'string') bad('deadline, gateway or jobId')
+  if (raw.secretNames !== undefined && (!Array.isArray(raw.secretNames) || raw.secretNames.length > 64 || !raw.secretNames.every((n: unknown) => typeof n === 'string' && n.length <= 64))) bad('secretNames')
   let hash: Hex
   try { hash = inputHash(request) } catch { bad('request cannot be canonicalised') }
   if (hash !== expected.inputHash) throw new NodeError('FALLBACK_MISMATCH', 'the input document does not hash to the inputHash on chain')
@@ -97,7 +104,8 @@ export function decodeFallbackInput (bytes: Uint8Array, expected: { inputHash: H
     env: raw.env,
     request,
     deadline: raw.deadline,
-    gateway: raw.gateway
+    gateway: raw.gateway,
+    ...(raw.secretNames !== undefined && raw.secretNames.length > 0 ? { secretNames: raw.secretNames as string[] } : {})
   }
 }
 

@@ -78,6 +78,8 @@ export interface FallbackJob {
   fn: FunctionRef
   options: FunctionOptions
   env: Record<string, string>
+  /** the project's secrets: kept here and handed to workers that ask (secretsFor), never on IPFS */
+  secrets?: Record<string, string>
   request: WireRequest
   inputHash: Hex
   jobId?: Hex
@@ -101,6 +103,8 @@ export interface ChainFallback {
   readonly meshShare: number
   /** Runs a job through the chain; throws NodeError FALLBACK_DEADLINE when nothing was finalized in time. */
   run: (job: FallbackJob) => Promise<FallbackResult>
+  /** the secrets of a pending request, by its input document CID (for SECRETS_PROTOCOL) */
+  secretsFor: (inputCid: string) => Record<string, string> | undefined
   stop: () => Promise<void>
 }
 
@@ -123,6 +127,8 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
     const fee = init.fee ?? FALLBACK_DEFAULTS.fee
     const deadlineSec = init.deadlineSec ?? FALLBACK_DEFAULTS.deadlineSec
     const timers = new Set<NodeJS.Timeout>()
+    /** secrets of requests not finalized yet, by input CID */
+    const pendingSecrets = new Map<string, Record<string, string>>()
     let stopped = false
 
     function redundancy (): number {
@@ -172,50 +178,58 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           env: job.env,
           request: job.request,
           deadline: Math.min(Date.now() + deadlineSec * 1000, Number(deadline) * 1000),
-          gateway: components.peerId
+          gateway: components.peerId,
+          ...(job.secrets !== undefined ? { secretNames: Object.keys(job.secrets).sort() } : {})
         })
         await storage.put(doc.cid, doc.bytes)
-        await components.reach?.().catch(() => {})
-        const receipt = await chain.send({
-          address: coordinator,
-          abi: executionCoordinatorAbi,
-          functionName: 'requestExecution',
-          args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow: false }],
-          value: fee
-        }, { signal: job.signal })
-        const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
-        if (requested === undefined) throw new NodeError('FALLBACK_FAILED', 'requestExecution emitted no ExecutionRequested event')
-        const requestId = requested.args.requestId
-        log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, block: receipt.blockNumber.toString() }, 'chain fallback requested')
-
-        const fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
-        const outputCid = cidFromBytes(fin.outputCid)
-        // the tx that finalized is the reveal of the worker holding that output document
-        let from: PeerId | undefined
+        if (job.secrets !== undefined) pendingSecrets.set(doc.cid, job.secrets)
         try {
-          const tx = await pc.getTransaction({ hash: fin.tx })
-          from = components.workerPeer?.(tx.from)
-        } catch {}
-        const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
-        const out = decodeFallbackOutput(bytes, fin.outputHash)
-        const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, redundancy: number }
-        scheduleSettle(requestId, deadline, req.reveals === req.redundancy)
-        log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
-        return {
-          requestId,
-          response: out.response,
-          error: out.error,
-          outputHash: fin.outputHash,
-          outputCid,
-          inputCid: doc.cid,
-          requestTx: receipt.transactionHash,
-          requestBlock: receipt.blockNumber,
-          finalizedBlock: fin.blockNumber,
-          redundancy: r
+          await components.reach?.().catch(() => {})
+          const receipt = await chain.send({
+            address: coordinator,
+            abi: executionCoordinatorAbi,
+            functionName: 'requestExecution',
+            args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow: false }],
+            value: fee
+          }, { signal: job.signal })
+          const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
+          if (requested === undefined) throw new NodeError('FALLBACK_FAILED', 'requestExecution emitted no ExecutionRequested event')
+          const requestId = requested.args.requestId
+          log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, block: receipt.blockNumber.toString() }, 'chain fallback requested')
+
+          const fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
+          const outputCid = cidFromBytes(fin.outputCid)
+          // the tx that finalized is the reveal of the worker holding that output document
+          let from: PeerId | undefined
+          try {
+            const tx = await pc.getTransaction({ hash: fin.tx })
+            from = components.workerPeer?.(tx.from)
+          } catch {}
+          const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
+          const out = decodeFallbackOutput(bytes, fin.outputHash)
+          const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, redundancy: number }
+          scheduleSettle(requestId, deadline, req.reveals === req.redundancy)
+          log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
+          return {
+            requestId,
+            response: out.response,
+            error: out.error,
+            outputHash: fin.outputHash,
+            outputCid,
+            inputCid: doc.cid,
+            requestTx: receipt.transactionHash,
+            requestBlock: receipt.blockNumber,
+            finalizedBlock: fin.blockNumber,
+            redundancy: r
+          }
+        } finally {
+          pendingSecrets.delete(doc.cid)
         }
       },
+      secretsFor: (inputCid) => pendingSecrets.get(inputCid),
       async stop () {
         stopped = true
+        pendingSecrets.clear()
         for (const t of timers) clearTimeout(t)
         timers.clear()
       }

@@ -7,7 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { FastSigner } from '../signing.ts'
-import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, workersTopic, type PeerHostDomain, type WorkerAdvert } from '#protocol'
+import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, SECRETS_PROTOCOL, workersTopic, type PeerHostDomain, type WorkerAdvert } from '#protocol'
 import type { Hono } from 'hono'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
@@ -53,6 +53,11 @@ export interface GatewayComponents {
   fallback?: GatewayHttpComponents['fallback']
   /** project secrets for jobs (node/secrets); none = no project has secrets */
   secrets?: GatewayHttpComponents['secrets']
+  /**
+   * Secrets of a pending chain fallback request by its input CID (ChainFallback.secretsFor):
+   * served over SECRETS_PROTOCOL to workers in the view (staked and bound, with a chain) only.
+   */
+  chainSecrets?: (inputCid: string) => Record<string, string> | undefined
 }
 
 export interface GatewayNode {
@@ -139,6 +144,26 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     }
   }
 
+  async function serveSecrets (stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const f = frames(stream, 4096)
+    try {
+      const req = await f.read('secrets-request', AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs))
+      if (req.type !== 'secrets-request') { stream.abort(new Error('unexpected frame')); return }
+      // only a worker this gateway admitted (staked and bound) gets them, only for a pending request
+      const secrets = view.get(peer) === undefined ? undefined : components.chainSecrets?.(req.inputCid)
+      const out = frames(stream, LIMITS.maxFrameBytes)
+      await out.write(secrets === undefined
+        ? errorFrame({ code: 'UNAUTHORIZED', message: 'no pending chain request with secrets for this worker' })
+        : { v: PROTOCOL_VERSION, type: 'secrets', inputCid: req.inputCid, secrets })
+      await stream.close()
+      log.info({ peer, inputCid: req.inputCid, names: secrets === undefined ? null : Object.keys(secrets) }, secrets === undefined ? 'secrets refused' : 'secrets handed to a worker for a chain request')
+    } catch (err) {
+      log.info({ peer, err: (err as Error)?.message }, 'secrets request rejected; stream reset')
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
   return {
     libp2p,
     view,
@@ -154,6 +179,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
       })
       libp2p.services.pubsub.subscribe(topic)
       await libp2p.handle(BUNDLE_PROTOCOL, (stream, connection) => { void serveBundle(stream, connection) }, { maxInboundStreams: 64 })
+      if (components.chainSecrets !== undefined) await libp2p.handle(SECRETS_PROTOCOL, (stream, connection) => { void serveSecrets(stream, connection) }, { maxInboundStreams: 64 })
       await http.start()
       log.info({ peerId: libp2p.peerId.toString(), url: http.url, address: signer.address }, 'gateway started')
     },

@@ -59,8 +59,8 @@ export interface GatewayHttpComponents {
    */
   fallback?: Pick<ChainFallback, 'meshShare' | 'run'>
   /**
-   * The project's opened secrets for one job (node/secrets), or undefined when it has none. A
-   * project with secrets is never sent to the chain fallback: its input document is public.
+   * The project's opened secrets for one job (node/secrets), or undefined when it has none. On the
+   * chain path they stay with the gateway and go to the workers that ask over SECRETS_PROTOCOL.
    */
   secrets?: (wallet: Address, project: string) => Record<string, string> | undefined
 }
@@ -171,19 +171,15 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
 
     const deadline = Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs)
     const secrets = components.secrets?.(entry.ref.wallet, entry.ref.project)
-    const fallback = secrets === undefined ? components.fallback : undefined
-    const askedChain = raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
-    if (askedChain && components.fallback !== undefined && fallback === undefined) {
-      return jsonError('BAD_REQUEST', 'x-peerhost-mode: onchain is not available for this function: its project has secrets, and a chain request\'s input is public')
-    }
-    const onchain = fallback !== undefined && askedChain
+    const fallback = components.fallback
+    const onchain = fallback !== undefined && raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
     const hash = inputHash(request)
     const meshDeadline = fallback === undefined ? deadline : Math.floor(Date.now() + Math.max(0, deadline - Date.now()) * fallback.meshShare)
     const outcome = onchain
       ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
       : await dispatch({ entry, request, inputHash: hash, deadline: meshDeadline, signal: raw.signal, secrets })
     if (fallback !== undefined && outcome.result === undefined && (onchain || FALLBACK_CODES.has(outcome.error?.code ?? ''))) {
-      const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
+      const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, secrets, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
       requests.inc({ status: String(response.status) })
       latency.observe((performance.now() - started) / 1000)
       components.recordJob({ jobId: outcome.jobId, function: `${project}/${fn}`, status: response.status, worker: 'chain', attempts: outcome.attempts.length, ms: Math.round((performance.now() - started) * 100) / 100, at: new Date().toISOString() })

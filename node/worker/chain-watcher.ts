@@ -4,20 +4,25 @@
  * against the chain (inputHash, functionId), runs it in the worker's executor, stores the output
  * document in its own IPFS, then commits `keccak256(abi.encode(requestId, worker, outputHash,
  * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
- * taken, or the commit deadline passed). A request whose slots are already taken is skipped.
+ * taken, or the commit deadline passed). A request whose slots are already taken is skipped. When
+ * the input names secrets, the worker asks the requesting gateway for them (SECRETS_PROTOCOL) and
+ * does not take the request if the gateway refuses.
  */
+import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesToHex, type Hex, type Log } from 'viem'
 import { executionCoordinatorAbi } from '#contracts'
+import { PROTOCOL_VERSION, SECRETS_PROTOCOL } from '#protocol'
 import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
 import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
 import { cidBytes, cidFromBytes, type FallbackStorage } from '../fallback/gateway-fallback.ts'
 import { writeFileAtomic } from '../files.ts'
+import { frames } from '../frames.ts'
 import type { WorkerNode } from './worker.ts'
 
 export const CHAIN_WATCHER_DEFAULTS = {
@@ -42,7 +47,8 @@ export interface ChainWatcherInit {
 export interface ChainWatcherComponents {
   /** with the worker's staked account */
   chain: ChainClient
-  worker: Pick<WorkerNode, 'execute' | 'address'>
+  /** `libp2p` fetches secrets from gateways; without it requests naming secrets are not taken */
+  worker: Pick<WorkerNode, 'execute' | 'address'> & Partial<Pick<WorkerNode, 'libp2p'>>
   storage: FallbackStorage
   logger: Logger
 }
@@ -136,6 +142,23 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       log.info({ requestId: r.requestId.toString(), outputCid }, 'revealed')
     }
 
+    /** The secrets of a chain request from its gateway (SECRETS_PROTOCOL); undefined when refused or unreachable. */
+    async function fetchSecrets (gateway: PeerId | undefined, inputCid: string, signal: AbortSignal): Promise<Record<string, string> | undefined> {
+      if (gateway === undefined || worker.libp2p === undefined) return undefined
+      try {
+        const stream = await worker.libp2p.dialProtocol(gateway, SECRETS_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs)]) })
+        const f = frames(stream)
+        await f.write({ v: PROTOCOL_VERSION, type: 'secrets-request', inputCid })
+        const answer = await f.read('secrets', AbortSignal.any([signal, AbortSignal.timeout(CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs)]))
+        await stream.close().catch(() => {})
+        if (answer.type === 'secrets' && answer.inputCid === inputCid) return answer.secrets
+        log.warn({ inputCid, error: answer.type === 'error' ? answer.error.code : 'mismatch' }, 'the gateway refused the secrets of a chain request; not taking it')
+      } catch (err) {
+        log.warn({ inputCid, err: (err as Error).message }, 'could not fetch the secrets of a chain request; not taking it')
+      }
+      return undefined
+    }
+
     async function handle (r: Requested): Promise<void> {
       const id = r.requestId.toString()
       const signal = controller.signal
@@ -150,7 +173,10 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       let from
       try { from = peerIdFromString(input.gateway) } catch {}
       const deadline = Math.min(input.deadline, Number(r.commitDeadline) * 1000)
-      const result = await worker.execute({ jobId: input.jobId, fn: input.fn, options: input.options, env: input.env, request: input.request, deadline }, { from, signal })
+      // the project's secrets come from the requesting gateway, never from the public input document
+      const secrets = input.secretNames === undefined ? undefined : await fetchSecrets(from, inputCid, signal)
+      if (input.secretNames !== undefined && secrets === undefined) return
+      const result = await worker.execute({ jobId: input.jobId, fn: input.fn, options: input.options, env: input.env, secrets, request: input.request, deadline }, { from, signal })
       const out = encodeFallbackOutput(result)
       await storage.put(out.cid, out.bytes)
 

@@ -70,7 +70,7 @@ export interface WorkerNode {
 }
 
 /** A job that did not come over the job protocol (no ticket). */
-export type LocalJob = Pick<JobRequest, 'jobId' | 'fn' | 'options' | 'env' | 'request' | 'deadline'>
+export type LocalJob = Pick<JobRequest, 'jobId' | 'fn' | 'options' | 'env' | 'secrets' | 'request' | 'deadline'>
 
 export interface LocalJobResult {
   response?: JobResult['response']
@@ -298,7 +298,9 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         bytes = await fetchBundle(options.from ?? libp2p.peerId, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
       }
       if (bytes === undefined) throw new NodeError('BUNDLE_UNAVAILABLE', `bundle ${job.fn.bundleCid} could not be fetched`)
-      const result = await executor.execute({ jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env: job.env, options: job.options, deadline: job.deadline }, { signal })
+      const env = job.secrets === undefined ? job.env : { ...job.env, ...job.secrets }
+      let result = await executor.execute({ jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env, options: job.options, deadline: job.deadline }, { signal })
+      if (job.secrets !== undefined) result = redactSecrets(result, job.secrets)
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
       if (result.response !== undefined) return { response: result.response, outputHash: outputHash({ response: result.response }) }
       const error = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }

@@ -3,7 +3,8 @@
  * that publishes its secret key on chain, and a staked worker running functions in gVisor. The
  * builder puts a secret with `peerhost secret put` (value on stdin); the function sees it in env;
  * another project does not; a careless function that prints, stashes and throws it leaks it
- * nowhere; and afterwards no log, data directory or sandbox filesystem holds the value.
+ * nowhere; the chain fallback gets it from the gateway, not from IPFS; and afterwards no log, data
+ * directory (blockstores included) or sandbox filesystem holds the value.
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -98,10 +99,13 @@ describe('e2e: secrets (staked gateway, gVisor worker)', function () {
     }
   })
 
-  it('onchain mode is refused for a project with secrets (its input would be public)', async () => {
+  it('on the chain path the worker gets the secrets from the gateway, never from the public input document', async () => {
     const res = await fetch(vault, { headers: { 'x-peerhost-mode': 'onchain' } })
-    assert.equal(res.status, 400)
-    assert.match(((await res.json()) as any).error.message, /has secrets/)
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(res.headers.get('x-peerhost-path'), 'chain')
+    assert.deepEqual(await res.json(), { has: true, sha256: sha256(SECRET), length: SECRET.length, public: 'vault' })
+    const gatewayLog = readFileSync(join(net.dir, 'logs', 'gateway.log'), 'utf8')
+    assert.match(gatewayLog, /secrets handed to a worker for a chain request/)
   })
 
   it('forged, misdirected, stale and replayed changes are refused', async () => {
