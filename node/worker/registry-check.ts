@@ -42,6 +42,11 @@ export interface RegistryCheckInit {
   ttlMs?: number
   /** how long the previous active version stays acceptable after a change; @default NODE_DEFAULTS.registryCheckGraceMs */
   graceMs?: number
+  /**
+   * how long the latest block number, read on a miss, is reused; @default the chain client's
+   * polling interval (viem's cache): a flood of refused jobs costs one RPC per interval
+   */
+  blockNumberCacheMs?: number
   /** @default NODE_DEFAULTS.registryCheckMaxProjects */
   maxProjects?: number
   /** @default NODE_DEFAULTS.registryCheckMaxManifests */
@@ -134,7 +139,7 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       if (pending !== undefined) return await pending
       const job = (async () => {
         // viem caches the block number for one polling interval: a flood of jobs costs no extra RPC
-        const block = await client.getBlockNumber()
+        const block = await client.getBlockNumber(init.blockNumberCacheMs === undefined ? undefined : { cacheTime: init.blockNumberCacheMs })
         const cached = projects.get(id)
         if (cached !== undefined && cached.block >= block && Date.now() - cached.readAt < ttlMs) return cached
         const head = await readActiveVersion(client, registryAddress, id, { blockNumber: block })
