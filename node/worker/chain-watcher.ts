@@ -5,6 +5,9 @@
  * document in its own IPFS, then commits `keccak256(abi.encode(requestId, worker, outputHash,
  * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
  * taken, or the commit deadline passed). A request whose slots are already taken is skipped.
+ * The worker's `execute` applies the registry check (node/worker/registry-check.ts) first: a
+ * request whose bundle is not the function's active one in FunctionRegistry is never run nor
+ * committed to (it is logged at warn, and refunds at its deadline unless others answer it).
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'

@@ -12,10 +12,11 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Registry } from 'prom-client'
 import { createWalletClient, http, type Address } from 'viem'
+import { generatePrivateKey } from 'viem/accounts'
 import { functionRegistryAbi } from '#contracts'
 import { functionId, projectId, rawCid, type FunctionRef } from '#protocol'
 import {
-  blockStorage, chainClient, cidToBytes, createMeshNode, encodeManifest, loadContracts, registryCheck, silentLogger,
+  blockStorage, chainClient, cidToBytes, createMeshNode, createWorker, encodeManifest, fastSigner, loadContracts, registryCheck, silentLogger,
   type BlockStorage, type ChainClient, type PeerHostLibp2p, type RegistryCheck
 } from '../../../node/index.ts'
 import { chainOf } from '../../../node/chain/client.ts'
@@ -153,6 +154,38 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     const verdicts = await Promise.all(Array.from({ length: 50 }, async () => await short.check(ref('greet', randomBundle()))))
     assert.ok(verdicts.every(v => !v.ok))
     assert.equal(reads, first * 2, `${reads - first * 2} contract reads for 50 refused jobs`)
+  })
+
+  it('makes the worker\'s execute path (the chain fallback) refuse a bundle that is not active, before fetching or running it', async () => {
+    let fetched = 0
+    let executed = 0
+    const executor = { kind: 'stub', start: async () => {}, stop: async () => {}, warm: () => [], execute: async () => { executed++; throw new Error('must not run') } }
+    const worker = await createWorker({ dataDir: join(dir, 'worker'), bootstrap: [] }, {
+      privateKey: await generateKeyPair('Ed25519'),
+      signer: fastSigner(generatePrivateKey()),
+      executor: executor as any,
+      logger: silentLogger(),
+      registry: new Registry(),
+      libp2p,
+      fetchBundle: async () => { fetched++; return undefined },
+      checkBundle: async (fn, from, signal) => await check.refusal(fn, { from, signal })
+    })
+    const random = randomBundle()
+    const job = {
+      jobId: `0x${'11'.repeat(32)}` as const,
+      fn: ref('greet', random),
+      options: { ...OPTIONS, network: [] },
+      env: {},
+      request: { method: 'GET', url: 'http://localhost/', headers: [], body: new Uint8Array() },
+      deadline: Date.now() + 5_000
+    }
+    await assert.rejects(worker.execute(job, {}), (err: any) => {
+      assert.equal(err.code, 'BUNDLE_NOT_ACTIVE')
+      assert.ok(err.message.includes(random) && err.message.includes(v1), err.message)
+      return true
+    })
+    assert.equal(fetched, 0)
+    assert.equal(executed, 0)
   })
 
   it('refuses with BUNDLE_UNAVAILABLE when the chain cannot be read (fail closed)', async () => {
