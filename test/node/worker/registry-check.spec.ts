@@ -156,6 +156,20 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     assert.equal(reads, first * 2, `${reads - first * 2} contract reads for 50 refused jobs`)
   })
 
+  it('keeps at most maxProjects projects: an evicted one is read from the chain again', async () => {
+    let reads = 0
+    const counting = { ...client, publicClient: new Proxy(client.publicClient, { get (target, p) { if (p === 'readContract') reads++; return (target as any)[p] } }) }
+    const small = registryCheck({ ttlMs: 60_000, maxProjects: 1, maxManifests: 1, blockNumberCacheMs: 0 })({ chain: counting, storage, logger: silentLogger() })
+    assert.equal((await small.check(ref('greet', v1))).ok, true)
+    const once = reads
+    assert.equal((await small.check(ref('greet', v1))).ok, true)
+    assert.equal(reads, once, 'cached')
+    assert.equal((await small.check(ref('greet', v1, 'never-deployed'))).ok, false)
+    const afterOther = reads
+    assert.equal((await small.check(ref('greet', v1))).ok, true)
+    assert.equal(reads, afterOther + once, 'app was evicted by the second project and read again')
+  })
+
   it('makes the worker\'s execute path (the chain fallback) refuse a bundle that is not active, before fetching or running it', async () => {
     let fetched = 0
     let executed = 0
