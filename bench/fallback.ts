@@ -40,7 +40,7 @@ const net = await startTestNetwork({
   gatewayArgs: ['--contracts', chain.contractsFile, '--log-level', 'warn'],
   async workerArgsFor (_i, dataDir) {
     await chain.fund(loadEvmAccount(dataDir).address, '100')
-    return ['--contracts', chain.contractsFile, '--stake', '1']
+    return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
   }
 })
 const cut = spawnPeerhost('gateway-cut', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-cut'),

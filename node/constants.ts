@@ -60,6 +60,20 @@ export const NODE_DEFAULTS = {
   httpHeadersTimeoutMs: 10_000,
   /** How long graceful shutdown waits for running jobs. */
   drainTimeoutMs: 10_000,
+  /**
+   * A worker re-reads a project's active version from FunctionRegistry at most this long after its
+   * last read even when every job matches: bounds how long a rolled-back bundle stays runnable.
+   */
+  registryCheckTtlMs: 5_000,
+  /**
+   * After a worker sees a project's active version change, it still runs the version just before
+   * for this long: jobs a gateway dispatched across a deploy or rollback do not fail.
+   */
+  registryCheckGraceMs: 30_000,
+  /** Projects whose active version a worker keeps in memory (least recently used dropped). */
+  registryCheckMaxProjects: 4_096,
+  /** Parsed manifests (function → bundle CID) a worker keeps in memory (least recently used dropped). */
+  registryCheckMaxManifests: 1_024,
   /** Gateway HTTP port for `peerhost gateway` and `peerhost devnet`. */
   gatewayPort: 8080
 } as const

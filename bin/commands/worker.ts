@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import * as sandbox from '#sandbox'
-import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainClient, parseAmount, chainDomain, chainWatcher, stakeAndBind, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
+import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainClient, parseAmount, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
@@ -23,6 +23,7 @@ export function workerCommand (): Command<any, any> {
     .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
     .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id and serve the chain fallback')
     .option('--stake <amount>', 'with --contracts: when the stake is below the minimum, stake this much (native currency, e.g. 1 or 0.5) from the worker\'s own address')
+    .option('--unsafe-skip-registry-check', 'with --contracts: run any bundle a gateway names, even one FunctionRegistry does not list as the active version of its function (development only: for gateways serving --project folders that are not on the chain)')
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -44,8 +45,12 @@ export function workerCommand (): Command<any, any> {
       const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
       const registration = chain === undefined ? undefined : await stakeAndBind(chain, libp2p.peerId, { stake, logger: log })
       await storage.start()
+      // with a chain: run only bundles FunctionRegistry names as active (node/worker/registry-check.ts)
+      const check = chain === undefined || opts.unsafeSkipRegistryCheck === true ? undefined : registryCheck()({ chain, storage, logger: log, registry: reg })
+      if (chain !== undefined && check === undefined) log.warn('--unsafe-skip-registry-check: this worker runs any bundle a gateway names, registered or not; never use it outside development')
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
         privateKey, signer, executor, logger: log, registry: reg, libp2p,
+        checkBundle: check === undefined ? undefined : async (fn, from, signal) => await check.refusal(fn, { from, signal }),
         async fetchBundle (cid, from, signal) {
           try {
             return await storage.fetch(cid, { from, signal })

@@ -1,6 +1,6 @@
 /**
  * Talking to FunctionRegistry with viem (the chain comes from node/chain `loadContracts`): clients,
- * version reads and rollback.
+ * version reads (all versions, or the active one at a block) and rollback.
  */
 import { createPublicClient, createWalletClient, http, type Account, type Address, type Hex, type PublicClient, type WalletClient } from 'viem'
 import { CID } from 'multiformats/cid'
@@ -54,6 +54,18 @@ export async function listVersions (client: PublicClient, config: ChainConfig, o
     out.push({ version: v, manifestCid: cidFromBytes(r.manifestCid), sourceCommit: r.sourceCommit, deployedAt: new Date(Number(r.deployedAt) * 1000), active: v === Number(active) })
   }
   return out
+}
+
+/**
+ * The active version of a project and its manifest CID, both read at one block (`blockNumber`,
+ * default latest); undefined when the project has no active version (it does not exist).
+ */
+export async function readActiveVersion (client: PublicClient, registry: Address, id: Hex, options: { blockNumber?: bigint } = {}): Promise<{ version: number, manifestCid: string } | undefined> {
+  const at = options.blockNumber === undefined ? {} : { blockNumber: options.blockNumber }
+  const version = Number(await client.readContract({ address: registry, abi: functionRegistryAbi, functionName: 'activeVersion', args: [id], ...at }))
+  if (version === 0) return undefined
+  const r = await client.readContract({ address: registry, abi: functionRegistryAbi, functionName: 'getVersion', args: [id, version], ...at }) as { manifestCid: Hex }
+  return { version, manifestCid: cidFromBytes(r.manifestCid) }
 }
 
 /** Makes `version` the active one; resolves with the transaction hash once mined. */

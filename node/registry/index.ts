@@ -4,6 +4,6 @@
  */
 export { registryTable, type RegistryTable, type RegistryTableInit, type RegistryTableComponents, type ProjectState } from './registry-table.ts'
 export {
-  registryPublicClient, registryWalletClient, listVersions, rollbackProject,
+  registryPublicClient, registryWalletClient, listVersions, readActiveVersion, rollbackProject,
   cidToBytes, cidFromBytes, chainError, type ChainConfig, type ProjectVersion
 } from './chain.ts'

@@ -6,7 +6,10 @@
  * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
  * taken, or the commit deadline passed). A request whose slots are already taken is skipped. When
  * the input names secrets, the worker asks the requesting gateway for them (SECRETS_PROTOCOL) and
- * does not take the request if the gateway refuses.
+ * does not take the request if the gateway refuses. The worker's `execute` applies the registry
+ * check (node/worker/registry-check.ts) first: a request whose bundle is not the function's active
+ * one in FunctionRegistry is never run nor committed to (it is logged at warn, and refunds at its
+ * deadline unless others answer it).
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'

@@ -48,6 +48,12 @@ export interface WorkerComponents {
    * dispatching gateway over BUNDLE_PROTOCOL. Whatever it returns is verified against the CID.
    */
   fetchBundle?: (cid: string, from: PeerId, signal: AbortSignal) => Promise<Uint8Array | undefined>
+  /**
+   * Checked before a job's bundle is fetched or run (mesh jobs and `execute`): a wire error refuses
+   * the job (e.g. node/worker/registry-check.ts: the bundle is not the registry's active one);
+   * `from` is the dispatching peer. @default none: every bundle may run (no chain)
+   */
+  checkBundle?: (fn: JobRequest['fn'], from: PeerId | undefined, signal: AbortSignal) => Promise<WireError | undefined>
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
   libp2p?: PeerHostLibp2p
 }
@@ -186,6 +192,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       runningGauge.set(running)
     }
     try {
+      const refused = await components.checkBundle?.(job.fn, connection.remotePeer, signal)
+      if (refused !== undefined) return fail(job, refused.code, refused.message, refused.details)
       let bytes: Uint8Array | undefined
       try {
         bytes = await fetchBundle(connection.remotePeer, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
@@ -293,6 +301,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     running++
     runningGauge.set(running)
     try {
+      const refused = await components.checkBundle?.(job.fn, options.from, signal)
+      if (refused !== undefined) throw new NodeError(refused.code, refused.message, { details: refused.details })
       let bytes = bundles.get(job.fn.bundleCid)
       if (bytes === undefined && (options.from !== undefined || components.fetchBundle !== undefined)) {
         bytes = await fetchBundle(options.from ?? libp2p.peerId, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
