@@ -1,8 +1,9 @@
+import { join } from 'node:path'
 import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
 import { addProject, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
-import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
   return new Command('gateway')
@@ -19,6 +20,8 @@ export function gatewayCommand (): Command<any, any> {
     .option('--fallback-redundancy <n>', 'with --contracts: workers per chain fallback request (default: up to 3 known staked workers)', intOption('--fallback-redundancy', 1, 15))
     .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
     .option('--fallback-mesh-share <percent>', 'with --contracts: share of a request\'s deadline the mesh gets before the chain is asked (default 50)', intOption('--fallback-mesh-share', 1, 100))
+    .option('--registry-from-block <n>', 'with --contracts: read FunctionRegistry logs from this block, ignoring the saved cursor (default: the cursor in <data-dir>/registry.json, else contracts.json deployBlock)', bigintOption('--registry-from-block'))
+    .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
     .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -38,7 +41,14 @@ export function gatewayCommand (): Command<any, any> {
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       await storage.start()
       const table = contracts !== undefined
-        ? registryTable({ registry: contracts.addresses.FunctionRegistry }, { client: registryPublicClient(contracts), storage, logger: log })
+        ? registryTable({
+          registry: contracts.addresses.FunctionRegistry,
+          chainId: contracts.chainId,
+          fromBlock: opts.registryFromBlock ?? contracts.deployBlock,
+          resume: opts.registryFromBlock === undefined,
+          cursorFile: join(dataDir, 'registry.json'),
+          keepVersions: opts.keepVersions
+        }, { client: registryPublicClient(contracts), storage, logger: log })
         : undefined
       const local = functionTable()
       const served = []
