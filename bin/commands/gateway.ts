@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
-import { addProject, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
+import { addProject, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
 import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -21,6 +21,8 @@ export function gatewayCommand (): Command<any, any> {
     .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
     .option('--fallback-mesh-share <percent>', 'with --contracts: share of a request\'s deadline the mesh gets before the chain is asked (default 50)', intOption('--fallback-mesh-share', 1, 100))
     .option('--registry-from-block <n>', 'with --contracts: read FunctionRegistry logs from this block, ignoring the saved cursor (default: the cursor in <data-dir>/registry.json, else contracts.json deployBlock)', bigintOption('--registry-from-block'))
+    .option('--upload-quota <MiB>', 'bytes of uploads no registered version references yet, per wallet, in MiB (default 64)', intOption('--upload-quota', 1, 1_048_576))
+    .option('--upload-lease <seconds>', 'how long an upload waits for a registered version to reference it before it is deleted (default 3600)', intOption('--upload-lease', 1, 30 * 86_400))
     .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
     .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
@@ -50,6 +52,11 @@ export function gatewayCommand (): Command<any, any> {
           keepVersions: opts.keepVersions
         }, { client: registryPublicClient(contracts), storage, logger: log })
         : undefined
+      const uploads = blockUploads({
+        quotaBytes: opts.uploadQuota === undefined ? undefined : opts.uploadQuota * 1024 * 1024,
+        leaseMs: opts.uploadLease === undefined ? undefined : opts.uploadLease * 1000,
+        file: join(dataDir, 'uploads.json')
+      })({ gateway: signer.address, storage, retains: table?.retains, logger: log })
       const local = functionTable()
       const served = []
       for (const dir of opts.project) served.push(...await addProject(local, owner, absolute(dir)))
@@ -98,11 +105,12 @@ export function gatewayCommand (): Command<any, any> {
         }, () => {})
       }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table }), admit: admission?.admit, fallback })
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes: deployRoutes({ storage, table, uploads }), admit: admission?.admit, fallback })
       view = gateway.view
       await gateway.start()
       await table?.start()
-      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
+      await uploads.start()
+      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
         { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })

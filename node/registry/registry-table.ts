@@ -386,6 +386,8 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
         log.warn({ err: err?.shortMessage ?? err?.message }, 'cannot read FunctionRegistry yet; retrying')
       }
       await Promise.allSettled([...loading.values()])
+      // `retains` is complete before anyone (the upload sweeper) asks
+      await collect()
       timer = setTimeout(loop, pollMs)
       log.info({ registry: init.registry, block: String(next - 1n), projects: projects.size }, 'following FunctionRegistry')
     },
