@@ -108,6 +108,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   const bundles = new Map<string, Uint8Array>()
   const manifests = new Map<string, Manifest>()
   const loading = new Map<Hex, Promise<void>>()
+  const superseded = new Map<Hex, AbortController>()
   const keepVersions = init.keepVersions ?? REGISTRY_DEFAULTS.keepVersions
   const fromBlock = init.fromBlock ?? 0n
   let next = fromBlock
@@ -126,10 +127,10 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   let polling: Promise<void> | undefined
   const key = (wallet: string, project: string, fn: string): string => `${wallet.toLowerCase()}/${project}/${fn}`
 
-  async function loadManifest (cid: string): Promise<Manifest> {
+  async function loadManifest (cid: string, signal?: AbortSignal): Promise<Manifest> {
     const hit = manifests.get(cid)
     if (hit !== undefined) return hit
-    const bytes = await storage.fetch(cid, { maxBytes: STORAGE_LIMITS.maxManifestBytes })
+    const bytes = await storage.fetch(cid, { maxBytes: STORAGE_LIMITS.maxManifestBytes, signal })
     const manifest = parseManifest(bytes)
     await storage.put(cid, bytes)
     manifests.set(cid, manifest)
@@ -260,12 +261,15 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
       const version = p.active
       const v = p.versions.get(version)
       if (v === undefined || (p.served === version && p.servedManifest === v.manifestCid)) return
+      // a newer VersionActivated abandons this load (a rollback need not wait for a fetch timeout)
+      const abort = new AbortController()
+      superseded.set(p.projectId, abort)
       try {
-        const manifest = await loadManifest(v.manifestCid)
+        const manifest = await loadManifest(v.manifestCid, abort.signal)
         const list: FunctionEntry[] = []
         const loaded = new Map<string, Uint8Array>()
         for (const [name, fn] of Object.entries(manifest.functions).sort(([a], [b]) => a < b ? -1 : 1)) {
-          const bytes = bundles.get(fn.bundle) ?? await storage.fetch(fn.bundle)
+          const bytes = bundles.get(fn.bundle) ?? await storage.fetch(fn.bundle, { signal: abort.signal })
           await storage.put(fn.bundle, bytes)
           loaded.set(fn.bundle, bytes)
           list.push({
@@ -289,6 +293,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
         void collect()
         log.info({ project: `${p.namespace}/${p.name}`, version, manifest: v.manifestCid, functions: list.map(e => e.ref.name) }, 'serving version')
       } catch (err: any) {
+        if (p.active !== version) continue
         p.error = `version ${version} cannot be served: ${String(err?.message ?? err)}`
         log.warn({ err, project: `${p.namespace}/${p.name}`, version, manifest: v.manifestCid }, 'cannot load version; retrying on the next poll')
         return
@@ -337,6 +342,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
           const p = projects.get(a.projectId)
           if (p === undefined) continue
           p.active = Number(a.version)
+          superseded.get(p.projectId)?.abort()
           touched.add(p)
         }
       }

@@ -34,7 +34,7 @@ export interface ChainNetwork {
 }
 
 
-export async function startChainNetwork (init: { workers?: number } = {}): Promise<ChainNetwork> {
+export async function startChainNetwork (init: { workers?: number, gatewayArgs?: string[] } = {}): Promise<ChainNetwork> {
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-deploy-net-'))
   const logDir = join(dir, 'logs')
   const procs: NodeProcess[] = []
@@ -58,7 +58,7 @@ export async function startChainNetwork (init: { workers?: number } = {}): Promi
       return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, '--unsafe-dev-executor', '--log-level', 'info'], logDir)
     })
     procs.push(...workers)
-    const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info'], logDir)
+    const gateway = spawnPeerhost('gateway', ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', join(dir, 'gateway'), '--contracts', contractsFile, '--log-level', 'info', ...(init.gatewayArgs ?? [])], logDir)
     procs.push(gateway)
     await Promise.all(workers.map(async w => await w.ready))
     const gatewayUrl: string = (await gateway.ready).url
