@@ -4,6 +4,8 @@
  * deleted and the recent ones stay; registered uploads outlive their lease, unreferenced ones do
  * not; a rollback to a collected version fails with a clear error in the project's status and the
  * gateway keeps serving the version it had, while a rollback to a retained version is instant.
+ * A restarted gateway resumes from its registry cursor (`<data-dir>/registry.json`), or reads
+ * from `--registry-from-block` when told to.
  */
 import assert from 'node:assert/strict'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -14,6 +16,7 @@ import { rawCid } from '#protocol'
 import { deployProject, rollbackProject, signUpload, UPLOAD_HEADER, type DeployResult } from '#node'
 import { waitFor } from '../helpers/network.ts'
 import { BUILDER_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
+import { spawnPeerhost } from '../../bin/spawn.ts'
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
 const builder = privateKeyToAccount(BUILDER_KEY)
@@ -94,5 +97,31 @@ describe('e2e: a gateway keeps the active version and the previous N, and delete
     assert.ok(Date.now() - started < 2_000, `${Date.now() - started} ms`)
     // version 1 is out of retention again, version 4 (the newest other) is kept
     assert.equal(await block(greet(versions[3])), 200)
+  })
+
+  it('resumes from its registry cursor after a restart, and reads from --registry-from-block when told to', async () => {
+    const old = net.procs.find(p => p.name === 'gateway')!
+    await old.stop(5_000)
+    const cursor = JSON.parse(readFileSync(join(net.dir, 'gateway', 'registry.json'), 'utf8'))
+    assert.equal(cursor.registry, net.contracts.addresses.FunctionRegistry)
+    assert.deepEqual(cursor.projects.map((p: any) => [p.name, p.active, p.versions.length]), [['app', 3, KEEP + 2]])
+    const logs = join(net.dir, 'logs')
+    const start = async (name: string, extra: string[]): Promise<string> => {
+      const gw = spawnPeerhost(name, ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway'), '--contracts', net.contractsFile,
+        '--keep-versions', String(KEEP), '--log-level', 'info', ...extra], logs)
+      net.procs.push(gw)
+      net.gatewayUrl = (await gw.ready).url
+      // served at once: start() returns after the restored active version is loaded
+      const s = await status()
+      assert.equal(s.version, 3)
+      assert.equal(s.live, true)
+      await gw.stop(5_000)
+      return readFileSync(join(logs, `${name}.log`), 'utf8')
+    }
+    const resumed = await start('gateway-resumed', [])
+    assert.match(resumed, new RegExp(`"block":"${cursor.block}".*"resuming FunctionRegistry from the cursor"`))
+    const rescanned = await start('gateway-rescanned', ['--registry-from-block', String(net.contracts.deployBlock)])
+    assert.doesNotMatch(rescanned, /resuming FunctionRegistry/)
+    assert.match(rescanned, /"following FunctionRegistry"/)
   })
 })
