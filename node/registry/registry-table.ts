@@ -44,7 +44,7 @@ export interface RegistryTableInit {
   cursorFile?: string
   /** resume from the cursor when it is valid; false starts at `fromBlock` and rewrites it; @default true */
   resume?: boolean
-  /** versions kept pinned besides the active one; @default REGISTRY_DEFAULTS.keepVersions */
+  /** versions kept pinned besides the active one; @default STORAGE_LIMITS.keepVersions */
   keepVersions?: number
   /** @default 200 */
   pollIntervalMs?: number
@@ -79,20 +79,10 @@ export interface RegistryTable extends FunctionTable {
   readonly block: bigint
   /** true when a registered version this gateway keeps references the block (manifest or bundle) */
   retains: (cid: string) => boolean
-  /** resolves once the blocks of versions out of retention are deleted (runs after every change) */
-  collect: () => Promise<void>
 }
 
-/** Defaults of the registry table, each with its reason. */
-export const REGISTRY_DEFAULTS = {
-  /**
-   * Versions kept pinned besides the active one: the usual rollback goes one or two versions
-   * back, and five bounds a project's footprint at six versions of bundles.
-   */
-  keepVersions: 5,
-  /** Cursor format version. */
-  cursorVersion: 1
-} as const
+/** The cursor file's format version. */
+const CURSOR_VERSION = 1
 
 const EVENTS = functionRegistryAbi.filter(x => x.type === 'event' && ['ProjectCreated', 'VersionDeployed', 'VersionActivated'].includes(x.name))
 
@@ -109,7 +99,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   const manifests = new Map<string, Manifest>()
   const loading = new Map<Hex, Promise<void>>()
   const superseded = new Map<Hex, AbortController>()
-  const keepVersions = init.keepVersions ?? REGISTRY_DEFAULTS.keepVersions
+  const keepVersions = init.keepVersions ?? STORAGE_LIMITS.keepVersions
   const fromBlock = init.fromBlock ?? 0n
   let next = fromBlock
   /** the block the cursor file was last written at */
@@ -203,7 +193,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     }
     try {
       const raw = JSON.parse(text)
-      if (raw?.v !== REGISTRY_DEFAULTS.cursorVersion) throw new Error(`unknown cursor version ${String(raw?.v)}`)
+      if (raw?.v !== CURSOR_VERSION) throw new Error(`unknown cursor version ${String(raw?.v)}`)
       if (typeof raw.registry !== 'string' || !isAddress(raw.registry)) throw new Error('no registry address')
       if (getAddress(raw.registry) !== getAddress(init.registry) || (init.chainId !== undefined && raw.chainId !== init.chainId)) {
         log.warn({ file, cursor: { registry: raw.registry, chainId: raw.chainId }, following: { registry: init.registry, chainId: init.chainId } }, 'the registry cursor belongs to another registry or chain; ignored')
@@ -233,7 +223,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     if (file === undefined || next - 1n === saved) return saving
     const block = next - 1n
     const json = JSON.stringify({
-      v: REGISTRY_DEFAULTS.cursorVersion,
+      v: CURSOR_VERSION,
       registry: init.registry,
       chainId: init.chainId ?? null,
       block: block.toString(),
@@ -369,7 +359,6 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     project: (wallet, project) => byName.get(`${wallet.toLowerCase()}/${project}`),
     get block () { return next - 1n },
     retains: cid => retained.has(cid),
-    collect,
     async start () {
       if (running) return
       running = true

@@ -24,5 +24,10 @@ export const STORAGE_LIMITS = {
    */
   uploadLeaseMs: 60 * 60 * 1000,
   /** Clock difference accepted between a builder's `issuedAt` and the gateway: 10 min, either way. */
-  uploadClockSkewSec: 600
+  uploadClockSkewSec: 600,
+  /**
+   * Versions of a project a gateway keeps pinned besides the active one: the usual rollback goes
+   * one or two versions back, and five bounds a project's footprint at six versions of bundles.
+   */
+  keepVersions: 5
 } as const
