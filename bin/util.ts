@@ -72,6 +72,14 @@ export function collect (value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').map(s => s.trim()).filter(s => s !== '')]
 }
 
+/** A block number option (`--registry-from-block 21500000`). */
+export function bigintOption (name: string): (value: string) => bigint {
+  return (value: string) => {
+    if (!/^\d{1,30}$/.test(value.trim())) throw new InvalidArgumentError(`${name} must be a block number (a whole number ≥ 0).`)
+    return BigInt(value.trim())
+  }
+}
+
 export function intOption (name: string, min: number, max: number): (value: string) => number {
   return (value: string) => {
     const n = Number(value)

@@ -1,8 +1,9 @@
+import { join } from 'node:path'
 import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
-import { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
-import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, parseAmount, stakingAdmission, type GatewayNode, ConfigError, createGateway, createMeshNode, deployRoutes, loadContracts, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } from '../deps.ts'
+import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function gatewayCommand (): Command<any, any> {
   return new Command('gateway')
@@ -21,6 +22,10 @@ export function gatewayCommand (): Command<any, any> {
     .option('--fallback-redundancy <n>', 'with --contracts: workers per chain fallback request (default: up to 3 known staked workers)', intOption('--fallback-redundancy', 1, 15))
     .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
     .option('--fallback-mesh-share <percent>', 'with --contracts: share of a request\'s deadline the mesh gets before the chain is asked (default 50)', intOption('--fallback-mesh-share', 1, 100))
+    .option('--registry-from-block <n>', 'with --contracts: read FunctionRegistry logs from this block, ignoring the saved cursor (default: the cursor in <data-dir>/registry.json, else contracts.json deployBlock)', bigintOption('--registry-from-block'))
+    .option('--upload-quota <MiB>', 'bytes of uploads no registered version references yet, per wallet, in MiB (default 64)', intOption('--upload-quota', 1, 1_048_576))
+    .option('--upload-lease <seconds>', 'how long an upload waits for a registered version to reference it before it is deleted (default 3600)', intOption('--upload-lease', 1, 30 * 86_400))
+    .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
     .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -41,8 +46,20 @@ export function gatewayCommand (): Command<any, any> {
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       await storage.start()
       const table = contracts !== undefined
-        ? registryTable({ registry: contracts.addresses.FunctionRegistry }, { client: registryPublicClient(contracts), storage, logger: log })
+        ? registryTable({
+          registry: contracts.addresses.FunctionRegistry,
+          chainId: contracts.chainId,
+          fromBlock: opts.registryFromBlock ?? contracts.deployBlock,
+          resume: opts.registryFromBlock === undefined,
+          cursorFile: join(dataDir, 'registry.json'),
+          keepVersions: opts.keepVersions
+        }, { client: registryPublicClient(contracts), storage, logger: log })
         : undefined
+      const uploads = blockUploads({
+        quotaBytes: opts.uploadQuota === undefined ? undefined : opts.uploadQuota * 1024 * 1024,
+        leaseMs: opts.uploadLease === undefined ? undefined : opts.uploadLease * 1000,
+        file: join(dataDir, 'uploads.json')
+      })({ gateway: signer.address, storage, retains: table?.retains, logger: log })
       const local = functionTable()
       const served = []
       for (const dir of opts.project) served.push(...await addProject(local, owner, absolute(dir)))
@@ -95,15 +112,16 @@ export function gatewayCommand (): Command<any, any> {
       const secrets = contracts === undefined || secretKey === undefined
         ? undefined
         : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
-      const uploads = deployRoutes({ storage, table })
+      const deploys = deployRoutes({ storage, table, uploads })
       const routes = secrets === undefined
-        ? uploads
-        : (app: Parameters<typeof uploads>[0]) => { uploads(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
+        ? deploys
+        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
         { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
       view = gateway.view
       await gateway.start()
       await table?.start()
+      await uploads.start()
       if (chain !== undefined && secretKey !== undefined) {
         const stake = parseAmount('--stake', opts.stake)
         try {
@@ -114,7 +132,7 @@ export function gatewayCommand (): Command<any, any> {
           log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
         }
       }
-      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
+      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
         { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })

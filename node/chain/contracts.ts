@@ -5,12 +5,16 @@
  * ```json
  * { "chainId": 31337, "rpcUrl": "http://127.0.0.1:8545",
  *   "addresses": { "FunctionRegistry": "0x…", "WorkerStaking": "0x…", "Settlement": "0x…", "ExecutionCoordinator": "0x…" },
- *   "finality": "latest" }
+ *   "finality": "latest", "deployBlock": "0" }
  * ```
  *
  * `finality` (optional) is the block tag money decisions read at (stake admission, a worker's own
  * stake): `latest` by default on the local chain (31337, instant and never reorganised), else
  * `finalized`.
+ *
+ * `deployBlock` (optional; a decimal string or a number) is the block the contracts were deployed
+ * in: nodes read contract logs (FunctionRegistry's projects and versions) from there rather than
+ * from block 0, which on Amoy/Polygon is tens of millions of blocks of nothing. Absent means 0.
  */
 import { readFileSync } from 'node:fs'
 import { getAddress, isAddress, parseEther, type Address } from 'viem'
@@ -28,6 +32,8 @@ export interface ChainContracts {
   addresses: Record<ContractName, Address> & Record<string, Address>
   /** block tag for money decisions; see the module comment */
   finality: Finality
+  /** first block with PeerHost logs (see the module comment); 0n when the file does not say */
+  deployBlock: bigint
 }
 
 /** Parses and checks a contracts file; every problem is reported at once (ConfigError BAD_CONTRACTS_FILE). */
@@ -46,6 +52,8 @@ export function parseContracts (json: string, from = 'the contracts file'): Chai
     if (typeof a !== 'string' || !isAddress(a)) problems.push(`addresses.${name}: expected a 0x address`)
   }
   if (raw?.finality !== undefined && !['latest', 'safe', 'finalized'].includes(raw.finality)) problems.push('finality: expected "latest", "safe" or "finalized"')
+  const deployBlock = parseDeployBlock(raw?.deployBlock)
+  if (deployBlock === undefined) problems.push('deployBlock: expected a block number (a non-negative integer or a decimal string)')
   if (problems.length > 0) {
     throw new ConfigError('BAD_CONTRACTS_FILE', `${from} has ${problems.length} problem${problems.length === 1 ? '' : 's'}: ${problems.join('; ')}`)
   }
@@ -55,8 +63,17 @@ export function parseContracts (json: string, from = 'the contracts file'): Chai
     chainId: raw.chainId,
     rpcUrl: raw.rpcUrl,
     addresses: addresses as ChainContracts['addresses'],
-    finality: raw.finality ?? (raw.chainId === 31337 ? 'latest' : 'finalized')
+    finality: raw.finality ?? (raw.chainId === 31337 ? 'latest' : 'finalized'),
+    deployBlock: deployBlock ?? 0n
   }
+}
+
+/** `deployBlock` as written in the file: absent → 0n, a valid number or decimal string → bigint, else undefined. */
+function parseDeployBlock (value: unknown): bigint | undefined {
+  if (value === undefined || value === null) return 0n
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
+  if (typeof value === 'string' && /^\d{1,30}$/.test(value)) return BigInt(value)
+  return undefined
 }
 
 /** Reads `--contracts <file>`; a missing or malformed file is a ConfigError with what to do. */

@@ -44,6 +44,8 @@ export interface ContractsFile {
   addresses: Record<string, `0x${string}`>
   params: Record<string, string | number>
   deployedAt: string
+  /** the first block of the deployment, as a decimal string: nodes read logs from there */
+  deployBlock: string
 }
 
 const ROOT = resolve(import.meta.dirname, '..', '..')
@@ -94,6 +96,8 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
     const deployer = getAddress(account)
     const wallet = createWalletClient({ account: deployer, chain: { ...hardhat, id: chainId }, transport: http(rpcUrl), pollingInterval: 50 })
+    // every deployment transaction lands after the current head
+    const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n
     const addresses = await deployPeerHost({ wallet, publicClient, params: LOCAL_PARAMS })
     const file: ContractsFile = {
       chainId,
@@ -101,7 +105,8 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
       deployer,
       addresses,
       params: Object.fromEntries(Object.entries(LOCAL_PARAMS).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v])),
-      deployedAt: new Date().toISOString()
+      deployedAt: new Date().toISOString(),
+      deployBlock: deployBlock.toString()
     }
     await writeFile(join(init.dataDir, 'contracts.json'), JSON.stringify(file, null, 2) + '\n')
     return { rpcUrl, chainId, addresses, deployer, stop }

@@ -5,13 +5,14 @@
  */
 import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { parseEventLogs, type Account, type Hex } from 'viem'
+import { getAddress, isAddress, parseEventLogs, type Account, type Address, type Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { functionRegistryAbi } from '#contracts'
 import { ConfigError, NodeError } from '../errors.ts'
 import { chainError, cidToBytes, registryPublicClient, registryWalletClient, type ChainConfig } from '../registry/chain.ts'
 import { buildDeployment, type Deployment } from './build.ts'
 import { cloneRepo, isGitUrl, sourceCommit } from './git.ts'
+import { signUpload, UPLOAD_HEADER } from './uploads.ts'
 
 export type DeployStepId = 'source' | 'build' | 'preflight' | 'upload' | 'register' | 'live'
 
@@ -112,8 +113,9 @@ export async function deployProject (init: DeployInit): Promise<DeployResult> {
     }, () => `${account.address} may deploy ${built.project}`)
 
     await step('upload', async () => {
+      const identity = await gatewayIdentity(gateway, init.signal)
       for (const block of [...built.bundles, { cid: built.manifestCid, bytes: built.manifestBytes }]) {
-        await uploadBlock(gateway, block.cid, block.bytes, init.signal)
+        await uploadBlock(gateway, block.cid, block.bytes, await signUpload(account, identity, block.cid), init.signal)
       }
     }, () => `${built.bundles.length + 1} blocks to ${gateway}`)
 
@@ -155,21 +157,43 @@ export async function deployProject (init: DeployInit): Promise<DeployResult> {
   }
 }
 
-async function uploadBlock (gateway: string, cid: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+function timeout (signal?: AbortSignal): AbortSignal {
+  return signal === undefined ? AbortSignal.timeout(30_000) : AbortSignal.any([signal, AbortSignal.timeout(30_000)])
+}
+
+function unreachable (gateway: string, err: any): NodeError {
+  return new NodeError('GATEWAY_UNREACHABLE', `the gateway at ${gateway} did not answer (${err?.cause?.code ?? err?.message}); is it running? (--gateway)`, { cause: err })
+}
+
+/** The address the gateway's uploads are signed for (`GET /_peerhost/uploads`). */
+async function gatewayIdentity (gateway: string, signal?: AbortSignal): Promise<Address> {
+  let res: Response
+  try {
+    res = await fetch(`${gateway}/_peerhost/uploads`, { signal: timeout(signal) })
+  } catch (err: any) {
+    throw unreachable(gateway, err)
+  }
+  const body = res.ok ? await res.json().catch(() => undefined) as { gateway?: string } | undefined : undefined
+  if (typeof body?.gateway !== 'string' || !isAddress(body.gateway)) throw new NodeError('GATEWAY_NO_UPLOADS', `the gateway at ${gateway} does not accept uploads (start it with --contracts)`)
+  return getAddress(body.gateway)
+}
+
+async function uploadBlock (gateway: string, cid: string, bytes: Uint8Array, authorization: string, signal?: AbortSignal): Promise<void> {
   let res: Response
   try {
     res = await fetch(`${gateway}/_peerhost/blocks/${cid}`, {
       method: 'POST',
       body: bytes,
-      headers: { 'content-type': 'application/octet-stream' },
-      signal: signal === undefined ? AbortSignal.timeout(30_000) : AbortSignal.any([signal, AbortSignal.timeout(30_000)])
+      headers: { 'content-type': 'application/octet-stream', [UPLOAD_HEADER]: authorization },
+      signal: timeout(signal)
     })
   } catch (err: any) {
-    throw new NodeError('GATEWAY_UNREACHABLE', `the gateway at ${gateway} did not answer (${err?.cause?.code ?? err?.message}); is it running? (--gateway)`, { cause: err })
+    throw unreachable(gateway, err)
   }
   if (!res.ok) {
     const body = await res.json().catch(() => undefined) as { error?: { code?: string, message?: string } } | undefined
     if (res.status === 404) throw new NodeError('GATEWAY_NO_UPLOADS', `the gateway at ${gateway} does not accept uploads (start it with --contracts)`)
+    if (res.status === 429) throw new NodeError('UPLOAD_QUOTA_EXCEEDED', `the gateway refused block ${cid}: ${body?.error?.message ?? 'upload quota exceeded'}`)
     throw new NodeError('UPLOAD_FAILED', `the gateway refused block ${cid}: ${body?.error?.message ?? `HTTP ${res.status}`}`)
   }
 }

@@ -1,10 +1,20 @@
 /**
  * Gateway HTTP routes for deploys (mounted through the gateway's `routes` hook):
  *
- * - `POST /_peerhost/blocks/<cid>` — body: the raw block bytes (≤ 2 MiB). The gateway checks the
- *   CID is a CIDv1 raw sha2-256, hashes the body, stores the block in its helia blockstore and pins
- *   it. `201 {"cid","bytes"}`; `400 BAD_REQUEST` for a bad CID or bytes that do not match it;
+ * - `POST /_peerhost/blocks/<cid>` — body: the raw block bytes (≤ 2 MiB), signed by the builder:
+ *   `x-peerhost-upload: <wallet>.<issuedAtUnixSec>.<signature>`, an EIP-191 personal_sign by
+ *   `<wallet>` over the text
+ *   `PeerHost block upload\ngateway: <gateway address>\ncid: <cid>\nissued at: <issuedAt>`
+ *   (`uploadMessage`/`signUpload` in uploads.ts; `issuedAt` within ±10 min of the gateway's clock).
+ *   The gateway checks the signature, that the CID is a CIDv1 raw sha2-256, hashes the body,
+ *   stores the block in its helia blockstore and pins it on a lease (1 h): a block no registered
+ *   version references by then is deleted; one that a version references is kept while that
+ *   version is retained (registry-table.ts). `201 {"cid","bytes"}`; `401 UNAUTHORIZED` when the
+ *   header is missing, malformed, expired or signed by someone else, for another block or another
+ *   gateway; `429 RATE_LIMITED` when the wallet's unreferenced uploads would exceed its quota
+ *   (64 MiB); `400 BAD_REQUEST` for a bad CID or bytes that do not match it;
  *   `413 PAYLOAD_TOO_LARGE` above the limit.
+ * - `GET /_peerhost/uploads` — what a builder signs for: `{"gateway","header","format","quotaBytes","leaseSec","clockSkewSec"}`.
  * - `GET /_peerhost/blocks/<cid>` — the block, when this gateway holds it (no network fetch).
  * - `GET /_peerhost/projects/<wallet>/<project>` — the project's active version on chain and
  *   whether this gateway serves it yet (`live`).
@@ -14,24 +24,40 @@ import { jsonError, readBody } from '../gateway/http.ts'
 import type { BlockStorage } from '../storage/storage.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 import type { RegistryTable } from '../registry/registry-table.ts'
+import { UPLOAD_HEADER, UPLOAD_HEADER_FORMAT, type BlockUploads } from './uploads.ts'
 
 export interface DeployRoutesComponents {
   storage: BlockStorage
   /** absent when the gateway serves --project folders without a chain */
   table?: RegistryTable
+  /** signatures, leases and quotas of uploads (uploads.ts) */
+  uploads: BlockUploads
 }
 
 export function deployRoutes (components: DeployRoutesComponents): (app: Hono) => void {
-  const { storage, table } = components
+  const { storage, table, uploads } = components
   return (app) => {
+    app.get('/_peerhost/uploads', c => c.json({
+      gateway: uploads.gateway,
+      header: UPLOAD_HEADER,
+      format: UPLOAD_HEADER_FORMAT,
+      quotaBytes: uploads.quotaBytes,
+      leaseSec: Math.round(uploads.leaseMs / 1000),
+      clockSkewSec: STORAGE_LIMITS.uploadClockSkewSec
+    }))
     app.post('/_peerhost/blocks/:cid', async c => {
       const cid = c.req.param('cid')
+      const auth = await uploads.authenticate(c.req.header(UPLOAD_HEADER), cid)
+      if (!auth.ok) return jsonError('UNAUTHORIZED', auth.message)
       const declared = Number(c.req.header('content-length') ?? '0')
       if (declared > STORAGE_LIMITS.maxBlockBytes) return jsonError('PAYLOAD_TOO_LARGE', `a block is at most ${STORAGE_LIMITS.maxBlockBytes} bytes`)
       const bytes = await readBody(c.req.raw, STORAGE_LIMITS.maxBlockBytes)
       if (bytes === undefined) return jsonError('PAYLOAD_TOO_LARGE', `a block is at most ${STORAGE_LIMITS.maxBlockBytes} bytes`)
       try {
-        await storage.put(cid, bytes)
+        const outcome = await uploads.store(auth.wallet, cid, bytes)
+        if (outcome === 'over-quota') {
+          return jsonError('RATE_LIMITED', `${auth.wallet} has ${uploads.used(auth.wallet)} bytes of uploads no registered version references yet; the quota is ${uploads.quotaBytes} bytes (register a deploy, or wait for the lease of ${Math.round(uploads.leaseMs / 1000)} s to end)`)
+        }
       } catch (err: any) {
         if (err?.code === 'BAD_CID' || err?.code === 'BLOCK_MISMATCH') return jsonError('BAD_REQUEST', err.message)
         if (err?.code === 'BLOCK_TOO_LARGE') return jsonError('PAYLOAD_TOO_LARGE', err.message)

@@ -5,9 +5,27 @@
  * is served within one block plus one poll). For each project's active version it loads the
  * manifest and bundles from the block storage (local blockstore, else bitswap), pins them, and
  * swaps the project's functions atomically, so requests never see half a version.
+ *
+ * **Start block and cursor.** Logs are read from `fromBlock` (the deployment block of
+ * contracts.json, so a gateway on Amoy/Polygon does not scan from genesis). With `cursorFile`, the
+ * table writes what it has applied — the registry address and chain id it belongs to, the last
+ * applied block, and every project's state (namespace, name, active version, versions with their
+ * manifest CID and source commit) — atomically (temp file + rename) after each poll that moved
+ * it, and on start resumes from it instead of rescanning. A cursor for another registry or chain,
+ * or one that does not parse, is ignored with a warning (the table then starts at `fromBlock`);
+ * `resume: false` ignores it on purpose (`peerhost gateway --registry-from-block`).
+ *
+ * **Retention.** The blocks (manifest and bundles) of each project's active version and of its
+ * `keepVersions` most recent other versions are kept pinned, so a rollback to a recent version is
+ * instant; blocks referenced only by older versions are unpinned and deleted from the blockstore.
+ * A rollback to such a version fetches them again (bitswap from the mesh), or leaves the project
+ * on its previous version with the reason in its `error`. `retains(cid)` tells the upload route
+ * which blocks a registered version references (those are no longer uploads on a lease).
  */
+import { readFile } from 'node:fs/promises'
+import { writeFileAtomicAsync } from '../files.ts'
 import type { Address, Hex, PublicClient } from 'viem'
-import { getAddress } from 'viem'
+import { getAddress, isAddress, isHex } from 'viem'
 import { functionRegistryAbi } from '#contracts'
 import { functionId } from '#protocol'
 import type { FunctionEntry, FunctionTable } from '../gateway/functions.ts'
@@ -19,8 +37,16 @@ import { cidFromBytes } from './chain.ts'
 
 export interface RegistryTableInit {
   registry: Address
-  /** first block to read logs from; @default 0n */
+  /** the chain the registry is on: a cursor written for another chain is ignored */
+  chainId?: number
+  /** first block to read logs from when there is no cursor (contracts.json `deployBlock`); @default 0n */
   fromBlock?: bigint
+  /** where the cursor is kept (`<dataDir>/registry.json`); no cursor when absent */
+  cursorFile?: string
+  /** resume from the cursor when it is valid; false starts at `fromBlock` and rewrites it; @default true */
+  resume?: boolean
+  /** versions kept pinned besides the active one; @default STORAGE_LIMITS.keepVersions */
+  keepVersions?: number
   /** @default 200 */
   pollIntervalMs?: number
   /** most blocks per getLogs call; @default 5000n */
@@ -29,7 +55,7 @@ export interface RegistryTableInit {
 
 export interface RegistryTableComponents {
   client: PublicClient
-  storage: Pick<BlockStorage, 'fetch' | 'put'>
+  storage: Pick<BlockStorage, 'fetch' | 'put' | 'getLocal' | 'remove'>
   logger: Logger
 }
 
@@ -52,7 +78,12 @@ export interface RegistryTable extends FunctionTable {
   project: (wallet: string, project: string) => ProjectState | undefined
   /** the last block whose logs are applied */
   readonly block: bigint
+  /** true when a registered version this gateway keeps references the block (manifest or bundle) */
+  retains: (cid: string) => boolean
 }
+
+/** The cursor file's format version. */
+const CURSOR_VERSION = 1
 
 const EVENTS = functionRegistryAbi.filter(x => x.type === 'event' && ['ProjectCreated', 'VersionDeployed', 'VersionActivated'].includes(x.name))
 
@@ -68,20 +99,149 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   const bundles = new Map<string, Uint8Array>()
   const manifests = new Map<string, Manifest>()
   const loading = new Map<Hex, Promise<void>>()
-  let next = init.fromBlock ?? 0n
+  const superseded = new Map<Hex, AbortController>()
+  const keepVersions = init.keepVersions ?? STORAGE_LIMITS.keepVersions
+  const fromBlock = init.fromBlock ?? 0n
+  let next = fromBlock
+  /** the block the cursor file was last written at */
+  let saved = -1n
+  let saving: Promise<void> = Promise.resolve()
+  /** CIDs referenced by retained versions */
+  let retained = new Set<string>()
+  /** manifest CID → the CIDs its version references (itself and its bundles), once parsed */
+  const refsOf = new Map<string, string[]>()
+  /** manifests whose version left retention and whose blocks are gone */
+  const collected = new Set<string>()
+  let collecting: Promise<void> = Promise.resolve()
   let timer: NodeJS.Timeout | undefined
   let running = false
   let polling: Promise<void> | undefined
   const key = (wallet: string, project: string, fn: string): string => `${wallet.toLowerCase()}/${project}/${fn}`
 
-  async function loadManifest (cid: string): Promise<Manifest> {
+  async function loadManifest (cid: string, signal?: AbortSignal): Promise<Manifest> {
     const hit = manifests.get(cid)
     if (hit !== undefined) return hit
-    const bytes = await storage.fetch(cid, { maxBytes: STORAGE_LIMITS.maxManifestBytes })
+    const bytes = await storage.fetch(cid, { maxBytes: STORAGE_LIMITS.maxManifestBytes, signal })
     const manifest = parseManifest(bytes)
     await storage.put(cid, bytes)
     manifests.set(cid, manifest)
+    refsOf.set(cid, [cid, ...Object.values(manifest.functions).map(f => f.bundle)])
     return manifest
+  }
+
+  /** The blocks a version references, from what this gateway holds (no network). */
+  async function references (manifestCid: string): Promise<string[]> {
+    const hit = refsOf.get(manifestCid)
+    if (hit !== undefined) return hit
+    try {
+      const bytes = await storage.getLocal(manifestCid)
+      if (bytes === undefined) return [manifestCid]
+      const refs = [manifestCid, ...Object.values(parseManifest(bytes).functions).map(f => f.bundle)]
+      refsOf.set(manifestCid, refs)
+      return refs
+    } catch {
+      // a malformed manifest references nothing but itself
+      return [manifestCid]
+    }
+  }
+
+  /** The version numbers of `p` whose blocks stay: the active one and the `keepVersions` newest others. */
+  function keptVersions (p: ProjectState): Set<number> {
+    const others = [...p.versions.keys()].filter(n => n !== p.active).sort((a, b) => b - a)
+    return new Set([p.active, ...others.slice(0, keepVersions)])
+  }
+
+  async function collectOnce (): Promise<void> {
+    const keep = new Set<string>()
+    const drop = new Map<string, string[]>()
+    for (const p of projects.values()) {
+      const kept = keptVersions(p)
+      for (const [n, v] of p.versions) {
+        if (kept.has(n)) {
+          collected.delete(v.manifestCid)
+          for (const cid of await references(v.manifestCid)) keep.add(cid)
+        } else if (!collected.has(v.manifestCid)) {
+          drop.set(v.manifestCid, await references(v.manifestCid))
+        }
+      }
+    }
+    retained = keep
+    for (const [manifestCid, refs] of drop) {
+      try {
+        for (const cid of refs) if (!keep.has(cid)) await storage.remove(cid)
+        collected.add(manifestCid)
+        manifests.delete(manifestCid)
+        log.info({ manifest: manifestCid, blocks: refs.filter(c => !keep.has(c)).length }, 'version out of retention: blocks deleted')
+      } catch (err: any) {
+        log.warn({ err: err?.message, manifest: manifestCid }, 'cannot delete the blocks of an old version; retrying later')
+      }
+    }
+  }
+
+  function collect (): Promise<void> {
+    collecting = collecting.then(collectOnce).catch((err: any) => { log.warn({ err: err?.message }, 'block collection failed') })
+    return collecting
+  }
+
+  /** Reads the cursor; undefined (with a warning) when it is absent, corrupt or belongs elsewhere. */
+  async function readCursor (file: string): Promise<{ block: bigint, projects: ProjectState[] } | undefined> {
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err: any) {
+      if (err?.code !== 'ENOENT') log.warn({ file, err: err?.message }, 'cannot read the registry cursor; reading logs from the start block')
+      return undefined
+    }
+    try {
+      const raw = JSON.parse(text)
+      if (raw?.v !== CURSOR_VERSION) throw new Error(`unknown cursor version ${String(raw?.v)}`)
+      if (typeof raw.registry !== 'string' || !isAddress(raw.registry)) throw new Error('no registry address')
+      if (getAddress(raw.registry) !== getAddress(init.registry) || (init.chainId !== undefined && raw.chainId !== init.chainId)) {
+        log.warn({ file, cursor: { registry: raw.registry, chainId: raw.chainId }, following: { registry: init.registry, chainId: init.chainId } }, 'the registry cursor belongs to another registry or chain; ignored')
+        return undefined
+      }
+      if (typeof raw.block !== 'string' || !/^\d+$/.test(raw.block)) throw new Error('no block')
+      if (!Array.isArray(raw.projects)) throw new Error('no projects')
+      const out: ProjectState[] = []
+      for (const r of raw.projects) {
+        if (!isHex(r?.projectId) || typeof r.namespace !== 'string' || !isAddress(r.namespace) || typeof r.name !== 'string' || !Number.isSafeInteger(r.active) || !Array.isArray(r.versions)) throw new Error('a malformed project')
+        const versions = new Map<number, { manifestCid: string, sourceCommit: Hex }>()
+        for (const v of r.versions) {
+          if (!Number.isSafeInteger(v?.version) || typeof v.manifestCid !== 'string' || !isHex(v.sourceCommit)) throw new Error('a malformed version')
+          versions.set(v.version, { manifestCid: v.manifestCid, sourceCommit: v.sourceCommit })
+        }
+        out.push({ projectId: r.projectId, namespace: getAddress(r.namespace), name: r.name, active: r.active, versions, served: 0 })
+      }
+      return { block: BigInt(raw.block), projects: out }
+    } catch (err: any) {
+      log.warn({ file, err: err?.message }, 'the registry cursor is corrupt; ignored, reading logs from the start block')
+      return undefined
+    }
+  }
+
+  function saveCursor (): Promise<void> {
+    const file = init.cursorFile
+    if (file === undefined || next - 1n === saved) return saving
+    const block = next - 1n
+    const json = JSON.stringify({
+      v: CURSOR_VERSION,
+      registry: init.registry,
+      chainId: init.chainId ?? null,
+      block: block.toString(),
+      projects: [...projects.values()].map(p => ({
+        projectId: p.projectId,
+        namespace: p.namespace,
+        name: p.name,
+        active: p.active,
+        versions: [...p.versions].map(([version, v]) => ({ version, manifestCid: v.manifestCid, sourceCommit: v.sourceCommit }))
+      }))
+    }) + '\n'
+    saved = block
+    saving = saving.then(async () => {
+      // a crash mid-write leaves the previous cursor, never half of one
+      await writeFileAtomicAsync(file, json)
+    }).catch((err: any) => { saved = -1n; log.warn({ file, err: err?.message }, 'cannot write the registry cursor') })
+    return saving
   }
 
   /** Serves the project's active version once its manifest and bundles are here. */
@@ -90,12 +250,15 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
       const version = p.active
       const v = p.versions.get(version)
       if (v === undefined || (p.served === version && p.servedManifest === v.manifestCid)) return
+      // a newer VersionActivated abandons this load (a rollback need not wait for a fetch timeout)
+      const abort = new AbortController()
+      superseded.set(p.projectId, abort)
       try {
-        const manifest = await loadManifest(v.manifestCid)
+        const manifest = await loadManifest(v.manifestCid, abort.signal)
         const list: FunctionEntry[] = []
         const loaded = new Map<string, Uint8Array>()
         for (const [name, fn] of Object.entries(manifest.functions).sort(([a], [b]) => a < b ? -1 : 1)) {
-          const bytes = bundles.get(fn.bundle) ?? await storage.fetch(fn.bundle)
+          const bytes = bundles.get(fn.bundle) ?? await storage.fetch(fn.bundle, { signal: abort.signal })
           await storage.put(fn.bundle, bytes)
           loaded.set(fn.bundle, bytes)
           list.push({
@@ -116,9 +279,11 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
         p.servedManifest = v.manifestCid
         p.error = undefined
         pruneBundles()
+        void collect()
         log.info({ project: `${p.namespace}/${p.name}`, version, manifest: v.manifestCid, functions: list.map(e => e.ref.name) }, 'serving version')
       } catch (err: any) {
-        p.error = err?.message
+        if (p.active !== version) continue
+        p.error = `version ${version} cannot be served: ${String(err?.message ?? err)}`
         log.warn({ err, project: `${p.namespace}/${p.name}`, version, manifest: v.manifestCid }, 'cannot load version; retrying on the next poll')
         return
       }
@@ -143,6 +308,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
 
   async function poll (): Promise<void> {
     const latest = await client.getBlockNumber({ cacheTime: 0 })
+    let changed = false
     while (next <= latest) {
       const to = next + maxRange - 1n < latest ? next + maxRange - 1n : latest
       const logs = await client.getLogs({ address: init.registry, events: EVENTS as any, fromBlock: next, toBlock: to, strict: true }) as any[]
@@ -165,12 +331,16 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
           const p = projects.get(a.projectId)
           if (p === undefined) continue
           p.active = Number(a.version)
+          superseded.get(p.projectId)?.abort()
           touched.add(p)
         }
       }
       next = to + 1n
+      if (logs.length > 0) changed = true
       for (const p of touched) schedule(p)
     }
+    if (changed) void collect()
+    await saveCursor()
     // retry projects whose last load failed
     for (const p of projects.values()) if (p.error !== undefined) schedule(p)
   }
@@ -187,9 +357,22 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     list: () => [...entries.values()],
     project: (wallet, project) => byName.get(`${wallet.toLowerCase()}/${project}`),
     get block () { return next - 1n },
+    retains: cid => retained.has(cid),
     async start () {
       if (running) return
       running = true
+      const cursor = init.cursorFile !== undefined && init.resume !== false ? await readCursor(init.cursorFile) : undefined
+      if (cursor !== undefined && cursor.block + 1n > fromBlock) {
+        for (const p of cursor.projects) {
+          projects.set(p.projectId, p)
+          byName.set(`${p.namespace.toLowerCase()}/${p.name}`, p)
+        }
+        next = cursor.block + 1n
+        saved = cursor.block
+        log.info({ block: String(cursor.block), projects: cursor.projects.length }, 'resuming FunctionRegistry from the cursor')
+        for (const p of projects.values()) if (p.active !== 0) schedule(p)
+        void collect()
+      }
       try {
         await poll()
       } catch (err: any) {
@@ -197,6 +380,8 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
         log.warn({ err: err?.shortMessage ?? err?.message }, 'cannot read FunctionRegistry yet; retrying')
       }
       await Promise.allSettled([...loading.values()])
+      // `retains` is complete before anyone (the upload sweeper) asks
+      await collect()
       timer = setTimeout(loop, pollMs)
       log.info({ registry: init.registry, block: String(next - 1n), projects: projects.size }, 'following FunctionRegistry')
     },
@@ -205,6 +390,8 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
       clearTimeout(timer)
       await polling
       await Promise.allSettled([...loading.values()])
+      await collecting
+      await saving
     }
   }
 }

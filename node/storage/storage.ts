@@ -53,6 +53,8 @@ export interface BlockStorage {
   stop: () => Promise<void>
   /** Verifies `bytes` against `cid` (raw CIDv1 sha2-256), stores and pins them. */
   put: (cid: string, bytes: Uint8Array, options?: { signal?: AbortSignal }) => Promise<void>
+  /** Unpins the block and deletes it from the local blockstore; a block that is not here is fine. */
+  remove: (cid: string, options?: { signal?: AbortSignal }) => Promise<void>
   /** True when the block is in the local blockstore (no network). */
   has: (cid: string) => Promise<boolean>
   /** The block from the local blockstore only; undefined when absent. */
@@ -156,6 +158,13 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
           await drain(helia.pins.add(parsed, { ...options, depth: 0 }))
         }
         provide(parsed)
+      },
+      async remove (cid, options = {}) {
+        const parsed = parseRawCid(cid)
+        await ready()
+        if (await helia.pins.isPinned(parsed, options)) await drain(helia.pins.rm(parsed, options))
+        await blockstore.delete(parsed, options)
+        await components.libp2p.contentRouting.cancelReprovide(parsed, options).catch(() => {})
       },
       async has (cid) {
         await ready()

@@ -43,6 +43,8 @@ export interface ChainNetworkInit {
   executor?: 'dev' | 'gvisor'
   /** the gateway stakes from a funded key and publishes its endpoint and secret key; @default false */
   stakeGateway?: boolean
+  /** extra `peerhost gateway` flags */
+  gatewayArgs?: string[]
 }
 
 export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<ChainNetwork> {
@@ -70,7 +72,7 @@ export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<C
     })
     procs.push(...workers)
     const gatewayDir = join(dir, 'gateway')
-    const gatewayArgs = ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', gatewayDir, '--contracts', contractsFile, '--log-level', 'info']
+    const gatewayArgs = ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', gatewayDir, '--contracts', contractsFile, '--log-level', 'info', ...(init.gatewayArgs ?? [])]
     if (init.stakeGateway === true) {
       mkdirSync(gatewayDir, { recursive: true, mode: 0o700 })
       writeFileSync(join(gatewayDir, 'evm.key'), `${GATEWAY_KEY}\n`, { mode: 0o600 })

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Hono } from 'hono'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { privateKeyToAccount } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { rawCid } from '#protocol'
-import { blockStorage, buildDeployment, canonicalJson, createKeystore, createMeshNode, deployRoutes, encodeManifest, openKeystore, parseManifest, silentLogger, STORAGE_LIMITS, type PeerHostLibp2p, type BlockStorage } from '#node'
+import { blockStorage, blockUploads, signUpload, UPLOAD_HEADER, type BlockUploads, buildDeployment, canonicalJson, createKeystore, createMeshNode, deployRoutes, encodeManifest, openKeystore, parseManifest, silentLogger, STORAGE_LIMITS, type PeerHostLibp2p, type BlockStorage } from '#node'
 import { cloneRepo, isGitUrl, repoName, sourceCommit } from '../../node/deploy/index.ts'
+import { waitFor } from '../helpers/network.ts'
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
 const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.com' }
@@ -88,25 +89,43 @@ describe('deploy: deterministic builds and the manifest', function () {
 describe('deploy: the gateway upload route', function () {
   this.timeout(30_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-upload-'))
+  const GATEWAY = privateKeyToAccount(generatePrivateKey()).address
+  const alice = privateKeyToAccount(generatePrivateKey())
+  const bob = privateKeyToAccount(generatePrivateKey())
+  const LEASE_MS = 1_500
+  const QUOTA = 100 * 1024
   let libp2p: PeerHostLibp2p
   let storage: BlockStorage
+  let uploads: BlockUploads
   const app = new Hono()
+  const block = (label: string, size = 0): Uint8Array => new Uint8Array(Buffer.concat([Buffer.from(`${label} ${Math.random()}`), Buffer.alloc(size)]))
+  async function post (bytes: Uint8Array, header?: string, cid = rawCid(bytes)): Promise<Response> {
+    return await app.request(`/_peerhost/blocks/${cid}`, { method: 'POST', body: bytes, headers: header === undefined ? {} : { [UPLOAD_HEADER]: header } })
+  }
   before(async () => {
     libp2p = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
     storage = blockStorage({ dataDir: dir })({ libp2p, logger: silentLogger() })
     await storage.start()
-    deployRoutes({ storage })(app)
+    uploads = blockUploads({ quotaBytes: QUOTA, leaseMs: LEASE_MS, sweepIntervalMs: 100, file: join(dir, 'uploads.json') })({ gateway: GATEWAY, storage, logger: silentLogger() })
+    await uploads.start()
+    deployRoutes({ storage, uploads })(app)
   })
   after(async () => {
+    await uploads.stop()
     await storage.stop()
     await libp2p.stop()
     rmSync(dir, { recursive: true, force: true })
   })
 
-  it('stores and pins a block that matches its CID', async () => {
+  it('tells builders what to sign for', async () => {
+    const res = await app.request('/_peerhost/uploads')
+    assert.deepEqual(await res.json(), { gateway: GATEWAY, header: 'x-peerhost-upload', format: 'x-peerhost-upload: <wallet 0x…>.<issuedAt unix seconds>.<EIP-191 signature 0x…>', quotaBytes: QUOTA, leaseSec: 2, clockSkewSec: 600 })
+  })
+
+  it('stores and pins a signed block that matches its CID', async () => {
     const bytes = new TextEncoder().encode('bundle bytes')
     const cid = rawCid(bytes)
-    const res = await app.request(`/_peerhost/blocks/${cid}`, { method: 'POST', body: bytes })
+    const res = await post(bytes, await signUpload(alice, GATEWAY, cid))
     assert.equal(res.status, 201)
     assert.deepEqual(await res.json(), { cid, bytes: bytes.byteLength })
     assert.ok(await storage.helia.pins.isPinned((await import('multiformats/cid')).CID.parse(cid)))
@@ -114,17 +133,107 @@ describe('deploy: the gateway upload route', function () {
     assert.equal(Buffer.from(await back.arrayBuffer()).toString(), 'bundle bytes')
   })
 
+  it('answers 401 naming the header to an unsigned upload, and stores nothing', async () => {
+    const bytes = block('unsigned')
+    const res = await post(bytes)
+    assert.equal(res.status, 401)
+    const body = await res.json() as any
+    assert.equal(body.error.code, 'UNAUTHORIZED')
+    assert.match(body.error.message, /x-peerhost-upload: <wallet 0x…>\.<issuedAt unix seconds>\.<EIP-191 signature 0x…>/)
+    assert.equal(await storage.has(rawCid(bytes)), false)
+  })
+
+  it('answers 401 to a header replayed for another block, for another gateway, signed by someone else, expired or malformed', async () => {
+    const bytes = block('replayed')
+    const cid = rawCid(bytes)
+    const now = Math.floor(Date.now() / 1000)
+    const forOther = await signUpload(alice, GATEWAY, rawCid(block('the block alice meant')))
+    const otherGateway = await signUpload(alice, privateKeyToAccount(generatePrivateKey()).address, cid)
+    const byBob = (await signUpload(bob, GATEWAY, cid)).replace(bob.address, alice.address)
+    const expired = await signUpload(alice, GATEWAY, cid, now - 11 * 60)
+    const future = await signUpload(alice, GATEWAY, cid, now + 11 * 60)
+    const cases: Array<[string, RegExp]> = [
+      [forOther, /signature is not .* over this block/],
+      [otherGateway, /signature is not .* for this gateway/],
+      [byBob, /signature is not 0x/],
+      [expired, /more than 600 s from the gateway's clock/],
+      [future, /more than 600 s from the gateway's clock/],
+      [`${alice.address}.${now}`, /malformed x-peerhost-upload header/],
+      [`${alice.address}.${now}.0x${'00'.repeat(65)}`, /does not parse|signature is not/]
+    ]
+    for (const [header, message] of cases) {
+      const res = await post(bytes, header)
+      assert.equal(res.status, 401, header)
+      assert.match((await res.json() as any).error.message, message)
+    }
+    assert.equal(await storage.has(cid), false)
+    // within the clock skew it is accepted
+    assert.equal((await post(bytes, await signUpload(alice, GATEWAY, cid, now - 9 * 60))).status, 201)
+  })
+
+  it('answers 429 when a wallet\'s unreferenced uploads would exceed its quota, then deletes them when their lease ends', async () => {
+    const carol = privateKeyToAccount(generatePrivateKey())
+    const one = block('carol 1', 60 * 1024)
+    const two = block('carol 2', 60 * 1024)
+    assert.equal((await post(one, await signUpload(carol, GATEWAY, rawCid(one)))).status, 201)
+    assert.equal(uploads.used(carol.address), one.byteLength)
+    const res = await post(two, await signUpload(carol, GATEWAY, rawCid(two)))
+    assert.equal(res.status, 429)
+    const body = await res.json() as any
+    assert.equal(body.error.code, 'RATE_LIMITED')
+    assert.match(body.error.message, /quota is 102400 bytes/)
+    assert.equal(await storage.has(rawCid(two)), false)
+    // another wallet has its own quota
+    assert.equal((await post(two, await signUpload(bob, GATEWAY, rawCid(two)))).status, 201)
+    // no registered version references them: after the lease both are gone, and the quota is free again
+    await waitFor('the leases to end', async () => !(await storage.has(rawCid(one))) && !(await storage.has(rawCid(two))), 5_000, 100)
+    assert.equal((await app.request(`/_peerhost/blocks/${rawCid(one)}`)).status, 404)
+    assert.equal(uploads.used(carol.address), 0)
+    assert.equal((await post(two, await signUpload(carol, GATEWAY, rawCid(two)))).status, 201)
+  })
+
+  it('keeps leases across a restart', async () => {
+    const bytes = block('across a restart')
+    const cid = rawCid(bytes)
+    await uploads.stop()
+    const again = blockUploads({ quotaBytes: QUOTA, leaseMs: LEASE_MS, sweepIntervalMs: 100, file: join(dir, 'uploads.json') })({ gateway: GATEWAY, storage, logger: silentLogger() })
+    assert.equal(await again.store(alice.address, cid, bytes), 'stored')
+    await again.stop()
+    // a third instance (the restarted gateway) knows the lease from the file and ends it
+    const third = blockUploads({ leaseMs: LEASE_MS, sweepIntervalMs: 100, file: join(dir, 'uploads.json') })({ gateway: GATEWAY, storage, logger: silentLogger() })
+    await third.start()
+    try {
+      assert.equal(third.used(alice.address), bytes.byteLength)
+      await waitFor('the lease to end', async () => !(await storage.has(cid)), 5_000, 100)
+    } finally {
+      await third.stop()
+      await uploads.start()
+    }
+  })
+
+  it('never deletes a block it held before someone uploaded it', async () => {
+    const bytes = block('a --project bundle')
+    const cid = rawCid(bytes)
+    await storage.put(cid, bytes)
+    assert.equal((await post(bytes, await signUpload(alice, GATEWAY, cid))).status, 201)
+    assert.equal(uploads.used(alice.address) >= bytes.byteLength, false)
+    await new Promise(resolve => setTimeout(resolve, LEASE_MS + 500))
+    assert.equal(await storage.has(cid), true)
+  })
+
   it('answers 400 to bytes that do not match the CID, and to a CID that is not raw CIDv1', async () => {
-    const res = await app.request(`/_peerhost/blocks/${rawCid(new TextEncoder().encode('a'))}`, { method: 'POST', body: 'b' })
+    const cid = rawCid(new TextEncoder().encode('a'))
+    const res = await post(new TextEncoder().encode('b'), await signUpload(alice, GATEWAY, cid), cid)
     assert.equal(res.status, 400)
     assert.match(((await res.json()) as any).error.message, /do not match/)
-    const bad = await app.request('/_peerhost/blocks/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG', { method: 'POST', body: 'b' })
+    const v0 = 'QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG'
+    const bad = await post(new TextEncoder().encode('b'), await signUpload(alice, GATEWAY, v0), v0)
     assert.equal(bad.status, 400)
   })
 
   it('answers 413 to a block above 2 MiB', async () => {
     const bytes = new Uint8Array(STORAGE_LIMITS.maxBlockBytes + 1)
-    const res = await app.request(`/_peerhost/blocks/${rawCid(bytes)}`, { method: 'POST', body: bytes })
+    const res = await post(bytes, await signUpload(alice, GATEWAY, rawCid(bytes)))
     assert.equal(res.status, 413)
   })
 })

@@ -1,6 +1,6 @@
 /**
  * Block storage: helia on the mesh libp2p, bitswap between two nodes on 127.0.0.1, persistence,
- * and the SBX-15 caps (oversize, forged bytes, time).
+ * removal, and the SBX-15 caps (oversize, forged bytes, time).
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -84,6 +84,20 @@ describe('storage: helia blocks over bitswap', function () {
     sa = blockStorage({ dataDir: join(dir, 'a') })({ libp2p: a, logger: silentLogger() })
     await sa.start()
     assert.deepEqual(Buffer.from((await sa.getLocal(cid))!), Buffer.from(bytes))
+  })
+
+  it('removes a block: unpinned, gone from the blockstore, no longer served to peers; removing an absent block is fine', async () => {
+    const bytes = new TextEncoder().encode(`removable ${Math.random()}`)
+    const cid = rawCid(bytes)
+    await sa.put(cid, bytes)
+    assert.ok(await sa.helia.pins.isPinned(CID.parse(cid)))
+    await sa.remove(cid)
+    assert.equal(await sa.has(cid), false)
+    assert.equal(await sa.getLocal(cid), undefined)
+    assert.equal(await sa.helia.pins.isPinned(CID.parse(cid)), false)
+    await assert.rejects(sb.fetch(cid, { from: a.peerId, timeoutMs: 1_000 }), { code: 'BLOCK_FETCH_TIMEOUT' })
+    await sa.remove(cid)
+    await sa.remove(rawCid(new Uint8Array(randomBytes(32))))
   })
 
   it('finds a block through the DHT from a node that is not connected to its holder', async () => {

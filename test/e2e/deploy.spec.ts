@@ -18,7 +18,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { spawnPeerhost } from '../../bin/spawn.ts'
 import { functionRegistryAbi } from '#contracts'
 import { rawCid } from '#protocol'
-import { cidToBytes, deployProject, listVersions, registryPublicClient, type ChainContracts, type LocalChain } from '#node'
+import { cidToBytes, deployProject, listVersions, registryPublicClient, signUpload, UPLOAD_HEADER, type ChainContracts, type LocalChain } from '#node'
 import { waitFor } from '../helpers/network.ts'
 import { cli } from '../helpers/cli.ts'
 import { BUILDER_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
@@ -131,7 +131,9 @@ describe('e2e: deploy to a local network that follows the chain', function () {
   it('keeps serving the previous version when a registered manifest is malformed', async () => {
     const bad = new TextEncoder().encode('{"type":"peerhost-manifest","v":1,"functions":"nope"}')
     const cid = rawCid(bad)
-    assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad })).status, 201)
+    const { gateway } = await (await fetch(`${gatewayUrl}/_peerhost/uploads`)).json() as { gateway: `0x${string}` }
+    assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad })).status, 401, 'unsigned uploads are refused')
+    assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad, headers: { [UPLOAD_HEADER]: await signUpload(builder, gateway, cid) } })).status, 201)
     const wallet = createWalletClient({ account: builder, chain: { ...hardhat, id: contracts.chainId }, transport: http(contracts.rpcUrl) })
     const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, 'app', cidToBytes(cid), `0x${'0'.repeat(64)}`, ['greet']] })
     await registryPublicClient(contracts).waitForTransactionReceipt({ hash })
