@@ -19,6 +19,7 @@ export function gatewayCommand (): Command<any, any> {
     .option('--stake <amount>', 'with --contracts: stake this much (native currency, from the gateway\'s own address) as a gateway when its stake is below the minimum; a staked gateway publishes its endpoint and secret key on chain (needed for `peerhost secret put`)')
     .option('--public-url <url>', 'with --contracts: the URL builders and clients reach this gateway at, published on chain (default: its HTTP URL)')
     .option('--fallback-fee <amount>', 'with --contracts: fee offered per chain fallback request, native currency (default 0.001)')
+    .addOption(new Option('--fallback-pay <who>', 'with --contracts: who pays a chain fallback request\'s fee: the project\'s escrow (escrow), the gateway (balance), or the escrow when it can (auto)').choices(['auto', 'escrow', 'balance'] as const).default('auto' as const))
     .option('--fallback-redundancy <n>', 'with --contracts: workers per chain fallback request (default: up to 3 known staked workers)', intOption('--fallback-redundancy', 1, 15))
     .option('--fallback-deadline <seconds>', 'with --contracts: chain deadline of a fallback request (default 60)', intOption('--fallback-deadline', 20, 86_400))
     .option('--fallback-mesh-share <percent>', 'with --contracts: share of a request\'s deadline the mesh gets before the chain is asked (default 50)', intOption('--fallback-mesh-share', 1, 100))
@@ -80,6 +81,7 @@ export function gatewayCommand (): Command<any, any> {
         ? undefined
         : chainFallback({
           fee: parseAmount('--fallback-fee', opts.fallbackFee),
+          pay: opts.fallbackPay,
           redundancy: opts.fallbackRedundancy,
           deadlineSec: opts.fallbackDeadline,
           meshShare: opts.fallbackMeshShare === undefined ? undefined : opts.fallbackMeshShare / 100

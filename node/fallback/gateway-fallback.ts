@@ -14,6 +14,7 @@ import { newJobId, type FunctionOptions, type FunctionRef, type WireError, type 
 import { NodeError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { ChainClient } from '../chain/client.ts'
+import { escrowCanPay } from '../escrow/escrow.ts'
 import { decodeFallbackOutput, encodeFallbackInput } from './documents.ts'
 
 export const FALLBACK_DEFAULTS = {
@@ -57,6 +58,12 @@ export interface ChainFallbackInit {
   fee?: bigint
   /** @default FALLBACK_DEFAULTS.deadlineSec */
   deadlineSec?: number
+  /**
+   * Who pays the fee: `escrow` — the project's escrow in Settlement (the builder deposited and
+   * allowed this gateway; refused otherwise), `balance` — the gateway's own balance, `auto` — the
+   * escrow when it can pay, else the gateway. @default 'auto'
+   */
+  pay?: 'auto' | 'escrow' | 'balance'
 }
 
 export interface ChainFallbackComponents {
@@ -97,6 +104,8 @@ export interface FallbackResult {
   requestBlock: bigint
   finalizedBlock: bigint
   redundancy: number
+  /** where the fee came from */
+  paidFrom: 'escrow' | 'gateway'
 }
 
 export interface ChainFallback {
@@ -168,6 +177,13 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
       async run (job) {
         const started = performance.now()
         const r = redundancy()
+        const pay = init.pay ?? 'auto'
+        const gateway = chain.account?.address
+        const fromEscrow = pay !== 'balance' && gateway !== undefined &&
+          await escrowCanPay(chain, job.fn.wallet, job.fn.project, gateway, fee).catch((err: Error) => { log.warn({ err: err.message }, 'escrow not readable; the gateway pays'); return false })
+        if (pay === 'escrow' && !fromEscrow) {
+          throw new NodeError('FALLBACK_NO_ESCROW', `the escrow of ${job.fn.wallet}/${job.fn.project} cannot pay this gateway's fee of ${fee} wei now; its builder can run \`peerhost escrow deposit\` and \`peerhost escrow allow\``)
+        }
         const head = await pc.getBlock({ blockTag: 'latest' })
         // chain time, not ours: the coordinator checks the deadline against block.timestamp
         const deadline = head.timestamp + BigInt(deadlineSec + FALLBACK_DEFAULTS.inclusionSlackSec)
@@ -189,13 +205,13 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
             address: coordinator,
             abi: executionCoordinatorAbi,
             functionName: 'requestExecution',
-            args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow: false }],
-            value: fee
+            args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow }],
+            value: fromEscrow ? 0n : fee
           }, { signal: job.signal })
           const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
           if (requested === undefined) throw new NodeError('FALLBACK_FAILED', 'requestExecution emitted no ExecutionRequested event')
           const requestId = requested.args.requestId
-          log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, block: receipt.blockNumber.toString() }, 'chain fallback requested')
+          log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, paidFrom: fromEscrow ? 'escrow' : 'gateway', block: receipt.blockNumber.toString() }, 'chain fallback requested')
 
           const fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
           const outputCid = cidFromBytes(fin.outputCid)
@@ -220,7 +236,8 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
             requestTx: receipt.transactionHash,
             requestBlock: receipt.blockNumber,
             finalizedBlock: fin.blockNumber,
-            redundancy: r
+            redundancy: r,
+            paidFrom: fromEscrow ? 'escrow' : 'gateway'
           }
         } finally {
           pendingSecrets.delete(doc.cid)

@@ -263,7 +263,9 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       const refused: string | undefined = err?.code === 'CHAIN_REVERTED' ? err?.details?.error : undefined
       response = err?.code === 'FALLBACK_DEADLINE'
         ? jsonError('DEADLINE_EXCEEDED', 'the chain did not finalize a result before the request deadline')
-        : jsonError('WORKER_FAILED', refused === 'CoordinatorUnknownFunction'
+        : err?.code === 'FALLBACK_NO_ESCROW'
+          ? jsonError('WORKER_FAILED', `the mesh gave no result and the chain fallback was not asked: ${String(err.message)}`)
+          : jsonError('WORKER_FAILED', refused === 'CoordinatorUnknownFunction'
           ? 'the mesh gave no result and the chain fallback cannot run this function: it is not registered in FunctionRegistry'
           : refused !== undefined
             ? `the mesh gave no result and ExecutionCoordinator refused the fallback request (${refused})`

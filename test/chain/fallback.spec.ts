@@ -18,6 +18,8 @@ import { functionId, inputHash, outputHash, rawCid, type FunctionOptions, type F
 import { silentLogger } from '#node'
 import { chainClient, loadContracts, parseContracts, type ChainClient } from '../../node/chain/index.ts'
 import { stakeAndBind, stakingAdmission } from '../../node/staking/index.ts'
+import { depositEscrow, allowGateway, escrowStatus } from '../../node/escrow/index.ts'
+import { HARDHAT_KEY_0 } from '../protocol/fixtures.ts'
 import { chainFallback, cidBytes, decodeFallbackInput, decodeFallbackOutput, encodeFallbackInput, encodeFallbackOutput, type FallbackStorage } from '../../node/fallback/index.ts'
 import { chainWatcher } from '../../node/worker/chain-watcher.ts'
 import type { LocalJob } from '../../node/worker/worker.ts'
@@ -258,6 +260,57 @@ describe('chain: staking, admission and the fallback round against a local chain
       } finally {
         await fallback.stop()
         for (const w of watchers) await w.stop()
+      }
+    })
+
+    it('charges the project\'s escrow when its builder allowed the gateway, the gateway otherwise', async () => {
+      const storage = memoryStorage()
+      const { client, peerId } = await newWorker()
+      await stakeAndBind(client, peerId, { stake: parseEther('1') })
+      const worker = {
+        address: client.account!.address,
+        async execute () {
+          const response = { status: 200, headers: [] as Array<[string, string]>, body: new TextEncoder().encode('paid') }
+          return { response, outputHash: outputHash({ response }) }
+        }
+      }
+      const watcher = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+      await watcher.start()
+      const contracts = loadContracts(chain.contractsFile)
+      const builder = chainClient(contracts, privateKeyToAccount(HARDHAT_KEY_0))
+      assert.equal(builder.account!.address, owner, 'the project owner is Hardhat account #0')
+      const gatewayAccount = privateKeyToAccount(generatePrivateKey())
+      await chain.fund(gatewayAccount.address)
+      const gw = chainClient(contracts, gatewayAccount)
+      const fee = parseEther('0.001')
+      const auto = chainFallback({ deadlineSec: 30, redundancy: 1, fee })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      const strict = chainFallback({ deadlineSec: 30, redundancy: 1, fee, pay: 'escrow' })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?paid', headers: [], body: new Uint8Array() }
+      const job = { fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) }
+      try {
+        // no escrow yet: auto falls back to the gateway's balance, escrow-only refuses before any transaction
+        assert.equal((await auto.run(job)).paidFrom, 'gateway')
+        await assert.rejects(strict.run(job), (e: any) => e.code === 'FALLBACK_NO_ESCROW' && /peerhost escrow deposit/.test(e.message))
+        await depositEscrow(builder, 'hello', parseEther('0.01'))
+        await assert.rejects(strict.run(job), (e: any) => e.code === 'FALLBACK_NO_ESCROW', 'a deposit without an allowance for this gateway')
+        await allowGateway(builder, 'hello', gatewayAccount.address, fee)
+        const before = await escrowStatus(gw, owner, 'hello', gatewayAccount.address)
+        assert.equal(before.allowance?.available, fee)
+        const r = await strict.run(job)
+        assert.equal(r.paidFrom, 'escrow')
+        assert.equal(new TextDecoder().decode(r.response!.body), 'paid')
+        const req = await gw.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [r.requestId] }) as any
+        assert.equal(req.fromEscrow, true)
+        const after = await escrowStatus(gw, owner, 'hello', gatewayAccount.address)
+        assert.equal(after.balance, before.balance - fee)
+        assert.equal(after.allowance?.available, 0n, 'this epoch\'s allowance is used up')
+        // the allowance is spent: auto pays from the gateway again
+        assert.equal((await auto.run(job)).paidFrom, 'gateway')
+        await assert.rejects(depositEscrow(builder, 'nope', 1n), (e: any) => e.code === 'UNKNOWN_PROJECT')
+      } finally {
+        await auto.stop()
+        await strict.stop()
+        await watcher.stop()
       }
     })
   })

@@ -183,6 +183,26 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     assert.equal(deployed.version, 1)
   })
 
+  it('funds the project\'s escrow and allows the gateway with peerhost escrow', async () => {
+    const gatewayAddress = ((await (await fetch(`${gatewayUrl}/_peerhost/status`)).json()) as any).address as string
+    const env = { PEERHOST_PRIVATE_KEY: BUILDER_KEY }
+    const dep = await cli(['escrow', 'deposit', 'app', '0.5', '--contracts', contractsFile, '--json'], env)
+    assert.equal(dep.code, 0, dep.stderr)
+    const allow = await cli(['escrow', 'allow', 'app', gatewayAddress, '0.01', '--contracts', contractsFile, '--json'], env)
+    assert.equal(allow.code, 0, allow.stderr)
+    const show = await cli(['escrow', 'show', 'app', '--gateway', gatewayAddress, '--contracts', contractsFile, '--json'], env)
+    assert.equal(show.code, 0, show.stderr)
+    const s = show.lines.at(-1)
+    assert.equal(s.balance, (5n * 10n ** 17n).toString())
+    assert.equal(s.allowance.perEpoch, (10n ** 16n).toString())
+    const bad = await cli(['escrow', 'allow', 'app', 'not-an-address', '0.01', '--contracts', contractsFile], env)
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /<gateway> must be a 0x-prefixed 20-byte address, got "not-an-address"/)
+    const unknown = await cli(['escrow', 'deposit', 'never-deployed', '0.1', '--contracts', contractsFile], env)
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /project "never-deployed" is not registered under this wallet; deploy it first/)
+  })
+
   describe('bad input registers nothing on-chain', () => {
     let blockBefore: bigint
     const client = (): ReturnType<typeof registryPublicClient> => registryPublicClient(contracts)

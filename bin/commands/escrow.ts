@@ -1,0 +1,62 @@
+import { Command } from '@commander-js/extra-typings'
+import { formatEther, isAddress, type Address } from 'viem'
+import { allowGateway, chainClient, ConfigError, depositEscrow, escrowStatus, parseAmount } from '../deps.ts'
+import { say } from '../util.ts'
+import { builderAccount, chainContracts } from './wallet.ts'
+
+function address (flag: string, value: string): Address {
+  if (!isAddress(value)) throw new ConfigError('BAD_ADDRESS', `${flag} must be a 0x-prefixed 20-byte address, got "${value}"`)
+  return value
+}
+
+function amount (flag: string, value: string): bigint {
+  return parseAmount(flag, value)!
+}
+
+export function escrowCommand (): Command<any, any> {
+  const escrow = new Command('escrow').description('a project\'s escrow in Settlement: what gateways may charge for its chain fallback requests (instead of paying themselves)')
+  escrow.addCommand(new Command('deposit')
+    .description('deposit native currency into the escrow of one of your projects')
+    .argument('<project>', 'project name (under your wallet)')
+    .argument('<amount>', 'native currency, e.g. 0.5')
+    .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
+    .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
+    .option('--json', 'print machine-readable lines')
+    .action(async (project, value, opts) => {
+      const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
+      const out = await depositEscrow(client, project, amount('<amount>', value))
+      const sym = client.chain.nativeCurrency.symbol
+      say(opts, `deposited ${value} ${sym} for ${project}; escrow now ${formatEther(out.balance)} ${sym}`, { event: 'escrow', action: 'deposit', project, tx: out.tx, balance: out.balance.toString() })
+    }))
+  escrow.addCommand(new Command('allow')
+    .description('let a gateway charge up to <per-epoch> of the project\'s escrow per settlement epoch (0 revokes)')
+    .argument('<project>', 'project name (under your wallet)')
+    .argument('<gateway>', 'the gateway\'s address (see its /_peerhost/status)')
+    .argument('<per-epoch>', 'native currency per epoch, e.g. 0.1')
+    .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
+    .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
+    .option('--json', 'print machine-readable lines')
+    .action(async (project, gateway, perEpoch, opts) => {
+      const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
+      const out = await allowGateway(client, project, address('<gateway>', gateway), amount('<per-epoch>', perEpoch))
+      say(opts, `gateway ${gateway} may charge ${project}'s escrow up to ${perEpoch} ${client.chain.nativeCurrency.symbol} per epoch`, { event: 'escrow', action: 'allow', project, gateway, perEpoch, tx: out.tx })
+    }))
+  escrow.addCommand(new Command('show')
+    .description('the escrow balance of a project, and a gateway\'s allowance')
+    .argument('<project>', 'project name')
+    .option('--wallet <address>', 'the project\'s wallet (default: --keystore or PEERHOST_PRIVATE_KEY)')
+    .option('--gateway <address>', 'also show this gateway\'s allowance')
+    .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
+    .option('--keystore <file>', 'builder wallet, to find its address')
+    .option('--json', 'print machine-readable lines')
+    .action(async (project, opts) => {
+      const client = chainClient(chainContracts(opts.contracts))
+      const wallet = opts.wallet !== undefined ? address('--wallet', opts.wallet) : (await builderAccount(opts.keystore)).address
+      const s = await escrowStatus(client, wallet, project, opts.gateway === undefined ? undefined : address('--gateway', opts.gateway))
+      const sym = client.chain.nativeCurrency.symbol
+      const lines = [`${wallet}/${project}: escrow ${formatEther(s.balance)} ${sym}`]
+      if (s.allowance !== undefined) lines.push(`  gateway ${opts.gateway}: ${formatEther(s.allowance.perEpoch)} ${sym} per epoch, ${formatEther(s.allowance.spentThisEpoch)} spent this epoch`)
+      say(opts, lines.join('\n'), { event: 'escrow', project, wallet, projectId: s.projectId, balance: s.balance.toString(), allowance: s.allowance === undefined ? null : { perEpoch: s.allowance.perEpoch.toString(), spentThisEpoch: s.allowance.spentThisEpoch.toString() } })
+    }))
+  return escrow
+}
