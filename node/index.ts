@@ -28,5 +28,5 @@ export { registryTable, listVersions, rollbackProject, registryPublicClient, cid
 export { createKeystore, openKeystore, parsePrivateKey, type KeystoreJson } from './wallet.ts'
 export { stakeAndBind, registerGateway, publishedGatewayInfo, stakingAdmission, peerIdHash, ADMISSION_DEFAULTS, type StakingAdmission, type Registration } from './staking/index.ts'
 export { chainFallback, FALLBACK_DEFAULTS, type ChainFallback, type ChainFallbackInit, type FallbackStorage, type FallbackResult } from './fallback/index.ts'
-export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair } from './secrets/index.ts'
+export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair, type SecretTarget } from './secrets/index.ts'
 export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'

@@ -324,31 +324,26 @@ function functionOptions (x: unknown, path: string): FunctionOptions {
   }
 }
 
-function env (x: unknown, path: string): Record<string, string> {
+/** A map of environment-variable names to strings (env, secrets), bounded in entries, name and value sizes. */
+function stringMap (x: unknown, path: string, limits: { entries: number, nameBytes: number, valueBytes: number, what: string }): Record<string, string> {
   if (!isPlainObject(x)) fail(path, 'a map of strings')
   const keys = Object.keys(x)
-  if (keys.length > LIMITS.maxMapSize) fail(path, `a map of at most ${LIMITS.maxMapSize} entries`)
+  if (keys.length > limits.entries) fail(path, `a map of at most ${limits.entries} ${limits.what}`)
   const out: Record<string, string> = {}
   for (const key of keys) {
     const p = `${path}.${show(key)}`
-    if (FORBIDDEN_KEYS.has(key) || key.length > LIMITS.maxIdBytes || !ENV_NAME.test(key)) fail(p, 'an environment variable name ([A-Za-z_][A-Za-z0-9_]*, not __proto__, constructor or prototype)')
-    out[key] = str(x[key], p)
+    if (FORBIDDEN_KEYS.has(key) || key.length > limits.nameBytes || !ENV_NAME.test(key)) fail(p, `an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most ${limits.nameBytes} characters, not __proto__, constructor or prototype)`)
+    out[key] = str(x[key], p, limits.valueBytes)
   }
   return out
 }
 
-/** `secrets`: like env, with at most LIMITS.maxSecrets names of LIMITS.maxEnvNameBytes and values of LIMITS.maxSecretBytes. */
+function env (x: unknown, path: string): Record<string, string> {
+  return stringMap(x, path, { entries: LIMITS.maxMapSize, nameBytes: LIMITS.maxIdBytes, valueBytes: LIMITS.maxStringBytes, what: 'entries' })
+}
+
 function secrets (x: unknown, path: string): Record<string, string> {
-  if (!isPlainObject(x)) fail(path, 'a map of strings')
-  const keys = Object.keys(x)
-  if (keys.length > LIMITS.maxSecrets) fail(path, `a map of at most ${LIMITS.maxSecrets} secrets`)
-  const out: Record<string, string> = {}
-  for (const key of keys) {
-    const p = `${path}.${show(key)}`
-    if (FORBIDDEN_KEYS.has(key) || key.length > LIMITS.maxEnvNameBytes || !ENV_NAME.test(key)) fail(p, `a secret name ([A-Za-z_][A-Za-z0-9_]*, at most ${LIMITS.maxEnvNameBytes} characters)`)
-    out[key] = str(x[key], p, LIMITS.maxSecretBytes)
-  }
-  return out
+  return stringMap(x, path, { entries: LIMITS.maxSecrets, nameBytes: LIMITS.maxEnvNameBytes, valueBytes: LIMITS.maxSecretBytes, what: 'secrets' })
 }
 
 function timing (x: unknown, path: string): number {

@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { chainClient, ConfigError, deleteSecret, listSecrets, putSecret } from '../deps.ts'
+import { chainClient, ConfigError, deleteSecret, listSecrets, putSecret, type SecretTarget } from '../deps.ts'
 import { say } from '../util.ts'
 import { builderAccount, chainContracts, readHidden } from './wallet.ts'
 
@@ -30,6 +30,12 @@ function common<C extends Command<any, any>> (cmd: C): C {
     .option('--json', 'print machine-readable lines') as C
 }
 
+/** Who changes which secret where, from the shared options. */
+async function target (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget> {
+  const contracts = chainContracts(opts.contracts)
+  return { gateway: opts.gateway, chain: chainClient(contracts), account: await builderAccount(opts.keystore), project, name }
+}
+
 export function secretCommand (): Command<any, any> {
   const secret = new Command('secret').description('project secrets: sealed to the gateway\'s published key, handed to a worker only inside one job, seen by functions in env')
   secret.addCommand(common(new Command('put')
@@ -38,10 +44,9 @@ export function secretCommand (): Command<any, any> {
     .argument('<NAME>', 'the name functions read it by: env.NAME'))
     .action(async (project, name, options) => {
       const opts = options as ChangeOptions
-      const contracts = chainContracts(opts.contracts)
-      const account = await builderAccount(opts.keystore)
-      const value = await readValue(name)
-      const out = await putSecret({ gateway: opts.gateway, chain: chainClient(contracts), account, project, name, value })
+      const t = await target(opts, project, name)
+      const account = t.account
+      const out = await putSecret({ ...t, value: await readValue(name) })
       say(opts, `secret ${name} set for ${account.address}/${project} on gateway ${out.gateway}; jobs started from now on see it in env.${name}`, { event: 'secret', action: 'put', project, name, wallet: account.address, gateway: out.gateway, issued: out.issued })
     }))
   secret.addCommand(common(new Command('delete')
@@ -50,9 +55,9 @@ export function secretCommand (): Command<any, any> {
     .argument('<NAME>', 'secret name'))
     .action(async (project, name, options) => {
       const opts = options as ChangeOptions
-      const contracts = chainContracts(opts.contracts)
-      const account = await builderAccount(opts.keystore)
-      const out = await deleteSecret({ gateway: opts.gateway, chain: chainClient(contracts), account, project, name })
+      const t = await target(opts, project, name)
+      const account = t.account
+      const out = await deleteSecret(t)
       say(opts, out.deleted ? `secret ${name} deleted from ${account.address}/${project}` : `${account.address}/${project} had no secret ${name}; nothing to delete`, { event: 'secret', action: 'delete', project, name, wallet: account.address, gateway: out.gateway, deleted: out.deleted })
     }))
   secret.addCommand(new Command('list')

@@ -48,8 +48,12 @@ export function secretRoutes (components: SecretRoutesComponents): (app: Hono) =
     return undefined
   }
 
-  /** Parses and authorizes a change; a Response when it is refused. */
-  async function authorize (req: Request, change: Omit<SecretChange, 'issued' | 'sealed'>): Promise<Response | { issued: number, sealed?: Uint8Array }> {
+  /** Parses and authorizes a change to `<wallet>/<project>/<name>`; a Response when it is refused. */
+  async function authorize (req: Request, params: Record<string, string>, action: SecretChange['action']): Promise<Response | { wallet: string, project: string, name: string, issued: number, sealed?: Uint8Array }> {
+    const { wallet, project, name } = params
+    const bad = target(wallet, project, name)
+    if (bad !== undefined) return bad
+    const change = { action, gateway, chainId, wallet, project, name }
     const raw = await readBody(req, MAX_BODY_BYTES)
     if (raw === undefined) return jsonError('PAYLOAD_TOO_LARGE', `a secret change is at most ${MAX_BODY_BYTES} bytes (values at most ${LIMITS.maxSecretBytes})`)
     let body: any
@@ -74,7 +78,7 @@ export function secretRoutes (components: SecretRoutesComponents): (app: Hono) =
     if (signer.toLowerCase() !== change.wallet.toLowerCase()) return jsonError('UNAUTHORIZED', `the change is signed by ${signer}, not by the project's wallet ${change.wallet}`)
     const last = store.lastIssued(change.wallet, change.project, change.name)
     if (body.issued <= last) return jsonError('BAD_REQUEST', `a change signed at ${last} already applies to ${change.name}; this one (${body.issued}) is not newer — sign it again`)
-    return { issued: body.issued, sealed }
+    return { wallet, project, name, issued: body.issued, sealed }
   }
 
   return (app) => {
@@ -88,11 +92,9 @@ export function secretRoutes (components: SecretRoutesComponents): (app: Hono) =
     })
 
     app.put('/_peerhost/secrets/:wallet/:project/:name', async c => {
-      const { wallet, project, name } = c.req.param()
-      const bad = target(wallet, project, name)
-      if (bad !== undefined) return bad
-      const ok = await authorize(c.req.raw, { action: 'put', gateway, chainId, wallet, project, name })
+      const ok = await authorize(c.req.raw, c.req.param(), 'put')
       if (ok instanceof Response) return ok
+      const { wallet, project, name } = ok
       let value: Uint8Array
       try {
         value = key.open(ok.sealed!, { chainId, gateway, wallet, project, name })
@@ -118,11 +120,9 @@ export function secretRoutes (components: SecretRoutesComponents): (app: Hono) =
     })
 
     app.delete('/_peerhost/secrets/:wallet/:project/:name', async c => {
-      const { wallet, project, name } = c.req.param()
-      const bad = target(wallet, project, name)
-      if (bad !== undefined) return bad
-      const ok = await authorize(c.req.raw, { action: 'delete', gateway, chainId, wallet, project, name })
+      const ok = await authorize(c.req.raw, c.req.param(), 'delete')
       if (ok instanceof Response) return ok
+      const { wallet, project, name } = ok
       const existed = store.list(wallet, project).some(s => s.name === name)
       store.delete(wallet, project, name, ok.issued)
       log.info({ project: `${wallet.toLowerCase()}/${project}`, name, existed }, 'secret deleted')
