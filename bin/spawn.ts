@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { NodeError } from './deps.ts'
+import { NodeError } from './light.ts'
 
 export const CLI = resolve(import.meta.dirname, 'peerhost.ts')
 

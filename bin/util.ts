@@ -5,7 +5,8 @@
 import { resolve } from 'node:path'
 import { Registry } from 'prom-client'
 import { CommanderError, InvalidArgumentError } from '@commander-js/extra-typings'
-import { createLogger, PeerHostError, type Logger } from './deps.ts'
+import { createLogger, PeerHostError } from './light.ts'
+import type { Logger } from './deps.ts'
 
 export interface CommonOptions {
   json?: boolean

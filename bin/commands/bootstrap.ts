@@ -1,5 +1,4 @@
 import { Command } from '@commander-js/extra-typings'
-import { createBootstrap, loadPeerKey } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
 export function bootstrapCommand (): Command<any, any> {
@@ -12,6 +11,7 @@ export function bootstrapCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
+      const { createBootstrap, loadPeerKey } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'bootstrap')
       const node = await createBootstrap({

@@ -1,5 +1,4 @@
 import { Command } from '@commander-js/extra-typings'
-import { startLocalChain } from '../deps.ts'
 import { absolute, intOption, onShutdown, say } from '../util.ts'
 
 export function chainCommand (): Command<any, any> {
@@ -10,6 +9,7 @@ export function chainCommand (): Command<any, any> {
     .option('--data-dir <dir>', 'where contracts.json and chain.log go', '.peerhost/chain')
     .option('--json', 'print machine-readable lines')
     .action(async (opts) => {
+      const { startLocalChain } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
       const local = await startLocalChain({ port: opts.port, dataDir })
       onShutdown(async () => await local.stop())

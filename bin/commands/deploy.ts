@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
-import { ConfigError, deployProject, type DeployStepEvent } from '../deps.ts'
+import { ConfigError } from '../light.ts'
+import type { DeployStepEvent } from '../deps.ts'
 import { say } from '../util.ts'
 import { builderAccount, chainContracts } from './wallet.ts'
 
@@ -21,6 +22,7 @@ export function deployCommand (): Command<any, any> {
     .option('--no-wait', 'do not wait until the gateway serves the new version')
     .option('--json', 'print machine-readable lines')
     .action(async (source, opts) => {
+      const { deployProject } = await import('../deps.ts')
       const contracts = chainContracts(opts.contracts)
       const account = await builderAccount(opts.keystore)
       const tty = process.stdout.isTTY === true && opts.json !== true

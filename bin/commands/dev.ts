@@ -1,6 +1,5 @@
 import { join } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
-import { startDevServer } from '../deps.ts'
 import { absolute, intOption, onShutdown, say } from '../util.ts'
 
 export function devCommand (): Command<any, any> {
@@ -13,6 +12,7 @@ export function devCommand (): Command<any, any> {
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary)')
     .option('--json', 'print machine-readable lines')
     .action(async (dir, opts) => {
+      const { startDevServer } = await import('../deps.ts')
       const root = absolute(dir)
       const server = await startDevServer({
         dir: root,

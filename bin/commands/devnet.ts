@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Command } from '@commander-js/extra-typings'
-import { loadSigner, NodeError, startLocalChain, type LocalChain } from '../deps.ts'
+import { NodeError } from '../light.ts'
+import type { LocalChain } from '../deps.ts'
 import { CLI, spawnPeerhost, type NodeProcess } from '../spawn.ts'
 import { absolute, collect, intOption, onShutdown, say } from '../util.ts'
 
@@ -74,6 +75,7 @@ export function devnetCommand (): Command<any, any> {
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary)')
     .option('--json', 'print machine-readable lines')
     .action(async (opts) => {
+      const { loadSigner, startLocalChain } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
       const logDir = join(dataDir, 'logs')
       mkdirSync(logDir, { recursive: true })

@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { formatEther, isAddress, type Address } from 'viem'
-import { allowGateway, chainClient, ConfigError, depositEscrow, escrowStatus, parseAmount } from '../deps.ts'
+import { ConfigError, parseAmount } from '../light.ts'
 import { say } from '../util.ts'
 import { builderAccount, chainContracts } from './wallet.ts'
 
@@ -23,6 +23,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines')
     .action(async (project, value, opts) => {
+      const { chainClient, depositEscrow } = await import('../deps.ts')
       const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
       const out = await depositEscrow(client, project, amount('<amount>', value))
       const sym = client.chain.nativeCurrency.symbol
@@ -37,6 +38,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines')
     .action(async (project, gateway, perEpoch, opts) => {
+      const { allowGateway, chainClient } = await import('../deps.ts')
       const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
       const out = await allowGateway(client, project, address('<gateway>', gateway), amount('<per-epoch>', perEpoch))
       say(opts, `gateway ${gateway} may charge ${project}'s escrow up to ${perEpoch} ${client.chain.nativeCurrency.symbol} per epoch`, { event: 'escrow', action: 'allow', project, gateway, perEpoch, tx: out.tx })
@@ -50,6 +52,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
+      const { chainClient, escrowStatus } = await import('../deps.ts')
       const client = chainClient(chainContracts(opts.contracts))
       const wallet = opts.wallet !== undefined ? address('--wallet', opts.wallet) : (await builderAccount(opts.keystore)).address
       const s = await escrowStatus(client, wallet, project, opts.gateway === undefined ? undefined : address('--gateway', opts.gateway))

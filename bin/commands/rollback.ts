@@ -1,5 +1,4 @@
 import { Command } from '@commander-js/extra-typings'
-import { rollbackProject } from '../deps.ts'
 import { intOption, say } from '../util.ts'
 import { builderAccount, chainContracts } from './wallet.ts'
 
@@ -12,6 +11,7 @@ export function rollbackCommand (): Command<any, any> {
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--json', 'print machine-readable lines')
     .action(async (project, version, opts) => {
+      const { rollbackProject } = await import('../deps.ts')
       const contracts = chainContracts(opts.contracts)
       const account = await builderAccount(opts.keystore)
       const { txHash, previous } = await rollbackProject(contracts, account, project, version)

@@ -1,6 +1,7 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { chainClient, ConfigError, deleteSecret, listSecrets, putSecret, type SecretTarget } from '../deps.ts'
+import { ConfigError } from '../light.ts'
+import type { SecretTarget } from '../deps.ts'
 import { say } from '../util.ts'
 import { builderAccount, chainContracts, readHidden } from './wallet.ts'
 
@@ -32,6 +33,7 @@ function common<C extends Command<any, any>> (cmd: C): C {
 
 /** Who changes which secret where, from the shared options. */
 async function target (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget> {
+  const { chainClient } = await import('../deps.ts')
   const contracts = chainContracts(opts.contracts)
   return { gateway: opts.gateway, chain: chainClient(contracts), account: await builderAccount(opts.keystore), project, name }
 }
@@ -43,6 +45,7 @@ export function secretCommand (): Command<any, any> {
     .argument('<project>', 'project name (under your wallet)')
     .argument('<NAME>', 'the name functions read it by: env.NAME'))
     .action(async (project, name, options) => {
+      const { putSecret } = await import('../deps.ts')
       const opts = options as ChangeOptions
       const t = await target(opts, project, name)
       const account = t.account
@@ -54,6 +57,7 @@ export function secretCommand (): Command<any, any> {
     .argument('<project>', 'project name (under your wallet)')
     .argument('<NAME>', 'secret name'))
     .action(async (project, name, options) => {
+      const { deleteSecret } = await import('../deps.ts')
       const opts = options as ChangeOptions
       const t = await target(opts, project, name)
       const account = t.account
@@ -68,6 +72,7 @@ export function secretCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
+      const { listSecrets } = await import('../deps.ts')
       if (opts.wallet !== undefined && !isAddress(opts.wallet)) throw new ConfigError('BAD_WALLET', `--wallet must be a 0x-prefixed 20-byte address, got "${opts.wallet}"`)
       const wallet = (opts.wallet ?? (await builderAccount(opts.keystore)).address) as Address
       const list = await listSecrets(opts.gateway, wallet, project)

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { Command } from '@commander-js/extra-typings'
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
-import { ConfigError, createKeystore, loadContracts, openKeystore, parsePrivateKey, type ChainContracts } from '../deps.ts'
+import { ConfigError, createKeystore, loadContracts, openKeystore, parsePrivateKey } from '../light.ts'
+import type { ChainContracts } from '../deps.ts'
 import { absolute, say } from '../util.ts'
 
 /** Asks for a line on the terminal without echoing it (passwords, secret values). */

@@ -1,9 +1,11 @@
 import { Command } from '@commander-js/extra-typings'
-import * as sandbox from '#sandbox'
-import { ConfigError, NODE_DEFAULTS, NodeError, blockStorage, chainClient, parseAmount, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadContracts, loadSigner, loadPeerKey, prewarmCached, adminServer, type Logger } from '../deps.ts'
+import type { Executor } from '#sandbox'
+import { ConfigError, NODE_DEFAULTS, NodeError, parseAmount, loadContracts } from '../light.ts'
+import type { Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
-export function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): sandbox.Executor {
+export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): Promise<Executor> {
+  const sandbox = await import('#sandbox')
   if (unsafeDev) {
     log.warn('running functions with the development node:vm executor: this is NOT a security boundary; never use it with untrusted code')
     // one idle thread per job slot: a thread boot costs tens of ms, far more than a job
@@ -28,13 +30,14 @@ export function workerCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
+      const { blockStorage, chainClient, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
       const reg = registry()
       const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
       const stake = parseAmount('--stake', opts.stake)
-      const executor = chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
+      const executor = await chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined
       // one libp2p for the mesh and for bitswap: bundles come by CID from whoever holds them
