@@ -1,4 +1,4 @@
-/** The only imports bin/ takes from the rest of the tree, in one place. */
+/** The node runtime bin/ uses, in one place; command actions import it lazily (what definitions need is in light.ts). */
 export * from '#node'
 export { PeerHostError } from '#protocol'
 export { createBootstrap } from '#bootstrap'
