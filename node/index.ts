@@ -26,7 +26,7 @@ export { blockStorage, STORAGE_LIMITS, type BlockStorage, type BlockStorageInit,
 export { deployProject, buildDeployment, deployRoutes, blockUploads, signUpload, uploadMessage, UPLOAD_HEADER, type BlockUploads, prewarmCached, encodeManifest, parseManifest, canonicalJson, isGitUrl, type DeployInit, type DeployResult, type DeployStepEvent, type Deployment, type Manifest } from './deploy/index.ts'
 export { registryTable, listVersions, rollbackProject, registryPublicClient, cidToBytes, cidFromBytes, type RegistryTable, type ChainConfig, type ProjectVersion } from './registry/index.ts'
 export { createKeystore, openKeystore, parsePrivateKey, type KeystoreJson } from './wallet.ts'
-export { stakeAndBind, registerGateway, publishedGatewayInfo, stakingAdmission, peerIdHash, ADMISSION_DEFAULTS, type StakingAdmission, type Registration } from './staking/index.ts'
+export { stakeAndBind, registerGateway, publishedGatewayInfo, publishedGateways, stakingAdmission, peerIdHash, ADMISSION_DEFAULTS, type StakingAdmission, type Registration } from './staking/index.ts'
 export { chainFallback, FALLBACK_DEFAULTS, type ChainFallback, type ChainFallbackInit, type FallbackStorage, type FallbackResult } from './fallback/index.ts'
 export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair, type SecretTarget } from './secrets/index.ts'
 export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'

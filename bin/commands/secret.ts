@@ -1,8 +1,8 @@
 import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
-import { ConfigError } from '../light.ts'
+import { ConfigError, NodeError } from '../light.ts'
 import type { SecretTarget } from '../deps.ts'
-import { say } from '../util.ts'
+import { collect, say } from '../util.ts'
 import { builderAccount, chainContracts, readHidden } from './wallet.ts'
 
 const MAX_STDIN_BYTES = 64 * 1024
@@ -20,26 +20,52 @@ async function readValue (name: string): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
 }
 
-interface ChangeOptions { gateway: string, contracts?: string, keystore?: string, json?: boolean }
+interface ChangeOptions { gateway: string[], allGateways?: boolean, contracts?: string, keystore?: string, json?: boolean }
 
 /** The options `put` and `delete` share. */
 function common<C extends Command<any, any>> (cmd: C): C {
   return cmd
-    .option('--gateway <url>', 'the gateway that keeps the secret (env PEERHOST_GATEWAY)', process.env.PEERHOST_GATEWAY ?? 'http://127.0.0.1:8080')
-    .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS): the gateway\'s key is checked against the one it published there')
+    .option('--gateway <url...>', 'gateway(s) that keep the secret (repeatable or comma-separated; env PEERHOST_GATEWAY; default http://127.0.0.1:8080)', collect, [] as string[])
+    .option('--all-gateways', 'every gateway staked on the chain that published an endpoint and key')
+    .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS): each gateway\'s key is checked against the one it published there')
     .option('--keystore <file>', 'builder wallet (JSON keystore; password from PEERHOST_WALLET_PASSWORD or a prompt); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines') as C
 }
 
-/** Who changes which secret where, from the shared options. */
-async function target (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget> {
-  const { chainClient } = await import('../deps.ts')
-  const contracts = chainContracts(opts.contracts)
-  return { gateway: opts.gateway, chain: chainClient(contracts), account: await builderAccount(opts.keystore), project, name }
+/** One target per gateway: the --gateway URLs, or every active gateway's published endpoint. */
+async function targets (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget[]> {
+  const { chainClient, publishedGateways } = await import('../deps.ts')
+  const chain = chainClient(chainContracts(opts.contracts))
+  let urls = opts.gateway
+  if (opts.allGateways === true) {
+    if (urls.length > 0) throw new ConfigError('BAD_GATEWAYS', 'pass either --gateway <url> or --all-gateways, not both')
+    urls = [...(await publishedGateways(chain, undefined, { activeOnly: true })).values()].map(g => g.endpoint)
+    if (urls.length === 0) throw new ConfigError('NO_GATEWAYS', 'no staked gateway has published an endpoint and key on this chain')
+  } else if (urls.length === 0) {
+    urls = collect(process.env.PEERHOST_GATEWAY ?? 'http://127.0.0.1:8080')
+  }
+  const account = await builderAccount(opts.keystore)
+  return [...new Set(urls)].map(gateway => ({ gateway, chain, account, project, name }))
+}
+
+/** Runs one change on every target; reports each; fails (after trying all) when any failed. */
+async function onEach (opts: ChangeOptions, list: SecretTarget[], change: (t: SecretTarget) => Promise<{ text: string, json: Record<string, unknown> }>): Promise<void> {
+  const failed: string[] = []
+  for (const t of list) {
+    try {
+      const out = await change(t)
+      say(opts, out.text, { event: 'secret', url: t.gateway, ...out.json })
+    } catch (err: any) {
+      if (list.length === 1) throw err
+      failed.push(`${t.gateway}: ${err?.message ?? String(err)}`)
+      if (opts.json === true) process.stdout.write(`${JSON.stringify({ event: 'secret-failed', url: t.gateway, code: err?.code, message: err?.message })}\n`)
+    }
+  }
+  if (failed.length > 0) throw new NodeError('SECRET_PARTIAL', `${failed.length} of ${list.length} gateways did not take the change: ${failed.join('; ')}`)
 }
 
 export function secretCommand (): Command<any, any> {
-  const secret = new Command('secret').description('project secrets: sealed to the gateway\'s published key, handed to a worker only inside one job, seen by functions in env')
+  const secret = new Command('secret').description('project secrets: sealed to each gateway\'s published key, handed to a worker only inside one job, seen by functions in env')
   secret.addCommand(common(new Command('put')
     .description('set secret NAME of a project; the value is read from standard input (or asked for without echo), never from the command line')
     .argument('<project>', 'project name (under your wallet)')
@@ -47,10 +73,15 @@ export function secretCommand (): Command<any, any> {
     .action(async (project, name, options) => {
       const { putSecret } = await import('../deps.ts')
       const opts = options as ChangeOptions
-      const t = await target(opts, project, name)
-      const account = t.account
-      const out = await putSecret({ ...t, value: await readValue(name) })
-      say(opts, `secret ${name} set for ${account.address}/${project} on gateway ${out.gateway}; jobs started from now on see it in env.${name}`, { event: 'secret', action: 'put', project, name, wallet: account.address, gateway: out.gateway, issued: out.issued })
+      const list = await targets(opts, project, name)
+      const value = await readValue(name)
+      await onEach(opts, list, async t => {
+        const out = await putSecret({ ...t, value })
+        return {
+          text: `secret ${name} set for ${t.account.address}/${project} on gateway ${out.gateway} (${t.gateway}); jobs started from now on see it in env.${name}`,
+          json: { action: 'put', project, name, wallet: t.account.address, gateway: out.gateway, issued: out.issued }
+        }
+      })
     }))
   secret.addCommand(common(new Command('delete')
     .description('remove secret NAME of a project')
@@ -59,10 +90,13 @@ export function secretCommand (): Command<any, any> {
     .action(async (project, name, options) => {
       const { deleteSecret } = await import('../deps.ts')
       const opts = options as ChangeOptions
-      const t = await target(opts, project, name)
-      const account = t.account
-      const out = await deleteSecret(t)
-      say(opts, out.deleted ? `secret ${name} deleted from ${account.address}/${project}` : `${account.address}/${project} had no secret ${name}; nothing to delete`, { event: 'secret', action: 'delete', project, name, wallet: account.address, gateway: out.gateway, deleted: out.deleted })
+      await onEach(opts, await targets(opts, project, name), async t => {
+        const out = await deleteSecret(t)
+        return {
+          text: out.deleted ? `secret ${name} deleted from ${t.account.address}/${project} on ${t.gateway}` : `${t.account.address}/${project} had no secret ${name} on ${t.gateway}; nothing to delete`,
+          json: { action: 'delete', project, name, wallet: t.account.address, gateway: out.gateway, deleted: out.deleted }
+        }
+      })
     }))
   secret.addCommand(new Command('list')
     .description('list the names (never the values) of a project\'s secrets on a gateway')

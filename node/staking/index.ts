@@ -2,5 +2,5 @@
  * node/staking: a worker's registration (stake from its own balance, bind its libp2p peer id)
  * and the gateway's admission of adverts (only staked, bound workers enter the view).
  */
-export { stakeAndBind, ensureStake, registerGateway, publishedGatewayInfo, peerIdHash, peerIdBytes, type Registration, type StakeAndBindOptions } from './register.ts'
+export { stakeAndBind, ensureStake, registerGateway, publishedGatewayInfo, publishedGateways, peerIdHash, peerIdBytes, type Registration, type StakeAndBindOptions } from './register.ts'
 export { stakingAdmission, ADMISSION_DEFAULTS, type StakingAdmission, type StakingAdmissionInit, type StakingAdmissionComponents } from './admission.ts'

@@ -108,11 +108,27 @@ export async function ensureStake (client: ChainClient, role: 'worker' | 'gatewa
 
 /** What a gateway last published with `setGatewayInfo`, or undefined when it never did. */
 export async function publishedGatewayInfo (client: Pick<ChainClient, 'publicClient' | 'contracts'>, gateway: Address): Promise<{ endpoint: string, encryptionKey: Hex } | undefined> {
+  return (await publishedGateways(client, gateway)).get(gateway.toLowerCase())
+}
+
+/**
+ * The latest `setGatewayInfo` of every gateway (or of one), by lower-cased address, read from the
+ * contracts' deployment block. With `activeOnly`, gateways no longer staked are left out.
+ */
+export async function publishedGateways (client: Pick<ChainClient, 'publicClient' | 'contracts'>, gateway?: Address, options: { activeOnly?: boolean } = {}): Promise<Map<string, { address: Address, endpoint: string, encryptionKey: Hex }>> {
+  const staking = client.contracts.addresses.WorkerStaking
   const logs = await client.publicClient.getContractEvents({
-    address: client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, eventName: 'GatewayInfoSet', args: { gateway }, fromBlock: 0n, toBlock: 'latest', strict: true
-  }) as Array<{ args: { endpoint: string, encryptionKey: Hex } }>
-  const last = logs.at(-1)
-  return last === undefined ? undefined : { endpoint: last.args.endpoint, encryptionKey: last.args.encryptionKey }
+    address: staking, abi: workerStakingAbi, eventName: 'GatewayInfoSet', args: gateway === undefined ? undefined : { gateway }, fromBlock: client.contracts.deployBlock, toBlock: 'latest', strict: true
+  }) as Array<{ args: { gateway: Address, endpoint: string, encryptionKey: Hex } }>
+  const out = new Map<string, { address: Address, endpoint: string, encryptionKey: Hex }>()
+  for (const l of logs) out.set(l.args.gateway.toLowerCase(), { address: l.args.gateway, endpoint: l.args.endpoint, encryptionKey: l.args.encryptionKey })
+  if (options.activeOnly === true) {
+    for (const [key, g] of out) {
+      const active = await client.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'isActiveGateway', args: [g.address] }) as boolean
+      if (!active) out.delete(key)
+    }
+  }
+  return out
 }
 
 /**

@@ -9,12 +9,14 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { privateKeyToAccount, generatePrivateKey } from 'viem/accounts'
 import { hexToBytes } from 'viem'
 import { deployProject, sealSecret, secretChangeMessage } from '#node'
 import { cli } from '../helpers/cli.ts'
+import { waitFor } from '../helpers/network.ts'
+import { spawnPeerhost } from '../../bin/spawn.ts'
 import { BUILDER_KEY, GATEWAY_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
@@ -22,6 +24,9 @@ const builder = privateKeyToAccount(BUILDER_KEY)
 const gatewayAddress = privateKeyToAccount(GATEWAY_KEY).address
 /** the secret: long and random, so finding it anywhere is no coincidence */
 const SECRET = `tok_${randomBytes(24).toString('hex')}`
+const SECOND_SECRET = `tok_${randomBytes(24).toString('hex')}`
+/** Hardhat's funded account #6: a second gateway */
+const SECOND_GATEWAY_KEY = '0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e'
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 /** Every regular file under `dir` whose bytes contain `needle`. */
@@ -168,11 +173,37 @@ describe('e2e: secrets (staked gateway, gVisor worker)', function () {
     assert.deepEqual(await (await fetch(vault)).json(), { has: false, public: 'vault' })
   })
 
+  it('--all-gateways seals the secret to every staked gateway; each one hands it to its jobs', async () => {
+    // a second staked gateway (Hardhat account #6) on the same network
+    const dir2 = join(net.dir, 'gateway-2')
+    mkdirSync(dir2, { recursive: true, mode: 0o700 })
+    writeFileSync(join(dir2, 'evm.key'), `${SECOND_GATEWAY_KEY}\n`, { mode: 0o600 })
+    const second = spawnPeerhost('gateway-2', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', dir2, '--contracts', net.contractsFile, '--stake', '1', '--log-level', 'info'], join(net.dir, 'logs'))
+    net.procs.push(second)
+    const url2: string = (await second.ready).url
+    await waitFor('the worker in the second gateway\'s view', async () => ((await (await fetch(`${url2}/_peerhost/status`)).json()) as any).workers.length > 0 ? true : undefined, 30_000)
+    const put = await cli(['secret', 'put', 'vault', 'API_TOKEN', '--all-gateways', '--contracts', net.contractsFile, '--json'], env, `${SECOND_SECRET}\n`)
+    assert.equal(put.code, 0, put.stderr)
+    assert.deepEqual(put.lines.filter(l => l.event === 'secret').map(l => l.gateway.toLowerCase()).sort(), [gatewayAddress.toLowerCase(), privateKeyToAccount(SECOND_GATEWAY_KEY).address.toLowerCase()].sort())
+    for (const base of [net.gatewayUrl, url2]) {
+      const res = await fetch(`${base}/${builder.address}/vault/token`)
+      assert.deepEqual(await res.json(), { has: true, sha256: sha256(SECOND_SECRET), length: SECOND_SECRET.length, public: 'vault' }, base)
+    }
+    const both = await cli(['secret', 'delete', 'vault', 'API_TOKEN', '--gateway', `${net.gatewayUrl},${url2}`, '--contracts', net.contractsFile, '--json'], env)
+    assert.equal(both.code, 0, both.stderr)
+    assert.equal(both.lines.filter(l => l.event === 'secret' && l.deleted === true).length, 2)
+    // one unreachable gateway among several: the others still take the change, the command says which failed
+    const partial = await cli(['secret', 'put', 'vault', 'OTHER', '--gateway', `${url2},http://127.0.0.1:9`, '--contracts', net.contractsFile], env, 'x-value-123')
+    assert.equal(partial.code, 1)
+    assert.match(partial.stderr, /1 of 2 gateways did not take the change: http:\/\/127\.0\.0\.1:9: cannot reach/)
+    assert.match(partial.stdout, /secret OTHER set/)
+  })
+
   it('no log, data directory or chain state holds the value', async () => {
     // every process log, every node's data dir (keys, blockstores, bundle caches, the gateway's
     // sealed store, the worker's rootfs and runsc state) and the chain's files
-    const hits = filesContaining(net.dir, SECRET)
-    assert.deepEqual(hits, [])
+    assert.deepEqual(filesContaining(net.dir, SECRET), [])
+    assert.deepEqual(filesContaining(net.dir, SECOND_SECRET), [])
     const sealedStore = readFileSync(join(net.dir, 'gateway', 'secrets', builder.address.toLowerCase(), 'vault.json'), 'utf8')
     assert.ok(sealedStore.includes('API_TOKEN'), 'the gateway did store the (sealed) secret')
     const logs = readdirSync(join(net.dir, 'logs'))
