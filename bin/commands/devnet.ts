@@ -158,6 +158,7 @@ export function devnetCommand (): Command<any, any> {
           'Try:',
           `  curl '${hello}?name=PeerHost'`,
           ...(withChain ? [`  curl -H 'x-peerhost-mode: onchain' '${hello}?name=chain'   # through ExecutionCoordinator`] : []),
+          ...(withChain ? [`  printf 'from a secret' | PEERHOST_PRIVATE_KEY=$(cat ${join(builderDir, 'evm.key')}) npx peerhost secret put hello GREETING --gateway ${gw.url} --contracts ${contractsFile}   # then: curl ${functions.find(u => u.endsWith('/echo')) ?? hello}`] : []),
           'Press Ctrl-C to stop.'
         ].join('\n'), { event: 'ready', role: 'devnet', gateway: gw.url, bootstrap: addrs, functions, builder: builder.address, dataDir, chain: chain?.rpcUrl, contracts: withChain ? contractsFile : undefined })
       } catch (err) {
