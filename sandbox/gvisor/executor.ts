@@ -271,7 +271,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
     this.pool = undefined
     // belt and braces: anything still in our runsc root goes too
     for (const id of await listContainers(this.rc)) await destroyContainer(this.rc, id)
-    removeCgroups(this.cgroupParent)
+    // a memory cgroup whose last task just exited can refuse rmdir (EBUSY) for a moment: retry briefly
+    for (let i = 0; i < 20 && removeCgroups(this.cgroupParent).length > 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
     rmSync(join(this.base, 'bundles'), { recursive: true, force: true })
   }
 
