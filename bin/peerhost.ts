@@ -14,6 +14,7 @@ import { deployCommand } from './commands/deploy.ts'
 import { rollbackCommand } from './commands/rollback.ts'
 import { versionsCommand } from './commands/versions.ts'
 import { escrowCommand } from './commands/escrow.ts'
+import { logsCommand } from './commands/logs.ts'
 import { secretCommand } from './commands/secret.ts'
 import { walletCommand } from './commands/wallet.ts'
 import { reportError } from './util.ts'
@@ -30,7 +31,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), versionsCommand(), rollbackCommand(), secretCommand(), escrowCommand(), walletCommand()]) {
+for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), escrowCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

@@ -30,3 +30,4 @@ export { stakeAndBind, registerGateway, publishedGatewayInfo, publishedGateways,
 export { chainFallback, FALLBACK_DEFAULTS, type ChainFallback, type ChainFallbackInit, type FallbackStorage, type FallbackResult } from './fallback/index.ts'
 export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair, type SecretTarget } from './secrets/index.ts'
 export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'
+export { logBook, logRoutes, fetchLogs, logsMessage, LOG_BOOK_DEFAULTS, type LogBook, type LogEntry } from './gateway/logs.ts'

@@ -17,6 +17,7 @@ import { dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
 import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type RecentJob } from './http.ts'
+import { logBook, logRoutes } from './logs.ts'
 
 export interface GatewayInit {
   /** HTTP port; @default 8080 */
@@ -92,8 +93,11 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
 
   const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts, unsafeTestPartition: init.unsafeTestPartition }, { libp2p, view, signer, logger: components.logger })
 
+  // recent function logs per project, for its builder (peerhost logs)
+  const logs = logBook()
   const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
-    routes: components.routes,
+    routes: (app) => { logRoutes(logs, signer.address)(app); components.routes?.(app) },
+    logs,
     fallback: components.fallback,
     secrets: components.secrets,
     functions,

@@ -24,6 +24,7 @@ import type { Logger } from '../logger.ts'
 import type { Dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import type { ChainFallback } from '../fallback/gateway-fallback.ts'
+import type { LogBook } from './logs.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
@@ -63,6 +64,8 @@ export interface GatewayHttpComponents {
    * chain path they stay with the gateway and go to the workers that ask over SECRETS_PROTOCOL.
    */
   secrets?: (wallet: Address, project: string) => Record<string, string> | undefined
+  /** where mesh answers leave their function logs for the builder (logs.ts) */
+  logs?: Pick<LogBook, 'record'>
 }
 
 /** Mesh outcomes after which the chain is asked. */
@@ -224,7 +227,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     if (fallback !== undefined) response.headers.set('x-peerhost-path', 'mesh')
     requests.inc({ status: String(response.status) })
     latency.observe(totalMs / 1000)
-    components.recordJob({
+    const job: RecentJob = {
       jobId: outcome.jobId,
       function: `${project}/${fn}`,
       status: response.status,
@@ -232,7 +235,9 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       attempts: outcome.attempts.length,
       ms: Math.round(totalMs * 100) / 100,
       at: new Date().toISOString()
-    })
+    }
+    components.recordJob(job)
+    components.logs?.record(entry.ref.wallet, project, { at: job.at, function: fn, jobId: job.jobId, status: job.status, worker: job.worker, ms: job.ms, logs: result?.logs ?? '', logsTruncated: result?.logsTruncated ?? false })
     return response
   }
 

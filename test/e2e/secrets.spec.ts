@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join, resolve } from 'node:path'
 import { privateKeyToAccount, generatePrivateKey } from 'viem/accounts'
 import { hexToBytes } from 'viem'
-import { deployProject, sealSecret, secretChangeMessage } from '#node'
+import { deployProject, logsMessage, sealSecret, secretChangeMessage } from '#node'
 import { cli } from '../helpers/cli.ts'
 import { waitFor } from '../helpers/network.ts'
 import { spawnPeerhost } from '../../bin/spawn.ts'
@@ -102,6 +102,26 @@ describe('e2e: secrets (staked gateway, gVisor worker)', function () {
       const scan = await (await fetch(`${vault}?mode=scan`)).json() as any
       assert.deepEqual(scan, { files: [], realmGlobal: false, shimGlobal: false }, `scan ${i}: the secret is left in the sandbox`)
     }
+  })
+
+  it('peerhost logs shows the builder what its functions printed, with the secret redacted, and nobody else', async () => {
+    const r = await cli(['logs', 'vault', '--gateway', net.gatewayUrl, '--json'], env)
+    assert.equal(r.code, 0, r.stderr)
+    const entries = r.lines.filter(l => l.event === 'log')
+    const leak = entries.find(e => e.logs.includes('connecting with token'))
+    assert.ok(leak !== undefined, `the leak request's log line is there: ${JSON.stringify(entries.map(e => e.logs))}`)
+    assert.match(leak.logs, /connecting with token \[secret API_TOKEN\]/)
+    assert.ok(entries.some(e => /cannot authenticate with \[secret API_TOKEN\]/.test(e.logs)), 'the thrown error is logged, redacted')
+    assert.ok(!r.stdout.includes(SECRET))
+    const anonymous = await fetch(`${net.gatewayUrl}/_peerhost/logs/${builder.address}/vault`)
+    assert.equal(anonymous.status, 401)
+    assert.match(((await anonymous.json()) as any).error.message, /x-peerhost-auth: <issuedAt unix seconds>\.<EIP-191 signature/)
+    const stranger = privateKeyToAccount(generatePrivateKey())
+    const issuedAt = Math.floor(Date.now() / 1000)
+    const signature = await stranger.signMessage({ message: logsMessage(gatewayAddress, builder.address, 'vault', issuedAt) })
+    const forged = await fetch(`${net.gatewayUrl}/_peerhost/logs/${builder.address}/vault`, { headers: { 'x-peerhost-auth': `${issuedAt}.${signature}` } })
+    assert.equal(forged.status, 401)
+    assert.match(((await forged.json()) as any).error.message, /are for its wallet; this request is signed by/)
   })
 
   it('on the chain path the worker gets the secrets from the gateway, never from the public input document', async () => {
