@@ -151,12 +151,23 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     return new Set([p.active, ...others.slice(0, keepVersions)])
   }
 
+  /** Whether a version with this manifest is retained in the current state. */
+  function keptNow (manifestCid: string): boolean {
+    for (const p of projects.values()) {
+      const kept = keptVersions(p)
+      for (const [n, v] of p.versions) if (v.manifestCid === manifestCid && kept.has(n)) return true
+    }
+    return false
+  }
+
   async function collectOnce (): Promise<void> {
     const keep = new Set<string>()
     const drop = new Map<string, string[]>()
-    for (const p of projects.values()) {
-      const kept = keptVersions(p)
-      for (const [n, v] of p.versions) {
+    // a snapshot taken before any await: the poller adds versions and moves `active` meanwhile, and
+    // a version added after `kept` was computed must not look like one that left retention
+    const plan = [...projects.values()].map(p => ({ kept: keptVersions(p), versions: [...p.versions] }))
+    for (const { kept, versions } of plan) {
+      for (const [n, v] of versions) {
         if (kept.has(n)) {
           collected.delete(v.manifestCid)
           for (const cid of await references(v.manifestCid)) keep.add(cid)
@@ -165,8 +176,22 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
         }
       }
     }
+    // what the current state retains (versions added or re-activated meanwhile) stays too; when
+    // such a version's blocks are not known yet, nothing is deleted this round (it may share them)
+    let unknown = false
+    for (const p of projects.values()) {
+      const kept = keptVersions(p)
+      for (const [n, v] of p.versions) {
+        if (!kept.has(n)) continue
+        const refs = refsOf.get(v.manifestCid)
+        if (refs === undefined) unknown = true
+        for (const cid of refs ?? [v.manifestCid]) keep.add(cid)
+      }
+    }
     retained = keep
+    if (unknown) return
     for (const [manifestCid, refs] of drop) {
+      if (keptNow(manifestCid)) continue
       try {
         for (const cid of refs) if (!keep.has(cid)) await storage.remove(cid)
         collected.add(manifestCid)
