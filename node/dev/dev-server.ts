@@ -14,7 +14,7 @@ import { LIMITS, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '
 import { devExecutor, gvisorExecutor, type Executor } from '#sandbox'
 import { bundleProject, type BuiltFunction } from '../build/bundle.ts'
 import { loadProjectConfig, type ResolvedProject } from '../project/config.ts'
-import { redactSecrets } from '../secrets/redact.ts'
+import { executeWithSecrets } from '../secrets/redact.ts'
 import { loadDevVars } from './dev-vars.ts'
 
 export interface DevServerInit {
@@ -142,14 +142,14 @@ export async function startDevServer (init: DevServerInit): Promise<DevServer> {
       const request: WireRequest = { method: (req.method ?? 'GET').toUpperCase(), url: url.toString(), headers, body }
       const options = project.optionsFor(name)
       // as on a worker: secrets merged over the public env, and their values kept out of the logs
-      const result = redactSecrets(await executor.execute({
+      const result = await executeWithSecrets(executor, {
         jobId: `0x${randomBytes(32).toString('hex')}`,
         bundle: { cid: fn.cid, bytes: fn.bytes },
         request,
-        env: { ...project.env, ...secrets },
+        env: project.env,
         options,
         deadline: Date.now() + options.timeoutMs + 5_000
-      }), secrets)
+      }, Object.keys(secrets).length > 0 ? secrets : undefined)
       for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
       if (result.logsTruncated) log(`[${name}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
       const t = result.timings

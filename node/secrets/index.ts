@@ -7,5 +7,5 @@ export { loadSecretKey, sealSecret, secretContext, SEALED_ALGORITHM, SECRET_KEY_
 export { secretStore, SECRET_NAME, type SecretStore, type StoredSecret } from './store.ts'
 export { secretChangeMessage, SECRET_CHANGE_SKEW_SEC, type SecretChange, type SecretChangeBody } from './change.ts'
 export { secretRoutes, type SecretRoutesComponents } from './routes.ts'
-export { redact, redactSecrets } from './redact.ts'
+export { redact, redactSecrets, executeWithSecrets } from './redact.ts'
 export { gatewayKey, putSecret, deleteSecret, listSecrets, type GatewayKey, type SecretTarget } from './client.ts'

@@ -19,7 +19,7 @@ import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
 import { NodeError } from '../errors.ts'
-import { redactSecrets } from '../secrets/redact.ts'
+import { executeWithSecrets } from '../secrets/redact.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -207,19 +207,17 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const endTimer = execSeconds.startTimer()
       let result: ExecutionResult
       try {
-        result = await executor.execute({
+        result = await executeWithSecrets(executor, {
           jobId: job.jobId,
           bundle: { cid: job.fn.bundleCid, bytes },
           request: job.request,
-          // secrets live in this execution's env only: never stored, logged or cached here
-          env: job.secrets === undefined ? job.env : { ...job.env, ...job.secrets },
+          env: job.env,
           options: job.options,
           deadline: job.deadline
-        }, { signal })
+        }, job.secrets, { signal })
       } finally {
         endTimer()
       }
-      if (job.secrets !== undefined) result = redactSecrets(result, job.secrets)
       const hash = result.response !== undefined
         ? outputHash({ response: result.response })
         : outputHash({ error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
@@ -308,9 +306,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         bytes = await fetchBundle(options.from ?? libp2p.peerId, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
       }
       if (bytes === undefined) throw new NodeError('BUNDLE_UNAVAILABLE', `bundle ${job.fn.bundleCid} could not be fetched`)
-      const env = job.secrets === undefined ? job.env : { ...job.env, ...job.secrets }
-      let result = await executor.execute({ jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env, options: job.options, deadline: job.deadline }, { signal })
-      if (job.secrets !== undefined) result = redactSecrets(result, job.secrets)
+      const result = await executeWithSecrets(executor, { jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env: job.env, options: job.options, deadline: job.deadline }, job.secrets, { signal })
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
       if (result.response !== undefined) return { response: result.response, outputHash: outputHash({ response: result.response }) }
       const error = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }
