@@ -14,6 +14,7 @@ import type { Hono } from 'hono'
 import { isAddress, isHex, recoverMessageAddress, type Address } from 'viem'
 import { NAME_PATTERN } from '#protocol'
 import { NodeError } from '../errors.ts'
+import { gatewayJson } from './client.ts'
 import { jsonError } from './http.ts'
 
 export const LOGS_AUTH_HEADER = 'x-peerhost-auth'
@@ -101,17 +102,7 @@ export function logRoutes (book: LogBook, gateway: Address): (app: Hono) => void
 /** The builder's side: reads `<account>/<project>`'s log entries after `after` from a gateway. */
 export async function fetchLogs (gatewayUrl: string, account: { address: Address, signMessage: (args: { message: string }) => Promise<`0x${string}`> }, project: string, after = 0): Promise<{ entries: LogEntry[], next: number }> {
   const base = gatewayUrl.replace(/\/+$/, '')
-  const get = async (path: string, headers: Record<string, string> = {}): Promise<any> => {
-    let res: Response
-    try {
-      res = await fetch(`${base}${path}`, { headers, signal: AbortSignal.timeout(15_000) })
-    } catch (err) {
-      throw new NodeError('GATEWAY_UNREACHABLE', `cannot reach ${base}: ${(err as Error).message}; is the gateway running (pass --gateway <url>)?`, { cause: err })
-    }
-    const body = await res.json().catch(() => undefined) as any
-    if (!res.ok) throw new NodeError(body?.error?.code ?? 'GATEWAY_ERROR', `${base}${path.split('?')[0]} answered ${res.status}: ${body?.error?.message ?? 'no JSON error'}`)
-    return body
-  }
+  const get = async (path: string, headers: Record<string, string> = {}): Promise<any> => await gatewayJson(`${base}${path}`, { headers })
   const status = await get('/_peerhost/status')
   if (typeof status?.address !== 'string' || !isAddress(status.address)) throw new NodeError('GATEWAY_ERROR', `${base}/_peerhost/status names no gateway address; is it a PeerHost gateway?`)
   const issuedAt = Math.floor(Date.now() / 1000)

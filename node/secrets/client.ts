@@ -7,6 +7,7 @@ import { getAddress, hexToBytes, isAddress, isHex, type Address, type Hex, type 
 import { LIMITS, NAME_PATTERN } from '#protocol'
 import { ConfigError, NodeError } from '../errors.ts'
 import type { ChainClient } from '../chain/client.ts'
+import { gatewayJson } from '../gateway/client.ts'
 import { publishedGatewayInfo } from '../staking/register.ts'
 import { secretChangeMessage, type SecretChange, type SecretChangeBody } from './change.ts'
 import { sealSecret } from './sealed.ts'
@@ -20,30 +21,13 @@ export interface GatewayKey {
 
 type Chain = Pick<ChainClient, 'publicClient' | 'contracts'>
 
-async function call (url: string, init: RequestInit = {}): Promise<any> {
-  let res: Response
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) })
-  } catch (err) {
-    throw new ConfigError('GATEWAY_UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}; is the gateway running (pass --gateway <url>)?`, { cause: err })
-  }
-  const text = await res.text()
-  let body: any
-  try { body = JSON.parse(text) } catch { body = undefined }
-  if (!res.ok) {
-    const e = body?.error
-    throw new NodeError(e?.code ?? 'GATEWAY_ERROR', `${init.method ?? 'GET'} ${url} answered ${res.status}: ${e?.message ?? text.slice(0, 200)}`)
-  }
-  return body
-}
-
 /**
  * The gateway's secret-sealing key, as it serves it, checked against the key it published on
  * chain with `setGatewayInfo`: a gateway (or anyone in the middle) serving another key is refused.
  */
 export async function gatewayKey (gatewayUrl: string, chain: Chain): Promise<GatewayKey> {
   const base = gatewayUrl.replace(/\/+$/, '')
-  const info = await call(`${base}/_peerhost/gateway`)
+  const info = await gatewayJson(`${base}/_peerhost/gateway`)
   if (typeof info?.address !== 'string' || !isAddress(info.address) || !isHex(info.encryptionKey) || !Number.isInteger(info.chainId)) {
     throw new NodeError('GATEWAY_ERROR', `${base}/_peerhost/gateway did not describe a gateway key; is ${base} a PeerHost gateway started with --contracts?`)
   }
@@ -85,7 +69,7 @@ async function send (t: SecretTarget, action: SecretChange['action'], value?: st
   const signature = await t.account.signMessage({ message: secretChangeMessage({ action, gateway: key.address, chainId: key.chainId, wallet, project: t.project, name: t.name, sealed, issued }) })
   const body: SecretChangeBody = { issued, signature }
   if (sealed !== undefined) body.sealed = Buffer.from(sealed).toString('base64')
-  const out = await call(`${t.gateway.replace(/\/+$/, '')}/_peerhost/secrets/${wallet}/${t.project}/${t.name}`, {
+  const out = await gatewayJson(`${t.gateway.replace(/\/+$/, '')}/_peerhost/secrets/${wallet}/${t.project}/${t.name}`, {
     method: action === 'put' ? 'PUT' : 'DELETE',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body)
@@ -109,6 +93,6 @@ export async function deleteSecret (t: SecretTarget): Promise<{ name: string, de
 
 export async function listSecrets (gateway: string, wallet: Address, project: string): Promise<StoredSecret[]> {
   checkTarget({ project, name: 'X' })
-  const out = await call(`${gateway.replace(/\/+$/, '')}/_peerhost/secrets/${wallet}/${project}`)
+  const out = await gatewayJson(`${gateway.replace(/\/+$/, '')}/_peerhost/secrets/${wallet}/${project}`)
   return out.secrets as StoredSecret[]
 }
