@@ -52,7 +52,7 @@
 import { keccak256, type Hex } from 'viem'
 import { HASHED_REQUEST_HEADERS, LIMITS, PEERHOST_HEADER_PREFIX } from './constants.ts'
 import { isWireErrorCode, ProtocolError, type WireError, type WireErrorCode } from './errors.ts'
-import type { WireRequest, WireResponse } from './messages.ts'
+import type { FunctionOptions, FunctionRef, WireRequest, WireResponse } from './messages.ts'
 import { BinaryWriter, utf8 } from './binary.ts'
 
 export const CANONICAL_REQUEST_TAG = 'peerhost-request-v1'
@@ -217,4 +217,59 @@ export function outputHash (x: { response: WireResponse } | { error: WireError }
   }
   if (!('response' in x)) invalid('result', 'a response or an error')
   return keccak256(canonicalResponse(x.response))
+}
+
+export const CANONICAL_JOB_TAG = 'peerhost-job-v1'
+
+/** What a job's output depends on besides its input: the `jobHash` of tickets and receipts covers it. */
+export interface JobShape {
+  fn: Pick<FunctionRef, 'wallet' | 'project' | 'name' | 'id' | 'bundleCid'>
+  options: FunctionOptions
+  env: Record<string, string>
+  /** names only: values stay off every signature (they must never be provable or public) */
+  secretNames: string[]
+  inputHash: Hex
+  /** unix ms after which the execution must not run */
+  deadline: number
+}
+
+/**
+ * The canonical job encoding:
+ *
+ *     field("peerhost-job-v1")
+ *     field(wallet lower-case hex) field(project) field(name) field(functionId hex) field(bundleCid)
+ *     u32(memoryMb) u32(timeoutMs) u32(n) n × field(host, sorted) field(isolation)
+ *     u32(e) e × (field(key) field(value)), sorted by key
+ *     u32(s) s × field(secret name), sorted
+ *     field(inputHash hex) u64(deadline ms)
+ *
+ * `jobHash = keccak256(canonicalJob)`. A ticket and a receipt sign it, so one signed ticket names
+ * exactly one execution: the same (jobId, attempt) with other options, env, bundle or deadline is
+ * another ticket, and a worker refuses to sign twice for one (gateway, jobId, attempt).
+ */
+export function canonicalJob (job: JobShape): Uint8Array {
+  if (typeof job !== 'object' || job === null) invalid('job', 'a job')
+  const { fn, options } = job
+  if (typeof fn !== 'object' || fn === null) invalid('job.fn', 'a function reference')
+  if (typeof options !== 'object' || options === null) invalid('job.options', 'function options')
+  if (!Number.isSafeInteger(job.deadline) || job.deadline < 0) invalid('job.deadline', 'unix milliseconds')
+  const w = new BinaryWriter().field(CANONICAL_JOB_TAG)
+    .field(String(fn.wallet).toLowerCase()).field(String(fn.project)).field(String(fn.name)).field(String(fn.id)).field(String(fn.bundleCid))
+    .u32(options.memoryMb).u32(options.timeoutMs)
+  const hosts = [...options.network].map(String).sort()
+  w.u32(hosts.length)
+  for (const h of hosts) w.field(h)
+  w.field(String(options.isolation))
+  const env = Object.keys(job.env).sort()
+  w.u32(env.length)
+  for (const k of env) w.field(k).field(String(job.env[k]))
+  const names = [...job.secretNames].map(String).sort()
+  w.u32(names.length)
+  for (const n of names) w.field(n)
+  return w.field(String(job.inputHash)).u64(job.deadline).finish()
+}
+
+/** keccak256 of the canonical job encoding: the `jobHash` of tickets and receipts. */
+export function jobHash (job: JobShape): Hex {
+  return keccak256(canonicalJob(job))
 }

@@ -38,6 +38,7 @@ export const EIP712_TYPES = {
     { name: 'jobId', type: 'bytes32' },
     { name: 'attempt', type: 'uint32' },
     { name: 'functionId', type: 'bytes32' },
+    { name: 'jobHash', type: 'bytes32' },
     { name: 'inputHash', type: 'bytes32' },
     { name: 'worker', type: 'address' },
     { name: 'gateway', type: 'address' },
@@ -49,12 +50,14 @@ export const EIP712_TYPES = {
     { name: 'jobId', type: 'bytes32' },
     { name: 'attempt', type: 'uint32' },
     { name: 'functionId', type: 'bytes32' },
+    { name: 'jobHash', type: 'bytes32' },
     { name: 'inputHash', type: 'bytes32' },
     { name: 'outputHash', type: 'bytes32' },
     { name: 'worker', type: 'address' },
     { name: 'gateway', type: 'address' },
     { name: 'fee', type: 'uint256' },
-    { name: 'epoch', type: 'uint64' }
+    { name: 'epoch', type: 'uint64' },
+    { name: 'deadline', type: 'uint64' }
   ]
 } as const
 
@@ -72,6 +75,8 @@ export interface Ticket {
   jobId: Hex
   attempt: number
   functionId: Hex
+  /** keccak256 of the canonical job (canonical.ts `jobHash`): bundle, options, env, secret names, input, deadline */
+  jobHash: Hex
   inputHash: Hex
   worker: Address
   gateway: Address
@@ -81,16 +86,20 @@ export interface Ticket {
   deadline: bigint
 }
 
+/** Every Ticket field plus `outputHash`: a receipt answers exactly one ticket. */
 export interface Receipt {
   jobId: Hex
   attempt: number
   functionId: Hex
+  jobHash: Hex
   inputHash: Hex
   outputHash: Hex
   worker: Address
   gateway: Address
   fee: bigint
   epoch: bigint
+  /** unix seconds, the ticket's deadline */
+  deadline: bigint
 }
 
 /*

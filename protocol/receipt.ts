@@ -6,7 +6,7 @@ import { bytesToHex, hexToBytes, type Hex } from 'viem'
 import { ProtocolError } from './errors.ts'
 import type { Receipt, Ticket } from './eip712.ts'
 import type { JobRequest, WorkerAdvert } from './messages.ts'
-import { inputHash } from './canonical.ts'
+import { inputHash, jobHash } from './canonical.ts'
 import { isHex32, validateWorkerAdvert } from './validate.ts'
 import { BinaryWriter } from './binary.ts'
 
@@ -17,12 +17,28 @@ function bigintField (value: string, field: string): bigint {
   return BigInt(value)
 }
 
-/** The EIP-712 Ticket the gateway signed for `job` (`job.ticketSig`). */
-export function ticketOf (job: JobRequest): Ticket {
+/** The job's `jobHash` (canonical.ts): secrets are covered by their names only. */
+export function jobHashOf (job: Pick<JobRequest, 'fn' | 'options' | 'env' | 'secrets' | 'inputHash' | 'deadline'>): Hex {
+  return jobHash({
+    fn: job.fn,
+    options: job.options,
+    env: job.env,
+    secretNames: job.secrets === undefined ? [] : Object.keys(job.secrets),
+    inputHash: job.inputHash,
+    deadline: job.deadline
+  })
+}
+
+/**
+ * The EIP-712 Ticket the gateway signed for `job` (`job.ticketSig`). `hash` is `jobHashOf(job)`,
+ * passed in when the caller already has it (it is a keccak over the whole job).
+ */
+export function ticketOf (job: JobRequest, hash: Hex = jobHashOf(job)): Ticket {
   return {
     jobId: job.jobId,
     attempt: job.attempt,
     functionId: job.fn.id,
+    jobHash: hash,
     inputHash: job.inputHash,
     worker: job.ticket.worker,
     gateway: job.ticket.gateway,
@@ -33,7 +49,7 @@ export function ticketOf (job: JobRequest): Ticket {
 }
 
 /** The EIP-712 Receipt a worker signs for `job` once it has `outputHash` (see canonical.ts). */
-export function receiptOf (job: JobRequest, outputHash: Hex): Receipt {
+export function receiptOf (job: JobRequest, outputHash: Hex, hash: Hex = jobHashOf(job)): Receipt {
   if (!isHex32(outputHash)) {
     throw new ProtocolError('INVALID_FIELD', 'outputHash: expected a bytes32 as lower-case 0x hex', { details: { field: 'outputHash' } })
   }
@@ -41,12 +57,14 @@ export function receiptOf (job: JobRequest, outputHash: Hex): Receipt {
     jobId: job.jobId,
     attempt: job.attempt,
     functionId: job.fn.id,
+    jobHash: hash,
     inputHash: job.inputHash,
     outputHash,
     worker: job.ticket.worker,
     gateway: job.ticket.gateway,
     fee: bigintField(job.ticket.fee, 'job.ticket.fee'),
-    epoch: bigintField(job.ticket.epoch, 'job.ticket.epoch')
+    epoch: bigintField(job.ticket.epoch, 'job.ticket.epoch'),
+    deadline: bigintField(job.ticket.deadline, 'job.ticket.deadline')
   }
 }
 

@@ -8,8 +8,8 @@ const KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
 
 const receipt: Receipt = {
-  jobId: `0x${'ab'.repeat(32)}`, attempt: 2, functionId: `0x${'cd'.repeat(32)}`, inputHash: `0x${'01'.repeat(32)}`,
-  outputHash: `0x${'02'.repeat(32)}`, worker: privateKeyToAccount(KEY).address, gateway: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', fee: 5n, epoch: 7n
+  jobId: `0x${'ab'.repeat(32)}`, attempt: 2, functionId: `0x${'cd'.repeat(32)}`, jobHash: `0x${'ef'.repeat(32)}`, inputHash: `0x${'01'.repeat(32)}`,
+  outputHash: `0x${'02'.repeat(32)}`, worker: privateKeyToAccount(KEY).address, gateway: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', fee: 5n, epoch: 7n, deadline: 1_800_000_000n
 }
 
 describe('native secp256k1 signing', () => {
@@ -53,9 +53,10 @@ describe('EIP-712 digests', () => {
       fc.integer({ min: 1, max: 2 ** 31 }), addr, hex32, hex32, hex32, hex32, addr, addr, fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }), u64, u64, fc.integer({ min: 1, max: 16 }),
       (chainId, contract, jobId, functionId, inputHash, outputHash, worker, gateway, fee, epoch, deadline, attempt) => {
         const domain = peerHostDomain(chainId, contract as `0x${string}`)
-        const r = { jobId, attempt, functionId, inputHash, outputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch }
+        const jobHash = outputHash.replace(/^0x../, '0x5a') as `0x${string}`
+        const r = { jobId, attempt, functionId, jobHash, inputHash, outputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch, deadline }
         assert.equal(receiptDigest(domain, r), typedDataDigest(domain, 'Receipt', r))
-        const t = { jobId, attempt, functionId, inputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch, deadline }
+        const t = { jobId, attempt, functionId, jobHash, inputHash, worker: worker as `0x${string}`, gateway: gateway as `0x${string}`, fee, epoch, deadline }
         assert.equal(ticketDigest(domain, t), typedDataDigest(domain, 'Ticket', t))
       }), { numRuns: 200 })
   })

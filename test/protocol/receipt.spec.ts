@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { privateKeyToAccount } from 'viem/accounts'
 import {
-  advertSigningBytes, assertInputHash, DEV_DOMAIN, inputHash, newJobId, receiptOf,
+  advertSigningBytes, assertInputHash, DEV_DOMAIN, inputHash, jobHashOf, newJobId, receiptOf,
   recoverReceiptSigner, recoverTicketSigner, signReceipt, signTicket, ticketOf
 } from '#protocol'
 import { advert, BUNDLE_CID, codeOf, HARDHAT_KEY_0, job, OUTPUT_HASH } from './fixtures.ts'
@@ -15,6 +15,7 @@ describe('protocol/receipt', () => {
         jobId: j.jobId,
         attempt: 1,
         functionId: j.fn.id,
+        jobHash: jobHashOf(j),
         inputHash: j.inputHash,
         worker: j.ticket.worker,
         gateway: j.ticket.gateway,
@@ -31,7 +32,31 @@ describe('protocol/receipt', () => {
       assert.equal(r.fee, 1_000_000_000_000_000n)
       assert.equal(r.epoch, 7n)
       assert.equal(r.functionId, j.fn.id)
+      assert.equal(r.jobHash, jobHashOf(j))
+      assert.equal(r.deadline, 1_764_000_030n)
       assert.equal(codeOf(() => receiptOf(j, '0x12')), 'INVALID_FIELD')
+    })
+
+    it('binds the bundle, options, env, secret names, input and deadline in the job hash', () => {
+      const j = job()
+      const base = jobHashOf(j)
+      const variants = [
+        { ...j, fn: { ...j.fn, bundleCid: j.fn.bundleCid.slice(0, -1) + (j.fn.bundleCid.endsWith('a') ? 'b' : 'a') } },
+        { ...j, options: { ...j.options, memoryMb: j.options.memoryMb + 1 } },
+        { ...j, options: { ...j.options, timeoutMs: j.options.timeoutMs + 1 } },
+        { ...j, options: { ...j.options, network: [...j.options.network, 'example.com'] } },
+        { ...j, options: { ...j.options, isolation: j.options.isolation === 'function' ? 'execution' as const : 'function' as const } },
+        { ...j, env: { ...j.env, EXTRA: '1' } },
+        { ...j, secrets: { TOKEN: 'x' } },
+        { ...j, deadline: j.deadline + 1 },
+        { ...j, inputHash: `0x${'77'.repeat(32)}` as const }
+      ]
+      const hashes = new Set([base, ...variants.map(v => jobHashOf(v))])
+      assert.equal(hashes.size, variants.length + 1)
+      // secret values are not covered, only names: the value never reaches a signature
+      assert.equal(jobHashOf({ ...j, secrets: { TOKEN: 'a' } }), jobHashOf({ ...j, secrets: { TOKEN: 'b' } }))
+      // env and network order do not matter
+      assert.equal(jobHashOf({ ...j, env: { A: '1', B: '2' } }), jobHashOf({ ...j, env: { B: '2', A: '1' } }))
     })
 
     it('rejects a ticket amount that is not a decimal integer', () => {
