@@ -16,7 +16,7 @@ import type { Logger } from '../logger.ts'
 import { dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
-import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type RecentJob } from './http.ts'
+import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
 import { logBook, logRoutes } from './logs.ts'
 
 export interface GatewayInit {
@@ -28,6 +28,14 @@ export interface GatewayInit {
   bootstrap: string[]
   region?: string
   domain?: PeerHostDomain
+  /** serve `<wallet>.<walletDomain>/<project>/<function>`, one origin per wallet (http.ts); @default none */
+  walletDomain?: string
+  /** HTTP connection and request caps, per-IP rate limit (ingress.ts) */
+  ingress?: GatewayHttpInit['ingress']
+  /** @default NODE_DEFAULTS.httpHeadersTimeoutMs */
+  headersTimeoutMs?: number
+  /** @default NODE_DEFAULTS.httpRequestTimeoutMs */
+  requestTimeoutMs?: number
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
   /**
@@ -95,7 +103,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
 
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()
-  const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
+  const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs }, {
     routes: (app) => { logRoutes(logs, signer.address)(app); components.routes?.(app) },
     logs,
     fallback: components.fallback,
