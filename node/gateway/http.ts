@@ -112,8 +112,6 @@ export function jsonError (code: WireErrorCode, message?: string, details?: Reco
   const body: Record<string, unknown> = { code, message: message ?? WIRE_ERROR_CODES[code].message }
   if (details !== undefined) body.details = details
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' }
-  // the unread rest of an oversize body is never drained: the connection closes (GW-02)
-  if (code === 'PAYLOAD_TOO_LARGE') headers.connection = 'close'
   if (code === 'RATE_LIMITED') headers['retry-after'] = String(details?.retryAfterSec ?? NODE_DEFAULTS.gatewayRetryAfterSec)
   return new Response(JSON.stringify({ error: body }), { status: WIRE_ERROR_CODES[code].status, headers })
 }
@@ -173,7 +171,8 @@ function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: Job
     epoch: r.epoch.toString(),
     signature: result.receiptSig
   }
-  return Buffer.from(JSON.stringify(receipt)).toString('base64url')
+  // every uint field (fee, epoch, deadline, and any the Receipt type gains) as a decimal string
+  return Buffer.from(JSON.stringify(receipt, (_k, v) => typeof v === 'bigint' ? v.toString() : v)).toString('base64url')
 }
 
 export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents): GatewayHttp {
@@ -363,7 +362,9 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     if (!socket.writable) { socket.destroy(); return }
     const code: WireErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
     const status = WIRE_ERROR_CODES[code].status
-    const body = JSON.stringify({ error: { code, message: WIRE_ERROR_CODES[code].message } })
+    // headersTimeout / requestTimeout (slowloris, slow POST: GW-03) end here too
+    const message = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request headers or body took too long to arrive' : WIRE_ERROR_CODES[code].message
+    const body = JSON.stringify({ error: { code, message } })
     socket.end(`HTTP/1.1 ${status} ${code === 'HEADERS_TOO_LARGE' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
   })
 

@@ -61,6 +61,30 @@ export function clientKey (address: string | undefined): string {
   return `${groups.slice(0, 4).map(g => g.replace(/^0+(?=.)/, '')).join(':')}::/64`
 }
 
+/** Bytes and time a refused body may still flow after the answer, so the client can read it before the close. */
+const LINGER_BYTES = 64 * 1024
+const LINGER_MS = 1_000
+
+/**
+ * Closes after an answer without draining the body: our side ends (FIN) and the socket is
+ * destroyed once LINGER_BYTES more arrive or LINGER_MS pass. Destroying at once would reset the
+ * connection while the client is still sending, and a reset can discard the answer before the
+ * client reads it.
+ */
+export function lingerClose (socket: Socket): void {
+  if (socket.destroyed) return
+  const start = socket.bytesRead
+  const until = Date.now() + LINGER_MS
+  socket.end()
+  const timer = setInterval(() => {
+    if (socket.destroyed || socket.bytesRead - start > LINGER_BYTES || Date.now() > until) {
+      clearInterval(timer)
+      socket.destroy()
+    }
+  }, 5)
+  timer.unref()
+}
+
 function errorBody (code: WireErrorCode, message: string, details?: Record<string, string | number>): string {
   return JSON.stringify({ error: details === undefined ? { code, message } : { code, message, details } })
 }
@@ -97,9 +121,10 @@ export function ingress (init: IngressInit, components: { logger: Logger }): Ing
     const body = errorBody(code, message, details)
     const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }
     if (code === 'RATE_LIMITED') headers['retry-after'] = details.retryAfterSec ?? retryAfter
-    if (close) headers.connection = 'close'
+    // no `connection: close` header: node would then destroy the socket itself right after the
+    // answer (a reset while the client sends); lingerClose closes it instead
     res.writeHead(WIRE_ERROR_CODES[code].status, headers)
-    res.end(body, () => { if (close) req.socket.destroySoon() })
+    res.end(body, () => { if (close) lingerClose(req.socket) })
   }
 
   return {
@@ -142,7 +167,7 @@ export function ingress (init: IngressInit, components: { logger: Logger }): Ing
       res.once('finish', () => {
         release()
         // a route's 413 (an endless chunked body, a smaller per-route cap): do not drain the rest
-        if (res.statusCode === 413) socket.destroySoon()
+        if (res.statusCode === 413) lingerClose(socket)
       })
       next(req, res)
     },
