@@ -34,3 +34,4 @@ export { chainFallback, FALLBACK_DEFAULTS, type ChainFallback, type ChainFallbac
 export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair, type SecretTarget } from './secrets/index.ts'
 export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'
 export { logBook, logRoutes, fetchLogs, logsMessage, LOG_BOOK_DEFAULTS, type LogBook, type LogEntry } from './gateway/logs.ts'
+export { namespaceOwners, registryOwners, type ProjectOwners, type RegistryOwnersInit } from './gateway/owners.ts'

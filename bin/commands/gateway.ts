@@ -39,7 +39,7 @@ export function gatewayCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } = await import('../deps.ts')
+      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
       if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -126,15 +126,17 @@ export function gatewayCommand (): Command<any, any> {
       const secrets = contracts === undefined || secretKey === undefined
         ? undefined
         : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
+      // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
+      const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
       const deploys = deployRoutes({ storage, table, uploads })
       const routes = secrets === undefined
         ? deploys
-        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
+        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts),
         walletDomain,
         ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit },
         unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
       view = gateway.view
       await gateway.start()
       await table?.start()

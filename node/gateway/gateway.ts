@@ -18,6 +18,7 @@ import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
 import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
 import { logBook, logRoutes } from './logs.ts'
+import type { ProjectOwners } from './owners.ts'
 
 export interface GatewayInit {
   /** HTTP port; @default 8080 */
@@ -56,6 +57,8 @@ export interface GatewayComponents {
   admit?: (advert: WorkerAdvert) => Promise<boolean>
   /** extra HTTP routes under /_peerhost/ */
   routes?: (app: Hono) => void
+  /** who may read a project's logs (owners.ts); @default the namespace wallet (no chain) */
+  owners?: ProjectOwners
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
   libp2p?: PeerHostLibp2p
   /** the chain fallback (node/fallback); none = mesh only */
@@ -104,7 +107,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()
   const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs }, {
-    routes: (app) => { logRoutes(logs, signer.address)(app); components.routes?.(app) },
+    routes: (app) => { logRoutes(logs, signer.address, components.owners)(app); components.routes?.(app) },
     logs,
     fallback: components.fallback,
     secrets: components.secrets,
