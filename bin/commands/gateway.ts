@@ -39,12 +39,13 @@ export function gatewayCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
+      // checked before the node runtime loads: a typo answers at once
+      const ipRateLimit = parseRate(opts.ipRateLimit)
+      const walletDomain = parseDomain(opts.domain)
       const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
       if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
-      const ipRateLimit = parseRate(opts.ipRateLimit)
-      const walletDomain = parseDomain(opts.domain)
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'gateway')
       const signer = loadSigner(dataDir)
