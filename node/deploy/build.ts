@@ -53,7 +53,8 @@ export async function buildDeployment (init: BuildInit): Promise<Deployment> {
     sourceCommit: init.sourceCommit,
     env: { ...config.env, ...init.env },
     functions: Object.fromEntries(bundles.map(b => [b.name, { bundle: b.cid, entry: b.entry, options: config.optionsFor(b.name) }])),
-    rateLimit: config.rateLimit
+    // only when set: a project without one keeps the manifest bytes (and CID) it had before
+    ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit })
   }
   const { bytes, cid } = encodeManifest(manifest)
   return { project, manifest, manifestCid: cid, manifestBytes: bytes, bundles }
