@@ -181,9 +181,10 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   const domain = init.domain ?? DEV_DOMAIN
   const walletDomain = init.walletDomain?.toLowerCase().replace(/^\.+|\.+$/g, '')
   const projectRates = rateLimiter()
-  const guard = ingress({ ...init.ingress, maxBodyBytes: LIMITS.maxRequestBodyBytes }, components)
   const requests = new Counter({ name: 'peerhost_gateway_requests_total', help: 'function requests, by status', labelNames: ['status'], registers: [registry] })
   const latency = new Histogram({ name: 'peerhost_gateway_request_seconds', help: 'function request latency', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [registry] })
+  const refused = new Counter({ name: 'peerhost_gateway_refused_total', help: 'connections and requests refused before dispatch, by the limit that refused them', labelNames: ['limit'], registers: [registry] })
+  const guard = ingress({ ...init.ingress, maxBodyBytes: LIMITS.maxRequestBodyBytes }, { logger: components.logger, onRefused: limit => refused.inc({ limit }) })
   const attemptsTotal = new Counter({ name: 'peerhost_gateway_attempts_total', help: 'dispatch attempts, by outcome', labelNames: ['outcome'], registers: [registry] })
 
   const app = new Hono()
@@ -295,6 +296,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const verdict = projectRates.take(`${entry.ref.wallet.toLowerCase()}/${entry.ref.project}`, limit)
     if (verdict.ok) return undefined
     requests.inc({ status: '429' })
+    refused.inc({ limit: 'rateLimit' })
     return jsonError('RATE_LIMITED', `project ${entry.ref.project} allows ${limit.requests} requests per ${limit.perSeconds} s (its rateLimit in peerhost.json); retry in ${verdict.retryAfterSec} s`, { limit: 'rateLimit', requests: limit.requests, perSeconds: limit.perSeconds, retryAfterSec: verdict.retryAfterSec })
   }
 

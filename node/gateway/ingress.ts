@@ -89,7 +89,13 @@ function errorBody (code: WireErrorCode, message: string, details?: Record<strin
   return JSON.stringify({ error: details === undefined ? { code, message } : { code, message, details } })
 }
 
-export function ingress (init: IngressInit, components: { logger: Logger }): Ingress {
+export interface IngressComponents {
+  logger: Logger
+  /** called with the limit's name each time a connection or request is refused (metrics) */
+  onRefused?: (limit: string) => void
+}
+
+export function ingress (init: IngressInit, components: IngressComponents): Ingress {
   const log = components.logger.child({ component: 'peerhost:gateway:ingress' })
   const maxConnections = init.maxConnections ?? NODE_DEFAULTS.gatewayMaxConnections
   const maxConnectionsPerIp = init.maxConnectionsPerIp ?? NODE_DEFAULTS.gatewayMaxConnectionsPerIp
@@ -110,6 +116,7 @@ export function ingress (init: IngressInit, components: { logger: Logger }): Ing
 
   function refuseConnection (socket: Socket, limit: string, value: number): void {
     (socket as any)[REFUSED] = true
+    components.onRefused?.(limit)
     const body = errorBody('OVERLOADED', `this gateway holds its limit of ${value} open connections${limit.endsWith('PerIp') ? ' from your address' : ''}; retry later`, { limit, value })
     socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\nretry-after: ${retryAfter}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
     // a client that does not read its answer does not keep the descriptor
@@ -118,6 +125,7 @@ export function ingress (init: IngressInit, components: { logger: Logger }): Ing
   }
 
   function answer (req: IncomingMessage, res: ServerResponse, code: WireErrorCode, message: string, details: Record<string, string | number>, close: boolean): void {
+    components.onRefused?.(String(details.limit))
     const body = errorBody(code, message, details)
     const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }
     if (code === 'RATE_LIMITED') headers['retry-after'] = details.retryAfterSec ?? retryAfter
