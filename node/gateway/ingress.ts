@@ -9,8 +9,9 @@
  * - `guard`: per request, in this order: the per-IP rate limit (if set), concurrent requests
  *   globally and per IP (`429 RATE_LIMITED`, `Retry-After`, `details.limit` names the limit), and
  *   a declared `Content-Length` above the body cap (`413`, then the socket is destroyed without
- *   reading the body). Any 413 a route answers later (an endless chunked body) also closes the
- *   connection: the unread rest of the body is never drained.
+ *   reading the body). Any 413 a route answers later (an endless chunked body), and any answer
+ *   given before the request body ended, also closes the connection: the unread rest of a body
+ *   is never drained.
  *
  * Client IP: the socket's peer address (IPv4-mapped IPv6 as IPv4; IPv6 by its /64, which one host
  * gets for free). No forwarding header is trusted: a gateway behind a proxy sees the proxy.
@@ -132,7 +133,8 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
     // no `connection: close` header: node would then destroy the socket itself right after the
     // answer (a reset while the client sends); lingerClose closes it instead
     res.writeHead(WIRE_ERROR_CODES[code].status, headers)
-    res.end(body, () => { if (close) lingerClose(req.socket) })
+    // a body still arriving is not drained (node would read it all to keep the connection)
+    res.end(body, () => { if (close || !req.complete) lingerClose(req.socket) })
   }
 
   return {
@@ -174,8 +176,9 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
       res.once('close', release)
       res.once('finish', () => {
         release()
-        // a route's 413 (an endless chunked body, a smaller per-route cap): do not drain the rest
-        if (res.statusCode === 413) lingerClose(socket)
+        // a route's 413 (an endless chunked body, a smaller per-route cap), or any answer given
+        // before the body ended (a 401 or 404 that never reads it): close rather than drain the rest
+        if (res.statusCode === 413 || !req.complete) lingerClose(socket)
       })
       next(req, res)
     },

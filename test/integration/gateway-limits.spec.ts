@@ -150,6 +150,24 @@ describe('gateway ingress limits (real sockets)', function () {
       assert.ok(readBySocket[0] <= 2 * CAP, `the gateway read ${readBySocket[0]} bytes of an endless body; the cap is ${CAP}`)
       assert.ok(sent > readBySocket[0], 'the client offered more than the gateway read')
     })
+
+    it('does not drain an endless chunked body a route refuses without reading (404 for an unknown function)', async () => {
+      readBySocket.length = 0
+      let sent = 0
+      const piece = Buffer.alloc(256 * 1024, 0x63)
+      const chunk = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')])
+      const res = await raw(port(g), `POST /${owner}/slow/nope HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n`, {
+        body: (s) => {
+          // keeps sending after the answer (up to 32 MiB): a gateway that drains would read it all
+          const pump = (): void => { while (sent < 32 * 1024 * 1024 && !s.destroyed && s.write(chunk)) sent += piece.length }
+          s.on('drain', pump)
+          pump()
+        }
+      })
+      assert.equal(res.status, 404)
+      await waitFor('the server side of the socket to close', () => readBySocket.length === 1, 5_000)
+      assert.ok(readBySocket[0] <= CAP, `the gateway read ${readBySocket[0]} bytes of a body no route wanted`)
+    })
   })
 
   describe('slowloris (GW-03)', () => {
