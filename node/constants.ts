@@ -74,6 +74,47 @@ export const NODE_DEFAULTS = {
   registryCheckMaxProjects: 4_096,
   /** Parsed manifests (function → bundle CID) a worker keeps in memory (least recently used dropped). */
   registryCheckMaxManifests: 1_024,
+  /**
+   * How often node:http checks connections against headersTimeout and requestTimeout. Its default
+   * (30 s) would let a slowloris socket live up to 30 s past its timeout.
+   */
+  httpConnectionsCheckIntervalMs: 1_000,
+  /**
+   * Open HTTP connections a gateway holds at once (GW-03). Far below a typical 65,536 file
+   * descriptor limit, leaving room for libp2p (maxConnections) and the blockstore.
+   */
+  gatewayMaxConnections: 10_000,
+  /**
+   * Open HTTP connections per client IP (IPv6: per /64, which one host gets for free). A browser
+   * opens about 6 per origin; 256 leaves room for an office or carrier NAT, while one host cannot
+   * take more than a few percent of gatewayMaxConnections.
+   */
+  gatewayMaxConnectionsPerIp: 256,
+  /**
+   * Requests a gateway handles at once (GW-07 floods). Each may hold a body of up to
+   * LIMITS.maxRequestBodyBytes (6 MiB) while it is dispatched: 1,024 bound that at 6 GiB in the
+   * worst case, and far exceed what a region's workers run at once today.
+   */
+  gatewayMaxRequests: 1_024,
+  /** Requests one client IP (IPv6 /64) has in flight at once: a quarter of the gateway's, so four hosts are needed to fill it. */
+  gatewayMaxRequestsPerIp: 256,
+  /**
+   * Requests per client IP per window at the gateway (`--ip-rate-limit`). Off by default (0): one
+   * IP may be a large NAT, and the devnet and benchmarks send everything from 127.0.0.1; operators
+   * on the internet should set it.
+   */
+  gatewayIpRateRequests: 0,
+  /** The window of the per-IP rate limit, in seconds. */
+  gatewayIpRatePerSeconds: 1,
+  /** Retry-After (seconds) of a 429 for a concurrency cap: in-flight requests usually end within a second. */
+  gatewayRetryAfterSec: 1,
+  /** Client keys (IPs, projects) a rate limiter remembers; the least recently seen is forgotten first, bounding memory under a spoofed-source flood. */
+  rateLimiterMaxKeys: 100_000,
+  /**
+   * How long a gateway trusts a project's owner read from FunctionRegistry.ownerOf before reading
+   * it again: a transfer takes effect for secrets and logs within this time.
+   */
+  projectOwnerTtlMs: 5_000,
   /** Gateway HTTP port for `peerhost gateway` and `peerhost devnet`. */
   gatewayPort: 8080
 } as const

@@ -27,12 +27,22 @@ export function gatewayCommand (): Command<any, any> {
     .option('--registry-from-block <n>', 'with --contracts: read FunctionRegistry logs from this block, ignoring the saved cursor (default: the cursor in <data-dir>/registry.json, else contracts.json deployBlock)', bigintOption('--registry-from-block'))
     .option('--upload-quota <MiB>', 'bytes of uploads no registered version references yet, per wallet, in MiB (default 64)', intOption('--upload-quota', 1, 1_048_576))
     .option('--upload-lease <seconds>', 'how long an upload waits for a registered version to reference it before it is deleted (default 3600)', intOption('--upload-lease', 1, 30 * 86_400))
+    .option('--upload-global-quota <MiB>', 'bytes of unreferenced uploads of all wallets together, in MiB (default 1024): wallets are free, so the per-wallet quota alone bounds nothing', intOption('--upload-global-quota', 1, 16_777_216))
+    .option('--domain <domain>', 'also serve https://<wallet>.<domain>/<project>/<function>: one web origin per wallet (point *.<domain> at this gateway); the path form shares one origin and is unsafe for cookies')
+    .option('--max-connections <n>', 'open HTTP connections held at once; more get 503 OVERLOADED and are closed (default 10000)', intOption('--max-connections', 1, 1_000_000))
+    .option('--max-connections-per-ip <n>', 'open HTTP connections per client IP (IPv6: per /64) (default 256)', intOption('--max-connections-per-ip', 1, 1_000_000))
+    .option('--max-requests <n>', 'HTTP requests handled at once; more get 429 RATE_LIMITED (default 1024)', intOption('--max-requests', 1, 1_000_000))
+    .option('--max-requests-per-ip <n>', 'HTTP requests in flight per client IP (default 256)', intOption('--max-requests-per-ip', 1, 1_000_000))
+    .option('--ip-rate-limit <n/seconds>', 'requests per client IP per window, e.g. 100/1 or 6000/60; over it 429 RATE_LIMITED (default: none)')
     .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
     .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } = await import('../deps.ts')
+      // checked before the node runtime loads: a typo answers at once
+      const ipRateLimit = parseRate(opts.ipRateLimit)
+      const walletDomain = parseDomain(opts.domain)
+      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
       if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -61,6 +71,7 @@ export function gatewayCommand (): Command<any, any> {
       const uploads = blockUploads({
         quotaBytes: opts.uploadQuota === undefined ? undefined : opts.uploadQuota * 1024 * 1024,
         leaseMs: opts.uploadLease === undefined ? undefined : opts.uploadLease * 1000,
+        globalQuotaBytes: opts.uploadGlobalQuota === undefined ? undefined : opts.uploadGlobalQuota * 1024 * 1024,
         file: join(dataDir, 'uploads.json')
       })({ gateway: signer.address, storage, retains: table?.retains, logger: log })
       const local = functionTable()
@@ -116,12 +127,17 @@ export function gatewayCommand (): Command<any, any> {
       const secrets = contracts === undefined || secretKey === undefined
         ? undefined
         : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
+      // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
+      const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
       const deploys = deployRoutes({ storage, table, uploads })
       const routes = secrets === undefined
         ? deploys
-        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
+        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
+      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts),
+        walletDomain,
+        ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit },
+        unsafeTestPartition: opts.unsafeTestPartition === true },
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
       view = gateway.view
       await gateway.start()
       await table?.start()
@@ -141,4 +157,20 @@ export function gatewayCommand (): Command<any, any> {
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
         { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })
     })
+}
+
+/** `--ip-rate-limit 100/1`: requests per seconds. */
+function parseRate (value: string | undefined): { requests: number, perSeconds: number } | undefined {
+  if (value === undefined) return undefined
+  const m = /^(\d{1,7})\/(\d{1,5})$/.exec(value.trim())
+  if (m === null || Number(m[1]) < 1 || Number(m[2]) < 1) throw new ConfigError('BAD_IP_RATE_LIMIT', `--ip-rate-limit must be <requests>/<seconds> with both at least 1, such as 100/1 or 6000/60; got "${value}"`)
+  return { requests: Number(m[1]), perSeconds: Number(m[2]) }
+}
+
+/** `--domain peerhost.example`: a DNS name whose subdomains are wallets. */
+function parseDomain (value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const d = value.trim().toLowerCase().replace(/\.$/, '')
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(d)) throw new ConfigError('BAD_DOMAIN', `--domain must be a DNS name such as peerhost.example or localhost (no scheme, port or path); got "${value}"`)
+  return d
 }

@@ -42,6 +42,7 @@ export function deployRoutes (components: DeployRoutesComponents): (app: Hono) =
       header: UPLOAD_HEADER,
       format: UPLOAD_HEADER_FORMAT,
       quotaBytes: uploads.quotaBytes,
+      globalQuotaBytes: uploads.globalQuotaBytes,
       leaseSec: Math.round(uploads.leaseMs / 1000),
       clockSkewSec: STORAGE_LIMITS.uploadClockSkewSec
     }))
@@ -56,7 +57,12 @@ export function deployRoutes (components: DeployRoutesComponents): (app: Hono) =
       try {
         const outcome = await uploads.store(auth.wallet, cid, bytes)
         if (outcome === 'over-quota') {
-          return jsonError('RATE_LIMITED', `${auth.wallet} has ${uploads.used(auth.wallet)} bytes of uploads no registered version references yet; the quota is ${uploads.quotaBytes} bytes (register a deploy, or wait for the lease of ${Math.round(uploads.leaseMs / 1000)} s to end)`)
+          return jsonError('RATE_LIMITED', `${auth.wallet} has ${uploads.used(auth.wallet)} bytes of uploads no registered version references yet; the quota is ${uploads.quotaBytes} bytes (register a deploy, or wait for the lease of ${Math.round(uploads.leaseMs / 1000)} s to end)`,
+            { limit: 'uploadQuotaBytes', value: uploads.quotaBytes, retryAfterSec: uploads.nextExpirySec() })
+        }
+        if (outcome === 'over-global-quota') {
+          return jsonError('RATE_LIMITED', `this gateway holds ${uploads.usedTotal()} bytes of uploads (all wallets) no registered version references yet; its limit is ${uploads.globalQuotaBytes} bytes: retry when leases end, or upload to another gateway`,
+            { limit: 'uploadGlobalQuotaBytes', value: uploads.globalQuotaBytes, retryAfterSec: uploads.nextExpirySec() })
         }
       } catch (err: any) {
         if (err?.code === 'BAD_CID' || err?.code === 'BLOCK_MISMATCH') return jsonError('BAD_REQUEST', err.message)

@@ -38,6 +38,8 @@ export interface Manifest {
   /** public configuration handed to every function */
   env: Record<string, string>
   functions: Record<string, ManifestFunction>
+  /** peerhost.json `rateLimit`, absent when none (older manifests have none) */
+  rateLimit?: { requests: number, perSeconds: number }
 }
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
@@ -57,7 +59,11 @@ const manifestSchema = z.object({
       network: z.array(z.string().max(256)).max(64),
       isolation: z.enum(['function', 'execution'])
     }).strict()
-  }).strict())
+  }).strict()),
+  rateLimit: z.object({
+    requests: z.number().int().min(1).max(1_000_000),
+    perSeconds: z.number().int().min(1).max(86_400)
+  }).strict().optional()
 }).strict().refine(m => Object.keys(m.functions).length >= 1 && Object.keys(m.functions).length <= 64, 'a manifest lists 1–64 functions')
 
 /** JSON with keys sorted at every level and no whitespace. */

@@ -56,6 +56,8 @@ export async function signUpload (account: Pick<Account, 'address'> & { signMess
 export interface BlockUploadsInit {
   /** @default STORAGE_LIMITS.uploadQuotaBytes */
   quotaBytes?: number
+  /** unreferenced upload bytes of all wallets together; @default STORAGE_LIMITS.uploadGlobalQuotaBytes */
+  globalQuotaBytes?: number
   /** @default STORAGE_LIMITS.uploadLeaseMs */
   leaseMs?: number
   /** @default STORAGE_LIMITS.uploadClockSkewSec */
@@ -77,11 +79,12 @@ export interface BlockUploadsComponents {
 
 export type UploadCheck = { ok: true, wallet: Address } | { ok: false, message: string }
 
-export type UploadOutcome = 'stored' | 'present' | 'over-quota'
+export type UploadOutcome = 'stored' | 'present' | 'over-quota' | 'over-global-quota'
 
 export interface BlockUploads {
   readonly gateway: Address
   readonly quotaBytes: number
+  readonly globalQuotaBytes: number
   readonly leaseMs: number
   /** Checks the header for `cid` (see the module comment); never throws. */
   authenticate: (header: string | undefined, cid: string, nowSec?: number) => Promise<UploadCheck>
@@ -93,6 +96,10 @@ export interface BlockUploads {
   store: (wallet: Address, cid: string, bytes: Uint8Array) => Promise<UploadOutcome>
   /** bytes of `wallet`'s uploads no retained version references */
   used: (wallet: Address) => number
+  /** bytes of every wallet's uploads no retained version references */
+  usedTotal: () => number
+  /** seconds until the soonest lease ends (when space may free up) */
+  nextExpirySec: () => number
   /** Deletes the blocks whose lease ended unreferenced; forgets the ones now referenced. */
   sweep: () => Promise<void>
   start: () => Promise<void>
@@ -105,6 +112,7 @@ export function blockUploads (init: BlockUploadsInit = {}): (components: BlockUp
   return (components) => {
     const log = components.logger.child({ component: 'peerhost:uploads' })
     const quotaBytes = init.quotaBytes ?? STORAGE_LIMITS.uploadQuotaBytes
+    const globalQuotaBytes = init.globalQuotaBytes ?? STORAGE_LIMITS.uploadGlobalQuotaBytes
     const leaseMs = init.leaseMs ?? STORAGE_LIMITS.uploadLeaseMs
     const skew = init.clockSkewSec ?? STORAGE_LIMITS.uploadClockSkewSec
     const sweepMs = init.sweepIntervalMs ?? Math.max(50, Math.min(leaseMs / 4, 60_000))
@@ -152,6 +160,12 @@ export function blockUploads (init: BlockUploadsInit = {}): (components: BlockUp
       return total
     }
 
+    function usedTotal (): number {
+      let total = 0
+      for (const [cid, l] of leases) if (!retains(cid)) total += l.bytes
+      return total
+    }
+
     async function sweepOnce (): Promise<void> {
       const now = Date.now()
       let changed = false
@@ -185,6 +199,7 @@ export function blockUploads (init: BlockUploadsInit = {}): (components: BlockUp
     return {
       gateway,
       quotaBytes,
+      globalQuotaBytes,
       leaseMs,
       async authenticate (header, cid, nowSec = Math.floor(Date.now() / 1000)) {
         if (header === undefined || header === '') return { ok: false, message: `uploads must be signed: send ${UPLOAD_HEADER_FORMAT}` }
@@ -214,6 +229,8 @@ export function blockUploads (init: BlockUploadsInit = {}): (components: BlockUp
         if (held === undefined && await components.storage.has(cid).catch(() => false)) return 'present'
         if (held !== undefined && held.wallet !== wallet) return 'present'
         if (held === undefined && used(wallet) + bytes.byteLength > quotaBytes) return 'over-quota'
+        // wallets are free: the per-wallet quota alone would let many fresh wallets fill the disk
+        if (held === undefined && usedTotal() + bytes.byteLength > globalQuotaBytes) return 'over-global-quota'
         // reserve before the write, so concurrent uploads cannot both fit under the quota
         const lease: Lease = { wallet, bytes: bytes.byteLength, expires: Date.now() + leaseMs }
         leases.set(cid, lease)
@@ -228,6 +245,12 @@ export function blockUploads (init: BlockUploadsInit = {}): (components: BlockUp
         return 'stored'
       },
       used,
+      usedTotal,
+      nextExpirySec () {
+        let soonest = Infinity
+        for (const l of leases.values()) soonest = Math.min(soonest, l.expires)
+        return soonest === Infinity ? 1 : Math.max(1, Math.ceil((soonest - Date.now()) / 1000))
+      },
       sweep,
       async start () {
         if (timer !== undefined) return

@@ -7,11 +7,14 @@ import type { Address } from 'viem'
 import { functionId, type FunctionOptions, type FunctionRef } from '#protocol'
 import { bundleProject } from '../build/bundle.ts'
 import { loadProjectConfig } from '../project/config.ts'
+import type { RateLimit } from './rate-limit.ts'
 
 export interface FunctionEntry {
   ref: FunctionRef
   options: FunctionOptions
   env: Record<string, string>
+  /** the project's `rateLimit` (peerhost.json, in the manifest), enforced by each gateway; none = unlimited */
+  rateLimit?: RateLimit
 }
 
 export interface FunctionTable {
@@ -48,7 +51,8 @@ export async function addProject (table: MutableFunctionTable, owner: Address, d
     const entry: FunctionEntry = {
       ref: { wallet: owner, project: project.name, name: fn.name, id: functionId(owner, project.name, fn.name), bundleCid: fn.cid },
       options: project.optionsFor(fn.name),
-      env: project.env
+      env: project.env,
+      rateLimit: project.rateLimit
     }
     table.add(entry, fn.bytes)
     added.push(entry)

@@ -16,8 +16,9 @@ import type { Logger } from '../logger.ts'
 import { dispatcher } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
-import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type RecentJob } from './http.ts'
+import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
 import { logBook, logRoutes } from './logs.ts'
+import type { ProjectOwners } from './owners.ts'
 
 export interface GatewayInit {
   /** HTTP port; @default 8080 */
@@ -28,6 +29,14 @@ export interface GatewayInit {
   bootstrap: string[]
   region?: string
   domain?: PeerHostDomain
+  /** serve `<wallet>.<walletDomain>/<project>/<function>`, one origin per wallet (http.ts); @default none */
+  walletDomain?: string
+  /** HTTP connection and request caps, per-IP rate limit (ingress.ts) */
+  ingress?: GatewayHttpInit['ingress']
+  /** @default NODE_DEFAULTS.httpHeadersTimeoutMs */
+  headersTimeoutMs?: number
+  /** @default NODE_DEFAULTS.httpRequestTimeoutMs */
+  requestTimeoutMs?: number
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
   /**
@@ -48,6 +57,8 @@ export interface GatewayComponents {
   admit?: (advert: WorkerAdvert) => Promise<boolean>
   /** extra HTTP routes under /_peerhost/ */
   routes?: (app: Hono) => void
+  /** who may read a project's logs (owners.ts); @default the namespace wallet (no chain) */
+  owners?: ProjectOwners
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
   libp2p?: PeerHostLibp2p
   /** the chain fallback (node/fallback); none = mesh only */
@@ -95,8 +106,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
 
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()
-  const http = gatewayHttp({ port: init.port, host: init.host, domain }, {
-    routes: (app) => { logRoutes(logs, signer.address)(app); components.routes?.(app) },
+  const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs }, {
+    routes: (app) => { logRoutes(logs, signer.address, components.owners)(app); components.routes?.(app) },
     logs,
     fallback: components.fallback,
     secrets: components.secrets,

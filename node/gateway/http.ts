@@ -3,7 +3,13 @@
  *
  * - `ANY /<wallet>/<project>/<function>[/rest]` → a job through the mesh → the function's response,
  *   with `x-peerhost-job`, `x-peerhost-worker`, `x-peerhost-attempts`, `x-peerhost-receipt` and
- *   `Server-Timing` (dispatch, queue, sandbox, exec, total).
+ *   `Server-Timing` (dispatch, queue, sandbox, exec, total). This path form puts every tenant on
+ *   one web origin: fine for APIs and local development, unsafe for cookies and browser storage.
+ * - With `walletDomain` d: `ANY https://<wallet>.<d>/<project>/<function>[/rest]`, one web origin
+ *   per wallet (the wallet from the Host header; a host under d that is not a known wallet is 404).
+ *
+ * Before routing, ingress.ts enforces connection and request caps and the body cap (GW-02/03/07);
+ * a project's `rateLimit` is enforced per gateway before dispatch.
  * - `/_peerhost/health`, `/_peerhost/ready`, `/_peerhost/metrics`, `/_peerhost/status`.
  *
  * Every error is JSON `{ "error": { "code", "message" } }` with the status of its wire code.
@@ -21,8 +27,10 @@ import {
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
+import { ingress, type IngressInit } from './ingress.ts'
+import { rateLimiter } from './rate-limit.ts'
 import type { Dispatcher } from './dispatch.ts'
-import type { FunctionTable } from './functions.ts'
+import type { FunctionEntry, FunctionTable } from './functions.ts'
 import type { ChainFallback } from '../fallback/gateway-fallback.ts'
 import type { LogBook } from './logs.ts'
 
@@ -37,7 +45,19 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
 export interface GatewayHttpInit {
   port?: number
   host?: string
+  /** the EIP-712 domain tickets and receipts are signed in */
   domain?: PeerHostDomain
+  /**
+   * Serve `<wallet>.<walletDomain>/<project>/<function>` (one origin per wallet) besides the path
+   * form, e.g. `peerhost.example` or `localhost`; @default none (path form only)
+   */
+  walletDomain?: string
+  /** connection and request caps (ingress.ts); @default NODE_DEFAULTS.gateway* */
+  ingress?: Omit<IngressInit, 'maxBodyBytes'>
+  /** @default NODE_DEFAULTS.httpHeadersTimeoutMs */
+  headersTimeoutMs?: number
+  /** @default NODE_DEFAULTS.httpRequestTimeoutMs */
+  requestTimeoutMs?: number
 }
 
 export interface GatewayHttpComponents {
@@ -91,10 +111,32 @@ export interface GatewayHttp {
 export function jsonError (code: WireErrorCode, message?: string, details?: Record<string, unknown>): Response {
   const body: Record<string, unknown> = { code, message: message ?? WIRE_ERROR_CODES[code].message }
   if (details !== undefined) body.details = details
-  return new Response(JSON.stringify({ error: body }), {
-    status: WIRE_ERROR_CODES[code].status,
-    headers: { 'content-type': 'application/json; charset=utf-8' }
-  })
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' }
+  if (code === 'RATE_LIMITED') headers['retry-after'] = String(details?.retryAfterSec ?? NODE_DEFAULTS.gatewayRetryAfterSec)
+  return new Response(JSON.stringify({ error: body }), { status: WIRE_ERROR_CODES[code].status, headers })
+}
+
+/**
+ * The function a request names: from the path `/<wallet>/<project>/<function>`, or with a
+ * wallet domain from the Host `<wallet>.<domain>` and the path `/<project>/<function>`. A host
+ * under the domain whose label is not a wallet is an error, never the path form (a tenant's
+ * origin must not serve another wallet's functions).
+ */
+export function routeOf (host: string | undefined, pathname: string, walletDomain: string | undefined): { wallet: string, project: string, fn: string } | { error: string } {
+  const parts = pathname.split('/')
+  const hostname = (host ?? '').toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '')
+  if (walletDomain !== undefined && hostname.endsWith(`.${walletDomain}`)) {
+    const label = hostname.slice(0, -walletDomain.length - 1)
+    if (!WALLET.test(label)) return { error: `the host ${hostname.slice(0, 100)} names no wallet; expected <wallet 0x…>.${walletDomain}` }
+    const [, project, fn] = parts
+    if (project === undefined || fn === undefined || fn === '' || !NAME.test(project) || !NAME.test(fn)) return { error: `expected a path /<project>/<function>[/rest] on ${label}.${walletDomain}` }
+    return { wallet: label, project, fn }
+  }
+  const [, wallet, project, fn] = parts
+  if (wallet === undefined || project === undefined || fn === undefined || fn === '' || !WALLET.test(wallet) || !NAME.test(project) || !NAME.test(fn)) {
+    return { error: 'expected a path /<wallet 0x…>/<project>/<function>[/rest]' }
+  }
+  return { wallet, project, fn }
 }
 
 /** Reads a body up to `max` bytes; undefined when it is larger (reading stops there). */
@@ -129,15 +171,20 @@ function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: Job
     epoch: r.epoch.toString(),
     signature: result.receiptSig
   }
-  return Buffer.from(JSON.stringify(receipt)).toString('base64url')
+  // every uint field (fee, epoch, deadline, and any the Receipt type gains) as a decimal string
+  return Buffer.from(JSON.stringify(receipt, (_k, v) => typeof v === 'bigint' ? v.toString() : v)).toString('base64url')
 }
 
 export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents): GatewayHttp {
   const { functions, dispatch, registry } = components
   const log = components.logger.child({ component: 'peerhost:gateway:http' })
   const domain = init.domain ?? DEV_DOMAIN
+  const walletDomain = init.walletDomain?.toLowerCase().replace(/^\.+|\.+$/g, '')
+  const projectRates = rateLimiter()
   const requests = new Counter({ name: 'peerhost_gateway_requests_total', help: 'function requests, by status', labelNames: ['status'], registers: [registry] })
   const latency = new Histogram({ name: 'peerhost_gateway_request_seconds', help: 'function request latency', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [registry] })
+  const refused = new Counter({ name: 'peerhost_gateway_refused_total', help: 'connections and requests refused before dispatch, by the limit that refused them', labelNames: ['limit'], registers: [registry] })
+  const guard = ingress({ ...init.ingress, maxBodyBytes: LIMITS.maxRequestBodyBytes }, { logger: components.logger, onRefused: limit => refused.inc({ limit }) })
   const attemptsTotal = new Counter({ name: 'peerhost_gateway_attempts_total', help: 'dispatch attempts, by outcome', labelNames: ['outcome'], registers: [registry] })
 
   const app = new Hono()
@@ -154,12 +201,13 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   async function invoke (c: Context): Promise<Response> {
     const started = performance.now()
     const url = new URL(c.req.url)
-    const [, wallet, project, fn] = url.pathname.split('/')
-    if (wallet === undefined || project === undefined || fn === undefined || fn === '' || !WALLET.test(wallet) || !NAME.test(project) || !NAME.test(fn)) {
-      return jsonError('NOT_FOUND', 'expected a path /<wallet 0x…>/<project>/<function>[/rest]')
-    }
+    const route = routeOf(c.req.header('host'), url.pathname, walletDomain)
+    if ('error' in route) return jsonError('NOT_FOUND', route.error)
+    const { wallet, project, fn } = route
     const entry = functions.resolve(wallet, project, fn)
     if (entry === undefined) return jsonError('NOT_FOUND', `no function ${project}/${fn} is deployed for ${wallet}`)
+    const limited = projectRateLimited(entry)
+    if (limited !== undefined) return limited
 
     const raw = c.req.raw
     const declared = Number(raw.headers.get('content-length') ?? '0')
@@ -241,6 +289,17 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     return response
   }
 
+  /** 429 when the project's `rateLimit` (peerhost.json) is used up on this gateway; before any dispatch. */
+  function projectRateLimited (entry: FunctionEntry): Response | undefined {
+    const limit = entry.rateLimit
+    if (limit === undefined) return undefined
+    const verdict = projectRates.take(`${entry.ref.wallet.toLowerCase()}/${entry.ref.project}`, limit)
+    if (verdict.ok) return undefined
+    requests.inc({ status: '429' })
+    refused.inc({ limit: 'rateLimit' })
+    return jsonError('RATE_LIMITED', `project ${entry.ref.project} allows ${limit.requests} requests per ${limit.perSeconds} s (its rateLimit in peerhost.json); retry in ${verdict.retryAfterSec} s`, { limit: 'rateLimit', requests: limit.requests, perSeconds: limit.perSeconds, retryAfterSec: verdict.retryAfterSec })
+  }
+
   /** The chain's answer: the finalized output, or a wire error when the chain gave none in time. */
   async function chainAnswer (fallback: Pick<ChainFallback, 'run'>, job: Parameters<ChainFallback['run']>[0], started: number, meshAttempts: number): Promise<Response> {
     const chainStarted = performance.now()
@@ -288,18 +347,26 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     return jsonError('INTERNAL')
   })
 
-  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false })
+  const listener = guard.guard(getRequestListener(app.fetch, { overrideGlobalObjects: false }))
   const server = createServer({
     maxHeaderSize: LIMITS.maxHeaderBytes,
-    requestTimeout: NODE_DEFAULTS.httpRequestTimeoutMs,
-    headersTimeout: NODE_DEFAULTS.httpHeadersTimeoutMs
+    // slowloris and slow POST (GW-03): a request's headers and whole body each have a deadline
+    requestTimeout: init.requestTimeoutMs ?? NODE_DEFAULTS.httpRequestTimeoutMs,
+    headersTimeout: init.headersTimeoutMs ?? NODE_DEFAULTS.httpHeadersTimeoutMs,
+    connectionsCheckingInterval: Math.min(NODE_DEFAULTS.httpConnectionsCheckIntervalMs, init.headersTimeoutMs ?? Infinity)
   }, listener)
+  // before node:http sets up its parser: a connection over a cap is answered and closed
+  server.prependListener('connection', guard.onConnection)
+  // no `100 Continue` for a body the guard will refuse
+  server.on('checkContinue', (req, res) => { listener(req, res); if (!res.headersSent) res.writeContinue() })
   // malformed requests and oversize headers get a JSON answer too, then the socket closes
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) { socket.destroy(); return }
     const code: WireErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST'
     const status = WIRE_ERROR_CODES[code].status
-    const body = JSON.stringify({ error: { code, message: WIRE_ERROR_CODES[code].message } })
+    // headersTimeout / requestTimeout (slowloris, slow POST: GW-03) end here too
+    const message = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request headers or body took too long to arrive' : WIRE_ERROR_CODES[code].message
+    const body = JSON.stringify({ error: { code, message } })
     socket.end(`HTTP/1.1 ${status} ${code === 'HEADERS_TOO_LARGE' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
   })
 

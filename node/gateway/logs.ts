@@ -6,8 +6,9 @@
  * (entries and bytes per project, number of projects): logs can hold anything a function prints.
  *
  * `GET /_peerhost/logs/<wallet>/<project>?after=<seq>` answers `{ entries, next }` to the project's
- * wallet only: header `x-peerhost-auth: <issuedAt>.<signature>`, an EIP-191 signature by the wallet
- * over {@link logsMessage} (naming this gateway, the project and the time; ±10 min of the
+ * current owner only (FunctionRegistry.ownerOf, following transfers; the path's wallet is the
+ * project's namespace): header `x-peerhost-auth: <issuedAt>.<signature>`, an EIP-191 signature by
+ * the owner over {@link logsMessage} (naming this gateway, the project and the time; ±10 min of the
  * gateway's clock). Chain-path answers carry no logs (the output document holds none).
  */
 import type { Hono } from 'hono'
@@ -16,6 +17,7 @@ import { NAME_PATTERN } from '#protocol'
 import { NodeError } from '../errors.ts'
 import { gatewayJson } from './client.ts'
 import { jsonError } from './http.ts'
+import { namespaceOwners, type ProjectOwners } from './owners.ts'
 
 export const LOGS_AUTH_HEADER = 'x-peerhost-auth'
 const AUTH_FORMAT = `${LOGS_AUTH_HEADER}: <issuedAt unix seconds>.<EIP-191 signature 0x… by the project's wallet>`
@@ -74,7 +76,7 @@ export function logsMessage (gateway: string, wallet: string, project: string, i
   return `PeerHost logs\ngateway: ${gateway.toLowerCase()}\nproject: ${wallet.toLowerCase()}/${project}\nissued at: ${issuedAt}`
 }
 
-export function logRoutes (book: LogBook, gateway: Address): (app: Hono) => void {
+export function logRoutes (book: LogBook, gateway: Address, owners: ProjectOwners = namespaceOwners()): (app: Hono) => void {
   return (app) => {
     app.get('/_peerhost/logs/:wallet/:project', async c => {
       const { wallet, project } = c.req.param()
@@ -91,7 +93,13 @@ export function logRoutes (book: LogBook, gateway: Address): (app: Hono) => void
       } catch {
         return jsonError('UNAUTHORIZED', 'the signature does not recover to an address')
       }
-      if (signer.toLowerCase() !== wallet.toLowerCase()) return jsonError('UNAUTHORIZED', `the logs of ${wallet}/${project} are for its wallet; this request is signed by ${signer}`)
+      let owner: Address
+      try {
+        owner = await owners.ownerOf(wallet, project)
+      } catch {
+        return jsonError('INTERNAL', 'cannot read the project\'s owner from FunctionRegistry; retry shortly')
+      }
+      if (signer.toLowerCase() !== owner.toLowerCase()) return jsonError('UNAUTHORIZED', `the logs of ${wallet}/${project} are for its current owner ${owner}; this request is signed by ${signer}`)
       const after = Number(c.req.query('after') ?? '0')
       const entries = book.after(wallet, project, Number.isSafeInteger(after) ? after : 0)
       return c.json({ entries, next: entries.at(-1)?.seq ?? (Number.isSafeInteger(after) ? after : 0) })
@@ -99,13 +107,17 @@ export function logRoutes (book: LogBook, gateway: Address): (app: Hono) => void
   }
 }
 
-/** The builder's side: reads `<account>/<project>`'s log entries after `after` from a gateway. */
-export async function fetchLogs (gatewayUrl: string, account: { address: Address, signMessage: (args: { message: string }) => Promise<`0x${string}`> }, project: string, after = 0): Promise<{ entries: LogEntry[], next: number }> {
+/**
+ * The builder's side: reads `<namespace>/<project>`'s log entries after `after` from a gateway,
+ * signed by `account` (the project's current owner; the namespace is the wallet that created the
+ * project, `account` itself unless the project was transferred to it).
+ */
+export async function fetchLogs (gatewayUrl: string, account: { address: Address, signMessage: (args: { message: string }) => Promise<`0x${string}`> }, project: string, after = 0, namespace: Address = account.address): Promise<{ entries: LogEntry[], next: number }> {
   const base = gatewayUrl.replace(/\/+$/, '')
   const get = async (path: string, headers: Record<string, string> = {}): Promise<any> => await gatewayJson(`${base}${path}`, { headers })
   const status = await get('/_peerhost/status')
   if (typeof status?.address !== 'string' || !isAddress(status.address)) throw new NodeError('GATEWAY_ERROR', `${base}/_peerhost/status names no gateway address; is it a PeerHost gateway?`)
   const issuedAt = Math.floor(Date.now() / 1000)
-  const signature = await account.signMessage({ message: logsMessage(status.address, account.address, project, issuedAt) })
-  return await get(`/_peerhost/logs/${account.address}/${project}?after=${after}`, { [LOGS_AUTH_HEADER]: `${issuedAt}.${signature}` })
+  const signature = await account.signMessage({ message: logsMessage(status.address, namespace, project, issuedAt) })
+  return await get(`/_peerhost/logs/${namespace}/${project}?after=${after}`, { [LOGS_AUTH_HEADER]: `${issuedAt}.${signature}` })
 }

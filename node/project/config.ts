@@ -27,6 +27,14 @@ export const functionOptionsSchema = z.object({
   isolation: z.enum(['function', 'execution']).optional()
 }).strict()
 
+/** requests per window, per project, counted by each gateway (429 above it) */
+export const rateLimitSchema = z.object({
+  /** requests allowed per window (also the largest burst) */
+  requests: z.number().int().min(1).max(1_000_000),
+  /** the window in seconds */
+  perSeconds: z.number().int().min(1).max(86_400)
+}).strict()
+
 export const projectConfigSchema = z.object({
   $schema: z.string().optional(),
   /** project name; @default the folder name */
@@ -36,7 +44,9 @@ export const projectConfigSchema = z.object({
   /** defaults for every function */
   defaults: functionOptionsSchema.optional(),
   /** per-function options, by function name */
-  functions: z.record(z.string().regex(NAME, 'expected a function name'), functionOptionsSchema).optional()
+  functions: z.record(z.string().regex(NAME, 'expected a function name'), functionOptionsSchema).optional(),
+  /** the project's request rate limit at each gateway; @default none */
+  rateLimit: rateLimitSchema.optional()
 }).strict()
 
 export type ProjectConfig = z.infer<typeof projectConfigSchema>
@@ -45,6 +55,7 @@ export interface ResolvedProject {
   root: string
   name: string
   env: Record<string, string>
+  rateLimit?: { requests: number, perSeconds: number }
   optionsFor: (fn: string) => FunctionOptions
 }
 
@@ -76,6 +87,7 @@ export function loadProjectConfig (root: string): ResolvedProject {
     root: dir,
     name,
     env: config.env ?? {},
+    rateLimit: config.rateLimit,
     optionsFor (fn) {
       const o = { ...config.defaults, ...config.functions?.[fn] }
       return {

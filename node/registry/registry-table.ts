@@ -289,7 +289,8 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
           list.push({
             ref: { wallet: p.namespace, project: p.name, name, id: functionId(p.namespace, p.name, name), bundleCid: fn.bundle },
             options: fn.options,
-            env: manifest.env
+            env: manifest.env,
+            rateLimit: manifest.rateLimit
           })
         }
         if (p.active !== version) continue

@@ -11,15 +11,21 @@
  * - `GET /_peerhost/secrets/<wallet>/<project>` — `{ secrets: [{ name, issued }] }`: names and
  *   change times only, never values (names are not secret, like environment variable names).
  *
+ * Changes must be signed by the project's *current owner* (`owners`: FunctionRegistry.ownerOf,
+ * which follows transferProject/acceptProject), not by the wallet in the path: the path's wallet
+ * is the namespace the project was created under and stays its key after a transfer.
+ *
  * Errors are JSON: 400 BAD_REQUEST (malformed body, unknown name shape, envelope that does not
- * open, stale `issued`), 401 UNAUTHORIZED (signature not by the wallet, or `issued` outside the
- * allowed clock skew), 413 (body too large).
+ * open, stale `issued`), 401 UNAUTHORIZED (signature not by the project's owner, or `issued`
+ * outside the allowed clock skew), 413 (body too large), 500 INTERNAL when the owner cannot be
+ * read from the chain.
  */
 import type { Hono } from 'hono'
 import { isAddress, isHex, recoverMessageAddress, type Address } from 'viem'
 import { LIMITS, NAME_PATTERN } from '#protocol'
 import { jsonError, readBody } from '../gateway/http.ts'
 import type { Logger } from '../logger.ts'
+import { namespaceOwners, type ProjectOwners } from '../gateway/owners.ts'
 import { SECRET_CHANGE_SKEW_SEC, secretChangeMessage, type SecretChange } from './change.ts'
 import { SEALED_ALGORITHM, type SecretKeyPair } from './sealed.ts'
 import { SECRET_NAME, type SecretStore } from './store.ts'
@@ -31,6 +37,8 @@ export interface SecretRoutesComponents {
   /** the gateway's address (signs its tickets; part of every envelope's context) */
   gateway: Address
   logger: Logger
+  /** who owns a project now; @default the path's wallet (no chain) */
+  owners?: ProjectOwners
 }
 
 /** sealed envelope overhead (version, ephemeral key, nonce, tag) plus base64 and JSON framing */
@@ -38,6 +46,7 @@ const MAX_BODY_BYTES = 2 * LIMITS.maxSecretBytes + 1024
 
 export function secretRoutes (components: SecretRoutesComponents): (app: Hono) => void {
   const { store, key, chainId, gateway } = components
+  const owners = components.owners ?? namespaceOwners()
   const log = components.logger.child({ component: 'peerhost:secrets' })
   const encryptionKey = `0x${Buffer.from(key.publicKey).toString('hex')}`
 
@@ -75,7 +84,14 @@ export function secretRoutes (components: SecretRoutesComponents): (app: Hono) =
     } catch {
       return jsonError('UNAUTHORIZED', 'the signature does not recover to an address')
     }
-    if (signer.toLowerCase() !== change.wallet.toLowerCase()) return jsonError('UNAUTHORIZED', `the change is signed by ${signer}, not by the project's wallet ${change.wallet}`)
+    let owner: Address
+    try {
+      owner = await owners.ownerOf(change.wallet as Address, change.project)
+    } catch (err: any) {
+      log.warn({ err: err?.message, project: `${change.wallet}/${change.project}` }, 'cannot read the project owner')
+      return jsonError('INTERNAL', 'cannot read the project\'s owner from FunctionRegistry; retry shortly')
+    }
+    if (signer.toLowerCase() !== owner.toLowerCase()) return jsonError('UNAUTHORIZED', `the change is signed by ${signer}, not by the project's current owner ${owner}`)
     const last = store.lastIssued(change.wallet, change.project, change.name)
     if (body.issued <= last) return jsonError('BAD_REQUEST', `a change signed at ${last} already applies to ${change.name}; this one (${body.issued}) is not newer — sign it again`)
     return { wallet, project, name, issued: body.issued, sealed }

@@ -18,6 +18,12 @@ export const STORAGE_LIMITS = {
    */
   uploadQuotaBytes: 64 * 1024 * 1024,
   /**
+   * Bytes of unreferenced uploads of all wallets together. Wallets are free, so the per-wallet
+   * quota alone bounds nothing: 1 GiB (16 full wallet quotas) bounds what strangers can park on a
+   * gateway's disk until their leases end.
+   */
+  uploadGlobalQuotaBytes: 1024 * 1024 * 1024,
+  /**
    * How long an uploaded block may wait for a registered version to reference it before it is
    * deleted: a deploy registers seconds after its upload; an hour covers a slow chain and a
    * retried transaction.

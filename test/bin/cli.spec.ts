@@ -33,6 +33,22 @@ describe('peerhost CLI', function () {
     }
   })
 
+  it('refuses a malformed --ip-rate-limit, --domain or cap, saying what is expected', () => {
+    const boot = ['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJ8CJmVwY9CptgYbs2CN6PaCEE1JkPDGAb2cNzsnsFQXn', '--port', '0']
+    const cases: Array<[string[], RegExp]> = [
+      [['--ip-rate-limit', '100'], /--ip-rate-limit must be <requests>\/<seconds>/],
+      [['--ip-rate-limit', '0/1'], /--ip-rate-limit must be/],
+      [['--domain', 'https://peerhost.example/'], /--domain must be a DNS name/],
+      [['--max-connections-per-ip', '0'], /--max-connections-per-ip must be a whole number from 1/]
+    ]
+    for (const [extra, message] of cases) {
+      const r = run(...boot, ...extra)
+      assert.equal(r.code, 2, `${extra.join(' ')}: ${r.stderr}`)
+      assert.match(r.stderr, message)
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
+    }
+  })
+
   it('lists every problem of a bad peerhost.json at once', () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerhost-cli-'))
     mkdirSync(join(dir, 'functions'))

@@ -119,7 +119,7 @@ describe('deploy: the gateway upload route', function () {
 
   it('tells builders what to sign for', async () => {
     const res = await app.request('/_peerhost/uploads')
-    assert.deepEqual(await res.json(), { gateway: GATEWAY, header: 'x-peerhost-upload', format: 'x-peerhost-upload: <wallet 0x…>.<issuedAt unix seconds>.<EIP-191 signature 0x…>', quotaBytes: QUOTA, leaseSec: 2, clockSkewSec: 600 })
+    assert.deepEqual(await res.json(), { gateway: GATEWAY, header: 'x-peerhost-upload', format: 'x-peerhost-upload: <wallet 0x…>.<issuedAt unix seconds>.<EIP-191 signature 0x…>', quotaBytes: QUOTA, globalQuotaBytes: STORAGE_LIMITS.uploadGlobalQuotaBytes, leaseSec: 2, clockSkewSec: 600 })
   })
 
   it('stores and pins a signed block that matches its CID', async () => {
