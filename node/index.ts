@@ -19,7 +19,7 @@ export { functionTable, addProject, type FunctionEntry, type FunctionTable, type
 export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type AdvertCheck } from './gateway/worker-view.ts'
 export { frames, errorFrame, type FrameStream } from './frames.ts'
 export { fastSigner, recoverDigestSigner, sameAddress, type FastSigner } from './signing.ts'
-export { startDevServer, type DevServer, type DevServerInit } from './dev/dev-server.ts'
+export { startDevServer, type DevServer, type DevServerComponents, type DevServerInit } from './dev/dev-server.ts'
 export { startLocalChain, type LocalChain, type LocalChainInit, type ContractsFile } from './chain/index.ts'
 export { loadContracts, parseContracts, parseAmount, chainDomain, chainClient, type ChainContracts, type ChainClient } from './chain/index.ts'
 export { blockStorage, STORAGE_LIMITS, type BlockStorage, type BlockStorageInit, type BlockStorageComponents } from './storage/index.ts'

@@ -64,7 +64,7 @@ export interface GvisorExecutorInit {
   nodeFlags?: string[]
   /** checks at start that runsc works and limits are enforced; refuses to start otherwise. @default true */
   selfTest?: boolean
-  /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
+  /** options of the host-brokered fetch (limits; the address filter is a component) */
   fetch?: FetchBrokerInit
   /** @default SANDBOX_LIMITS.maxResponseBytes */
   maxResponseBytes?: number
@@ -139,7 +139,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     this.cgroupParent = `peerhost-${tag}`
     this.idPrefix = `ph-${tag}`
     this.rc = { binary: init.runsc ?? '/usr/bin/runsc', root: this.runscRoot, platform: init.platform ?? 'ptrace', extraFlags: init.runscFlags }
-    this.broker = fetchBroker(init.fetch)
+    this.broker = fetchBroker(init.fetch, { addressFilter: components.addressFilter })
   }
 
   get size (): number { return this.pool?.size ?? 0 }
@@ -317,6 +317,11 @@ class GvisorExecutorImpl implements GvisorExecutor {
         return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
       }
       queueMs = performance.now() - t0
+      if (options.signal?.aborted === true) {
+        // the caller left before anything ran: the sandbox is untouched and goes straight back
+        this.pool.release(sb, cid, isolation, !sb.dead)
+        return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs, execMs: 0, sandboxMs: 0 })
+      }
       timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
       const deadline = Date.now() + timeoutMs
       let fetches = 0
@@ -332,14 +337,15 @@ class GvisorExecutorImpl implements GvisorExecutor {
         wipeTmp: isolation === 'function'
       }
       tSent = performance.now()
-      const target = sb
-      const onAbort = (): void => { void target.destroy() }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
+      // An abort (the job stream closed) does not stop a running execution: destroying a healthy
+      // sandbox would cost a boot (~0.5 s of a core) per stream an attacker opens and closes. The
+      // execution runs to its end or its limit, bounded like any other, and the sandbox is then
+      // released (or recycled) as usual, off the request path. The caller's slot stays taken
+      // meanwhile, so aborted jobs cannot pile up more busy sandboxes than the worker's capacity.
       outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => { fetches++; return await fetch(m.request) })
-      options.signal?.removeEventListener('abort', onAbort)
       elapsed = performance.now() - tSent
       const diedAfter = (sb.endedAt ?? performance.now()) - tSent
-      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS && options.signal?.aborted !== true) {
+      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS) {
         this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode }, 'sandbox was dead when it got a job; retrying on another')
         this.pool.discard(sb)
         continue
@@ -351,10 +357,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
 
     let result: ExecutionResult
     let healthy = true
-    if (options.signal?.aborted === true) {
-      healthy = false
-      result = errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), timings(elapsed))
-    } else if (outcome.kind === 'result') {
+    if (outcome.kind === 'result') {
       result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
     } else if (outcome.kind === 'hung') {
       // the shim answers LIMIT_TIMEOUT itself when its event loop is free; silence until the
@@ -380,6 +383,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
     }
     if (!healthy) void sb.destroy()
     this.pool?.release(sb, cid, isolation, healthy && !sb.dead)
+    // nobody waits for the answer any more; the sandbox was handled on its merits above
+    if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
     return result
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { devExecutor, type Executor } from '#sandbox'
-import { jobFor, text } from './fixtures.ts'
+import { anyAddress, jobFor, text } from './fixtures.ts'
 
 describe('sandbox/dev-executor (not a security boundary)', function () {
   this.timeout(20_000)
@@ -11,7 +11,7 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
   let port: number
 
   before(async () => {
-    ex = devExecutor({ fetch: { allowPrivateAddressesForTests: true } })()
+    ex = devExecutor({})({ addressFilter: anyAddress })
     await ex.start()
     server = createServer((req, res) => { res.setHeader('content-type', 'text/plain'); res.end(`allowed ${req.url}`) })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))

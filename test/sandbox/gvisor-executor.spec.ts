@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, type GvisorExecutor } from '#sandbox'
-import { bundleOf, jobFor, text } from './fixtures.ts'
+import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
+import { anyAddress, bundleOf, jobFor, text } from './fixtures.ts'
 
 const CANARY = 'CANARY-HOST-7f3a9c'
 
@@ -33,7 +33,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     writeFileSync(canaryFile, CANARY)
     // runsc must be present: this throws (fails the suite) rather than skipping
     execFileSync('/usr/bin/runsc', ['--version'])
-    ex = gvisorExecutor({ dataDir, fetch: { allowPrivateAddressesForTests: true } })()
+    ex = gvisorExecutor({ dataDir })({ addressFilter: anyAddress })
     await ex.start()
     server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
@@ -82,6 +82,31 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.match(text(refused), /^refused: fetch refused: 169.254.169.254 is not in this function's network allow-list/)
     const none = await ex.execute(jobFor('fetchUrl', { url: `http://t/f?u=${encodeURIComponent(allowed)}` }))
     assert.match(text(none), /fetch\(\) is disabled/)
+  })
+
+  it('caps subrequests on the host: an escaped realm writing fetch frames to the channel gets at most the per-execution count and concurrency', async () => {
+    let hits = 0
+    let inFlight = 0
+    let peak = 0
+    const slow = createServer((req, res) => {
+      hits++
+      peak = Math.max(peak, ++inFlight)
+      setTimeout(() => { inFlight--; res.end('x') }, 30)
+    })
+    await new Promise<void>(resolve => slow.listen(0, '127.0.0.1', resolve))
+    const slowPort = (slow.address() as AddressInfo).port
+    try {
+      const target = `http://127.0.0.1:${slowPort}/loop`
+      const r = await ex.execute(jobFor('escapedFetchLoop', { url: `http://t/?u=${encodeURIComponent(target)}`, options: { network: [`127.0.0.1:${slowPort}`], timeoutMs: 10_000 } }))
+      const out = JSON.parse(text(r))
+      assert.equal(typeof out.id, 'number', 'the function learnt its execution id (the attack ran)')
+      // 1 legitimate + 200 forged frames reached the host; the broker let 50 through, 6 at a time
+      assert.equal(hits, SANDBOX_LIMITS.maxSubrequests)
+      assert.ok(peak <= SANDBOX_LIMITS.maxConcurrentSubrequests, `peak ${peak} concurrent fetches`)
+    } finally {
+      slow.close()
+    }
+    await hello(ex)
   })
 
   it('stops a fork bomb (no child_process, no worker_threads) and keeps serving', async () => {
