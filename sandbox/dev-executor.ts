@@ -195,10 +195,11 @@ class DevExecutor implements Executor {
       const watchdog = setTimeout(() => {
         void thread.terminate()
         // the thread's own LIMIT_TIMEOUT timer could not fire: its event loop was blocked
-        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(performance.now() - tSent), timeoutMs), timings(performance.now() - tSent)))
+        // no cgroup here to measure CPU time: the value is left out rather than guessed from the clock
+        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', undefined, timeoutMs, { source: 'unavailable' }), timings(performance.now() - tSent)))
       }, timeoutMs + SANDBOX_LIMITS.killGraceMs)
       thread.onDeath = (reason) => {
-        if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', job.options.memoryMb, job.options.memoryMb), timings(performance.now() - tSent)))
+        if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', undefined, job.options.memoryMb, { source: 'unavailable' }), timings(performance.now() - tSent)))
         else done(errorResult(wireError('SANDBOX_INFRA'), timings()))
       }
       thread.listener = (m: ShimMessage) => {

@@ -160,12 +160,13 @@ class GvisorExecutorImpl implements GvisorExecutor {
         memoryHeadroomMb: this.init.memoryHeadroomMb ?? 128,
         cpus: this.init.cpus ?? 1,
         tmpfsMb: this.init.tmpfsMb ?? 16,
-        cgroupsPath: `/${this.cgroupParent}/${id}`,
+        cgroupsPath: `/${this.cgroupParent}/${id}/box`,
         maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes,
         permissionModel: this.init.permissionModel,
         nodeFlags: this.init.nodeFlags ?? DEFAULT_NODE_FLAGS
       },
       maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
+      meterCgroup: `/${this.cgroupParent}/${id}`,
       onExit: (s) => { this.pool?.exited(s) }
     })
     return sb
@@ -306,6 +307,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let tSent = 0
     let timeoutMs = 0
     let elapsed = 0
+    let cpuAtStart: number | undefined
     // a sandbox that died the instant it got the job (killed while idle, before its exit was
     // seen) says nothing about the function: try again on another sandbox (a few times: several may have been killed at once)
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -337,6 +339,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
         wipeTmp: isolation === 'function'
       }
       tSent = performance.now()
+      // cgroup CPU accounting at the start: a LIMIT_CPU reports CPU time, not wall-clock time
+      cpuAtStart = sb.cpuNs()
       // An abort (the job stream closed) does not stop a running execution: destroying a healthy
       // sandbox would cost a boot (~0.5 s of a core) per stream an attacker opens and closes. The
       // execution runs to its end or its limit, bounded like any other, and the sandbox is then
@@ -361,9 +365,13 @@ class GvisorExecutorImpl implements GvisorExecutor {
       result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
     } else if (outcome.kind === 'hung') {
       // the shim answers LIMIT_TIMEOUT itself when its event loop is free; silence until the
-      // host deadline means the function kept the CPU busy
+      // host deadline means its event loop was blocked (by computing, or by a blocking wait).
+      // `measured` is the CPU time the sandbox's cgroup accounted meanwhile, read before the
+      // sandbox is destroyed; the wall-clock time goes separately as `wallMs`.
       healthy = false
-      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(elapsed), timeoutMs), timings(elapsed))
+      const cpuNow = sb.cpuNs()
+      const cpuMs = cpuAtStart !== undefined && cpuNow !== undefined ? Math.round((cpuNow - cpuAtStart) / 1e6) : undefined
+      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', cpuMs, timeoutMs, { source: cpuMs === undefined ? 'unavailable' : 'cgroup', wallMs: Math.round(elapsed) }), timings(elapsed))
     } else {
       healthy = false
       this.lastStderr = sb.stderr.slice(0, 500)
@@ -371,7 +379,9 @@ class GvisorExecutorImpl implements GvisorExecutor {
         // dead on arrival twice: the sandbox, not the function
         result = errorResult(wireError('SANDBOX_INFRA'), timings(elapsed))
       } else if (outcome.reason === 'oom') {
-        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', memoryMb + 1, memoryMb), timings(elapsed))
+        // the cgroup's peak (the whole sandbox: heap, Node, the Sentry), read as the sandbox died
+        const peak = sb.memoryPeak()
+        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128) }), timings(elapsed))
       } else if (outcome.reason === 'channel') {
         result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))
       } else if (/panic|runsc|gofer|sentry/i.test(sb.stderr)) {

@@ -55,6 +55,8 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
       assert.equal(r.error?.code, code, name)
       assert.equal(r.error?.details?.limit, limit)
       assert.equal(r.error?.details?.configured, 300)
+      // no cgroup CPU accounting for a thread: a CPU figure would be the wall clock in disguise
+      if (code === 'LIMIT_CPU') assert.equal(r.error?.details?.measured, undefined)
       // limit + 1 s is the target; the slack absorbs a thread restart on a loaded 2-core machine
       assert.ok(Date.now() - t0 < 300 + 2500, `${name} took ${Date.now() - t0} ms`)
     }
@@ -80,6 +82,8 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     const r = await ex.execute(jobFor('memoryBomb', { options: { memoryMb: 64, timeoutMs: 10_000 } }))
     assert.equal(r.error?.code, 'LIMIT_MEMORY')
     assert.equal(r.error?.details?.limit, 'memoryMb')
+    // nothing measures a thread's memory here: no value rather than a guess
+    assert.equal(r.error?.details?.measured, undefined)
     assert.equal(text(await ex.execute(jobFor('hello', { options: { memoryMb: 64 } }))), 'Hello, world!')
   })
 

@@ -16,6 +16,8 @@ export const FIXTURES: Record<string, string> = {
   throwsAtLoad: `throw new Error('load-time boom'); module.exports.default = {}`,
   notResponse: `module.exports.default = { async fetch () { return { status: 200, body: 'not a response' } } }`,
   returnsUndefined: `module.exports.default = { fetch () { } }`,
+  // blocks its event loop without using CPU (a futex wait): a wall clock alone would call it a CPU hog
+  atomicsWait: `module.exports.default = { fetch () { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000); return new Response('woke') } }`,
   neverSettles: `module.exports.default = { fetch () { return new Promise(() => {}) } }`,
   syncLoop: `module.exports.default = { fetch () { for (;;) {} } }`,
   asyncLoop: `module.exports.default = { async fetch () { await null; await new Promise(r => setTimeout(r, 1)); for (;;) {} } }`,

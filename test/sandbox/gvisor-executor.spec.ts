@@ -138,6 +138,32 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     await hello(ex)
   })
 
+  it('reports measured figures with limit errors: peak memory from the cgroup, CPU time from cgroup accounting (not the wall clock)', async () => {
+    const mem = await ex.execute(jobFor('bufferBomb', { options: { timeoutMs: 20_000, isolation: 'execution' } }))
+    assert.equal(mem.error?.code, 'LIMIT_MEMORY')
+    const md = mem.error?.details as Record<string, unknown>
+    assert.equal(md.source, 'cgroup-peak')
+    assert.equal(typeof md.measured, 'number')
+    // the sandbox's cgroup limit is memoryMb + headroom (256 MiB); its peak lies near it, never past it
+    assert.ok((md.measured as number) > 128 && (md.measured as number) <= (md.sandboxLimitMb as number) + 1, JSON.stringify(md))
+
+    const cpu = await ex.execute(jobFor('syncLoop', { options: { timeoutMs: 1_000 } }))
+    assert.equal(cpu.error?.code, 'LIMIT_CPU')
+    const cd = cpu.error?.details as Record<string, unknown>
+    assert.equal(cd.source, 'cgroup')
+    // one core of quota: CPU time is positive and at most the wall time (plus accounting slack);
+    // on a loaded machine the spinning sandbox gets less than a whole core, so no lower bound
+    assert.ok(typeof cd.measured === 'number' && cd.measured > 0 && cd.measured <= (cd.wallMs as number) + 200, JSON.stringify(cd))
+
+    // blocked without computing: the wall clock ran out, the CPU did not, and the figure says so
+    const blocked = await ex.execute(jobFor('atomicsWait', { options: { timeoutMs: 1_000 } }))
+    assert.equal(blocked.error?.code, 'LIMIT_CPU', JSON.stringify(blocked.error))
+    const bd = blocked.error?.details as Record<string, unknown>
+    assert.ok((bd.wallMs as number) >= 1_000, JSON.stringify(bd))
+    assert.ok(typeof bd.measured === 'number' && bd.measured < 300, JSON.stringify(bd))
+    await hello(ex)
+  })
+
   it('truncates gigantic console output at the cap and flags it', async () => {
     const r = await ex.execute(jobFor('gigantic_stdout', { options: { timeoutMs: 10_000 } }))
     assert.equal(text(r), 'done')
