@@ -9,6 +9,7 @@
 export type * from './executor.ts'
 export * from './errors.ts'
 export { SANDBOX_LIMITS } from './constants.ts'
+export { NODE_COMPAT_MODULES } from './runtime/compat.ts'
 export { devExecutor } from './dev-executor.ts'
 export type { DevExecutorInit, ExecutorComponents } from './dev-executor.ts'
 export { fetchBroker, isRefusedAddress, embeddedIPv4, hostAllowed, publicAddressesOnly } from './fetch-broker.ts'
