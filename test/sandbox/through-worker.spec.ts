@@ -66,7 +66,7 @@ describe('sandbox through the worker (gVisor executor, real processes)', functio
   })
 
   it('refuses fetch to hosts off the allow-list, and to private addresses even when allow-listed (production path)', async () => {
-    // the worker never sets allowPrivateAddressesForTests: the allow-listed loopback server is refused
+    // the worker uses the production address filter: the allow-listed loopback server is refused
     assert.match((await get('fetchurl', `?u=${encodeURIComponent(`http://127.0.0.1:${port}/w`)}`)).body, /127.0.0.1 is a private or reserved address/)
     assert.match((await get('fetchurl', `?u=${encodeURIComponent('http://169.254.169.254/')}`)).body, /not in this function's network allow-list/)
   })
