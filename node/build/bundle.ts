@@ -138,7 +138,9 @@ export async function bundleFunction (root: string, fn: FunctionSource): Promise
   } catch (err: any) {
     throw bundleError(fn, err)
   }
-  const bytes = result.outputFiles[0].contents
+  const out = result.outputFiles?.[0]
+  if (out === undefined) throw new ConfigError('BUNDLE_FAILED', `cannot bundle function "${fn.name}": esbuild produced no output for ${fn.entry}`)
+  const bytes = out.contents
   return { ...fn, bytes, cid: rawCid(bytes) }
 }
 

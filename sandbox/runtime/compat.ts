@@ -41,12 +41,12 @@ function modules (): Map<string, unknown> {
   const buffer = freeze(pick(bufferModule as any, ['Buffer', 'Blob', 'File', 'atob', 'btoa', 'constants', 'kMaxLength', 'isUtf8', 'isAscii']))
   const EventEmitter = eventsModule.EventEmitter
   // events' default export is the EventEmitter class itself
-  const events = Object.freeze(Object.assign(Object.create(null), { default: EventEmitter, EventEmitter, once: eventsModule.once, on: eventsModule.on, __esModule: true }))
+  const events = Object.freeze(Object.assign(Object.create(null), { default: EventEmitter, EventEmitter, once: (eventsModule as any).once, on: (eventsModule as any).on, __esModule: true }))
   const util = freeze(pick(utilModule as any, ['inspect', 'format', 'formatWithOptions', 'promisify', 'callbackify', 'inherits', 'deprecate', 'isDeepStrictEqual', 'types', 'TextEncoder', 'TextDecoder', 'stripVTControlCharacters', 'parseArgs', 'styleText']))
   const p = pathModule.posix
   const path = freeze(pick(p as any, ['basename', 'dirname', 'extname', 'format', 'isAbsolute', 'join', 'normalize', 'parse', 'relative', 'resolve', 'sep', 'delimiter', 'toNamespacedPath', 'matchesGlob']))
   const url = freeze(pick(urlModule as any, ['URL', 'URLSearchParams', 'fileURLToPath', 'pathToFileURL', 'format', 'parse', 'resolve', 'domainToASCII', 'domainToUnicode']))
-  const a = assertModule.default
+  const a = assertModule.default as unknown as (value: unknown, message?: string | Error) => void
   const assert = Object.freeze(Object.assign((value: unknown, message?: string | Error) => { a(value, message) }, pick(a as any, ['ok', 'equal', 'notEqual', 'deepEqual', 'notDeepEqual', 'strictEqual', 'notStrictEqual', 'deepStrictEqual', 'notDeepStrictEqual', 'throws', 'doesNotThrow', 'rejects', 'doesNotReject', 'fail', 'match', 'doesNotMatch', 'ifError', 'AssertionError', 'strict'])))
   built = new Map<string, unknown>([['assert', assert], ['buffer', buffer], ['crypto', crypto], ['events', events], ['path', path], ['url', url], ['util', util]])
   return built

@@ -251,7 +251,7 @@ describe('builder code: source maps, handler check, named exports, nodejs_compat
       dev = await startDevServer({ dir, port: 0, dataDir: join(dir, '.peerhost', 'dev') })
       const r = await fetch(`${dev.url}/compat`)
       assert.equal(r.status, 200, await r.clone().text())
-      assert.equal((await r.json()).sha, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+      assert.equal(((await r.json()) as { sha: string }).sha, 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
     })
   })
 })
