@@ -16,7 +16,8 @@ import { hostileProject } from './fixtures.ts'
 const CANARY = 'CANARY-WORKER-93d1'
 
 describe('sandbox through the worker (gVisor executor, real processes)', function () {
-  this.timeout(120_000)
+  // a worker's start (rootfs build, self-test sandboxes) takes minutes on a loaded 2-core machine
+  this.timeout(300_000)
   let project: string
   let net: TestNetwork
   let server: Server
