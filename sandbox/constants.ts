@@ -11,6 +11,11 @@ export const SANDBOX_LIMITS = {
   maxLogBytes: LIMITS.maxLogBytes,
   /** Outbound fetch() calls per execution (Cloudflare's free-plan figure). */
   maxSubrequests: 50,
+  /**
+   * Brokered fetches of one execution in flight at once (browsers' per-host figure): enough for
+   * parallel API calls, not enough for one execution to hold dozens of host sockets.
+   */
+  maxConcurrentSubrequests: 6,
   /** Bytes of one brokered fetch response; the same as what a function may return. */
   maxSubrequestResponseBytes: LIMITS.maxResponseBodyBytes,
   /** Bytes of all brokered fetch responses of one execution together. */

@@ -14,7 +14,7 @@ import type { Logger } from 'pino'
 import { SandboxError } from './errors.ts'
 import { DEV_EXECUTOR_DEFAULTS, SANDBOX_LIMITS } from './constants.ts'
 import { effectiveTimeoutMs, errorResult, limitError, shapeResult, wireError } from './result.ts'
-import { fetchBroker, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
+import { fetchBroker, type AddressFilter, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
 import type { AbortOptions, BundleRef, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
 import type { ExecMessage, ResultMessage, ShimMessage } from './runtime/messages.ts'
 import type { FunctionOptions } from '#protocol'
@@ -22,7 +22,7 @@ import type { FunctionOptions } from '#protocol'
 export interface DevExecutorInit {
   /** @default 4 — idle worker threads kept between executions */
   maxIdleThreads?: number
-  /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
+  /** options of the host-brokered fetch (limits; the address filter is a component) */
   fetch?: FetchBrokerInit
   /** @default SANDBOX_LIMITS.maxResponseBytes */
   maxResponseBytes?: number
@@ -33,6 +33,11 @@ export interface DevExecutorInit {
 export interface ExecutorComponents {
   /** per-component logger (`peerhost:sandbox:…`); silent when absent */
   logger?: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>
+  /**
+   * Which resolved addresses the fetch broker may connect to. @default publicAddressesOnly
+   * (tests that fetch from a loopback server pass a permissive filter)
+   */
+  addressFilter?: AddressFilter
 }
 
 const THREAD_URL = new URL('./runtime/dev-thread.ts', import.meta.url)
@@ -96,7 +101,7 @@ class DevExecutor implements Executor {
   constructor (init: DevExecutorInit, components: ExecutorComponents) {
     this.init = init
     this.log = components.logger
-    this.broker = fetchBroker(init.fetch)
+    this.broker = fetchBroker(init.fetch, { addressFilter: components.addressFilter })
   }
 
   async start (): Promise<void> {
@@ -181,7 +186,6 @@ class DevExecutor implements Executor {
         if (settled) return
         settled = true
         clearTimeout(watchdog)
-        options.signal?.removeEventListener('abort', onAbort)
         resolve(r)
       }
       const timings = (execMs = 0): { queueMs: number, execMs: number, sandboxMs: number } => {
@@ -191,15 +195,11 @@ class DevExecutor implements Executor {
       const watchdog = setTimeout(() => {
         void thread.terminate()
         // the thread's own LIMIT_TIMEOUT timer could not fire: its event loop was blocked
-        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(performance.now() - tSent), timeoutMs), timings(performance.now() - tSent)))
+        // no cgroup here to measure CPU time: the value is left out rather than guessed from the clock
+        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', undefined, timeoutMs, { source: 'unavailable' }), timings(performance.now() - tSent)))
       }, timeoutMs + SANDBOX_LIMITS.killGraceMs)
-      const onAbort = (): void => {
-        void thread.terminate()
-        done(errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), timings()))
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
       thread.onDeath = (reason) => {
-        if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', job.options.memoryMb, job.options.memoryMb), timings(performance.now() - tSent)))
+        if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', undefined, job.options.memoryMb, { source: 'unavailable' }), timings(performance.now() - tSent)))
         else done(errorResult(wireError('SANDBOX_INFRA'), timings()))
       }
       thread.listener = (m: ShimMessage) => {
@@ -216,6 +216,9 @@ class DevExecutor implements Executor {
       thread.worker.postMessage(msg)
     })
     this.release(thread)
+    // as in the gVisor executor, an abort lets the execution end on its own terms (no thread is
+    // killed for a closed stream) and only the answer is dropped
+    if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
     return result
   }
 }

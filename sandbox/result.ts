@@ -9,9 +9,14 @@ import type { ResultMessage } from './runtime/messages.ts'
 
 const SHIM_CODES = new Set<WireErrorCode>(['FUNCTION_ERROR', 'RESULT_INVALID', 'LIMIT_TIMEOUT', 'LIMIT_CPU', 'LIMIT_RESPONSE_SIZE', 'LIMIT_SUBREQUESTS'])
 
-/** A wire error for a limit breach: `details` name the limit, the measured and configured value. */
-export function limitError (code: WireErrorCode, limit: string, measured: number, configured: number): WireError {
-  return { code, message: WIRE_ERROR_CODES[code].message, details: { limit, measured, configured } }
+/**
+ * A wire error for a limit breach: `details` name the limit, the configured value and, only when
+ * something measured it, the measured value (never an estimate); `extra` says what was measured.
+ */
+export function limitError (code: WireErrorCode, limit: string, measured: number | undefined, configured: number, extra: Record<string, string | number | boolean> = {}): WireError {
+  const details: Record<string, string | number | boolean> = { limit, configured, ...extra }
+  if (measured !== undefined) details.measured = measured
+  return { code, message: WIRE_ERROR_CODES[code].message, details }
 }
 
 export function wireError (code: WireErrorCode, details?: Record<string, string | number | boolean>): WireError {

@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { relative, resolve } from 'node:path'
 import { LIMITS, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '#protocol'
-import { devExecutor, gvisorExecutor, type Executor } from '#sandbox'
+import { devExecutor, gvisorExecutor, type AddressFilter, type Executor } from '#sandbox'
 import { bundleProject, type BuiltFunction } from '../build/bundle.ts'
 import { loadProjectConfig, type ResolvedProject } from '../project/config.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
@@ -30,8 +30,14 @@ export interface DevServerInit {
   dataDir: string
   /** receives every log line: function output and one timing line per request */
   onLog?: (line: string) => void
-  /** lets fetch() reach private/loopback addresses; tests only. @default false */
-  allowPrivateAddressesForTests?: boolean
+}
+
+export interface DevServerComponents {
+  /**
+   * Which addresses functions' fetch() may reach, passed to the executor's broker.
+   * @default publicAddressesOnly (private, loopback, link-local and metadata refused)
+   */
+  addressFilter?: AddressFilter
 }
 
 export interface DevServer {
@@ -67,7 +73,7 @@ async function readBody (req: IncomingMessage, max: number): Promise<Uint8Array 
   return new Uint8Array(Buffer.concat(chunks))
 }
 
-export async function startDevServer (init: DevServerInit): Promise<DevServer> {
+export async function startDevServer (init: DevServerInit, components: DevServerComponents = {}): Promise<DevServer> {
   const dir = resolve(init.dir)
   const log = init.onLog ?? (() => {})
   const load = async (): Promise<Build> => {
@@ -78,10 +84,10 @@ export async function startDevServer (init: DevServerInit): Promise<DevServer> {
   }
   let build = await load()
 
-  const fetchInit = { allowPrivateAddressesForTests: init.allowPrivateAddressesForTests === true }
+  const executorComponents = { addressFilter: components.addressFilter }
   const executor: Executor = (init.executor ?? 'gvisor') === 'dev-vm'
-    ? devExecutor({ fetch: fetchInit })()
-    : gvisorExecutor({ dataDir: init.dataDir, fetch: fetchInit, genericPoolSize: 1 })()
+    ? devExecutor({})(executorComponents)
+    : gvisorExecutor({ dataDir: init.dataDir, genericPoolSize: 1 })(executorComponents)
   if (init.executor === 'dev-vm') log('warning: the dev-vm executor is NOT a security boundary; functions run in this process')
   await executor.start()
   const prewarm = async (b: Build): Promise<void> => {

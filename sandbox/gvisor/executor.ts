@@ -64,7 +64,7 @@ export interface GvisorExecutorInit {
   nodeFlags?: string[]
   /** checks at start that runsc works and limits are enforced; refuses to start otherwise. @default true */
   selfTest?: boolean
-  /** options of the host-brokered fetch (tests set `allowPrivateAddressesForTests`) */
+  /** options of the host-brokered fetch (limits; the address filter is a component) */
   fetch?: FetchBrokerInit
   /** @default SANDBOX_LIMITS.maxResponseBytes */
   maxResponseBytes?: number
@@ -139,7 +139,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     this.cgroupParent = `peerhost-${tag}`
     this.idPrefix = `ph-${tag}`
     this.rc = { binary: init.runsc ?? '/usr/bin/runsc', root: this.runscRoot, platform: init.platform ?? 'ptrace', extraFlags: init.runscFlags }
-    this.broker = fetchBroker(init.fetch)
+    this.broker = fetchBroker(init.fetch, { addressFilter: components.addressFilter })
   }
 
   get size (): number { return this.pool?.size ?? 0 }
@@ -160,12 +160,13 @@ class GvisorExecutorImpl implements GvisorExecutor {
         memoryHeadroomMb: this.init.memoryHeadroomMb ?? 128,
         cpus: this.init.cpus ?? 1,
         tmpfsMb: this.init.tmpfsMb ?? 16,
-        cgroupsPath: `/${this.cgroupParent}/${id}`,
+        cgroupsPath: `/${this.cgroupParent}/${id}/box`,
         maxFrameBytes: SANDBOX_LIMITS.maxChannelFrameBytes,
         permissionModel: this.init.permissionModel,
         nodeFlags: this.init.nodeFlags ?? DEFAULT_NODE_FLAGS
       },
       maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
+      meterCgroup: `/${this.cgroupParent}/${id}`,
       onExit: (s) => { this.pool?.exited(s) }
     })
     return sb
@@ -306,6 +307,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let tSent = 0
     let timeoutMs = 0
     let elapsed = 0
+    let cpuAtStart: number | undefined
     // a sandbox that died the instant it got the job (killed while idle, before its exit was
     // seen) says nothing about the function: try again on another sandbox (a few times: several may have been killed at once)
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -317,6 +319,11 @@ class GvisorExecutorImpl implements GvisorExecutor {
         return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
       }
       queueMs = performance.now() - t0
+      if (options.signal?.aborted === true) {
+        // the caller left before anything ran: the sandbox is untouched and goes straight back
+        this.pool.release(sb, cid, isolation, !sb.dead)
+        return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs, execMs: 0, sandboxMs: 0 })
+      }
       timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
       const deadline = Date.now() + timeoutMs
       let fetches = 0
@@ -332,14 +339,17 @@ class GvisorExecutorImpl implements GvisorExecutor {
         wipeTmp: isolation === 'function'
       }
       tSent = performance.now()
-      const target = sb
-      const onAbort = (): void => { void target.destroy() }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
+      // cgroup CPU accounting at the start: a LIMIT_CPU reports CPU time, not wall-clock time
+      cpuAtStart = sb.cpuNs()
+      // An abort (the job stream closed) does not stop a running execution: destroying a healthy
+      // sandbox would cost a boot (~0.5 s of a core) per stream an attacker opens and closes. The
+      // execution runs to its end or its limit, bounded like any other, and the sandbox is then
+      // released (or recycled) as usual, off the request path. The caller's slot stays taken
+      // meanwhile, so aborted jobs cannot pile up more busy sandboxes than the worker's capacity.
       outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => { fetches++; return await fetch(m.request) })
-      options.signal?.removeEventListener('abort', onAbort)
       elapsed = performance.now() - tSent
       const diedAfter = (sb.endedAt ?? performance.now()) - tSent
-      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS && options.signal?.aborted !== true) {
+      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS) {
         this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode }, 'sandbox was dead when it got a job; retrying on another')
         this.pool.discard(sb)
         continue
@@ -351,16 +361,17 @@ class GvisorExecutorImpl implements GvisorExecutor {
 
     let result: ExecutionResult
     let healthy = true
-    if (options.signal?.aborted === true) {
-      healthy = false
-      result = errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), timings(elapsed))
-    } else if (outcome.kind === 'result') {
+    if (outcome.kind === 'result') {
       result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
     } else if (outcome.kind === 'hung') {
       // the shim answers LIMIT_TIMEOUT itself when its event loop is free; silence until the
-      // host deadline means the function kept the CPU busy
+      // host deadline means its event loop was blocked (by computing, or by a blocking wait).
+      // `measured` is the CPU time the sandbox's cgroup accounted meanwhile, read before the
+      // sandbox is destroyed; the wall-clock time goes separately as `wallMs`.
       healthy = false
-      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', Math.round(elapsed), timeoutMs), timings(elapsed))
+      const cpuNow = sb.cpuNs()
+      const cpuMs = cpuAtStart !== undefined && cpuNow !== undefined ? Math.round((cpuNow - cpuAtStart) / 1e6) : undefined
+      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', cpuMs, timeoutMs, { source: cpuMs === undefined ? 'unavailable' : 'cgroup', wallMs: Math.round(elapsed) }), timings(elapsed))
     } else {
       healthy = false
       this.lastStderr = sb.stderr.slice(0, 500)
@@ -368,7 +379,9 @@ class GvisorExecutorImpl implements GvisorExecutor {
         // dead on arrival twice: the sandbox, not the function
         result = errorResult(wireError('SANDBOX_INFRA'), timings(elapsed))
       } else if (outcome.reason === 'oom') {
-        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', memoryMb + 1, memoryMb), timings(elapsed))
+        // the cgroup's peak (the whole sandbox: heap, Node, the Sentry), read as the sandbox died
+        const peak = sb.memoryPeak()
+        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128) }), timings(elapsed))
       } else if (outcome.reason === 'channel') {
         result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))
       } else if (/panic|runsc|gofer|sentry/i.test(sb.stderr)) {
@@ -380,6 +393,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
     }
     if (!healthy) void sb.destroy()
     this.pool?.release(sb, cid, isolation, healthy && !sb.dead)
+    // nobody waits for the answer any more; the sandbox was handled on its merits above
+    if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
     return result
   }
 }

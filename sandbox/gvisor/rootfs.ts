@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path'
 import { SandboxError } from '../errors.ts'
 
 const RUNTIME_DIR = new URL('../runtime/', import.meta.url)
-const SHIM_FILES = ['channel.ts', 'messages.ts', 'realm.ts', 'session.ts', 'shim.ts']
+const SHIM_FILES = ['channel.ts', 'compat.ts', 'messages.ts', 'realm.ts', 'session.ts', 'shim.ts', 'stack.ts']
 
 /** Shared libraries a dynamically linked binary loads, from `ldd`. */
 export function sharedLibraries (binary: string): string[] {

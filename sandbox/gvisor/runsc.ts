@@ -64,29 +64,37 @@ export function cgroupRoots (): string[] {
   return readdirSync(base).map(d => join(base, d)).filter(p => existsSync(join(p, 'cgroup.procs')))
 }
 
-/** Removes `<controller>/<parent>/*` and `<controller>/<parent>` cgroup directories (empty ones). */
+/** Removes a cgroup directory and the cgroup directories below it (deepest first); returns what stayed. */
+function removeTree (dir: string, left: string[]): void {
+  try {
+    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) removeTree(join(dir, child.name), left)
+  } catch {}
+  try { rmdirSync(dir) } catch (err: any) { if (err?.code !== 'ENOENT') left.push(dir) }
+}
+
+/**
+ * Removes `<controller>/<parent>` and every cgroup directory below it (per-sandbox meter
+ * cgroups and runsc's own leaves) in each controller; returns the directories that stayed.
+ */
 export function removeCgroups (parent: string): string[] {
   const left: string[] = []
   for (const root of cgroupRoots()) {
     const dir = join(root, parent)
-    if (!existsSync(dir)) continue
-    for (const child of readdirSync(dir, { withFileTypes: true })) {
-      if (!child.isDirectory()) continue
-      try { rmdirSync(join(dir, child.name)) } catch { left.push(join(dir, child.name)) }
-    }
-    try { rmdirSync(dir) } catch { left.push(dir) }
+    if (existsSync(dir)) removeTree(dir, left)
   }
   return left
 }
 
-/** Lists leftover cgroup directories under `parent` (tests assert none). */
+/** Lists leftover cgroup directories under `parent`, at any depth (tests assert none). */
 export function leftoverCgroups (parent: string): string[] {
   const out: string[] = []
+  const walk = (dir: string): void => {
+    out.push(dir)
+    try { for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) walk(join(dir, child.name)) } catch {}
+  }
   for (const root of cgroupRoots()) {
     const dir = join(root, parent)
-    if (!existsSync(dir)) continue
-    out.push(dir)
-    for (const child of readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) out.push(join(dir, child.name))
+    if (existsSync(dir)) walk(dir)
   }
   return out
 }

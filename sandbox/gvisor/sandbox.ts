@@ -4,13 +4,13 @@
  * executions it served and when it started, so the pool can recycle it.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { join } from 'node:path'
 import { FrameDecoder, encodeFrame } from '../runtime/channel.ts'
 import type { ExecMessage, FetchMessage, ResultMessage, ShimMessage, ShimResponse } from '../runtime/messages.ts'
 import { buildOciSpec, type SpecInput } from './oci-spec.ts'
-import { destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
+import { cgroupRoots, destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
 
 /**
  * Niceness of a booting sandbox. A boot costs ~0.4 s of a core (runsc, the Sentry, Node start,
@@ -55,6 +55,60 @@ function cgroupOomKilled (path: string): boolean {
   return false
 }
 
+/** Reads the first readable of `files` through `parse`; undefined when none is there. */
+function readFirst (files: string[], parse: (text: string) => number | undefined): number | undefined {
+  for (const file of files) {
+    try {
+      const v = parse(readFileSync(file, 'utf8'))
+      if (v !== undefined && Number.isFinite(v)) return v
+    } catch {}
+  }
+  return undefined
+}
+
+/**
+ * CPU time used by every task of the sandbox's cgroup (the Sentry, the gofer and the function's
+ * Node), in ns: cgroup v1 `cpuacct.usage`, v2 `cpu.stat` usage_usec. Undefined when unreadable.
+ */
+export function cgroupCpuNs (path: string): number | undefined {
+  return readFirst([`/sys/fs/cgroup/cpuacct${path}/cpuacct.usage`, `/sys/fs/cgroup/cpu,cpuacct${path}/cpuacct.usage`], t => Number(t.trim())) ??
+    readFirst([`/sys/fs/cgroup${path}/cpu.stat`], t => { const m = /^usage_usec (\d+)$/m.exec(t); return m === null ? undefined : Number(m[1]) * 1000 })
+}
+
+/**
+ * Peak memory of the sandbox's cgroup in bytes: v1 `memory.max_usage_in_bytes`, v2 `memory.peak`.
+ * Undefined when unreadable (no guess is made in its place).
+ */
+export function cgroupMemoryPeak (path: string): number | undefined {
+  return readFirst([`/sys/fs/cgroup/memory${path}/memory.max_usage_in_bytes`, `/sys/fs/cgroup${path}/memory.peak`], t => Number(t.trim()))
+}
+
+/** Creates the meter cgroup in the memory controller (v1) or the unified hierarchy (v2). */
+function createMeter (path: string): void {
+  for (const dir of [`/sys/fs/cgroup/memory${path}`]) {
+    try { mkdirSync(dir, { recursive: true }) } catch {}
+  }
+  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    try {
+      mkdirSync(`/sys/fs/cgroup${path}`, { recursive: true })
+      // v2: the leaf below needs its controllers delegated through this level
+      writeFileSync(`/sys/fs/cgroup${path}/cgroup.subtree_control`, '+memory +cpu +pids')
+    } catch {}
+  }
+}
+
+/**
+ * Removes the meter cgroup and whatever runsc left of the sandbox's cgroups below and beside it,
+ * in every controller (runsc removes its leaf once the container is deleted).
+ */
+function removeMeter (path: string): void {
+  for (const root of cgroupRoots()) {
+    for (const dir of [`${root}${path}/box`, `${root}${path}`]) {
+      try { rmdirSync(dir) } catch {}
+    }
+  }
+}
+
 export type ExecOutcome =
   | { kind: 'result', msg: ResultMessage }
   /** the shim did not answer by the host deadline (its event loop was blocked) */
@@ -70,6 +124,12 @@ export interface SandboxOptions {
   spec: SpecInput
   maxStderrBytes: number
   onExit?: (sb: Sandbox) => void
+  /**
+   * A memory cgroup of ours directly above `spec.cgroupsPath` (which runsc creates and removes):
+   * created before boot, removed by destroy(). It outlives runsc's leaf, so the sandbox's peak
+   * memory can still be read after a cgroup OOM kill, when runsc has already removed the leaf.
+   */
+  meterCgroup?: string
 }
 
 export class Sandbox {
@@ -89,6 +149,8 @@ export class Sandbox {
   exitCode: number | null = null
   /** the sandbox's memory cgroup recorded an OOM kill */
   oomKilled = false
+  /** the cgroup's peak memory in bytes, read when the sandbox died (before runsc removes the cgroup) */
+  memoryPeakAtEnd?: number
   /** performance.now() when the sandbox's stdout ended (it died) */
   endedAt?: number
   stderr = ''
@@ -111,6 +173,7 @@ export class Sandbox {
 
   private async boot (): Promise<void> {
     mkdirSync(this.opts.bundleDir, { recursive: true })
+    if (this.opts.meterCgroup !== undefined) createMeter(this.opts.meterCgroup)
     writeFileSync(join(this.opts.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(this.opts.spec)))
     const child = spawn(this.opts.runsc.binary, [...runscGlobalArgs(this.opts.runsc), 'run', `--bundle=${this.opts.bundleDir}`, this.id], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -145,6 +208,9 @@ export class Sandbox {
       this.dead = true
       // read the cgroup's OOM record now: runsc removes the cgroup during its own cleanup
       this.oomKilled = cgroupOomKilled(this.opts.spec.cgroupsPath)
+      // the leaf may already be gone (runsc tears it down right after a cgroup OOM kill); the
+      // meter cgroup above it is ours and still holds the hierarchical peak
+      this.memoryPeakAtEnd = cgroupMemoryPeak(this.opts.spec.cgroupsPath) ?? (this.opts.meterCgroup !== undefined ? cgroupMemoryPeak(this.opts.meterCgroup) : undefined)
     })
     child.on('error', (err) => { readyReject(err) })
     child.on('exit', (code, signal) => {
@@ -197,6 +263,16 @@ export class Sandbox {
     })
   }
 
+  /** CPU time of the whole sandbox so far (cgroup accounting), in ns; undefined when unreadable. */
+  cpuNs (): number | undefined {
+    return cgroupCpuNs(this.opts.spec.cgroupsPath)
+  }
+
+  /** Peak memory of the sandbox (cgroup accounting), in bytes; undefined when unreadable. */
+  memoryPeak (): number | undefined {
+    return this.memoryPeakAtEnd ?? cgroupMemoryPeak(this.opts.spec.cgroupsPath)
+  }
+
   /** Asks the shim for a pong within `timeoutMs` (health check). */
   async ping (timeoutMs: number): Promise<boolean> {
     if (this.dead || this.busy) return !this.dead
@@ -229,6 +305,7 @@ export class Sandbox {
         })
       }
       rmSync(this.opts.bundleDir, { recursive: true, force: true })
+      if (this.opts.meterCgroup !== undefined) removeMeter(this.opts.meterCgroup)
     })()
     await this.destroyed
   }

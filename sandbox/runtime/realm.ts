@@ -17,6 +17,8 @@ import vm from 'node:vm'
 import { inspect } from 'node:util'
 import { webcrypto } from 'node:crypto'
 import type { RealmOutcome, ShimError, ShimLimits, ShimRequest, ShimResponse } from './messages.ts'
+import { compatBuffer, compatRequire } from './compat.ts'
+import { bundleFileName, cleanStack, registerSourceMap } from './stack.ts'
 
 export type { RealmOutcome } from './messages.ts'
 
@@ -24,20 +26,55 @@ export type { RealmOutcome } from './messages.ts'
 export type FetchBridge = (request: ShimRequest) => Promise<ShimResponse>
 
 const scriptCache = new Map<string, vm.Script>()
+/** the source path of each bundle's entry (`functions/x.ts`), from the build's banner */
+const entries = new Map<string, string>()
 const MAX_CACHED_SCRIPTS = 16
+const ENTRY_BANNER = /^\/\/ peerhost-entry: (\S+)/
 
 /** Compiles a bundle once; the compiled script runs in any number of fresh contexts. */
 export function compileBundle (cid: string, bundle: Uint8Array): vm.Script {
   let script = scriptCache.get(cid)
   if (script !== undefined) return script
   const source = new TextDecoder().decode(bundle)
-  // CommonJS wrapper evaluated inside the realm, so `module`/`exports` are the realm's objects
-  script = new vm.Script(`(function () { const module = { exports: {} }; const exports = module.exports;\n${source}\n;return module.exports })()`, {
-    filename: `bundle-${cid}.js`
+  // CommonJS wrapper evaluated inside the realm, so `module`/`exports` are the realm's objects;
+  // `require` is the nodejs_compat subset (compat.ts). lineOffset -1: the bundle's first line is
+  // line 1 in stack traces, as in its source map
+  script = new vm.Script(`(function (require) { const module = { exports: {} }; const exports = module.exports;\n${source}\n;return module.exports })`, {
+    filename: bundleFileName(cid),
+    lineOffset: -1
   })
-  if (scriptCache.size >= MAX_CACHED_SCRIPTS) scriptCache.delete(scriptCache.keys().next().value as string)
+  if (scriptCache.size >= MAX_CACHED_SCRIPTS) {
+    const oldest = scriptCache.keys().next().value as string
+    scriptCache.delete(oldest)
+    entries.delete(oldest)
+  }
   scriptCache.set(cid, script)
+  const entry = ENTRY_BANNER.exec(source)
+  if (entry !== null) entries.set(cid, entry[1])
+  registerSourceMap(cid, source)
   return script
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+
+/**
+ * The function's request handler: `export default { fetch }`, or named method exports
+ * (`export function GET (request, env, ctx)`), where HEAD falls back to GET and other methods get
+ * 405. Undefined when the bundle has neither.
+ */
+function handlerOf (exportsObj: any): ((request: Request, env: unknown, ctx: unknown) => unknown) | undefined {
+  const def = exportsObj?.default ?? exportsObj
+  if (def !== null && typeof def === 'object' && typeof def.fetch === 'function') return (r, e, c) => def.fetch(r, e, c)
+  if (exportsObj === null || typeof exportsObj !== 'object') return undefined
+  const own = METHODS.filter(m => typeof exportsObj[m] === 'function')
+  if (own.length === 0) return undefined
+  const allow = [...own, ...(own.includes('GET') && !own.includes('HEAD') ? ['HEAD'] : [])].join(', ')
+  return (request, env, ctx) => {
+    const m = request.method.toUpperCase()
+    const fn = exportsObj[m] ?? (m === 'HEAD' ? exportsObj.GET : undefined)
+    if (typeof fn !== 'function') return new Response(null, { status: 405, headers: { allow } })
+    return fn(request, env, ctx)
+  }
 }
 
 export function hasBundle (cid: string): boolean {
@@ -50,7 +87,9 @@ class LogSink {
   bytes = 0
   truncated = false
   readonly max: number
-  constructor (max: number) { this.max = max }
+  /** maps stack frames to the builder's sources and drops the runtime's */
+  private readonly clean: (text: string) => string
+  constructor (max: number, clean: (text: string) => string = t => t) { this.max = max; this.clean = clean }
 
   write (level: string, args: unknown[]): void {
     if (this.truncated) return
@@ -60,6 +99,7 @@ class LogSink {
     } catch {
       line = '[unprintable]'
     }
+    line = this.clean(line)
     if (line.length > this.max) line = line.slice(0, this.max)
     const entry = (level === 'log' ? '' : `[${level}] `) + line + '\n'
     const size = Buffer.byteLength(entry)
@@ -181,6 +221,8 @@ function createRealm (): Realm {
     atob,
     btoa,
     crypto: webcrypto,
+    // nodejs_compat: Buffer as a global, as in Cloudflare Workers
+    Buffer: compatBuffer(),
     performance: { now: () => performance.now(), timeOrigin: performance.timeOrigin },
     queueMicrotask,
     setTimeout: (fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
@@ -214,7 +256,7 @@ export function prepareRealm (): void {
 export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
   const setupStart = performance.now()
   const { limits } = opts
-  const sink = new LogSink(limits.maxLogBytes)
+  const sink = new LogSink(limits.maxLogBytes, (text) => cleanStack(text, opts.cid))
   // each realm serves exactly one execution
   const realm = prepared ?? createRealm()
   prepared = undefined
@@ -290,13 +332,13 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
     try {
       // no vm `timeout` option: Node implements it with a watchdog thread per call, which costs
       // ~1 ms per execution under gVisor ptrace; the host kills a spinning sandbox instead
-      const exportsObj = script.runInContext(context) as any
-      const handler = exportsObj?.default ?? exportsObj
-      if (handler === null || typeof handler !== 'object' || typeof handler.fetch !== 'function') {
-        sink.write('error', ['the bundle exports no fetch(request, env, ctx) handler (expected `export default { fetch }`)'])
+      const exportsObj = (script.runInContext(context) as (require: unknown) => unknown)(compatRequire) as any
+      const handler = handlerOf(exportsObj)
+      if (handler === undefined) {
+        sink.write('error', [`${entries.get(opts.cid) ?? 'the bundle'} exports no handler: expected \`export default { async fetch (request, env, ctx) { … } }\` or named GET/POST/… functions`])
         return finish({ error: { code: 'FUNCTION_ERROR', message: 'the bundle exports no fetch handler' } })
       }
-      const ret = handler.fetch(request, envObj, fnCtx)
+      const ret = handler(request, envObj, fnCtx)
       value = await Promise.race([Promise.resolve(ret), timedOut])
     } catch (err) {
       if (err instanceof TimeoutSignal) return finish({ error: timeoutError() })

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { startDevServer, type DevServer } from '../../node/dev/dev-server.ts'
-import { hostileProject } from './fixtures.ts'
+import { anyAddress, hostileProject } from './fixtures.ts'
 
 const CANARY = 'CANARY-DEV-51c2'
 
@@ -26,7 +26,7 @@ describe('node/dev startDevServer (gVisor)', function () {
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     port = (server.address() as AddressInfo).port
     dir = hostileProject({ prefix: 'peerhost-dev-', name: 'devtest', canary: CANARY, port, env: { GREETING: 'hi' } })
-    dev = await startDevServer({ dir, port: 0, dataDir: join(dir, '.peerhost', 'dev'), onLog: (l) => { lines.push(l) }, allowPrivateAddressesForTests: true })
+    dev = await startDevServer({ dir, port: 0, dataDir: join(dir, '.peerhost', 'dev'), onLog: (l) => { lines.push(l) } }, { addressFilter: anyAddress })
   })
 
   after(async () => {

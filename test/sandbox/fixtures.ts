@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { rawCid } from '#protocol'
-import type { BundleRef, ExecutionJob, ExecutionResult } from '#sandbox'
+import type { AddressFilter, BundleRef, ExecutionJob, ExecutionResult } from '#sandbox'
 import type { FunctionOptions } from '#protocol'
 
 export const FIXTURES: Record<string, string> = {
@@ -16,6 +16,8 @@ export const FIXTURES: Record<string, string> = {
   throwsAtLoad: `throw new Error('load-time boom'); module.exports.default = {}`,
   notResponse: `module.exports.default = { async fetch () { return { status: 200, body: 'not a response' } } }`,
   returnsUndefined: `module.exports.default = { fetch () { } }`,
+  // blocks its event loop without using CPU (a futex wait): a wall clock alone would call it a CPU hog
+  atomicsWait: `module.exports.default = { fetch () { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000); return new Response('woke') } }`,
   neverSettles: `module.exports.default = { fetch () { return new Promise(() => {}) } }`,
   syncLoop: `module.exports.default = { fetch () { for (;;) {} } }`,
   asyncLoop: `module.exports.default = { async fetch () { await null; await new Promise(r => setTimeout(r, 1)); for (;;) {} } }`,
@@ -78,6 +80,33 @@ export const FIXTURES: Record<string, string> = {
     out.dns = await new Promise(res => dns.lookup('example.com', (e, a) => res(e ? 'ERR ' + e.code : a)))
     out.ms = Date.now() - t0
     return Response.json(out)
+  } }`,
+  // escapes the realm, learns its execution id from its own first (legitimate) fetch frame, then
+  // writes 200 fetch frames straight to the channel, bypassing the shim's subrequest count
+  escapedFetchLoop: `module.exports.default = { async fetch (req) {
+    const p = Response.constructor.constructor('return process')()
+    const target = new URL(req.url).searchParams.get('u')
+    const out = p.stdout
+    const write = out.write.bind(out)
+    let id
+    out.write = (chunk, ...rest) => {
+      try { const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength); const j = JSON.parse(new TextDecoder().decode(chunk.subarray(8, 8 + v.getUint32(4)))); if (j.m.t === 'fetch') id ??= j.m.id } catch {}
+      return write(chunk, ...rest)
+    }
+    await (await fetch(target)).text()
+    out.write = write
+    const enc = new TextEncoder()
+    for (let i = 0; i < 200; i++) {
+      const json = enc.encode(JSON.stringify({ m: { t: 'fetch', id, fid: 100000 + i, request: { method: 'GET', url: target, headers: [], body: { $b: 0 } } }, b: [0] }))
+      const frame = new Uint8Array(8 + json.byteLength)
+      const v = new DataView(frame.buffer)
+      v.setUint32(0, 4 + json.byteLength)
+      v.setUint32(4, json.byteLength)
+      frame.set(json, 8)
+      write(frame)
+    }
+    await new Promise(r => setTimeout(r, 3000))
+    return Response.json({ id, sent: 200 })
   } }`,
   forkBomb: `module.exports.default = { async fetch () {
     const p = Response.constructor.constructor('return process')()
@@ -142,3 +171,9 @@ export function hostileProject (init: { prefix: string, name: string, canary: st
   }))
   return dir
 }
+
+/**
+ * A permissive address filter for tests whose allow-listed host is a loopback server. Injected as
+ * the executor's / dev server's `addressFilter` component; production uses `publicAddressesOnly`.
+ */
+export const anyAddress: AddressFilter = () => 'allow'

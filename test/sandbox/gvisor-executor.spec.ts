@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, type GvisorExecutor } from '#sandbox'
-import { bundleOf, jobFor, text } from './fixtures.ts'
+import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
+import { anyAddress, bundleOf, jobFor, text } from './fixtures.ts'
 
 const CANARY = 'CANARY-HOST-7f3a9c'
 
@@ -33,7 +33,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     writeFileSync(canaryFile, CANARY)
     // runsc must be present: this throws (fails the suite) rather than skipping
     execFileSync('/usr/bin/runsc', ['--version'])
-    ex = gvisorExecutor({ dataDir, fetch: { allowPrivateAddressesForTests: true } })()
+    ex = gvisorExecutor({ dataDir })({ addressFilter: anyAddress })
     await ex.start()
     server = createServer((req, res) => { res.end(`allowed ${req.url}`) })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
@@ -84,6 +84,31 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.match(text(none), /fetch\(\) is disabled/)
   })
 
+  it('caps subrequests on the host: an escaped realm writing fetch frames to the channel gets at most the per-execution count and concurrency', async () => {
+    let hits = 0
+    let inFlight = 0
+    let peak = 0
+    const slow = createServer((req, res) => {
+      hits++
+      peak = Math.max(peak, ++inFlight)
+      setTimeout(() => { inFlight--; res.end('x') }, 30)
+    })
+    await new Promise<void>(resolve => slow.listen(0, '127.0.0.1', resolve))
+    const slowPort = (slow.address() as AddressInfo).port
+    try {
+      const target = `http://127.0.0.1:${slowPort}/loop`
+      const r = await ex.execute(jobFor('escapedFetchLoop', { url: `http://t/?u=${encodeURIComponent(target)}`, options: { network: [`127.0.0.1:${slowPort}`], timeoutMs: 10_000 } }))
+      const out = JSON.parse(text(r))
+      assert.equal(typeof out.id, 'number', 'the function learnt its execution id (the attack ran)')
+      // 1 legitimate + 200 forged frames reached the host; the broker let 50 through, 6 at a time
+      assert.equal(hits, SANDBOX_LIMITS.maxSubrequests)
+      assert.ok(peak <= SANDBOX_LIMITS.maxConcurrentSubrequests, `peak ${peak} concurrent fetches`)
+    } finally {
+      slow.close()
+    }
+    await hello(ex)
+  })
+
   it('stops a fork bomb (no child_process, no worker_threads) and keeps serving', async () => {
     const r = await ex.execute(jobFor('forkBomb', { options: { timeoutMs: 5_000 } }))
     assert.deepEqual(JSON.parse(text(r)), { cp: 'ERR ERR_ACCESS_DENIED', wt: 'ERR ERR_ACCESS_DENIED' })
@@ -110,6 +135,32 @@ describe('sandbox/gvisor executor (real runsc)', function () {
       const ms = Date.now() - t0 - r.timings.queueMs
       assert.ok(ms < 500 + 5_000, `${name}: ${ms} ms`)
     }
+    await hello(ex)
+  })
+
+  it('reports measured figures with limit errors: peak memory from the cgroup, CPU time from cgroup accounting (not the wall clock)', async () => {
+    const mem = await ex.execute(jobFor('bufferBomb', { options: { timeoutMs: 20_000, isolation: 'execution' } }))
+    assert.equal(mem.error?.code, 'LIMIT_MEMORY')
+    const md = mem.error?.details as Record<string, unknown>
+    assert.equal(md.source, 'cgroup-peak')
+    assert.equal(typeof md.measured, 'number')
+    // the sandbox's cgroup limit is memoryMb + headroom (256 MiB); its peak lies near it, never past it
+    assert.ok((md.measured as number) > 128 && (md.measured as number) <= (md.sandboxLimitMb as number) + 1, JSON.stringify(md))
+
+    const cpu = await ex.execute(jobFor('syncLoop', { options: { timeoutMs: 1_000 } }))
+    assert.equal(cpu.error?.code, 'LIMIT_CPU')
+    const cd = cpu.error?.details as Record<string, unknown>
+    assert.equal(cd.source, 'cgroup')
+    // one core of quota: CPU time is positive and at most the wall time (plus accounting slack);
+    // on a loaded machine the spinning sandbox gets less than a whole core, so no lower bound
+    assert.ok(typeof cd.measured === 'number' && cd.measured > 0 && cd.measured <= (cd.wallMs as number) + 200, JSON.stringify(cd))
+
+    // blocked without computing: the wall clock ran out, the CPU did not, and the figure says so
+    const blocked = await ex.execute(jobFor('atomicsWait', { options: { timeoutMs: 1_000 } }))
+    assert.equal(blocked.error?.code, 'LIMIT_CPU', JSON.stringify(blocked.error))
+    const bd = blocked.error?.details as Record<string, unknown>
+    assert.ok((bd.wallMs as number) >= 1_000, JSON.stringify(bd))
+    assert.ok(typeof bd.measured === 'number' && bd.measured < 300, JSON.stringify(bd))
     await hello(ex)
   })
 

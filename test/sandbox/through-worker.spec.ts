@@ -16,7 +16,8 @@ import { hostileProject } from './fixtures.ts'
 const CANARY = 'CANARY-WORKER-93d1'
 
 describe('sandbox through the worker (gVisor executor, real processes)', function () {
-  this.timeout(120_000)
+  // a worker's start (rootfs build, self-test sandboxes) takes minutes on a loaded 2-core machine
+  this.timeout(300_000)
   let project: string
   let net: TestNetwork
   let server: Server
@@ -66,7 +67,7 @@ describe('sandbox through the worker (gVisor executor, real processes)', functio
   })
 
   it('refuses fetch to hosts off the allow-list, and to private addresses even when allow-listed (production path)', async () => {
-    // the worker never sets allowPrivateAddressesForTests: the allow-listed loopback server is refused
+    // the worker uses the production address filter: the allow-listed loopback server is refused
     assert.match((await get('fetchurl', `?u=${encodeURIComponent(`http://127.0.0.1:${port}/w`)}`)).body, /127.0.0.1 is a private or reserved address/)
     assert.match((await get('fetchurl', `?u=${encodeURIComponent('http://169.254.169.254/')}`)).body, /not in this function's network allow-list/)
   })

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
-import { buildOciSpec, hostAllowed, isRefusedAddress, runscGlobalArgs } from '#sandbox'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { buildOciSpec, embeddedIPv4, fetchBroker, hostAllowed, isRefusedAddress, runscGlobalArgs } from '#sandbox'
+import { anyAddress } from './fixtures.ts'
 import { decodePayload, encodeFrame, FrameDecoder } from '../../sandbox/runtime/channel.ts'
 
 describe('sandbox/gvisor OCI spec', () => {
@@ -70,6 +73,23 @@ describe('sandbox/runtime channel', () => {
     assert.equal(errors.length, 1)
   })
 
+  it('assembles a large frame from many small chunks copying each byte at most once (linear, not quadratic)', () => {
+    const bundle = new Uint8Array(8 * 1024 * 1024).fill(7)
+    const frame = encodeFrame({ t: 'exec', bundle })
+    const got: any[] = []
+    const d = new FrameDecoder(frame.byteLength, m => got.push(m), e => { throw e })
+    const chunk = 4096
+    for (let off = 0; off < frame.byteLength; off += chunk) d.push(frame.subarray(off, off + chunk))
+    assert.equal(got.length, 1)
+    assert.equal(got[0].bundle.byteLength, bundle.byteLength)
+    // a concat per chunk would copy ~frame²/(2·chunk) ≈ 8 GiB here; linear assembly copies the frame once
+    assert.ok(d.copied <= frame.byteLength, `copied ${d.copied} bytes for a ${frame.byteLength}-byte frame`)
+    // frames that arrive whole are not copied at all
+    const d2 = new FrameDecoder(frame.byteLength, () => {}, e => { throw e })
+    d2.push(Buffer.concat([encodeFrame({ t: 'a' }), encodeFrame({ t: 'b' })]))
+    assert.equal(d2.copied, 0)
+  })
+
   it('rejects garbage and bad attachment tables', () => {
     const errors: Error[] = []
     const d = new FrameDecoder(1000, () => {}, e => errors.push(e))
@@ -85,6 +105,61 @@ describe('sandbox/fetch broker address checks', () => {
       assert.equal(isRefusedAddress(a), true, a)
     }
     for (const a of ['1.1.1.1', '93.184.216.34', '2606:4700:4700::1111']) assert.equal(isRefusedAddress(a), false, a)
+  })
+
+  it('refuses every IPv6 form that embeds a private, loopback, link-local or metadata IPv4', () => {
+    const forms = {
+      nat64: ['64:ff9b::a9fe:a9fe', '64:ff9b::169.254.169.254', '64:ff9b::7f00:1', '64:ff9b::a00:1'],
+      nat64Local: ['64:ff9b:1::a9fe:a9fe', '64:ff9b:1:ffff::7f00:1', '64:ff9b:1::808:808'],
+      compatible: ['::7f00:1', '::127.0.0.1', '::a9fe:a9fe', '::c0a8:101'],
+      mapped: ['::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:a00:1'],
+      translated: ['::ffff:0:7f00:1', '::ffff:0:169.254.169.254', '0:0:0:0:ffff:0:a00:1'],
+      sixToFour: ['2002:a9fe:a9fe::', '2002:7f00:1::1', '2002:c0a8:101:1::1', '2002:a00:1::'],
+      teredo: [
+        // client 169.254.169.254 = inverted 5601:5601; server 1.2.3.4 (public)
+        '2001:0:102:304::5601:5601',
+        // client 127.0.0.1 = inverted 80ff:fffe
+        '2001:0:102:304:0:0:80ff:fffe',
+        // server private (10.0.0.1)
+        '2001:0:a00:1::f7f7:f7f7'
+      ],
+      v6ranges: ['::1', '::', 'fe80::1', 'fe80::1%eth0', 'fc00::1', 'fd12:3456::1', 'fec0::1', 'ff02::1', '2001:db8::1', '100::1']
+    }
+    for (const [kind, list] of Object.entries(forms)) {
+      for (const a of list) assert.equal(isRefusedAddress(a), true, `${kind}: ${a}`)
+    }
+    assert.deepEqual(embeddedIPv4('2001:0:102:304::5601:5601'), ['1.2.3.4', '169.254.169.254'])
+    assert.ok(embeddedIPv4('64:ff9b::a9fe:a9fe').includes('169.254.169.254'))
+    assert.ok(embeddedIPv4('2002:a9fe:a9fe::1').includes('169.254.169.254'))
+    // public hosts in translation prefixes stay reachable (a NAT64 network's normal case)
+    for (const a of ['64:ff9b::808:808', '64:ff9b::8.8.8.8', '2002:808:808::1', '2001:0:102:304::f7f7:f7f7', '2606:4700:4700::1111']) {
+      assert.equal(isRefusedAddress(a), false, a)
+    }
+  })
+
+  it('enforces the subrequest count and concurrency on the host, whatever the shim says', async () => {
+    let hits = 0
+    let inFlight = 0
+    let peak = 0
+    const server = createServer((_req, res) => { hits++; peak = Math.max(peak, ++inFlight); setTimeout(() => { inFlight--; res.end('ok') }, 20) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    try {
+      const fetch = fetchBroker({ maxSubrequests: 10, maxConcurrentSubrequests: 3 }, { addressFilter: anyAddress }).forExecution([`127.0.0.1:${port}`], Date.now() + 10_000)
+      const req = { method: 'GET', url: `http://127.0.0.1:${port}/`, headers: [] as Array<[string, string]>, body: new Uint8Array(0) }
+      const results = await Promise.allSettled(Array.from({ length: 40 }, async () => await fetch(req)))
+      assert.equal(results.filter(r => r.status === 'fulfilled').length, 10)
+      assert.match(String((results.find(r => r.status === 'rejected') as PromiseRejectedResult).reason.message), /at most 10 subrequests/)
+      assert.equal(hits, 10)
+      assert.ok(peak <= 3, `peak ${peak}`)
+      // the production filter refuses the same loopback server
+      const prod = fetchBroker().forExecution([`127.0.0.1:${port}`], Date.now() + 10_000)
+      await assert.rejects(prod(req), /private or reserved/)
+      const v6 = fetchBroker().forExecution(['[64:ff9b::7f00:1]'], Date.now() + 10_000)
+      await assert.rejects(v6({ ...req, url: 'http://[64:ff9b::7f00:1]/' }), /private or reserved/)
+    } finally {
+      server.close()
+    }
   })
 
   it('matches hosts, ports and wildcards on the allow-list', () => {

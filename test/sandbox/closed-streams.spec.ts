@@ -1,0 +1,156 @@
+/**
+ * A job stream opened and closed at once must not cost the worker a sandbox boot (issue 9 item 5):
+ * a real worker node (libp2p on 127.0.0.1, the gVisor executor with real runsc) and a client
+ * that opens 1,000 job streams, sends a signed job on each and resets the stream right away.
+ * Before the fix every abort destroyed the sandbox running the job (~0.5 s of a core to boot the
+ * next one); now the execution ends on its own terms and its sandbox goes back to the pool.
+ */
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { Registry } from 'prom-client'
+import { bytesToHex, type Address, type Hex } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import {
+  DEV_DOMAIN, functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, ticketDigest, ticketOf,
+  type JobRequest, type WireRequest
+} from '#protocol'
+import { gvisorExecutor, type GvisorExecutor } from '#sandbox'
+import { createMeshNode, createWorker, fastSigner, frames, silentLogger, type PeerHostLibp2p, type WorkerNode } from '../../node/index.ts'
+
+// long enough that most resets land while the function runs
+const SLOW = 'module.exports.default = { async fetch () { await new Promise(r => setTimeout(r, 150)); return new Response("done") } }'
+
+describe('closed job streams cost no sandbox boots (real worker, real gVisor)', function () {
+  this.timeout(300_000)
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-closed-streams-'))
+  const bytes = new TextEncoder().encode(SLOW)
+  const cid = rawCid(bytes)
+  const gateway = privateKeyToAccount(generatePrivateKey())
+  const wallet = privateKeyToAccount(generatePrivateKey()).address
+  let executor: GvisorExecutor
+  let worker: WorkerNode
+  let client: PeerHostLibp2p
+
+  async function job (): Promise<JobRequest> {
+    const request: WireRequest = { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }
+    const deadline = Date.now() + 60_000
+    const unsigned: JobRequest = {
+      v: PROTOCOL_VERSION,
+      type: 'job',
+      jobId: bytesToHex(randomBytes(32)),
+      attempt: 1,
+      fn: { wallet, project: 'app', name: 'slow', id: functionId(wallet, 'app', 'slow'), bundleCid: cid },
+      options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
+      request,
+      inputHash: inputHash(request),
+      env: {},
+      deadline,
+      ticket: { worker: worker.address as Address, gateway: gateway.address, fee: '0', epoch: '0', deadline: String(Math.ceil(deadline / 1000)) },
+      ticketSig: '0x'
+    }
+    const ticketSig: Hex = await gateway.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(unsigned)) })
+    return { ...unsigned, ticketSig }
+  }
+
+  async function executions (): Promise<number> {
+    const m = await metrics.getSingleMetric('peerhost_worker_execution_seconds')?.get()
+    return m?.values.find((v: any) => v.metricName === 'peerhost_worker_execution_seconds_count')?.value ?? 0
+  }
+
+  const metrics = new Registry()
+
+  before(async () => {
+    execFileSync('/usr/bin/runsc', ['--version'])
+    executor = gvisorExecutor({ dataDir: join(dir, 'worker'), selfTest: false })({})
+    worker = await createWorker({ dataDir: join(dir, 'worker'), bootstrap: [], capacity: 4 }, {
+      privateKey: await generateKeyPair('Ed25519'),
+      signer: fastSigner(generatePrivateKey()),
+      executor,
+      logger: silentLogger(),
+      registry: metrics,
+      fetchBundle: async (want) => want === cid ? bytes : undefined
+    })
+    await worker.start()
+    client = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
+    await client.start()
+  })
+
+  after(async () => {
+    await client?.stop()
+    await worker?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  async function complete (): Promise<any> {
+    const stream = await client.dialProtocol(multiaddr(worker.addrs()[0]), JOB_PROTOCOL)
+    const f = frames(stream)
+    await f.write(await job(), AbortSignal.timeout(10_000))
+    const answer = await f.read('result', AbortSignal.timeout(30_000))
+    await stream.close().catch(() => {})
+    return answer
+  }
+
+  it('answers a job, then 1,000 streams opened and reset at once boot no sandbox', async () => {
+    // warm up: the function gets capacity + perFunctionPoolSize (4 + 2) sandboxes, so that with
+    // all 4 slots busy the pool still holds its 2 idle ones and never tops up (a boot that would
+    // be demand, not the attack); then one job through the worker
+    const warm = await Promise.all(Array.from({ length: 6 }, async () => await executor.execute({
+      jobId: 'warm', bundle: { cid, bytes }, request: { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }, env: {}, options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' }, deadline: Date.now() + 60_000
+    })))
+    for (const r of warm) assert.equal(new TextDecoder().decode(r.response?.body), 'done')
+    assert.equal((await complete()).type, 'result')
+    assert.ok(await executor.settled(60_000), 'the pool settled after the warm-up')
+    // and no refill of the warm-up is still queued: the boot count holds still for 2 s
+    for (let last = -1; last !== executor.booted;) {
+      last = executor.booted
+      await new Promise(resolve => setTimeout(resolve, 2_000))
+      assert.ok(await executor.settled(60_000))
+    }
+    const bootsBefore = executor.booted
+    const sizeBefore = executor.size
+    const execBefore = await executions()
+
+    const jobs = await Promise.all(Array.from({ length: 1000 }, job))
+    const addr = multiaddr(worker.addrs()[0])
+    let sent = 0
+    // waves of 100 streams at once (the stream muxer caps streams in flight per connection)
+    for (let wave = 0; wave < jobs.length; wave += 100) {
+      await Promise.all(jobs.slice(wave, wave + 100).map(async (j) => {
+        const stream = await client.dialProtocol(addr, JOB_PROTOCOL, { maxOutboundStreams: 200 }).catch(() => undefined)
+        if (stream === undefined) return
+        try {
+          await frames(stream).write(j, AbortSignal.timeout(30_000))
+          sent++
+        } catch {
+          // the worker refused the stream (its inbound stream cap): fine for the attacker too
+        } finally {
+          // give the worker a moment to start the job, then reset the stream under it
+          await new Promise(resolve => setTimeout(resolve, 20))
+          stream.abort(new Error('client went away'))
+        }
+      }))
+    }
+    // every admitted job runs out; wait until the worker is idle again
+    const until = Date.now() + 120_000
+    while (worker.running > 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 100))
+    assert.equal(worker.running, 0)
+    assert.ok(await executor.settled(30_000))
+    const ran = (await executions()) - execBefore
+    // the attack reached the sandboxes: some executions were running when their stream reset
+    assert.ok(sent >= 500, `${sent} job frames were written`)
+    assert.ok(ran > 0, 'some jobs started executing before their stream closed')
+    console.log(`      ${sent} job frames sent, ${ran} executions ran, ${executor.booted - bootsBefore} sandboxes booted`)
+    assert.equal(executor.booted - bootsBefore, 0, `${executor.booted - bootsBefore} sandboxes booted for ${ran} aborted executions`)
+    assert.equal(executor.size, sizeBefore)
+    // and the worker still serves
+    const after = await complete()
+    assert.equal(after.type, 'result')
+    assert.equal(new TextDecoder().decode(after.response.body), 'done')
+  })
+})
