@@ -28,7 +28,6 @@ export function gatewayCommand (): Command<any, any> {
     .option('--upload-quota <MiB>', 'bytes of uploads no registered version references yet, per wallet, in MiB (default 64)', intOption('--upload-quota', 1, 1_048_576))
     .option('--upload-lease <seconds>', 'how long an upload waits for a registered version to reference it before it is deleted (default 3600)', intOption('--upload-lease', 1, 30 * 86_400))
     .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
-    .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
@@ -120,7 +119,7 @@ export function gatewayCommand (): Command<any, any> {
       const routes = secrets === undefined
         ? deploys
         : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log })(app) }
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts), unsafeTestPartition: opts.unsafeTestPartition === true },
+      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts) },
         { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
       view = gateway.view
       await gateway.start()
