@@ -25,7 +25,7 @@ describe('load (in-process mesh)', function () {
   let boot: Awaited<ReturnType<typeof createBootstrap>>
   const gateways: GatewayNode[] = []
   const workers: WorkerNode[] = []
-  let owner: string
+  let owner: `0x${string}`
   const functions = functionTable()
 
   async function worker (capacity: number): Promise<WorkerNode> {
