@@ -153,7 +153,12 @@ async function devnet (name: string, dev: boolean): Promise<string> {
   const node: NodeProcess = spawnPeerhost(name, ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', values.workers,
     '--data-dir', join(dir, name), ...(dev ? ['--unsafe-dev-executor'] : [])], join(dir, 'logs'))
   children.push({ stop: async () => await node.stop(20_000) })
-  const ready = await node.ready
+  const ready = await node.ready.catch((err: Error) => {
+    // the log goes with the temporary dir: show its end now
+    const log = join(dir, 'logs', `${name}.log`)
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '(no log)'
+    throw new Error(`${err.message}\n--- last lines of ${name}.log ---\n${tail}`)
+  })
   const url = (ready.functions as string[]).find(u => u.endsWith('/hello/hello'))
   if (url === undefined) throw new Error(`${name}: no hello function among ${JSON.stringify(ready.functions)}`)
   // the name makes the answer the same as the raw server's
@@ -211,10 +216,16 @@ try {
   for (const [key, name, dev] of [['gvisor', 'devnet gVisor', false], ['dev', 'devnet dev executor', true]] as const) {
     if (!wanted.has(key)) continue
     const started = performance.now()
-    const t: Target = { name, url: await devnet(key, dev), points: [] }
-    process.stderr.write(`${name}: up in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
-    targets.push(t)
-    measure(t)
+    try {
+      const t: Target = { name, url: await devnet(key, dev), points: [] }
+      process.stderr.write(`${name}: up in ${((performance.now() - started) / 1000).toFixed(1)} s\n`)
+      targets.push(t)
+      measure(t)
+    } catch (err) {
+      // a devnet that does not come up is a row of the report, said loudly, not a lost run
+      process.stderr.write(`\n*** ${name} FAILED: ${(err as Error).message} ***\n\n`)
+      targets.push({ name, skipped: `FAILED: ${(err as Error).message.split('\n')[0]}`, points: [] })
+    }
     await children.pop()?.stop()
   }
   for (const t of targets) if (t.points.length === 0 && t.skipped === undefined) measure(t)
@@ -226,7 +237,7 @@ try {
   if (smoke) lines.push('', `**SMOKE RUN (${duration} s per point): these figures are not results.**`)
   lines.push('', '| target | c | req/s | goodput 2xx/s | p50 ms | p99 ms | errors | req/s vs raw Node | added p50 ms |', '|---|---|---|---|---|---|---|---|---|')
   for (const t of targets) {
-    if (t.skipped !== undefined) { lines.push(`| ${t.name} | — | SKIPPED: ${t.skipped} | | | | | | |`); continue }
+    if (t.skipped !== undefined) { lines.push(`| ${t.name} | — | ${t.skipped.startsWith('FAILED') ? t.skipped : `SKIPPED: ${t.skipped}`} | | | | | | |`); continue }
     for (const c of [1, 32, 128]) {
       const p = at(t, c)
       const r = at(raw, c)
