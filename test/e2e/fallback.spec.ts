@@ -28,7 +28,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
   before(async () => {
     const t0 = Date.now()
     chain = await startTestChain()
-    process.stderr.write(`DBG chain ${Date.now() - t0}\n`)
+    process.stderr.write(`fallback.spec: chain up after ${Date.now() - t0} ms\n`)
     await chain.registerProject('hello', ['hello'])
     net = await startTestNetwork({
       workers: 2,
@@ -41,14 +41,14 @@ describe('chain fallback: a gateway cut off from the workers answers through the
         return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
       }
     })
-    process.stderr.write(`DBG net ${Date.now() - t0}\n`)
+    process.stderr.write(`fallback.spec: network up after ${Date.now() - t0} ms\n`)
     await chain.fund((await net.gateway.ready).address as Address)
     // the partition: every job stream this gateway opens fails as an unreachable worker's would
     cut = await runGateway({
       bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
       project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackDeadline: 30, fallbackPay: 'auto', logLevel: 'warn'
     }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
-    process.stderr.write(`DBG cut ${Date.now() - t0}\n`)
+    process.stderr.write(`fallback.spec: cut gateway up after ${Date.now() - t0} ms\n`)
     await chain.fund(cut.address)
     hello = cut.urls.find(u => u.endsWith('/hello/hello'))!
     await waitFor('both staked workers in the view', () => cut!.gateway.view.size() === 2 ? true : undefined, 15_000)

@@ -34,7 +34,8 @@ function loadProject (): string {
 }
 
 describe('overload and limit errors never reach the chain (real chain, gVisor workers)', function () {
-  this.timeout(180_000)
+  // generous: a chain, three nodes and gVisor sandboxes on a shared 2-core machine
+  this.timeout(420_000)
   let chain: TestChain
   let net: TestNetwork
   let project: string
@@ -43,7 +44,10 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
 
   before(async () => {
     project = loadProject()
+    const t0 = Date.now()
+    const step = (what: string): void => { process.stderr.write(`overload.spec: ${what} after ${Date.now() - t0} ms\n`) }
     chain = await startTestChain()
+    step('chain up')
     await chain.registerProject('load', ['slow', 'memorybomb'])
     net = await startTestNetwork({
       workers: 2,
@@ -57,8 +61,10 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
         return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
       }
     })
+    step('network up')
     await chain.fund((await net.gateway.ready).address as Address)
-    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 30_000)
+    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 60_000)
+    step('workers in view')
     // a first request per worker starts its sandbox pool
     for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url('slow')}?ms=1`)).status, 200)
   })
