@@ -14,9 +14,10 @@ export const NODE_DEFAULTS = {
   /**
    * Longest a job waits in a worker's queue. Past it (or when the expected wait is longer) the worker
    * answers OVERLOADED at once: a quick refusal leaves the gateway time to try a worker with room or
-   * to answer 503 fast, where a long wait would only turn into a timeout (queueing collapse).
+   * to answer 503 fast (issue 10: within 100 ms), where a long wait would only turn into a timeout
+   * (queueing collapse). Bursts shorter than this are still absorbed.
    */
-  workerMaxQueueMs: 250,
+  workerMaxQueueMs: 100,
   /** Share of a job's remaining deadline it may spend queued (a short deadline queues for less). */
   workerQueueShare: 0.25,
   /** Weight of the newest sample in a worker's moving average of job service time (drives the expected queue wait). */

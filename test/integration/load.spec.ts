@@ -62,7 +62,7 @@ describe('load (in-process mesh)', function () {
     const g = await gateway()
     const base = `${g.url}/${owner}/slow/slow`
     await waitFor('the worker in the view', () => g.view.get(w.peerId.toString()) !== undefined, 15_000)
-    // one job teaches the worker its service time (400 ms: longer than any job may queue)
+    // one job teaches the worker its service time (400 ms: longer than any job may queue, NODE_DEFAULTS.workerMaxQueueMs)
     assert.equal((await fetch(`${base}?ms=400`)).status, 200)
 
     let longDone = false
