@@ -51,7 +51,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     process.stderr.write(`fallback.spec: cut gateway up after ${Date.now() - t0} ms\n`)
     await chain.fund(cut.address)
     hello = cut.urls.find(u => u.endsWith('/hello/hello'))!
-    await waitFor('both staked workers in the view', () => cut!.gateway.view.size() === 2 ? true : undefined, 15_000)
+    await waitFor('both staked workers in the view', () => cut!.gateway.view.size() === 2 ? true : undefined, 60_000)
   })
   after(async () => {
     await cut?.stop()
