@@ -46,7 +46,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     // the partition: every job stream this gateway opens fails as an unreachable worker's would
     cut = await runGateway({
       bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
-      project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackDeadline: 30, fallbackPay: 'auto', logLevel: 'warn'
+      project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackDeadline: 30, fallbackPay: 'auto', logLevel: 'error'
     }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
     process.stderr.write(`fallback.spec: cut gateway up after ${Date.now() - t0} ms\n`)
     await chain.fund(cut.address)

@@ -63,7 +63,7 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     })
     step('network up')
     await chain.fund((await net.gateway.ready).address as Address)
-    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 60_000)
+    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 120_000)
     step('workers in view')
     // a first request per worker starts its sandbox pool
     for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url('slow')}?ms=1`)).status, 200)
