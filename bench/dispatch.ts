@@ -40,10 +40,11 @@ try {
     rows.push([`c=${c}`, r, g])
   }
   console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.versions.node}, workers ${values.workers} (dev executor)`)
-  console.log('| concurrency | raw p50 ms | raw p99 ms | raw req/s | peerhost p50 ms | peerhost p99 ms | peerhost req/s | added p50 ms | added p99 ms | throughput ratio | errors |')
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|')
+  // errors: answers other than 200 and failed requests, for each side (latencies count successes only)
+  console.log('| concurrency | raw p50 ms | raw p99 ms | raw req/s | raw errors | peerhost p50 ms | peerhost p99 ms | peerhost req/s | peerhost errors | added p50 ms | added p99 ms | throughput ratio |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const [name, r, g] of rows) {
-    console.log(`| ${name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.rps, 0)} | ${fmt(g.p50)} | ${fmt(g.p99)} | ${fmt(g.rps, 0)} | ${fmt(g.p50 - r.p50)} | ${fmt(g.p99 - r.p99)} | ${fmt(100 * g.rps / r.rps, 1)} % | ${g.errors} |`)
+    console.log(`| ${name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.rps, 0)} | ${r.errors} | ${fmt(g.p50)} | ${fmt(g.p99)} | ${fmt(g.rps, 0)} | ${g.errors} | ${fmt(g.p50 - r.p50)} | ${fmt(g.p99 - r.p99)} | ${fmt(100 * g.rps / r.rps, 1)} % |`)
   }
 } finally {
   await net.stop()

@@ -2,8 +2,8 @@
  * `npm run bench:fallback`: end-to-end latency of the chain fallback, in blocks and seconds, on a
  * local Hardhat chain (`hardhat node`) with automining and with 2-second blocks. Real processes: a
  * bootstrap node, two staked workers (dev executor, hello function), a gateway asked with
- * `x-peerhost-mode: onchain` and a gateway whose job streams are cut (`--unsafe-test-partition`,
- * so the mesh fails first and the fallback follows). Blocks are counted from the block holding
+ * `x-peerhost-mode: onchain` and a gateway whose job streams are cut (the same gateway composed in
+ * this process with a job dialer that fails, so the mesh fails first and the fallback follows). Blocks are counted from the block holding
  * `requestExecution` to the one holding `ExecutionFinalized`; seconds are client-side, HTTP request
  * to response.
  *
@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import type { Address } from 'viem'
 import { loadEvmAccount } from '#node'
-import { spawnPeerhost } from '../bin/spawn.ts'
+import { runGateway } from '../bin/commands/gateway.ts'
 import { startTestNetwork, status, waitFor } from '../test/helpers/network.ts'
 import { startTestChain } from '../test/chain/helpers.ts'
 
@@ -43,19 +43,17 @@ const net = await startTestNetwork({
     return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
   }
 })
-const cut = spawnPeerhost('gateway-cut', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-cut'),
-  '--project', join(root, 'examples/hello'), '--owner', chain.deployer, '--contracts', chain.contractsFile, '--unsafe-test-partition', '--log-level', 'warn'], join(net.dir, 'logs'))
+const cut = await runGateway({
+  bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
+  project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackPay: 'auto', logLevel: 'warn'
+}, { dial: async () => { throw new Error('no route to the worker (partition)') } })
 try {
-  const cutReady = await cut.ready
   await chain.fund((await net.gateway.ready).address as Address, '100')
-  await chain.fund(cutReady.address as Address, '100')
+  await chain.fund(cut.address, '100')
   const onchainUrl = net.functions.find(u => u.endsWith('/hello/hello'))!
-  const cutUrl = (cutReady.functions as string[]).find(u => u.endsWith('/hello/hello'))!
+  const cutUrl = cut.urls.find(u => u.endsWith('/hello/hello'))!
   await waitFor('both workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 20_000)
-  await waitFor('both workers in the cut gateway view', async () => {
-    const st = await (await fetch(`${cutReady.url}/_peerhost/status`)).json() as any
-    return st.workers.length === 2 ? true : undefined
-  }, 20_000)
+  await waitFor('both workers in the cut gateway view', () => cut.gateway.view.size() === 2 ? true : undefined, 20_000)
 
   async function one (url: string, headers: Record<string, string>, i: number): Promise<Sample> {
     const t0 = performance.now()
@@ -91,7 +89,7 @@ try {
   console.log('|---|---|---|---|---|')
   for (const r of rows) console.log(r)
 } finally {
-  await cut.stop(5_000)
+  await cut.stop()
   await net.stop()
   await chain.stop()
   rmSync(chain.dir, { recursive: true, force: true })

@@ -11,6 +11,46 @@ export const NODE_DEFAULTS = {
   workerCapacity: 8,
   /** Jobs a worker queues per unit of capacity before answering OVERLOADED: absorbs bursts without unbounded memory. */
   workerQueueFactor: 4,
+  /**
+   * Longest a job waits in a worker's queue. Past it (or when the expected wait is longer) the worker
+   * answers OVERLOADED at once: a quick refusal leaves the gateway time to try a worker with room or
+   * to answer 503 fast (issue 10: within 100 ms), where a long wait would only turn into a timeout
+   * (queueing collapse). Bursts shorter than this are still absorbed.
+   */
+  workerMaxQueueMs: 100,
+  /** Share of a job's remaining deadline it may spend queued (a short deadline queues for less). */
+  workerQueueShare: 0.25,
+  /** Weight of the newest sample in a worker's moving average of job service time (drives the expected queue wait). */
+  serviceAlpha: 0.2,
+  /** A worker whose queue fills or drains re-adverts at once, but not more often than this (gossip is shared). */
+  fullAdvertMinIntervalMs: 200,
+  /**
+   * A gateway sends nothing to a worker that answered OVERLOADED for this long, unless a newer
+   * advert says it has room again.
+   */
+  overloadBackoffMs: 1_000,
+  /**
+   * Retry budget (as gRPC retry throttling and Finagle's RetryBudget): retries may add at most this
+   * share of first attempts made in the last retryBudgetWindowMs. A failing mesh then costs 1.1× the
+   * attempts, not maxAttempts× (a retry storm is what turns an overload into a collapse).
+   */
+  retryBudgetRatio: 0.1,
+  /** Sliding window of the retry budget. */
+  retryBudgetWindowMs: 10_000,
+  /** Retries always allowed per window, so a quiet gateway still retries one failed worker. */
+  retryBudgetMinRetries: 3,
+  /** `Retry-After` (seconds) on a 503 OVERLOADED: long enough for a worker's queue to drain. */
+  overloadRetryAfterSec: 1,
+  /**
+   * Time past a function's own limit (timeoutMs) a worker gets to report the limit error before the
+   * gateway calls the attempt failed: sandbox start, the kill and the answer's way back.
+   */
+  limitGraceMs: 1_000,
+  /**
+   * Least time left on a request for the gateway to ask the chain fallback: a request, a commit and
+   * a reveal in three blocks, then the output fetch (an automining devnet; Polygon needs far more).
+   */
+  chainPathMinMs: 3_000,
   /** Default request deadline when a function sets no timeout: API gateways commonly use 30 s. */
   requestTimeoutMs: 30_000,
   /** Default per-function wall-clock limit (peerhost.json `timeoutMs`). */

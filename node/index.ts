@@ -15,6 +15,8 @@ export { createWorker, type WorkerInit, type WorkerComponents, type WorkerNode, 
 export { registryCheck, type RegistryCheck, type RegistryCheckInit, type RegistryCheckComponents, type RegistryVerdict } from './worker/registry-check.ts'
 export { chainWatcher, CHAIN_WATCHER_DEFAULTS, type ChainWatcher, type ChainWatcherInit } from './worker/chain-watcher.ts'
 export { createGateway, type GatewayInit, type GatewayComponents, type GatewayNode } from './gateway/gateway.ts'
+export { retryBudget, chainFallbackAllowed, meshDeadline, type JobDialer, type RetryBudget, type RetryBudgetInit } from './gateway/dispatch.ts'
+export { admission, type Admission, type AdmissionInit } from './worker/admission.ts'
 export { functionTable, addProject, type FunctionEntry, type FunctionTable, type MutableFunctionTable } from './gateway/functions.ts'
 export { ingress, clientKey, type Ingress, type IngressInit } from './gateway/ingress.ts'
 export { rateLimiter, fixedRateLimiter, type RateLimit, type RateLimiter } from './gateway/rate-limit.ts'

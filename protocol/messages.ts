@@ -60,6 +60,12 @@ export interface WorkerAdvert {
   capacity: number
   /** jobs running now */
   load: number
+  /**
+   * Set when the worker's admission queue is full (a new job would be refused with OVERLOADED, or
+   * could not start within its share of any deadline): gateways send it no job until an advert
+   * without it. Optional so adverts from workers that predate it stay valid.
+   */
+  full?: boolean
   /** bundle CIDs with a warm sandbox */
   warm: string[]
   /** unix ms when the advert was made */

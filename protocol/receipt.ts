@@ -88,6 +88,7 @@ export const ADVERT_SIGNING_TAG = 'peerhost-advert-v1'
  *     field("peerhost-advert-v1") || u32(v) || field(peerId) || address (20 bytes)
  *     || u32(count) || count × field(multiaddr)
  *     || u32(capacity) || u32(load) || u32(count) || count × field(warm cid) || u64(ts) || u64(seq)
+ *     [|| u8(full ? 1 : 0), only when `full` is present]
  *
  * Throws ProtocolError INVALID_FIELD when the advert is not valid.
  */
@@ -102,7 +103,10 @@ export function advertSigningBytes (advert: Omit<WorkerAdvert, 'sig'> | WorkerAd
   for (const addr of a.addrs) w.field(addr)
   w.u32(a.capacity).u32(a.load).u32(a.warm.length)
   for (const cid of a.warm) w.field(cid)
-  return w.u64(a.ts).u64(a.seq).finish()
+  w.u64(a.ts).u64(a.seq)
+  // appended only when present, so adverts without the flag sign the same bytes as before
+  if (a.full !== undefined) w.raw(Uint8Array.of(a.full ? 1 : 0))
+  return w.finish()
 }
 
 /** A fresh job id: 32 random bytes as lower-case hex. */

@@ -365,8 +365,9 @@ function timings (x: unknown, path: string): JobTimings {
 
 export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): WorkerAdvert {
   const p = 'advert'
-  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'])
-  return {
+  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'], ['full'])
+  const full = get('full')
+  const advert: WorkerAdvert = {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'advert'),
     peerId: pattern(get('peerId'), `${p}.peerId`, PEER_ID, 'a base58btc libp2p peer id'),
@@ -379,6 +380,8 @@ export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): Worke
     seq: int(get('seq'), `${p}.seq`, 0, Number.MAX_SAFE_INTEGER),
     sig: bytes(get('sig'), `${p}.sig`, 64, ctx, 64)
   }
+  if (full !== undefined) advert.full = bool(full, `${p}.full`)
+  return advert
 }
 
 export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequest {

@@ -3,10 +3,10 @@ import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
 import { parseAmount, ConfigError, loadContracts } from '../light.ts'
-import type { GatewayNode } from '../deps.ts'
+import type { GatewayNode, JobDialer } from '../deps.ts'
 import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
 
-export function gatewayCommand (): Command<any, any> {
+function gatewayOptions () {
   return new Command('gateway')
     .description('run a gateway: HTTP ingress at /<wallet>/<project>/<function>, dispatching jobs to workers over the mesh')
     .option('--bootstrap <multiaddr...>', 'bootstrap node multiaddrs with /p2p/<id> (env PEERHOST_BOOTSTRAP)', collect, collect(process.env.PEERHOST_BOOTSTRAP ?? ''))
@@ -35,128 +35,157 @@ export function gatewayCommand (): Command<any, any> {
     .option('--max-requests-per-ip <n>', 'HTTP requests in flight per client IP (default 256)', intOption('--max-requests-per-ip', 1, 1_000_000))
     .option('--ip-rate-limit <n/seconds>', 'requests per client IP per window, e.g. 100/1 or 6000/60; over it 429 RATE_LIMITED (default: none)')
     .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
-    .addOption(new Option('--unsafe-test-partition', 'TEST ONLY: cut every job stream to workers (the chain fallback then answers)').hideHelp())
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
-    .action(async (opts) => {
-      // checked before the node runtime loads: a typo answers at once
-      const ipRateLimit = parseRate(opts.ipRateLimit)
-      const walletDomain = parseDomain(opts.domain)
-      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
-      if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
-      if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
-      if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
-      const dataDir = absolute(opts.dataDir)
-      const log = logger(opts, 'gateway')
-      const signer = loadSigner(dataDir)
-      const owner = (opts.owner ?? signer.address) as Address
-      const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
-      const reg = registry()
-      const privateKey = await loadPeerKey(dataDir)
-      const listen = opts.listen.length > 0 ? opts.listen : undefined
-      // one libp2p for the mesh and for bitswap: workers fetch bundles from the gateway by CID
-      const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
-      const storage = blockStorage({ dataDir })({ libp2p, logger: log })
-      await storage.start()
-      const table = contracts !== undefined
-        ? registryTable({
-          registry: contracts.addresses.FunctionRegistry,
-          chainId: contracts.chainId,
-          fromBlock: opts.registryFromBlock ?? contracts.deployBlock,
-          resume: opts.registryFromBlock === undefined,
-          cursorFile: join(dataDir, 'registry.json'),
-          keepVersions: opts.keepVersions
-        }, { client: registryPublicClient(contracts), storage, logger: log })
-        : undefined
-      const uploads = blockUploads({
-        quotaBytes: opts.uploadQuota === undefined ? undefined : opts.uploadQuota * 1024 * 1024,
-        leaseMs: opts.uploadLease === undefined ? undefined : opts.uploadLease * 1000,
-        globalQuotaBytes: opts.uploadGlobalQuota === undefined ? undefined : opts.uploadGlobalQuota * 1024 * 1024,
-        file: join(dataDir, 'uploads.json')
-      })({ gateway: signer.address, storage, retains: table?.retains, logger: log })
-      const local = functionTable()
-      const served = []
-      for (const dir of opts.project) served.push(...await addProject(local, owner, absolute(dir)))
-      // --project bundles go to the blockstore too, so workers fetch them the same way (bitswap)
-      for (const f of served) await storage.put(f.ref.bundleCid, local.bundle(f.ref.bundleCid)!)
-      const functions = table === undefined
-        ? local
-        : {
-            resolve: (w: string, p: string, f: string) => table.resolve(w, p, f) ?? local.resolve(w, p, f),
-            bundle: (cid: string) => table.bundle(cid) ?? local.bundle(cid),
-            list: () => [...table.list(), ...local.list()]
-          }
-      // with a chain: only staked, bound workers enter the view, and the chain answers when the mesh cannot
-      const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
-      const admission = chain === undefined ? undefined : stakingAdmission()({ chain, logger: log })
-      let view: GatewayNode['view'] | undefined
-      const fallback = chain === undefined
-        ? undefined
-        : chainFallback({
-          fee: parseAmount('--fallback-fee', opts.fallbackFee),
-          pay: opts.fallbackPay,
-          redundancy: opts.fallbackRedundancy,
-          deadlineSec: opts.fallbackDeadline,
-          meshShare: opts.fallbackMeshShare === undefined ? undefined : opts.fallbackMeshShare / 100
-        })({
-          chain,
-          storage,
-          peerId: libp2p.peerId.toString(),
-          logger: log,
-          knownWorkers: () => view?.size() ?? 0,
-          workerPeer: (address) => {
-            const w = view?.list().find(e => e.advert.address.toLowerCase() === address.toLowerCase())
-            return w === undefined ? undefined : peerIdFromString(w.peerId)
-          },
-          // workers fetch the input over bitswap from connected peers: make sure they are connected
-          reach: async () => {
-            await Promise.allSettled((view?.list() ?? []).map(async w => {
-              const peer = peerIdFromString(w.peerId)
-              if (libp2p.getConnections(peer).length === 0) await libp2p.dial(peer, { signal: AbortSignal.timeout(2_000) })
-            }))
-          }
-        })
-      await admission?.start()
-      if (chain !== undefined) {
-        void chain.publicClient.getBalance({ address: signer.address }).then(balance => {
-          if (balance === 0n) log.warn({ address: signer.address }, 'the gateway address holds no funds: the chain fallback cannot pay for requests until it is funded')
-        }, () => {})
+}
+
+export type GatewayOptions = ReturnType<ReturnType<typeof gatewayOptions>['opts']>
+
+/** Parts a caller composing a gateway in-process may replace (tests: a job dialer that fails, to cut the mesh). */
+export interface GatewayParts {
+  dial?: JobDialer
+}
+
+export interface RunningGateway {
+  gateway: GatewayNode
+  /** URLs of the --project functions */
+  urls: string[]
+  address: Address
+  stop: () => Promise<void>
+}
+
+export function gatewayCommand (): Command<any, any> {
+  return gatewayOptions().action(async (opts) => {
+    const log = logger(opts, 'gateway')
+    const { gateway, urls, address, stop } = await runGateway(opts, {}, log)
+    onShutdown(stop, log)
+    say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
+      { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address, url: gateway.url, functions: urls, registry: opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts)).addresses.FunctionRegistry })
+  })
+}
+
+/** Starts the gateway `peerhost gateway` runs, from its options (exported so tests compose it with `parts`). */
+export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}, log = logger(opts, 'gateway')): Promise<RunningGateway> {
+  // checked before the node runtime loads: a typo answers at once
+  const ipRateLimit = parseRate(opts.ipRateLimit)
+  const walletDomain = parseDomain(opts.domain)
+  const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
+  if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
+  if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
+  if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
+  const dataDir = absolute(opts.dataDir)
+  const signer = loadSigner(dataDir)
+  const owner = (opts.owner ?? signer.address) as Address
+  const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
+  const reg = registry()
+  const privateKey = await loadPeerKey(dataDir)
+  const listen = opts.listen.length > 0 ? opts.listen : undefined
+  // one libp2p for the mesh and for bitswap: workers fetch bundles from the gateway by CID
+  const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+  const storage = blockStorage({ dataDir })({ libp2p, logger: log })
+  await storage.start()
+  const table = contracts !== undefined
+    ? registryTable({
+      registry: contracts.addresses.FunctionRegistry,
+      chainId: contracts.chainId,
+      fromBlock: opts.registryFromBlock ?? contracts.deployBlock,
+      resume: opts.registryFromBlock === undefined,
+      cursorFile: join(dataDir, 'registry.json'),
+      keepVersions: opts.keepVersions
+    }, { client: registryPublicClient(contracts), storage, logger: log })
+    : undefined
+  const uploads = blockUploads({
+    quotaBytes: opts.uploadQuota === undefined ? undefined : opts.uploadQuota * 1024 * 1024,
+    leaseMs: opts.uploadLease === undefined ? undefined : opts.uploadLease * 1000,
+    globalQuotaBytes: opts.uploadGlobalQuota === undefined ? undefined : opts.uploadGlobalQuota * 1024 * 1024,
+    file: join(dataDir, 'uploads.json')
+  })({ gateway: signer.address, storage, retains: table?.retains, logger: log })
+  const local = functionTable()
+  const served = []
+  for (const dir of opts.project) served.push(...await addProject(local, owner, absolute(dir)))
+  // --project bundles go to the blockstore too, so workers fetch them the same way (bitswap)
+  for (const f of served) await storage.put(f.ref.bundleCid, local.bundle(f.ref.bundleCid)!)
+  const functions = table === undefined
+    ? local
+    : {
+        resolve: (w: string, p: string, f: string) => table.resolve(w, p, f) ?? local.resolve(w, p, f),
+        bundle: (cid: string) => table.bundle(cid) ?? local.bundle(cid),
+        list: () => [...table.list(), ...local.list()]
       }
-      // secrets: sealed to this gateway's X25519 key (published on chain below), opened only into job frames
-      const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
-      const secrets = contracts === undefined || secretKey === undefined
-        ? undefined
-        : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
-      // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
-      const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
-      const deploys = deployRoutes({ storage, table, uploads })
-      const routes = secrets === undefined
-        ? deploys
-        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
-      const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts),
-        walletDomain,
-        ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit },
-        unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
-      view = gateway.view
-      await gateway.start()
-      await table?.start()
-      await uploads.start()
-      if (chain !== undefined && secretKey !== undefined) {
-        const stake = parseAmount('--stake', opts.stake)
-        try {
-          await registerGateway(chain, { endpoint: opts.publicUrl ?? gateway.url, encryptionKey: secretKey.publicKey }, { stake, logger: log })
-        } catch (err: any) {
-          // an unstaked gateway still serves; it only cannot take secrets until it is staked
-          if (stake !== undefined || err?.code !== 'NOT_STAKED') throw err
-          log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
-        }
+  // with a chain: only staked, bound workers enter the view, and the chain answers when the mesh cannot
+  const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
+  const admission = chain === undefined ? undefined : stakingAdmission()({ chain, logger: log })
+  let view: GatewayNode['view'] | undefined
+  const fallback = chain === undefined
+    ? undefined
+    : chainFallback({
+      fee: parseAmount('--fallback-fee', opts.fallbackFee),
+      pay: opts.fallbackPay,
+      redundancy: opts.fallbackRedundancy,
+      deadlineSec: opts.fallbackDeadline,
+      meshShare: opts.fallbackMeshShare === undefined ? undefined : opts.fallbackMeshShare / 100
+    })({
+      chain,
+      storage,
+      peerId: libp2p.peerId.toString(),
+      logger: log,
+      knownWorkers: () => view?.size() ?? 0,
+      workerPeer: (address) => {
+        const w = view?.list().find(e => e.advert.address.toLowerCase() === address.toLowerCase())
+        return w === undefined ? undefined : peerIdFromString(w.peerId)
+      },
+      // workers fetch the input over bitswap from connected peers: make sure they are connected
+      reach: async () => {
+        await Promise.allSettled((view?.list() ?? []).map(async w => {
+          const peer = peerIdFromString(w.peerId)
+          if (libp2p.getConnections(peer).length === 0) await libp2p.dial(peer, { signal: AbortSignal.timeout(2_000) })
+        }))
       }
-      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
-      const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
-      say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
-        { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })
     })
+  await admission?.start()
+  if (chain !== undefined) {
+    void chain.publicClient.getBalance({ address: signer.address }).then(balance => {
+      if (balance === 0n) log.warn({ address: signer.address }, 'the gateway address holds no funds: the chain fallback cannot pay for requests until it is funded')
+    }, () => {})
+  }
+  // secrets: sealed to this gateway's X25519 key (published on chain below), opened only into job frames
+  const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
+  const secrets = contracts === undefined || secretKey === undefined
+    ? undefined
+    : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
+  // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
+  const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
+  const deploys = deployRoutes({ storage, table, uploads })
+  const routes = secrets === undefined
+    ? deploys
+    : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
+  const gateway = await createGateway({
+    port: opts.port,
+    host: opts.host,
+    bootstrap: opts.bootstrap,
+    listen,
+    domain: contracts === undefined ? undefined : chainDomain(contracts),
+    walletDomain,
+    ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit }
+  },
+  { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, dial: parts.dial })
+  view = gateway.view
+  await gateway.start()
+  await table?.start()
+  await uploads.start()
+  if (chain !== undefined && secretKey !== undefined) {
+    const stake = parseAmount('--stake', opts.stake)
+    try {
+      await registerGateway(chain, { endpoint: opts.publicUrl ?? gateway.url, encryptionKey: secretKey.publicKey }, { stake, logger: log })
+    } catch (err: any) {
+      // an unstaked gateway still serves; it only cannot take secrets until it is staked
+      if (stake !== undefined || err?.code !== 'NOT_STAKED') throw err
+      log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
+    }
+  }
+  const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }
+  const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
+  return { gateway, urls, address: signer.address, stop }
 }
 
 /** `--ip-rate-limit 100/1`: requests per seconds. */

@@ -3,6 +3,13 @@
  * verify the signed result. A worker that fails, stalls past its share of the deadline, or drops
  * the stream is replaced by the next one (attempt + 1); the old attempt's stream is aborted, so a
  * late answer from it can never be taken.
+ *
+ * Load policy (issue 10): retries are bounded by a retry budget (≤ 10 % of first attempts over a
+ * sliding window), never go to a worker with no room (advertised `full` or just answered
+ * OVERLOADED), and when no worker has room the answer is OVERLOADED at once. Errors of the
+ * function or its limits (`kind: 'user'`) are final: one attempt, and the attempt's budget covers
+ * the function's own limit so the worker can report it. `chainFallbackAllowed` decides when the
+ * chain may be asked: never for overload, never without time for the chain path.
  */
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -30,6 +37,8 @@ export interface AttemptRecord {
 
 export interface DispatchOutcome {
   jobId: Hex
+  /** the mesh had no room (every worker full, or refusing with OVERLOADED): a hint for `Retry-After`, ms */
+  retryAfterMs?: number
   attempts: AttemptRecord[]
   /** the verified result (which may itself carry a user error such as FUNCTION_ERROR) */
   result?: JobResult
@@ -46,9 +55,10 @@ export interface DispatchInit {
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
   domain: PeerHostDomain
-  /** TEST ONLY: every job stream fails as if the workers were unreachable (see GatewayInit) */
-  unsafeTestPartition?: boolean
 }
+
+/** Opens a job stream to a worker (dial, or a new stream on an open connection). */
+export type JobDialer = (peer: PeerId, signal: AbortSignal) => Promise<Stream>
 
 export interface DispatchComponents {
   libp2p: PeerHostLibp2p
@@ -56,6 +66,95 @@ export interface DispatchComponents {
   /** signs tickets: the gateway's secp256k1 key */
   signer: FastSigner
   logger: Logger
+  /** @default a new stream on an open connection to the worker, else a dial (libp2p) */
+  dial?: JobDialer
+  /** @default retryBudget() with NODE_DEFAULTS */
+  retryBudget?: RetryBudget
+}
+
+export interface RetryBudgetInit {
+  /** @default NODE_DEFAULTS.retryBudgetRatio */
+  ratio?: number
+  /** @default NODE_DEFAULTS.retryBudgetWindowMs */
+  windowMs?: number
+  /** @default NODE_DEFAULTS.retryBudgetMinRetries */
+  minRetries?: number
+  now?: () => number
+}
+
+export interface RetryBudget {
+  /** a first attempt was made: earns `ratio` of a retry */
+  deposit: () => void
+  /** asks for one retry: false when the window's budget is spent */
+  withdraw: () => boolean
+  /** first attempts and retries in the current window */
+  stats: () => { requests: number, retries: number }
+}
+
+/**
+ * A retry budget over a sliding window of ten slices: retries in the window may not exceed
+ * `minRetries + ratio × first attempts` in the same window. Under a storm of failures, attempts
+ * stay within (1 + ratio)× the requests instead of maxAttempts×.
+ */
+export function retryBudget (init: RetryBudgetInit = {}): RetryBudget {
+  const ratio = init.ratio ?? NODE_DEFAULTS.retryBudgetRatio
+  const windowMs = init.windowMs ?? NODE_DEFAULTS.retryBudgetWindowMs
+  const minRetries = init.minRetries ?? NODE_DEFAULTS.retryBudgetMinRetries
+  const now = init.now ?? Date.now
+  const slices = 10
+  const sliceMs = windowMs / slices
+  const requests = new Array<number>(slices).fill(0)
+  const retries = new Array<number>(slices).fill(0)
+  let current = Math.floor(now() / sliceMs)
+
+  function advance (): number {
+    const slice = Math.floor(now() / sliceMs)
+    // slices that fell out of the window are emptied before reuse
+    for (let s = current + 1; s <= slice && s - current <= slices; s++) { requests[s % slices] = 0; retries[s % slices] = 0 }
+    current = Math.max(current, slice)
+    return current % slices
+  }
+  const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0)
+
+  return {
+    deposit () { requests[advance()]++ },
+    withdraw () {
+      const i = advance()
+      if (sum(retries) + 1 > minRetries + ratio * sum(requests)) return false
+      retries[i]++
+      return true
+    },
+    stats () { advance(); return { requests: sum(requests), retries: sum(retries) } }
+  }
+}
+
+/** Codes by which a worker says it has no room: not a fault, never a reason to ask the chain. */
+const NO_ROOM = new Set(['OVERLOADED', 'SHUTTING_DOWN'])
+/** Mesh outcomes that may go to the chain: the mesh was unreachable or a worker misbehaved. */
+const CHAIN_CODES = new Set(['NO_WORKER', 'WORKER_FAILED', 'DEADLINE_EXCEEDED'])
+
+/**
+ * Whether the chain fallback may answer a request the mesh did not: only when the mesh could not
+ * be reached or a worker misbehaved (never when workers had no room: overload on the mesh is not
+ * solved by paying the chain), and only when `remainingMs` of the request's deadline fits the chain
+ * path (NODE_DEFAULTS.chainPathMinMs).
+ */
+export function chainFallbackAllowed (outcome: Pick<DispatchOutcome, 'result' | 'error' | 'attempts'>, remainingMs: number): boolean {
+  if (outcome.result !== undefined || outcome.error === undefined) return false
+  if (!CHAIN_CODES.has(outcome.error.code)) return false
+  if (outcome.attempts.some(a => a.code !== undefined && NO_ROOM.has(a.code))) return false
+  return remainingMs >= NODE_DEFAULTS.chainPathMinMs
+}
+
+/**
+ * The deadline the mesh gets when a chain fallback waits behind it: `meshShare` of what is left,
+ * but never less than the function's own limit plus NODE_DEFAULTS.limitGraceMs, so a limit error
+ * (LIMIT_TIMEOUT after timeoutMs) reaches the client from the worker instead of turning into a
+ * mesh timeout that the chain then repeats.
+ */
+export function meshDeadline (now: number, deadline: number, timeoutMs: number, meshShare: number): number {
+  const share = now + Math.max(0, deadline - now) * meshShare
+  return Math.floor(Math.min(deadline, Math.max(share, now + timeoutMs + NODE_DEFAULTS.limitGraceMs)))
 }
 
 export interface DispatchJob {
@@ -82,7 +181,8 @@ class AttemptFailed extends Error {
   readonly code: string
   /** the job frame never left: the worker cannot have seen this attempt */
   readonly unsent: boolean
-  constructor (code: string, message: string, unsent = false) { super(message); this.code = code; this.unsent = unsent }
+  readonly details: WireError['details']
+  constructor (code: string, message: string, unsent = false, details?: WireError['details']) { super(message); this.code = code; this.unsent = unsent; this.details = details }
 }
 
 const peerIds = new Map<string, PeerId>()
@@ -100,6 +200,19 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
   const { libp2p, view, signer } = components
   const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
   const maxAttempts = init.maxAttempts ?? NODE_DEFAULTS.maxAttempts
+  const budget = components.retryBudget ?? retryBudget()
+  const dial: JobDialer = components.dial ?? (async (peer, signal) => {
+    const options = {
+      signal,
+      // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
+      negotiateFully: false
+    }
+    // an open connection is reused directly: the dial path consults the peer store on every call
+    const open = libp2p.getConnections(peer).find(c => c.status === 'open')
+    return open !== undefined
+      ? await open.newStream(JOB_PROTOCOL, options)
+      : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
+  })
 
   function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry): JobRequest {
     const request: JobRequest = {
@@ -158,18 +271,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
 
   async function openStream (worker: WorkerEntry, signal: AbortSignal): Promise<JobStream> {
     try {
-      if (init.unsafeTestPartition === true) throw new Error('job streams are cut (test partition)')
-      const options = {
-        signal: AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]),
-        // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
-        negotiateFully: false
-      }
-      const peer = peerIdOf(worker.peerId)
-      // an open connection is reused directly: the dial path consults the peer store on every call
-      const open = libp2p.getConnections(peer).find(c => c.status === 'open')
-      const stream = open !== undefined
-        ? await open.newStream(JOB_PROTOCOL, options)
-        : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
+      const stream = await dial(peerIdOf(worker.peerId), AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]))
       return { stream, f: frames(stream), since: Date.now() }
     } catch (err: any) {
       throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
@@ -190,7 +292,11 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       } catch (err: any) {
         throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : (err?.code === undefined ? 'WORKER_FAILED' : 'PROTOCOL'), `no result: ${err?.message ?? err}`)
       }
-      if (answer.type === 'error') throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`)
+      if (answer.type === 'error') {
+        // a refusal is a complete exchange: the stream stays usable
+        clean = true
+        throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`, false, answer.error.details)
+      }
       if (answer.jobId !== request.jobId || answer.attempt !== request.attempt) {
         throw new AttemptFailed('PROTOCOL', 'result for another job or attempt')
       }
@@ -233,8 +339,12 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     const attempts: AttemptRecord[] = []
     const exclude = new Set<string>()
     const started = performance.now()
+    // the worker must have time to report the function's own limit error (issue 14): see meshDeadline
+    const limitMs = job.entry.options.timeoutMs + NODE_DEFAULTS.limitGraceMs
     let dispatchMs = 0
     let lastError: WireError | undefined
+    let retryAfterMs: number | undefined
+    let noRoom = false
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       const remaining = job.deadline - Date.now()
       if (remaining <= 0 || job.signal?.aborted === true) {
@@ -242,17 +352,26 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         break
       }
       const worker = view.pick(job.entry.ref.bundleCid, exclude)
-      if (worker === undefined) break
+      if (worker === undefined) {
+        // live workers left untried but none with room: the mesh is overloaded, not unreachable
+        if (view.list().some(w => !exclude.has(w.peerId) && view.isFull(w))) noRoom = true
+        break
+      }
+      if (attempt === 1) budget.deposit()
+      else if (!budget.withdraw()) {
+        log.debug({ jobId, attempt }, 'retry budget spent; no retry')
+        break
+      }
       exclude.add(worker.peerId)
-      const others = view.list().some(w => !exclude.has(w.peerId))
+      const others = view.list().some(w => !exclude.has(w.peerId) && !view.isFull(w))
       const last = attempt === maxAttempts || !others
-      const budget = last ? remaining : Math.min(remaining, Math.max(NODE_DEFAULTS.minAttemptMs, remaining * NODE_DEFAULTS.attemptShare))
+      const attemptMs = last ? remaining : Math.min(remaining, Math.max(NODE_DEFAULTS.minAttemptMs, remaining * NODE_DEFAULTS.attemptShare, limitMs))
       const t0 = performance.now()
       view.begin(worker.peerId)
       try {
         const request = buildJob(job, jobId, attempt, worker)
         dispatchMs = performance.now() - started
-        const result = await attemptOn(worker, request, budget, job.signal)
+        const result = await attemptOn(worker, request, attemptMs, job.signal)
         const ms = performance.now() - t0
         const infraError = result.error !== undefined && WIRE_ERROR_CODES[result.error.code].kind === 'infra'
         view.end(worker.peerId, { ok: !infraError, latencyMs: ms })
@@ -261,14 +380,32 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
           lastError = result.error
           continue
         }
+        // a verified result, including FUNCTION_ERROR and LIMIT_*: final, never tried elsewhere
         return { jobId, attempts, result, request, worker, dispatchMs }
       } catch (err: any) {
         const ms = performance.now() - t0
-        view.end(worker.peerId, { ok: false })
         const code = err instanceof AttemptFailed ? err.code : 'INTERNAL'
+        const full = NO_ROOM.has(code)
+        view.end(worker.peerId, { ok: false, overloaded: full })
         attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms })
-        log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'attempt failed; trying the next worker')
+        if (full) {
+          noRoom = true
+          const hint = Number(err.details?.retryAfterMs)
+          if (Number.isFinite(hint) && hint > 0) retryAfterMs = Math.min(retryAfterMs ?? Infinity, hint)
+        } else {
+          log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'attempt failed; trying the next worker')
+        }
         lastError = { code: code === 'DEADLINE_EXCEEDED' ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', message: WIRE_ERROR_CODES.WORKER_FAILED.message }
+      }
+    }
+    if (noRoom && job.deadline > Date.now()) {
+      const hint = retryAfterMs ?? NODE_DEFAULTS.overloadRetryAfterSec * 1000
+      return {
+        jobId,
+        attempts,
+        retryAfterMs: hint,
+        error: { code: 'OVERLOADED', message: 'no worker has room for this request now; retry later', details: { attempts: attempts.length, retryAfterMs: hint } },
+        dispatchMs
       }
     }
     if (attempts.length === 0 && lastError === undefined) {

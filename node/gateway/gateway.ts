@@ -13,7 +13,7 @@ import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
-import { dispatcher } from './dispatch.ts'
+import { dispatcher, type JobDialer, type RetryBudget } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
 import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
@@ -39,11 +39,6 @@ export interface GatewayInit {
   requestTimeoutMs?: number
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
-  /**
-   * TEST ONLY: every job stream to a worker fails as if the network between this gateway and the
-   * workers were cut (gossip, IPFS and the chain still work), to exercise the chain fallback.
-   */
-  unsafeTestPartition?: boolean
 }
 
 export interface GatewayComponents {
@@ -70,6 +65,10 @@ export interface GatewayComponents {
    * served over SECRETS_PROTOCOL to workers in the view (staked and bound, with a chain) only.
    */
   chainSecrets?: (inputCid: string) => Record<string, string> | undefined
+  /** opens job streams to workers; @default libp2p (see DispatchComponents.dial) */
+  dial?: JobDialer
+  /** @default retryBudget() with NODE_DEFAULTS */
+  retryBudget?: RetryBudget
 }
 
 export interface GatewayNode {
@@ -102,7 +101,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   })
   new Gauge({ name: 'peerhost_gateway_known_workers', help: 'workers in the live view', registers: [registry], collect () { this.set(view.size()) } })
 
-  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts, unsafeTestPartition: init.unsafeTestPartition }, { libp2p, view, signer, logger: components.logger })
+  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, signer, logger: components.logger, dial: components.dial, retryBudget: components.retryBudget })
 
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()

@@ -29,7 +29,7 @@ import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
 import { ingress, type IngressInit } from './ingress.ts'
 import { rateLimiter } from './rate-limit.ts'
-import type { Dispatcher } from './dispatch.ts'
+import { chainFallbackAllowed, meshDeadline, type Dispatcher } from './dispatch.ts'
 import type { FunctionEntry, FunctionTable } from './functions.ts'
 import type { ChainFallback } from '../fallback/gateway-fallback.ts'
 import type { LogBook } from './logs.ts'
@@ -75,8 +75,9 @@ export interface GatewayHttpComponents {
   routes?: (app: Hono) => void
   /**
    * The chain fallback (node/fallback): asked when the client sends `x-peerhost-mode: onchain`, or
-   * when the mesh gave no answer (NO_WORKER, WORKER_FAILED, DEADLINE_EXCEEDED) within `meshShare`
-   * of the deadline. Answers then carry `x-peerhost-path: chain`, mesh answers `mesh`.
+   * when the mesh was unreachable or a worker misbehaved (dispatch.ts `chainFallbackAllowed`: never
+   * for overload or a function's own error, never without time left for the chain path) within
+   * `meshShare` of the deadline. Answers then carry `x-peerhost-path: chain`, mesh answers `mesh`.
    */
   fallback?: Pick<ChainFallback, 'meshShare' | 'run'>
   /**
@@ -87,9 +88,6 @@ export interface GatewayHttpComponents {
   /** where mesh answers leave their function logs for the builder (logs.ts) */
   logs?: Pick<LogBook, 'record'>
 }
-
-/** Mesh outcomes after which the chain is asked. */
-const FALLBACK_CODES = new Set(['NO_WORKER', 'WORKER_FAILED', 'DEADLINE_EXCEEDED'])
 
 export interface RecentJob {
   jobId: string
@@ -225,11 +223,11 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const fallback = components.fallback
     const onchain = fallback !== undefined && raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
     const hash = inputHash(request)
-    const meshDeadline = fallback === undefined ? deadline : Math.floor(Date.now() + Math.max(0, deadline - Date.now()) * fallback.meshShare)
+    const meshUntil = fallback === undefined ? deadline : meshDeadline(Date.now(), deadline, entry.options.timeoutMs, fallback.meshShare)
     const outcome = onchain
       ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
-      : await dispatch({ entry, request, inputHash: hash, deadline: meshDeadline, signal: raw.signal, secrets })
-    if (fallback !== undefined && outcome.result === undefined && (onchain || FALLBACK_CODES.has(outcome.error?.code ?? ''))) {
+      : await dispatch({ entry, request, inputHash: hash, deadline: meshUntil, signal: raw.signal, secrets })
+    if (fallback !== undefined && (onchain || chainFallbackAllowed(outcome, deadline - Date.now()))) {
       const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, secrets, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
       requests.inc({ status: String(response.status) })
       latency.observe((performance.now() - started) / 1000)
@@ -247,6 +245,8 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const result = outcome.result
     if (result === undefined) {
       response = jsonError(outcome.error?.code ?? 'WORKER_FAILED', outcome.error?.message, outcome.error?.details)
+      // overload is answered at once with when to come back, instead of waiting out the deadline
+      if (outcome.error?.code === 'OVERLOADED') response.headers.set('retry-after', String(Math.max(1, Math.ceil((outcome.retryAfterMs ?? 1000) / 1000))))
     } else {
       base['x-peerhost-worker'] = outcome.worker?.peerId ?? ''
       if (outcome.request !== undefined) base['x-peerhost-receipt'] = receiptHeader(domain, outcome.request, result)

@@ -38,6 +38,8 @@ export interface WorkerEntry {
   /** consecutive failures seen by this gateway */
   failures: number
   lastFailureAt: number
+  /** when the worker last answered this gateway OVERLOADED (0: not since its last advert with room) */
+  overloadedAt: number
 }
 
 export interface WorkerView {
@@ -47,10 +49,16 @@ export interface WorkerView {
   list: () => WorkerEntry[]
   get: (peerId: string) => WorkerEntry | undefined
   size: () => number
-  /** Best worker for a bundle, excluding those already tried for this job. */
+  /**
+   * Best worker for a bundle, excluding those already tried for this job and those with no room
+   * (advertised `full`, or answered OVERLOADED within NODE_DEFAULTS.overloadBackoffMs).
+   */
   pick: (bundleCid: string, exclude: Set<string>) => WorkerEntry | undefined
+  /** The worker has no room for a job now (see `pick`). */
+  isFull: (w: WorkerEntry) => boolean
   begin: (peerId: string) => void
-  end: (peerId: string, outcome: { ok: boolean, latencyMs?: number }) => void
+  /** `overloaded`: the worker refused for lack of room, which is not a failure of the worker */
+  end: (peerId: string, outcome: { ok: boolean, latencyMs?: number, overloaded?: boolean }) => void
 }
 
 export interface WorkerViewInit {
@@ -70,6 +78,10 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
   const workers = new Map<string, WorkerEntry>()
   const expiryMs = init.expiryMs ?? NODE_DEFAULTS.workerExpiryMs
   const now = init.now ?? Date.now
+
+  function isFull (w: WorkerEntry): boolean {
+    return w.advert.full === true || (w.overloadedAt > 0 && now() - w.overloadedAt < NODE_DEFAULTS.overloadBackoffMs)
+  }
 
   function live (): WorkerEntry[] {
     const t = now()
@@ -116,7 +128,9 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
           inflight: known?.inflight ?? 0,
           latencyMs: known?.latencyMs,
           failures: known?.failures ?? 0,
-          lastFailureAt: known?.lastFailureAt ?? 0
+          lastFailureAt: known?.lastFailureAt ?? 0,
+          // an advert made after the refusal that says there is room lifts the back-off
+          overloadedAt: known === undefined || (advert.full !== true && advert.ts > known.overloadedAt) ? 0 : known.overloadedAt
         })
         init.onAccepted?.(advert, known?.advert)
       }
@@ -125,12 +139,13 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
     list: live,
     get: id => workers.get(id),
     size: () => live().length,
+    isFull,
     pick (bundleCid, exclude) {
       const t = now()
       let best: WorkerEntry | undefined
       let bestScore = Infinity
       for (const w of live()) {
-        if (exclude.has(w.peerId)) continue
+        if (exclude.has(w.peerId) || isFull(w)) continue
         const load = Math.max(w.advert.load, w.inflight) / Math.max(1, w.advert.capacity)
         // recent failures weigh for 30 s, so one bad worker does not keep taking first attempts
         const failing = t - w.lastFailureAt < 30_000 ? w.failures : 0
@@ -151,7 +166,9 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
       const w = workers.get(peerId)
       if (w === undefined) return
       w.inflight = Math.max(0, w.inflight - 1)
-      if (outcome.ok) {
+      if (outcome.overloaded === true) {
+        w.overloadedAt = now()
+      } else if (outcome.ok) {
         w.failures = 0
         if (outcome.latencyMs !== undefined) {
           w.latencyMs = w.latencyMs === undefined

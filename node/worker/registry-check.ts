@@ -40,6 +40,11 @@ import { STORAGE_LIMITS } from '../storage/index.ts'
 export interface RegistryCheckInit {
   /** re-read a project after this long even when jobs match; @default NODE_DEFAULTS.registryCheckTtlMs */
   ttlMs?: number
+  /**
+   * a job that matches an entry older than this (and younger than `ttlMs`) starts a re-read in the
+   * background instead of waiting for one later; @default ttlMs / 2
+   */
+  refreshMs?: number
   /** how long the previous active version stays acceptable after a change; @default NODE_DEFAULTS.registryCheckGraceMs */
   graceMs?: number
   /**
@@ -109,6 +114,7 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
     const client = components.chain.publicClient
     const registryAddress = components.chain.contracts.addresses.FunctionRegistry
     const ttlMs = init.ttlMs ?? NODE_DEFAULTS.registryCheckTtlMs
+    const refreshMs = init.refreshMs ?? ttlMs / 2
     const graceMs = init.graceMs ?? NODE_DEFAULTS.registryCheckGraceMs
     const maxProjects = init.maxProjects ?? NODE_DEFAULTS.registryCheckMaxProjects
     const maxManifests = init.maxManifests ?? NODE_DEFAULTS.registryCheckMaxManifests
@@ -133,15 +139,18 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       return map
     }
 
-    /** Reads the project at the latest block, unless the cached read is of that block and fresh. */
-    async function read (id: Hex, label: string, options: CheckOptions): Promise<ProjectEntry> {
+    /**
+     * Reads the project at the latest block, unless the cached read is of that block and fresh
+     * (`force`: read anyway, for the background refresh that keeps the cache fresh).
+     */
+    async function read (id: Hex, label: string, options: CheckOptions, force = false): Promise<ProjectEntry> {
       const pending = reading.get(id)
       if (pending !== undefined) return await pending
       const job = (async () => {
         // viem caches the block number for one polling interval: a flood of jobs costs no extra RPC
         const block = await client.getBlockNumber(init.blockNumberCacheMs === undefined ? undefined : { cacheTime: init.blockNumberCacheMs })
         const cached = projects.get(id)
-        if (cached !== undefined && cached.block >= block && Date.now() - cached.readAt < ttlMs) return cached
+        if (!force && cached !== undefined && cached.block >= block && Date.now() - cached.readAt < ttlMs) return cached
         const head = await readActiveVersion(client, registryAddress, id, { blockNumber: block })
         const bundles = head === undefined ? new Map<string, string>() : await functionsOf(head.manifestCid, options)
         const now = Date.now()
@@ -178,7 +187,14 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
         const cached = projects.get(id)
         if (cached !== undefined && Date.now() - cached.readAt < ttlMs) {
           const verdict = judge(cached, fn)
-          if (verdict.ok) return verdict
+          if (verdict.ok) {
+            // past half its TTL the entry is re-read in the background: under steady traffic no job
+            // waits on the chain, and the TTL still bounds how long a rolled-back bundle runs
+            if (Date.now() - cached.readAt >= refreshMs && !reading.has(id)) {
+              void read(id, label, { from: options.from }, true).catch((err: any) => log.debug({ project: label, err: err?.message }, 'background registry refresh failed'))
+            }
+            return verdict
+          }
         }
         // a miss is never final from the cache: the chain may have moved on since
         return judge(await read(id, label, options), fn)

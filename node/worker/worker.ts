@@ -20,6 +20,7 @@ import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
 import { NodeError } from '../errors.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
+import { admission } from './admission.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -98,12 +99,34 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
 
-  let running = 0
-  const waiting: Array<{ resolve: (admitted: boolean) => void, timer: NodeJS.Timeout }> = []
   let seq = 0
   let stopping = false
   let advertTimer: NodeJS.Timeout | undefined
   const inflight = new Set<Promise<void>>()
+  const slots = admitQueue()
+
+  /**
+   * The admission queue (node/worker/admission.ts): bounded by length and by time. When it fills or
+   * drains the worker re-adverts at once (throttled), so gateways stop or resume sending.
+   */
+  function admitQueue (): ReturnType<typeof admission> {
+    let lastFullAdvert = 0
+    let pending: NodeJS.Timeout | undefined
+    return admission({
+      capacity,
+      onFullChange () {
+        runningGauge.set(slots.running)
+        if (pending !== undefined || advertTimer === undefined) return
+        const wait = Math.max(0, lastFullAdvert + NODE_DEFAULTS.fullAdvertMinIntervalMs - Date.now())
+        pending = setTimeout(() => {
+          pending = undefined
+          lastFullAdvert = Date.now()
+          void publishAdvert()
+        }, wait)
+        pending.unref()
+      }
+    })
+  }
 
   async function publishAdvert (): Promise<void> {
     // an advert that cannot be built or sent is logged and skipped: the timer must never throw
@@ -115,7 +138,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         address: signer.address,
         addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, LIMITS.maxAdvertAddrs),
         capacity,
-        load: running,
+        load: Math.min(slots.running, LIMITS.maxWorkerCapacity),
+        ...(slots.full ? { full: true } : {}),
         warm: executor.warm().filter(isRawCid).slice(0, LIMITS.maxWarmFunctions),
         ts: Date.now(),
         seq: ++seq
@@ -178,19 +202,11 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     const ticketProblem = verifyTicket(job)
     if (ticketProblem !== undefined) return fail(job, 'TICKET_INVALID', ticketProblem)
     if (stopping) return fail(job, 'SHUTTING_DOWN', 'the worker is shutting down')
-    if (running >= capacity) {
-      // a short FIFO queue absorbs bursts; past it the gateway should try another worker
-      if (waiting.length >= capacity * NODE_DEFAULTS.workerQueueFactor) return fail(job, 'OVERLOADED', 'the worker has no free capacity', { capacity, running, queued: waiting.length })
-      const admitted = await new Promise<boolean>(resolve => {
-        const entry = { resolve, timer: setTimeout(() => { waiting.splice(waiting.indexOf(entry), 1); resolve(false) }, Math.max(0, job.deadline - Date.now())) }
-        waiting.push(entry)
-      })
-      if (!admitted) return fail(job, 'DEADLINE_EXCEEDED', 'the job deadline passed while it waited for a free slot')
-      // the finishing job handed its slot over: `running` already counts this one
-    } else {
-      running++
-      runningGauge.set(running)
-    }
+    const admitted = await slots.acquire(job.deadline)
+    if (!admitted.ok) return fail(job, 'OVERLOADED', `the worker has no free capacity: ${admitted.reason}`, admitted.details)
+    runningGauge.set(slots.running)
+    const admittedAt = performance.now()
+    let served = false
     try {
       const refused = await components.checkBundle?.(job.fn, connection.remotePeer, signal)
       if (refused !== undefined) return fail(job, refused.code, refused.message, refused.details)
@@ -236,16 +252,12 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       }
       if (result.response !== undefined) out.response = result.response
       else out.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
+      served = true
       return out
     } finally {
-      const next = waiting.shift()
-      if (next !== undefined) {
-        clearTimeout(next.timer)
-        next.resolve(true)
-      } else {
-        running--
-        runningGauge.set(running)
-      }
+      // only executed jobs teach the expected wait (a refused bundle took no slot time worth counting)
+      slots.release(served ? performance.now() - admittedAt : undefined)
+      runningGauge.set(slots.running)
     }
   }
 
@@ -296,8 +308,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   async function executeLocal (job: LocalJob, options: { from?: PeerId, signal?: AbortSignal }): Promise<LocalJobResult> {
     if (stopping) throw new NodeError('SHUTTING_DOWN', 'the worker is shutting down')
     const signal = AbortSignal.any([options.signal ?? new AbortController().signal, AbortSignal.timeout(Math.max(0, job.deadline - Date.now()) + 1_000)])
-    running++
-    runningGauge.set(running)
+    slots.enter()
+    runningGauge.set(slots.running)
     try {
       const refused = await components.checkBundle?.(job.fn, options.from, signal)
       if (refused !== undefined) throw new NodeError(refused.code, refused.message, { details: refused.details })
@@ -312,8 +324,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const error = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }
       return { error, outputHash: outputHash({ error }) }
     } finally {
-      running--
-      runningGauge.set(running)
+      slots.release()
+      runningGauge.set(slots.running)
     }
   }
 
@@ -322,7 +334,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     get peerId () { return libp2p.peerId },
     address: signer.address,
     libp2p,
-    get running () { return running },
+    get running () { return slots.running },
     addrs: () => dialableAddrs(libp2p),
     async start () {
       await executor.start()

@@ -1,8 +1,9 @@
 /**
  * The chain fallback with real processes: a local Hardhat chain (`hardhat node`), a bootstrap
- * node, two staked workers and a gateway whose job streams to every worker are cut
- * (`--unsafe-test-partition`) while gossip, IPFS and the chain stay reachable. Requests are then
- * answered by ExecutionCoordinator: request → commit → reveal → finalized → output from IPFS.
+ * node, two staked workers and a gateway process on the same chain. A second gateway, the same
+ * `peerhost gateway` composed in this process (runGateway), is given a job dialer that fails: its
+ * job streams to every worker are cut while gossip, IPFS and the chain stay reachable. Its requests
+ * are then answered by ExecutionCoordinator: request → commit → reveal → finalized → output from IPFS.
  */
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
@@ -11,39 +12,49 @@ import type { Address, Hex } from 'viem'
 import { executionCoordinatorAbi } from '#contracts'
 import { functionId } from '#protocol'
 import { loadEvmAccount } from '#node'
-import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
-import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
+import { runGateway, type RunningGateway } from '../../bin/commands/gateway.ts'
+import { startTestNetwork, waitFor, type TestNetwork } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from '../chain/helpers.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
-  this.timeout(120_000)
+  this.timeout(240_000)
   let chain: TestChain
   let net: TestNetwork
   let hello: string
-  let meshGateway: NodeProcess | undefined
+  let cut: RunningGateway | undefined
 
   before(async () => {
+    const t0 = Date.now()
     chain = await startTestChain()
+    process.stderr.write(`fallback.spec: chain up after ${Date.now() - t0} ms\n`)
     await chain.registerProject('hello', ['hello'])
     net = await startTestNetwork({
       workers: 2,
       projects: [join(root, 'examples/hello')],
       owner: chain.deployer,
-      gatewayArgs: ['--contracts', chain.contractsFile, '--unsafe-test-partition', '--fallback-deadline', '30'],
+      gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '30'],
       async workerArgsFor (_i, dataDir) {
         await chain.fund(loadEvmAccount(dataDir).address)
         // the gateway serves examples/hello from its folder (registered with a dummy manifest): no registry check
         return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
       }
     })
-    hello = net.functions.find(u => u.endsWith('/hello/hello'))!
+    process.stderr.write(`fallback.spec: network up after ${Date.now() - t0} ms\n`)
     await chain.fund((await net.gateway.ready).address as Address)
-    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 15_000)
+    // the partition: every job stream this gateway opens fails as an unreachable worker's would
+    cut = await runGateway({
+      bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
+      project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackDeadline: 30, fallbackPay: 'auto', logLevel: 'error'
+    }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
+    process.stderr.write(`fallback.spec: cut gateway up after ${Date.now() - t0} ms\n`)
+    await chain.fund(cut.address)
+    hello = cut.urls.find(u => u.endsWith('/hello/hello'))!
+    await waitFor('both staked workers in the view', () => cut!.gateway.view.size() === 2 ? true : undefined, 60_000)
   })
   after(async () => {
-    await meshGateway?.stop(5_000)
+    await cut?.stop()
     await net?.stop()
     await chain?.stop()
     if (chain !== undefined) rmSync(chain.dir, { recursive: true, force: true })
@@ -73,7 +84,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
   })
 
   it('says so when the function is not registered on chain, so the fallback cannot run it', async () => {
-    const echo = net.functions.find(u => u.endsWith('/hello/echo'))!
+    const echo = cut!.urls.find(u => u.endsWith('/hello/echo'))!
     const res = await fetch(echo, { method: 'POST', body: 'x' })
     assert.equal(res.status, 502)
     assert.equal(res.headers.get('x-peerhost-path'), 'chain')
@@ -83,12 +94,9 @@ describe('chain fallback: a gateway cut off from the workers answers through the
   })
 
   it('uses the chain when the client sends x-peerhost-mode: onchain, and the mesh otherwise', async () => {
-    // a second gateway with the same chain and no partition
-    meshGateway = spawnPeerhost('gateway-mesh', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-mesh'),
-      '--project', join(root, 'examples/hello'), '--owner', chain.deployer, '--contracts', chain.contractsFile, '--log-level', 'info'], join(net.dir, 'logs'))
-    const ready = await meshGateway.ready
-    await chain.fund(ready.address as Address)
-    const url = ready.functions.find((u: string) => u.endsWith('/hello/hello')) as string
+    // the gateway process: same chain, no partition
+    const ready = await net.gateway.ready
+    const url = net.functions.find(u => u.endsWith('/hello/hello'))!
     await waitFor('workers in the second gateway view', async () => {
       const st = await (await fetch(`${ready.url}/_peerhost/status`)).json() as any
       return st.workers.length === 2 ? true : undefined

@@ -59,7 +59,7 @@ describe('gateway (in-process mesh)', function () {
     await waitFor('the worker in the view', () => gateway.view.size() === 1, 10_000)
     assert.equal((await fetch(`${gateway.url}/_peerhost/ready`)).status, 200)
     const ok = await fetch(`${base}?ms=5`)
-    assert.equal(ok.status, 200)
+    assert.equal(ok.status, 200, await ok.clone().text())
     assert.deepEqual(await ok.json(), { slept: 5 })
     // the fixture's timeoutMs is 8000
     const slow = await fetch(`${base}?ms=20000`)

@@ -44,6 +44,32 @@ describe('gateway worker view', () => {
     assert.equal(view.size(), 0)
   })
 
+  it('signs the full flag: a worker that says it is full is not picked, and a relay cannot add or flip the flag', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const view = workerView()
+    const cid = rawCid(new TextEncoder().encode('b'))
+    assert.equal(await view.validate(await signed(key, { seq: 1 })), 'OK')
+    assert.equal(view.pick(cid, new Set())?.peerId, peerIdFromPrivateKey(key).toString())
+    assert.equal(await view.validate(await signed(key, { seq: 2, full: true })), 'OK')
+    assert.equal(view.pick(cid, new Set()), undefined, 'a full worker gets no job')
+    assert.equal(view.isFull(view.list()[0]), true)
+    // a relay that adds `full` to a genuine advert (to starve the worker), or removes it, breaks the signature
+    const peerId = peerIdFromPrivateKey(key)
+    const unsigned: Omit<WorkerAdvert, 'sig'> = {
+      v: PROTOCOL_VERSION, type: 'advert', peerId: peerId.toString(), address: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8',
+      addrs: ['/ip4/127.0.0.1/tcp/4100'], capacity: 8, load: 0, warm: [], ts: Date.now(), seq: 3
+    }
+    const sig = await key.sign(advertSigningBytes(unsigned))
+    const tampered = encodeMessage({ ...unsigned, full: true, sig })
+    assert.equal(await view.validate({ type: 'signed', from: peerId, key: key.publicKey, topic: workersTopic(), data: tampered, sequenceNumber: 1n, signature: new Uint8Array(64) }), 'BAD_SIGNATURE')
+    const sigFull = await key.sign(advertSigningBytes({ ...unsigned, full: true }))
+    const stripped = encodeMessage({ ...unsigned, sig: sigFull })
+    assert.equal(await view.validate({ type: 'signed', from: peerId, key: key.publicKey, topic: workersTopic(), data: stripped, sequenceNumber: 1n, signature: new Uint8Array(64) }), 'BAD_SIGNATURE')
+    // its own later advert with room makes it pickable again
+    assert.equal(await view.validate(await signed(key, { seq: 4 })), 'OK')
+    assert.equal(view.pick(cid, new Set())?.peerId, peerId.toString())
+  })
+
   it('ignores stale and replayed adverts and rejects ones from the future', async () => {
     const key = await generateKeyPair('Ed25519')
     const view = workerView()

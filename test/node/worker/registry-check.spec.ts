@@ -21,6 +21,7 @@ import {
 } from '../../../node/index.ts'
 import { chainOf } from '../../../node/chain/client.ts'
 import { startTestChain, type TestChain } from '../../chain/helpers.ts'
+import { waitFor } from '../../helpers/network.ts'
 
 const GRACE_MS = 1_500
 const OPTIONS = { isolation: 'function', memoryMb: 128, network: [], timeoutMs: 5_000 } as const
@@ -141,7 +142,8 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   it('re-reads a project after its TTL, and not at all for a flood of misses while no block is mined', async () => {
     let reads = 0
     const counting = { ...client, publicClient: new Proxy(client.publicClient, { get (target, p) { if (p === 'readContract') reads++; return (target as any)[p] } }) }
-    const short = registryCheck({ graceMs: GRACE_MS, ttlMs: 300, blockNumberCacheMs: 0 })({ chain: counting, storage, logger: silentLogger() })
+    // refreshMs = ttlMs: no background re-read, so every read here is one a job waited for
+    const short = registryCheck({ graceMs: GRACE_MS, ttlMs: 300, refreshMs: 300, blockNumberCacheMs: 0 })({ chain: counting, storage, logger: silentLogger() })
     assert.equal((await short.check(ref('greet', v1))).ok, true)
     const first = reads
     assert.ok(first >= 2, 'activeVersion and getVersion read')
@@ -154,6 +156,28 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     const verdicts = await Promise.all(Array.from({ length: 50 }, async () => await short.check(ref('greet', randomBundle()))))
     assert.ok(verdicts.every(v => !v.ok))
     assert.equal(reads, first * 2, `${reads - first * 2} contract reads for 50 refused jobs`)
+  })
+
+  it('never makes a matching job wait on the chain: past refreshMs the project is re-read in the background', async () => {
+    let reads = 0
+    let open: () => void = () => {}
+    let gate = Promise.resolve()
+    // every contract read waits for the gate: a check that returns while it is shut did not wait on the chain
+    const gated = { ...client, publicClient: new Proxy(client.publicClient, { get (target, p) {
+      const v = (target as any)[p]
+      if (p !== 'readContract') return v
+      return async (...args: unknown[]) => { reads++; await gate; return await v.apply(target, args) }
+    } }) }
+    const fresh = registryCheck({ graceMs: GRACE_MS, ttlMs: 60_000, refreshMs: 0, blockNumberCacheMs: 0 })({ chain: gated, storage, logger: silentLogger() })
+    assert.equal((await fresh.check(ref('greet', v1))).ok, true)
+    const first = reads
+    gate = new Promise(resolve => { open = resolve })
+    // the chain is now "slow": the cached verdict answers, and a re-read starts behind it
+    assert.equal((await fresh.check(ref('greet', v1))).ok, true)
+    await waitFor('a background re-read', () => reads > first ? true : undefined, 10_000, 10)
+    open()
+    // a bundle that is not active is still never accepted from the cache
+    assert.equal((await fresh.check(ref('greet', randomBundle()))).ok, false)
   })
 
   it('keeps at most maxProjects projects: an evicted one is read from the chain again', async () => {

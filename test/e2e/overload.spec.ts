@@ -1,0 +1,118 @@
+/**
+ * Overload and function limits with real processes: a local Hardhat chain, a bootstrap node, two
+ * staked gVisor workers with room for one job each (`--capacity 1`), and a gateway with the chain
+ * fallback. The project is registered on chain, so a fallback request would be accepted: the tests
+ * check that none is made.
+ *
+ * - a saturated mesh answers 503 OVERLOADED with Retry-After, while the long jobs still run, and
+ *   never asks the chain (issue 10);
+ * - a function that exceeds its memory limit is tried once, on one worker, and never sent to the
+ *   chain (issue 14 item 3).
+ */
+import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Address } from 'viem'
+import { executionCoordinatorAbi } from '#contracts'
+import { loadEvmAccount } from '#node'
+import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
+import { startTestChain, type TestChain } from '../chain/helpers.ts'
+
+function loadProject (): string {
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-load-'))
+  mkdirSync(join(dir, 'functions'))
+  writeFileSync(join(dir, 'functions', 'slow.js'), `export default { async fetch (request) {
+  const ms = Number(new URL(request.url).searchParams.get('ms') ?? '1500')
+  await new Promise(resolve => setTimeout(resolve, ms))
+  return Response.json({ slept: ms })
+} }`)
+  // grows until the sandbox's memory limit stops it
+  writeFileSync(join(dir, 'functions', 'memorybomb.js'), 'export default { async fetch () { const a = []; for (;;) { a.push(new Array(1e6).fill(Math.random())) } } }')
+  writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({ name: 'load', functions: { slow: { timeoutMs: 8_000 }, memorybomb: { timeoutMs: 8_000, memoryMb: 64 } } }))
+  return dir
+}
+
+describe('overload and limit errors never reach the chain (real chain, gVisor workers)', function () {
+  // generous: a chain, three nodes and gVisor sandboxes on a shared 2-core machine
+  this.timeout(420_000)
+  let chain: TestChain
+  let net: TestNetwork
+  let project: string
+  const url = (fn: string): string => net.functions.find(u => u.endsWith(`/load/${fn}`))!
+  const requestCount = async (): Promise<bigint> => await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+
+  before(async () => {
+    project = loadProject()
+    const t0 = Date.now()
+    const step = (what: string): void => { process.stderr.write(`overload.spec: ${what} after ${Date.now() - t0} ms\n`) }
+    chain = await startTestChain()
+    step('chain up')
+    await chain.registerProject('load', ['slow', 'memorybomb'])
+    net = await startTestNetwork({
+      workers: 2,
+      workerArgs: ['--capacity', '1'],
+      projects: [project],
+      owner: chain.deployer,
+      gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '30'],
+      async workerArgsFor (_i, dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        // the gateway serves the project from its folder (registered with a dummy manifest): no registry check
+        return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
+      }
+    })
+    step('network up')
+    await chain.fund((await net.gateway.ready).address as Address)
+    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 120_000)
+    step('workers in view')
+    // a first request per worker starts its sandbox pool
+    for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url('slow')}?ms=1`)).status, 200)
+  })
+  after(async () => {
+    await net?.stop()
+    await chain?.stop()
+    if (chain !== undefined) rmSync(chain.dir, { recursive: true, force: true })
+    if (project !== undefined) rmSync(project, { recursive: true, force: true })
+  })
+
+  it('answers 503 OVERLOADED with Retry-After while every worker is busy, and never asks the chain', async () => {
+    const before = await requestCount()
+    // one long job per worker fills the mesh
+    let longDone = 0
+    const long = [0, 1].map(async () => {
+      const r = await fetch(`${url('slow')}?ms=6000`)
+      longDone++
+      return r
+    })
+    await waitFor('both workers busy', async () => (await status(net)).workers.every((w: any) => w.inflight >= 1) ? true : undefined, 10_000, 20)
+    const burst = await Promise.all(Array.from({ length: 8 }, async () => {
+      const r = await fetch(`${url('slow')}?ms=1`)
+      return { status: r.status, retryAfter: r.headers.get('retry-after'), path: r.headers.get('x-peerhost-path'), attempts: Number(r.headers.get('x-peerhost-attempts')), body: await r.json() as any, longDoneThen: longDone }
+    }))
+    for (const r of burst) {
+      assert.equal(r.status, 503, JSON.stringify(r.body))
+      assert.equal(r.body.error.code, 'OVERLOADED')
+      assert.match(r.retryAfter ?? '', /^[1-9][0-9]*$/)
+      assert.equal(r.path, 'mesh')
+      assert.ok(r.attempts <= 2, `at most one try per worker, got ${r.attempts}`)
+      // refused while the long jobs still ran, not after waiting them out
+      assert.equal(r.longDoneThen, 0)
+    }
+    for (const r of await Promise.all(long)) assert.equal(r.status, 200)
+    assert.equal(await requestCount(), before, 'overload sent no request to ExecutionCoordinator')
+    // and the mesh serves again once the workers have room
+    const after = await fetch(`${url('slow')}?ms=1`)
+    assert.equal(after.status, 200)
+  })
+
+  it('tries a function over its memory limit once, answers LIMIT_MEMORY with details, and never asks the chain', async () => {
+    const before = await requestCount()
+    const r = await fetch(url('memorybomb'))
+    const body = await r.json() as any
+    assert.equal(r.status, 507, JSON.stringify(body))
+    assert.equal(body.error.code, 'LIMIT_MEMORY')
+    assert.equal(r.headers.get('x-peerhost-attempts'), '1', 'a limit error is the function\'s: not retried on another worker')
+    assert.equal(r.headers.get('x-peerhost-path'), 'mesh')
+    assert.equal(await requestCount(), before, 'a limit error sent no request to ExecutionCoordinator')
+  })
+})
