@@ -129,6 +129,7 @@ function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: Job
     ...r,
     fee: r.fee.toString(),
     epoch: r.epoch.toString(),
+    deadline: r.deadline.toString(),
     signature: result.receiptSig
   }
   return Buffer.from(JSON.stringify(receipt)).toString('base64url')
