@@ -132,7 +132,7 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
     } finally {
       await stopGroup(dev.proc)
     }
-    assert.match(dev.stderr() + readdirSync(join(project, '.peerhost', 'dev')).join(' '), /runsc|rootfs/, 'peerhost dev ran gVisor (its runsc state is in .peerhost/dev)')
+    assert.deepEqual(readdirSync(join(project, '.peerhost', 'dev', 'sandbox')).sort(), ['bundles', 'rootfs', 'runsc'], 'peerhost dev ran gVisor (its runsc state is in .peerhost/dev/sandbox)')
 
     // deploy to a devnet started from this repository
     const devnet = spawnPeerhost('devnet', ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', '1', '--unsafe-dev-executor', '--data-dir', join(dir, 'net')], join(dir, 'logs'))
