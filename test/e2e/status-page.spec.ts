@@ -22,14 +22,14 @@ async function open (browser: Browser, url: string): Promise<{ page: Page, probl
   page.on('requestfailed', r => { if (!r.url().endsWith('/_peerhost/events')) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`) })
   page.on('response', r => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`) })
   await page.goto(url)
-  await page.waitForFunction(() => (globalThis as any).document.getElementById('live')?.textContent === 'live', undefined, { timeout: 20_000 })
+  await page.waitForFunction(() => (globalThis as any).document.getElementById('live')?.textContent === 'live', undefined, { timeout: 60_000 })
   return { page, problems }
 }
 
 const sum = (xs: Array<number | null>): number => xs.reduce<number>((a, x) => a + (x ?? 0), 0)
 
 describe('e2e: the status page in Chromium', function () {
-  this.timeout(240_000)
+  this.timeout(600_000)
   const root = join(import.meta.dirname, '..', '..')
   let net: TestNetwork | undefined
   let browser: Browser | undefined
@@ -49,7 +49,7 @@ describe('e2e: the status page in Chromium', function () {
     const gatewayStatus = await waitFor('the gateway to see both workers', async () => {
       const s = await (await fetch(`${net!.gatewayUrl}/_peerhost/status`)).json() as any
       return s.workers.length === 2 ? s : undefined
-    }, 30_000)
+    }, 120_000)
 
     const res = await fetch(`${net.gatewayUrl}/_peerhost/`)
     assert.equal(res.status, 200)
@@ -60,7 +60,7 @@ describe('e2e: the status page in Chromium', function () {
     assert.equal(await page.evaluate(() => typeof (globalThis as any).uPlot), 'function', 'uPlot is served by the node')
 
     // the worker list shows the network's workers
-    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#workers tbody tr').length === 2, undefined, { timeout: 15_000 })
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#workers tbody tr').length === 2, undefined, { timeout: 60_000 })
     const peers = await page.$$eval('#workers tbody tr', rows => rows.map(r => (r as any).dataset.peer))
     assert.deepEqual(peers.sort(), gatewayStatus.workers.map((w: any) => w.peerId).sort())
     assert.deepEqual([...new Set(net.workerInfo.map(w => w.peerId))].sort(), peers.sort())
@@ -76,7 +76,7 @@ describe('e2e: the status page in Chromium', function () {
       const r = await fetch(`${hello}?name=warmup`)
       await r.arrayBuffer()
       return r.status === 200
-    }, 60_000, 500)
+    }, 120_000, 500)
     const before = sum((await page.evaluate(() => (globalThis as any).peerhostStatus.rps()))[1])
     const n = 12
     for (let i = 0; i < n; i++) {
@@ -86,7 +86,7 @@ describe('e2e: the status page in Chromium', function () {
     const after = await waitFor('the requests to reach the chart', async () => {
       const rps = sum((await page.evaluate(() => (globalThis as any).peerhostStatus.rps()))[1])
       return rps >= before + n ? rps : undefined
-    }, 20_000)
+    }, 60_000)
     // requests are counted once: at most the warm-up ones still in flight join the n
     assert.ok(after <= before + n + warmup, `chart sum ${after}, expected ${before + n} (+ up to ${warmup} warm-up)`)
     const latency = await page.evaluate(() => (globalThis as any).peerhostStatus.latency())
@@ -94,7 +94,7 @@ describe('e2e: the status page in Chromium', function () {
     assert.ok(latency[3].some((v: number | null) => v !== null && v > 0), 'p99 has values')
 
     // recent jobs carry the workers' receipts
-    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#jobs tbody details').length > 0, undefined, { timeout: 10_000 })
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#jobs tbody details').length > 0, undefined, { timeout: 60_000 })
     const receipt = await page.$eval('#jobs tbody details pre', e => JSON.parse(e.textContent ?? '{}'))
     assert.match(receipt.signature, /^0x[0-9a-f]{130}$/)
     assert.ok(gatewayStatus.workers.some((w: any) => w.address.toLowerCase() === receipt.worker.toLowerCase()), 'signed by one of the workers')
@@ -107,7 +107,7 @@ describe('e2e: the status page in Chromium', function () {
     const admin = net!.workerInfo[0].admin as string
     assert.equal(typeof admin, 'string')
     const { page, problems } = await open(browser!, `${admin}/_peerhost/`)
-    await page.waitForFunction(() => (globalThis as any).document.getElementById('role')?.textContent === 'worker', undefined, { timeout: 10_000 })
+    await page.waitForFunction(() => (globalThis as any).document.getElementById('role')?.textContent === 'worker', undefined, { timeout: 60_000 })
     const text = await page.$eval('#node', e => e.textContent ?? '')
     assert.ok(text.includes(net!.workerInfo[0].peerId), `node section: ${text}`)
     assert.deepEqual(problems, [])
@@ -129,7 +129,7 @@ describe('e2e: the status page in Chromium', function () {
     await server.start()
     try {
       const { page } = await open(browser!, `${server.url}/_peerhost/`)
-      await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#workers tbody tr').length === 1, undefined, { timeout: 10_000 })
+      await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#workers tbody tr').length === 1, undefined, { timeout: 60_000 })
       await new Promise(resolve => setTimeout(resolve, 500))
       assert.equal(await page.evaluate(() => (globalThis as any).__pwned), undefined, 'no injected handler or script ran')
       assert.equal(await page.$$eval('main img, main script, #node img', els => els.length), 0, 'no element was created from the data')
