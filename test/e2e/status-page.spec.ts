@@ -16,6 +16,7 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-fir
 /** Opens `url`, recording console errors, page errors and failed requests. */
 async function open (browser: Browser, url: string): Promise<{ page: Page, problems: string[] }> {
   const page = await browser.newPage()
+  page.setDefaultTimeout(60_000)
   const problems: string[] = []
   page.on('console', m => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`) })
   page.on('pageerror', e => { problems.push(`page error: ${e.message}`) })
