@@ -56,7 +56,7 @@ async function stopGroup (proc: ChildProcess): Promise<void> {
 }
 
 describe('e2e: the packed CLI in a builder\'s own folder', function () {
-  this.timeout(1_200_000)
+  this.timeout(1_800_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-pack-'))
   after(() => { if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true }) })
 
