@@ -9,6 +9,7 @@ import { chainCommand } from './commands/chain.ts'
 import { devCommand } from './commands/dev.ts'
 import { devnetCommand } from './commands/devnet.ts'
 import { gatewayCommand } from './commands/gateway.ts'
+import { initCommand } from './commands/init.ts'
 import { workerCommand } from './commands/worker.ts'
 import { deployCommand } from './commands/deploy.ts'
 import { rollbackCommand } from './commands/rollback.ts'
@@ -31,7 +32,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), escrowCommand(), walletCommand()]) {
+for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), escrowCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

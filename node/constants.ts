@@ -92,6 +92,14 @@ export const NODE_DEFAULTS = {
   jobStreamPoolSize: 16,
   /** Jobs kept in the gateway's recent-jobs list on /_peerhost/status. */
   recentJobs: 50,
+  /** Seconds of requests-per-second and latency history the status page (/_peerhost/) charts: five minutes is what an operator watching a deploy looks back over. */
+  statusSeriesSeconds: 300,
+  /** How often the status page's event stream pushes a point: once a second matches the chart's resolution. */
+  statusTickMs: 1000,
+  /** Request samples the status page keeps at most (about 3 MB at 16 B each): bounds memory under a flood. */
+  statusMaxSamples: 200_000,
+  /** Open status page event streams per node: each costs a timer tick of JSON; more are refused with 503. */
+  statusMaxStreams: 32,
   /** Latency samples a gateway keeps per worker for its moving average. */
   latencyAlpha: 0.2,
   /** Gateway HTTP request timeout when a client sends its body too slowly (slowloris, GW-03). */

@@ -17,6 +17,7 @@ import { dispatcher, type JobDialer, type RetryBudget } from './dispatch.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
 import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
+import { statusPage } from '../status/index.ts'
 import { logBook, logRoutes } from './logs.ts'
 import type { ProjectOwners } from './owners.ts'
 
@@ -105,8 +106,14 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
 
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()
+  const page = statusPage({ role: 'gateway' }, { status: () => statusJson(), logger: components.logger })
   const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs }, {
-    routes: (app) => { logRoutes(logs, signer.address, components.owners)(app); components.routes?.(app) },
+    routes: (app) => {
+      app.get('/_peerhost/*', (c, next) => page.owns(c.req.path) ? page.handle(c.req.raw) : next())
+      app.get('/_peerhost', c => page.handle(c.req.raw))
+      logRoutes(logs, signer.address, components.owners)(app)
+      components.routes?.(app)
+    },
     logs,
     fallback: components.fallback,
     secrets: components.secrets,
@@ -118,8 +125,13 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     recordJob (job) {
       recent.unshift(job)
       if (recent.length > NODE_DEFAULTS.recentJobs) recent.pop()
+      page.observe(job.ms)
     },
-    status: () => ({
+    status: () => statusJson()
+  })
+
+  function statusJson (): Record<string, unknown> {
+    return {
       role: 'gateway',
       peerId: libp2p.peerId.toString(),
       address: signer.address,
@@ -138,8 +150,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
       })),
       functions: functions.list().map(f => ({ path: `/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`, bundleCid: f.ref.bundleCid, options: f.options })),
       recentJobs: recent
-    })
-  })
+    }
+  }
 
   async function serveBundle (stream: Stream, connection: Connection): Promise<void> {
     const f = frames(stream, 4096)
@@ -198,6 +210,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
       log.info({ peerId: libp2p.peerId.toString(), url: http.url, address: signer.address }, 'gateway started')
     },
     async stop () {
+      // open event streams would keep the HTTP server from closing
+      page.close()
       await http.stop()
       await libp2p.stop()
       log.info('gateway stopped')

@@ -97,6 +97,8 @@ export interface RecentJob {
   attempts: number
   ms: number
   at: string
+  /** the worker's signed receipt, as sent in `x-peerhost-receipt` (mesh answers only) */
+  receipt?: string
 }
 
 export interface GatewayHttp {
@@ -167,6 +169,7 @@ function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: Job
     ...r,
     fee: r.fee.toString(),
     epoch: r.epoch.toString(),
+    deadline: r.deadline.toString(),
     signature: result.receiptSig
   }
   // every uint field (fee, epoch, deadline, and any the Receipt type gains) as a decimal string
@@ -282,7 +285,8 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       worker: outcome.worker?.peerId,
       attempts: outcome.attempts.length,
       ms: Math.round(totalMs * 100) / 100,
-      at: new Date().toISOString()
+      at: new Date().toISOString(),
+      receipt: base['x-peerhost-receipt']
     }
     components.recordJob(job)
     components.logs?.record(entry.ref.wallet, project, { at: job.at, function: fn, jobId: job.jobId, status: job.status, worker: job.worker, ms: job.ms, logs: result?.logs ?? '', logsTruncated: result?.logsTruncated ?? false })
