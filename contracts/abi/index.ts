@@ -4758,6 +4758,33 @@ export const executionCoordinatorAbi = [
         "internalType": "uint256",
         "name": "requestId",
         "type": "uint256"
+      },
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotDrawn",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotInPool",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
       }
     ],
     "name": "CoordinatorNotRevealPhase",
@@ -4799,11 +4826,49 @@ export const executionCoordinatorAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "max",
+        "type": "uint256"
+      }
+    ],
+    "name": "CoordinatorPoolFull",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "requestId",
         "type": "uint256"
       }
     ],
     "name": "CoordinatorRequestFull",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint64",
+        "name": "seedBlock",
+        "type": "uint64"
+      }
+    ],
+    "name": "CoordinatorSeedNotReady",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorStillActive",
     "type": "error"
   },
   {
@@ -5036,6 +5101,38 @@ export const executionCoordinatorAbi = [
     "inputs": [
       {
         "indexed": true,
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "weight",
+        "type": "uint256"
+      }
+    ],
+    "name": "PoolJoined",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "PoolLeft",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
         "internalType": "uint256",
         "name": "requestId",
         "type": "uint256"
@@ -5097,6 +5194,31 @@ export const executionCoordinatorAbi = [
         "type": "uint256"
       },
       {
+        "indexed": false,
+        "internalType": "address[]",
+        "name": "workers",
+        "type": "address[]"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes32",
+        "name": "seed",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SlotsDrawn",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
         "indexed": true,
         "internalType": "address",
         "name": "worker",
@@ -5111,6 +5233,19 @@ export const executionCoordinatorAbi = [
     ],
     "name": "WorkerPenalized",
     "type": "event"
+  },
+  {
+    "inputs": [],
+    "name": "MAX_POOL",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
   },
   {
     "inputs": [],
@@ -5211,6 +5346,38 @@ export const executionCoordinatorAbi = [
         "type": "uint256"
       }
     ],
+    "name": "draw",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "drawnWorkers",
+    "outputs": [
+      {
+        "internalType": "address[]",
+        "name": "workers",
+        "type": "address[]"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
     "name": "getRequest",
     "outputs": [
       {
@@ -5227,6 +5394,11 @@ export const executionCoordinatorAbi = [
           },
           {
             "internalType": "uint8",
+            "name": "drawnSlots",
+            "type": "uint8"
+          },
+          {
+            "internalType": "uint8",
             "name": "commits",
             "type": "uint8"
           },
@@ -5234,6 +5406,21 @@ export const executionCoordinatorAbi = [
             "internalType": "uint8",
             "name": "reveals",
             "type": "uint8"
+          },
+          {
+            "internalType": "uint8",
+            "name": "topVotes",
+            "type": "uint8"
+          },
+          {
+            "internalType": "bool",
+            "name": "drawn",
+            "type": "bool"
+          },
+          {
+            "internalType": "bool",
+            "name": "deterministic",
+            "type": "bool"
           },
           {
             "internalType": "bool",
@@ -5249,6 +5436,11 @@ export const executionCoordinatorAbi = [
             "internalType": "bool",
             "name": "settled",
             "type": "bool"
+          },
+          {
+            "internalType": "uint64",
+            "name": "seedBlock",
+            "type": "uint64"
           },
           {
             "internalType": "uint64",
@@ -5318,6 +5510,11 @@ export const executionCoordinatorAbi = [
           },
           {
             "internalType": "bool",
+            "name": "committed",
+            "type": "bool"
+          },
+          {
+            "internalType": "bool",
             "name": "revealed",
             "type": "bool"
           },
@@ -5342,12 +5539,45 @@ export const executionCoordinatorAbi = [
   },
   {
     "inputs": [],
+    "name": "join",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [],
     "name": "keeperShareBps",
     "outputs": [
       {
         "internalType": "uint16",
         "name": "",
         "type": "uint16"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "leave",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "outcome",
+    "outputs": [
+      {
+        "internalType": "uint8",
+        "name": "",
+        "type": "uint8"
       }
     ],
     "stateMutability": "view",
@@ -5383,6 +5613,56 @@ export const executionCoordinatorAbi = [
       }
     ],
     "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "poolMember",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "weight",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint64",
+        "name": "joinedBlock",
+        "type": "uint64"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "poolSize",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "prune",
+    "outputs": [],
+    "stateMutability": "nonpayable",
     "type": "function"
   },
   {

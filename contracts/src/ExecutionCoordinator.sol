@@ -7,6 +7,12 @@ import {IFunctionRegistry} from "./interfaces/IFunctionRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
 
+/// FunctionRegistry's determinism flag (IFunctionRegistry-isDeterministic), named here so this file
+/// does not depend on the rest of that interface.
+interface IDeterminism {
+    function isDeterministic(bytes32 functionId) external view returns (bool);
+}
+
 /// @title ExecutionCoordinator
 /// @notice See {IExecutionCoordinator}.
 contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient {
@@ -24,12 +30,25 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
     uint16 public immutable keeperShareBps;
     address public immutable treasury;
 
+    /// Most workers in the draw pool: a draw reads every member once, so this bounds its gas (≈ 2.5k
+    /// per member; 128 members ≈ 0.35 M gas, paid by the first committer or whoever calls {draw}).
+    uint256 public constant MAX_POOL = 128;
+
     uint256 private _count;
     mapping(uint256 requestId => Request) private _requests;
     mapping(uint256 requestId => Slot[]) private _slots;
     mapping(uint256 requestId => mapping(address worker => uint256 slotPlusOne)) private _slotOf;
     mapping(uint256 requestId => mapping(bytes32 outputHash => uint256)) private _votes;
     mapping(address account => uint256) private _owed;
+
+    struct Member {
+        uint128 weight;
+        uint64 joinedBlock;
+        uint32 indexPlusOne;
+    }
+
+    address[] private _pool;
+    mapping(address worker => Member) private _members;
 
     /// @param penaltyBps_ share of a misbehaving worker's stake slashed per request.
     /// @param keeperShareBps_ share of each penalty paid to whoever calls {settle}; the rest to `treasury_`.
@@ -77,6 +96,9 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         r.functionId = p.functionId;
         r.projectId = projectId;
         r.inputHash = p.inputHash;
+        r.seedBlock = uint64(block.number);
+        // read now: a later change of the declaration cannot turn honest dissent into a penalty
+        r.deterministic = IDeterminism(address(registry)).isDeterministic(p.functionId);
         emit ExecutionRequested(
             requestId, p.functionId, msg.sender, p.inputHash, p.inputCid, p.redundancy, p.fee, commitDeadline, p.deadline
         );
@@ -85,15 +107,51 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IExecutionCoordinator
+    function join() external {
+        if (!staking.isActiveWorker(msg.sender)) revert CoordinatorNotStakedWorker(msg.sender);
+        Member storage m = _members[msg.sender];
+        if (m.indexPlusOne == 0) {
+            if (_pool.length >= MAX_POOL) revert CoordinatorPoolFull(MAX_POOL);
+            _pool.push(msg.sender);
+            m.indexPlusOne = uint32(_pool.length);
+        }
+        uint128 weight = staking.stakeOf(msg.sender).amount;
+        m.weight = weight;
+        m.joinedBlock = uint64(block.number);
+        emit PoolJoined(msg.sender, weight);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
+    function leave() external {
+        _remove(msg.sender);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
+    function prune(address worker) external {
+        if (staking.isActiveWorker(worker)) revert CoordinatorStillActive(worker);
+        _remove(worker);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
+    function draw(uint256 requestId) external {
+        Request storage r = _open(requestId);
+        if (!r.drawn) _draw(requestId, r);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
     function commit(uint256 requestId, bytes32 commitment) external {
         Request storage r = _open(requestId);
         if (block.timestamp >= r.commitDeadline) revert CoordinatorCommitPhaseOver(requestId);
-        if (r.commits >= r.redundancy) revert CoordinatorRequestFull(requestId);
         if (commitment == bytes32(0)) revert CoordinatorInvalidCommitment();
+        if (!r.drawn) _draw(requestId, r);
+        uint256 slotPlusOne = _slotOf[requestId][msg.sender];
+        if (slotPlusOne == 0) revert CoordinatorNotDrawn(requestId, msg.sender);
+        // drawn while active; a worker that withdrew or was slashed since cannot take part any more
         if (!staking.isActiveWorker(msg.sender)) revert CoordinatorNotStakedWorker(msg.sender);
-        if (_slotOf[requestId][msg.sender] != 0) revert CoordinatorAlreadyCommitted(requestId, msg.sender);
-        _slots[requestId].push(Slot({worker: msg.sender, revealed: false, commitment: commitment, outputHash: bytes32(0)}));
-        _slotOf[requestId][msg.sender] = _slots[requestId].length;
+        Slot storage s = _slots[requestId][slotPlusOne - 1];
+        if (s.committed) revert CoordinatorAlreadyCommitted(requestId, msg.sender);
+        s.committed = true;
+        s.commitment = commitment;
         r.commits += 1;
         emit ResultCommitted(requestId, msg.sender, commitment);
     }
@@ -104,8 +162,9 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         uint256 slotPlusOne = _slotOf[requestId][msg.sender];
         if (slotPlusOne == 0) revert CoordinatorNotCommitted(requestId, msg.sender);
         Slot storage s = _slots[requestId][slotPlusOne - 1];
+        if (!s.committed) revert CoordinatorNotCommitted(requestId, msg.sender);
         if (s.revealed) revert CoordinatorAlreadyRevealed(requestId, msg.sender);
-        if ((r.commits < r.redundancy && block.timestamp < r.commitDeadline) || block.timestamp >= r.deadline) {
+        if ((r.commits < r.drawnSlots && block.timestamp < r.commitDeadline) || block.timestamp >= r.deadline) {
             revert CoordinatorNotRevealPhase(requestId);
         }
         if (outputCid.length == 0 || outputCid.length > MAX_CID_LENGTH) revert CoordinatorInvalidOutputCid();
@@ -114,8 +173,11 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         s.outputHash = outputHash;
         r.reveals += 1;
         uint256 votes = ++_votes[requestId][outputHash];
+        if (votes > r.topVotes) r.topVotes = uint8(votes);
         emit ResultRevealed(requestId, msg.sender, outputHash, outputCid);
-        if (!r.finalized && votes > r.redundancy / 2) {
+        // a non-deterministic function has no "right" output: the first reveal (reveals open only
+        // once every drawn slot committed or the commit phase is over) is the answer
+        if (!r.finalized && (!r.deterministic || votes > r.drawnSlots / 2)) {
             r.finalized = true;
             r.outputHash = outputHash;
             emit ExecutionFinalized(requestId, outputHash, outputCid);
@@ -127,20 +189,26 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         Request storage r = _requests[requestId];
         if (r.requester == address(0)) revert CoordinatorUnknownRequest(requestId);
         if (r.settled) revert CoordinatorAlreadySettled(requestId);
-        bool allRevealed = r.commits == r.redundancy && r.reveals == r.commits;
-        if (block.timestamp < r.deadline && !allRevealed) revert CoordinatorNotSettleable(requestId, r.deadline);
+        bool atDeadline = block.timestamp >= r.deadline;
+        if (!atDeadline && !_settleableEarly(r)) revert CoordinatorNotSettleable(requestId, r.deadline);
         r.settled = true;
 
         Slot[] storage slots = _slots[requestId];
-        uint256 share = uint256(r.fee) / r.redundancy;
+        uint256 share = r.drawnSlots == 0 ? 0 : uint256(r.fee) / r.drawnSlots;
         uint256 paid;
         uint256 slashedTotal;
         for (uint256 i = 0; i < slots.length; i++) {
             Slot storage s = slots[i];
-            if (r.finalized && s.revealed && s.outputHash == r.outputHash) {
+            bool pay = r.finalized && s.revealed && (!r.deterministic || s.outputHash == r.outputHash);
+            // dissent is a fault only where one right output exists; a commitment never opened is a
+            // fault only once its owner's time (the deadline) is over. A drawn worker that never
+            // committed is not penalised: the requester controls whether the input can be had.
+            bool fault = (s.committed && !s.revealed && atDeadline) ||
+                (r.deterministic && r.finalized && s.revealed && s.outputHash != r.outputHash);
+            if (pay) {
                 paid += share;
                 _credit(s.worker, share);
-            } else if (!s.revealed || r.finalized) {
+            } else if (fault) {
                 uint256 amount = staking.slash(s.worker, penaltyBps);
                 if (amount != 0) {
                     slashedTotal += amount;
@@ -173,6 +241,39 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         return keccak256(abi.encode(requestId, worker, outputHash, salt));
     }
 
+    /// @inheritdoc IExecutionCoordinator
+    function drawnWorkers(uint256 requestId) external view returns (address[] memory workers) {
+        Request storage r = _requests[requestId];
+        if (r.requester == address(0)) revert CoordinatorUnknownRequest(requestId);
+        if (r.drawn) {
+            Slot[] storage slots = _slots[requestId];
+            workers = new address[](slots.length);
+            for (uint256 i = 0; i < slots.length; i++) workers[i] = slots[i].worker;
+            return workers;
+        }
+        if (block.number <= r.seedBlock) revert CoordinatorSeedNotReady(requestId, r.seedBlock);
+        (workers,) = _select(requestId, r);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
+    function outcome(uint256 requestId) external view returns (uint8) {
+        Request storage r = _requests[requestId];
+        if (r.requester == address(0)) revert CoordinatorUnknownRequest(requestId);
+        if (r.settled) return 3;
+        if (r.finalized) return 1;
+        if (_undecidable(r) || block.timestamp >= r.deadline) return 2;
+        return 0;
+    }
+
+    function poolSize() external view returns (uint256) {
+        return _pool.length;
+    }
+
+    function poolMember(address worker) external view returns (uint256 weight, uint64 joinedBlock) {
+        Member storage m = _members[worker];
+        return (m.weight, m.joinedBlock);
+    }
+
     function getRequest(uint256 requestId) external view returns (Request memory) {
         return _requests[requestId];
     }
@@ -193,6 +294,91 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         r = _requests[requestId];
         if (r.requester == address(0)) revert CoordinatorUnknownRequest(requestId);
         if (r.settled) revert CoordinatorAlreadySettled(requestId);
+    }
+
+    /// @dev Weighted draw without replacement, independent of pool order: each eligible member scores
+    /// `keccak256(seed, requestId, worker) / weight` and the `redundancy` lowest scores win. Eligible:
+    /// joined (or last refreshed) before the seed block, and an active worker now, weighing
+    /// min(weight at join, stake now) — so stake added, or a join made, once the seed is known buys
+    /// nothing, and a member leaving or lowering its stake can only give up its own chance (the
+    /// others' scores do not move). More stake ⇒ a lower score, but the chance is not exactly
+    /// proportional to stake (see docs/chain.md).
+    function _select(uint256 requestId, Request storage r) private view returns (address[] memory winners, bytes32 seed) {
+        seed = blockhash(r.seedBlock);
+        if (seed == bytes32(0)) return (new address[](0), seed);
+        uint256 k = r.redundancy;
+        address[] memory best = new address[](k);
+        uint256[] memory scores = new uint256[](k);
+        uint256 n;
+        uint256 len = _pool.length;
+        for (uint256 i = 0; i < len; i++) {
+            address w = _pool[i];
+            Member storage m = _members[w];
+            if (m.joinedBlock >= r.seedBlock || m.weight == 0) continue;
+            uint256 h = uint256(keccak256(abi.encode(seed, requestId, w)));
+            // cheap bound first (weight can only shrink below): skip members that cannot enter
+            if (n == k && h / m.weight >= scores[k - 1]) continue;
+            if (!staking.isActiveWorker(w)) continue;
+            uint256 weight = staking.stakeOf(w).amount;
+            if (weight > m.weight) weight = m.weight;
+            uint256 score = h / weight;
+            if (n == k && score >= scores[k - 1]) continue;
+            uint256 j = n < k ? n++ : k - 1;
+            while (j > 0 && scores[j - 1] > score) {
+                scores[j] = scores[j - 1];
+                best[j] = best[j - 1];
+                j--;
+            }
+            scores[j] = score;
+            best[j] = w;
+        }
+        winners = new address[](n);
+        for (uint256 i = 0; i < n; i++) winners[i] = best[i];
+    }
+
+    function _draw(uint256 requestId, Request storage r) private {
+        if (block.number <= r.seedBlock) revert CoordinatorSeedNotReady(requestId, r.seedBlock);
+        (address[] memory winners, bytes32 seed) = _select(requestId, r);
+        r.drawn = true;
+        r.drawnSlots = uint8(winners.length);
+        Slot[] storage slots = _slots[requestId];
+        for (uint256 i = 0; i < winners.length; i++) {
+            slots.push(Slot({worker: winners[i], committed: false, revealed: false, commitment: bytes32(0), outputHash: bytes32(0)}));
+            _slotOf[requestId][winners[i]] = i + 1;
+        }
+        emit SlotsDrawn(requestId, winners, seed);
+    }
+
+    /// @dev No result can be reached any more. Before the draw nothing is known (unless the seed is
+    /// gone for good); after it: a deterministic function needs more than half the drawn slots to
+    /// agree, a non-deterministic one any reveal; slots that can still reveal are the committed ones
+    /// not revealed yet, plus — while the commit phase runs — the ones not committed yet.
+    function _undecidable(Request storage r) private view returns (bool) {
+        if (r.finalized) return false;
+        if (!r.drawn) return block.number > r.seedBlock + 256;
+        uint256 open = r.commits - r.reveals;
+        if (block.timestamp < r.commitDeadline) open += r.drawnSlots - r.commits;
+        uint256 needed = r.deterministic ? uint256(r.drawnSlots) / 2 + 1 : 1;
+        return uint256(r.topVotes) + open < needed;
+    }
+
+    function _settleableEarly(Request storage r) private view returns (bool) {
+        // every committed slot revealed and no one else can commit any more
+        bool allIn = r.drawn && r.reveals == r.commits &&
+            (r.commits == r.drawnSlots || block.timestamp >= r.commitDeadline);
+        return allIn || _undecidable(r);
+    }
+
+    function _remove(address worker) private {
+        Member storage m = _members[worker];
+        uint256 idx = m.indexPlusOne;
+        if (idx == 0) revert CoordinatorNotInPool(worker);
+        address last = _pool[_pool.length - 1];
+        _pool[idx - 1] = last;
+        _members[last].indexPlusOne = uint32(idx);
+        _pool.pop();
+        delete _members[worker];
+        emit PoolLeft(worker);
     }
 
     function _credit(address account, uint256 amount) private {
