@@ -7,12 +7,6 @@ import {IFunctionRegistry} from "./interfaces/IFunctionRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
 
-/// FunctionRegistry's determinism flag (IFunctionRegistry-isDeterministic), named here so this file
-/// does not depend on the rest of that interface.
-interface IDeterminism {
-    function isDeterministic(bytes32 functionId) external view returns (bool);
-}
-
 /// @title ExecutionCoordinator
 /// @notice See {IExecutionCoordinator}.
 contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient {
@@ -98,7 +92,7 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         r.inputHash = p.inputHash;
         r.seedBlock = uint64(block.number);
         // read now: a later change of the declaration cannot turn honest dissent into a penalty
-        r.deterministic = IDeterminism(address(registry)).isDeterministic(p.functionId);
+        r.deterministic = registry.isDeterministic(p.functionId);
         emit ExecutionRequested(
             requestId, p.functionId, msg.sender, p.inputHash, p.inputCid, p.redundancy, p.fee, commitDeadline, p.deadline
         );

@@ -3,8 +3,11 @@
  * `ExecutionCoordinator.requestExecution` paid by value from the gateway's key, wait for
  * `ExecutionFinalized` (latest blocks: this is latency, not money), fetch the output document by
  * its CID from the worker that revealed it, verify it against the finalized outputHash, and
- * answer. Settlement of the request (`settle`, which pays the workers and refunds the rest to the
- * gateway) is sent in the background once every slot revealed, or at the deadline.
+ * answer. A request that can no longer produce a result (ExecutionCoordinator.outcome = 2: no
+ * majority possible, no drawn worker left to reveal) is answered at once with the reason. The
+ * gateway settles every request it made itself — in the background once every committed slot
+ * revealed, at once when no result is possible, else at the deadline — so its fee comes back
+ * without a third party.
  */
 import type { PeerId } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
@@ -40,8 +43,42 @@ export const FALLBACK_DEFAULTS = {
   /** Time to fetch the output document once the result is final. */
   outputFetchTimeoutMs: 10_000,
   /** Largest output document fetched (a response body is bounded far below this). */
-  maxOutputBytes: 2 * 1024 * 1024
+  maxOutputBytes: 2 * 1024 * 1024,
+  /**
+   * How far our clock may run ahead of the latest block before we trust it over the block: an idle
+   * automining chain's latest block is as old as its last transaction, while the block that will
+   * include the request is stamped with the current time; a live chain's head is at most a few
+   * block times old. Beyond this bound the chain's own time is suspect (or ours), so we mine a
+   * fresh block where the chain offers `evm_mine` (a local devnet) and read its time instead.
+   */
+  maxClockLeadSec: 15
 } as const
+
+/**
+ * The client's error when the chain fallback gave no answer, naming the path that really failed:
+ * `meshTried` is false when the client asked for the chain (`x-peerhost-mode: onchain`), so no
+ * message claims the mesh failed when it was never asked.
+ */
+export function fallbackFailure (err: { code?: string, message?: string, details?: Record<string, unknown> } | undefined, meshTried: boolean): { code: 'DEADLINE_EXCEEDED' | 'WORKER_FAILED', message: string } {
+  const before = meshTried ? 'the mesh gave no result and ' : 'the client asked for the chain (x-peerhost-mode: onchain) and '
+  const refused = err?.code === 'CHAIN_REVERTED' ? err.details?.error as string | undefined : undefined
+  if (err?.code === 'FALLBACK_DEADLINE') return { code: 'DEADLINE_EXCEEDED', message: `${before}the chain did not finalize a result before the request deadline` }
+  if (err?.code === 'FALLBACK_NO_RESULT') return { code: 'WORKER_FAILED', message: `${before}${String(err.message)}` }
+  if (err?.code === 'FALLBACK_NO_ESCROW') return { code: 'WORKER_FAILED', message: `${before}the chain fallback was not asked: ${String(err.message)}` }
+  if (refused === 'CoordinatorUnknownFunction') return { code: 'WORKER_FAILED', message: `${before}the chain fallback cannot run this function: it is not registered in FunctionRegistry` }
+  if (refused !== undefined) return { code: 'WORKER_FAILED', message: `${before}ExecutionCoordinator refused the fallback request (${refused})` }
+  return { code: 'WORKER_FAILED', message: `${before}the chain fallback failed: ${err?.message ?? 'unknown error'}` }
+}
+
+/** Why a request can no longer give a result, from the coordinator's state (ExecutionCoordinator.outcome 2). */
+export function noResultReason (r: { drawn: boolean, drawnSlots: number, commits: number, reveals: number, topVotes: number, deterministic: boolean, redundancy: number }): string {
+  if (!r.drawn || r.drawnSlots === 0) return `no staked worker of the coordinator's draw pool was eligible for any of its ${r.redundancy} slots`
+  if (r.commits === 0) return `none of the ${r.drawnSlots} drawn workers committed a result before the commit deadline`
+  if (r.deterministic && r.reveals > 0) {
+    return `the function is declared deterministic but the drawn workers disagree: ${r.reveals} of ${r.drawnSlots} revealed, at most ${r.topVotes} agreeing, and a majority needs ${Math.floor(r.drawnSlots / 2) + 1}`
+  }
+  return `none of the ${r.commits} workers that committed revealed a result (${r.drawnSlots} drawn)`
+}
 
 /** IPFS as the fallback needs it; node/storage's BlockStorage fits. */
 export interface FallbackStorage {
@@ -145,8 +182,8 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
       return Math.max(1, Math.min(FALLBACK_DEFAULTS.maxRedundancy, components.knownWorkers?.() ?? 1))
     }
 
-    function scheduleSettle (requestId: bigint, deadline: bigint, allRevealed: boolean): void {
-      const delay = allRevealed ? 0 : Math.max(0, Number(deadline) * 1000 - Date.now() + 2_000)
+    function scheduleSettle (requestId: bigint, deadline: bigint, now: boolean): void {
+      const delay = now ? 0 : Math.max(0, Number(deadline) * 1000 - Date.now() + 2_000)
       const timer = setTimeout(() => {
         timers.delete(timer)
         if (stopped) return
@@ -167,8 +204,37 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
         const logs = await pc.getContractEvents({ address: coordinator, abi: executionCoordinatorAbi, eventName: 'ExecutionFinalized', args: { requestId }, fromBlock, toBlock: 'latest' })
         const hit = logs[0] as undefined | { args: { outputHash: Hex, outputCid: Hex }, blockNumber: bigint, transactionHash: Hex }
         if (hit !== undefined) return { outputHash: hit.args.outputHash, outputCid: hit.args.outputCid, blockNumber: hit.blockNumber, tx: hit.transactionHash }
+        // decided without a result: say why at once instead of waiting for the deadline
+        const outcome = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'outcome', args: [requestId] })
+        if (outcome === 2) {
+          const r = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] })
+          throw new NodeError('FALLBACK_NO_RESULT', `chain request ${requestId} cannot produce a result: ${noResultReason(r)}`, { details: { requestId: requestId.toString() } })
+        }
         if (Date.now() > until) throw new NodeError('FALLBACK_DEADLINE', `chain request ${requestId} was not finalized by its deadline (${deadline})`)
         await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+      }
+    }
+
+    /**
+     * Our best estimate of the timestamp of the next block: max(latest block, wall clock). An idle
+     * automining chain's latest block is stale (issue 14: every request failed with
+     * CoordinatorInvalidDeadline until something mined a block) while the block that includes our
+     * request is stamped now. When our clock leads the head by more than `maxClockLeadSec` the
+     * chain is idle or its time differs from ours: a local chain is asked to mine a block
+     * (`evm_mine`) and that block's time is used; elsewhere (no `evm_mine`) the wall clock stands.
+     */
+    async function chainNow (): Promise<bigint> {
+      const head = await pc.getBlock({ blockTag: 'latest' })
+      const wall = BigInt(Math.floor(Date.now() / 1000))
+      if (wall <= head.timestamp) return head.timestamp
+      if (wall - head.timestamp <= BigInt(FALLBACK_DEFAULTS.maxClockLeadSec)) return wall
+      try {
+        await pc.request({ method: 'evm_mine' as any, params: [] as any })
+        const fresh = await pc.getBlock({ blockTag: 'latest' })
+        log.debug({ stale: head.timestamp.toString(), fresh: fresh.timestamp.toString() }, 'the chain was idle: mined a block to read its time')
+        return fresh.timestamp > wall ? fresh.timestamp : wall
+      } catch {
+        return wall
       }
     }
 
@@ -184,9 +250,8 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
         if (pay === 'escrow' && !fromEscrow) {
           throw new NodeError('FALLBACK_NO_ESCROW', `the escrow of ${job.fn.wallet}/${job.fn.project} cannot pay this gateway's fee of ${fee} wei now; its builder can run \`peerhost escrow deposit\` and \`peerhost escrow allow\``)
         }
-        const head = await pc.getBlock({ blockTag: 'latest' })
-        // chain time, not ours: the coordinator checks the deadline against block.timestamp
-        const deadline = head.timestamp + BigInt(deadlineSec + FALLBACK_DEFAULTS.inclusionSlackSec)
+        // the coordinator checks the deadline against the timestamp of the block that includes the request
+        const deadline = await chainNow() + BigInt(deadlineSec + FALLBACK_DEFAULTS.inclusionSlackSec)
         const doc = encodeFallbackInput({
           jobId: job.jobId ?? newJobId(),
           fn: job.fn,
@@ -199,6 +264,7 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
         })
         await storage.put(doc.cid, doc.bytes)
         if (job.secrets !== undefined) pendingSecrets.set(doc.cid, job.secrets)
+        let requestId: bigint
         try {
           await components.reach?.().catch(() => {})
           const receipt = await chain.send({
@@ -210,10 +276,17 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           }, { signal: job.signal })
           const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
           if (requested === undefined) throw new NodeError('FALLBACK_FAILED', 'requestExecution emitted no ExecutionRequested event')
-          const requestId = requested.args.requestId
+          requestId = requested.args.requestId
           log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, paidFrom: fromEscrow ? 'escrow' : 'gateway', block: receipt.blockNumber.toString() }, 'chain fallback requested')
 
-          const fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
+          let fin
+          try {
+            fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
+          } catch (err) {
+            // nobody else has to: the gateway gets its fee back itself, at once when nothing can come
+            scheduleSettle(requestId, deadline, (err as NodeError).code === 'FALLBACK_NO_RESULT')
+            throw err
+          }
           const outputCid = cidFromBytes(fin.outputCid)
           // the tx that finalized is the reveal of the worker holding that output document
           let from: PeerId | undefined
@@ -223,8 +296,8 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           } catch {}
           const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
           const out = decodeFallbackOutput(bytes, fin.outputHash)
-          const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, redundancy: number }
-          scheduleSettle(requestId, deadline, req.reveals === req.redundancy)
+          const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, commits: number, drawnSlots: number }
+          scheduleSettle(requestId, deadline, req.reveals === req.drawnSlots)
           log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
           return {
             requestId,

@@ -3,8 +3,10 @@
  * fetches the input document by CID (and the bundle from the requesting gateway), checks it
  * against the chain (inputHash, functionId), runs it in the worker's executor, stores the output
  * document in its own IPFS, then commits `keccak256(abi.encode(requestId, worker, outputHash,
- * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
- * taken, or the commit deadline passed). A request whose slots are already taken is skipped. When
+ * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (every drawn
+ * slot committed, or the commit deadline passed). Slots are drawn on chain from the coordinator's
+ * pool (the watcher joins it at start): a request this worker was not drawn for is skipped before
+ * anything is fetched or run. When
  * the input names secrets, the worker asks the requesting gateway for them (SECRETS_PROTOCOL) and
  * does not take the request if the gateway refuses. The worker's `execute` applies the registry
  * check (node/worker/registry-check.ts) first: a request whose bundle is not the function's active
@@ -17,7 +19,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesToHex, type Hex, type Log } from 'viem'
-import { executionCoordinatorAbi } from '#contracts'
+import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
 import { PROTOCOL_VERSION, SECRETS_PROTOCOL } from '#protocol'
 import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
@@ -94,8 +96,40 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
     const controller = new AbortController()
     let unwatch: (() => void) | undefined
 
-    async function slotsTaken (requestId: bigint): Promise<{ commits: number, redundancy: number, commitDeadline: bigint }> {
+    async function slotsTaken (requestId: bigint): Promise<{ commits: number, drawnSlots: number, drawn: boolean, commitDeadline: bigint }> {
       return await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+    }
+
+    /**
+     * Whether this worker holds a slot of the request. The draw needs the hash of the request's
+     * block, readable from the next block on: a chain whose head is still that block answers
+     * `CoordinatorSeedNotReady`, so ask again at the next poll.
+     */
+    async function isDrawn (r: Requested): Promise<boolean> {
+      for (;;) {
+        controller.signal.throwIfAborted()
+        try {
+          const drawn = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'drawnWorkers', args: [r.requestId] }) as readonly Hex[]
+          return drawn.some(a => a.toLowerCase() === worker.address.toLowerCase())
+        } catch (err) {
+          if (revertName(err) !== 'CoordinatorSeedNotReady') throw err
+          if (BigInt(Math.floor(Date.now() / 1000)) >= r.commitDeadline) return false
+          await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+        }
+      }
+    }
+
+    /** Enters the coordinator's draw pool (or refreshes the weight there when the stake changed). */
+    async function joinPool (): Promise<void> {
+      const [weight] = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [worker.address] }) as readonly [bigint, bigint]
+      const stake = await pc.readContract({ address: chain.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [worker.address] }) as { amount: bigint }
+      if (weight !== 0n && weight === stake.amount) return
+      try {
+        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [] })
+        log.info({ weight: stake.amount.toString() }, 'joined the chain fallback draw pool')
+      } catch (err) {
+        log.warn({ err: (err as Error).message, revert: revertName(err) }, 'could not join the chain fallback draw pool: this worker will not be drawn for chain requests')
+      }
     }
 
     async function waitRevealPhase (r: Requested): Promise<void> {
@@ -103,7 +137,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       for (;;) {
         signal.throwIfAborted()
         const [req, block] = await Promise.all([slotsTaken(r.requestId), pc.getBlock({ blockTag: 'latest' })])
-        if (req.commits >= req.redundancy || block.timestamp >= r.commitDeadline) return
+        if ((req.drawn && req.commits >= req.drawnSlots) || block.timestamp >= r.commitDeadline) return
         if (block.timestamp >= r.deadline) throw new Error('deadline passed before the reveal phase')
         await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
       }
@@ -167,8 +201,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       const signal = controller.signal
       const nowSec = BigInt(Math.floor(Date.now() / 1000))
       if (nowSec >= r.commitDeadline) return
-      const before = await slotsTaken(r.requestId)
-      if (before.commits >= before.redundancy) { log.debug({ requestId: id }, 'all slots taken; skipped'); return }
+      if (!await isDrawn(r)) { log.debug({ requestId: id }, 'not drawn for this chain request; skipped'); return }
 
       const inputCid = cidFromBytes(r.inputCid)
       const bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
@@ -192,7 +225,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
           await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commit', args: [r.requestId, commitment] }, { signal })
         } catch (err) {
           const name = revertName(err)
-          if (name === 'CoordinatorRequestFull' || name === 'CoordinatorCommitPhaseOver') { log.debug({ requestId: id, name }, 'commit not taken'); return }
+          if (name === 'CoordinatorNotDrawn' || name === 'CoordinatorCommitPhaseOver') { log.info({ requestId: id, name }, 'commit not taken'); return }
           throw err
         }
         log.info({ requestId: id, outputHash: result.outputHash }, 'committed')
@@ -231,6 +264,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       get active () { return jobs.size },
       async start () {
         if (unwatch !== undefined) return
+        await joinPool().catch((err: Error) => log.warn({ err: err.message }, 'draw pool not readable'))
         unwatch = pc.watchContractEvent({
           address: coordinator,
           abi: executionCoordinatorAbi,
