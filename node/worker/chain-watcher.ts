@@ -102,14 +102,15 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
 
     /**
      * Whether this worker holds a slot of the request. The draw needs the hash of the request's
-     * block, readable from the next block on: a chain whose head is still that block answers
-     * `CoordinatorSeedNotReady`, so ask again at the next poll.
+     * block, readable from the next block on: ask the pending block (an idle automining chain has
+     * no next block yet); a node that answers `CoordinatorSeedNotReady` anyway is asked again at
+     * the next poll.
      */
     async function isDrawn (r: Requested): Promise<boolean> {
       for (;;) {
         controller.signal.throwIfAborted()
         try {
-          const drawn = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'drawnWorkers', args: [r.requestId] }) as readonly Hex[]
+          const drawn = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'drawnWorkers', args: [r.requestId], blockTag: 'pending' }) as readonly Hex[]
           return drawn.some(a => a.toLowerCase() === worker.address.toLowerCase())
         } catch (err) {
           if (revertName(err) !== 'CoordinatorSeedNotReady') throw err

@@ -54,7 +54,8 @@ describe('contracts: ExecutionCoordinator', function () {
 
   /** The actor names of a request's drawn workers, in slot order. */
   async function drawn (id: bigint): Promise<ActorName[]> {
-    const addrs = await world.read.coordinator.read.drawnWorkers([id])
+    // the seed is the request block's hash, readable from the next block: ask the pending one
+    const addrs = await world.read.coordinator.read.drawnWorkers([id], { blockTag: 'pending' })
     return addrs.map(a => ACTOR_NAMES.find(n => world.actors[n].address.toLowerCase() === a.toLowerCase()) as ActorName)
   }
   const WORKERS = ['w1', 'w2', 'w3', 'w4', 'w5'] as const
