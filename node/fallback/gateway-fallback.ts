@@ -20,6 +20,9 @@ import type { ChainClient } from '../chain/client.ts'
 import { escrowCanPay } from '../escrow/escrow.ts'
 import { decodeFallbackOutput, encodeFallbackInput } from './documents.ts'
 
+/** Hardhat's and anvil's chain id: a local devnet that mines on demand and answers `evm_mine`. */
+const LOCAL_CHAIN_ID = 31337
+
 export const FALLBACK_DEFAULTS = {
   /**
    * Share of a request's deadline the mesh gets before the gateway asks the chain: half leaves the
@@ -45,11 +48,8 @@ export const FALLBACK_DEFAULTS = {
   /** Largest output document fetched (a response body is bounded far below this). */
   maxOutputBytes: 2 * 1024 * 1024,
   /**
-   * How far our clock may run ahead of the latest block before we trust it over the block: an idle
-   * automining chain's latest block is as old as its last transaction, while the block that will
-   * include the request is stamped with the current time; a live chain's head is at most a few
-   * block times old. Beyond this bound the chain's own time is suspect (or ours), so we mine a
-   * fresh block where the chain offers `evm_mine` (a local devnet) and read its time instead.
+   * How far our clock may lead a live chain's latest block before we log it: a Polygon head is at
+   * most a few 2-second blocks old.
    */
   maxClockLeadSec: 15
 } as const
@@ -216,26 +216,32 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
     }
 
     /**
-     * Our best estimate of the timestamp of the next block: max(latest block, wall clock). An idle
-     * automining chain's latest block is stale (issue 14: every request failed with
-     * CoordinatorInvalidDeadline until something mined a block) while the block that includes our
-     * request is stamped now. When our clock leads the head by more than `maxClockLeadSec` the
-     * chain is idle or its time differs from ours: a local chain is asked to mine a block
-     * (`evm_mine`) and that block's time is used; elsewhere (no `evm_mine`) the wall clock stands.
+     * Our best estimate of the timestamp of the block that will include the request (the
+     * coordinator checks the deadline against it). A local devnet (chain id 31337, Hardhat/anvil)
+     * mines only on demand, so its latest block is as old as its last transaction (issue 14: every
+     * request failed with CoordinatorInvalidDeadline after an idle minute), and its clock may be
+     * shifted from ours (`evm_increaseTime`): there we mine a block (`evm_mine`, one cheap RPC) and
+     * read its time, which is exact. A live chain makes blocks every few seconds and stamps them
+     * with real time: max(latest block, our clock) is the estimate, and when our clock leads the
+     * head by more than `maxClockLeadSec` something is off (a stalled RPC, a skewed clock), which
+     * we log.
      */
     async function chainNow (): Promise<bigint> {
+      if (chain.contracts.chainId === LOCAL_CHAIN_ID) {
+        try {
+          await pc.request({ method: 'evm_mine' as any, params: [] as any })
+          return (await pc.getBlock({ blockTag: 'latest' })).timestamp
+        } catch (err) {
+          log.debug({ err: (err as Error).message }, 'evm_mine refused; using the latest block and our clock')
+        }
+      }
       const head = await pc.getBlock({ blockTag: 'latest' })
       const wall = BigInt(Math.floor(Date.now() / 1000))
       if (wall <= head.timestamp) return head.timestamp
-      if (wall - head.timestamp <= BigInt(FALLBACK_DEFAULTS.maxClockLeadSec)) return wall
-      try {
-        await pc.request({ method: 'evm_mine' as any, params: [] as any })
-        const fresh = await pc.getBlock({ blockTag: 'latest' })
-        log.debug({ stale: head.timestamp.toString(), fresh: fresh.timestamp.toString() }, 'the chain was idle: mined a block to read its time')
-        return fresh.timestamp > wall ? fresh.timestamp : wall
-      } catch {
-        return wall
+      if (wall - head.timestamp > BigInt(FALLBACK_DEFAULTS.maxClockLeadSec)) {
+        log.warn({ head: head.number.toString(), headTime: head.timestamp.toString(), clock: wall.toString() }, 'the latest block is older than expected; using our clock for the chain deadline')
       }
+      return wall
     }
 
     return {
