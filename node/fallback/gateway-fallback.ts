@@ -51,7 +51,9 @@ export const FALLBACK_DEFAULTS = {
    * How far our clock may lead a live chain's latest block before we log it: a Polygon head is at
    * most a few 2-second blocks old.
    */
-  maxClockLeadSec: 15
+  maxClockLeadSec: 15,
+  /** How often the gateway checks whether its request can be settled before the deadline. */
+  settlePollMs: 1_000
 } as const
 
 /**
@@ -182,17 +184,37 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
       return Math.max(1, Math.min(FALLBACK_DEFAULTS.maxRedundancy, components.knownWorkers?.() ?? 1))
     }
 
+    function sendSettle (requestId: bigint): void {
+      chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'settle', args: [requestId] })
+        .then(() => log.debug({ requestId: requestId.toString() }, 'request settled'))
+        .catch((err: Error) => log.info({ requestId: requestId.toString(), err: err.message }, 'settle not sent (someone else may have)'))
+    }
+
+    /**
+     * Settles a request of ours without waiting for anyone else: at once when `now`, else as soon
+     * as every committed slot revealed once no more can commit (checked every second), at the
+     * latest just after the deadline.
+     */
     function scheduleSettle (requestId: bigint, deadline: bigint, now: boolean): void {
-      const delay = now ? 0 : Math.max(0, Number(deadline) * 1000 - Date.now() + 2_000)
-      const timer = setTimeout(() => {
-        timers.delete(timer)
-        if (stopped) return
-        chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'settle', args: [requestId] })
-          .then(() => log.debug({ requestId: requestId.toString() }, 'request settled'))
-          .catch((err: Error) => log.info({ requestId: requestId.toString(), err: err.message }, 'settle not sent (someone else may have)'))
-      }, delay)
-      timer.unref()
-      timers.add(timer)
+      if (now) { sendSettle(requestId); return }
+      const deadlineAt = Number(deadline) * 1000 + 2_000
+      const tick = (): void => {
+        const timer = setTimeout(() => {
+          timers.delete(timer)
+          if (stopped) return
+          if (Date.now() >= deadlineAt) { sendSettle(requestId); return }
+          pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] })
+            .then((r) => {
+              const done = r.drawn && r.reveals === r.commits && (r.commits === r.drawnSlots || BigInt(Math.floor(Date.now() / 1000)) > r.commitDeadline)
+              if (r.settled) return
+              if (done) sendSettle(requestId)
+              else tick()
+            }, () => tick())
+        }, Math.max(chain.pollingIntervalMs, FALLBACK_DEFAULTS.settlePollMs))
+        timer.unref()
+        timers.add(timer)
+      }
+      tick()
     }
 
     async function waitFinalized (requestId: bigint, fromBlock: bigint, deadline: bigint, signal?: AbortSignal): Promise<{ outputHash: Hex, outputCid: Hex, blockNumber: bigint, tx: Hex }> {
@@ -302,8 +324,7 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           } catch {}
           const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
           const out = decodeFallbackOutput(bytes, fin.outputHash)
-          const req = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as { reveals: number, commits: number, drawnSlots: number }
-          scheduleSettle(requestId, deadline, req.reveals === req.drawnSlots)
+          scheduleSettle(requestId, deadline, false)
           log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
           return {
             requestId,

@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
-import { rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import type { Address, Hex } from 'viem'
-import { executionCoordinatorAbi } from '#contracts'
+import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
 import { functionId } from '#protocol'
 import { loadEvmAccount } from '#node'
 import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
@@ -24,12 +25,21 @@ describe('chain fallback: a gateway cut off from the workers answers through the
   let hello: string
   let meshGateway: NodeProcess | undefined
 
+  let random: string
+  let randDir: string
+
   before(async () => {
     chain = await startTestChain()
-    await chain.registerProject('hello', ['hello'])
+    // hello is deterministic (a majority of the drawn workers must agree); rand uses Math.random
+    await chain.registerProject('hello', ['hello'], ['hello'])
+    await chain.registerProject('rand', ['random'])
+    randDir = mkdtempSync(join(tmpdir(), 'peerhost-rand-'))
+    mkdirSync(join(randDir, 'functions'))
+    writeFileSync(join(randDir, 'peerhost.json'), JSON.stringify({ name: 'rand', functions: { random: {} } }))
+    writeFileSync(join(randDir, 'functions', 'random.ts'), 'export default { async fetch () { return new Response(`random ${Math.random()}`) } }\n')
     net = await startTestNetwork({
-      workers: 2,
-      projects: [join(root, 'examples/hello')],
+      workers: 3,
+      projects: [join(root, 'examples/hello'), randDir],
       owner: chain.deployer,
       gatewayArgs: ['--contracts', chain.contractsFile, '--unsafe-test-partition', '--fallback-deadline', '30'],
       async workerArgsFor (_i, dataDir) {
@@ -39,14 +49,18 @@ describe('chain fallback: a gateway cut off from the workers answers through the
       }
     })
     hello = net.functions.find(u => u.endsWith('/hello/hello'))!
+    random = net.functions.find(u => u.endsWith('/rand/random'))!
     await chain.fund((await net.gateway.ready).address as Address)
-    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 15_000)
+    await waitFor('the three staked workers in the view', async () => (await status(net)).workers.length === 3 ? true : undefined, 15_000)
+    // each worker joins the coordinator's draw pool when its chain watcher starts
+    await waitFor('the three workers in the draw pool', async () => await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'poolSize' }) === 3n ? true : undefined, 15_000)
   })
   after(async () => {
     await meshGateway?.stop(5_000)
     await net?.stop()
     await chain?.stop()
     if (chain !== undefined) rmSync(chain.dir, { recursive: true, force: true })
+    if (randDir !== undefined) rmSync(randDir, { recursive: true, force: true })
   })
 
   it('answers from the finalized on-chain result when no job stream reaches a worker', async () => {
@@ -63,13 +77,37 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     assert.equal(req.functionId, functionId(chain.deployer, 'hello', 'hello'))
     assert.match(req.inputHash, /^0x[0-9a-f]{64}$/)
     assert.notEqual(req.inputHash, `0x${'00'.repeat(32)}`)
-    // two staked workers known → redundancy 2, both revealed the same output
+    // three staked workers known → redundancy 3, all three drawn (the pool holds three); a majority revealed the same output
     const slots = await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [requestId] }) as unknown as Array<{ worker: Address, revealed: boolean, outputHash: Hex }>
-    assert.equal(slots.length, 2)
+    assert.equal(slots.length, 3)
     const workers = net.workerInfo.map(w => w.address.toLowerCase()).sort()
     assert.deepEqual(slots.map(s => s.worker.toLowerCase()).sort(), workers)
-    assert.ok(slots.every(s => s.revealed && s.outputHash === req.outputHash))
+    assert.ok(slots.filter(s => s.revealed && s.outputHash === req.outputHash).length >= 2)
     assert.ok(Date.now() - started < 30_000)
+  })
+
+  it('a Math.random function with redundancy 3 on real workers: answered (first reveal), and no honest worker is slashed', async () => {
+    const res = await fetch(random)
+    const body = await res.text()
+    assert.equal(res.status, 200, body)
+    assert.match(body, /^random 0\.\d+$/)
+    assert.equal(res.headers.get('x-peerhost-path'), 'chain')
+    const requestId = BigInt(res.headers.get('x-peerhost-chain-request')!)
+    const coordinator = chain.addresses.ExecutionCoordinator
+    const req = await waitFor('the gateway to settle the request itself', async () => {
+      const r = await chain.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+      return r.settled === true ? r : undefined
+    }, 40_000)
+    assert.equal(req.deterministic, false)
+    const slots = await chain.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [requestId] }) as unknown as Array<{ worker: Address, revealed: boolean, outputHash: Hex }>
+    assert.equal(slots.length, 3)
+    assert.equal(new Set(slots.filter(s => s.revealed).map(s => s.outputHash)).size, slots.filter(s => s.revealed).length, 'the workers really disagreed')
+    const penalties = await chain.publicClient.getContractEvents({ address: coordinator, abi: executionCoordinatorAbi, eventName: 'WorkerPenalized', fromBlock: 0n })
+    assert.equal(penalties.length, 0, 'no worker was penalised')
+    for (const w of net.workerInfo) {
+      const s = await chain.publicClient.readContract({ address: chain.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [w.address] }) as any
+      assert.equal(s.amount + s.pending, 10n ** 18n, `worker ${w.address} kept its stake`)
+    }
   })
 
   it('says so when the function is not registered on chain, so the fallback cannot run it', async () => {
@@ -91,7 +129,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     const url = ready.functions.find((u: string) => u.endsWith('/hello/hello')) as string
     await waitFor('workers in the second gateway view', async () => {
       const st = await (await fetch(`${ready.url}/_peerhost/status`)).json() as any
-      return st.workers.length === 2 ? true : undefined
+      return st.workers.length === 3 ? true : undefined
     }, 15_000)
 
     const mesh = await fetch(`${url}?name=Mesh`)
