@@ -19,7 +19,8 @@ import { startTestChain, type TestChain } from '../chain/helpers.ts'
 const root = resolve(import.meta.dirname, '..', '..')
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
-  this.timeout(120_000)
+  // three gVisor workers that each stake, bind and join the draw pool on a loaded machine
+  this.timeout(240_000)
   let chain: TestChain
   let net: TestNetwork
   let hello: string
