@@ -65,6 +65,9 @@ interface Model {
   honestPenalties: Array<{ id: bigint, worker: string }>
 }
 
+/** What the runs did, so a run that exercises nothing is noticed. */
+const stats = { requests: 0, honestCommits: 0, honestReveals: 0, attackerCommits: 0, settled: 0, penalties: 0 }
+
 const right = (id: bigint): Hex => keccak256(toHex(`right-${id}`))
 const wrongOut = (id: bigint): Hex => keccak256(toHex(`wrong-${id}`))
 
@@ -96,8 +99,10 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
 
   function recordPenalties (m: Model, receipt: TransactionReceipt | undefined): void {
     if (receipt === undefined) return
+    stats.settled++
     for (const ev of parseEventLogs({ abi: executionCoordinatorAbi, logs: receipt.logs, eventName: 'WorkerPenalized' })) {
       const who = nameOf(ev.args.worker)
+      stats.penalties++
       if (m.checkedHonest.includes(who)) m.honestPenalties.push({ id: ev.args.requestId, worker: who })
     }
   }
@@ -119,13 +124,13 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
           const out = r.deterministic ? right(id) : keccak256(toHex(`honest-${h}-${id}`))
           const salt = keccak256(toHex(`salt-${key}`))
           const ok = await attempt(h, 'commit', [id, executionCommitment(id, world.actors[h].address, out, salt)])
-          if (ok !== undefined) m.commits.set(key, { out, salt })
+          if (ok !== undefined) { m.commits.set(key, { out, salt }); stats.honestCommits++ }
         } else {
           const slots = await world.read.coordinator.read.getSlots([id])
           const slot = slots.find(s => s.worker.toLowerCase() === addr(h))
           const fresh = await world.read.coordinator.read.getRequest([id])
           const phase = fresh.commits >= fresh.drawnSlots || t + 1n >= fresh.commitDeadline
-          if (slot !== undefined && slot.committed && !slot.revealed && phase) await attempt(h, 'reveal', [id, mine.out, mine.salt, CID])
+          if (slot !== undefined && slot.committed && !slot.revealed && phase && await attempt(h, 'reveal', [id, mine.out, mine.salt, CID]) !== undefined) stats.honestReveals++
         }
       }
     }
@@ -163,6 +168,7 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
         if (receipt !== undefined) {
           const [ev] = parseEventLogs({ abi: executionCoordinatorAbi, logs: receipt.logs, eventName: 'ExecutionRequested' })
           m.requests.push(ev.args.requestId)
+          stats.requests++
         }
         break
       }
@@ -172,7 +178,7 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
         const w = attacker(a.a)
         const out = a.out === 'right' ? right(id) : a.out === 'wrong' ? wrongOut(id) : keccak256(toHex(`rand-${w}-${id}-${Math.random()}`))
         const salt = keccak256(toHex(`salt-${id}-${w}`))
-        if (await attempt(w, 'commit', [id, executionCommitment(id, world.actors[w].address, out, salt)]) !== undefined) m.commits.set(`${id}-${w}`, { out, salt })
+        if (await attempt(w, 'commit', [id, executionCommitment(id, world.actors[w].address, out, salt)]) !== undefined) { m.commits.set(`${id}-${w}`, { out, salt }); stats.attackerCommits++ }
         break
       }
       case 'reveal': {
@@ -237,9 +243,12 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
     await finish(m, honest)
   }
 
-  it(`no honest worker slashed and funds conserved (${RUNS} runs × ${DEPTH} steps, seed ${SEED})`, async () => {
+  it(`no honest worker slashed and funds conserved (${RUNS} runs × ${DEPTH} steps, seed ${SEED})`, async function () {
     await fc.assert(fc.asyncProperty(fc.array(action, { minLength: DEPTH, maxLength: DEPTH }), async (actions) => { await run(actions) }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true })
+    // the runs really exercised the coordinator: requests, honest commits and reveals, settlements
+    assert.ok(stats.requests > 0 && stats.honestCommits > 0 && stats.honestReveals > 0 && stats.settled > 0, `runs exercised too little: ${JSON.stringify(stats)}`)
+    this.test!.title += ` — ${JSON.stringify(stats)}`
   })
 
   it('the "no honest worker slashed" check can fail: counted as honest, a dissenting w3 is caught', async () => {
