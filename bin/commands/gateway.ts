@@ -79,6 +79,8 @@ export function gatewayCommand (): Command<any, any> {
       const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
       const admission = chain === undefined ? undefined : stakingAdmission()({ chain, logger: log })
       let view: GatewayNode['view'] | undefined
+      // secrets (and sealed chain requests): this gateway's X25519 key, published on chain below
+      const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
       const fallback = chain === undefined
         ? undefined
         : chainFallback({
@@ -92,6 +94,7 @@ export function gatewayCommand (): Command<any, any> {
           storage,
           peerId: libp2p.peerId.toString(),
           logger: log,
+          sealKey: secretKey,
           knownWorkers: () => view?.size() ?? 0,
           workerPeer: (address) => {
             const w = view?.list().find(e => e.advert.address.toLowerCase() === address.toLowerCase())
@@ -112,7 +115,6 @@ export function gatewayCommand (): Command<any, any> {
         }, () => {})
       }
       // secrets: sealed to this gateway's X25519 key (published on chain below), opened only into job frames
-      const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
       const secrets = contracts === undefined || secretKey === undefined
         ? undefined
         : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })

@@ -4743,6 +4743,17 @@ export const executionCoordinatorAbi = [
     "type": "error"
   },
   {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "CoordinatorInputAlreadySet",
+    "type": "error"
+  },
+  {
     "inputs": [],
     "name": "CoordinatorInvalidCommitment",
     "type": "error"
@@ -4772,6 +4783,11 @@ export const executionCoordinatorAbi = [
   {
     "inputs": [],
     "name": "CoordinatorInvalidInputCid",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "CoordinatorInvalidKey",
     "type": "error"
   },
   {
@@ -4836,6 +4852,22 @@ export const executionCoordinatorAbi = [
       }
     ],
     "name": "CoordinatorNotInPool",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "address",
+        "name": "caller",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotRequester",
     "type": "error"
   },
   {
@@ -5122,6 +5154,25 @@ export const executionCoordinatorAbi = [
     "inputs": [
       {
         "indexed": true,
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes",
+        "name": "inputCid",
+        "type": "bytes"
+      }
+    ],
+    "name": "InputPosted",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
         "internalType": "address",
         "name": "account",
         "type": "address"
@@ -5169,6 +5220,12 @@ export const executionCoordinatorAbi = [
         "internalType": "uint256",
         "name": "weight",
         "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
       }
     ],
     "name": "PoolJoined",
@@ -5597,7 +5654,32 @@ export const executionCoordinatorAbi = [
     "type": "function"
   },
   {
-    "inputs": [],
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "inputCidOf",
+    "outputs": [
+      {
+        "internalType": "bytes",
+        "name": "",
+        "type": "bytes"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
+      }
+    ],
     "name": "join",
     "outputs": [],
     "stateMutability": "nonpayable",
@@ -5693,6 +5775,11 @@ export const executionCoordinatorAbi = [
         "internalType": "uint64",
         "name": "joinedBlock",
         "type": "uint64"
+      },
+      {
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
       }
     ],
     "stateMutability": "view",
@@ -5709,6 +5796,24 @@ export const executionCoordinatorAbi = [
       }
     ],
     "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "bytes",
+        "name": "inputCid",
+        "type": "bytes"
+      }
+    ],
+    "name": "postInput",
+    "outputs": [],
+    "stateMutability": "nonpayable",
     "type": "function"
   },
   {

@@ -39,7 +39,10 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         uint128 weight;
         uint64 joinedBlock;
         uint32 indexPlusOne;
+        bytes32 encryptionKey;
     }
+
+    mapping(uint256 requestId => bytes) private _inputCid;
 
     address[] private _pool;
     mapping(address worker => Member) private _members;
@@ -73,7 +76,7 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         if (p.redundancy == 0 || p.redundancy > MAX_REDUNDANCY) revert CoordinatorInvalidRedundancy(p.redundancy);
         if (p.fee == 0) revert CoordinatorInvalidFee(p.fee);
         if (p.deadline < block.timestamp + MIN_WINDOW || p.deadline > block.timestamp + MAX_WINDOW) revert CoordinatorInvalidDeadline(p.deadline);
-        if (p.inputCid.length == 0 || p.inputCid.length > MAX_CID_LENGTH) revert CoordinatorInvalidInputCid();
+        if (p.inputCid.length > MAX_CID_LENGTH) revert CoordinatorInvalidInputCid();
         uint256 expected = p.fromEscrow ? 0 : p.fee;
         if (msg.value != expected) revert CoordinatorWrongValue(expected, msg.value);
 
@@ -91,6 +94,7 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         r.projectId = projectId;
         r.inputHash = p.inputHash;
         r.seedBlock = uint64(block.number);
+        if (p.inputCid.length != 0) _inputCid[requestId] = p.inputCid;
         // read now: a later change of the declaration cannot turn honest dissent into a penalty
         r.deterministic = registry.isDeterministic(p.functionId);
         emit ExecutionRequested(
@@ -101,8 +105,9 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IExecutionCoordinator
-    function join() external {
+    function join(bytes32 encryptionKey) external {
         if (!staking.isActiveWorker(msg.sender)) revert CoordinatorNotStakedWorker(msg.sender);
+        if (encryptionKey == bytes32(0)) revert CoordinatorInvalidKey();
         Member storage m = _members[msg.sender];
         if (m.indexPlusOne == 0) {
             if (_pool.length >= MAX_POOL) revert CoordinatorPoolFull(MAX_POOL);
@@ -112,7 +117,24 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         uint128 weight = staking.stakeOf(msg.sender).amount;
         m.weight = weight;
         m.joinedBlock = uint64(block.number);
-        emit PoolJoined(msg.sender, weight);
+        m.encryptionKey = encryptionKey;
+        emit PoolJoined(msg.sender, weight, encryptionKey);
+    }
+
+    /// @inheritdoc IExecutionCoordinator
+    function postInput(uint256 requestId, bytes calldata inputCid) external {
+        Request storage r = _open(requestId);
+        if (msg.sender != r.requester) revert CoordinatorNotRequester(requestId, msg.sender);
+        if (_inputCid[requestId].length != 0) revert CoordinatorInputAlreadySet(requestId);
+        if (inputCid.length == 0 || inputCid.length > MAX_CID_LENGTH) revert CoordinatorInvalidInputCid();
+        if (block.timestamp >= r.commitDeadline) revert CoordinatorCommitPhaseOver(requestId);
+        if (!r.drawn) _draw(requestId, r);
+        _inputCid[requestId] = inputCid;
+        emit InputPosted(requestId, inputCid);
+    }
+
+    function inputCidOf(uint256 requestId) external view returns (bytes memory) {
+        return _inputCid[requestId];
     }
 
     /// @inheritdoc IExecutionCoordinator
@@ -263,9 +285,9 @@ contract ExecutionCoordinator is IExecutionCoordinator, ReentrancyGuardTransient
         return _pool.length;
     }
 
-    function poolMember(address worker) external view returns (uint256 weight, uint64 joinedBlock) {
+    function poolMember(address worker) external view returns (uint256 weight, uint64 joinedBlock, bytes32 encryptionKey) {
         Member storage m = _members[worker];
-        return (m.weight, m.joinedBlock);
+        return (m.weight, m.joinedBlock, m.encryptionKey);
     }
 
     function getRequest(uint256 requestId) external view returns (Request memory) {

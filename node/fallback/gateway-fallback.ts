@@ -16,9 +16,11 @@ import { executionCoordinatorAbi } from '#contracts'
 import { newJobId, type FunctionOptions, type FunctionRef, type WireError, type WireRequest, type WireResponse } from '#protocol'
 import { NodeError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import type { ChainClient } from '../chain/client.ts'
+import { revertName, type ChainClient } from '../chain/client.ts'
 import { escrowCanPay } from '../escrow/escrow.ts'
 import { decodeFallbackOutput, encodeFallbackInput } from './documents.ts'
+import { openFallbackOutput, sealFallbackInput, type SealedScope } from './sealed.ts'
+import type { SecretKeyPair } from '../secrets/sealed.ts'
 
 /** Hardhat's and anvil's chain id: a local devnet that mines on demand and answers `evm_mine`. */
 const LOCAL_CHAIN_ID = 31337
@@ -117,6 +119,13 @@ export interface ChainFallbackComponents {
   workerPeer?: (address: Address) => PeerId | undefined
   /** makes sure the workers are connected, so they can fetch the input over bitswap */
   reach?: () => Promise<void>
+  /**
+   * The gateway's X25519 key pair (node/secrets `loadSecretKey`). With it every request is sealed
+   * (sealed.ts): the input is posted, encrypted to the drawn workers, only after the draw, and the
+   * output comes back encrypted to this key. Without it the input and output documents are public
+   * (plaintext on IPFS) — kept for tests of the documents only.
+   */
+  sealKey?: SecretKeyPair
   logger: Logger
 }
 
@@ -145,6 +154,8 @@ export interface FallbackResult {
   redundancy: number
   /** where the fee came from */
   paidFrom: 'escrow' | 'gateway'
+  /** the input and output travelled encrypted (sealed.ts) */
+  sealed?: boolean
 }
 
 export interface ChainFallback {
@@ -266,6 +277,36 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
       return wall
     }
 
+    /**
+     * Step two of a sealed request: draw the slots (the seed is the request block's hash, readable
+     * from the next block on), read each drawn worker's published key, seal the input to them, store
+     * it and post its CID. A draw with no slots posts nothing (the request is undecidable and is
+     * answered and refunded as such).
+     */
+    async function postSealedInput (scope: SealedScope, content: Parameters<typeof sealFallbackInput>[1], signal?: AbortSignal): Promise<void> {
+      for (let tries = 0; ; tries++) {
+        try {
+          await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'draw', args: [scope.requestId] }, { signal })
+          break
+        } catch (err) {
+          const name = revertName(err)
+          if (name === 'CoordinatorSeedNotReady' && tries < 100) { await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs)); continue }
+          throw err
+        }
+      }
+      const slots = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [scope.requestId] })
+      if (slots.length === 0) return
+      const recipients = await Promise.all(slots.map(async (sl) => {
+        const [, , key] = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [sl.worker] })
+        return { address: sl.worker, key: new Uint8Array(Buffer.from(key.slice(2), 'hex')) }
+      }))
+      const sealed = sealFallbackInput(scope, content, recipients)
+      await storage.put(sealed.cid, sealed.bytes)
+      await components.reach?.().catch(() => {})
+      await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'postInput', args: [scope.requestId, cidBytes(sealed.cid)] }, { signal })
+      log.debug({ requestId: scope.requestId.toString(), inputCid: sealed.cid, recipients: recipients.length }, 'sealed input posted')
+    }
+
     return {
       meshShare,
       async run (job) {
@@ -290,8 +331,12 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           gateway: components.peerId,
           ...(job.secrets !== undefined ? { secretNames: Object.keys(job.secrets).sort() } : {})
         })
-        await storage.put(doc.cid, doc.bytes)
-        if (job.secrets !== undefined) pendingSecrets.set(doc.cid, job.secrets)
+        const sealKey = components.sealKey
+        // sealed: the plaintext document never leaves this process; public: it goes to IPFS as is
+        if (sealKey === undefined) {
+          await storage.put(doc.cid, doc.bytes)
+          if (job.secrets !== undefined) pendingSecrets.set(doc.cid, job.secrets)
+        }
         let requestId: bigint
         try {
           await components.reach?.().catch(() => {})
@@ -299,7 +344,7 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
             address: coordinator,
             abi: executionCoordinatorAbi,
             functionName: 'requestExecution',
-            args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: cidBytes(doc.cid), redundancy: r, fee, deadline, fromEscrow }],
+            args: [{ functionId: job.fn.id, inputHash: job.inputHash, inputCid: sealKey === undefined ? cidBytes(doc.cid) : '0x', redundancy: r, fee, deadline, fromEscrow }],
             value: fromEscrow ? 0n : fee
           }, { signal: job.signal })
           const requested = parseEventLogs({ abi: executionCoordinatorAbi, eventName: 'ExecutionRequested', logs: receipt.logs })[0] as unknown as { args: { requestId: bigint } } | undefined
@@ -307,8 +352,10 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
           requestId = requested.args.requestId
           log.info({ requestId: requestId.toString(), functionId: job.fn.id, inputCid: doc.cid, redundancy: r, paidFrom: fromEscrow ? 'escrow' : 'gateway', block: receipt.blockNumber.toString() }, 'chain fallback requested')
 
+          const scope: SealedScope = { chainId: chain.contracts.chainId, coordinator, requestId }
           let fin
           try {
+            if (sealKey !== undefined) await postSealedInput(scope, { input: doc.bytes, gatewayKey: sealKey.publicKey, ...(job.secrets !== undefined ? { secrets: job.secrets } : {}) }, job.signal)
             fin = await waitFinalized(requestId, receipt.blockNumber, deadline, job.signal)
           } catch (err) {
             // nobody else has to: the gateway gets its fee back itself, at once when nothing can come
@@ -323,11 +370,12 @@ export function chainFallback (init: ChainFallbackInit = {}): (components: Chain
             from = components.workerPeer?.(tx.from)
           } catch {}
           const bytes = await storage.fetch(outputCid, { from, signal: job.signal, timeoutMs: FALLBACK_DEFAULTS.outputFetchTimeoutMs, maxBytes: FALLBACK_DEFAULTS.maxOutputBytes })
-          const out = decodeFallbackOutput(bytes, fin.outputHash)
+          const out = decodeFallbackOutput(sealKey === undefined ? bytes : openFallbackOutput(bytes, scope, gateway!, sealKey), fin.outputHash)
           scheduleSettle(requestId, deadline, false)
           log.info({ requestId: requestId.toString(), blocks: (fin.blockNumber - receipt.blockNumber).toString(), ms: Math.round(performance.now() - started) }, 'chain fallback answered')
           return {
             requestId,
+            ...(sealKey !== undefined ? { sealed: true } : {}),
             response: out.response,
             error: out.error,
             outputHash: fin.outputHash,

@@ -25,6 +25,8 @@ import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
 import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
+import { openFallbackInput, sealFallbackOutput, type SealedScope } from '../fallback/sealed.ts'
+import type { SecretKeyPair } from '../secrets/sealed.ts'
 import { cidBytes, cidFromBytes, type FallbackStorage } from '../fallback/gateway-fallback.ts'
 import { writeFileAtomic } from '../files.ts'
 import { frames } from '../frames.ts'
@@ -55,6 +57,12 @@ export interface ChainWatcherComponents {
   /** `libp2p` fetches secrets from gateways; without it requests naming secrets are not taken */
   worker: Pick<WorkerNode, 'execute' | 'address'> & Partial<Pick<WorkerNode, 'libp2p'>>
   storage: FallbackStorage
+  /**
+   * The worker's X25519 key pair (node/secrets `loadSecretKey`): published in the coordinator's
+   * draw pool (`join(key)`), sealed inputs are encrypted to it. Without it the worker cannot join
+   * the pool, so it is never drawn.
+   */
+  sealKey?: SecretKeyPair
   logger: Logger
 }
 
@@ -79,6 +87,7 @@ interface Requested {
   functionId: Hex
   inputHash: Hex
   inputCid: Hex
+  requester: Hex
   redundancy: number
   commitDeadline: bigint
   deadline: bigint
@@ -120,13 +129,16 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       }
     }
 
-    /** Enters the coordinator's draw pool (or refreshes the weight there when the stake changed). */
+    /** Enters the coordinator's draw pool with its key (or refreshes weight and key there when they changed). */
     async function joinPool (): Promise<void> {
-      const [weight] = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [worker.address] }) as readonly [bigint, bigint]
+      const sealKey = components.sealKey
+      if (sealKey === undefined) { log.warn('no encryption key: not joining the chain fallback draw pool'); return }
+      const key = bytesToHex(sealKey.publicKey)
+      const [weight, , published] = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [worker.address] }) as readonly [bigint, bigint, Hex]
       const stake = await pc.readContract({ address: chain.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [worker.address] }) as { amount: bigint }
-      if (weight !== 0n && weight === stake.amount) return
+      if (weight !== 0n && weight === stake.amount && published.toLowerCase() === key.toLowerCase()) return
       try {
-        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [] })
+        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [key] })
         log.info({ weight: stake.amount.toString() }, 'joined the chain fallback draw pool')
       } catch (err) {
         log.warn({ err: (err as Error).message, revert: revertName(err) }, 'could not join the chain fallback draw pool: this worker will not be drawn for chain requests')
@@ -197,6 +209,17 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       return undefined
     }
 
+    /** The input CID of a sealed request, once its requester posted it (undefined at the commit deadline). */
+    async function waitInput (r: Requested): Promise<Hex | undefined> {
+      for (;;) {
+        controller.signal.throwIfAborted()
+        const cid = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'inputCidOf', args: [r.requestId] }) as Hex
+        if (cid !== '0x') return cid
+        if (BigInt(Math.floor(Date.now() / 1000)) >= r.commitDeadline) return undefined
+        await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+      }
+    }
+
     async function handle (r: Requested): Promise<void> {
       const id = r.requestId.toString()
       const signal = controller.signal
@@ -204,17 +227,31 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       if (nowSec >= r.commitDeadline) return
       if (!await isDrawn(r)) { log.debug({ requestId: id }, 'not drawn for this chain request; skipped'); return }
 
-      const inputCid = cidFromBytes(r.inputCid)
-      const bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
+      // a sealed request (no input CID in the event) gets its input once the slots are drawn
+      const sealed = r.inputCid === '0x'
+      const inputCidHex = sealed ? await waitInput(r) : r.inputCid
+      if (inputCidHex === undefined) { log.info({ requestId: id }, 'the requester posted no input before the commit deadline'); return }
+      const inputCid = cidFromBytes(inputCidHex)
+      const scope: SealedScope = { chainId: chain.contracts.chainId, coordinator, requestId: r.requestId }
+      let bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
+      let sealedContent
+      if (sealed) {
+        if (components.sealKey === undefined) return
+        sealedContent = openFallbackInput(bytes, scope, worker.address, components.sealKey)
+        bytes = sealedContent.input
+      }
       const input = decodeFallbackInput(bytes, { inputHash: r.inputHash, functionId: r.functionId })
       let from
       try { from = peerIdFromString(input.gateway) } catch {}
       const deadline = Math.min(input.deadline, Number(r.commitDeadline) * 1000)
-      // the project's secrets come from the requesting gateway, never from the public input document
-      const secrets = input.secretNames === undefined ? undefined : await fetchSecrets(from, inputCid, signal)
-      if (input.secretNames !== undefined && secrets === undefined) return
+      // sealed: the secrets came inside, encrypted to this drawn worker only; public (legacy): ask the gateway
+      const secrets = sealed
+        ? sealedContent?.secrets
+        : input.secretNames === undefined ? undefined : await fetchSecrets(from, inputCid, signal)
+      if (!sealed && input.secretNames !== undefined && secrets === undefined) return
       const result = await worker.execute({ jobId: input.jobId, fn: input.fn, options: input.options, env: input.env, secrets, request: input.request, deadline }, { from, signal })
-      const out = encodeFallbackOutput(result)
+      const plainOut = encodeFallbackOutput(result)
+      const out = sealedContent === undefined ? plainOut : sealFallbackOutput(scope, r.requester, sealedContent.gatewayKey, plainOut.bytes)
       await storage.put(out.cid, out.bytes)
 
       const salt = bytesToHex(randomBytes(32))

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -22,6 +23,8 @@ import { depositEscrow, allowGateway, escrowStatus } from '../../node/escrow/ind
 import { HARDHAT_KEY_0 } from '../protocol/fixtures.ts'
 import { chainFallback, cidBytes, fallbackFailure, FALLBACK_DEFAULTS, decodeFallbackInput, decodeFallbackOutput, encodeFallbackInput, encodeFallbackOutput, type FallbackStorage } from '../../node/fallback/index.ts'
 import { chainWatcher } from '../../node/worker/chain-watcher.ts'
+import { openFallbackInput } from '../../node/fallback/sealed.ts'
+import { loadSecretKey, type SecretKeyPair } from '../../node/secrets/sealed.ts'
 import type { LocalJob } from '../../node/worker/worker.ts'
 import { startTestChain, type TestChain } from './helpers.ts'
 import { waitFor } from '../helpers/network.ts'
@@ -38,10 +41,17 @@ function memoryStorage (blocks = new Map<string, Uint8Array>()): FallbackStorage
   }
 }
 
+/** A fresh X25519 key pair, as a worker or gateway keeps in its data dir. */
+function newKey (): SecretKeyPair {
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-key-'))
+  try { return loadSecretKey(dir) } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
 const OPTIONS: FunctionOptions = { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' }
 
 describe('chain: staking, admission and the fallback round against a local chain', function () {
-  this.timeout(60_000)
+  // the machine is shared: starting the chain (an incremental build, then `hardhat node`) can take a minute
+  this.timeout(180_000)
   let chain: TestChain
   let owner: `0x${string}`
   let fn: FunctionRef
@@ -66,7 +76,7 @@ describe('chain: staking, admission and the fallback round against a local chain
 
   /** Takes a worker out of the coordinator's draw pool, so later tests draw only their own workers. */
   async function leavePool (client: ChainClient): Promise<void> {
-    const [weight] = await client.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [client.account!.address] }) as readonly [bigint, bigint]
+    const [weight] = await client.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [client.account!.address] })
     if (weight !== 0n) await client.send({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'leave', args: [] })
   }
 
@@ -177,8 +187,9 @@ describe('chain: staking, admission and the fallback round against a local chain
       // a second pool member that never answers keeps the reveal phase closed until the commit deadline
       const silent = await newWorker()
       await stakeAndBind(silent.client, silent.peerId, { stake: parseEther('1') })
-      await silent.client.send({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [] })
-      const first = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      await silent.client.send({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [`0x${'5a'.repeat(32)}`] })
+      const sealKey = newKey()
+      const first = chainWatcher({ stateDir })({ chain: client, worker, storage, sealKey, logger: silentLogger() })
       await first.start()
       const gatewayAccount = privateKeyToAccount(generatePrivateKey())
       await chain.fund(gatewayAccount.address)
@@ -200,7 +211,7 @@ describe('chain: staking, admission and the fallback round against a local chain
       // past the commit deadline (chain time), then the restarted worker reveals
       await chain.rpc('evm_increaseTime', [16])
       await chain.rpc('evm_mine')
-      const second = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      const second = chainWatcher({ stateDir })({ chain: client, worker, storage, sealKey, logger: silentLogger() })
       await second.start()
       try {
         await waitFor('the reveal after the restart', async () => {
@@ -237,7 +248,7 @@ describe('chain: staking, admission and the fallback round against a local chain
             return { response, outputHash: outputHash({ response }) }
           }
         }
-        const w = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+        const w = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
         await w.start()
         watchers.push(w)
         clients.push(client)
@@ -289,7 +300,7 @@ describe('chain: staking, admission and the fallback round against a local chain
           return { response, outputHash: outputHash({ response }) }
         }
       }
-      const watcher = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+      const watcher = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
       await watcher.start()
       const contracts = loadContracts(chain.contractsFile)
       const builder = chainClient(contracts, privateKeyToAccount(HARDHAT_KEY_0))
@@ -333,21 +344,22 @@ describe('chain: staking, admission and the fallback round against a local chain
 
   describe('the chain path made sound (issues 9 and 14)', () => {
     /** n staked watchers in the draw pool whose executor answers `answer(i)`. */
-    async function watchers (n: number, answer: (i: number) => string, storage: FallbackStorage) {
-      const out: Array<{ client: ChainClient, stop: () => Promise<void>, runs: number }> = []
+    async function watchers (n: number, answer: (i: number, job: LocalJob) => string, storage: FallbackStorage) {
+      const out: Array<{ client: ChainClient, stop: () => Promise<void>, runs: number, jobs: LocalJob[] }> = []
       for (let i = 0; i < n; i++) {
         const { client, peerId } = await newWorker()
         await stakeAndBind(client, peerId, { stake: parseEther('1') })
-        const entry = { client, stop: async () => {}, runs: 0 }
+        const entry = { client, stop: async () => {}, runs: 0, jobs: [] as LocalJob[] }
         const worker = {
           address: client.account!.address,
-          async execute () {
+          async execute (job: LocalJob) {
             entry.runs++
-            const response = { status: 200, headers: [] as Array<[string, string]>, body: new TextEncoder().encode(answer(i)) }
+            entry.jobs.push(job)
+            const response = { status: 200, headers: [] as Array<[string, string]>, body: new TextEncoder().encode(answer(i, job)) }
             return { response, outputHash: outputHash({ response }) }
           }
         }
-        const w = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+        const w = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
         await w.start()
         entry.stop = async () => { await w.stop(); await leavePool(client) }
         out.push(entry)
@@ -442,6 +454,71 @@ describe('chain: staking, admission and the fallback round against a local chain
         assert.equal(new TextDecoder().decode(r.response!.body), 'after idle')
       } finally {
         await fallback.stop()
+        for (const w of ws) await w.stop()
+      }
+    })
+
+    it('sealed: a request with a bearer token, a random body and a secret leaves no plaintext in IPFS blocks or on chain (and the same grep finds them in a public request)', async () => {
+      const token = `tok-${randomUUID()}`
+      const bodyText = `body-${randomUUID()}`
+      const secret = `sec-${randomUUID()}`
+      const answerText = `answer-${randomUUID()}`
+      const storage = memoryStorage()
+      const ws = await watchers(2, () => answerText, storage)
+      const gw = await gatewayClient()
+      const sealKey = newKey()
+      const sealedFallback = chainFallback({ deadlineSec: 30, redundancy: 2 })({ chain: gw, storage, peerId: 'x', sealKey, logger: silentLogger() })
+      const fromBlock = (await chain.publicClient.getBlock()).number
+      const request: WireRequest = { method: 'POST', url: 'http://gw/x/hello/hello', headers: [['authorization', `Bearer ${token}`]], body: new TextEncoder().encode(bodyText) }
+      const job = { fn, options: OPTIONS, env: {}, secrets: { API_KEY: secret }, request, inputHash: inputHash(request) }
+      /** every byte the chain holds from `from` on: transaction calldata and log data/topics */
+      async function chainBytes (from: bigint): Promise<string> {
+        const head = await chain.publicClient.getBlockNumber()
+        const parts: string[] = []
+        for (let b = from; b <= head; b++) {
+          const block = await chain.publicClient.getBlock({ blockNumber: b, includeTransactions: true })
+          for (const tx of block.transactions) parts.push(tx.input)
+          const logs = await chain.publicClient.getLogs({ fromBlock: b, toBlock: b })
+          for (const l of logs) parts.push(l.data, ...l.topics)
+        }
+        return parts.join('\n')
+      }
+      const needles = [token, bodyText, secret, answerText]
+      const inBlocks = (n: string): boolean => [...storage.blocks.values()].some(b => Buffer.from(b).includes(Buffer.from(n)))
+      const onChain = (hex: string, n: string): boolean => hex.toLowerCase().includes(Buffer.from(n).toString('hex'))
+      try {
+        const r = await sealedFallback.run(job)
+        assert.equal(r.sealed, true)
+        assert.equal(new TextDecoder().decode(r.response!.body), answerText)
+        // the drawn workers got the plaintext request and the secret (inside the sealed input)
+        for (const w of ws) {
+          const got = w.jobs[0]
+          assert.equal(got.request.headers.find(([k]) => k === 'authorization')?.[1], `Bearer ${token}`)
+          assert.equal(new TextDecoder().decode(got.request.body), bodyText)
+          assert.equal(got.secrets?.API_KEY, secret)
+        }
+        const hex = await chainBytes(fromBlock)
+        for (const n of needles) {
+          assert.equal(inBlocks(n), false, `${n} is in an IPFS block`)
+          assert.equal(onChain(hex, n), false, `${n} is on chain`)
+        }
+        // the grep can fail: the same request through the public (unsealed) flow puts them in IPFS
+        const publicFallback = chainFallback({ deadlineSec: 30, redundancy: 2 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+        try {
+          await publicFallback.run({ ...job, secrets: undefined })
+        } finally { await publicFallback.stop() }
+        assert.equal(inBlocks(token), true, 'the grep finds the token in a public input document')
+        assert.equal(inBlocks(bodyText), true)
+        assert.equal(inBlocks(answerText), true, 'and the answer in a public output document')
+        // a sealed input opens only for the drawn workers: a worker that was not drawn has no envelope
+        const sealedDocs = [...storage.blocks.values()].filter(b => Buffer.from(b).includes(Buffer.from('fallback-sealed-input')))
+        assert.equal(sealedDocs.length, 1)
+        assert.throws(() => openFallbackInput(sealedDocs[0], { chainId: chain.chainId, coordinator: chain.addresses.ExecutionCoordinator, requestId: r.requestId }, `0x${'77'.repeat(20)}`, newKey()), { code: 'FALLBACK_NOT_RECIPIENT' })
+        // and a drawn worker's envelope does not open with another key
+        const drawnAddr = ws[0].client.account!.address
+        assert.throws(() => openFallbackInput(sealedDocs[0], { chainId: chain.chainId, coordinator: chain.addresses.ExecutionCoordinator, requestId: r.requestId }, drawnAddr, newKey()), { code: 'SECRET_UNSEALABLE' })
+      } finally {
+        await sealedFallback.stop()
         for (const w of ws) await w.stop()
       }
     })

@@ -32,6 +32,7 @@ const HONEST = ['w1', 'w2'] as const
 const ATTACKERS = ['w3', 'w4', 'w5', 'stranger'] as const
 const STAKED_ATTACKERS = ['w3', 'w4', 'w5'] as const
 const CID = ('0x01551220' + 'cd'.repeat(32)) as Hex
+const KEY = ('0x' + '5a'.repeat(32)) as Hex
 
 type Action =
   | { t: 'request', from: number, det: boolean, redundancy: number, fee: bigint, window: number, fromEscrow: boolean }
@@ -80,7 +81,7 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
 
   before(async () => {
     world = await setup()
-    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'ExecutionCoordinator', 'join', [])
+    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'ExecutionCoordinator', 'join', [KEY])
     det = world.functionId
     nonDet = functionIdOf(world.actors.owner.address, 'demo', 'echo')
     assert.equal(await world.read.registry.read.isDeterministic([det]), true)
@@ -198,7 +199,7 @@ describe('contracts: ExecutionCoordinator invariants (honest workers among arbit
         await world.request('evm_mine')
         break
       case 'pool':
-        await attempt(STAKED_ATTACKERS[a.a], a.join ? 'join' : 'leave', [])
+        await attempt(STAKED_ATTACKERS[a.a], a.join ? 'join' : 'leave', a.join ? [KEY] : [])
         break
       case 'unbond':
         try { await send(world, STAKED_ATTACKERS[a.a], 'WorkerStaking', 'requestWithdrawal', [ETHER]) } catch {}

@@ -9,6 +9,8 @@ import {
 import { functionId as functionIdOf } from '../../protocol/eip712.ts'
 
 const CID = ('0x01551220' + 'cd'.repeat(32)) as Hex
+/** a worker's published X25519 key (any non-zero 32 bytes for the contract) */
+const KEY = ('0x' + '5a'.repeat(32)) as Hex
 
 describe('contracts: ExecutionCoordinator', function () {
   this.timeout(120_000)
@@ -21,7 +23,7 @@ describe('contracts: ExecutionCoordinator', function () {
 
   before(async () => {
     world = await setup()
-    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'ExecutionCoordinator', 'join', [])
+    for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'ExecutionCoordinator', 'join', [KEY])
   })
   after(async () => { await world.close() })
   beforeEach(async () => { snap = await snapshot(world); honest = [] })
@@ -117,12 +119,12 @@ describe('contracts: ExecutionCoordinator', function () {
     // staking 10× more and re-joining after the request changes nothing for it
     for (const w of colluders) {
       await send(world, w, 'WorkerStaking', 'stake', [1], 100n * ETHER)
-      await send(world, w, 'ExecutionCoordinator', 'join', [])
+      await send(world, w, 'ExecutionCoordinator', 'join', [KEY])
     }
     assert.deepEqual(await drawn(id), d)
     // a fresh account that stakes and joins after the request is not eligible either
     await send(world, 'challenger', 'WorkerStaking', 'stake', [1], 1_000n * ETHER)
-    await send(world, 'challenger', 'ExecutionCoordinator', 'join', [])
+    await send(world, 'challenger', 'ExecutionCoordinator', 'join', [KEY])
     assert.ok(!(await drawn(id)).includes('challenger'))
     await sendReverts(world, 'challenger', 'ExecutionCoordinator', 'commit', [id, executionCommitment(id, world.actors.challenger.address, wrong, salt('challenger'))], 'CoordinatorNotDrawn', [id, world.actors.challenger.address])
     // the drawn, honest workers answer; the colluders got nothing and slashed no one
@@ -282,7 +284,8 @@ describe('contracts: ExecutionCoordinator', function () {
   })
 
   it('pool: join needs an active worker, leave and prune remove, a pool of one draws one slot for three asked', async () => {
-    await sendReverts(world, 'stranger', 'ExecutionCoordinator', 'join', [], 'CoordinatorNotStakedWorker', [world.actors.stranger.address])
+    await sendReverts(world, 'stranger', 'ExecutionCoordinator', 'join', [KEY], 'CoordinatorNotStakedWorker', [world.actors.stranger.address])
+    await sendReverts(world, 'w1', 'ExecutionCoordinator', 'join', [('0x' + '00'.repeat(32)) as Hex], 'CoordinatorInvalidKey')
     await sendReverts(world, 'w1', 'ExecutionCoordinator', 'prune', [world.actors.w1.address], 'CoordinatorStillActive', [world.actors.w1.address])
     assert.equal(await world.read.coordinator.read.poolSize(), 5n)
     for (const w of ['w2', 'w3', 'w4'] as const) await send(world, w, 'ExecutionCoordinator', 'leave', [])
@@ -299,6 +302,25 @@ describe('contracts: ExecutionCoordinator', function () {
     assert.equal(await world.read.coordinator.read.outcome([id]), 1)
   })
 
+  it('sealed request: no input at request time; only the requester posts it, once, after drawing, and workers read it', async () => {
+    const t = await now(world)
+    const r = await send(world, 'gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash, inputCid: '0x', redundancy: 2, fee: 100n, deadline: t + 100n, fromEscrow: false }], 100n)
+    const [ev] = parseEventLogs({ abi: executionCoordinatorAbi, logs: r.logs, eventName: 'ExecutionRequested' })
+    const id = ev.args.requestId
+    assert.equal(ev.args.inputCid, '0x')
+    assert.equal(await world.read.coordinator.read.inputCidOf([id]), '0x')
+    await sendReverts(world, 'stranger', 'ExecutionCoordinator', 'postInput', [id, CID], 'CoordinatorNotRequester', [id, world.actors.stranger.address])
+    await sendReverts(world, 'gateway', 'ExecutionCoordinator', 'postInput', [id, '0x'], 'CoordinatorInvalidInputCid')
+    const p = await send(world, 'gateway', 'ExecutionCoordinator', 'postInput', [id, CID])
+    assert.equal(parseEventLogs({ abi: executionCoordinatorAbi, logs: p.logs, eventName: 'SlotsDrawn' }).length, 1, 'posting drew the slots')
+    assert.equal(parseEventLogs({ abi: executionCoordinatorAbi, logs: p.logs, eventName: 'InputPosted' })[0].args.inputCid, CID)
+    assert.equal(await world.read.coordinator.read.inputCidOf([id]), CID)
+    await sendReverts(world, 'gateway', 'ExecutionCoordinator', 'postInput', [id, CID], 'CoordinatorInputAlreadySet', [id])
+    const [a] = await drawn(id)
+    const [, , key] = await world.read.coordinator.read.poolMember([world.actors[a].address])
+    assert.equal(key, KEY)
+  })
+
   describe('reverts', () => {
     it('requestExecution: CoordinatorUnknownFunction, CoordinatorInvalidRedundancy, CoordinatorInvalidFee, CoordinatorInvalidDeadline, CoordinatorInvalidInputCid, CoordinatorWrongValue', async () => {
       const t = await now(world)
@@ -311,7 +333,6 @@ describe('contracts: ExecutionCoordinator', function () {
       await go({ fee: 0n }, 'CoordinatorInvalidFee', [0n], 0n)
       await go({ deadline: t + 5n }, 'CoordinatorInvalidDeadline', [t + 5n])
       await go({ deadline: t + 2n * 86_400n }, 'CoordinatorInvalidDeadline', [t + 2n * 86_400n])
-      await go({ inputCid: '0x' }, 'CoordinatorInvalidInputCid')
       await go({ inputCid: ('0x' + '01'.repeat(129)) as Hex }, 'CoordinatorInvalidInputCid')
       await go({}, 'CoordinatorWrongValue', [100n, 99n], 99n)
       await go({ fromEscrow: true }, 'CoordinatorWrongValue', [0n, 100n], 100n)

@@ -21,7 +21,8 @@ interface IExecutionCoordinator {
     struct RequestParams {
         bytes32 functionId;
         bytes32 inputHash;
-        /// Raw CID bytes of the canonical request, fetched by workers over IPFS.
+        /// Raw CID bytes of the input document, fetched by workers over IPFS; empty for a sealed request,
+        /// whose (encrypted) input the requester posts with {postInput} once the slots are drawn.
         bytes inputCid;
         uint8 redundancy;
         uint128 fee;
@@ -78,7 +79,9 @@ interface IExecutionCoordinator {
     /// or the seed block's hash was no longer available, 256 blocks after the request).
     event SlotsDrawn(uint256 indexed requestId, address[] workers, bytes32 seed);
     /// @notice A worker entered (or refreshed its weight in) the pool slots are drawn from.
-    event PoolJoined(address indexed worker, uint256 weight);
+    event PoolJoined(address indexed worker, uint256 weight, bytes32 encryptionKey);
+    /// @notice The requester posted the input of a sealed request (encrypted to the drawn workers).
+    event InputPosted(uint256 indexed requestId, bytes inputCid);
     event PoolLeft(address indexed worker);
     event ExecutionSettled(uint256 indexed requestId, uint256 paid, uint256 refunded, uint256 slashed);
     event WorkerPenalized(uint256 indexed requestId, address indexed worker, uint256 amount);
@@ -113,6 +116,9 @@ interface IExecutionCoordinator {
     error CoordinatorPoolFull(uint256 max);
     error CoordinatorNotInPool(address worker);
     error CoordinatorStillActive(address worker);
+    error CoordinatorInvalidKey();
+    error CoordinatorNotRequester(uint256 requestId, address caller);
+    error CoordinatorInputAlreadySet(uint256 requestId);
 
     /// @notice Opens a request; paid by `msg.value == fee`, or from the project escrow.
     function requestExecution(RequestParams calldata params) external payable returns (uint256 requestId);
@@ -123,7 +129,13 @@ interface IExecutionCoordinator {
     /// @notice An active worker enters the pool with its current stake as weight (again: refreshes the
     /// weight). A (re)join counts only for requests made in later blocks, so weight cannot be bought
     /// after a seed is known.
-    function join() external;
+    /// `encryptionKey`: the worker's X25519 public key, which sealed inputs are encrypted to.
+    function join(bytes32 encryptionKey) external;
+    /// @notice The requester of a sealed request posts its input document's CID (once, during the
+    /// commit phase; draws the slots first when needed), encrypted to the drawn workers' keys.
+    function postInput(uint256 requestId, bytes calldata inputCid) external;
+    /// @notice The input document CID of a request (empty until posted for a sealed request).
+    function inputCidOf(uint256 requestId) external view returns (bytes memory);
     /// @notice The caller leaves the pool.
     function leave() external;
     /// @notice Anyone removes a worker that is no longer an active staked worker from the pool.
@@ -147,5 +159,5 @@ interface IExecutionCoordinator {
     /// no majority can form, or no drawn worker can still reveal), 3 = settled.
     function outcome(uint256 requestId) external view returns (uint8);
     function poolSize() external view returns (uint256);
-    function poolMember(address worker) external view returns (uint256 weight, uint64 joinedBlock);
+    function poolMember(address worker) external view returns (uint256 weight, uint64 joinedBlock, bytes32 encryptionKey);
 }
