@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import type { Address, Hex } from 'viem'
 import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
@@ -17,6 +18,22 @@ import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/
 import { startTestChain, type TestChain } from '../chain/helpers.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
+
+/** Every regular file under `dir` whose bytes contain `needle`. */
+function filesContaining (dir: string, needle: string): string[] {
+  const found: string[] = []
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name)
+      const st = statSync(p, { throwIfNoEntry: false })
+      if (st === undefined) continue
+      if (st.isDirectory()) walk(p)
+      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p)
+    }
+  }
+  walk(dir)
+  return found
+}
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
   // three gVisor workers that each stake, bind and join the draw pool on a loaded machine
@@ -109,6 +126,38 @@ describe('chain fallback: a gateway cut off from the workers answers through the
       const s = await chain.publicClient.readContract({ address: chain.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [w.address] }) as any
       assert.equal(s.amount + s.pending, 10n ** 18n, `worker ${w.address} kept its stake`)
     }
+  })
+
+  it('a chain-path request\'s bearer token and body appear in no IPFS block, data dir, log, or chain transaction/log', async () => {
+    const token = `tok_${randomBytes(24).toString('hex')}`
+    const body = `body_${randomBytes(24).toString('hex')}`
+    const res = await fetch(`${hello}?name=Sealed`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'x-peerhost-mode': 'onchain' }, body })
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(await res.text(), 'Hello, Sealed!\n')
+    assert.equal(res.headers.get('x-peerhost-path'), 'chain')
+    const requestId = BigInt(res.headers.get('x-peerhost-chain-request')!)
+    const coordinator = chain.addresses.ExecutionCoordinator
+    const inputCid = await chain.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'inputCidOf', args: [requestId] }) as Hex
+    assert.notEqual(inputCid, '0x', 'a sealed input was posted')
+    // every process log and every node's data dir (blockstores, caches, keys) and the chain's dir
+    for (const needle of [token, body]) {
+      assert.deepEqual(filesContaining(net.dir, needle), [], 'no file of the network holds it')
+      assert.deepEqual(filesContaining(chain.dir, needle), [], 'no file of the chain holds it')
+    }
+    // every transaction's calldata and every log on the chain
+    const head = await chain.publicClient.getBlockNumber()
+    const hex: string[] = []
+    for (let b = 0n; b <= head; b++) {
+      const block = await chain.publicClient.getBlock({ blockNumber: b, includeTransactions: true })
+      for (const tx of block.transactions) hex.push(tx.input)
+    }
+    for (const l of await chain.publicClient.getLogs({ fromBlock: 0n, toBlock: head })) hex.push(l.data, ...l.topics)
+    const all = hex.join('').toLowerCase()
+    for (const needle of [token, body]) assert.ok(!all.includes(Buffer.from(needle).toString('hex')), 'not on chain')
+    // the grep can fail: the sealed input document is in the blockstores, found by its type tag,
+    // and its CID (posted with postInput) is in the chain's calldata
+    assert.ok(filesContaining(net.dir, 'fallback-sealed-input').length > 0, 'the blockstores are searched as plain bytes')
+    assert.ok(all.includes(inputCid.slice(2).toLowerCase()), 'the calldata is searched')
   })
 
   it('says so when the function is not registered on chain, so the fallback cannot run it', async () => {
