@@ -37,7 +37,7 @@ function filesContaining (dir: string, needle: string): string[] {
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
   // three gVisor workers that each stake, bind and join the draw pool on a loaded machine
-  this.timeout(240_000)
+  this.timeout(480_000)
   let chain: TestChain
   let net: TestNetwork
   let hello: string
