@@ -115,6 +115,8 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
   // with a chain: only staked, bound workers enter the view, and the chain answers when the mesh cannot
   const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
   const admission = chain === undefined ? undefined : stakingAdmission()({ chain, logger: log })
+  // secrets (and sealed chain requests): this gateway's X25519 key, published on chain below
+  const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
   let view: GatewayNode['view'] | undefined
   const fallback = chain === undefined
     ? undefined
@@ -127,6 +129,7 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
     })({
       chain,
       storage,
+      sealKey: secretKey,
       peerId: libp2p.peerId.toString(),
       logger: log,
       knownWorkers: () => view?.size() ?? 0,
@@ -148,8 +151,6 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
       if (balance === 0n) log.warn({ address: signer.address }, 'the gateway address holds no funds: the chain fallback cannot pay for requests until it is funded')
     }, () => {})
   }
-  // secrets: sealed to this gateway's X25519 key (published on chain below), opened only into job frames
-  const secretKey = contracts === undefined ? undefined : loadSecretKey(dataDir)
   const secrets = contracts === undefined || secretKey === undefined
     ? undefined
     : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })

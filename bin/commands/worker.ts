@@ -30,7 +30,7 @@ export function workerCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { blockStorage, chainClient, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
+      const { blockStorage, chainClient, chainDomain, chainWatcher, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
@@ -64,7 +64,7 @@ export function workerCommand (): Command<any, any> {
         }
       })
       await worker.start()
-      const watcher = chain === undefined ? undefined : chainWatcher({ stateDir: dataDir })({ chain, worker, storage, logger: log })
+      const watcher = chain === undefined ? undefined : chainWatcher({ stateDir: dataDir })({ chain, worker, storage, sealKey: loadSecretKey(dataDir), logger: log })
       await watcher?.start()
       void prewarmCached(dataDir, executor, log)
       const admin = opts.adminPort === undefined

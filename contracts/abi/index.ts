@@ -10,6 +10,22 @@ export const functionRegistryAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "mask",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "count",
+        "type": "uint256"
+      }
+    ],
+    "name": "RegistryInvalidDeterministicMask",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "count",
         "type": "uint256"
       }
@@ -134,6 +150,25 @@ export const functionRegistryAbi = [
     ],
     "name": "RegistryVersionAlreadyActive",
     "type": "error"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      },
+      {
+        "indexed": false,
+        "internalType": "bool",
+        "name": "deterministic",
+        "type": "bool"
+      }
+    ],
+    "name": "FunctionDeterminismSet",
+    "type": "event"
   },
   {
     "anonymous": false,
@@ -349,6 +384,11 @@ export const functionRegistryAbi = [
         "internalType": "string[]",
         "name": "functions",
         "type": "string[]"
+      },
+      {
+        "internalType": "uint256",
+        "name": "deterministicMask",
+        "type": "uint256"
       }
     ],
     "name": "deploy",
@@ -403,6 +443,25 @@ export const functionRegistryAbi = [
         "internalType": "struct IFunctionRegistry.Version",
         "name": "",
         "type": "tuple"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "isDeterministic",
+    "outputs": [
+      {
+        "internalType": "bool",
+        "name": "",
+        "type": "bool"
       }
     ],
     "stateMutability": "view",
@@ -4684,6 +4743,17 @@ export const executionCoordinatorAbi = [
     "type": "error"
   },
   {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "CoordinatorInputAlreadySet",
+    "type": "error"
+  },
+  {
     "inputs": [],
     "name": "CoordinatorInvalidCommitment",
     "type": "error"
@@ -4713,6 +4783,11 @@ export const executionCoordinatorAbi = [
   {
     "inputs": [],
     "name": "CoordinatorInvalidInputCid",
+    "type": "error"
+  },
+  {
+    "inputs": [],
+    "name": "CoordinatorInvalidKey",
     "type": "error"
   },
   {
@@ -4750,6 +4825,49 @@ export const executionCoordinatorAbi = [
       }
     ],
     "name": "CoordinatorNotCommitted",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotDrawn",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotInPool",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "address",
+        "name": "caller",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorNotRequester",
     "type": "error"
   },
   {
@@ -4799,11 +4917,49 @@ export const executionCoordinatorAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "max",
+        "type": "uint256"
+      }
+    ],
+    "name": "CoordinatorPoolFull",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "requestId",
         "type": "uint256"
       }
     ],
     "name": "CoordinatorRequestFull",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint64",
+        "name": "seedBlock",
+        "type": "uint64"
+      }
+    ],
+    "name": "CoordinatorSeedNotReady",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "CoordinatorStillActive",
     "type": "error"
   },
   {
@@ -4998,6 +5154,25 @@ export const executionCoordinatorAbi = [
     "inputs": [
       {
         "indexed": true,
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes",
+        "name": "inputCid",
+        "type": "bytes"
+      }
+    ],
+    "name": "InputPosted",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
         "internalType": "address",
         "name": "account",
         "type": "address"
@@ -5029,6 +5204,44 @@ export const executionCoordinatorAbi = [
       }
     ],
     "name": "PaymentWithdrawn",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint256",
+        "name": "weight",
+        "type": "uint256"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
+      }
+    ],
+    "name": "PoolJoined",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "PoolLeft",
     "type": "event"
   },
   {
@@ -5097,6 +5310,31 @@ export const executionCoordinatorAbi = [
         "type": "uint256"
       },
       {
+        "indexed": false,
+        "internalType": "address[]",
+        "name": "workers",
+        "type": "address[]"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes32",
+        "name": "seed",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SlotsDrawn",
+    "type": "event"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
         "indexed": true,
         "internalType": "address",
         "name": "worker",
@@ -5111,6 +5349,19 @@ export const executionCoordinatorAbi = [
     ],
     "name": "WorkerPenalized",
     "type": "event"
+  },
+  {
+    "inputs": [],
+    "name": "MAX_POOL",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
   },
   {
     "inputs": [],
@@ -5211,6 +5462,38 @@ export const executionCoordinatorAbi = [
         "type": "uint256"
       }
     ],
+    "name": "draw",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "drawnWorkers",
+    "outputs": [
+      {
+        "internalType": "address[]",
+        "name": "workers",
+        "type": "address[]"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
     "name": "getRequest",
     "outputs": [
       {
@@ -5227,6 +5510,11 @@ export const executionCoordinatorAbi = [
           },
           {
             "internalType": "uint8",
+            "name": "drawnSlots",
+            "type": "uint8"
+          },
+          {
+            "internalType": "uint8",
             "name": "commits",
             "type": "uint8"
           },
@@ -5234,6 +5522,21 @@ export const executionCoordinatorAbi = [
             "internalType": "uint8",
             "name": "reveals",
             "type": "uint8"
+          },
+          {
+            "internalType": "uint8",
+            "name": "topVotes",
+            "type": "uint8"
+          },
+          {
+            "internalType": "bool",
+            "name": "drawn",
+            "type": "bool"
+          },
+          {
+            "internalType": "bool",
+            "name": "deterministic",
+            "type": "bool"
           },
           {
             "internalType": "bool",
@@ -5249,6 +5552,11 @@ export const executionCoordinatorAbi = [
             "internalType": "bool",
             "name": "settled",
             "type": "bool"
+          },
+          {
+            "internalType": "uint64",
+            "name": "seedBlock",
+            "type": "uint64"
           },
           {
             "internalType": "uint64",
@@ -5318,6 +5626,11 @@ export const executionCoordinatorAbi = [
           },
           {
             "internalType": "bool",
+            "name": "committed",
+            "type": "bool"
+          },
+          {
+            "internalType": "bool",
             "name": "revealed",
             "type": "bool"
           },
@@ -5341,6 +5654,38 @@ export const executionCoordinatorAbi = [
     "type": "function"
   },
   {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "inputCidOf",
+    "outputs": [
+      {
+        "internalType": "bytes",
+        "name": "",
+        "type": "bytes"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
+      }
+    ],
+    "name": "join",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
     "inputs": [],
     "name": "keeperShareBps",
     "outputs": [
@@ -5348,6 +5693,32 @@ export const executionCoordinatorAbi = [
         "internalType": "uint16",
         "name": "",
         "type": "uint16"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "leave",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      }
+    ],
+    "name": "outcome",
+    "outputs": [
+      {
+        "internalType": "uint8",
+        "name": "",
+        "type": "uint8"
       }
     ],
     "stateMutability": "view",
@@ -5383,6 +5754,79 @@ export const executionCoordinatorAbi = [
       }
     ],
     "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "poolMember",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "weight",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint64",
+        "name": "joinedBlock",
+        "type": "uint64"
+      },
+      {
+        "internalType": "bytes32",
+        "name": "encryptionKey",
+        "type": "bytes32"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "poolSize",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "requestId",
+        "type": "uint256"
+      },
+      {
+        "internalType": "bytes",
+        "name": "inputCid",
+        "type": "bytes"
+      }
+    ],
+    "name": "postInput",
+    "outputs": [],
+    "stateMutability": "nonpayable",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      }
+    ],
+    "name": "prune",
+    "outputs": [],
+    "stateMutability": "nonpayable",
     "type": "function"
   },
   {

@@ -31,7 +31,7 @@ import { ingress, type IngressInit } from './ingress.ts'
 import { rateLimiter } from './rate-limit.ts'
 import { chainFallbackAllowed, meshDeadline, type Dispatcher } from './dispatch.ts'
 import type { FunctionEntry, FunctionTable } from './functions.ts'
-import type { ChainFallback } from '../fallback/gateway-fallback.ts'
+import { fallbackFailure, type ChainFallback } from '../fallback/gateway-fallback.ts'
 import type { LogBook } from './logs.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
@@ -231,7 +231,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
       : await dispatch({ entry, request, inputHash: hash, deadline: meshUntil, signal: raw.signal, secrets })
     if (fallback !== undefined && (onchain || chainFallbackAllowed(outcome, deadline - Date.now()))) {
-      const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, secrets, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length)
+      const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, secrets, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length, onchain)
       requests.inc({ status: String(response.status) })
       latency.observe((performance.now() - started) / 1000)
       components.recordJob({ jobId: outcome.jobId, function: `${project}/${fn}`, status: response.status, worker: 'chain', attempts: outcome.attempts.length, ms: Math.round((performance.now() - started) * 100) / 100, at: new Date().toISOString() })
@@ -305,7 +305,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   }
 
   /** The chain's answer: the finalized output, or a wire error when the chain gave none in time. */
-  async function chainAnswer (fallback: Pick<ChainFallback, 'run'>, job: Parameters<ChainFallback['run']>[0], started: number, meshAttempts: number): Promise<Response> {
+  async function chainAnswer (fallback: Pick<ChainFallback, 'run'>, job: Parameters<ChainFallback['run']>[0], started: number, meshAttempts: number, onchain: boolean): Promise<Response> {
     const chainStarted = performance.now()
     let response: Response
     const base: Record<string, string> = { 'x-peerhost-path': 'chain', 'x-peerhost-job': job.jobId ?? '', 'x-peerhost-attempts': String(meshAttempts) }
@@ -328,16 +328,8 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       }
     } catch (err: any) {
       log.warn({ err: err?.message, code: err?.code, jobId: job.jobId }, 'chain fallback gave no answer')
-      const refused: string | undefined = err?.code === 'CHAIN_REVERTED' ? err?.details?.error : undefined
-      response = err?.code === 'FALLBACK_DEADLINE'
-        ? jsonError('DEADLINE_EXCEEDED', 'the chain did not finalize a result before the request deadline')
-        : err?.code === 'FALLBACK_NO_ESCROW'
-          ? jsonError('WORKER_FAILED', `the mesh gave no result and the chain fallback was not asked: ${String(err.message)}`)
-          : jsonError('WORKER_FAILED', refused === 'CoordinatorUnknownFunction'
-          ? 'the mesh gave no result and the chain fallback cannot run this function: it is not registered in FunctionRegistry'
-          : refused !== undefined
-            ? `the mesh gave no result and ExecutionCoordinator refused the fallback request (${refused})`
-            : 'neither the mesh nor the chain fallback produced a result')
+      const failure = fallbackFailure(err, meshAttempts > 0 || !onchain)
+      response = jsonError(failure.code, failure.message)
     }
     const now = performance.now()
     base['server-timing'] = `mesh;dur=${(chainStarted - started).toFixed(2)}, chain;dur=${(now - chainStarted).toFixed(2)}, total;dur=${(now - started).toFixed(2)}`

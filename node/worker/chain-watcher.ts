@@ -3,8 +3,10 @@
  * fetches the input document by CID (and the bundle from the requesting gateway), checks it
  * against the chain (inputHash, functionId), runs it in the worker's executor, stores the output
  * document in its own IPFS, then commits `keccak256(abi.encode(requestId, worker, outputHash,
- * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (all slots
- * taken, or the commit deadline passed). A request whose slots are already taken is skipped. When
+ * salt))` and reveals (outputHash, salt, output CID) as soon as the reveal phase opens (every drawn
+ * slot committed, or the commit deadline passed). Slots are drawn on chain from the coordinator's
+ * pool (the watcher joins it at start): a request this worker was not drawn for is skipped before
+ * anything is fetched or run. When
  * the input names secrets, the worker asks the requesting gateway for them (SECRETS_PROTOCOL) and
  * does not take the request if the gateway refuses. The worker's `execute` applies the registry
  * check (node/worker/registry-check.ts) first: a request whose bundle is not the function's active
@@ -17,12 +19,14 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesToHex, type Hex, type Log } from 'viem'
-import { executionCoordinatorAbi } from '#contracts'
+import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
 import { PROTOCOL_VERSION, SECRETS_PROTOCOL } from '#protocol'
 import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
 import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
+import { openFallbackInput, sealFallbackOutput, type SealedScope } from '../fallback/sealed.ts'
+import type { SecretKeyPair } from '../secrets/sealed.ts'
 import { cidBytes, cidFromBytes, type FallbackStorage } from '../fallback/gateway-fallback.ts'
 import { writeFileAtomic } from '../files.ts'
 import { frames } from '../frames.ts'
@@ -53,6 +57,12 @@ export interface ChainWatcherComponents {
   /** `libp2p` fetches secrets from gateways; without it requests naming secrets are not taken */
   worker: Pick<WorkerNode, 'execute' | 'address'> & Partial<Pick<WorkerNode, 'libp2p'>>
   storage: FallbackStorage
+  /**
+   * The worker's X25519 key pair (node/secrets `loadSecretKey`): published in the coordinator's
+   * draw pool (`join(key)`), sealed inputs are encrypted to it. Without it the worker cannot join
+   * the pool, so it is never drawn.
+   */
+  sealKey?: SecretKeyPair
   logger: Logger
 }
 
@@ -77,6 +87,7 @@ interface Requested {
   functionId: Hex
   inputHash: Hex
   inputCid: Hex
+  requester: Hex
   redundancy: number
   commitDeadline: bigint
   deadline: bigint
@@ -94,8 +105,44 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
     const controller = new AbortController()
     let unwatch: (() => void) | undefined
 
-    async function slotsTaken (requestId: bigint): Promise<{ commits: number, redundancy: number, commitDeadline: bigint }> {
+    async function slotsTaken (requestId: bigint): Promise<{ commits: number, drawnSlots: number, drawn: boolean, commitDeadline: bigint }> {
       return await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+    }
+
+    /**
+     * Whether this worker holds a slot of the request. The draw needs the hash of the request's
+     * block, readable from the next block on: ask the pending block (an idle automining chain has
+     * no next block yet); a node that answers `CoordinatorSeedNotReady` anyway is asked again at
+     * the next poll.
+     */
+    async function isDrawn (r: Requested): Promise<boolean> {
+      for (;;) {
+        controller.signal.throwIfAborted()
+        try {
+          const drawn = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'drawnWorkers', args: [r.requestId], blockTag: 'pending' }) as readonly Hex[]
+          return drawn.some(a => a.toLowerCase() === worker.address.toLowerCase())
+        } catch (err) {
+          if (revertName(err) !== 'CoordinatorSeedNotReady') throw err
+          if (BigInt(Math.floor(Date.now() / 1000)) >= r.commitDeadline) return false
+          await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+        }
+      }
+    }
+
+    /** Enters the coordinator's draw pool with its key (or refreshes weight and key there when they changed). */
+    async function joinPool (): Promise<void> {
+      const sealKey = components.sealKey
+      if (sealKey === undefined) { log.warn('no encryption key: not joining the chain fallback draw pool'); return }
+      const key = bytesToHex(sealKey.publicKey)
+      const [weight, , published] = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [worker.address] }) as readonly [bigint, bigint, Hex]
+      const stake = await pc.readContract({ address: chain.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [worker.address] }) as { amount: bigint }
+      if (weight !== 0n && weight === stake.amount && published.toLowerCase() === key.toLowerCase()) return
+      try {
+        await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [key] })
+        log.info({ weight: stake.amount.toString() }, 'joined the chain fallback draw pool')
+      } catch (err) {
+        log.warn({ err: (err as Error).message, revert: revertName(err) }, 'could not join the chain fallback draw pool: this worker will not be drawn for chain requests')
+      }
     }
 
     async function waitRevealPhase (r: Requested): Promise<void> {
@@ -103,7 +150,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       for (;;) {
         signal.throwIfAborted()
         const [req, block] = await Promise.all([slotsTaken(r.requestId), pc.getBlock({ blockTag: 'latest' })])
-        if (req.commits >= req.redundancy || block.timestamp >= r.commitDeadline) return
+        if ((req.drawn && req.commits >= req.drawnSlots) || block.timestamp >= r.commitDeadline) return
         if (block.timestamp >= r.deadline) throw new Error('deadline passed before the reveal phase')
         await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
       }
@@ -162,25 +209,49 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       return undefined
     }
 
+    /** The input CID of a sealed request, once its requester posted it (undefined at the commit deadline). */
+    async function waitInput (r: Requested): Promise<Hex | undefined> {
+      for (;;) {
+        controller.signal.throwIfAborted()
+        const cid = await pc.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'inputCidOf', args: [r.requestId] }) as Hex
+        if (cid !== '0x') return cid
+        if (BigInt(Math.floor(Date.now() / 1000)) >= r.commitDeadline) return undefined
+        await new Promise(resolve => setTimeout(resolve, chain.pollingIntervalMs))
+      }
+    }
+
     async function handle (r: Requested): Promise<void> {
       const id = r.requestId.toString()
       const signal = controller.signal
       const nowSec = BigInt(Math.floor(Date.now() / 1000))
       if (nowSec >= r.commitDeadline) return
-      const before = await slotsTaken(r.requestId)
-      if (before.commits >= before.redundancy) { log.debug({ requestId: id }, 'all slots taken; skipped'); return }
+      if (!await isDrawn(r)) { log.debug({ requestId: id }, 'not drawn for this chain request; skipped'); return }
 
-      const inputCid = cidFromBytes(r.inputCid)
-      const bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
+      // a sealed request (no input CID in the event) gets its input once the slots are drawn
+      const sealed = r.inputCid === '0x'
+      const inputCidHex = sealed ? await waitInput(r) : r.inputCid
+      if (inputCidHex === undefined) { log.info({ requestId: id }, 'the requester posted no input before the commit deadline'); return }
+      const inputCid = cidFromBytes(inputCidHex)
+      const scope: SealedScope = { chainId: chain.contracts.chainId, coordinator, requestId: r.requestId }
+      let bytes = await storage.fetch(inputCid, { signal, timeoutMs: CHAIN_WATCHER_DEFAULTS.inputFetchTimeoutMs, maxBytes: CHAIN_WATCHER_DEFAULTS.maxInputBytes })
+      let sealedContent
+      if (sealed) {
+        if (components.sealKey === undefined) return
+        sealedContent = openFallbackInput(bytes, scope, worker.address, components.sealKey)
+        bytes = sealedContent.input
+      }
       const input = decodeFallbackInput(bytes, { inputHash: r.inputHash, functionId: r.functionId })
       let from
       try { from = peerIdFromString(input.gateway) } catch {}
       const deadline = Math.min(input.deadline, Number(r.commitDeadline) * 1000)
-      // the project's secrets come from the requesting gateway, never from the public input document
-      const secrets = input.secretNames === undefined ? undefined : await fetchSecrets(from, inputCid, signal)
-      if (input.secretNames !== undefined && secrets === undefined) return
+      // sealed: the secrets came inside, encrypted to this drawn worker only; public (legacy): ask the gateway
+      const secrets = sealed
+        ? sealedContent?.secrets
+        : input.secretNames === undefined ? undefined : await fetchSecrets(from, inputCid, signal)
+      if (!sealed && input.secretNames !== undefined && secrets === undefined) return
       const result = await worker.execute({ jobId: input.jobId, fn: input.fn, options: input.options, env: input.env, secrets, request: input.request, deadline }, { from, signal })
-      const out = encodeFallbackOutput(result)
+      const plainOut = encodeFallbackOutput(result)
+      const out = sealedContent === undefined ? plainOut : sealFallbackOutput(scope, r.requester, sealedContent.gatewayKey, plainOut.bytes)
       await storage.put(out.cid, out.bytes)
 
       const salt = bytesToHex(randomBytes(32))
@@ -192,7 +263,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
           await chain.send({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'commit', args: [r.requestId, commitment] }, { signal })
         } catch (err) {
           const name = revertName(err)
-          if (name === 'CoordinatorRequestFull' || name === 'CoordinatorCommitPhaseOver') { log.debug({ requestId: id, name }, 'commit not taken'); return }
+          if (name === 'CoordinatorNotDrawn' || name === 'CoordinatorCommitPhaseOver') { log.info({ requestId: id, name }, 'commit not taken'); return }
           throw err
         }
         log.info({ requestId: id, outputHash: result.outputHash }, 'committed')
@@ -231,6 +302,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
       get active () { return jobs.size },
       async start () {
         if (unwatch !== undefined) return
+        await joinPool().catch((err: Error) => log.warn({ err: err.message }, 'draw pool not readable'))
         unwatch = pc.watchContractEvent({
           address: coordinator,
           abi: executionCoordinatorAbi,

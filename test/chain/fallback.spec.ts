@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -20,8 +21,10 @@ import { chainClient, loadContracts, parseContracts, type ChainClient } from '..
 import { stakeAndBind, stakingAdmission } from '../../node/staking/index.ts'
 import { depositEscrow, allowGateway, escrowStatus } from '../../node/escrow/index.ts'
 import { HARDHAT_KEY_0 } from '../protocol/fixtures.ts'
-import { chainFallback, cidBytes, decodeFallbackInput, decodeFallbackOutput, encodeFallbackInput, encodeFallbackOutput, type FallbackStorage } from '../../node/fallback/index.ts'
+import { chainFallback, cidBytes, fallbackFailure, FALLBACK_DEFAULTS, decodeFallbackInput, decodeFallbackOutput, encodeFallbackInput, encodeFallbackOutput, type FallbackStorage } from '../../node/fallback/index.ts'
 import { chainWatcher } from '../../node/worker/chain-watcher.ts'
+import { openFallbackInput } from '../../node/fallback/sealed.ts'
+import { loadSecretKey, type SecretKeyPair } from '../../node/secrets/sealed.ts'
 import type { LocalJob } from '../../node/worker/worker.ts'
 import { startTestChain, type TestChain } from './helpers.ts'
 import { waitFor } from '../helpers/network.ts'
@@ -38,10 +41,17 @@ function memoryStorage (blocks = new Map<string, Uint8Array>()): FallbackStorage
   }
 }
 
+/** A fresh X25519 key pair, as a worker or gateway keeps in its data dir. */
+function newKey (): SecretKeyPair {
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-key-'))
+  try { return loadSecretKey(dir) } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
 const OPTIONS: FunctionOptions = { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' }
 
 describe('chain: staking, admission and the fallback round against a local chain', function () {
-  this.timeout(60_000)
+  // the machine is shared: starting the chain (an incremental build, then `hardhat node`) can take a minute
+  this.timeout(180_000)
   let chain: TestChain
   let owner: `0x${string}`
   let fn: FunctionRef
@@ -49,7 +59,7 @@ describe('chain: staking, admission and the fallback round against a local chain
   before(async () => {
     chain = await startTestChain()
     owner = chain.deployer
-    await chain.registerProject('hello', ['hello'])
+    await chain.registerProject('hello', ['hello', 'det'], ['det'])
     fn = { wallet: owner, project: 'hello', name: 'hello', id: functionId(owner, 'hello', 'hello'), bundleCid: rawCid(new TextEncoder().encode('bundle')) }
   })
   after(async () => {
@@ -62,6 +72,12 @@ describe('chain: staking, admission and the fallback round against a local chain
     if (fund) await chain.fund(account.address)
     const contracts = loadContracts(chain.contractsFile)
     return { client: chainClient(contracts, account), peerId: peerIdFromPrivateKey(await generateKeyPair('Ed25519')) }
+  }
+
+  /** Takes a worker out of the coordinator's draw pool, so later tests draw only their own workers. */
+  async function leavePool (client: ChainClient): Promise<void> {
+    const [weight] = await client.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'poolMember', args: [client.account!.address] })
+    if (weight !== 0n) await client.send({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'leave', args: [] })
   }
 
   describe('contracts file', () => {
@@ -168,12 +184,17 @@ describe('chain: staking, admission and the fallback round against a local chain
           return { response, outputHash: outputHash({ response }) }
         }
       }
-      const first = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      // a second pool member that never answers keeps the reveal phase closed until the commit deadline
+      const silent = await newWorker()
+      await stakeAndBind(silent.client, silent.peerId, { stake: parseEther('1') })
+      await silent.client.send({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'join', args: [`0x${'5a'.repeat(32)}`] })
+      const sealKey = newKey()
+      const first = chainWatcher({ stateDir })({ chain: client, worker, storage, sealKey, logger: silentLogger() })
       await first.start()
       const gatewayAccount = privateKeyToAccount(generatePrivateKey())
       await chain.fund(gatewayAccount.address)
       const gw = chainClient(loadContracts(chain.contractsFile), gatewayAccount)
-      // two slots and one worker: the reveal phase opens only at the commit deadline
+      // two slots, both drawn (the pool holds two), one answering: the reveal phase opens only at the commit deadline
       const fallback = chainFallback({ deadlineSec: 20, redundancy: 2 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
       const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?name=Restart', headers: [], body: new Uint8Array() }
       const pending = fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) }).catch((err: Error) => err)
@@ -190,18 +211,20 @@ describe('chain: staking, admission and the fallback round against a local chain
       // past the commit deadline (chain time), then the restarted worker reveals
       await chain.rpc('evm_increaseTime', [16])
       await chain.rpc('evm_mine')
-      const second = chainWatcher({ stateDir })({ chain: client, worker, storage, logger: silentLogger() })
+      const second = chainWatcher({ stateDir })({ chain: client, worker, storage, sealKey, logger: silentLogger() })
       await second.start()
       try {
         await waitFor('the reveal after the restart', async () => {
-          const slots = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [id] }) as unknown as Array<{ revealed: boolean }>
-          return slots[0]?.revealed === true ? true : undefined
+          const slots = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getSlots', args: [id] }) as unknown as Array<{ worker: string, revealed: boolean }>
+          return slots.find(x => x.worker === client.account!.address)?.revealed === true ? true : undefined
         }, 10_000, 50)
         await waitFor('the saved commitment dropped', () => JSON.parse(readFileSync(join(stateDir, 'chain-commits.json'), 'utf8')).length === 0 ? true : undefined, 5_000, 50)
       } finally {
         await second.stop()
         await fallback.stop()
         await pending
+        await leavePool(client)
+        await leavePool(silent.client)
         rmSync(stateDir, { recursive: true, force: true })
       }
     })
@@ -212,6 +235,7 @@ describe('chain: staking, admission and the fallback round against a local chain
       const storage = memoryStorage()
       const ran: LocalJob[] = []
       const watchers = []
+      const clients: ChainClient[] = []
       for (let i = 0; i < 2; i++) {
         const { client, peerId } = await newWorker()
         await stakeAndBind(client, peerId, { stake: parseEther('1') })
@@ -224,9 +248,10 @@ describe('chain: staking, admission and the fallback round against a local chain
             return { response, outputHash: outputHash({ response }) }
           }
         }
-        const w = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+        const w = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
         await w.start()
         watchers.push(w)
+        clients.push(client)
       }
       const gatewayAccount = privateKeyToAccount(generatePrivateKey())
       await chain.fund(gatewayAccount.address)
@@ -238,7 +263,7 @@ describe('chain: staking, admission and the fallback round against a local chain
         assert.equal(new TextDecoder().decode(r.response!.body), 'Hello, Round!')
         assert.equal(r.redundancy, 2)
         assert.equal(ran.length, 2)
-        assert.ok(r.finalizedBlock - r.requestBlock >= 4n, 'two commits and two reveals after the request')
+        assert.ok(r.finalizedBlock - r.requestBlock >= 3n, 'two commits and a reveal after the request (a non-deterministic function is final with its first reveal)')
 
         // a request whose input document does not hash to its inputHash is never committed to
         const bogus = encodeFallbackInput({ jobId: `0x${'22'.repeat(32)}`, fn, options: OPTIONS, env: {}, request, deadline: Date.now() + 30_000, gateway: 'x' })
@@ -260,6 +285,7 @@ describe('chain: staking, admission and the fallback round against a local chain
       } finally {
         await fallback.stop()
         for (const w of watchers) await w.stop()
+        for (const c of clients) await leavePool(c)
       }
     })
 
@@ -274,7 +300,7 @@ describe('chain: staking, admission and the fallback round against a local chain
           return { response, outputHash: outputHash({ response }) }
         }
       }
-      const watcher = chainWatcher()({ chain: client, worker, storage, logger: silentLogger() })
+      const watcher = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
       await watcher.start()
       const contracts = loadContracts(chain.contractsFile)
       const builder = chainClient(contracts, privateKeyToAccount(HARDHAT_KEY_0))
@@ -311,6 +337,189 @@ describe('chain: staking, admission and the fallback round against a local chain
         await auto.stop()
         await strict.stop()
         await watcher.stop()
+        await leavePool(client)
+      }
+    })
+  })
+
+  describe('the chain path made sound (issues 9 and 14)', () => {
+    /** n staked watchers in the draw pool whose executor answers `answer(i)`. */
+    async function watchers (n: number, answer: (i: number, job: LocalJob) => string, storage: FallbackStorage) {
+      const out: Array<{ client: ChainClient, stop: () => Promise<void>, runs: number, jobs: LocalJob[] }> = []
+      for (let i = 0; i < n; i++) {
+        const { client, peerId } = await newWorker()
+        await stakeAndBind(client, peerId, { stake: parseEther('1') })
+        const entry = { client, stop: async () => {}, runs: 0, jobs: [] as LocalJob[] }
+        const worker = {
+          address: client.account!.address,
+          async execute (job: LocalJob) {
+            entry.runs++
+            entry.jobs.push(job)
+            const response = { status: 200, headers: [] as Array<[string, string]>, body: new TextEncoder().encode(answer(i, job)) }
+            return { response, outputHash: outputHash({ response }) }
+          }
+        }
+        const w = chainWatcher()({ chain: client, worker, storage, sealKey: newKey(), logger: silentLogger() })
+        await w.start()
+        entry.stop = async () => { await w.stop(); await leavePool(client) }
+        out.push(entry)
+      }
+      return out
+    }
+    async function gatewayClient (): Promise<ChainClient> {
+      const a = privateKeyToAccount(generatePrivateKey())
+      await chain.fund(a.address)
+      return chainClient(loadContracts(chain.contractsFile), a)
+    }
+    async function stakeOf (address: Hex): Promise<bigint> {
+      const s = await chain.publicClient.readContract({ address: chain.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [address] }) as { amount: bigint, pending: bigint }
+      return s.amount + s.pending
+    }
+
+    it('a Math.random function with redundancy 3: answered with the first reveal, settled by the gateway itself, no honest worker slashed', async () => {
+      const storage = memoryStorage()
+      const ws = await watchers(3, () => `random ${Math.random()}`, storage)
+      const gw = await gatewayClient()
+      const fallback = chainFallback({ deadlineSec: 30, redundancy: 3 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      try {
+        const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?random', headers: [], body: new Uint8Array() }
+        const r = await fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) })
+        assert.match(new TextDecoder().decode(r.response!.body), /^random 0\.\d+/)
+        const coordinator = chain.addresses.ExecutionCoordinator
+        // the gateway settles once all three revealed; nobody else is asked to
+        await waitFor('the gateway to settle', async () => {
+          const req = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [r.requestId] }) as any
+          return req.settled === true ? req : undefined
+        }, 20_000, 100)
+        for (const w of ws) {
+          assert.equal(await stakeOf(w.client.account!.address), parseEther('1'), 'an honest worker kept its whole stake')
+          assert.equal(w.runs, 1)
+          const owed = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'owed', args: [w.client.account!.address] }) as bigint
+          assert.equal(owed, FALLBACK_DEFAULTS.fee / 3n, 'every revealer is paid its share')
+        }
+      } finally {
+        await fallback.stop()
+        for (const w of ws) await w.stop()
+      }
+    })
+
+    it('a deterministic function whose drawn workers all disagree: answered at once naming why (no majority possible), refunded by the gateway itself', async () => {
+      const storage = memoryStorage()
+      const ws = await watchers(3, (i) => `worker ${i}`, storage)
+      const gw = await gatewayClient()
+      const detFn = { ...fn, name: 'det', id: functionId(owner, 'hello', 'det') }
+      const deadlineSec = 60
+      const fallback = chainFallback({ deadlineSec, redundancy: 3 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      try {
+        const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/det', headers: [], body: new Uint8Array() }
+        const started = Date.now()
+        const err = await fallback.run({ fn: detFn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) }).then(() => undefined, (e: any) => e)
+        const ms = Date.now() - started
+        assert.equal(err?.code, 'FALLBACK_NO_RESULT', String(err?.message))
+        assert.match(err.message, /declared deterministic but the drawn workers disagree: 3 of 3 revealed, at most 1 agreeing, and a majority needs 2/)
+        assert.ok(ms < deadlineSec * 1000 / 2, `answered after ${ms} ms, long before the ${deadlineSec} s deadline`)
+        const requestId = BigInt(err.details.requestId)
+        const coordinator = chain.addresses.ExecutionCoordinator
+        const req = await waitFor('the gateway to settle', async () => {
+          const q = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'getRequest', args: [requestId] }) as any
+          return q.settled === true ? q : undefined
+        }, 10_000, 100)
+        assert.ok(req.settled)
+        const owed = await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'owed', args: [gw.account!.address] }) as bigint
+        assert.equal(owed, FALLBACK_DEFAULTS.fee, 'the whole fee came back to the gateway')
+        for (const w of ws) assert.equal(await stakeOf(w.client.account!.address), parseEther('1'))
+        // the client's message names the path that failed: the chain, not a mesh that was never asked
+        assert.match(fallbackFailure(err, false).message, /^the client asked for the chain \(x-peerhost-mode: onchain\) and chain request \d+ cannot produce a result/)
+        assert.doesNotMatch(fallbackFailure(err, false).message, /mesh gave no result/)
+        assert.match(fallbackFailure(err, true).message, /^the mesh gave no result and chain request/)
+      } finally {
+        await fallback.stop()
+        for (const w of ws) await w.stop()
+      }
+    })
+
+    it('issue 14: the deadline comes from a correct chain time: a request after the chain sat idle is accepted', async () => {
+      const storage = memoryStorage()
+      const ws = await watchers(1, () => 'after idle', storage)
+      const gw = await gatewayClient()
+      // deadline 20 s + 10 s slack: with the stale head's time, an idle spell over 10 s made the
+      // coordinator refuse every request (CoordinatorInvalidDeadline) until something mined a block
+      const fallback = chainFallback({ deadlineSec: 20, redundancy: 1 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      try {
+        const head = await chain.publicClient.getBlock()
+        await new Promise(resolve => setTimeout(resolve, 13_000))
+        assert.equal((await chain.publicClient.getBlock()).number, head.number, 'the chain stayed idle')
+        const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?idle', headers: [], body: new Uint8Array() }
+        const r = await fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) })
+        assert.equal(new TextDecoder().decode(r.response!.body), 'after idle')
+      } finally {
+        await fallback.stop()
+        for (const w of ws) await w.stop()
+      }
+    })
+
+    it('sealed: a request with a bearer token, a random body and a secret leaves no plaintext in IPFS blocks or on chain (and the same grep finds them in a public request)', async () => {
+      const token = `tok-${randomUUID()}`
+      const bodyText = `body-${randomUUID()}`
+      const secret = `sec-${randomUUID()}`
+      const answerText = `answer-${randomUUID()}`
+      const storage = memoryStorage()
+      const ws = await watchers(2, () => answerText, storage)
+      const gw = await gatewayClient()
+      const sealKey = newKey()
+      const sealedFallback = chainFallback({ deadlineSec: 30, redundancy: 2 })({ chain: gw, storage, peerId: 'x', sealKey, logger: silentLogger() })
+      const fromBlock = (await chain.publicClient.getBlock()).number
+      const request: WireRequest = { method: 'POST', url: 'http://gw/x/hello/hello', headers: [['authorization', `Bearer ${token}`]], body: new TextEncoder().encode(bodyText) }
+      const job = { fn, options: OPTIONS, env: {}, secrets: { API_KEY: secret }, request, inputHash: inputHash(request) }
+      /** every byte the chain holds from `from` on: transaction calldata and log data/topics */
+      async function chainBytes (from: bigint): Promise<string> {
+        const head = await chain.publicClient.getBlockNumber()
+        const parts: string[] = []
+        for (let b = from; b <= head; b++) {
+          const block = await chain.publicClient.getBlock({ blockNumber: b, includeTransactions: true })
+          for (const tx of block.transactions) parts.push(tx.input)
+          const logs = await chain.publicClient.getLogs({ fromBlock: b, toBlock: b })
+          for (const l of logs) parts.push(l.data, ...l.topics)
+        }
+        return parts.join('\n')
+      }
+      const needles = [token, bodyText, secret, answerText]
+      const inBlocks = (n: string): boolean => [...storage.blocks.values()].some(b => Buffer.from(b).includes(Buffer.from(n)))
+      const onChain = (hex: string, n: string): boolean => hex.toLowerCase().includes(Buffer.from(n).toString('hex'))
+      try {
+        const r = await sealedFallback.run(job)
+        assert.equal(r.sealed, true)
+        assert.equal(new TextDecoder().decode(r.response!.body), answerText)
+        // the drawn workers got the plaintext request and the secret (inside the sealed input)
+        for (const w of ws) {
+          const got = w.jobs[0]
+          assert.equal(got.request.headers.find(([k]) => k === 'authorization')?.[1], `Bearer ${token}`)
+          assert.equal(new TextDecoder().decode(got.request.body), bodyText)
+          assert.equal(got.secrets?.API_KEY, secret)
+        }
+        const hex = await chainBytes(fromBlock)
+        for (const n of needles) {
+          assert.equal(inBlocks(n), false, `${n} is in an IPFS block`)
+          assert.equal(onChain(hex, n), false, `${n} is on chain`)
+        }
+        // the grep can fail: the same request through the public (unsealed) flow puts them in IPFS
+        const publicFallback = chainFallback({ deadlineSec: 30, redundancy: 2 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+        try {
+          await publicFallback.run({ ...job, secrets: undefined })
+        } finally { await publicFallback.stop() }
+        assert.equal(inBlocks(token), true, 'the grep finds the token in a public input document')
+        assert.equal(inBlocks(bodyText), true)
+        assert.equal(inBlocks(answerText), true, 'and the answer in a public output document')
+        // a sealed input opens only for the drawn workers: a worker that was not drawn has no envelope
+        const sealedDocs = [...storage.blocks.values()].filter(b => Buffer.from(b).includes(Buffer.from('fallback-sealed-input')))
+        assert.equal(sealedDocs.length, 1)
+        assert.throws(() => openFallbackInput(sealedDocs[0], { chainId: chain.chainId, coordinator: chain.addresses.ExecutionCoordinator, requestId: r.requestId }, `0x${'77'.repeat(20)}`, newKey()), { code: 'FALLBACK_NOT_RECIPIENT' })
+        // and a drawn worker's envelope does not open with another key
+        const drawnAddr = ws[0].client.account!.address
+        assert.throws(() => openFallbackInput(sealedDocs[0], { chainId: chain.chainId, coordinator: chain.addresses.ExecutionCoordinator, requestId: r.requestId }, drawnAddr, newKey()), { code: 'SECRET_UNSEALABLE' })
+      } finally {
+        await sealedFallback.stop()
+        for (const w of ws) await w.stop()
       }
     })
   })

@@ -19,8 +19,8 @@ export interface TestChain extends LocalChain {
   publicClient: PublicClient
   /** sends `ether` from the deployer to `to` */
   fund: (to: Address, ether?: string) => Promise<void>
-  /** registers `<deployer>/<project>` with these functions (dummy manifest CID) */
-  registerProject: (project: string, functions: string[]) => Promise<void>
+  /** registers `<deployer>/<project>` with these functions (dummy manifest CID); `deterministic` names those declared deterministic */
+  registerProject: (project: string, functions: string[], deterministic?: string[]) => Promise<void>
   /** JSON-RPC on the node (evm_setIntervalMining, …) */
   rpc: (method: string, params?: unknown[]) => Promise<any>
 }
@@ -40,10 +40,11 @@ export async function startTestChain (): Promise<TestChain> {
     async fund (to, ether = '10') {
       await wait(await wallet.sendTransaction({ to, value: parseEther(ether) }))
     },
-    async registerProject (project, functions) {
+    async registerProject (project, functions, deterministic = []) {
+      const mask = functions.reduce((m, f, i) => deterministic.includes(f) ? m | (1n << BigInt(i)) : m, 0n)
       // a 36-byte CIDv1 raw sha2-256 of nothing in particular: the registry only stores it
       const manifest: Hex = `0x01551220${'ab'.repeat(32)}`
-      await wait(await wallet.writeContract({ address: chain.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [chain.deployer, project, manifest, `0x${'00'.repeat(32)}`, functions] }))
+      await wait(await wallet.writeContract({ address: chain.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [chain.deployer, project, manifest, `0x${'00'.repeat(32)}`, functions, mask] }))
     },
     async rpc (method, params = []) {
       return await (publicClient.request as any)({ method, params })
