@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 export function bootstrapCommand (): Command<any, any> {
   return new Command('bootstrap')
@@ -14,8 +15,10 @@ export function bootstrapCommand (): Command<any, any> {
       const { createBootstrap, loadPeerKey } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'bootstrap')
+      const listen = opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/4001']
+      await checkPorts([...multiaddrPorts(listen, '--listen', 'the bootstrap node\'s libp2p'), ...(opts.adminPort === undefined ? [] : [{ flag: '--admin-port', port: opts.adminPort, what: 'the bootstrap node\'s admin HTTP' }])])
       const node = await createBootstrap({
-        listen: opts.listen.length > 0 ? opts.listen : ['/ip4/127.0.0.1/tcp/4001'],
+        listen,
         peers: opts.peer,
         adminPort: opts.adminPort
       }, { privateKey: await loadPeerKey(dataDir), logger: log, registry: registry() })

@@ -5,6 +5,7 @@ import { isAddress, type Address } from 'viem'
 import { parseAmount, ConfigError, loadContracts } from '../light.ts'
 import type { GatewayNode } from '../deps.ts'
 import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 export function gatewayCommand (): Command<any, any> {
   return new Command('gateway')
@@ -32,7 +33,7 @@ export function gatewayCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } = await import('../deps.ts')
+      const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
       if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -41,6 +42,9 @@ export function gatewayCommand (): Command<any, any> {
       const signer = loadSigner(dataDir)
       const owner = (opts.owner ?? signer.address) as Address
       const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
+      await checkPorts([{ flag: '--port', port: opts.port, host: opts.host, what: 'the gateway\'s HTTP' }, ...multiaddrPorts(opts.listen, '--listen', 'the gateway\'s libp2p')])
+      // never follow, stake on or sign for a chain other than the one the contracts file describes
+      if (contracts !== undefined) await verifyChain(contracts, { file: opts.contracts })
       const reg = registry()
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined

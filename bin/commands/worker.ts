@@ -3,6 +3,7 @@ import type { Executor } from '#sandbox'
 import { ConfigError, NODE_DEFAULTS, NodeError, parseAmount, loadContracts } from '../light.ts'
 import type { Logger } from '../deps.ts'
 import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): Promise<Executor> {
   const sandbox = await import('#sandbox')
@@ -30,13 +31,16 @@ export function workerCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { blockStorage, chainClient, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
+      const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
       const reg = registry()
       const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
       const stake = parseAmount('--stake', opts.stake)
+      await checkPorts([...multiaddrPorts(opts.listen, '--listen', 'the worker\'s libp2p'), ...(opts.adminPort === undefined ? [] : [{ flag: '--admin-port', port: opts.adminPort, what: 'the worker\'s admin HTTP' }])])
+      // never stake on or sign receipts for a chain other than the one the contracts file describes
+      if (contracts !== undefined) await verifyChain(contracts, { file: opts.contracts })
       const executor = await chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined
