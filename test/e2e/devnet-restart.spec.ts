@@ -8,32 +8,42 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { spawnPeerhost } from '../../bin/spawn.ts'
 import { freePort } from '../helpers/network.ts'
 
+/** kill -9 of a process and everything it started, as a crash (or the OOM killer) would */
+function killFamily (pid: number): void {
+  const rows = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' }).trim().split('\n').map(l => l.trim().split(/\s+/).map(Number))
+  const family: number[] = [pid]
+  for (let grew = true; grew;) {
+    grew = false
+    for (const [p, pp] of rows) if (family.includes(pp) && !family.includes(p)) { family.push(p); grew = true }
+  }
+  for (const p of family) { try { process.kill(p, 'SIGKILL') } catch {} }
+}
+
 describe('e2e: peerhost devnet twice on one data dir', function () {
-  this.timeout(400_000)
+  // two full devnet starts on a machine shared with other work: minutes each under load
+  this.timeout(900_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-devnet-restart-'))
-  after(() => { if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true }) })
+  const started: number[] = []
+  after(() => {
+    for (const pid of started) killFamily(pid)
+    if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
+  })
 
   it('a second run (after kill -9 of the first) discards the previous chain\'s cursor and its deploy goes live', async () => {
     const net = join(dir, 'net')
     const run = async (name: string): Promise<{ ready: Record<string, any>, kill: () => Promise<void> }> => {
       const devnet = spawnPeerhost(name, ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', '1', '--unsafe-dev-executor', '--data-dir', net], join(dir, 'logs'))
+      started.push(devnet.proc.pid!)
       try {
         const ready = await devnet.ready
         return {
           ready,
           kill: async () => {
-            // kill -9 the whole group of processes the devnet started, as a crash would
-            const { execFileSync } = await import('node:child_process')
-            const pids = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' }).trim().split('\n').map(l => l.trim().split(/\s+/).map(Number))
-            const family: number[] = [devnet.proc.pid!]
-            for (let grew = true; grew;) {
-              grew = false
-              for (const [p, pp] of pids) if (family.includes(pp) && !family.includes(p)) { family.push(p); grew = true }
-            }
-            for (const p of family) { try { process.kill(p, 'SIGKILL') } catch {} }
+            killFamily(devnet.proc.pid!)
             await new Promise(resolve => setTimeout(resolve, 500))
           }
         }

@@ -59,7 +59,8 @@ function captureLogger (): { logger: ReturnType<typeof createLogger>, lines: () 
 }
 
 describe('registry: start block and cursor', function () {
-  this.timeout(120_000)
+  // a Hardhat chain start takes minutes on a loaded machine
+  this.timeout(400_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-registry-'))
   const cursorFile = join(dir, 'gateway', 'registry.json')
   let chain: LocalChain
