@@ -82,6 +82,11 @@ describe('e2e: peerhost devnet (npm start)', function () {
       assert.equal(builderDeploy.code, 0, builderDeploy.stderr)
       assert.equal(builderDeploy.lines.find(l => l.event === 'deployed')?.owner, ready.builder)
 
+      // issue 14 item 9: `escrow show --gateway` takes the gateway's URL like every other command
+      const escrow = await cli(['escrow', 'show', 'hello', '--wallet', ready.builder, '--gateway', ready.gateway, '--json'], { PEERHOST_DEVNET_DIR: net })
+      assert.equal(escrow.code, 0, escrow.stderr)
+      assert.notEqual(escrow.lines[0]?.allowance, null, escrow.stdout)
+
       // issue 14 item 2: a node refuses a chain other than the one its contracts file describes
       const contracts = JSON.parse(readFileSync(ready.contracts, 'utf8'))
       const otherId = join(dir, 'other-chain.json')
