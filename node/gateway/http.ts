@@ -127,6 +127,8 @@ function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: Job
     ...r,
     fee: r.fee.toString(),
     epoch: r.epoch.toString(),
+    // a uint64 since tickets bind their deadline: JSON has no bigint
+    deadline: r.deadline.toString(),
     signature: result.receiptSig
   }
   return Buffer.from(JSON.stringify(receipt)).toString('base64url')
