@@ -70,13 +70,13 @@ async function untilGatewaySees (gateway: string, workers: number, timeoutMs = 6
  * sandbox is warm and the gateway has loaded it before the URLs are printed: the first request a
  * builder makes then neither waits for a pool nor goes to the chain.
  */
-async function warmUp (urls: string[], timeoutMs = 60_000): Promise<void> {
+async function warmUp (urls: string[], timeoutMs = 300_000): Promise<void> {
   const until = Date.now() + timeoutMs
   await Promise.all(urls.map(async url => {
     let last = ''
     while (Date.now() < until) {
       try {
-        const res = await fetch(url, { headers: { 'x-peerhost-warmup': '1' }, signal: AbortSignal.timeout(15_000) })
+        const res = await fetch(url, { headers: { 'x-peerhost-warmup': '1' }, signal: AbortSignal.timeout(90_000) })
         await res.arrayBuffer()
         if ((res.headers.get('x-peerhost-worker') ?? '') !== '' && res.headers.get('x-peerhost-path') !== 'chain') return
         last = `HTTP ${res.status}${res.headers.get('x-peerhost-path') === 'chain' ? ' through the chain' : ''}`
@@ -203,7 +203,8 @@ export function devnetCommand (): Command<any, any> {
             async () => await Promise.all(projects.map(async p => await deploy(p, gw.url, contractsFile, key, logDir))),
             r => `${r.flat().length} functions`)).flat()
         }
-        // URLs are printed only once each function has been answered by a worker over the mesh
+        // URLs are printed only once each function has been answered by a worker over the mesh (on a
+        // quiet machine seconds; under heavy load the first bundle fetch over bitswap can take minutes)
         await step('warm', 'Warm every function through the mesh', async () => { await warmUp(functions) })
         for (const c of children) {
           c.proc.once('exit', (code, signal) => {

@@ -4,7 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
 import { parseAmount, ConfigError, loadContracts } from '../light.ts'
 import type { GatewayNode } from '../deps.ts'
-import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { absolute, bigintOption, collect, intOption, multiaddrList, logger, onShutdown, registry, say } from '../util.ts'
 import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 export function gatewayCommand (): Command<any, any> {
@@ -13,7 +13,8 @@ export function gatewayCommand (): Command<any, any> {
     .option('--bootstrap <multiaddr...>', 'bootstrap node multiaddrs with /p2p/<id> (env PEERHOST_BOOTSTRAP)', collect, collect(process.env.PEERHOST_BOOTSTRAP ?? ''))
     .option('--port <port>', 'HTTP port (env PEERHOST_PORT)', intOption('--port', 0, 65535), Number(process.env.PEERHOST_PORT ?? 8080))
     .option('--host <host>', 'HTTP host to bind', '127.0.0.1')
-    .option('--listen <multiaddr...>', 'libp2p multiaddrs to listen on', collect, [] as string[])
+    .option('--listen <multiaddr...>', 'libp2p multiaddrs to listen on (default /ip4/127.0.0.1/tcp/0: this machine only; /ip4/0.0.0.0/tcp/4003 for every interface)', multiaddrList('--listen'), [] as string[])
+    .option('--announce <multiaddr...>', 'addresses other machines reach this node at, advertised instead of --listen (behind NAT or a port forward: the public IP and port); see docs/operators.md', multiaddrList('--announce'), [] as string[])
     .option('--data-dir <dir>', 'where the gateway keeps its keys', process.env.PEERHOST_DATA_DIR ?? '.peerhost/gateway')
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
@@ -49,7 +50,7 @@ export function gatewayCommand (): Command<any, any> {
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined
       // one libp2p for the mesh and for bitswap: workers fetch bundles from the gateway by CID
-      const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+      const libp2p = await createMeshNode({ privateKey, listen, announce: opts.announce, bootstrap: opts.bootstrap, registry: reg })
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       await storage.start()
       const table = contracts !== undefined
