@@ -18,7 +18,7 @@ import { waitFor } from '../helpers/network.ts'
 
 const EXAMPLES = resolve(import.meta.dirname, '..', '..', 'examples', 'hello')
 /** a builder address for the gateway's --project folder (no chain in this test) */
-const OWNER = '0x70997970C51812dc3A010C54e0d8c2D23B4b1C7E'
+const OWNER = '0x70997970c51812dc3a010c54e0d8c2d23b4b1c7e'
 
 function ip (...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
