@@ -23,7 +23,7 @@ export interface LocalChainInit {
   dataDir: string
   /** aborting stops the chain */
   signal?: AbortSignal
-  /** how long to wait for the node to answer; @default 60000 */
+  /** how long to wait for the node to answer; @default 180000 (a Hardhat node takes a minute or more to boot on a loaded machine) */
   startTimeoutMs?: number
 }
 
@@ -94,7 +94,7 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
 
   try {
     const publicClient = createPublicClient({ chain: hardhat, transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
-    await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 60_000, init.signal)
+    await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 180_000, init.signal)
     const chainId = await publicClient.getChainId()
     const [account] = await (publicClient.request as (a: { method: string }) => Promise<Address[]>)({ method: 'eth_accounts' })
     if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
