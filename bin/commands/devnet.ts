@@ -53,7 +53,7 @@ async function deploy (dir: string, gateway: string, contractsFile: string, buil
   return urls
 }
 
-async function untilGatewaySees (gateway: string, workers: number, timeoutMs = 60_000): Promise<void> {
+async function untilGatewaySees (gateway: string, workers: number, timeoutMs = 180_000): Promise<void> {
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {
     try {
