@@ -25,7 +25,7 @@ function killFamily (pid: number): void {
 
 describe('e2e: peerhost devnet twice on one data dir', function () {
   // two full devnet starts on a machine shared with other work: minutes each under load
-  this.timeout(900_000)
+  this.timeout(1_800_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-devnet-restart-'))
   const started: number[] = []
   after(() => {
