@@ -44,7 +44,7 @@ const net = await startTestNetwork({
   }
 })
 const cut = await runGateway({
-  bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
+  bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], announce: [], dataDir: join(net.dir, 'gateway-cut'),
   project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackPay: 'auto', logLevel: 'warn'
 }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
 try {

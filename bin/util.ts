@@ -69,6 +69,22 @@ export function reportError (err: unknown): number {
   return 1
 }
 
+/**
+ * `--listen` / `--announce` values: multiaddrs such as /ip4/203.0.113.7/tcp/4001 or
+ * /dns4/node.example.com/tcp/4001; anything else is a usage error naming the flag.
+ */
+export function multiaddrList (flag: string): (value: string, previous?: string[]) => string[] {
+  return (value, previous = []) => {
+    const out = collect(value, previous)
+    for (const a of out.slice(previous.length)) {
+      if (!/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d{1,5}(\/(ws|wss|p2p\/[1-9A-HJ-NP-Za-km-z]+))*\/?$/.test(a)) {
+        throw new InvalidArgumentError(`${flag} expects multiaddrs such as /ip4/203.0.113.7/tcp/4001 or /dns4/node.example.com/tcp/4001, got "${a}".`)
+      }
+    }
+    return out
+  }
+}
+
 export function collect (value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').map(s => s.trim()).filter(s => s !== '')]
 }

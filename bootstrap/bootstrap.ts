@@ -11,6 +11,8 @@ import { adminServer, createMeshNode, dialableAddrs, workerView, ADVERT_VERDICTS
 export interface BootstrapInit {
   /** @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
+  /** addresses advertised to other machines instead of the listen addresses (NAT, port forward) */
+  announce?: string[]
   /** other bootstrap nodes to peer with */
   peers?: string[]
   /** admin HTTP port for health and metrics; undefined = none */
@@ -35,7 +37,7 @@ export interface BootstrapNode {
 export async function createBootstrap (init: BootstrapInit, components: BootstrapComponents): Promise<BootstrapNode> {
   const log = components.logger.child({ component: 'peerhost:bootstrap' })
   const topic = workersTopic(init.region)
-  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.peers, dhtServer: true, registry: components.registry, region: init.region })
+  const libp2p = await createMeshNode({ privateKey: components.privateKey, listen: init.listen, announce: init.announce, bootstrap: init.peers, dhtServer: true, registry: components.registry, region: init.region })
   const view = workerView()
   new Gauge({ name: 'peerhost_bootstrap_connections', help: 'open connections', registers: [components.registry], collect () { this.set(libp2p.getConnections().length) } })
   const admin = init.adminPort === undefined

@@ -27,6 +27,7 @@ export { fastSigner, recoverDigestSigner, sameAddress, type FastSigner } from '.
 export { startDevServer, type DevServer, type DevServerComponents, type DevServerInit } from './dev/dev-server.ts'
 export { startLocalChain, type LocalChain, type LocalChainInit, type ContractsFile } from './chain/index.ts'
 export { loadContracts, parseContracts, parseAmount, chainDomain, chainClient, type ChainContracts, type ChainClient } from './chain/index.ts'
+export { verifyChain, type VerifiedChain } from './chain/index.ts'
 export { blockStorage, STORAGE_LIMITS, type BlockStorage, type BlockStorageInit, type BlockStorageComponents } from './storage/index.ts'
 export { deployProject, buildDeployment, deployRoutes, blockUploads, signUpload, uploadMessage, UPLOAD_HEADER, type BlockUploads, prewarmCached, encodeManifest, parseManifest, canonicalJson, isGitUrl, type DeployInit, type DeployResult, type DeployStepEvent, type Deployment, type Manifest } from './deploy/index.ts'
 export { registryTable, listVersions, rollbackProject, registryPublicClient, cidToBytes, cidFromBytes, type RegistryTable, type ChainConfig, type ProjectVersion } from './registry/index.ts'

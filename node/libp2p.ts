@@ -31,6 +31,11 @@ export interface MeshNodeInit {
   privateKey: PrivateKey
   /** multiaddrs to listen on; @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
+  /**
+   * multiaddrs other machines reach this node at, advertised instead of the listen addresses
+   * (behind NAT or a port forward: the public IP and port); @default the listen addresses
+   */
+  announce?: string[]
   /** bootstrap multiaddrs (with /p2p/<id>); empty for a bootstrap node */
   bootstrap?: string[]
   /** DHT server mode: bootstrap nodes serve the DHT; other roles are clients. @default false */
@@ -90,7 +95,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
   return await createLibp2p({
     privateKey: init.privateKey,
     start: false,
-    addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+    addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
     transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

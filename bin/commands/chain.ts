@@ -1,5 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { absolute, intOption, onShutdown, say } from '../util.ts'
+import { checkPorts } from '../ports.ts'
 
 export function chainCommand (): Command<any, any> {
   const chain = new Command('chain').description('the chain PeerHost settles on')
@@ -11,6 +12,7 @@ export function chainCommand (): Command<any, any> {
     .action(async (opts) => {
       const { startLocalChain } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
+      await checkPorts([{ flag: '--port', port: opts.port, what: 'the local chain\'s JSON-RPC' }])
       const local = await startLocalChain({ port: opts.port, dataDir })
       onShutdown(async () => await local.stop())
       const lines = Object.entries(local.addresses).map(([name, address]) => `  ${name.padEnd(22)} ${address}`)

@@ -9,6 +9,24 @@ function address (flag: string, value: string): Address {
   return value
 }
 
+/**
+ * A gateway named by its address, or by its URL like every other command takes it (its address
+ * is then read from `<url>/_peerhost/status`).
+ */
+async function gatewayAddress (flag: string, value: string): Promise<Address> {
+  if (isAddress(value)) return value
+  if (!/^https?:\/\/[^\s/]+/.test(value)) throw new ConfigError('BAD_GATEWAY', `${flag} must be the gateway's URL (such as http://127.0.0.1:8080) or its 0x address, got "${value}"`)
+  let body: { address?: unknown } | undefined
+  try {
+    const res = await fetch(`${value.replace(/\/+$/, '')}/_peerhost/status`, { signal: AbortSignal.timeout(10_000) })
+    body = res.ok ? await res.json() as { address?: unknown } : undefined
+  } catch (err: any) {
+    throw new ConfigError('GATEWAY_UNREACHABLE', `the gateway at ${value} did not answer (${err?.cause?.code ?? err?.message}); is it running? (${flag})`)
+  }
+  if (typeof body?.address !== 'string' || !isAddress(body.address)) throw new ConfigError('BAD_GATEWAY', `${value}/_peerhost/status does not name a gateway address; pass the gateway's 0x address to ${flag}`)
+  return body.address
+}
+
 function amount (flag: string, value: string): bigint {
   return parseAmount(flag, value)!
 }
@@ -32,7 +50,7 @@ export function escrowCommand (): Command<any, any> {
   escrow.addCommand(new Command('allow')
     .description('let a gateway charge up to <per-epoch> of the project\'s escrow per settlement epoch (0 revokes)')
     .argument('<project>', 'project name (under your wallet)')
-    .argument('<gateway>', 'the gateway\'s address (see its /_peerhost/status)')
+    .argument('<gateway>', 'the gateway: its URL (e.g. http://127.0.0.1:8080) or its 0x address')
     .argument('<per-epoch>', 'native currency per epoch, e.g. 0.1')
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
@@ -40,14 +58,14 @@ export function escrowCommand (): Command<any, any> {
     .action(async (project, gateway, perEpoch, opts) => {
       const { allowGateway, chainClient } = await import('../deps.ts')
       const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
-      const out = await allowGateway(client, project, address('<gateway>', gateway), amount('<per-epoch>', perEpoch))
+      const out = await allowGateway(client, project, await gatewayAddress('<gateway>', gateway), amount('<per-epoch>', perEpoch))
       say(opts, `gateway ${gateway} may charge ${project}'s escrow up to ${perEpoch} ${client.chain.nativeCurrency.symbol} per epoch`, { event: 'escrow', action: 'allow', project, gateway, perEpoch, tx: out.tx })
     }))
   escrow.addCommand(new Command('show')
     .description('the escrow balance of a project, and a gateway\'s allowance')
     .argument('<project>', 'project name')
     .option('--wallet <address>', 'the project\'s wallet (default: --keystore or PEERHOST_PRIVATE_KEY)')
-    .option('--gateway <address>', 'also show this gateway\'s allowance')
+    .option('--gateway <url-or-address>', 'also show this gateway\'s allowance: its URL (like every other command) or its 0x address')
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
@@ -55,10 +73,11 @@ export function escrowCommand (): Command<any, any> {
       const { chainClient, escrowStatus } = await import('../deps.ts')
       const client = chainClient(chainContracts(opts.contracts))
       const wallet = opts.wallet !== undefined ? address('--wallet', opts.wallet) : (await builderAccount(opts.keystore)).address
-      const s = await escrowStatus(client, wallet, project, opts.gateway === undefined ? undefined : address('--gateway', opts.gateway))
+      const gateway = opts.gateway === undefined ? undefined : await gatewayAddress('--gateway', opts.gateway)
+      const s = await escrowStatus(client, wallet, project, gateway)
       const sym = client.chain.nativeCurrency.symbol
       const lines = [`${wallet}/${project}: escrow ${formatEther(s.balance)} ${sym}`]
-      if (s.allowance !== undefined) lines.push(`  gateway ${opts.gateway}: ${formatEther(s.allowance.perEpoch)} ${sym} per epoch, ${formatEther(s.allowance.spentThisEpoch)} spent this epoch`)
+      if (s.allowance !== undefined) lines.push(`  gateway ${gateway}${gateway !== opts.gateway ? ` (${opts.gateway})` : ''}: ${formatEther(s.allowance.perEpoch)} ${sym} per epoch, ${formatEther(s.allowance.spentThisEpoch)} spent this epoch`)
       say(opts, lines.join('\n'), { event: 'escrow', project, wallet, projectId: s.projectId, balance: s.balance.toString(), allowance: s.allowance === undefined ? null : { perEpoch: s.allowance.perEpoch.toString(), spentThisEpoch: s.allowance.spentThisEpoch.toString() } })
     }))
   return escrow

@@ -4,7 +4,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
 import { parseAmount, ConfigError, loadContracts } from '../light.ts'
 import type { GatewayNode, JobDialer } from '../deps.ts'
-import { absolute, bigintOption, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { absolute, bigintOption, collect, intOption, multiaddrList, logger, onShutdown, registry, say } from '../util.ts'
+import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 function gatewayOptions () {
   return new Command('gateway')
@@ -12,7 +13,8 @@ function gatewayOptions () {
     .option('--bootstrap <multiaddr...>', 'bootstrap node multiaddrs with /p2p/<id> (env PEERHOST_BOOTSTRAP)', collect, collect(process.env.PEERHOST_BOOTSTRAP ?? ''))
     .option('--port <port>', 'HTTP port (env PEERHOST_PORT)', intOption('--port', 0, 65535), Number(process.env.PEERHOST_PORT ?? 8080))
     .option('--host <host>', 'HTTP host to bind', '127.0.0.1')
-    .option('--listen <multiaddr...>', 'libp2p multiaddrs to listen on', collect, [] as string[])
+    .option('--listen <multiaddr...>', 'libp2p multiaddrs to listen on (default /ip4/127.0.0.1/tcp/0: this machine only; /ip4/0.0.0.0/tcp/4003 for every interface)', multiaddrList('--listen'), [] as string[])
+    .option('--announce <multiaddr...>', 'addresses other machines reach this node at, advertised instead of --listen (behind NAT or a port forward: the public IP and port); see docs/operators.md', multiaddrList('--announce'), [] as string[])
     .option('--data-dir <dir>', 'where the gateway keeps its keys', process.env.PEERHOST_DATA_DIR ?? '.peerhost/gateway')
     .option('--project <dir...>', 'serve the functions of a project folder (repeatable)', collect, [] as string[])
     .option('--owner <address>', 'wallet that owns the --project functions (default: the gateway\'s own address)')
@@ -69,19 +71,22 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
   // checked before the node runtime loads: a typo answers at once
   const ipRateLimit = parseRate(opts.ipRateLimit)
   const walletDomain = parseDomain(opts.domain)
-  const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
+  const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
   if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
   if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
   if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
+  await checkPorts([{ flag: '--port', port: opts.port, host: opts.host, what: 'the gateway\'s HTTP' }, ...multiaddrPorts(opts.listen, '--listen', 'the gateway\'s libp2p')])
   const dataDir = absolute(opts.dataDir)
   const signer = loadSigner(dataDir)
   const owner = (opts.owner ?? signer.address) as Address
   const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
+  // never follow, stake on or sign for a chain other than the one the contracts file describes
+  if (contracts !== undefined) await verifyChain(contracts, { file: opts.contracts })
   const reg = registry()
   const privateKey = await loadPeerKey(dataDir)
   const listen = opts.listen.length > 0 ? opts.listen : undefined
   // one libp2p for the mesh and for bitswap: workers fetch bundles from the gateway by CID
-  const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+  const libp2p = await createMeshNode({ privateKey, listen, announce: opts.announce, bootstrap: opts.bootstrap, registry: reg })
   const storage = blockStorage({ dataDir })({ libp2p, logger: log })
   await storage.start()
   const table = contracts !== undefined

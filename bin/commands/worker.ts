@@ -2,7 +2,8 @@ import { Command } from '@commander-js/extra-typings'
 import type { Executor } from '#sandbox'
 import { ConfigError, NODE_DEFAULTS, NodeError, parseAmount, loadContracts } from '../light.ts'
 import type { Logger } from '../deps.ts'
-import { absolute, collect, intOption, logger, onShutdown, registry, say } from '../util.ts'
+import { absolute, collect, intOption, multiaddrList, logger, onShutdown, registry, say } from '../util.ts'
+import { checkPorts, multiaddrPorts } from '../ports.ts'
 
 export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger): Promise<Executor> {
   const sandbox = await import('#sandbox')
@@ -19,7 +20,8 @@ export function workerCommand (): Command<any, any> {
   return new Command('worker')
     .description('run a worker: joins the mesh through bootstrap nodes, adverts its capacity and runs jobs in sandboxes')
     .option('--bootstrap <multiaddr...>', 'bootstrap node multiaddrs with /p2p/<id> (repeatable or comma-separated; env PEERHOST_BOOTSTRAP)', collect, collect(process.env.PEERHOST_BOOTSTRAP ?? ''))
-    .option('--listen <multiaddr...>', 'multiaddrs to listen on', collect, [] as string[])
+    .option('--listen <multiaddr...>', 'multiaddrs to listen on (default /ip4/127.0.0.1/tcp/0: this machine only; /ip4/0.0.0.0/tcp/4002 for every interface)', multiaddrList('--listen'), [] as string[])
+    .option('--announce <multiaddr...>', 'addresses other machines reach this node at, advertised instead of --listen (behind NAT or a port forward: the public IP and port); see docs/operators.md', multiaddrList('--announce'), [] as string[])
     .option('--data-dir <dir>', 'where the worker keeps its keys, bundles and sandboxes', process.env.PEERHOST_DATA_DIR ?? '.peerhost/worker')
     .option('--capacity <n>', 'jobs run at once', intOption('--capacity', 1, 1024))
     .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
@@ -30,18 +32,21 @@ export function workerCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { blockStorage, chainClient, chainDomain, chainWatcher, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
+      const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
       const reg = registry()
       const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
       const stake = parseAmount('--stake', opts.stake)
+      await checkPorts([...multiaddrPorts(opts.listen, '--listen', 'the worker\'s libp2p'), ...(opts.adminPort === undefined ? [] : [{ flag: '--admin-port', port: opts.adminPort, what: 'the worker\'s admin HTTP' }])])
+      // never stake on or sign receipts for a chain other than the one the contracts file describes
+      if (contracts !== undefined) await verifyChain(contracts, { file: opts.contracts })
       const executor = await chooseExecutor(opts.unsafeDevExecutor === true, dataDir, opts.capacity ?? NODE_DEFAULTS.workerCapacity, log)
       const privateKey = await loadPeerKey(dataDir)
       const listen = opts.listen.length > 0 ? opts.listen : undefined
       // one libp2p for the mesh and for bitswap: bundles come by CID from whoever holds them
-      const libp2p = await createMeshNode({ privateKey, listen, bootstrap: opts.bootstrap, registry: reg })
+      const libp2p = await createMeshNode({ privateKey, listen, announce: opts.announce, bootstrap: opts.bootstrap, registry: reg })
       const storage = blockStorage({ dataDir })({ libp2p, logger: log })
       const signer = loadSigner(dataDir)
       // with a chain: stake and bind the peer id before joining, or refuse to start

@@ -6,4 +6,5 @@
 export { startLocalChain } from './local-chain.ts'
 export type { ContractsFile, LocalChain, LocalChainInit } from './local-chain.ts'
 export { loadContracts, parseContracts, parseAmount, chainDomain, CONTRACT_NAMES, type ChainContracts, type ContractName, type Finality } from './contracts.ts'
+export { verifyChain, type VerifiedChain } from './verify.ts'
 export { chainClient, chainOf, revertName, type ChainClient, type ChainClientInit, type ContractCall } from './client.ts'

@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
+import { createServer } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createPublicClient, createWalletClient, getAddress, http, type Address, type PublicClient } from 'viem'
@@ -22,7 +23,7 @@ export interface LocalChainInit {
   dataDir: string
   /** aborting stops the chain */
   signal?: AbortSignal
-  /** how long to wait for the node to answer; @default 60000 */
+  /** how long to wait for the node to answer; @default 180000 (a Hardhat node takes a minute or more to boot on a loaded machine) */
   startTimeoutMs?: number
 }
 
@@ -60,6 +61,9 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
   const log = createWriteStream(join(init.dataDir, 'chain.log'), { flags: 'a' })
   init.signal?.throwIfAborted()
 
+  // The port must be free before the node starts: with another chain on it, the node would die
+  // (EADDRINUSE, only in chain.log) while the RPC checks below answered from the other chain.
+  await assertPortFree(host, port)
   // Compile first (offline, incremental) so the node and the deployment see fresh artifacts.
   await run([HARDHAT_CLI, '--config', CONFIG, 'build', '--quiet', '--no-tests'], log, init.signal)
 
@@ -90,7 +94,7 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
 
   try {
     const publicClient = createPublicClient({ chain: hardhat, transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
-    await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 60_000, init.signal)
+    await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 180_000, init.signal)
     const chainId = await publicClient.getChainId()
     const [account] = await (publicClient.request as (a: { method: string }) => Promise<Address[]>)({ method: 'eth_accounts' })
     if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
@@ -99,6 +103,8 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     // every deployment transaction lands after the current head
     const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n
     const addresses = await deployPeerHost({ wallet, publicClient, params: LOCAL_PARAMS })
+    // whoever answered, it must be our node: it is still running (it exits at once when it cannot bind)
+    if (exited) throw new NodeError('CHAIN_EXITED', `the local chain exited while the contracts were deployed (see ${join(init.dataDir, 'chain.log')}); another program may hold port ${port}`)
     const file: ContractsFile = {
       chainId,
       rpcUrl,
@@ -116,6 +122,20 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     if (err instanceof NodeError) throw err
     throw new NodeError('CHAIN_START_FAILED', `the local chain did not start on ${rpcUrl} (see ${join(init.dataDir, 'chain.log')})`, { cause: err })
   }
+}
+
+/** Throws NodeError CHAIN_PORT_BUSY when host:port cannot be bound now. */
+async function assertPortFree (host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE'
+        ? new NodeError('CHAIN_PORT_BUSY', `port ${port} on ${host} is already in use by another program, so the local chain cannot listen there`)
+        : err)
+    })
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve()))
+  })
 }
 
 async function waitForRpc (client: PublicClient, hasExited: () => boolean, timeoutMs: number, signal?: AbortSignal): Promise<void> {

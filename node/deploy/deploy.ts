@@ -5,7 +5,7 @@
  */
 import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { getAddress, isAddress, parseEventLogs, type Account, type Address, type Hex } from 'viem'
+import { formatEther, getAddress, isAddress, parseEventLogs, type Account, type Address, type Hex, type PublicClient } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { functionRegistryAbi } from '#contracts'
 import { ConfigError, NodeError } from '../errors.ts'
@@ -60,7 +60,7 @@ export interface DeployResult {
 const TITLES: Record<DeployStepId, string> = {
   source: 'Fetch the source',
   build: 'Bundle the functions',
-  preflight: 'Check the registry',
+  preflight: 'Check the registry and the wallet\'s gas funds',
   upload: 'Upload bundles and manifest to the gateway',
   register: 'Register the version in FunctionRegistry',
   live: 'Wait until the gateway serves it'
@@ -123,11 +123,14 @@ export async function deployProject (init: DeployInit): Promise<DeployResult> {
         const chainId = await client.getChainId()
         if (chainId !== init.contracts.chainId) throw new ConfigError('WRONG_CHAIN', `the RPC at ${init.contracts.rpcUrl} is chain ${chainId}, the contracts file says ${init.contracts.chainId}`)
         const sim = await client.simulateContract({ account, address: init.contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args })
+        // gas funds before anything is uploaded: a simulation does not check the balance
+        await assertGasFunds(client, account.address, init.contracts.chainId, sim.request)
         return sim.request
       } catch (err) {
+        if (/insufficient funds/i.test(String((err as any)?.message))) throw noFunds(account.address, init.contracts.chainId)
         throw chainError(err, 'deploy')
       }
-    }, () => `${account.address} may deploy ${built.project}`)
+    }, () => `${account.address} may deploy ${built.project} and holds gas for it`)
 
     await step('upload', async () => {
       const identity = await gatewayIdentity(gateway, init.signal)
@@ -172,6 +175,28 @@ export async function deployProject (init: DeployInit): Promise<DeployResult> {
   } finally {
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true }).catch(() => {})
   }
+}
+
+/** Hardhat's chain id: the local chain of `peerhost chain up` and `peerhost devnet` */
+const LOCAL_CHAIN_ID = 31337
+
+function noFunds (address: Address, chainId: number, detail = 'holds no funds'): ConfigError {
+  const how = chainId === LOCAL_CHAIN_ID
+    ? `on the devnet: \`peerhost wallet fund ${address}\``
+    : `send it some of chain ${chainId}'s native currency (POL on Amoy/Polygon; a faucet on Amoy)`
+  return new ConfigError('NO_FUNDS', `the wallet ${address} ${detail} to pay for the deploy transaction; nothing was uploaded. Fund it first (${how}), then deploy again`)
+}
+
+/** Throws ConfigError NO_FUNDS when the balance cannot pay the transaction's gas at today's fee. */
+async function assertGasFunds (client: PublicClient, address: Address, chainId: number, request: any): Promise<void> {
+  const [gas, fees, balance] = await Promise.all([
+    client.estimateContractGas(request),
+    client.estimateFeesPerGas().catch(async () => ({ maxFeePerGas: await client.getGasPrice() })),
+    client.getBalance({ address })
+  ])
+  const perGas = (fees as { maxFeePerGas?: bigint, gasPrice?: bigint }).maxFeePerGas ?? (fees as { gasPrice?: bigint }).gasPrice ?? 0n
+  const need = gas * perGas
+  if (balance < need) throw noFunds(address, chainId, `holds ${formatEther(balance)} but needs about ${formatEther(need)} (${gas} gas)`)
 }
 
 function timeout (signal?: AbortSignal): AbortSignal {

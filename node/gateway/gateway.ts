@@ -121,7 +121,13 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     dispatch,
     registry,
     logger: components.logger,
-    ready: () => view.size() > 0,
+    // "can serve a deployed function", not "knows a worker": a gateway following a chain whose
+    // registry it has not loaded yet (or where nothing is deployed) is not ready
+    ready: () => view.size() === 0
+      ? { code: 'NO_WORKER', message: 'no worker is known yet' }
+      : functions.list().length === 0
+        ? { code: 'NO_FUNCTION', message: 'no deployed function is loaded yet' }
+        : true,
     recordJob (job) {
       recent.unshift(job)
       if (recent.length > NODE_DEFAULTS.recentJobs) recent.pop()

@@ -67,8 +67,11 @@ export interface GatewayHttpComponents {
   logger: Logger
   /** JSON for /_peerhost/status */
   status: () => Record<string, unknown>
-  /** ready when at least one worker is known */
-  ready: () => boolean
+  /**
+   * Ready means the gateway can serve a deployed function: at least one worker is known and at
+   * least one function is loaded. Otherwise the reason (NO_WORKER / NO_FUNCTION) and a sentence.
+   */
+  ready: () => true | { code: 'NO_WORKER' | 'NO_FUNCTION', message: string }
   /** jobs for the status page */
   recordJob: (job: RecentJob) => void
   /** extra routes under /_peerhost/ (e.g. uploads), mounted before the catch-all */
@@ -191,9 +194,10 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   const app = new Hono()
 
   app.get('/_peerhost/health', c => c.json({ status: 'ok' }))
-  app.get('/_peerhost/ready', c => components.ready()
-    ? c.json({ ready: true })
-    : c.json({ ready: false, error: { code: 'NO_WORKER', message: 'no worker is known yet' } }, 503))
+  app.get('/_peerhost/ready', c => {
+    const ready = components.ready()
+    return ready === true ? c.json({ ready: true }) : c.json({ ready: false, error: ready }, 503)
+  })
   app.get('/_peerhost/metrics', async c => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/_peerhost/status', c => c.json(components.status()))
   components.routes?.(app)

@@ -8,11 +8,13 @@
  *
  * **Start block and cursor.** Logs are read from `fromBlock` (the deployment block of
  * contracts.json, so a gateway on Amoy/Polygon does not scan from genesis). With `cursorFile`, the
- * table writes what it has applied — the registry address and chain id it belongs to, the last
- * applied block, and every project's state (namespace, name, active version, versions with their
+ * table writes what it has applied — the chain it belongs to (chain id, genesis block hash,
+ * registry address), the last applied block, and every project's state (namespace, name, active version, versions with their
  * manifest CID and source commit) — atomically (temp file + rename) after each poll that moved
- * it, and on start resumes from it instead of rescanning. A cursor for another registry or chain,
- * or one that does not parse, is ignored with a warning (the table then starts at `fromBlock`);
+ * it, and on start resumes from it instead of rescanning. A cursor for another registry or chain
+ * (a local chain restarted from block 0 has the same id and addresses but another genesis hash),
+ * one ahead of the chain's head, or one that does not parse, is discarded with a warning (the
+ * table then starts at `fromBlock`); while the genesis cannot be read, no cursor is trusted;
  * `resume: false` ignores it on purpose (`peerhost gateway --registry-from-block`).
  *
  * **Retention.** The blocks (manifest and bundles) of each project's active version and of its
@@ -82,8 +84,8 @@ export interface RegistryTable extends FunctionTable {
   retains: (cid: string) => boolean
 }
 
-/** The cursor file's format version. */
-const CURSOR_VERSION = 1
+/** The cursor file's format version (2: keyed by the genesis block hash too; a v1 cursor is discarded). */
+const CURSOR_VERSION = 2
 
 const EVENTS = functionRegistryAbi.filter(x => x.type === 'event' && ['ProjectCreated', 'VersionDeployed', 'VersionActivated'].includes(x.name))
 
@@ -116,6 +118,12 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   let timer: NodeJS.Timeout | undefined
   let running = false
   let polling: Promise<void> | undefined
+  /** hash of the chain's block 0: with the chain id and registry address, what a cursor belongs to */
+  let genesis: Hex | undefined
+  async function genesisHash (): Promise<Hex> {
+    genesis ??= (await client.getBlock({ blockNumber: 0n })).hash as Hex
+    return genesis
+  }
   const key = (wallet: string, project: string, fn: string): string => `${wallet.toLowerCase()}/${project}/${fn}`
 
   async function loadManifest (cid: string, signal?: AbortSignal): Promise<Manifest> {
@@ -210,6 +218,13 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
 
   /** Reads the cursor; undefined (with a warning) when it is absent, corrupt or belongs elsewhere. */
   async function readCursor (file: string): Promise<{ block: bigint, projects: ProjectState[] } | undefined> {
+    let chain: { genesis: Hex, head: bigint }
+    try {
+      chain = { genesis: await genesisHash(), head: await client.getBlockNumber({ cacheTime: 0 }) }
+    } catch (err: any) {
+      log.warn({ file, err: err?.shortMessage ?? err?.message }, 'cannot read the chain\'s genesis block to check the registry cursor; not resuming, reading logs from the start block')
+      return undefined
+    }
     let text: string
     try {
       text = await readFile(file, 'utf8')
@@ -219,13 +234,25 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
     }
     try {
       const raw = JSON.parse(text)
+      if (raw?.v === 1) {
+        log.warn({ file }, 'the registry cursor does not say which chain (genesis) it belongs to; discarded, reading logs from the start block')
+        return undefined
+      }
       if (raw?.v !== CURSOR_VERSION) throw new Error(`unknown cursor version ${String(raw?.v)}`)
       if (typeof raw.registry !== 'string' || !isAddress(raw.registry)) throw new Error('no registry address')
       if (getAddress(raw.registry) !== getAddress(init.registry) || (init.chainId !== undefined && raw.chainId !== init.chainId)) {
         log.warn({ file, cursor: { registry: raw.registry, chainId: raw.chainId }, following: { registry: init.registry, chainId: init.chainId } }, 'the registry cursor belongs to another registry or chain; ignored')
         return undefined
       }
+      if (raw.genesisHash !== chain.genesis) {
+        log.warn({ file, cursor: { genesisHash: raw.genesisHash, block: raw.block }, following: { genesisHash: chain.genesis, head: String(chain.head) } }, 'the registry cursor belongs to another chain (another genesis block, e.g. a restarted local chain); discarded, reading logs from the start block')
+        return undefined
+      }
       if (typeof raw.block !== 'string' || !/^\d+$/.test(raw.block)) throw new Error('no block')
+      if (BigInt(raw.block) > chain.head) {
+        log.warn({ file, cursor: raw.block, head: String(chain.head) }, 'the registry cursor is ahead of the chain\'s head (the chain lost blocks); discarded, reading logs from the start block')
+        return undefined
+      }
       if (!Array.isArray(raw.projects)) throw new Error('no projects')
       const out: ProjectState[] = []
       for (const r of raw.projects) {
@@ -246,12 +273,14 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
 
   function saveCursor (): Promise<void> {
     const file = init.cursorFile
-    if (file === undefined || next - 1n === saved) return saving
+    // a cursor that cannot say which chain it belongs to is not written
+    if (file === undefined || next - 1n === saved || genesis === undefined) return saving
     const block = next - 1n
     const json = JSON.stringify({
       v: CURSOR_VERSION,
       registry: init.registry,
       chainId: init.chainId ?? null,
+      genesisHash: genesis,
       block: block.toString(),
       projects: [...projects.values()].map(p => ({
         projectId: p.projectId,
@@ -333,6 +362,7 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
   }
 
   async function poll (): Promise<void> {
+    await genesisHash()
     const latest = await client.getBlockNumber({ cacheTime: 0 })
     let changed = false
     while (next <= latest) {

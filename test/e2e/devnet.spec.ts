@@ -5,10 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { spawnPeerhost } from '../../bin/spawn.ts'
+import { cli } from '../helpers/cli.ts'
 import { freePort } from '../helpers/network.ts'
 
 function descendants (pid: number): number[] {
@@ -29,7 +31,8 @@ function alive (pid: number): boolean {
 }
 
 describe('e2e: peerhost devnet (npm start)', function () {
-  this.timeout(180_000)
+  // a full devnet start and three deploys on a machine shared with other work
+  this.timeout(900_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-devnet-'))
   after(() => { if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true }) })
 
@@ -44,8 +47,58 @@ describe('e2e: peerhost devnet (npm start)', function () {
       assert.equal(res.status, 200)
       assert.equal(await res.text(), 'Hello, devnet!\n')
       assert.equal(res.headers.get('x-peerhost-path'), 'mesh')
+      // the ready line came after every function was warm: the first request above went through the mesh
       const status = await (await fetch(`${ready.gateway}/_peerhost/status`)).json() as any
       assert.equal(status.workers.length, 2)
+      assert.equal((await fetch(`${ready.gateway}/_peerhost/ready`)).status, 200)
+
+      // issue 14 item 5: a new wallet deploys to the running devnet with no flags but its key.
+      // Unfunded, it stops at the pre-flight, before any upload, saying how to fund it.
+      const net = join(dir, 'net')
+      const devnetInfo = JSON.parse(readFileSync(join(net, 'devnet.json'), 'utf8'))
+      assert.equal(devnetInfo.gateway, ready.gateway)
+      assert.equal(devnetInfo.pid, devnet.proc.pid)
+      const fresh = generatePrivateKey()
+      const address = privateKeyToAccount(fresh).address
+      const project = join(import.meta.dirname, '..', '..', 'examples', 'hello')
+      const env = { PEERHOST_DEVNET_DIR: net, PEERHOST_PRIVATE_KEY: fresh, PEERHOST_CONTRACTS: '', PEERHOST_GATEWAY: '' }
+      delete (env as any).PEERHOST_CONTRACTS
+      delete (env as any).PEERHOST_GATEWAY
+      const poor = await cli(['deploy', project, '--project', 'newcomer', '--json'], env)
+      assert.equal(poor.code, 2, poor.stderr)
+      assert.match(poor.stderr, new RegExp(`peerhost wallet fund ${address}`))
+      assert.match(poor.stderr, /nothing was uploaded/)
+      assert.ok(!poor.lines.some(l => l.step === 'upload'), `no upload step started: ${poor.stdout}`)
+      const funded = await cli(['wallet', 'fund', address, '--json'], { PEERHOST_DEVNET_DIR: net })
+      assert.equal(funded.code, 0, funded.stderr)
+      assert.equal(funded.lines[0]?.event, 'funded')
+      const rich = await cli(['deploy', project, '--project', 'newcomer', '--json'], env)
+      assert.equal(rich.code, 0, rich.stderr)
+      const url = (rich.lines.find(l => l.event === 'deployed')?.functions as Array<{ url: string }>).find(f => f.url.endsWith('/hello'))!.url
+      assert.ok(url.startsWith(`${ready.gateway}/${address}/newcomer/`), url)
+      assert.equal(await (await fetch(`${url}?name=newcomer`)).text(), 'Hello, newcomer!\n')
+      // without any key, a deploy to the devnet uses the devnet's builder wallet
+      const builderDeploy = await cli(['deploy', project, '--project', 'by-builder', '--no-wait', '--json'], { PEERHOST_DEVNET_DIR: net })
+      assert.equal(builderDeploy.code, 0, builderDeploy.stderr)
+      assert.equal(builderDeploy.lines.find(l => l.event === 'deployed')?.owner, ready.builder)
+
+      // issue 14 item 9: `escrow show --gateway` takes the gateway's URL like every other command
+      const escrow = await cli(['escrow', 'show', 'hello', '--wallet', ready.builder, '--gateway', ready.gateway, '--json'], { PEERHOST_DEVNET_DIR: net })
+      assert.equal(escrow.code, 0, escrow.stderr)
+      assert.notEqual(escrow.lines[0]?.allowance, null, escrow.stdout)
+
+      // issue 14 item 2: a node refuses a chain other than the one its contracts file describes
+      const contracts = JSON.parse(readFileSync(ready.contracts, 'utf8'))
+      const otherId = join(dir, 'other-chain.json')
+      writeFileSync(otherId, JSON.stringify({ ...contracts, chainId: 80002 }))
+      const wrongId = await cli(['worker', '--bootstrap', (ready.bootstrap as string[])[0], '--contracts', otherId, '--data-dir', join(dir, 'stray'), '--unsafe-dev-executor'])
+      assert.equal(wrongId.code, 2, wrongId.stderr)
+      assert.match(wrongId.stderr, /is chain 31337, but .* is for chain 80002/)
+      const noCode = join(dir, 'restarted-chain.json')
+      writeFileSync(noCode, JSON.stringify({ ...contracts, addresses: { ...contracts.addresses, FunctionRegistry: '0x000000000000000000000000000000000000dEaD' } }))
+      const gone = await cli(['gateway', '--bootstrap', (ready.bootstrap as string[])[0], '--port', '0', '--contracts', noCode, '--data-dir', join(dir, 'stray-gw')])
+      assert.equal(gone.code, 2, gone.stderr)
+      assert.match(gone.stderr, /no contract at FunctionRegistry 0x000000000000000000000000000000000000dEaD/)
       const family = descendants(devnet.proc.pid!)
       assert.ok(family.length >= 5, `devnet runs its nodes as processes (${family.length})`)
       devnet.proc.kill('SIGINT')
@@ -53,6 +106,7 @@ describe('e2e: peerhost devnet (npm start)', function () {
       assert.equal(code, 0)
       const left = family.filter(alive)
       assert.deepEqual(left, [], 'no process outlives devnet')
+      assert.throws(() => readFileSync(join(dir, 'net', 'devnet.json')), /ENOENT/, 'a stopped devnet removes its devnet.json')
     } finally {
       await devnet.stop(5_000)
     }

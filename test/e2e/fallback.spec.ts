@@ -69,7 +69,7 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     await chain.fund((await net.gateway.ready).address as Address)
     // the partition: every job stream this gateway opens fails as an unreachable worker's would
     cut = await runGateway({
-      bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], dataDir: join(net.dir, 'gateway-cut'),
+      bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], announce: [], dataDir: join(net.dir, 'gateway-cut'),
       project: [join(root, 'examples/hello'), randDir], owner: chain.deployer, contracts: chain.contractsFile, fallbackDeadline: 60, fallbackPay: 'auto', logLevel: 'error'
     }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
     await chain.fund(cut.address)

@@ -59,7 +59,8 @@ function captureLogger (): { logger: ReturnType<typeof createLogger>, lines: () 
 }
 
 describe('registry: start block and cursor', function () {
-  this.timeout(120_000)
+  // a Hardhat chain start takes minutes on a loaded machine
+  this.timeout(400_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-registry-'))
   const cursorFile = join(dir, 'gateway', 'registry.json')
   let chain: LocalChain
@@ -168,6 +169,29 @@ describe('registry: start block and cursor', function () {
       await t.stop()
       assert.equal(c.from[0], contracts.deployBlock)
       assert.ok(lines().some(l => /belongs to another registry or chain/.test(l.msg)))
+    }
+  })
+
+  it('discards a cursor of a restarted chain (same chain id and addresses, another genesis), one ahead of the head, and one without a genesis (v1)', async () => {
+    const good = JSON.parse(readFileSync(cursorFile, 'utf8'))
+    assert.match(good.genesisHash, /^0x[0-9a-f]{64}$/, 'the cursor names the genesis block it belongs to')
+    assert.equal(good.genesisHash, (await registryPublicClient(contracts).getBlock({ blockNumber: 0n })).hash)
+    const cases: Array<[object, RegExp]> = [
+      // what `npm start` twice left: the previous chain's cursor, the same id and addresses
+      [{ ...good, genesisHash: `0x${'ab'.repeat(32)}` }, /another chain \(another genesis block/],
+      [{ ...good, block: '999999999' }, /ahead of the chain's head/],
+      [{ ...good, v: 1, genesisHash: undefined }, /does not say which chain/]
+    ]
+    for (const [foreign, why] of cases) {
+      writeFileSync(cursorFile, JSON.stringify(foreign))
+      const { logger, lines } = captureLogger()
+      const c = counting(registryPublicClient(contracts))
+      const t = table(c.client, { logger })
+      await t.start()
+      await t.stop()
+      assert.equal(c.from[0], contracts.deployBlock, `${why}: reads logs from the deployment block again`)
+      assert.ok(lines().some(l => l.level === 40 && why.test(l.msg)), JSON.stringify(lines().map(l => l.msg)))
+      assert.equal(JSON.parse(readFileSync(cursorFile, 'utf8')).genesisHash, good.genesisHash, 'and writes a cursor of this chain')
     }
   })
 
