@@ -14,6 +14,7 @@ export { loadProjectConfig, projectConfigSchema, type ProjectConfig, type Resolv
 export { createWorker, type WorkerInit, type WorkerComponents, type WorkerNode, type LocalJob, type LocalJobResult } from './worker/worker.ts'
 export { registryCheck, type RegistryCheck, type RegistryCheckInit, type RegistryCheckComponents, type RegistryVerdict } from './worker/registry-check.ts'
 export { chainWatcher, CHAIN_WATCHER_DEFAULTS, type ChainWatcher, type ChainWatcherInit } from './worker/chain-watcher.ts'
+export { receiptLog, RECEIPT_LOG_DEFAULTS, type ReceiptLog, type ReceiptLogInit, type ReceiptKey, type Reservation, type StoredReceipt, type TicketRecord } from './worker/receipt-log.ts'
 export { createGateway, type GatewayInit, type GatewayComponents, type GatewayNode } from './gateway/gateway.ts'
 export { functionTable, addProject, type FunctionEntry, type FunctionTable, type MutableFunctionTable } from './gateway/functions.ts'
 export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type AdvertCheck } from './gateway/worker-view.ts'
