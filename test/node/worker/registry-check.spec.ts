@@ -14,7 +14,7 @@ import { Registry } from 'prom-client'
 import { createWalletClient, http, type Address } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
 import { functionRegistryAbi } from '#contracts'
-import { functionId, projectId, rawCid, type FunctionRef } from '#protocol'
+import { functionId, projectId, rawCid, type FunctionOptions, type FunctionRef } from '#protocol'
 import {
   blockStorage, chainClient, cidToBytes, createMeshNode, createWorker, encodeManifest, fastSigner, loadContracts, registryCheck, silentLogger,
   type BlockStorage, type ChainClient, type PeerHostLibp2p, type RegistryCheck
@@ -24,6 +24,8 @@ import { startTestChain, type TestChain } from '../../chain/helpers.ts'
 
 const GRACE_MS = 1_500
 const OPTIONS = { isolation: 'function', memoryMb: 128, network: [], timeoutMs: 5_000 } as const
+const NETWORK = ['api.example.com', '*.example.org'] as const
+const ENV = { GREETING: 'hi' }
 
 describe('worker registry check: only the bundle FunctionRegistry names as active runs', function () {
   this.timeout(60_000)
@@ -53,8 +55,8 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
       type: 'peerhost-manifest',
       v: 1,
       sourceCommit: `0x${'00'.repeat(32)}`,
-      env: {},
-      functions: Object.fromEntries(Object.entries(functions).map(([name, bundle]) => [name, { bundle, entry: `functions/${name}.ts`, options: { ...OPTIONS, network: [] } }]))
+      env: ENV,
+      functions: Object.fromEntries(Object.entries(functions).map(([name, bundle]) => [name, { bundle, entry: `functions/${name}.ts`, options: { ...OPTIONS, network: [...NETWORK] }, deterministic: false }]))
     })
     await storage.put(cid, bytes)
     await send('deploy', [owner, project, cidToBytes(cid), `0x${'00'.repeat(32)}`, Object.keys(functions)])
@@ -182,14 +184,14 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
       registry: new Registry(),
       libp2p,
       fetchBundle: async () => { fetched++; return undefined },
-      checkBundle: async (fn, from, signal) => await check.refusal(fn, { from, signal })
+      checkJob: async (job, from, signal) => await check.checkJob(job, { from, signal })
     })
     const random = randomBundle()
     const job = {
       jobId: `0x${'11'.repeat(32)}` as const,
       fn: ref('greet', random),
-      options: { ...OPTIONS, network: [] },
-      env: {},
+      options: { ...OPTIONS, network: [...NETWORK] },
+      env: { ...ENV },
       request: { method: 'GET', url: 'http://localhost/', headers: [], body: new Uint8Array() },
       deadline: Date.now() + 5_000
     }
@@ -202,6 +204,29 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     assert.equal(executed, 0)
   })
 
+  it('refuses a job whose options or env are not the manifest\'s (a gateway raising memory, opening the network, changing env), and hands back the manifest\'s', async () => {
+    const fn = ref('greet', v1)
+    const exact = await check.checkJob({ fn, options: { ...OPTIONS, network: [...NETWORK].reverse() }, env: { ...ENV } })
+    assert.equal(exact.refused, undefined)
+    assert.deepEqual(exact.refused === undefined && exact.run, { options: { ...OPTIONS, network: [...NETWORK] }, env: ENV })
+    const changes: Array<[{ options?: FunctionOptions, env?: Record<string, string> }, string]> = [
+      [{ options: { ...OPTIONS, network: [...NETWORK], memoryMb: 2048 } }, 'memoryMb'],
+      [{ options: { ...OPTIONS, network: [...NETWORK, 'metadata.google.internal'] } }, 'network'],
+      [{ options: { ...OPTIONS, network: [...NETWORK], timeoutMs: 300_000, isolation: 'execution' } }, 'timeoutMs,isolation'],
+      [{ env: { GREETING: 'pwned' } }, 'env'],
+      [{ env: { ...ENV, EXTRA: '1' } }, 'env']
+    ]
+    for (const [change, fields] of changes) {
+      const job = { fn, options: { ...OPTIONS, network: [...NETWORK] }, env: { ...ENV }, ...change }
+      const verdict = await check.checkJob(job)
+      assert.equal(verdict.refused?.code, 'OPTIONS_MISMATCH', JSON.stringify(change))
+      assert.equal(verdict.refused?.details?.fields, fields)
+      assert.equal(verdict.refused?.details?.memoryMb, 128)
+    }
+    // a bundle refusal still comes first
+    assert.equal((await check.checkJob({ fn: ref('greet', other), options: { ...OPTIONS, network: [...NETWORK] }, env: ENV })).refused?.code, 'BUNDLE_NOT_ACTIVE')
+  })
+
   it('refuses with BUNDLE_UNAVAILABLE when the chain cannot be read (fail closed)', async () => {
     const contracts = loadContracts(chain.contractsFile)
     const dead = chainClient({ ...contracts, rpcUrl: 'http://127.0.0.1:9' })
@@ -212,7 +237,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   })
 
   it('refuses with BUNDLE_UNAVAILABLE when the manifest cannot be fetched', async () => {
-    const { cid } = encodeManifest({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'00'.repeat(32)}`, env: {}, functions: { lost: { bundle: v1, entry: 'functions/lost.ts', options: { ...OPTIONS, network: [] } } } })
+    const { cid } = encodeManifest({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'00'.repeat(32)}`, env: {}, functions: { lost: { bundle: v1, entry: 'functions/lost.ts', options: { ...OPTIONS, network: [] }, deterministic: false } } })
     // registered, but its bytes are nowhere
     await send('deploy', [owner, 'lost', cidToBytes(cid), `0x${'00'.repeat(32)}`, ['lost']])
     const refusal = await check.refusal(ref('lost', v1, 'lost'))
