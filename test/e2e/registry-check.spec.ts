@@ -27,8 +27,9 @@ import {
   functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
   type FunctionOptions, type JobRequest, type WireRequest
 } from '#protocol'
-import { chainClient, chainDomain, createMeshNode, deployProject, ensureStake, frames, loadContracts, loadEvmAccount, type DeployResult, type PeerHostLibp2p } from '#node'
+import { chainClient, chainDomain, createMeshNode, deployProject, frames, loadContracts, loadEvmAccount, type DeployResult, type PeerHostLibp2p } from '#node'
 import { recoverDigestSigner } from '../../node/signing.ts'
+import { ensureStake } from '../../node/staking/index.ts'
 import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from '../chain/helpers.ts'
 import { BUILDER_KEY } from '../deploy/chain-network.ts'
