@@ -28,7 +28,7 @@ const NETWORK = ['api.example.com', '*.example.org'] as const
 const ENV = { GREETING: 'hi' }
 
 describe('worker registry check: only the bundle FunctionRegistry names as active runs', function () {
-  this.timeout(60_000)
+  this.timeout(300_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-registry-check-'))
   let chain: TestChain
   let client: ChainClient
