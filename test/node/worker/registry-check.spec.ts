@@ -26,6 +26,8 @@ const GRACE_MS = 1_500
 const OPTIONS = { isolation: 'function', memoryMb: 128, network: [], timeoutMs: 5_000 } as const
 const NETWORK = ['api.example.com', '*.example.org'] as const
 const ENV = { GREETING: 'hi' }
+/** what an accepted verdict carries: the manifest's options and env, which the job runs with */
+const REGISTERED = { options: { ...OPTIONS, network: [...NETWORK] }, env: ENV }
 
 describe('worker registry check: only the bundle FunctionRegistry names as active runs', function () {
   this.timeout(300_000)
@@ -95,7 +97,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
 
   it('accepts the active bundle of version 1 and refuses a random CID, naming both', async () => {
     await deploy('app', { greet: v1, time: other })
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1 })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1, ...REGISTERED })
     const random = randomBundle()
     assert.deepEqual(await check.check(ref('greet', random)), { ok: false, reason: 'not-active', version: 1, expected: v1 })
     const refusal = await check.refusal(ref('greet', random))
@@ -121,21 +123,21 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   it('accepts version 2 one block after its deploy, and version 1 only during the grace period', async () => {
     await deploy('app', { greet: v2, time: other })
     // the cached entry (version 1) is fresh: the miss alone makes the check re-read the chain
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2 })
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'grace', version: 1 })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2, ...REGISTERED })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'grace', version: 1, ...REGISTERED })
     // an unchanged function keeps being accepted as active
-    assert.deepEqual(await check.check(ref('time', other)), { ok: true, via: 'active', version: 2 })
+    assert.deepEqual(await check.check(ref('time', other)), { ok: true, via: 'active', version: 2, ...REGISTERED })
     assert.equal(await check.refusal(ref('greet', v1)), undefined)
     assert.equal(await count('grace'), 1)
     await new Promise(resolve => setTimeout(resolve, GRACE_MS + 100))
     assert.deepEqual(await check.check(ref('greet', v1)), { ok: false, reason: 'not-active', version: 2, expected: v2 })
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2 })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2, ...REGISTERED })
   })
 
   it('follows a rollback: version 1 active again, version 2 in grace, then refused', async () => {
     await send('rollback', [projectId(owner, 'app'), 1])
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1 })
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'grace', version: 2 })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1, ...REGISTERED })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'grace', version: 2, ...REGISTERED })
     await new Promise(resolve => setTimeout(resolve, GRACE_MS + 100))
     assert.deepEqual(await check.check(ref('greet', v2)), { ok: false, reason: 'not-active', version: 1, expected: v1 })
   })
