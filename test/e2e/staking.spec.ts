@@ -30,7 +30,7 @@ async function metric (net: TestNetwork, check: string): Promise<number> {
 }
 
 describe('staking: gateways dispatch only to staked workers bound to their peer id', function () {
-  this.timeout(120_000)
+  this.timeout(300_000)
   let chain: TestChain
   let net: TestNetwork
   let hello: string
