@@ -92,8 +92,8 @@ export const LIMITS = {
   maxErrorMessageBytes: 1024,
   /** Longest bundle CID, peer id or allowed host string (a CIDv1 base32 sha2-256 is 59 characters). */
   maxIdBytes: 256,
-  /** Largest `memoryMb` a job may ask for: beyond any sandbox a worker would grant. */
-  maxMemoryMb: 16 * 1024,
+  /** Largest `memoryMb` a job may ask for: the same bound as peerhost.json and the manifest. */
+  maxMemoryMb: 2048,
   /**
    * Largest job timing (queue, execution, sandbox ms): a job never outlives maxDeadlineMs; twice
    * that tolerates clock jitter around the deadline.
@@ -126,3 +126,21 @@ export const HASHED_REQUEST_HEADERS = [
 
 /** Prefix of headers PeerHost sets on responses; functions may not set these themselves. */
 export const PEERHOST_HEADER_PREFIX = 'x-peerhost-'
+
+/**
+ * Bounds of function options (`FunctionOptions`), the one place peerhost.json validation, the
+ * deploy manifest and the wire validator read them from (protocol/options.ts), so a value a
+ * builder cannot configure can never reach a worker either.
+ */
+export const FUNCTION_OPTION_BOUNDS = {
+  /** 16 MB runs a trivial function; 2048 MB is the most a worker's sandbox grants (LIMITS.maxMemoryMb). */
+  memoryMb: { min: 16, max: LIMITS.maxMemoryMb },
+  /** 10 ms is below any useful function; the longest job deadline bounds the rest. */
+  timeoutMs: { min: 10, max: LIMITS.maxDeadlineMs },
+  /** Hosts in one allow-list: a function talks to a handful of APIs; 64 leaves room for wildcards and ports. */
+  maxNetworkHosts: 64,
+  /** Longest allowed host entry (a DNS name is at most 253 characters, plus `*.` and `:port`). */
+  maxHostBytes: 261,
+  /** Quorum sizes `verify: { quorum }` will accept once it is built (issue 11). */
+  quorum: { min: 2, max: 15 }
+} as const

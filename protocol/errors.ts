@@ -68,6 +68,8 @@ export const WIRE_ERROR_CODES = {
   BUNDLE_UNAVAILABLE: { status: 502, kind: 'infra', message: 'the function bundle could not be fetched' },
   BUNDLE_MISMATCH: { status: 502, kind: 'infra', message: 'the function bundle does not match its CID' },
   BUNDLE_NOT_ACTIVE: { status: 502, kind: 'infra', message: 'the bundle is not the version of the function that FunctionRegistry says is active' },
+  DUPLICATE_TICKET: { status: 502, kind: 'infra', message: 'the worker already answered (or is answering) a ticket for this gateway, job id and attempt' },
+  OPTIONS_MISMATCH: { status: 502, kind: 'infra', message: 'the job options or env differ from the function\'s registered manifest' },
   OVERLOADED: { status: 503, kind: 'infra', message: 'the worker has no free capacity' },
   SHUTTING_DOWN: { status: 503, kind: 'infra', message: 'the worker is shutting down' },
   NO_WORKER: { status: 503, kind: 'infra', message: 'no worker is available' },

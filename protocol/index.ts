@@ -12,6 +12,7 @@
  * - eip712.ts: tickets and receipts as EIP-712 typed data (the single definition)
  * - receipt.ts: `ticketOf` / `receiptOf` a job, `assertInputHash`, `advertSigningBytes`, `newJobId`
  * - cid.ts: CIDv1 of bundle bytes
+ * - options.ts: the one `FunctionOptions` schema (wire, manifest, peerhost.json) and its comparisons
  */
 export * from './errors.ts'
 export * from './constants.ts'
@@ -22,3 +23,4 @@ export * from './canonical.ts'
 export * from './eip712.ts'
 export * from './receipt.ts'
 export * from './cid.ts'
+export * from './options.ts'

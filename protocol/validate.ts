@@ -29,6 +29,7 @@ import { getAddress } from 'viem'
 import { CID } from 'multiformats/cid'
 import { isWireErrorCode, ProtocolError, type WireError } from './errors.ts'
 import { LIMITS, PROTOCOL_VERSION } from './constants.ts'
+import { parseFunctionOptions } from './options.ts'
 import type {
   BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, FunctionOptions, FunctionRef, JobRequest, JobResult,
   JobTimings, Message, MessageType, WireRequest, WireResponse, WorkerAdvert
@@ -211,9 +212,6 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 /** A multiaddr in string form: checked for shape only (protocol/ does not parse multiaddrs). */
 const MULTIADDR = /^(?:\/[\x21-\x2e\x30-\x7e]+)+$/
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?'
-/** `example.com`, `*.example.com`, `api.example.com:8443`, `[::1]:8080` */
-const NETWORK_HOST = new RegExp(`^(?:(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*|\\[[0-9a-f:.]+\\])(?::[0-9]{1,5})?$`)
 
 function version (x: unknown, path: string): number {
   if (typeof x !== 'number' || !Number.isSafeInteger(x)) fail(`${path}.v`, `the protocol version ${PROTOCOL_VERSION}`)
@@ -312,16 +310,8 @@ function functionRef (x: unknown, path: string): FunctionRef {
 }
 
 function functionOptions (x: unknown, path: string): FunctionOptions {
-  const get = record(x, path, ['memoryMb', 'timeoutMs', 'network', 'isolation'])
-  const network = items(get('network'), `${path}.network`, LIMITS.maxArrayLength, (h, i) => pattern(h, `${path}.network[${i}]`, NETWORK_HOST, 'a lower-case host name, optionally with *. and :port'))
-  const isolation = get('isolation')
-  if (isolation !== 'function' && isolation !== 'execution') fail(`${path}.isolation`, '"function" or "execution"')
-  return {
-    memoryMb: int(get('memoryMb'), `${path}.memoryMb`, 1, LIMITS.maxMemoryMb),
-    timeoutMs: int(get('timeoutMs'), `${path}.timeoutMs`, 1, LIMITS.maxDeadlineMs),
-    network,
-    isolation
-  }
+  // the one options schema (options.ts), shared with peerhost.json and the manifest
+  return parseFunctionOptions(x, path)
 }
 
 /** A map of environment-variable names to strings (env, secrets), bounded in entries, name and value sizes. */

@@ -184,9 +184,10 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
     try {
       await registerGateway(chain, { endpoint: opts.publicUrl ?? gateway.url, encryptionKey: secretKey.publicKey }, { stake, logger: log })
     } catch (err: any) {
-      // an unstaked gateway still serves; it only cannot take secrets until it is staked
+      // an unstaked gateway still starts (its requests go to the chain path), but staked
+      // workers refuse its tickets (TICKET_INVALID) and builders cannot put secrets to it
       if (stake !== undefined || err?.code !== 'NOT_STAKED') throw err
-      log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
+      log.warn(`${String(err.message).replace(/;.*$/, '')}: staked workers refuse this gateway's tickets and builders cannot put secrets to it until it is staked (--stake <amount>)`)
     }
   }
   const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }

@@ -25,14 +25,14 @@ export function workerCommand (): Command<any, any> {
     .option('--data-dir <dir>', 'where the worker keeps its keys, bundles and sandboxes', process.env.PEERHOST_DATA_DIR ?? '.peerhost/worker')
     .option('--capacity <n>', 'jobs run at once', intOption('--capacity', 1, 1024))
     .option('--admin-port <port>', 'port for /_peerhost/health, /_peerhost/status and /_peerhost/metrics', intOption('--admin-port', 0, 65535))
-    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id and serve the chain fallback')
+    .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id, serve the chain fallback, and answer only tickets of staked gateways')
     .option('--stake <amount>', 'with --contracts: when the stake is below the minimum, stake this much (native currency, e.g. 1 or 0.5) from the worker\'s own address')
     .option('--unsafe-skip-registry-check', 'with --contracts: run any bundle a gateway names, even one FunctionRegistry does not list as the active version of its function (development only: for gateways serving --project folders that are not on the chain)')
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .action(async (opts) => {
-      const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
+      const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, gatewayStake, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
       const dataDir = absolute(opts.dataDir)
       const log = logger(opts, 'worker')
@@ -55,10 +55,14 @@ export function workerCommand (): Command<any, any> {
       await storage.start()
       // with a chain: run only bundles FunctionRegistry names as active (node/worker/registry-check.ts)
       const check = chain === undefined || opts.unsafeSkipRegistryCheck === true ? undefined : registryCheck()({ chain, storage, logger: log, registry: reg })
+      // with a chain: answer only tickets of gateways staked now (node/worker/gateway-stake.ts)
+      const gateways = chain === undefined ? undefined : gatewayStake()({ chain, logger: log, registry: reg })
+      await gateways?.start()
       if (chain !== undefined && check === undefined) log.warn('--unsafe-skip-registry-check: this worker runs any bundle a gateway names, registered or not; never use it outside development')
       const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
         privateKey, signer, executor, logger: log, registry: reg, libp2p,
-        checkBundle: check === undefined ? undefined : async (fn, from, signal) => await check.refusal(fn, { from, signal }),
+        checkJob: check === undefined ? undefined : async (job, from, signal) => await check.checkJob(job, { from, signal }),
+        checkGateway: gateways === undefined ? undefined : async (gateway) => await gateways.refusal(gateway),
         async fetchBundle (cid, from, signal) {
           try {
             return await storage.fetch(cid, { from, signal })
@@ -76,7 +80,7 @@ export function workerCommand (): Command<any, any> {
         ? undefined
         : adminServer({ port: opts.adminPort }, { registry: reg, status: () => ({ role: 'worker', peerId: worker.peerId.toString(), address: worker.address, running: worker.running, executor: executor.kind, warm: executor.warm() }) })
       await admin?.start()
-      onShutdown(async () => { await admin?.stop(); await watcher?.stop(); await storage.stop(); await worker.stop() }, log)
+      onShutdown(async () => { await admin?.stop(); await watcher?.stop(); await gateways?.stop(); await storage.stop(); await worker.stop() }, log)
       say(opts, `worker ${worker.peerId.toString()} (${worker.address}, executor ${executor.kind}) listening on:\n${worker.addrs().map(a => `  ${a}`).join('\n')}`,
         { event: 'ready', role: 'worker', peerId: worker.peerId.toString(), address: worker.address, addrs: worker.addrs(), executor: executor.kind, admin: admin?.url, stake: registration?.stake.toString() })
     })

@@ -5,7 +5,7 @@
  *
  * ```json
  * {"env":{"GREETING":"hi"},"functions":{"hello":{"bundle":"bafkrei…","entry":"functions/hello.ts",
- *  "options":{"isolation":"function","memoryMb":128,"network":[],"timeoutMs":5000}}},
+ *  "deterministic":false,"options":{"isolation":"function","memoryMb":128,"network":[],"timeoutMs":5000}}},
  *  "sourceCommit":"0x<git sha-1 left-aligned in 32 bytes, or zero>","type":"peerhost-manifest","v":1}
  * ```
  *
@@ -14,8 +14,7 @@
  * project name. Gateways parse manifests from the network with `parseManifest` (a closed schema).
  */
 import { z } from 'zod'
-import type { FunctionOptions } from '#protocol'
-import { rawCid } from '#protocol'
+import { functionOptionsProblems, rawCid, type FunctionOptions } from '#protocol'
 import { NodeError } from '../errors.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 
@@ -28,6 +27,12 @@ export interface ManifestFunction {
   /** entry file relative to the project root, `/` separators */
   entry: string
   options: FunctionOptions
+  /**
+   * The builder declares the output depends only on the input (peerhost.json `deterministic`):
+   * only such functions can be proven wrong by disagreement. Absent in manifests written before
+   * it existed: parsed as false.
+   */
+  deterministic: boolean
 }
 
 export interface Manifest {
@@ -53,12 +58,11 @@ const manifestSchema = z.object({
   functions: z.record(z.string().regex(NAME), z.object({
     bundle: z.string().regex(RAW_CID),
     entry: z.string().max(1024),
-    options: z.object({
-      memoryMb: z.number().int().min(16).max(2048),
-      timeoutMs: z.number().int().min(10).max(300_000),
-      network: z.array(z.string().max(256)).max(64),
-      isolation: z.enum(['function', 'execution'])
-    }).strict()
+    // the one options schema (protocol/options.ts): the bounds of peerhost.json and of the wire
+    options: z.unknown().superRefine((value, ctx) => {
+      for (const p of functionOptionsProblems(value, 'options', 'strict')) ctx.addIssue({ code: 'custom', message: `${p.path}: ${p.message}` })
+    }),
+    deterministic: z.boolean().default(false)
   }).strict()),
   rateLimit: z.object({
     requests: z.number().int().min(1).max(1_000_000),

@@ -1,31 +1,33 @@
 /**
  * `peerhost.json`: per-project and per-function options, validated with a schema that reports
- * every problem at once with the path of the bad field.
+ * every problem at once with the path of the bad field. Function options use the one schema of
+ * protocol/options.ts, so their bounds are the manifest's and the wire's.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { z } from 'zod'
-import type { FunctionOptions } from '#protocol'
+import { functionOptionsProblems, type FunctionOptions } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { ConfigError } from '../errors.ts'
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
-const HOST = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/
 
-export const functionOptionsSchema = z.object({
-  /** MB of memory for the sandbox; @default 128 */
-  memoryMb: z.number().int().min(16).max(2048).optional(),
-  /** wall-clock limit per execution; @default 10000 */
-  timeoutMs: z.number().int().min(10).max(300_000).optional(),
-  /** hosts `fetch()` may reach (`api.example.com`, `*.example.com`, `host:port`); @default [] */
-  network: z.array(z.string().regex(HOST, 'expected a host name such as "api.example.com" or "*.example.com"')).max(64).optional(),
-  /** `single` (one worker) or `quorum` (a majority of `size` workers agree); @default "single" */
-  verify: z.union([z.literal('single'), z.object({ quorum: z.number().int().min(2).max(15) })]).optional(),
-  /** who may call the function; @default "public" */
-  auth: z.enum(['public', 'api-key', 'wallet']).optional(),
-  /** `function`: one sandbox per function version, fresh realm per execution; `execution`: a sandbox per execution; @default "function" */
-  isolation: z.enum(['function', 'execution']).optional()
-}).strict()
+/**
+ * A function's entry (or `defaults`): the one options schema of protocol/options.ts in its
+ * `config` scope — `memoryMb`, `timeoutMs`, `network`, `isolation` (bounds FUNCTION_OPTION_BOUNDS),
+ * `deterministic` (the output depends only on the input: recorded in the manifest and on chain,
+ * it makes disagreement provable; @default false), and `verify` / `auth`, accepted only as
+ * `"single"` / `"public"` until quorum (issue 11) and function auth (issue 13) are built.
+ */
+export interface FunctionConfig {
+  memoryMb?: number
+  timeoutMs?: number
+  network?: string[]
+  isolation?: 'function' | 'execution'
+  deterministic?: boolean
+  verify?: 'single'
+  auth?: 'public'
+}
 
 /** requests per window, per project, counted by each gateway (429 above it) */
 export const rateLimitSchema = z.object({
@@ -41,15 +43,18 @@ export const projectConfigSchema = z.object({
   name: z.string().regex(NAME, 'expected lower-case letters, digits and dashes').optional(),
   /** public configuration handed to every function as `env` (not secret) */
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string().max(4096)).optional(),
-  /** defaults for every function */
-  defaults: functionOptionsSchema.optional(),
-  /** per-function options, by function name */
-  functions: z.record(z.string().regex(NAME, 'expected a function name'), functionOptionsSchema).optional(),
+  /** defaults for every function (checked by protocol/options.ts) */
+  defaults: z.unknown().optional(),
+  /** per-function options, by function name (checked by protocol/options.ts) */
+  functions: z.record(z.string().regex(NAME, 'expected a function name'), z.unknown()).optional(),
   /** the project's request rate limit at each gateway; @default none */
   rateLimit: rateLimitSchema.optional()
 }).strict()
 
-export type ProjectConfig = z.infer<typeof projectConfigSchema>
+export type ProjectConfig = Omit<z.infer<typeof projectConfigSchema>, 'defaults' | 'functions'> & {
+  defaults?: FunctionConfig
+  functions?: Record<string, FunctionConfig>
+}
 
 export interface ResolvedProject {
   root: string
@@ -57,6 +62,8 @@ export interface ResolvedProject {
   env: Record<string, string>
   rateLimit?: { requests: number, perSeconds: number }
   optionsFor: (fn: string) => FunctionOptions
+  /** `deterministic` of the function (its entry, else `defaults`); @default false */
+  deterministicFor: (fn: string) => boolean
 }
 
 /** Formats zod issues as `functions.hello.timeoutMs: expected …` lines. */
@@ -76,11 +83,18 @@ export function loadProjectConfig (root: string): ResolvedProject {
     }
   }
   const parsed = projectConfigSchema.safeParse(raw)
-  if (!parsed.success) {
-    const problems = describe(parsed.error.issues)
+  // every problem at once: the top level's, then each function entry's (the protocol schema)
+  const problems = parsed.success ? [] : describe(parsed.error.issues)
+  const top = (typeof raw === 'object' && raw !== null ? raw : {}) as { defaults?: unknown, functions?: unknown }
+  const entries: Array<[string, unknown]> = top.defaults === undefined ? [] : [['defaults', top.defaults]]
+  if (typeof top.functions === 'object' && top.functions !== null && !Array.isArray(top.functions)) {
+    for (const [n, f] of Object.entries(top.functions)) entries.push([`functions.${n}`, f])
+  }
+  for (const [where, entry] of entries) problems.push(...functionOptionsProblems(entry, where, 'config').map(p => `${p.path}: ${p.message}`))
+  if (!parsed.success || problems.length > 0) {
     throw new ConfigError('BAD_PROJECT_CONFIG', `${path} has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n  - ${problems.join('\n  - ')}`, { details: { problems } })
   }
-  const config = parsed.data
+  const config = parsed.data as ProjectConfig
   const name = config.name ?? basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, '-')
   if (!NAME.test(name)) throw new ConfigError('BAD_PROJECT_NAME', `project name "${name}" must be lower-case letters, digits and dashes; set "name" in peerhost.json`)
   return {
@@ -96,6 +110,9 @@ export function loadProjectConfig (root: string): ResolvedProject {
         network: o.network ?? [],
         isolation: o.isolation ?? 'function'
       }
+    },
+    deterministicFor (fn) {
+      return config.functions?.[fn]?.deterministic ?? config.defaults?.deterministic ?? false
     }
   }
 }

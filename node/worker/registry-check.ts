@@ -14,6 +14,10 @@
  *   before stay acceptable for `graceMs` (default 30 s): jobs in flight across a deploy or a
  *   rollback do not fail. A worker that never saw the earlier version grants no grace.
  * * A job's `fn.id` must be `functionId(wallet, project, name)`: the receipt signs that id.
+ * * `checkJob` (the worker's hook) also requires the job's options and env to be exactly the
+ *   manifest's (the allow-list compared as a set) and hands them back as what the job runs with,
+ *   so a gateway can neither raise memory nor open the network nor change the env: refused with
+ *   `OPTIONS_MISMATCH` naming the fields that differ.
  * * A job that fails the check is answered with the wire error `BUNDLE_NOT_ACTIVE` (naming the
  *   function and the expected and given CIDs), logged at warn and counted in
  *   `peerhost_worker_registry_checks_total{verdict}`; when the chain or the manifest cannot be
@@ -27,7 +31,7 @@
 import type { PeerId } from '@libp2p/interface'
 import { Counter, type Registry } from 'prom-client'
 import type { Hex } from 'viem'
-import { functionId, projectId, type FunctionRef, type WireError } from '#protocol'
+import { functionId, optionDifferences, projectId, type FunctionOptions, type FunctionRef, type JobRequest, type WireError } from '#protocol'
 import type { ChainClient } from '../chain/index.ts'
 import { parseManifest } from '../deploy/manifest.ts'
 import { NodeError } from '../errors.ts'
@@ -68,7 +72,7 @@ export interface RegistryCheckComponents {
 
 /** Why a bundle is accepted or refused. */
 export type RegistryVerdict =
-  | { ok: true, via: 'active' | 'grace', version: number }
+  | { ok: true, via: 'active' | 'grace', version: number, options: FunctionOptions, env: Record<string, string> }
   | { ok: false, reason: 'function-id' | 'unknown-project' | 'unknown-function' | 'not-active', version: number, expected?: string }
 
 export interface CheckOptions {
@@ -88,7 +92,20 @@ export interface RegistryCheck {
    * `checkBundle` hook. Logs refusals at warn and counts every verdict.
    */
   refusal: (fn: FunctionRef, options?: CheckOptions) => Promise<WireError | undefined>
+  /**
+   * The worker's `checkJob` hook: `refusal`, then the job's options and env must equal the
+   * manifest's (OPTIONS_MISMATCH otherwise); on success, what the job runs with.
+   */
+  checkJob: (job: Pick<JobRequest, 'fn' | 'options' | 'env'>, options?: CheckOptions) => Promise<{ refused: WireError } | { refused?: undefined, run: { options: FunctionOptions, env: Record<string, string> } }>
 }
+
+/** One manifest as the check needs it. */
+interface ManifestView {
+  functions: ReadonlyMap<string, { bundle: string, options: FunctionOptions }>
+  env: Readonly<Record<string, string>>
+}
+
+const NO_MANIFEST: ManifestView = { functions: new Map(), env: {} }
 
 interface ProjectEntry {
   /** the block the version was read at */
@@ -97,8 +114,8 @@ interface ProjectEntry {
   /** 0 = the project has no active version */
   version: number
   manifestCid?: string
-  bundles: ReadonlyMap<string, string>
-  previous?: { version: number, bundles: ReadonlyMap<string, string>, until: number }
+  manifest: ManifestView
+  previous?: { version: number, manifest: ManifestView, until: number }
 }
 
 /** A Map that forgets its least recently used keys past `max`. */
@@ -119,13 +136,13 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
     const maxProjects = init.maxProjects ?? NODE_DEFAULTS.registryCheckMaxProjects
     const maxManifests = init.maxManifests ?? NODE_DEFAULTS.registryCheckMaxManifests
     const projects = new Map<Hex, ProjectEntry>()
-    const manifests = new Map<string, ReadonlyMap<string, string>>()
+    const manifests = new Map<string, ManifestView>()
     const reading = new Map<Hex, Promise<ProjectEntry>>()
     const checks = components.registry === undefined
       ? undefined
       : new Counter({ name: 'peerhost_worker_registry_checks_total', help: 'bundle checks against FunctionRegistry, by verdict (active, grace, refused, unavailable)', labelNames: ['verdict'], registers: [components.registry] })
 
-    async function functionsOf (manifestCid: string, options: CheckOptions): Promise<ReadonlyMap<string, string>> {
+    async function functionsOf (manifestCid: string, options: CheckOptions): Promise<ManifestView> {
       const hit = manifests.get(manifestCid)
       if (hit !== undefined) {
         touch(manifests, manifestCid, hit, maxManifests)
@@ -134,9 +151,9 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       // no caller's signal here: the read is shared by every job waiting on it (storage bounds its time)
       const bytes = await components.storage.fetch(manifestCid, { maxBytes: STORAGE_LIMITS.maxManifestBytes, from: options.from })
       const manifest = parseManifest(bytes)
-      const map = new Map(Object.entries(manifest.functions).map(([name, f]) => [name, f.bundle]))
-      touch(manifests, manifestCid, map, maxManifests)
-      return map
+      const view: ManifestView = { functions: new Map(Object.entries(manifest.functions).map(([name, f]) => [name, { bundle: f.bundle, options: f.options }])), env: manifest.env }
+      touch(manifests, manifestCid, view, maxManifests)
+      return view
     }
 
     /**
@@ -152,11 +169,11 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
         const cached = projects.get(id)
         if (!force && cached !== undefined && cached.block >= block && Date.now() - cached.readAt < ttlMs) return cached
         const head = await readActiveVersion(client, registryAddress, id, { blockNumber: block })
-        const bundles = head === undefined ? new Map<string, string>() : await functionsOf(head.manifestCid, options)
+        const manifest = head === undefined ? NO_MANIFEST : await functionsOf(head.manifestCid, options)
         const now = Date.now()
-        const entry: ProjectEntry = { block, readAt: now, version: head?.version ?? 0, manifestCid: head?.manifestCid, bundles, previous: cached?.previous }
+        const entry: ProjectEntry = { block, readAt: now, version: head?.version ?? 0, manifestCid: head?.manifestCid, manifest, previous: cached?.previous }
         if (cached !== undefined && cached.version !== entry.version && cached.version !== 0) {
-          entry.previous = { version: cached.version, bundles: cached.bundles, until: now + graceMs }
+          entry.previous = { version: cached.version, manifest: cached.manifest, until: now + graceMs }
           log.info({ project: label, from: cached.version, to: entry.version, graceMs }, 'active version changed; the previous one stays runnable for the grace period')
         }
         touch(projects, id, entry, maxProjects)
@@ -168,10 +185,12 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
 
     function judge (e: ProjectEntry, fn: FunctionRef): RegistryVerdict {
       if (e.version === 0) return { ok: false, reason: 'unknown-project', version: 0 }
-      const expected = e.bundles.get(fn.name)
-      if (expected === fn.bundleCid) return { ok: true, via: 'active', version: e.version }
-      if (e.previous !== undefined && Date.now() < e.previous.until && e.previous.bundles.get(fn.name) === fn.bundleCid) {
-        return { ok: true, via: 'grace', version: e.previous.version }
+      const current = e.manifest.functions.get(fn.name)
+      const expected = current?.bundle
+      if (current !== undefined && expected === fn.bundleCid) return { ok: true, via: 'active', version: e.version, options: current.options, env: e.manifest.env }
+      const before = e.previous === undefined || Date.now() >= e.previous.until ? undefined : e.previous.manifest.functions.get(fn.name)
+      if (e.previous !== undefined && before !== undefined && before.bundle === fn.bundleCid) {
+        return { ok: true, via: 'grace', version: e.previous.version, options: before.options, env: e.previous.manifest.env }
       }
       return expected === undefined
         ? { ok: false, reason: 'unknown-function', version: e.version }
@@ -225,7 +244,35 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       return { code: 'BUNDLE_NOT_ACTIVE', message, details }
     }
 
-    return { check, refusal }
+    async function checkJob (job: Pick<JobRequest, 'fn' | 'options' | 'env'>, options: CheckOptions = {}): ReturnType<RegistryCheck['checkJob']> {
+      const name = `${job.fn.wallet}/${job.fn.project}/${job.fn.name}`
+      const refused = await refusal(job.fn, options)
+      if (refused !== undefined) return { refused }
+      // cached by `refusal` just now: no second read
+      let verdict: RegistryVerdict
+      try {
+        verdict = await check(job.fn, options)
+      } catch {
+        return { refused: { code: 'BUNDLE_UNAVAILABLE', message: `the worker could not read the active version of ${name} from FunctionRegistry` } }
+      }
+      if (!verdict.ok) return { refused: { code: 'BUNDLE_NOT_ACTIVE', message: refusalMessage(name, job.fn.bundleCid, verdict) } }
+      const fields = optionDifferences(verdict.options, job.options)
+      if (!sameEnv(verdict.env, job.env)) fields.push('env')
+      if (fields.length > 0) {
+        checks?.inc({ verdict: 'options' })
+        log.warn({ fn: name, fields, version: verdict.version }, 'job refused: its options or env are not the registered manifest\'s')
+        return {
+          refused: {
+            code: 'OPTIONS_MISMATCH',
+            message: `the job's ${fields.join(', ')} differ${fields.length === 1 ? 's' : ''} from version ${verdict.version} of ${name} in FunctionRegistry; a worker runs a function only as its builder registered it`,
+            details: { fields: fields.join(','), version: verdict.version, memoryMb: verdict.options.memoryMb, timeoutMs: verdict.options.timeoutMs, isolation: verdict.options.isolation, network: verdict.options.network.join(',') }
+          }
+        }
+      }
+      return { run: { options: verdict.options, env: { ...verdict.env } } }
+    }
+
+    return { check, refusal, checkJob }
   }
 }
 
@@ -236,4 +283,9 @@ function refusalMessage (name: string, given: string, v: Extract<RegistryVerdict
     case 'unknown-function': return `version ${v.version} of ${name.split('/').slice(0, 2).join('/')}, the active one in FunctionRegistry, has no function ${name.split('/')[2]} (given bundle ${given})`
     case 'not-active': return `bundle ${given} is not the active bundle of ${name}: FunctionRegistry's active version ${v.version} runs ${v.expected}`
   }
+}
+
+function sameEnv (a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a)
+  return ka.length === Object.keys(b).length && ka.every(k => Object.hasOwn(b, k) && a[k] === b[k])
 }

@@ -2,14 +2,22 @@
  * The worker role: joins the mesh through bootstrap nodes, gossips signed adverts, and serves
  * `/peerhost/job/1.0.0`: checks the gateway's ticket, fetches the bundle if it lacks it, runs the
  * job in its executor, and answers with the response and an EIP-712 receipt signed by its key.
+ *
+ * Before any work a job must pass, in order: the ticket (names this worker, signed by the gateway
+ * it names over the job's `jobHash`, deadline ahead, input hash right) → the gateway is staked
+ * (`checkGateway`, with a chain) → the ticket key (gateway, jobId, attempt) was never answered
+ * (the receipt log, node/worker/receipt-log.ts: `DUPLICATE_TICKET`) → a free slot → the job
+ * matches the registry (`checkJob`: active bundle, and options and env exactly the manifest's:
+ * `OPTIONS_MISMATCH`). The receipt is committed to the log before it leaves, so the worker
+ * signs at most one output per ticket key, ever, across restarts and `kill -9`.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { join } from 'node:path'
 import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
-  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, LIMITS, outputHash, PROTOCOL_VERSION,
+  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic,
-  type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
+  type FunctionOptions, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
 } from '#protocol'
 import type { ExecutionResult, Executor } from '#sandbox'
 import { bundleStore, type BundleStore } from '../bundle-store.ts'
@@ -21,6 +29,7 @@ import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts
 import { NodeError } from '../errors.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
 import { admission } from './admission.ts'
+import { receiptLog, type ReceiptKey, type ReceiptLog, type ReceiptLogInit } from './receipt-log.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -35,6 +44,14 @@ export interface WorkerInit {
   region?: string
   /** EIP-712 domain receipts are signed in; @default DEV_DOMAIN (no chain) */
   domain?: PeerHostDomain
+  /** the receipt log in `<dataDir>/receipts.sqlite` (durability, retention); @default its defaults */
+  receipts?: Omit<ReceiptLogInit, 'dataDir'>
+}
+
+/** What the registry says a job must run with: the manifest's options and env. */
+export interface JobCheckPass {
+  options: FunctionOptions
+  env: Record<string, string>
 }
 
 export interface WorkerComponents {
@@ -50,11 +67,21 @@ export interface WorkerComponents {
    */
   fetchBundle?: (cid: string, from: PeerId, signal: AbortSignal) => Promise<Uint8Array | undefined>
   /**
-   * Checked before a job's bundle is fetched or run (mesh jobs and `execute`): a wire error refuses
-   * the job (e.g. node/worker/registry-check.ts: the bundle is not the registry's active one);
-   * `from` is the dispatching peer. @default none: every bundle may run (no chain)
+   * Checked before a job's bundle is fetched or run (mesh jobs and `execute`): `refused` refuses
+   * the job (node/worker/registry-check.ts: the bundle is not the registry's active one, or the
+   * options or env are not the manifest's); `run`, when given, is what the job runs with (the
+   * manifest's options and env). `from` is the dispatching peer. @default none: every bundle runs
+   * with the frame's options (no chain)
    */
-  checkBundle?: (fn: JobRequest['fn'], from: PeerId | undefined, signal: AbortSignal) => Promise<WireError | undefined>
+  checkJob?: (job: Pick<JobRequest, 'fn' | 'options' | 'env'>, from: PeerId | undefined, signal: AbortSignal) => Promise<{ refused: WireError } | { refused?: undefined, run?: JobCheckPass }>
+  /**
+   * Checked after the ticket signature and before any work: a reason string refuses the job with
+   * TICKET_INVALID (node/worker/gateway-stake.ts: the gateway is not staked now).
+   * @default none: any gateway key may sign tickets (no chain: dev mesh)
+   */
+  checkGateway?: (gateway: string) => Promise<string | undefined>
+  /** the durable receipt log; @default receiptLog({ dataDir, ...init.receipts }) */
+  receipts?: ReceiptLog
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
   libp2p?: PeerHostLibp2p
 }
@@ -92,6 +119,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
   const bundles: BundleStore = bundleStore(join(init.dataDir, 'bundles'))
+  const receipts = components.receipts ?? receiptLog({ ...init.receipts, dataDir: init.dataDir })({ logger: components.logger })
   const libp2p = components.libp2p ?? await createMeshNode({ privateKey: components.privateKey, listen: init.listen, bootstrap: init.bootstrap, registry, region: init.region })
 
   const jobsTotal = new Counter({ name: 'peerhost_worker_jobs_total', help: 'jobs answered, by outcome', labelNames: ['outcome'], registers: [registry] })
@@ -183,33 +211,80 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     }
   }
 
-  function verifyTicket (job: JobRequest): string | undefined {
-    if (!sameAddress(job.ticket.worker, signer.address)) return 'the ticket names another worker'
-    if (job.deadline <= Date.now()) return 'the job deadline has passed'
+  /** Why the ticket is refused, or the jobHash the gateway signed (computed from the frame). */
+  function verifyTicket (job: JobRequest): { problem: string } | { hash: `0x${string}` } {
+    if (!sameAddress(job.ticket.worker, signer.address)) return { problem: 'the ticket names another worker' }
+    if (job.deadline <= Date.now()) return { problem: 'the job deadline has passed' }
     try {
       assertInputHash(job)
     } catch {
-      return 'the inputHash does not match the request'
+      return { problem: 'the inputHash does not match the request' }
     }
-    const gateway = recoverDigestSigner(ticketDigest(domain, ticketOf(job)), job.ticketSig)
-    if (gateway === undefined) return 'the ticket signature is malformed'
-    if (!sameAddress(gateway, job.ticket.gateway)) return 'the ticket is not signed by the gateway it names'
-    return undefined
+    // the receipt log keeps epochs and deadlines as signed 64-bit integers
+    if (BigInt(job.ticket.epoch) >= 1n << 63n || BigInt(job.ticket.deadline) >= 1n << 63n) return { problem: 'the ticket epoch or deadline is out of range' }
+    const hash = jobHashOf(job)
+    const gateway = recoverDigestSigner(ticketDigest(domain, ticketOf(job, hash)), job.ticketSig)
+    if (gateway === undefined) return { problem: 'the ticket signature is malformed' }
+    if (!sameAddress(gateway, job.ticket.gateway)) return { problem: 'the ticket is not signed by the gateway it names' }
+    return { hash }
   }
 
   async function runJob (job: JobRequest, connection: Connection, signal: AbortSignal): Promise<JobResult | ReturnType<typeof errorFrame>> {
     const arrived = performance.now()
-    const ticketProblem = verifyTicket(job)
-    if (ticketProblem !== undefined) return fail(job, 'TICKET_INVALID', ticketProblem)
+    const ticket = verifyTicket(job)
+    if ('problem' in ticket) return fail(job, 'TICKET_INVALID', ticket.problem)
     if (stopping) return fail(job, 'SHUTTING_DOWN', 'the worker is shutting down')
+    if (components.checkGateway !== undefined) {
+      const problem = await components.checkGateway(job.ticket.gateway)
+      if (problem !== undefined) return fail(job, 'TICKET_INVALID', problem, { reason: 'gateway-not-staked', gateway: job.ticket.gateway })
+    }
+    // one answer per ticket key, ever: a replay (same key, any other job) is refused before any work
+    const key: ReceiptKey = { gateway: job.ticket.gateway, jobId: job.jobId, attempt: job.attempt }
+    const reservation = receipts.reserve({
+      ...key,
+      projectId: projectId(job.fn.wallet, job.fn.project),
+      functionId: job.fn.id,
+      jobHash: ticket.hash,
+      inputHash: job.inputHash,
+      worker: job.ticket.worker,
+      fee: job.ticket.fee,
+      epoch: job.ticket.epoch,
+      deadline: job.ticket.deadline,
+      ticketSig: job.ticketSig
+    })
+    if (!reservation.ok) {
+      const e = reservation.existing
+      const details: Record<string, string | number | boolean> = { state: e.state, jobHash: e.jobHash, sameJob: e.jobHash === ticket.hash }
+      if (e.outputHash !== undefined) details.outputHash = e.outputHash
+      if (e.receiptSig !== undefined) details.receiptSig = e.receiptSig
+      log.warn({ gateway: key.gateway, jobId: key.jobId, attempt: key.attempt, state: e.state, sameJob: e.jobHash === ticket.hash }, 'repeated ticket refused')
+      return fail(job, 'DUPLICATE_TICKET', e.state === 'signed'
+        ? `this worker already answered ticket (${key.gateway}, ${key.jobId}, attempt ${key.attempt}); it signs one receipt per ticket`
+        : `this worker is answering ticket (${key.gateway}, ${key.jobId}, attempt ${key.attempt}), or was when it stopped; it signs one receipt per ticket`, details)
+    }
+    // until the executor starts, a refusal signed nothing: the key is freed for a later answer
+    let started = false
+    try {
+      return await admitAndRun(job, ticket.hash, key, connection, signal, arrived, () => { started = true })
+    } finally {
+      if (!started) receipts.release(key)
+    }
+  }
+
+  async function admitAndRun (job: JobRequest, hash: `0x${string}`, key: ReceiptKey, connection: Connection, signal: AbortSignal, arrived: number, starting: () => void): Promise<JobResult | ReturnType<typeof errorFrame>> {
     const admitted = await slots.acquire(job.deadline)
     if (!admitted.ok) return fail(job, 'OVERLOADED', `the worker has no free capacity: ${admitted.reason}`, admitted.details)
     runningGauge.set(slots.running)
     const admittedAt = performance.now()
     let served = false
     try {
-      const refused = await components.checkBundle?.(job.fn, connection.remotePeer, signal)
-      if (refused !== undefined) return fail(job, refused.code, refused.message, refused.details)
+      const checked = await components.checkJob?.(job, connection.remotePeer, signal)
+      if (checked?.refused !== undefined) return fail(job, checked.refused.code, checked.refused.message, checked.refused.details)
+      // what runs: the registry's options and env when there is a registry, else the frame's
+      const run = { fn: job.fn, options: checked?.run?.options ?? job.options, env: checked?.run?.env ?? job.env, secrets: job.secrets, inputHash: job.inputHash, deadline: job.deadline }
+      // the ticket binds the job: the hash of what will run must be the hash the gateway signed
+      const runHash = jobHashOf(run)
+      if (runHash !== hash) return fail(job, 'TICKET_INVALID', 'the ticket\'s jobHash is not the hash of the job this worker would run', { reason: 'job-hash', expected: runHash, given: hash })
       let bytes: Uint8Array | undefined
       try {
         bytes = await fetchBundle(connection.remotePeer, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
@@ -222,24 +297,30 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const queueMs = performance.now() - arrived
       const endTimer = execSeconds.startTimer()
       let result: ExecutionResult
+      starting()
       try {
         result = await executeWithSecrets(executor, {
           jobId: job.jobId,
           bundle: { cid: job.fn.bundleCid, bytes },
           request: job.request,
-          env: job.env,
-          options: job.options,
+          env: run.env,
+          options: run.options,
           deadline: job.deadline
         }, job.secrets, { signal })
       } finally {
         endTimer()
       }
-      const hash = result.response !== undefined
-        ? outputHash({ response: result.response })
-        : outputHash({ error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
-      const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, hash)))
+      const out = outputHash(result.response !== undefined ? { response: result.response } : { error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
+      const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, out, runHash)))
+      try {
+        // durable before it leaves: after a crash the key is still answered
+        await receipts.commit(key, out, receiptSig)
+      } catch (err) {
+        log.error({ err, jobId: job.jobId }, 'receipt not recorded; the receipt is withheld')
+        return fail(job, 'INTERNAL', 'the worker could not record the receipt')
+      }
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
-      const out: JobResult = {
+      const answer: JobResult = {
         v: PROTOCOL_VERSION,
         type: 'result',
         jobId: job.jobId,
@@ -247,13 +328,13 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         logs: result.logs,
         logsTruncated: result.logsTruncated,
         timings: { ...result.timings, queueMs: Math.round((queueMs + result.timings.queueMs) * 1000) / 1000 },
-        outputHash: hash,
+        outputHash: out,
         receiptSig
       }
-      if (result.response !== undefined) out.response = result.response
-      else out.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
+      if (result.response !== undefined) answer.response = result.response
+      else answer.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
       served = true
-      return out
+      return answer
     } finally {
       // only executed jobs teach the expected wait (a refused bundle took no slot time worth counting)
       slots.release(served ? performance.now() - admittedAt : undefined)
@@ -311,14 +392,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     slots.enter()
     runningGauge.set(slots.running)
     try {
-      const refused = await components.checkBundle?.(job.fn, options.from, signal)
-      if (refused !== undefined) throw new NodeError(refused.code, refused.message, { details: refused.details })
+      const checked = await components.checkJob?.(job, options.from, signal)
+      if (checked?.refused !== undefined) throw new NodeError(checked.refused.code, checked.refused.message, { details: checked.refused.details })
       let bytes = bundles.get(job.fn.bundleCid)
       if (bytes === undefined && (options.from !== undefined || components.fetchBundle !== undefined)) {
         bytes = await fetchBundle(options.from ?? libp2p.peerId, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
       }
       if (bytes === undefined) throw new NodeError('BUNDLE_UNAVAILABLE', `bundle ${job.fn.bundleCid} could not be fetched`)
-      const result = await executeWithSecrets(executor, { jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env: job.env, options: job.options, deadline: job.deadline }, job.secrets, { signal })
+      const result = await executeWithSecrets(executor, { jobId: job.jobId, bundle: { cid: job.fn.bundleCid, bytes }, request: job.request, env: checked?.run?.env ?? job.env, options: checked?.run?.options ?? job.options, deadline: job.deadline }, job.secrets, { signal })
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
       if (result.response !== undefined) return { response: result.response, outputHash: outputHash({ response: result.response }) }
       const error = result.error ?? { code: 'INTERNAL' as const, message: 'no result' }
@@ -359,6 +440,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       ])
       await libp2p.stop()
       await executor.stop()
+      if (components.receipts === undefined) receipts.close()
       log.info('worker stopped')
     }
   }

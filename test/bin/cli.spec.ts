@@ -57,6 +57,6 @@ describe('peerhost CLI', function () {
     const r = run('gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJ8CJmVwY9CptgYbs2CN6PaCEE1JkPDGAb2cNzsnsFQXn', '--port', '0', '--data-dir', join(dir, 'gw'), '--project', dir)
     assert.equal(r.code, 2, r.stderr)
     assert.match(r.stderr, /4 problems/)
-    for (const path of ['name', 'functions.a.timeoutMs', 'functions.a.memoryMb', 'functions.a']) assert.ok(r.stderr.includes(`- ${path}:`), `mentions ${path}: ${r.stderr}`)
+    for (const path of ['name', 'functions.a.timeoutMs', 'functions.a.memoryMb', 'functions.a."extra"']) assert.ok(r.stderr.includes(`- ${path}:`), `mentions ${path}: ${r.stderr}`)
   })
 })

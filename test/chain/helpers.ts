@@ -27,7 +27,8 @@ export interface TestChain extends LocalChain {
 
 export async function startTestChain (): Promise<TestChain> {
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-chain-'))
-  const chain = await startLocalChain({ port: await freePort(), dataDir: dir })
+  // generous: on a loaded machine hardhat takes minutes to answer
+  const chain = await startLocalChain({ port: await freePort(), dataDir: dir, startTimeoutMs: 240_000 })
   const c = chainOf({ chainId: chain.chainId, rpcUrl: chain.rpcUrl })
   const publicClient = createPublicClient({ chain: c, transport: http(chain.rpcUrl), pollingInterval: 50 }) as PublicClient
   const wallet = createWalletClient({ account: chain.deployer, chain: c, transport: http(chain.rpcUrl), pollingInterval: 50 })

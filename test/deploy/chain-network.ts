@@ -41,7 +41,10 @@ export interface ChainNetworkInit {
   workers?: number
   /** @default 'dev' (the unsafe dev executor); 'gvisor' runs every function in runsc */
   executor?: 'dev' | 'gvisor'
-  /** the gateway stakes from a funded key and publishes its endpoint and secret key; @default false */
+  /**
+   * the gateway stakes from a funded key and publishes its endpoint and secret key; @default true:
+   * workers with a chain answer only tickets of staked gateways (node/worker/gateway-stake.ts)
+   */
   stakeGateway?: boolean
   /** extra `peerhost gateway` flags */
   gatewayArgs?: string[]
@@ -73,7 +76,7 @@ export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<C
     procs.push(...workers)
     const gatewayDir = join(dir, 'gateway')
     const gatewayArgs = ['gateway', '--bootstrap', bootstrap, '--port', '0', '--data-dir', gatewayDir, '--contracts', contractsFile, '--log-level', 'info', ...(init.gatewayArgs ?? [])]
-    if (init.stakeGateway === true) {
+    if (init.stakeGateway !== false) {
       mkdirSync(gatewayDir, { recursive: true, mode: 0o700 })
       writeFileSync(join(gatewayDir, 'evm.key'), `${GATEWAY_KEY}\n`, { mode: 0o600 })
       gatewayArgs.push(...STAKE_ARGS)

@@ -76,6 +76,35 @@ describe('deploy: deterministic builds and the manifest', function () {
     assert.throws(() => parseManifest(bad({ type: 'peerhost-manifest', v: 1 })), { code: 'BAD_MANIFEST' })
     assert.throws(() => parseManifest(bad({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'0'.repeat(64)}`, env: {}, functions: { x: { bundle: 'QmNotRaw', entry: 'a', options: { memoryMb: 128, timeoutMs: 10, network: [], isolation: 'function' } } } })), { code: 'BAD_MANIFEST' })
     assert.throws(() => parseManifest(new Uint8Array(STORAGE_LIMITS.maxManifestBytes + 1)), { code: 'BAD_MANIFEST' })
+    // the options bounds are the wire's and peerhost.json's (protocol/options.ts): no 4 GiB, no extra fields
+    const manifestWith = (fn: Record<string, unknown>): Uint8Array => bad({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'0'.repeat(64)}`, env: {}, functions: { x: { bundle: rawCid(new Uint8Array([1])), entry: 'a', ...fn } } })
+    const options = { memoryMb: 128, timeoutMs: 10, network: [], isolation: 'function' }
+    assert.throws(() => parseManifest(manifestWith({ options: { ...options, memoryMb: 4096 } })), (err: any) => err.code === 'BAD_MANIFEST' && /memoryMb: expected an integer from 16 to 2048/.test(err.message))
+    assert.throws(() => parseManifest(manifestWith({ options: { ...options, verify: 'single' } })), { code: 'BAD_MANIFEST' })
+    assert.throws(() => parseManifest(manifestWith({ options, deterministic: 'yes' })), { code: 'BAD_MANIFEST' })
+    // a manifest written before `deterministic` existed reads as not deterministic
+    assert.equal(parseManifest(manifestWith({ options })).functions.x.deterministic, false)
+  })
+
+  it('carries `deterministic` from peerhost.json into the manifest, and refuses options nobody enforces yet', async () => {
+    const app = join(dir, 'det')
+    cpSync(join(fixtures, 'deploy-app'), app, { recursive: true })
+    writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', defaults: { memoryMb: 64 }, functions: { greet: { deterministic: true } } }))
+    const built = await buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` })
+    assert.equal(built.manifest.functions.greet.deterministic, true)
+    assert.equal(built.manifest.functions.time.deterministic, false)
+    assert.equal(built.manifest.functions.greet.options.memoryMb, 64)
+    assert.equal(parseManifest(built.manifestBytes).functions.greet.deterministic, true)
+    assert.ok(new TextDecoder().decode(built.manifestBytes).includes('"deterministic":true'))
+    for (const [fn, pattern] of [
+      [{ verify: { quorum: 3 } }, /functions\.greet\.verify: "quorum" verification is not built yet \(issue 11/],
+      [{ auth: 'api-key' }, /functions\.greet\.auth: "api-key" auth is not built yet \(issue 13/],
+      [{ memoryMb: 4096 }, /functions\.greet\.memoryMb: expected an integer from 16 to 2048/],
+      [{ deterministic: 1 }, /functions\.greet\.deterministic: expected true or false/]
+    ] as const) {
+      writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', functions: { greet: fn } }))
+      await assert.rejects(buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` }), (err: any) => err.code === 'BAD_PROJECT_CONFIG' && pattern.test(err.message), JSON.stringify(fn))
+    }
   })
 
   it('recognises git URLs and names projects after the repository', () => {

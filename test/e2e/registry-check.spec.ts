@@ -1,10 +1,18 @@
 /**
- * Workers run only the bundle FunctionRegistry names as active, with real processes and a real
- * chain: a Hardhat chain, a bootstrap node, a gateway following the registry and a staked worker
- * (dev executor), each its own process on 127.0.0.1. A builder deploys a project; then a rogue
- * "gateway" (a test libp2p node with its own key, signing valid tickets) sends the worker job
- * frames over the real job stream naming the function with a bundle that is not its active one.
- * The worker answers BUNDLE_NOT_ACTIVE and never runs it; the same frame with the active bundle runs.
+ * The equivocation attack of issue 9 item 1, performed against real processes and a real chain:
+ * a Hardhat chain, a bootstrap node, a staked gateway following the registry and a staked worker
+ * (dev executor), each its own process on 127.0.0.1. A builder deploys a project; a rogue
+ * "gateway" (a test libp2p node with its own secp256k1 key, signing valid tickets) then talks to
+ * the worker over the real job stream:
+ *
+ * 1. unstaked, its ticket is refused with TICKET_INVALID before any work (no registry read, no run);
+ * 2. once staked as a gateway, it can run the function only as registered: a bundle that is not
+ *    the active one gets BUNDLE_NOT_ACTIVE, raised memory / an opened network / another env get
+ *    OPTIONS_MISMATCH, and a replay of a (jobId, attempt) with other options or env — the way to
+ *    get two receipts with different outputs and slash the worker — gets DUPLICATE_TICKET, never
+ *    a second output;
+ * 3. after `kill -9` of the worker (one job signed, one cut short mid-execution) and a restart on
+ *    the same data dir, both replays are still refused.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -13,49 +21,65 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { bytesToHex, type Address, type Hex } from 'viem'
+import { bytesToHex, parseEther, type Address, type Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import {
-  functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, ticketDigest, ticketOf,
-  type JobRequest, type WireRequest
+  functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
+  type FunctionOptions, type JobRequest, type WireRequest
 } from '#protocol'
-import { chainDomain, createMeshNode, deployProject, frames, loadContracts, loadEvmAccount, type DeployResult, type PeerHostLibp2p } from '#node'
+import { chainClient, chainDomain, createMeshNode, deployProject, frames, loadContracts, loadEvmAccount, type DeployResult, type PeerHostLibp2p } from '#node'
+import { recoverDigestSigner } from '../../node/signing.ts'
+import { ensureStake } from '../../node/staking/index.ts'
 import { startTestNetwork, status, waitFor, type TestNetwork } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from '../chain/helpers.ts'
 import { BUILDER_KEY } from '../deploy/chain-network.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 const builder = privateKeyToAccount(BUILDER_KEY)
+/** what the fixture's peerhost.json gives `greet` and `slow` (no entry: the defaults) */
+const REGISTERED: FunctionOptions = { memoryMb: 128, timeoutMs: 10_000, network: [], isolation: 'function' }
+const ENV = { GREETING: 'hello' }
 
 async function metric (admin: string, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`${admin}/_peerhost/metrics`)).text()
-  const line = text.split('\n').find(l => l.startsWith(`${name}${labels} `))
-  return line === undefined ? 0 : Number(line.split(' ').at(-1))
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue
+    if (labels === '' ? line.startsWith(`${name} `) || line.startsWith(`${name}{`) : line.startsWith(`${name}${labels} `)) sum += Number(line.split(' ').at(-1))
+  }
+  return sum
 }
 
-describe('e2e: a staked worker runs only the bundle FunctionRegistry names as active', function () {
-  this.timeout(120_000)
+describe('e2e: equivocation attack — a worker answers only staked gateways, only as registered, once per ticket', function () {
+  this.timeout(300_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-registry-check-e2e-'))
   let chain: TestChain
   let net: TestNetwork
   let deployed: DeployResult
   let probe: PeerHostLibp2p
-  // the rogue gateway's ticket key: any key signs a valid ticket, the check is about the bundle
-  const rogue = privateKeyToAccount(generatePrivateKey())
+  // the rogue gateway's ticket key: a valid signature, and (at first) no stake
+  const rogueKey = generatePrivateKey()
+  const rogue = privateKeyToAccount(rogueKey)
 
   before(async () => {
     chain = await startTestChain()
     net = await startTestNetwork({
       workers: 1,
       gatewayArgs: ['--contracts', chain.contractsFile],
+      // the honest gateway stakes: workers answer only staked gateways
+      async gatewayArgsFor (dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        return ['--stake', '1']
+      },
       async workerArgsFor (_i, dataDir) {
         await chain.fund(loadEvmAccount(dataDir).address)
         return ['--contracts', chain.contractsFile, '--stake', '1']
       }
     })
-    await waitFor('the staked worker in the gateway view', async () => (await status(net)).workers.length >= 1, 20_000)
+    await waitFor('the staked worker in the gateway view', async () => (await status(net)).workers.length >= 1, 60_000)
     const app = join(dir, 'app')
     cpSync(join(root, 'test', 'fixtures', 'deploy-app'), app, { recursive: true })
+    cpSync(join(root, 'test', 'fixtures', 'slow', 'functions', 'slow.ts'), join(app, 'functions', 'slow.ts'))
     deployed = await deployProject({ source: app, gateway: net.gatewayUrl, contracts: loadContracts(chain.contractsFile), account: BUILDER_KEY })
     probe = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
     await probe.start()
@@ -74,71 +98,94 @@ describe('e2e: a staked worker runs only the bundle FunctionRegistry names as ac
     return f.bundleCid
   }
 
-  /** A job for `<builder>/app/greet` naming `bundleCid`, with a ticket the rogue key signs. */
-  async function job (bundleCid: string): Promise<JobRequest> {
+  /** A job for `<builder>/app/<name>` with a ticket the rogue key signs; `change` alters it before signing. */
+  async function job (name: string, change: (j: JobRequest) => void = () => {}, query = 'name=Eve'): Promise<JobRequest> {
     const worker = net.workerInfo[0]
-    const request: WireRequest = { method: 'GET', url: `${net.gatewayUrl}/${builder.address}/app/greet?name=Eve`, headers: [], body: new Uint8Array() }
-    const deadline = Date.now() + 10_000
+    const request: WireRequest = { method: 'GET', url: `${net.gatewayUrl}/${builder.address}/app/${name}?${query}`, headers: [], body: new Uint8Array() }
+    // long enough to replay the ticket after a worker restart
+    const deadline = Date.now() + 240_000
     const unsigned: JobRequest = {
       v: PROTOCOL_VERSION,
       type: 'job',
       jobId: bytesToHex(randomBytes(32)),
       attempt: 1,
-      fn: { wallet: builder.address, project: 'app', name: 'greet', id: functionId(builder.address, 'app', 'greet'), bundleCid },
-      options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
+      fn: { wallet: builder.address, project: 'app', name, id: functionId(builder.address, 'app', name), bundleCid: bundleOf(name) },
+      options: { ...REGISTERED, network: [] },
       request,
       inputHash: inputHash(request),
-      env: { GREETING: 'pwned' },
+      env: { ...ENV },
       deadline,
       ticket: { worker: worker.address as Address, gateway: rogue.address, fee: '0', epoch: '0', deadline: String(Math.ceil(deadline / 1000)) },
       ticketSig: '0x'
     }
-    const ticketSig: Hex = await rogue.sign({ hash: ticketDigest(chainDomain(loadContracts(chain.contractsFile)), ticketOf(unsigned)) })
-    return { ...unsigned, ticketSig }
+    change(unsigned)
+    return await signed(unsigned)
+  }
+
+  /** `j` with a fresh rogue signature (after changing fields of a signed job). */
+  async function signed (j: JobRequest): Promise<JobRequest> {
+    const ticketSig: Hex = await rogue.sign({ hash: ticketDigest(chainDomain(loadContracts(chain.contractsFile)), ticketOf(j)) })
+    return { ...j, ticketSig }
   }
 
   /** Sends one job frame to the worker over the real job stream and returns its answer. */
-  async function send (frame: JobRequest): Promise<any> {
+  async function send (frame: JobRequest, timeoutMs = 30_000): Promise<any> {
     const stream = await probe.dialProtocol(multiaddr(net.workerInfo[0].addrs[0]), JOB_PROTOCOL)
     try {
       const f = frames(stream)
       await f.write(frame, AbortSignal.timeout(10_000))
-      return await f.read('result', AbortSignal.timeout(15_000))
+      return await f.read('result', AbortSignal.timeout(timeoutMs))
     } finally {
       await stream.close().catch(() => {})
     }
   }
 
-  it('serves the deployed function through the gateway (the worker accepts the active bundle)', async () => {
+  const admin = (): string => net.workerInfo[0].admin as string
+  const executions = async (): Promise<number> => await metric(admin(), 'peerhost_worker_execution_seconds_count')
+  const registryReads = async (): Promise<number> => await metric(admin(), 'peerhost_worker_registry_checks_total')
+  let signedJob: JobRequest
+  let signedAnswer: any
+  let cutShort: JobRequest
+
+  it('serves the deployed function through the (staked) gateway', async () => {
     const res = await fetch(`${net.gatewayUrl}/${builder.address}/app/greet?name=Ada`)
     assert.equal(res.status, 200, await res.clone().text())
     assert.equal(await res.text(), 'hello, Ada (v1)')
   })
 
-  it('refuses a job naming another function\'s bundle or an unregistered one, and never runs it', async () => {
-    const admin = net.workerInfo[0].admin as string
-    const executionsBefore = await metric(admin, 'peerhost_worker_execution_seconds_count')
-    assert.ok(executionsBefore >= 1, 'the gateway request above ran')
+  it('refuses a ticket signed by an unstaked key with TICKET_INVALID, before any work', async () => {
+    const [runsBefore, readsBefore] = [await executions(), await registryReads()]
+    assert.ok(runsBefore >= 1, 'the gateway request above ran')
+    const answer = await send(await job('greet', j => { j.env = { GREETING: 'pwned' } }))
+    assert.equal(answer.type, 'error', JSON.stringify(answer))
+    assert.equal(answer.error.code, 'TICKET_INVALID')
+    assert.equal(answer.error.details.reason, 'gateway-not-staked')
+    assert.ok(answer.error.message.includes(rogue.address) && answer.error.message.includes('not staked as a gateway'), answer.error.message)
+    // nothing ran and the registry was not even asked
+    assert.equal(await executions(), runsBefore)
+    assert.equal(await registryReads(), readsBefore)
+    assert.equal(await metric(admin(), 'peerhost_worker_rejected_frames_total', '{code="TICKET_INVALID"}'), 1)
+  })
 
-    // `time` is registered, but not as `greet`: the bytes are on the gateway, so only the check stops it
+  it('once the key stakes as a gateway, runs only the active bundle (BUNDLE_NOT_ACTIVE otherwise)', async () => {
+    await chain.fund(rogue.address)
+    await ensureStake(chainClient(loadContracts(chain.contractsFile), rogue), 'gateway', { stake: parseEther('1') })
+    // the worker learns of the stake from WorkerStaking's Staked event (its cached "not staked" is dropped)
+    const first = await waitFor('the worker to accept the newly staked gateway', async () => {
+      const a = await send(await job('greet'))
+      return a.type === 'result' ? a : undefined
+    }, 30_000, 500)
+    assert.equal(new TextDecoder().decode(first.response.body), 'hello, Eve (v1)')
+
     const timeBundle = bundleOf('time')
-    const other = await send(await job(timeBundle))
-    assert.equal(other.type, 'error', JSON.stringify(other))
-    assert.equal(other.error.code, 'BUNDLE_NOT_ACTIVE')
-    assert.ok(other.error.message.includes(`${builder.address}/app/greet`), other.error.message)
-    assert.ok(other.error.message.includes(timeBundle) && other.error.message.includes(bundleOf('greet')), other.error.message)
+    const runsBefore = await executions()
+    const other = await send(await job('greet', j => { j.fn.bundleCid = timeBundle }))
+    assert.equal(other.error?.code, 'BUNDLE_NOT_ACTIVE', JSON.stringify(other))
     assert.equal(other.error.details.expected, bundleOf('greet'))
     assert.equal(other.error.details.given, timeBundle)
-
-    const random = rawCid(new Uint8Array(randomBytes(256)))
-    const unregistered = await send(await job(random))
-    assert.equal(unregistered.type, 'error')
-    assert.equal(unregistered.error.code, 'BUNDLE_NOT_ACTIVE')
-
-    // nothing ran; both refusals are counted and logged at warn
-    assert.equal(await metric(admin, 'peerhost_worker_execution_seconds_count'), executionsBefore)
-    assert.equal(await metric(admin, 'peerhost_worker_registry_checks_total', '{verdict="refused"}'), 2)
-    assert.equal(await metric(admin, 'peerhost_worker_rejected_frames_total', '{code="BUNDLE_NOT_ACTIVE"}'), 2)
+    const unregistered = await send(await job('greet', j => { j.fn.bundleCid = rawCid(new Uint8Array(randomBytes(256))) }))
+    assert.equal(unregistered.error?.code, 'BUNDLE_NOT_ACTIVE')
+    assert.equal(await executions(), runsBefore)
     const log = await waitFor('the refusals in the worker log', () => {
       const lines = readFileSync(join(net.dir, 'logs', 'worker-1.log'), 'utf8').split('\n').filter(l => l.includes('job refused: its bundle is not the active one'))
       return lines.length >= 2 ? lines : undefined
@@ -146,9 +193,71 @@ describe('e2e: a staked worker runs only the bundle FunctionRegistry names as ac
     assert.equal(JSON.parse(log[0]).level, 40, 'warn')
   })
 
-  it('runs the same rogue frame when it names the active bundle', async () => {
-    const ok = await send(await job(bundleOf('greet')))
-    assert.equal(ok.type, 'result', JSON.stringify(ok))
-    assert.equal(new TextDecoder().decode(ok.response.body), 'pwned, Eve (v1)')
+  it('refuses options or env other than the registered manifest\'s (OPTIONS_MISMATCH): no raised memory, no opened network, no chosen env', async () => {
+    const runsBefore = await executions()
+    for (const [change, fields] of [
+      [(j: JobRequest) => { j.options.memoryMb = 2048 }, 'memoryMb'],
+      [(j: JobRequest) => { j.options.network = ['169.254.169.254', 'evil.example'] }, 'network'],
+      [(j: JobRequest) => { j.options.timeoutMs = 300_000 }, 'timeoutMs'],
+      [(j: JobRequest) => { j.env = { GREETING: 'pwned' } }, 'env']
+    ] as const) {
+      const answer = await send(await job('greet', change))
+      assert.equal(answer.error?.code, 'OPTIONS_MISMATCH', JSON.stringify(answer))
+      assert.equal(answer.error.details.fields, fields)
+    }
+    assert.equal(await executions(), runsBefore, 'nothing ran')
+  })
+
+  it('never signs a second output for a (jobId, attempt): replays with other options or env get DUPLICATE_TICKET', async () => {
+    signedJob = await job('greet')
+    signedAnswer = await send(signedJob)
+    assert.equal(signedAnswer.type, 'result', JSON.stringify(signedAnswer))
+    // the receipt is the worker's signature over this exact job
+    const domain = chainDomain(loadContracts(chain.contractsFile))
+    assert.equal(recoverDigestSigner(receiptDigest(domain, receiptOf(signedJob, signedAnswer.outputHash)), signedAnswer.receiptSig)?.toLowerCase(), net.workerInfo[0].address.toLowerCase())
+    const runsAfterFirst = await executions()
+
+    const replays = [
+      await signed({ ...signedJob, options: { ...signedJob.options, memoryMb: 2048 } }),
+      await signed({ ...signedJob, env: { GREETING: 'pwned' } }),
+      await signed({ ...signedJob, request: { ...signedJob.request, url: `${signedJob.request.url}x` }, inputHash: inputHash({ ...signedJob.request, url: `${signedJob.request.url}x` }) }),
+      signedJob
+    ]
+    for (const replay of replays) {
+      const answer = await send(replay)
+      assert.equal(answer.type, 'error', `a second answer: ${JSON.stringify(answer)}`)
+      assert.equal(answer.error.code, 'DUPLICATE_TICKET')
+      assert.equal(answer.error.details.state, 'signed')
+      // the one output this ticket key ever got, handed back
+      assert.equal(answer.error.details.outputHash, signedAnswer.outputHash)
+      assert.equal(answer.error.details.receiptSig, signedAnswer.receiptSig)
+      assert.equal(answer.error.details.sameJob, replay === signedJob)
+    }
+    assert.equal(await executions(), runsAfterFirst, 'no replay ran')
+  })
+
+  it('still refuses both replays after kill -9 and a restart: one signed, one cut short mid-execution', async () => {
+    cutShort = await job('slow', () => {}, 'ms=20000')
+    const pending = send(cutShort, 60_000).catch((err: Error) => err)
+    const worker = net.workers[0]
+    await waitFor('the slow job running on the worker', async () => await metric(admin(), 'peerhost_worker_running_jobs') >= 1, 30_000, 100)
+    const exited = new Promise(resolve => worker.proc.once('exit', (_code, signal) => resolve(signal)))
+    worker.proc.kill('SIGKILL')
+    assert.equal(await exited, 'SIGKILL')
+    const lost = await pending
+    assert.ok(lost instanceof Error || lost.type === 'error', `the killed worker answered: ${JSON.stringify(lost)}`)
+
+    const info = await net.startWorker(0)
+    assert.equal(info.address, signedJob.ticket.worker, 'same data dir, same key')
+    const again = await send(signedJob)
+    assert.equal(again.error?.code, 'DUPLICATE_TICKET', JSON.stringify(again))
+    assert.equal(again.error.details.outputHash, signedAnswer.outputHash)
+    const replayOfCut = await send(await signed({ ...cutShort, options: { ...cutShort.options, memoryMb: 2048 } }))
+    assert.equal(replayOfCut.error?.code, 'DUPLICATE_TICKET', JSON.stringify(replayOfCut))
+    assert.equal(replayOfCut.error.details.state, 'reserved', 'the worker cannot know whether a receipt left before it died')
+    assert.equal(await executions(), 0, 'the restarted worker ran nothing')
+    // the refusal is about those keys only: a fresh ticket runs
+    const fresh = await send(await job('greet'))
+    assert.equal(fresh.type, 'result', JSON.stringify(fresh))
   })
 })

@@ -30,7 +30,7 @@ async function metric (net: TestNetwork, check: string): Promise<number> {
 }
 
 describe('staking: gateways dispatch only to staked workers bound to their peer id', function () {
-  this.timeout(120_000)
+  this.timeout(300_000)
   let chain: TestChain
   let net: TestNetwork
   let hello: string
@@ -42,6 +42,11 @@ describe('staking: gateways dispatch only to staked workers bound to their peer 
       workers: 3,
       projects: [join(root, 'examples/hello')],
       gatewayArgs: ['--contracts', chain.contractsFile],
+      // staked workers answer only tickets of staked gateways
+      async gatewayArgsFor (dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        return ['--stake', '1']
+      },
       // workers 1 and 2 stake on start; worker 3 runs without a chain: unstaked, but its adverts are genuine
       async workerArgsFor (i, dataDir) {
         if (i === 2) return []

@@ -17,6 +17,8 @@ export interface TestNetworkInit {
   owner?: string
   /** extra gateway flags (e.g. ['--contracts', file]) */
   gatewayArgs?: string[]
+  /** more gateway flags; the callback may prepare the gateway's data dir first (e.g. fund its key, then ['--stake', '1']) */
+  gatewayArgsFor?: (dataDir: string) => string[] | Promise<string[]>
   /** extra flags per worker; the callback may prepare the worker's data dir first (e.g. fund its key, then ['--contracts', file, '--stake', '1']) */
   workerArgsFor?: (index: number, dataDir: string) => string[] | Promise<string[]>
 }
@@ -75,6 +77,7 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
     for (const p of init.projects ?? []) gwArgs.push('--project', p)
     if (init.owner !== undefined) gwArgs.push('--owner', init.owner)
     gwArgs.push(...init.gatewayArgs ?? [])
+    gwArgs.push(...await init.gatewayArgsFor?.(join(dir, 'gateway')) ?? [])
     const gateway = spawnPeerhost('gateway', gwArgs, logDir)
     all.push(gateway)
     await Promise.all(Array.from({ length: init.workers ?? 3 }, async (_, i) => await startWorker(i)))

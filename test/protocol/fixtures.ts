@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import { bytesToHex, type Address, type Hex } from 'viem'
 import assert from 'node:assert/strict'
 import {
-  functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
+  FUNCTION_OPTION_BOUNDS, functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
   type BundleRequest, type BundleResponse, type SecretsRequest, type SecretsResponse, type ErrorMessage, type JobRequest, type JobResult,
   type Message, type MessageType, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
 } from '#protocol'
@@ -202,8 +202,8 @@ const jobWithoutSecretsArb: fc.Arbitrary<JobRequest> = fc.record({
   attempt: fc.integer({ min: 1, max: LIMITS.maxAttempts }),
   fn: fc.record({ wallet: addressArb, project: nameArb, name: nameArb, id: hex32Arb, bundleCid: cidArb }),
   options: fc.record({
-    memoryMb: fc.integer({ min: 1, max: LIMITS.maxMemoryMb }),
-    timeoutMs: fc.integer({ min: 1, max: LIMITS.maxDeadlineMs }),
+    memoryMb: fc.integer({ min: FUNCTION_OPTION_BOUNDS.memoryMb.min, max: FUNCTION_OPTION_BOUNDS.memoryMb.max }),
+    timeoutMs: fc.integer({ min: FUNCTION_OPTION_BOUNDS.timeoutMs.min, max: FUNCTION_OPTION_BOUNDS.timeoutMs.max }),
     network: fc.array(fc.domain(), { maxLength: 3 }),
     isolation: fc.constantFrom('function' as const, 'execution' as const)
   }),

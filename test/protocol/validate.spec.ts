@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {
-  assertAdvertFresh, LIMITS, ProtocolError, validateMessage, validateMessageOf, type Message
+  assertAdvertFresh, FUNCTION_OPTION_BOUNDS, LIMITS, ProtocolError, validateMessage, validateMessageOf, type Message
 } from '#protocol'
 import { advert, BUNDLE_CID, errorMessage, job, result, SIG_1 } from './fixtures.ts'
 
@@ -129,6 +129,11 @@ describe('protocol/validate', () => {
     rejects(jobWith(j => { j.options.isolation = 'none' }), 'INVALID_FIELD', 'job.options.isolation')
     rejects(jobWith(j => { j.options.network = ['http://example.com'] }), 'INVALID_FIELD', 'job.options.network[0]')
     rejects(jobWith(j => { j.options.timeoutMs = LIMITS.maxDeadlineMs + 1 }), 'INVALID_FIELD', 'job.options.timeoutMs')
+    // the wire bound is the builder's bound: a gateway cannot ask a worker for 16 GiB (issue 9 item 4)
+    rejects(jobWith(j => { j.options.memoryMb = FUNCTION_OPTION_BOUNDS.memoryMb.max + 1 }), 'INVALID_FIELD', 'job.options.memoryMb')
+    rejects(jobWith(j => { j.options.memoryMb = 16 * 1024 }), 'INVALID_FIELD', 'job.options.memoryMb')
+    rejects(jobWith(j => { j.options.network = new Array(FUNCTION_OPTION_BOUNDS.maxNetworkHosts + 1).fill('a.example') }), 'INVALID_FIELD', 'job.options.network')
+    rejects(jobWith(j => { j.options.verify = 'single' }), 'INVALID_FIELD', 'job.options."verify"')
     rejects({ ...advert(), warm: new Array(LIMITS.maxWarmFunctions + 1).fill(BUNDLE_CID) }, 'INVALID_FIELD', 'advert.warm')
     rejects({ ...advert(), warm: [BUNDLE_CID.toUpperCase()] }, 'INVALID_FIELD', 'advert.warm[0]')
     rejects({ ...advert(), peerId: 'not a peer id' }, 'INVALID_FIELD', 'advert.peerId')

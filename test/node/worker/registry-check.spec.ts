@@ -14,7 +14,7 @@ import { Registry } from 'prom-client'
 import { createWalletClient, http, type Address } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
 import { functionRegistryAbi } from '#contracts'
-import { functionId, projectId, rawCid, type FunctionRef } from '#protocol'
+import { functionId, projectId, rawCid, type FunctionOptions, type FunctionRef } from '#protocol'
 import {
   blockStorage, chainClient, cidToBytes, createMeshNode, createWorker, encodeManifest, fastSigner, loadContracts, registryCheck, silentLogger,
   type BlockStorage, type ChainClient, type PeerHostLibp2p, type RegistryCheck
@@ -25,9 +25,13 @@ import { waitFor } from '../../helpers/network.ts'
 
 const GRACE_MS = 1_500
 const OPTIONS = { isolation: 'function', memoryMb: 128, network: [], timeoutMs: 5_000 } as const
+const NETWORK = ['api.example.com', '*.example.org'] as const
+const ENV = { GREETING: 'hi' }
+/** what an accepted verdict carries: the manifest's options and env, which the job runs with */
+const REGISTERED = { options: { ...OPTIONS, network: [...NETWORK] }, env: ENV }
 
 describe('worker registry check: only the bundle FunctionRegistry names as active runs', function () {
-  this.timeout(60_000)
+  this.timeout(300_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-registry-check-'))
   let chain: TestChain
   let client: ChainClient
@@ -54,8 +58,8 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
       type: 'peerhost-manifest',
       v: 1,
       sourceCommit: `0x${'00'.repeat(32)}`,
-      env: {},
-      functions: Object.fromEntries(Object.entries(functions).map(([name, bundle]) => [name, { bundle, entry: `functions/${name}.ts`, options: { ...OPTIONS, network: [] } }]))
+      env: ENV,
+      functions: Object.fromEntries(Object.entries(functions).map(([name, bundle]) => [name, { bundle, entry: `functions/${name}.ts`, options: { ...OPTIONS, network: [...NETWORK] }, deterministic: false }]))
     })
     await storage.put(cid, bytes)
     await send('deploy', [owner, project, cidToBytes(cid), `0x${'00'.repeat(32)}`, Object.keys(functions), 0n])
@@ -94,7 +98,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
 
   it('accepts the active bundle of version 1 and refuses a random CID, naming both', async () => {
     await deploy('app', { greet: v1, time: other })
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1 })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1, ...REGISTERED })
     const random = randomBundle()
     assert.deepEqual(await check.check(ref('greet', random)), { ok: false, reason: 'not-active', version: 1, expected: v1 })
     const refusal = await check.refusal(ref('greet', random))
@@ -120,21 +124,21 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   it('accepts version 2 one block after its deploy, and version 1 only during the grace period', async () => {
     await deploy('app', { greet: v2, time: other })
     // the cached entry (version 1) is fresh: the miss alone makes the check re-read the chain
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2 })
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'grace', version: 1 })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2, ...REGISTERED })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'grace', version: 1, ...REGISTERED })
     // an unchanged function keeps being accepted as active
-    assert.deepEqual(await check.check(ref('time', other)), { ok: true, via: 'active', version: 2 })
+    assert.deepEqual(await check.check(ref('time', other)), { ok: true, via: 'active', version: 2, ...REGISTERED })
     assert.equal(await check.refusal(ref('greet', v1)), undefined)
     assert.equal(await count('grace'), 1)
     await new Promise(resolve => setTimeout(resolve, GRACE_MS + 100))
     assert.deepEqual(await check.check(ref('greet', v1)), { ok: false, reason: 'not-active', version: 2, expected: v2 })
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2 })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'active', version: 2, ...REGISTERED })
   })
 
   it('follows a rollback: version 1 active again, version 2 in grace, then refused', async () => {
     await send('rollback', [projectId(owner, 'app'), 1])
-    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1 })
-    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'grace', version: 2 })
+    assert.deepEqual(await check.check(ref('greet', v1)), { ok: true, via: 'active', version: 1, ...REGISTERED })
+    assert.deepEqual(await check.check(ref('greet', v2)), { ok: true, via: 'grace', version: 2, ...REGISTERED })
     await new Promise(resolve => setTimeout(resolve, GRACE_MS + 100))
     assert.deepEqual(await check.check(ref('greet', v2)), { ok: false, reason: 'not-active', version: 1, expected: v1 })
   })
@@ -206,14 +210,14 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
       registry: new Registry(),
       libp2p,
       fetchBundle: async () => { fetched++; return undefined },
-      checkBundle: async (fn, from, signal) => await check.refusal(fn, { from, signal })
+      checkJob: async (job, from, signal) => await check.checkJob(job, { from, signal })
     })
     const random = randomBundle()
     const job = {
       jobId: `0x${'11'.repeat(32)}` as const,
       fn: ref('greet', random),
-      options: { ...OPTIONS, network: [] },
-      env: {},
+      options: { ...OPTIONS, network: [...NETWORK] },
+      env: { ...ENV },
       request: { method: 'GET', url: 'http://localhost/', headers: [], body: new Uint8Array() },
       deadline: Date.now() + 5_000
     }
@@ -226,6 +230,29 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     assert.equal(executed, 0)
   })
 
+  it('refuses a job whose options or env are not the manifest\'s (a gateway raising memory, opening the network, changing env), and hands back the manifest\'s', async () => {
+    const fn = ref('greet', v1)
+    const exact = await check.checkJob({ fn, options: { ...OPTIONS, network: [...NETWORK].reverse() }, env: { ...ENV } })
+    assert.equal(exact.refused, undefined)
+    assert.deepEqual(exact.refused === undefined && exact.run, { options: { ...OPTIONS, network: [...NETWORK] }, env: ENV })
+    const changes: Array<[{ options?: FunctionOptions, env?: Record<string, string> }, string]> = [
+      [{ options: { ...OPTIONS, network: [...NETWORK], memoryMb: 2048 } }, 'memoryMb'],
+      [{ options: { ...OPTIONS, network: [...NETWORK, 'metadata.google.internal'] } }, 'network'],
+      [{ options: { ...OPTIONS, network: [...NETWORK], timeoutMs: 300_000, isolation: 'execution' } }, 'timeoutMs,isolation'],
+      [{ env: { GREETING: 'pwned' } }, 'env'],
+      [{ env: { ...ENV, EXTRA: '1' } }, 'env']
+    ]
+    for (const [change, fields] of changes) {
+      const job = { fn, options: { ...OPTIONS, network: [...NETWORK] }, env: { ...ENV }, ...change }
+      const verdict = await check.checkJob(job)
+      assert.equal(verdict.refused?.code, 'OPTIONS_MISMATCH', JSON.stringify(change))
+      assert.equal(verdict.refused?.details?.fields, fields)
+      assert.equal(verdict.refused?.details?.memoryMb, 128)
+    }
+    // a bundle refusal still comes first
+    assert.equal((await check.checkJob({ fn: ref('greet', other), options: { ...OPTIONS, network: [...NETWORK] }, env: ENV })).refused?.code, 'BUNDLE_NOT_ACTIVE')
+  })
+
   it('refuses with BUNDLE_UNAVAILABLE when the chain cannot be read (fail closed)', async () => {
     const contracts = loadContracts(chain.contractsFile)
     const dead = chainClient({ ...contracts, rpcUrl: 'http://127.0.0.1:9' })
@@ -236,7 +263,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   })
 
   it('refuses with BUNDLE_UNAVAILABLE when the manifest cannot be fetched', async () => {
-    const { cid } = encodeManifest({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'00'.repeat(32)}`, env: {}, functions: { lost: { bundle: v1, entry: 'functions/lost.ts', options: { ...OPTIONS, network: [] } } } })
+    const { cid } = encodeManifest({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'00'.repeat(32)}`, env: {}, functions: { lost: { bundle: v1, entry: 'functions/lost.ts', options: { ...OPTIONS, network: [] }, deterministic: false } } })
     // registered, but its bytes are nowhere
     await send('deploy', [owner, 'lost', cidToBytes(cid), `0x${'00'.repeat(32)}`, ['lost'], 0n])
     const refusal = await check.refusal(ref('lost', v1, 'lost'))

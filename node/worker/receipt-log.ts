@@ -1,0 +1,321 @@
+/**
+ * The worker's receipt log: a durable record of every ticket it answered, so it signs at most one
+ * receipt per (gateway, jobId, attempt), ever — the defence against the equivocation attack of
+ * issue 9 (two receipts with different outputs for one ticket key get the worker slashed).
+ *
+ * SQLite in WAL mode (`node:sqlite` DatabaseSync) in `<dataDir>/receipts.sqlite`:
+ *
+ * * `reserve` inserts the key in state `reserved` before the worker fetches or runs anything; the
+ *   primary key makes a concurrent or later duplicate fail at once. A reservation whose execution
+ *   never finished (the process was killed) stays in the table, so the key stays refused after a
+ *   restart: the worker cannot know whether a receipt left before it died.
+ * * `commit` records the output hash and receipt signature (state `signed`) and resolves only once
+ *   the row is durable; the receipt leaves the worker after that. Commits that arrive in the same
+ *   event-loop turn share one transaction (group commit), so one fsync covers them all.
+ * * Durability: reservations commit with `synchronous=NORMAL` (in the OS once committed: survives
+ *   `kill -9`); receipt commits with `synchronous=FULL` by default (fsync'ed: survives power loss).
+ *   A reservation lost to power loss is harmless: no receipt for it left the worker, because every
+ *   receipt's FULL commit fsyncs the WAL, earlier reservations included.
+ * * Retention: rows are kept `retentionMs` (default 30 days) and pruned by a timer, off the job
+ *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, at most
+ *   LIMITS.maxDeadlineMs after it was issued, and retention is required to be far longer.
+ *
+ * The `(project_id, gateway, epoch)` index serves settlement (issue 11): one Merkle batch per
+ * project, gateway and epoch is `receiptsOf({ projectId, gateway, epoch })`.
+ */
+import { mkdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import type { Hex } from 'viem'
+import { LIMITS } from '#protocol'
+import { NodeError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+
+export const RECEIPT_LOG_DEFAULTS = {
+  /** File name inside the worker's data dir. */
+  fileName: 'receipts.sqlite',
+  /**
+   * How long a row is kept. Settlement epochs are hours and challenge windows days at most; 30 days
+   * leaves room for a worker that was offline through a whole window.
+   */
+  retentionMs: 30 * 24 * 3_600_000,
+  /** How often old rows are pruned. */
+  pruneIntervalMs: 3_600_000,
+  /** Rows deleted per prune statement: keeps each write lock short. */
+  pruneBatch: 1_000
+} as const
+
+/** The schema version in `PRAGMA user_version`. */
+const SCHEMA_VERSION = 1
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS receipts (
+  gateway     TEXT    NOT NULL,  -- ticket.gateway, lower-case 0x address
+  job_id      TEXT    NOT NULL,  -- bytes32 hex
+  attempt     INTEGER NOT NULL,
+  state       TEXT    NOT NULL CHECK (state IN ('reserved', 'signed')),
+  project_id  TEXT    NOT NULL,  -- projectId(wallet, project), bytes32 hex
+  function_id TEXT    NOT NULL,
+  job_hash    TEXT    NOT NULL,
+  input_hash  TEXT    NOT NULL,
+  worker      TEXT    NOT NULL,  -- lower-case 0x address
+  fee         TEXT    NOT NULL,  -- uint256, decimal
+  epoch       INTEGER NOT NULL,
+  deadline    INTEGER NOT NULL,  -- the ticket's deadline, unix seconds
+  ticket_sig  TEXT    NOT NULL,
+  output_hash TEXT,              -- set when signed
+  receipt_sig TEXT,              -- set when signed
+  created_at  INTEGER NOT NULL,  -- unix ms of the reservation
+  signed_at   INTEGER,           -- unix ms of the receipt commit
+  PRIMARY KEY (gateway, job_id, attempt)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS receipts_batch ON receipts (project_id, gateway, epoch) WHERE state = 'signed';
+CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created_at);
+`
+
+/** A ticket's key and every signed field, as the worker verified it. */
+export interface TicketRecord {
+  gateway: string
+  jobId: Hex
+  attempt: number
+  projectId: Hex
+  functionId: Hex
+  jobHash: Hex
+  inputHash: Hex
+  worker: string
+  /** uint256 as a decimal string */
+  fee: string
+  /** uint64 as a decimal string (below 2^63) */
+  epoch: string
+  /** the ticket's deadline in unix seconds, decimal (below 2^63) */
+  deadline: string
+  ticketSig: Hex
+}
+
+export interface StoredReceipt extends TicketRecord {
+  state: 'reserved' | 'signed'
+  outputHash?: Hex
+  receiptSig?: Hex
+  createdAt: number
+  signedAt?: number
+}
+
+export type ReceiptKey = Pick<TicketRecord, 'gateway' | 'jobId' | 'attempt'>
+
+export interface ReceiptLogInit {
+  /** the worker's data dir; the log is `<dataDir>/receipts.sqlite` unless `path` is given */
+  dataDir: string
+  /** @default `<dataDir>/receipts.sqlite` */
+  path?: string
+  /** `FULL`: a receipt survives power loss; `NORMAL`: `kill -9` only. @default 'FULL' */
+  synchronous?: 'FULL' | 'NORMAL'
+  /** @default RECEIPT_LOG_DEFAULTS.retentionMs; at least 2 × LIMITS.maxDeadlineMs */
+  retentionMs?: number
+  /** @default RECEIPT_LOG_DEFAULTS.pruneIntervalMs; 0 = no timer (call `prune` yourself) */
+  pruneIntervalMs?: number
+  now?: () => number
+}
+
+export interface ReceiptLogComponents {
+  logger: Logger
+}
+
+export type Reservation = { ok: true } | { ok: false, existing: StoredReceipt }
+
+export interface ReceiptLog {
+  /**
+   * Reserves the ticket's key (durable against `kill -9` on return). `ok: false` with the stored
+   * row when the key was ever reserved before.
+   */
+  reserve: (ticket: TicketRecord) => Reservation
+  /** Records the receipt of a reserved key; resolves once the row is durable. */
+  commit: (key: ReceiptKey, outputHash: Hex, receiptSig: Hex) => Promise<void>
+  /**
+   * Frees a reserved key that produced no receipt (refused before execution: no output was
+   * signed, so answering it later cannot equivocate). A signed key is never released.
+   */
+  release: (key: ReceiptKey) => void
+  get: (key: ReceiptKey) => StoredReceipt | undefined
+  /** Signed receipts of one (project, gateway, epoch), by job id and attempt: one settlement batch. */
+  receiptsOf: (batch: { projectId: Hex, gateway: string, epoch: string | bigint }) => StoredReceipt[]
+  /** Reservations that never got a receipt (executions cut short by a crash, or running now). */
+  unsigned: () => number
+  /** Deletes rows older than the retention; returns how many. */
+  prune: () => number
+  close: () => void
+}
+
+const U63 = (1n << 63n) - 1n
+
+function int63 (value: string, field: string): bigint {
+  const n = BigInt(value)
+  if (n < 0n || n > U63) throw new NodeError('RECEIPT_LOG_RANGE', `${field} ${value} does not fit the receipt log (at most 2^63 - 1)`)
+  return n
+}
+
+function row (r: Record<string, unknown>): StoredReceipt {
+  const out: StoredReceipt = {
+    gateway: r.gateway as string,
+    jobId: r.job_id as Hex,
+    attempt: Number(r.attempt),
+    projectId: r.project_id as Hex,
+    functionId: r.function_id as Hex,
+    jobHash: r.job_hash as Hex,
+    inputHash: r.input_hash as Hex,
+    worker: r.worker as string,
+    fee: r.fee as string,
+    epoch: String(r.epoch),
+    deadline: String(r.deadline),
+    ticketSig: r.ticket_sig as Hex,
+    state: r.state as StoredReceipt['state'],
+    createdAt: Number(r.created_at)
+  }
+  if (r.output_hash !== null) out.outputHash = r.output_hash as Hex
+  if (r.receipt_sig !== null) out.receiptSig = r.receipt_sig as Hex
+  if (r.signed_at !== null) out.signedAt = Number(r.signed_at)
+  return out
+}
+
+export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogComponents) => ReceiptLog {
+  return (components) => {
+    const log = components.logger.child({ component: 'peerhost:worker:receipts' })
+    const path = init.path ?? join(init.dataDir, RECEIPT_LOG_DEFAULTS.fileName)
+    const retentionMs = init.retentionMs ?? RECEIPT_LOG_DEFAULTS.retentionMs
+    if (retentionMs < 2 * LIMITS.maxDeadlineMs) {
+      // shorter, and a pruned ticket could still be inside its deadline: it would run a second time
+      throw new NodeError('BAD_CONFIG', `receipt retention must be at least ${2 * LIMITS.maxDeadlineMs} ms (twice the longest job deadline); got ${retentionMs}`)
+    }
+    const synchronous = init.synchronous ?? 'FULL'
+    const now = init.now ?? Date.now
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    const db = new DatabaseSync(path)
+    db.exec('PRAGMA journal_mode = WAL')
+    db.exec('PRAGMA synchronous = NORMAL')
+    // a second process on the same data dir waits instead of failing at once
+    db.exec('PRAGMA busy_timeout = 5000')
+    const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version)
+    if (version > SCHEMA_VERSION) {
+      db.close()
+      throw new NodeError('RECEIPT_LOG_VERSION', `${path} has schema version ${version}; this worker knows up to ${SCHEMA_VERSION}: upgrade peerhost`)
+    }
+    db.exec(SCHEMA)
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
+
+    const insert = db.prepare(`INSERT OR IGNORE INTO receipts
+      (gateway, job_id, attempt, state, project_id, function_id, job_hash, input_hash, worker, fee, epoch, deadline, ticket_sig, created_at)
+      VALUES (?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    const select = db.prepare('SELECT * FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ?')
+    const sign = db.prepare(`UPDATE receipts SET state = 'signed', output_hash = ?, receipt_sig = ?, signed_at = ?
+      WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'`)
+    const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
+    const batch = db.prepare("SELECT * FROM receipts WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
+    const countUnsigned = db.prepare("SELECT count(*) AS n FROM receipts WHERE state = 'reserved'")
+    const pruneOld = db.prepare(`DELETE FROM receipts WHERE (gateway, job_id, attempt) IN
+      (SELECT gateway, job_id, attempt FROM receipts WHERE created_at < ? LIMIT ${RECEIPT_LOG_DEFAULTS.pruneBatch})`)
+
+    const unsignedAtStart = Number((countUnsigned.get() as { n: number }).n)
+    if (unsignedAtStart > 0) log.warn({ count: unsignedAtStart, path }, 'reservations without a receipt found (executions cut short): those tickets stay refused')
+
+    let queue: Array<{ key: ReceiptKey, outputHash: Hex, receiptSig: Hex, resolve: () => void, reject: (err: unknown) => void }> = []
+    let closed = false
+
+    function flush (): void {
+      const jobs = queue
+      queue = []
+      if (jobs.length === 0) return
+      try {
+        if (closed) throw new NodeError('RECEIPT_LOG_CLOSED', 'the receipt log is closed')
+        const at = now()
+        const failed = new Set<number>()
+        // the one commit of the group is fsync'ed when FULL (the level is set outside a transaction)
+        if (synchronous === 'FULL') db.exec('PRAGMA synchronous = FULL')
+        try {
+          db.exec('BEGIN IMMEDIATE')
+          try {
+            for (let i = 0; i < jobs.length; i++) {
+              const j = jobs[i]
+              const { changes } = sign.run(j.outputHash, j.receiptSig, at, j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt)
+              if (Number(changes) !== 1) failed.add(i)
+            }
+            db.exec('COMMIT')
+          } catch (err) {
+            if (db.isTransaction) db.exec('ROLLBACK')
+            throw err
+          }
+        } finally {
+          if (synchronous === 'FULL') db.exec('PRAGMA synchronous = NORMAL')
+        }
+        jobs.forEach((j, i) => {
+          if (failed.has(i)) j.reject(new NodeError('RECEIPT_NOT_RESERVED', `ticket ${j.key.gateway}/${j.key.jobId}/${j.key.attempt} is not reserved (or already signed)`))
+          else j.resolve()
+        })
+      } catch (err) {
+        for (const j of jobs) j.reject(err)
+      }
+    }
+
+    const timerMs = init.pruneIntervalMs ?? RECEIPT_LOG_DEFAULTS.pruneIntervalMs
+    const timer = timerMs > 0
+      ? setInterval(() => {
+        try {
+          const n = prune()
+          if (n > 0) log.info({ pruned: n }, 'old receipts pruned')
+        } catch (err) {
+          log.warn({ err }, 'receipt pruning failed')
+        }
+      }, timerMs).unref()
+      : undefined
+
+    function prune (): number {
+      const before = now() - retentionMs
+      let total = 0
+      for (;;) {
+        const n = Number(pruneOld.run(before).changes)
+        total += n
+        if (n < RECEIPT_LOG_DEFAULTS.pruneBatch) return total
+      }
+    }
+
+    return {
+      reserve (t) {
+        const { changes } = insert.run(
+          t.gateway.toLowerCase(), t.jobId, t.attempt, t.projectId, t.functionId, t.jobHash, t.inputHash, t.worker.toLowerCase(),
+          t.fee, int63(t.epoch, 'epoch'), int63(t.deadline, 'deadline'), t.ticketSig, now()
+        )
+        if (Number(changes) === 1) return { ok: true }
+        const existing = select.get(t.gateway.toLowerCase(), t.jobId, t.attempt)
+        if (existing === undefined) throw new NodeError('RECEIPT_LOG_CONFLICT', 'the ticket key could not be reserved nor read back')
+        return { ok: false, existing: row(existing) }
+      },
+      async commit (key, outputHash, receiptSig) {
+        return await new Promise<void>((resolve, reject) => {
+          queue.push({ key, outputHash, receiptSig, resolve, reject })
+          // everything committed in this turn of the event loop shares one transaction
+          if (queue.length === 1) setImmediate(flush)
+        })
+      },
+      release (key) {
+        free.run(key.gateway.toLowerCase(), key.jobId, key.attempt)
+      },
+      get (key) {
+        const r = select.get(key.gateway.toLowerCase(), key.jobId, key.attempt)
+        return r === undefined ? undefined : row(r)
+      },
+      receiptsOf (b) {
+        return batch.all(b.projectId, b.gateway.toLowerCase(), BigInt(b.epoch)).map(row)
+      },
+      unsigned () {
+        return Number((countUnsigned.get() as { n: number }).n)
+      },
+      prune,
+      close () {
+        if (closed) return
+        clearInterval(timer)
+        flush()
+        closed = true
+        db.close()
+      }
+    }
+  }
+}
+

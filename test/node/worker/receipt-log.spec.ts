@@ -1,0 +1,158 @@
+/**
+ * The worker's receipt log (node/worker/receipt-log.ts) on a real SQLite file: one receipt per
+ * (gateway, jobId, attempt), ever — across concurrent reservations, group commits, a `kill -9` of
+ * the process holding a reservation, and pruning.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { bytesToHex, type Hex } from 'viem'
+import { receiptLog, silentLogger, type ReceiptLog, type TicketRecord } from '../../../node/index.ts'
+
+const root = resolve(import.meta.dirname, '..', '..', '..')
+const hex32 = (): Hex => bytesToHex(randomBytes(32))
+const GATEWAY = '0x' + 'Ab'.repeat(20)
+
+function ticket (over: Partial<TicketRecord> = {}): TicketRecord {
+  return {
+    gateway: GATEWAY,
+    jobId: hex32(),
+    attempt: 1,
+    projectId: hex32(),
+    functionId: hex32(),
+    jobHash: hex32(),
+    inputHash: hex32(),
+    worker: '0x' + '11'.repeat(20),
+    fee: '1000000000000000000000',
+    epoch: '7',
+    deadline: String(Math.ceil(Date.now() / 1000) + 30),
+    ticketSig: `0x${'22'.repeat(65)}`,
+    ...over
+  }
+}
+
+describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)', function () {
+  this.timeout(30_000)
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-receipt-log-'))
+  let n = 0
+  const open = (init: Partial<Parameters<typeof receiptLog>[0]> = {}): ReceiptLog =>
+    receiptLog({ dataDir: join(dir, `w${++n}`), pruneIntervalMs: 0, ...init })({ logger: silentLogger() })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('refuses a second reservation of a key, whatever else differs, and returns the stored receipt', async () => {
+    const logStore = open()
+    const t = ticket()
+    assert.deepEqual(logStore.reserve(t), { ok: true })
+    // same key, other job hash (other options/env): refused while running…
+    const running = logStore.reserve({ ...t, jobHash: hex32(), gateway: t.gateway.toLowerCase() })
+    assert.equal(running.ok, false)
+    assert.equal(running.ok === false && running.existing.state, 'reserved')
+    const out = hex32()
+    const sig: Hex = `0x${'33'.repeat(65)}`
+    await logStore.commit(t, out, sig)
+    // …and after the receipt, with the stored output hash and signature
+    const again = logStore.reserve({ ...t, jobHash: hex32() })
+    assert.equal(again.ok, false)
+    if (again.ok) return
+    assert.equal(again.existing.state, 'signed')
+    assert.equal(again.existing.outputHash, out)
+    assert.equal(again.existing.receiptSig, sig)
+    assert.equal(again.existing.jobHash, t.jobHash, 'the first ticket is what was signed')
+    assert.equal(again.existing.fee, t.fee, 'uint256 fee kept exactly')
+    // other attempts and other gateways are other keys
+    assert.equal(logStore.reserve({ ...t, attempt: 2 }).ok, true)
+    assert.equal(logStore.reserve({ ...t, gateway: '0x' + 'cd'.repeat(20) }).ok, true)
+    // a signed key can never be released
+    logStore.release(t)
+    assert.equal(logStore.get(t)?.state, 'signed')
+    logStore.close()
+  })
+
+  it('groups commits of one event-loop turn into one transaction, and rejects a commit of an unreserved key', async () => {
+    const logStore = open()
+    const ts = Array.from({ length: 50 }, () => ticket({ epoch: '9' }))
+    const projectId = hex32()
+    for (const t of ts) assert.equal(logStore.reserve({ ...t, projectId }).ok, true)
+    await Promise.all(ts.map(async t => await logStore.commit(t, hex32(), `0x${'44'.repeat(65)}`)))
+    const batch = logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: '9' })
+    assert.equal(batch.length, 50)
+    assert.ok(batch.every(r => r.state === 'signed' && r.outputHash !== undefined))
+    assert.deepEqual(batch.map(r => r.jobId), [...batch.map(r => r.jobId)].sort())
+    await assert.rejects(logStore.commit(ticket(), hex32(), `0x${'44'.repeat(65)}`), { code: 'RECEIPT_NOT_RESERVED' })
+    await assert.rejects(logStore.commit(ts[0], hex32(), `0x${'44'.repeat(65)}`), { code: 'RECEIPT_NOT_RESERVED' }, 'a signed key is not signed twice')
+    logStore.close()
+  })
+
+  it('lets one of many concurrent reservations of a key win (across two connections to one file)', () => {
+    const dataDir = join(dir, 'shared')
+    const a = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    const b = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    const t = ticket()
+    const results = [a.reserve(t), b.reserve(t), a.reserve(t), b.reserve(t)]
+    assert.equal(results.filter(r => r.ok).length, 1)
+    a.close()
+    b.close()
+  })
+
+  it('keeps a reservation of a process killed with SIGKILL mid-execution: the key stays refused after restart', async function () {
+    this.timeout(90_000)
+    const dataDir = join(dir, 'killed')
+    const t = ticket()
+    // a real process reserves the key, says so, then "runs" forever until killed
+    const script = `
+      import { receiptLog } from ${JSON.stringify(join(root, 'node', 'worker', 'receipt-log.ts'))}
+      import { silentLogger } from ${JSON.stringify(join(root, 'node', 'logger.ts'))}
+      const store = receiptLog({ dataDir: ${JSON.stringify(dataDir)}, pruneIntervalMs: 0 })({ logger: silentLogger() })
+      const r = store.reserve(${JSON.stringify(t)})
+      process.stdout.write(JSON.stringify(r) + '\\n')
+      setInterval(() => {}, 1000)
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: root })
+    // killed whatever happens: a hung child must not outlive the test
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    after(() => { clearTimeout(guard); child.kill('SIGKILL') })
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = ''
+      child.stdout.on('data', (d: Buffer) => { buf += d.toString(); if (buf.includes('\n')) resolve(buf.split('\n')[0]) })
+      child.once('exit', code => reject(new Error(`child exited ${code} before reserving`)))
+    })
+    assert.deepEqual(JSON.parse(line), { ok: true })
+    const exited = new Promise(resolve => child.once('exit', (_c, signal) => resolve(signal)))
+    child.kill('SIGKILL')
+    assert.equal(await exited, 'SIGKILL')
+    const restarted = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    const replay = restarted.reserve({ ...t, jobHash: hex32() })
+    assert.equal(replay.ok, false, 'the replay after the crash is refused')
+    assert.equal(replay.ok === false && replay.existing.state, 'reserved')
+    assert.equal(restarted.unsigned(), 1)
+    restarted.close()
+  })
+
+  it('prunes only rows older than the retention, and refuses a retention shorter than two job deadlines', async () => {
+    let clock = 1_000_000_000_000
+    const retentionMs = 24 * 3_600_000
+    const logStore = open({ now: () => clock, retentionMs })
+    const old = ticket()
+    logStore.reserve(old)
+    await logStore.commit(old, hex32(), `0x${'55'.repeat(65)}`)
+    clock += retentionMs - 1
+    const young = ticket()
+    logStore.reserve(young)
+    assert.equal(logStore.prune(), 0)
+    clock += 2
+    assert.equal(logStore.prune(), 1)
+    assert.equal(logStore.get(old), undefined)
+    assert.equal(logStore.get(young)?.state, 'reserved')
+    logStore.close()
+    assert.throws(() => open({ retentionMs: 60_000 }), { code: 'BAD_CONFIG' })
+  })
+
+  it('refuses an epoch that does not fit a signed 64-bit integer', () => {
+    const logStore = open()
+    assert.throws(() => logStore.reserve(ticket({ epoch: (1n << 63n).toString() })), { code: 'RECEIPT_LOG_RANGE' })
+    logStore.close()
+  })
+})
