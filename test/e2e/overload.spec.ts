@@ -67,8 +67,8 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     await chain.fund((await net.gateway.ready).address as Address)
     await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 120_000)
     step('workers in view')
-    // a first request per worker starts its sandbox pool
-    for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url('slow')}?ms=1`)).status, 200)
+    // a first request per worker starts its sandbox (two at once: the gateway spreads them by in-flight count)
+    for (const r of await Promise.all([0, 1].map(async () => await fetch(`${url('slow')}?ms=200`)))) assert.equal(r.status, 200)
   })
   after(async () => {
     await net?.stop()
