@@ -29,7 +29,8 @@ function loadProject (): string {
 } }`)
   // grows until the sandbox's memory limit stops it
   writeFileSync(join(dir, 'functions', 'memorybomb.js'), 'export default { async fetch () { const a = []; for (;;) { a.push(new Array(1e6).fill(Math.random())) } } }')
-  writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({ name: 'load', functions: { slow: { timeoutMs: 8_000 }, memorybomb: { timeoutMs: 8_000, memoryMb: 64 } } }))
+  // memorybomb as in the sandbox's own hostile fixtures (default 128 MB, 10 s)
+  writeFileSync(join(dir, 'peerhost.json'), JSON.stringify({ name: 'load', functions: { slow: { timeoutMs: 10_000 }, memorybomb: { timeoutMs: 10_000 } } }))
   return dir
 }
 
@@ -65,8 +66,8 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     await chain.fund((await net.gateway.ready).address as Address)
     await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 120_000)
     step('workers in view')
-    // a first request per worker starts its sandbox pool
-    for (let i = 0; i < 2; i++) assert.equal((await fetch(`${url('slow')}?ms=1`)).status, 200)
+    // a first request per worker starts its sandbox (two at once: the gateway spreads them by in-flight count)
+    for (const r of await Promise.all([0, 1].map(async () => await fetch(`${url('slow')}?ms=200`)))) assert.equal(r.status, 200)
   })
   after(async () => {
     await net?.stop()
@@ -80,7 +81,7 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     // one long job per worker fills the mesh
     let longDone = 0
     const long = [0, 1].map(async () => {
-      const r = await fetch(`${url('slow')}?ms=6000`)
+      const r = await fetch(`${url('slow')}?ms=4000`)
       longDone++
       return r
     })
