@@ -24,9 +24,9 @@ async function measure (label: string, p: Promise<TransactionReceipt>): Promise<
 const tx = async (from: ActorName, c: Parameters<typeof send>[2], fn: string, args: readonly unknown[], value?: bigint) => await send(world, from, c, fn, args, value)
 
 // ---- per call
-await measure('FunctionRegistry.deploy (new project, 2 functions)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['a', 'b']]))
-await measure('FunctionRegistry.deploy (new version)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'cd'.repeat(32), keccak256('0x02'), ['a', 'b']]))
-await measure('FunctionRegistry.rollback', tx('owner', 'FunctionRegistry', 'deploy', [world.actors.owner.address, 'demo', '0x0155', keccak256('0x03'), ['hello']]).then(async () => await tx('owner', 'FunctionRegistry', 'rollback', [world.projectId, 1])))
+await measure('FunctionRegistry.deploy (new project, 2 functions)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['a', 'b'], 0n]))
+await measure('FunctionRegistry.deploy (new version)', tx('w1', 'FunctionRegistry', 'deploy', [world.actors.w1.address, 'bench', '0x01711220' + 'cd'.repeat(32), keccak256('0x02'), ['a', 'b'], 0n]))
+await measure('FunctionRegistry.rollback', tx('owner', 'FunctionRegistry', 'deploy', [world.actors.owner.address, 'demo', '0x0155', keccak256('0x03'), ['hello'], 0n]).then(async () => await tx('owner', 'FunctionRegistry', 'rollback', [world.projectId, 1])))
 await measure('FunctionRegistry.transferProject', tx('owner', 'FunctionRegistry', 'transferProject', [world.projectId, world.actors.stranger.address]))
 await measure('WorkerStaking.stake (first)', tx('challenger', 'WorkerStaking', 'stake', [1], ETHER))
 await measure('WorkerStaking.stake (top up)', tx('challenger', 'WorkerStaking', 'stake', [1], ETHER))

@@ -10,6 +10,22 @@ export const functionRegistryAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "mask",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "count",
+        "type": "uint256"
+      }
+    ],
+    "name": "RegistryInvalidDeterministicMask",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "count",
         "type": "uint256"
       }
@@ -134,6 +150,25 @@ export const functionRegistryAbi = [
     ],
     "name": "RegistryVersionAlreadyActive",
     "type": "error"
+  },
+  {
+    "anonymous": false,
+    "inputs": [
+      {
+        "indexed": true,
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      },
+      {
+        "indexed": false,
+        "internalType": "bool",
+        "name": "deterministic",
+        "type": "bool"
+      }
+    ],
+    "name": "FunctionDeterminismSet",
+    "type": "event"
   },
   {
     "anonymous": false,
@@ -349,6 +384,11 @@ export const functionRegistryAbi = [
         "internalType": "string[]",
         "name": "functions",
         "type": "string[]"
+      },
+      {
+        "internalType": "uint256",
+        "name": "deterministicMask",
+        "type": "uint256"
       }
     ],
     "name": "deploy",
@@ -403,6 +443,25 @@ export const functionRegistryAbi = [
         "internalType": "struct IFunctionRegistry.Version",
         "name": "",
         "type": "tuple"
+      }
+    ],
+    "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "isDeterministic",
+    "outputs": [
+      {
+        "internalType": "bool",
+        "name": "",
+        "type": "bool"
       }
     ],
     "stateMutability": "view",

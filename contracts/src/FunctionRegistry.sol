@@ -20,14 +20,26 @@ contract FunctionRegistry is IFunctionRegistry {
     mapping(bytes32 projectId => Project) private _projects;
     mapping(bytes32 projectId => mapping(uint32 version => Version)) private _versions;
     mapping(bytes32 functionId => bytes32 projectId) private _functionProject;
+    /// @dev Set by every deploy that lists the function (the latest deploy wins), so a builder
+    /// can change the declaration; a rollback does not change it (see {IFunctionRegistry-isDeterministic}).
+    mapping(bytes32 functionId => bool) private _deterministic;
 
     /// @inheritdoc IFunctionRegistry
-    function deploy(address namespace, string calldata name, bytes calldata manifestCid, bytes32 sourceCommit, string[] calldata functions)
+    function deploy(
+        address namespace,
+        string calldata name,
+        bytes calldata manifestCid,
+        bytes32 sourceCommit,
+        string[] calldata functions,
+        uint256 deterministicMask
+    )
         external
         returns (bytes32 projectId, uint32 version)
     {
         if (manifestCid.length == 0 || manifestCid.length > MAX_CID_LENGTH) revert RegistryInvalidManifest();
         if (functions.length == 0 || functions.length > MAX_FUNCTIONS) revert RegistryInvalidFunctionCount(functions.length);
+        // A bit past the list would be silently meaningless; refuse it so a miscounted mask is caught.
+        if (deterministicMask >> functions.length != 0) revert RegistryInvalidDeterministicMask(deterministicMask, functions.length);
         projectId = keccak256(abi.encode(namespace, name));
         Project storage p = _projects[projectId];
         if (p.owner == address(0)) {
@@ -44,6 +56,11 @@ contract FunctionRegistry is IFunctionRegistry {
             if (_functionProject[fid] == bytes32(0)) {
                 _functionProject[fid] = projectId;
                 emit FunctionRegistered(fid, projectId, functions[i]);
+            }
+            bool det = (deterministicMask >> i) & 1 == 1;
+            if (_deterministic[fid] != det) {
+                _deterministic[fid] = det;
+                emit FunctionDeterminismSet(fid, det);
             }
         }
         version = p.count + 1;
@@ -94,6 +111,11 @@ contract FunctionRegistry is IFunctionRegistry {
 
     function projectOfFunction(bytes32 functionId) external view returns (bytes32) {
         return _functionProject[functionId];
+    }
+
+    /// @inheritdoc IFunctionRegistry
+    function isDeterministic(bytes32 functionId) external view returns (bool) {
+        return _deterministic[functionId];
     }
 
     function activeVersion(bytes32 projectId) external view returns (uint32) {

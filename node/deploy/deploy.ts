@@ -11,6 +11,7 @@ import { functionRegistryAbi } from '#contracts'
 import { ConfigError, NodeError } from '../errors.ts'
 import { chainError, cidToBytes, registryPublicClient, registryWalletClient, type ChainConfig } from '../registry/chain.ts'
 import { buildDeployment, type Deployment } from './build.ts'
+import type { Manifest } from './manifest.ts'
 import { cloneRepo, isGitUrl, sourceCommit } from './git.ts'
 import { signUpload, UPLOAD_HEADER } from './uploads.ts'
 
@@ -65,6 +66,21 @@ const TITLES: Record<DeployStepId, string> = {
   live: 'Wait until the gateway serves it'
 }
 
+/**
+ * `FunctionRegistry.deploy`'s `deterministicMask`: bit i set ⇔ `names[i]` declares
+ * `"deterministic": true`. Anything else (absent, false, a manifest written before the field
+ * existed) counts as non-deterministic, the safe side: such a function can never be the subject of
+ * a disagreement proof, so an honest worker running `Math.random` cannot be slashed for it.
+ */
+export function deterministicMask (manifest: Manifest, names: readonly string[]): bigint {
+  let mask = 0n
+  names.forEach((name, i) => {
+    const fn = manifest.functions[name] as { deterministic?: unknown } | undefined
+    if (fn?.deterministic === true) mask |= 1n << BigInt(i)
+  })
+  return mask
+}
+
 export async function deployProject (init: DeployInit): Promise<DeployResult> {
   const started = performance.now()
   const account = typeof init.account === 'string' ? privateKeyToAccount(init.account) : init.account
@@ -100,7 +116,8 @@ export async function deployProject (init: DeployInit): Promise<DeployResult> {
       b => `${b.bundles.length} function${b.bundles.length === 1 ? '' : 's'} (${b.bundles.map(f => f.name).join(', ')}), manifest ${b.manifestCid}`)
 
     const client = registryPublicClient(init.contracts)
-    const args = [account.address, built.project, cidToBytes(built.manifestCid), commit, built.bundles.map(b => b.name)] as const
+    const names = built.bundles.map(b => b.name)
+    const args = [account.address, built.project, cidToBytes(built.manifestCid), commit, names, deterministicMask(built.manifest, names)] as const
     const request = await step('preflight', async () => {
       try {
         const chainId = await client.getChainId()

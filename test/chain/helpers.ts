@@ -43,7 +43,7 @@ export async function startTestChain (): Promise<TestChain> {
     async registerProject (project, functions) {
       // a 36-byte CIDv1 raw sha2-256 of nothing in particular: the registry only stores it
       const manifest: Hex = `0x01551220${'ab'.repeat(32)}`
-      await wait(await wallet.writeContract({ address: chain.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [chain.deployer, project, manifest, `0x${'00'.repeat(32)}`, functions] }))
+      await wait(await wallet.writeContract({ address: chain.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [chain.deployer, project, manifest, `0x${'00'.repeat(32)}`, functions, 0n] }))
     },
     async rpc (method, params = []) {
       return await (publicClient.request as any)({ method, params })

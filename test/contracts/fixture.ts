@@ -102,8 +102,8 @@ export async function setup (options: SetupOptions = {}): Promise<World> {
       coordinator: coordinatorAt(addresses.ExecutionCoordinator, publicClient)
     }
   }
-  await send(world, 'owner', 'FunctionRegistry', 'deploy', [actors.owner.address, 'demo', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['hello', 'echo']])
-  await send(world, 'stranger', 'FunctionRegistry', 'deploy', [actors.stranger.address, 'other', '0x0171', keccak256('0x02'), ['hello']])
+  await send(world, 'owner', 'FunctionRegistry', 'deploy', [actors.owner.address, 'demo', '0x01711220' + 'ab'.repeat(32), keccak256('0x01'), ['hello', 'echo'], 1n])
+  await send(world, 'stranger', 'FunctionRegistry', 'deploy', [actors.stranger.address, 'other', '0x0171', keccak256('0x02'), ['hello'], 0n])
   if (options.prepare !== false) {
     for (const w of ['w1', 'w2', 'w3', 'w4', 'w5'] as const) await send(world, w, 'WorkerStaking', 'stake', [1], STAKE)
     await send(world, 'gateway', 'WorkerStaking', 'stake', [2], STAKE)

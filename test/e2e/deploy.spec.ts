@@ -135,7 +135,7 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad })).status, 401, 'unsigned uploads are refused')
     assert.equal((await fetch(`${gatewayUrl}/_peerhost/blocks/${cid}`, { method: 'POST', body: bad, headers: { [UPLOAD_HEADER]: await signUpload(builder, gateway, cid) } })).status, 201)
     const wallet = createWalletClient({ account: builder, chain: { ...hardhat, id: contracts.chainId }, transport: http(contracts.rpcUrl) })
-    const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, 'app', cidToBytes(cid), `0x${'0'.repeat(64)}`, ['greet']] })
+    const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, 'app', cidToBytes(cid), `0x${'0'.repeat(64)}`, ['greet'], 0n] })
     await registryPublicClient(contracts).waitForTransactionReceipt({ hash })
     const state = await waitFor('the gateway to see version 3', async () => {
       const body = await (await fetch(`${gatewayUrl}/_peerhost/projects/${builder.address}/app`)).json() as any

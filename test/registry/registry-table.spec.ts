@@ -73,7 +73,7 @@ describe('registry: start block and cursor', function () {
     for (const b of built.bundles) await storage.put(b.cid, b.bytes)
     await storage.put(built.manifestCid, built.manifestBytes)
     const wallet = createWalletClient({ account: builder, chain: { ...hardhat, id: contracts.chainId }, transport: http(contracts.rpcUrl) })
-    const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, project, cidToBytes(built.manifestCid), `0x${'0'.repeat(64)}`, built.bundles.map(b => b.name)] })
+    const hash = await wallet.writeContract({ address: contracts.addresses.FunctionRegistry, abi: functionRegistryAbi, functionName: 'deploy', args: [builder.address, project, cidToBytes(built.manifestCid), `0x${'0'.repeat(64)}`, built.bundles.map(b => b.name), 0n] })
     await registryPublicClient(contracts).waitForTransactionReceipt({ hash })
     return built.manifestCid
   }

@@ -17,6 +17,8 @@ interface IFunctionRegistry {
         uint64 deployedAt;
     }
 
+    /// @notice A deploy changed whether `functionId` is declared deterministic.
+    event FunctionDeterminismSet(bytes32 indexed functionId, bool deterministic);
     /// @notice A project was created in `namespace` (its creator's wallet).
     event ProjectCreated(bytes32 indexed projectId, address indexed namespace, string name);
     /// @notice A function name was seen for the first time in a deploy of `projectId`.
@@ -36,6 +38,8 @@ interface IFunctionRegistry {
     error RegistryInvalidManifest();
     /// @notice A deploy lists 1–64 functions.
     error RegistryInvalidFunctionCount(uint256 count);
+    /// @notice `deterministicMask` has a bit set at or above `count` (bit i describes functions[i]).
+    error RegistryInvalidDeterministicMask(uint256 mask, uint256 count);
     /// @notice Only the namespace's wallet may create a project in it.
     error RegistryNotNamespaceOwner(address namespace, address caller);
     /// @notice The caller does not own the project.
@@ -54,8 +58,25 @@ interface IFunctionRegistry {
     /// @notice Records a new version of `namespace/name` and activates it; creates the project on its
     /// first deploy (only `namespace` itself may do that), and registers every function id.
     /// @param functions function names in the manifest (each `functionId` maps back to this project).
-    function deploy(address namespace, string calldata name, bytes calldata manifestCid, bytes32 sourceCommit, string[] calldata functions)
-        external returns (bytes32 projectId, uint32 version);
+    /// @param deterministicMask bit i set ⇔ `functions[i]` declares `"deterministic": true` in
+    /// peerhost.json (same input ⇒ same output). Every listed function's flag is overwritten by this
+    /// deploy; bits at or above `functions.length` revert with {RegistryInvalidDeterministicMask}.
+    function deploy(
+        address namespace,
+        string calldata name,
+        bytes calldata manifestCid,
+        bytes32 sourceCommit,
+        string[] calldata functions,
+        uint256 deterministicMask
+    ) external returns (bytes32 projectId, uint32 version);
+
+    /// @notice Whether the latest deploy that listed `functionId` declared it deterministic. Only a
+    /// deterministic function can be the subject of a disagreement proof or a dissent penalty: two
+    /// honest runs of a function that reads the clock or `Math.random` legitimately differ.
+    /// A rollback does not change the flag (it is a property the builder declares, not of a version);
+    /// false for unknown functions.
+    /// @param functionId `keccak256(abi.encode(projectId, functionName))`.
+    function isDeterministic(bytes32 functionId) external view returns (bool);
 
     /// @notice Makes an existing version the active one.
     function rollback(bytes32 projectId, uint32 version) external;

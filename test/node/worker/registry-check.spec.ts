@@ -57,7 +57,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
       functions: Object.fromEntries(Object.entries(functions).map(([name, bundle]) => [name, { bundle, entry: `functions/${name}.ts`, options: { ...OPTIONS, network: [] } }]))
     })
     await storage.put(cid, bytes)
-    await send('deploy', [owner, project, cidToBytes(cid), `0x${'00'.repeat(32)}`, Object.keys(functions)])
+    await send('deploy', [owner, project, cidToBytes(cid), `0x${'00'.repeat(32)}`, Object.keys(functions), 0n])
   }
 
   async function send (functionName: 'deploy' | 'rollback', args: readonly unknown[]): Promise<void> {
@@ -214,7 +214,7 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   it('refuses with BUNDLE_UNAVAILABLE when the manifest cannot be fetched', async () => {
     const { cid } = encodeManifest({ type: 'peerhost-manifest', v: 1, sourceCommit: `0x${'00'.repeat(32)}`, env: {}, functions: { lost: { bundle: v1, entry: 'functions/lost.ts', options: { ...OPTIONS, network: [] } } } })
     // registered, but its bytes are nowhere
-    await send('deploy', [owner, 'lost', cidToBytes(cid), `0x${'00'.repeat(32)}`, ['lost']])
+    await send('deploy', [owner, 'lost', cidToBytes(cid), `0x${'00'.repeat(32)}`, ['lost'], 0n])
     const refusal = await check.refusal(ref('lost', v1, 'lost'))
     assert.equal(refusal?.code, 'BUNDLE_UNAVAILABLE')
     assert.ok(refusal.message.includes(`${owner}/lost/lost`), refusal.message)
