@@ -2405,6 +2405,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -2730,6 +2735,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3012,6 +3022,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3085,6 +3100,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3429,6 +3449,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3455,6 +3480,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -3491,6 +3521,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3591,6 +3626,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3713,6 +3753,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3781,6 +3826,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3870,6 +3920,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3932,6 +3987,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3958,6 +4018,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4008,6 +4073,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -4107,6 +4177,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4177,6 +4252,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4203,6 +4283,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4234,6 +4319,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4260,6 +4350,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4483,6 +4578,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4509,6 +4609,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4550,6 +4655,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {

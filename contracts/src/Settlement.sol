@@ -15,10 +15,10 @@ import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
 /// Ticket/Receipt type strings are those of `protocol/eip712.ts`; a test checks they are equal.
 contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     bytes32 public constant TICKET_TYPEHASH = keccak256(
-        "Ticket(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
+        "Ticket(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 jobHash,bytes32 inputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
     );
     bytes32 public constant RECEIPT_TYPEHASH = keccak256(
-        "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch)"
+        "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 jobHash,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
     );
 
     uint8 public constant FAULT_INVALID_TICKET = 1;
@@ -335,8 +335,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, otherOutputHash, b.worker,
-                    b.gateway, leaf.fee, b.epoch
+                    RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.jobHash, leaf.inputHash, otherOutputHash,
+                    b.worker, b.gateway, leaf.fee, b.epoch, leaf.deadline
                 )
             )
         );
@@ -350,11 +350,11 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        // One ticket (same job, attempt, function, input, worker, gateway, fee, epoch), two outputs.
+        // One ticket (every ticket field equal), two outputs.
         if (
-            a.jobId != b.jobId || a.attempt != b.attempt || a.functionId != b.functionId || a.inputHash != b.inputHash
-                || a.worker != b.worker || a.gateway != b.gateway || a.fee != b.fee || a.epoch != b.epoch
-                || a.outputHash == b.outputHash
+            a.jobId != b.jobId || a.attempt != b.attempt || a.functionId != b.functionId || a.jobHash != b.jobHash
+                || a.inputHash != b.inputHash || a.worker != b.worker || a.gateway != b.gateway || a.fee != b.fee
+                || a.epoch != b.epoch || a.deadline != b.deadline || a.outputHash == b.outputHash
         ) revert SettlementNoFault();
         (address signerA, ECDSA.RecoverError errA,) = ECDSA.tryRecoverCalldata(_hashReceipt(a), sigA);
         if (errA != ECDSA.RecoverError.NoError || signerA != a.worker) revert SettlementInvalidReceiptSignature(0);
@@ -383,7 +383,12 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         address last;
         for (uint256 i = 0; i < receipts.length; i++) {
             Receipt calldata r = receipts[i];
-            if (r.functionId != leaf.functionId || r.inputHash != leaf.inputHash || r.outputHash != output || r.worker == b.worker) {
+            // The same job (jobHash binds bundle, options, env, secret names, input and deadline): a
+            // different env or option may legitimately give a different output.
+            if (
+                r.functionId != leaf.functionId || r.jobHash != leaf.jobHash || r.inputHash != leaf.inputHash || r.outputHash != output
+                    || r.worker == b.worker
+            ) {
                 revert SettlementReceiptMismatch(i);
             }
             if (r.worker <= last) revert SettlementSignersNotAscending(i);
@@ -452,9 +457,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function hashTicket(Ticket calldata t) external view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
-        );
+        return _hashTicket(t);
     }
 
     function hashReceipt(Receipt calldata r) external view returns (bytes32) {
@@ -463,10 +466,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @notice Whether `signature` is `signer`'s signature of the ticket under this contract's domain.
     function verifyTicket(Ticket calldata t, bytes calldata signature, address signer) external view returns (bool) {
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
-        );
-        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashTicket(t), signature);
         return err == ECDSA.RecoverError.NoError && got == signer;
     }
 
@@ -526,8 +526,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    TICKET_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, b.worker, b.gateway, leaf.fee,
-                    b.epoch, leaf.deadline
+                    TICKET_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.jobHash, leaf.inputHash, b.worker, b.gateway,
+                    leaf.fee, b.epoch, leaf.deadline
                 )
             )
         );
@@ -539,7 +539,19 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    RECEIPT_TYPEHASH, r.jobId, r.attempt, r.functionId, r.inputHash, r.outputHash, r.worker, r.gateway, r.fee, r.epoch
+                    RECEIPT_TYPEHASH, r.jobId, r.attempt, r.functionId, r.jobHash, r.inputHash, r.outputHash, r.worker, r.gateway,
+                    r.fee, r.epoch, r.deadline
+                )
+            )
+        );
+    }
+
+    function _hashTicket(Ticket calldata t) private view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.jobHash, t.inputHash, t.worker, t.gateway, t.fee, t.epoch,
+                    t.deadline
                 )
             )
         );

@@ -226,8 +226,10 @@ export interface JobSpec {
   jobId?: Hex
   attempt?: number
   functionId?: Hex
+  jobHash?: Hex
   inputHash?: Hex
   outputHash?: Hex
+  deadline?: bigint
 }
 
 export interface SignedJob {
@@ -246,24 +248,27 @@ export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob
     jobId: spec.jobId ?? newJobId(),
     attempt: spec.attempt ?? 0,
     functionId: spec.functionId ?? world.functionId,
+    jobHash: spec.jobHash ?? keccak256(toHex('job')),
     inputHash: spec.inputHash ?? keccak256(toHex('input')),
     worker: worker.address,
     gateway: gateway.address,
     fee: spec.fee ?? ETHER / 1000n,
     epoch: spec.epoch,
-    deadline: 4_000_000_000n
+    deadline: spec.deadline ?? 4_000_000_000n
   }
   const ticketSignature = await signTicket(gateway.account, world.domain, ticket)
   const receipt: Receipt = {
     jobId: ticket.jobId,
     attempt: ticket.attempt,
     functionId: ticket.functionId,
+    jobHash: ticket.jobHash,
     inputHash: ticket.inputHash,
     outputHash: spec.outputHash ?? keccak256(toHex('output')),
     worker: worker.address,
     gateway: gateway.address,
     fee: ticket.fee,
-    epoch: ticket.epoch
+    epoch: ticket.epoch,
+    deadline: ticket.deadline
   }
   const receiptSignature = await signReceipt(worker.account, world.domain, receipt)
   return {
@@ -272,7 +277,7 @@ export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob
     receipt,
     receiptSignature,
     item: {
-      ticket: { jobId: ticket.jobId, attempt: ticket.attempt, functionId: ticket.functionId, inputHash: ticket.inputHash, fee: ticket.fee, deadline: ticket.deadline },
+      ticket: { jobId: ticket.jobId, attempt: ticket.attempt, functionId: ticket.functionId, jobHash: ticket.jobHash, inputHash: ticket.inputHash, fee: ticket.fee, deadline: ticket.deadline },
       ticketSignature,
       outputHash: receipt.outputHash
     }

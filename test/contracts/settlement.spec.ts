@@ -433,7 +433,7 @@ describe('contracts: Settlement', function () {
       // identical results are no equivocation
       await go(j.receipt, j.receiptSignature, j.receipt, j.receiptSignature, 'SettlementNoFault')
       // another attempt, another job, another input, another gateway, another worker: different tickets
-      for (const change of [{ attempt: 1 }, { jobId: newJobId() }, { inputHash: keccak256('0x05') }, { gateway: world.actors.gateway2.address }, { worker: world.actors.w2.address }]) {
+      for (const change of [{ attempt: 1 }, { jobId: newJobId() }, { jobHash: keccak256('0x06') }, { deadline: 4_000_000_001n }, { inputHash: keccak256('0x05') }, { gateway: world.actors.gateway2.address }, { worker: world.actors.w2.address }]) {
         const c = { ...b, ...change }
         const who = c.worker === world.actors.w2.address ? world.actors.w2 : world.actors.w1
         await go(j.receipt, j.receiptSignature, c, await signReceipt(who.account, world.domain, c), 'SettlementNoFault')
@@ -478,6 +478,8 @@ describe('contracts: Settlement', function () {
       await call([R[1], R[0]], [S[1], S[0]], 'SettlementSignersNotAscending', [1n])
       await call([R[0], R[0]], [S[0], S[0]], 'SettlementSignersNotAscending', [1n])
       await call([R[0], { ...R[1], inputHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
+      // another job of the same function and input (other env, options or bundle) is no disagreement
+      await call([R[0], { ...R[1], jobHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
       await call([R[0], { ...R[1], outputHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
       await call([R[0], R[1]], [S[0], S[0]], 'SettlementInvalidReceiptSignature', [1n])
       // agreeing with the leaf is no disagreement

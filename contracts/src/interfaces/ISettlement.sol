@@ -38,6 +38,8 @@ interface ISettlement {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        /// The ticket's jobHash (protocol/canonical.ts), so the ticket can be rebuilt from the leaf.
+        bytes32 jobHash;
         bytes32 inputHash;
         bytes32 outputHash;
         uint256 fee;
@@ -48,17 +50,20 @@ interface ISettlement {
         bytes32 s;
     }
 
-    /// @dev Same fields, order and types as `protocol/eip712.ts` `Receipt`.
+    /// @dev Same fields, order and types as `protocol/eip712.ts` `Receipt`: every Ticket field plus
+    /// `outputHash`, so a receipt answers exactly one ticket.
     struct Receipt {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        bytes32 jobHash;
         bytes32 inputHash;
         bytes32 outputHash;
         address worker;
         address gateway;
         uint256 fee;
         uint64 epoch;
+        uint64 deadline;
     }
 
     /// @dev Same fields, order and types as `protocol/eip712.ts` `Ticket`.
@@ -66,6 +71,8 @@ interface ISettlement {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        /// keccak256 of the canonical job: bundle, options, env, secret names, input, deadline.
+        bytes32 jobHash;
         bytes32 inputHash;
         address worker;
         address gateway;
