@@ -116,7 +116,7 @@ await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withd
   const j = await signedJob(world, { worker: 'w1', epoch: await world.read.settlement.read.currentEpoch() })
   const b = { ...j.receipt, outputHash: keccak256(toHex('another output')) }
   const sigB = await signReceipt(world.actors.w1.account, world.domain, b)
-  await measure('Settlement.proveReceiptEquivocation (slashes)', tx('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB]))
+  await measure('Settlement.proveReceiptEquivocation (slashes)', tx('challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB]))
 }
 
 await world.close()

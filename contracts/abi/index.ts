@@ -1709,6 +1709,17 @@ export const settlementAbi = [
   {
     "inputs": [
       {
+        "internalType": "address",
+        "name": "gateway",
+        "type": "address"
+      }
+    ],
+    "name": "SettlementGatewayNotStaked",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
         "internalType": "uint256",
         "name": "needed",
         "type": "uint256"
@@ -1768,6 +1779,17 @@ export const settlementAbi = [
       }
     ],
     "name": "SettlementInvalidTicket",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "i",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementInvalidTicketSignature",
     "type": "error"
   },
   {
@@ -1885,6 +1907,17 @@ export const settlementAbi = [
       }
     ],
     "name": "SettlementNotAdjacent",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SettlementNotDeterministic",
     "type": "error"
   },
   {
@@ -4034,6 +4067,11 @@ export const settlementAbi = [
         "internalType": "bytes[]",
         "name": "signatures",
         "type": "bytes[]"
+      },
+      {
+        "internalType": "bytes[]",
+        "name": "ticketSignatures",
+        "type": "bytes[]"
       }
     ],
     "name": "proveDisagreement",
@@ -4233,6 +4271,68 @@ export const settlementAbi = [
   },
   {
     "inputs": [
+      {
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "jobId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "attempt",
+            "type": "uint32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "inputHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint256",
+            "name": "fee",
+            "type": "uint256"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
+            "type": "uint64"
+          }
+        ],
+        "internalType": "struct ISettlement.Ticket",
+        "name": "ticket",
+        "type": "tuple"
+      },
+      {
+        "internalType": "bytes",
+        "name": "ticketSignature",
+        "type": "bytes"
+      },
       {
         "components": [
           {

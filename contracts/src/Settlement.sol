@@ -321,6 +321,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _excluded[batchB][b.index] = true;
         bb.excluded += uint128(b.fee);
         _escrows[bb.projectId].balance += uint128(b.fee);
+        _restoreAllowance(bb.projectId, bb.gateway, bb.epoch, b.fee);
         emit LeafExcluded(batchB, b.index, b.jobId, b.fee);
     }
 
@@ -332,6 +333,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         Batch storage b = _challengeable(batchId);
         _verify(b, leaf, proof);
         if (otherOutputHash == leaf.outputHash) revert SettlementNoFault();
+        // The second receipt must answer a ticket a staked gateway really issued: an honest worker
+        // only runs those, so nobody else can make it sign two outputs for one ticket.
+        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
@@ -346,16 +351,21 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ISettlement
-    function proveReceiptEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB)
-        external
-        nonReentrant
-    {
-        // One ticket (every ticket field equal), two outputs.
-        if (
-            a.jobId != b.jobId || a.attempt != b.attempt || a.functionId != b.functionId || a.jobHash != b.jobHash
-                || a.inputHash != b.inputHash || a.worker != b.worker || a.gateway != b.gateway || a.fee != b.fee
-                || a.epoch != b.epoch || a.deadline != b.deadline || a.outputHash == b.outputHash
-        ) revert SettlementNoFault();
+    function proveReceiptEquivocation(
+        Ticket calldata ticket,
+        bytes calldata ticketSignature,
+        Receipt calldata a,
+        bytes calldata sigA,
+        Receipt calldata b,
+        bytes calldata sigB
+    ) external nonReentrant {
+        // Both receipts answer this one ticket (every ticket field equal) with two outputs.
+        if (!_answers(a, ticket) || !_answers(b, ticket) || a.outputHash == b.outputHash) revert SettlementNoFault();
+        // ...and the ticket was issued by a gateway that is staked as a gateway: a worker refuses
+        // every other ticket, so a key of the attacker's choosing can never produce the pair.
+        (address issuer, ECDSA.RecoverError errT,) = ECDSA.tryRecoverCalldata(_hashTicket(ticket), ticketSignature);
+        if (errT != ECDSA.RecoverError.NoError || issuer != ticket.gateway) revert SettlementInvalidTicketSignature(0);
+        if (!_gatewayStaked(ticket.gateway)) revert SettlementGatewayNotStaked(ticket.gateway);
         (address signerA, ECDSA.RecoverError errA,) = ECDSA.tryRecoverCalldata(_hashReceipt(a), sigA);
         if (errA != ECDSA.RecoverError.NoError || signerA != a.worker) revert SettlementInvalidReceiptSignature(0);
         (address signerB, ECDSA.RecoverError errB,) = ECDSA.tryRecoverCalldata(_hashReceipt(b), sigB);
@@ -372,11 +382,21 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function proveDisagreement(
-        bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, Receipt[] calldata receipts, bytes[] calldata signatures
+        bytes32 batchId,
+        Leaf calldata leaf,
+        bytes32[] calldata proof,
+        Receipt[] calldata receipts,
+        bytes[] calldata signatures,
+        bytes[] calldata ticketSignatures
     ) external nonReentrant {
         Batch storage b = _challengeable(batchId);
         _verify(b, leaf, proof);
-        if (receipts.length != signatures.length) revert SettlementLengthMismatch();
+        // Two honest runs of a function that reads the clock or Math.random differ: only a function
+        // its builder declared deterministic can be wrong by disagreeing.
+        if (!registry.isDeterministic(leaf.functionId)) revert SettlementNotDeterministic(leaf.functionId);
+        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
+        if (receipts.length != signatures.length || receipts.length != ticketSignatures.length) revert SettlementLengthMismatch();
         if (receipts.length < disagreementQuorum) revert SettlementQuorumTooSmall(receipts.length, disagreementQuorum);
         bytes32 output = receipts[0].outputHash;
         if (output == leaf.outputHash) revert SettlementNoFault();
@@ -387,7 +407,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             // different env or option may legitimately give a different output.
             if (
                 r.functionId != leaf.functionId || r.jobHash != leaf.jobHash || r.inputHash != leaf.inputHash || r.outputHash != output
-                    || r.worker == b.worker
+                    || r.worker == b.worker || r.gateway != b.gateway
             ) {
                 revert SettlementReceiptMismatch(i);
             }
@@ -396,6 +416,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashReceipt(r), signatures[i]);
             if (err != ECDSA.RecoverError.NoError || signer != r.worker) revert SettlementInvalidReceiptSignature(i);
             if (!staking.isActiveWorker(r.worker)) revert SettlementSignerNotStaked(i);
+            // Each receipt answers a ticket the batch's (staked) gateway issued to that worker for the
+            // same job: receipts for tickets nobody issued, or from another gateway, do not count.
+            if (!_receiptTicketSignedBy(r, ticketSignatures[i], b.gateway)) revert SettlementInvalidTicketSignature(i);
         }
         _void(batchId, b, FAULT_DISAGREEMENT);
     }
@@ -500,6 +523,12 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _spent[projectId][gateway][epoch] = spent + amount;
     }
 
+    /// @dev Never below zero: every restore gives back part of an amount {_spendAllowance} added
+    /// for the same (project, gateway, epoch), and each part is restored once (void or exclusion).
+    function _restoreAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
+        _spent[projectId][gateway][epoch] -= amount;
+    }
+
     function _epochEnd(uint64 epoch) private view returns (uint256) {
         return uint256(genesis) + (uint256(epoch) + 1) * epochLength;
     }
@@ -546,6 +575,34 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         );
     }
 
+    /// @dev Whether `r` answers exactly `t` (every ticket field equal).
+    function _answers(Receipt calldata r, Ticket calldata t) private pure returns (bool) {
+        return r.jobId == t.jobId && r.attempt == t.attempt && r.functionId == t.functionId && r.jobHash == t.jobHash
+            && r.inputHash == t.inputHash && r.worker == t.worker && r.gateway == t.gateway && r.fee == t.fee && r.epoch == t.epoch
+            && r.deadline == t.deadline;
+    }
+
+    /// @dev The ticket a receipt answers is the receipt without its output hash; whether `gateway`
+    /// signed that ticket (and is the receipt's gateway).
+    function _receiptTicketSignedBy(Receipt calldata r, bytes calldata signature, address gateway) private view returns (bool) {
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TICKET_TYPEHASH, r.jobId, r.attempt, r.functionId, r.jobHash, r.inputHash, r.worker, r.gateway, r.fee, r.epoch,
+                    r.deadline
+                )
+            )
+        );
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        return err == ECDSA.RecoverError.NoError && signer == gateway;
+    }
+
+    /// @dev Whether `gateway` is staked as a gateway now. Virtual only so a deliberately broken
+    /// variant (contracts/src/test) can show the invariant fuzz detects a missing check.
+    function _gatewayStaked(address gateway) internal view virtual returns (bool) {
+        return staking.isActiveGateway(gateway);
+    }
+
     function _hashTicket(Ticket calldata t) private view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(
@@ -574,7 +631,11 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function _voidFor(bytes32 batchId, Batch storage b, uint8 fault, address challenger) private {
         b.status = STATUS_VOIDED;
         address worker = b.worker;
-        _escrows[b.projectId].balance += b.total - b.excluded;
+        uint256 refund = b.total - b.excluded;
+        _escrows[b.projectId].balance += uint128(refund);
+        // The batch spent the gateway's allowance for its epoch; a voided batch was never owed, so
+        // give the allowance back or one fake batch would block the gateway's honest batches.
+        _restoreAllowance(b.projectId, b.gateway, b.epoch, refund);
         uint256 slashed = staking.slash(worker, slashBps);
         uint256 forfeited = slashed + b.bond;
         uint256 share = forfeited * challengerShareBps / 10_000;

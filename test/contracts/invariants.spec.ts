@@ -267,7 +267,7 @@ describe('contracts: invariants (fuzz)', function () {
             const j = await signedJob(world, { worker: FAULTY[a.w], epoch: await world.read.settlement.read.currentEpoch() })
             const b = { ...j.receipt, outputHash: output(true) }
             const sigB = await signReceipt(world.actors[FAULTY[a.w]].account, world.domain, b)
-            await sendObs('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB])
+            await sendObs('challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB])
             break
           }
           case 'round': {
