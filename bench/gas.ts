@@ -34,7 +34,7 @@ await measure('WorkerStaking.stake (top up)', tx('challenger', 'WorkerStaking', 
   const deadline = (await now(world)) + 600n
   const peerId: Hex = '0x002408011220' + '7d'.repeat(32) as Hex
   const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce: 0n, deadline }))
-  await measure('WorkerStaking.bindPeer', tx('stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig]))
+  await measure('WorkerStaking.bindPeer', tx('stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, `0x${'55'.repeat(64)}`]))
 }
 await measure('WorkerStaking.setGatewayInfo', tx('gateway', 'WorkerStaking', 'setGatewayInfo', ['https://gateway.example.org', '0x' + '42'.repeat(32)]))
 await measure('WorkerStaking.requestWithdrawal', tx('challenger', 'WorkerStaking', 'requestWithdrawal', [ETHER]))

@@ -688,6 +688,11 @@ export const workerStakingAbi = [
     "type": "error"
   },
   {
+    "inputs": [],
+    "name": "StakingInvalidPeerSignature",
+    "type": "error"
+  },
+  {
     "inputs": [
       {
         "internalType": "uint8",
@@ -750,22 +755,6 @@ export const workerStakingAbi = [
   {
     "inputs": [],
     "name": "StakingNothingPending",
-    "type": "error"
-  },
-  {
-    "inputs": [
-      {
-        "internalType": "bytes32",
-        "name": "peerIdHash",
-        "type": "bytes32"
-      },
-      {
-        "internalType": "address",
-        "name": "owner",
-        "type": "address"
-      }
-    ],
-    "name": "StakingPeerIdTaken",
     "type": "error"
   },
   {
@@ -915,6 +904,12 @@ export const workerStakingAbi = [
         "indexed": false,
         "internalType": "bytes",
         "name": "peerId",
+        "type": "bytes"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes",
+        "name": "peerSig",
         "type": "bytes"
       }
     ],
@@ -1100,6 +1095,11 @@ export const workerStakingAbi = [
         "internalType": "bytes",
         "name": "signature",
         "type": "bytes"
+      },
+      {
+        "internalType": "bytes",
+        "name": "peerSig",
+        "type": "bytes"
       }
     ],
     "name": "bindPeer",
@@ -1281,17 +1281,22 @@ export const workerStakingAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "peerIdHash",
-        "type": "bytes32"
+        "internalType": "address",
+        "name": "account",
+        "type": "address"
       }
     ],
-    "name": "peerOwner",
+    "name": "peerOf",
     "outputs": [
       {
-        "internalType": "address",
-        "name": "",
-        "type": "address"
+        "internalType": "bytes",
+        "name": "peerId",
+        "type": "bytes"
+      },
+      {
+        "internalType": "bytes",
+        "name": "peerSig",
+        "type": "bytes"
       }
     ],
     "stateMutability": "view",

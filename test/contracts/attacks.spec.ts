@@ -138,9 +138,9 @@ describe('contracts: attacks', function () {
       const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce, deadline }))
       const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(sig)))
       for (const variant of [highS(sig), compact]) {
-        await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant], 'StakingInvalidSignature')
+        await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant, `0x${'55'.repeat(64)}`], 'StakingInvalidSignature')
       }
-      await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig])
+      await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, `0x${'55'.repeat(64)}`])
     })
   })
 
