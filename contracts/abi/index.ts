@@ -1966,6 +1966,17 @@ export const settlementAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "closedAt",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementProofWindowClosed",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "given",
         "type": "uint256"
       },

@@ -361,6 +361,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     ) external nonReentrant {
         // Both receipts answer this one ticket (every ticket field equal) with two outputs.
         if (!_answers(a, ticket) || !_answers(b, ticket) || a.outputHash == b.outputHash) revert SettlementNoFault();
+        // Bounded like a batch's life: a worker keeps its one-receipt-per-ticket record until then,
+        // so a ticket replayed after the worker pruned its record can never be used against it.
+        uint256 closes = _epochEnd(ticket.epoch) + commitWindow + challengeWindow;
+        if (block.timestamp >= closes) revert SettlementProofWindowClosed(closes);
         // ...and the ticket was issued by a gateway that is staked as a gateway: a worker refuses
         // every other ticket, so a key of the attacker's choosing can never produce the pair.
         (address issuer, ECDSA.RecoverError errT,) = ECDSA.tryRecoverCalldata(_hashTicket(ticket), ticketSignature);
@@ -393,7 +397,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _verify(b, leaf, proof);
         // Two honest runs of a function that reads the clock or Math.random differ: only a function
         // its builder declared deterministic can be wrong by disagreeing.
-        if (!registry.isDeterministic(leaf.functionId)) revert SettlementNotDeterministic(leaf.functionId);
+        if (!_deterministic(leaf.functionId)) revert SettlementNotDeterministic(leaf.functionId);
         if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
         if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
         if (receipts.length != signatures.length || receipts.length != ticketSignatures.length) revert SettlementLengthMismatch();
@@ -598,9 +602,15 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Whether `gateway` is staked as a gateway now. Virtual only so a deliberately broken
-    /// variant (contracts/src/test) can show the invariant fuzz detects a missing check.
+    /// variant (contracts/src/test/SettlementUnchecked.sol) can show the invariant fuzz detects a
+    /// missing check.
     function _gatewayStaked(address gateway) internal view virtual returns (bool) {
         return staking.isActiveGateway(gateway);
+    }
+
+    /// @dev Whether the registry records `functionId` as deterministic. Virtual for the same reason.
+    function _deterministic(bytes32 functionId) internal view virtual returns (bool) {
+        return registry.isDeterministic(functionId);
     }
 
     function _hashTicket(Ticket calldata t) private view returns (bytes32) {

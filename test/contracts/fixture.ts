@@ -63,6 +63,8 @@ export interface SetupOptions {
   params?: PeerHostParams
   /** stake workers w1..w5 and the gateways, fund the project and authorise the gateway */
   prepare?: boolean
+  /** reads a compiled contract by name (the invariant fuzz swaps in a deliberately broken Settlement) */
+  read?: (name: string) => Promise<{ abi: Abi, bytecode: Hex }>
 }
 
 /** Starts a fresh in-process chain with everything deployed (and, by default, staked and funded). */
@@ -83,7 +85,7 @@ export async function setup (options: SetupOptions = {}): Promise<World> {
     actors[name] = { name, account, address: account.address, wallet }
   }
   const params = options.params ?? PARAMS
-  const addresses = await deployPeerHost({ wallet: actors.deployer.wallet, publicClient, params: { ...params, treasury: actors.deployer.address } })
+  const addresses = await deployPeerHost({ wallet: actors.deployer.wallet, publicClient, params: { ...params, treasury: actors.deployer.address }, read: options.read as any })
   const world: World = {
     close: async () => { await conn.close() },
     request,

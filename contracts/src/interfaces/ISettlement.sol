@@ -193,6 +193,8 @@ interface ISettlement {
     error SettlementInvalidTicketSignature(uint256 i);
     /// @notice Disagreement is only a fault for functions declared deterministic in the registry.
     error SettlementNotDeterministic(bytes32 functionId);
+    /// @notice A receipt equivocation proof after the ticket's epoch ended plus the commit and challenge windows.
+    error SettlementProofWindowClosed(uint256 closedAt);
     error SettlementUnauthorized(address caller);
     error SettlementNothingToWithdraw();
     error SettlementTransferFailed(address to, uint256 amount);
@@ -243,8 +245,10 @@ interface ISettlement {
     /// @notice Proves equivocation without a batch: two receipts signed by one worker answering one
     /// `ticket` (every ticket field equal) with different output hashes, where `ticket` is signed by
     /// `ticket.gateway` and that gateway is staked as a gateway ({IWorkerStaking-isActiveGateway}).
-    /// Slashes `slashBps` of the worker's stake once per (worker, gateway, jobId, attempt); the
-    /// challenger gets `challengerShareBps` of it.
+    /// Only until `ticket.epoch` ends plus `commitWindow` plus `challengeWindow` (a batch's life), so
+    /// workers know how long to keep their one-receipt-per-ticket record. Slashes `slashBps` of the
+    /// worker's stake once per (worker, gateway, jobId, attempt); the challenger gets
+    /// `challengerShareBps` of it.
     function proveReceiptEquivocation(
         Ticket calldata ticket, bytes calldata ticketSignature, Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB
     ) external;
