@@ -34,7 +34,7 @@ await measure('WorkerStaking.stake (top up)', tx('challenger', 'WorkerStaking', 
   const deadline = (await now(world)) + 600n
   const peerId: Hex = '0x002408011220' + '7d'.repeat(32) as Hex
   const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce: 0n, deadline }))
-  await measure('WorkerStaking.bindPeer', tx('stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig]))
+  await measure('WorkerStaking.bindPeer', tx('stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, `0x${'55'.repeat(64)}`]))
 }
 await measure('WorkerStaking.setGatewayInfo', tx('gateway', 'WorkerStaking', 'setGatewayInfo', ['https://gateway.example.org', '0x' + '42'.repeat(32)]))
 await measure('WorkerStaking.requestWithdrawal', tx('challenger', 'WorkerStaking', 'requestWithdrawal', [ETHER]))
@@ -116,7 +116,7 @@ await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withd
   const j = await signedJob(world, { worker: 'w1', epoch: await world.read.settlement.read.currentEpoch() })
   const b = { ...j.receipt, outputHash: keccak256(toHex('another output')) }
   const sigB = await signReceipt(world.actors.w1.account, world.domain, b)
-  await measure('Settlement.proveReceiptEquivocation (slashes)', tx('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB]))
+  await measure('Settlement.proveReceiptEquivocation (slashes)', tx('challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB]))
 }
 
 await world.close()

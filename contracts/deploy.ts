@@ -68,7 +68,7 @@ export interface Artifact { abi: Abi, bytecode: Hex }
 
 /** Reads a compiled artifact from `contracts/artifacts` (run a build first). */
 export async function readArtifact (name: string, dir = join(import.meta.dirname, 'artifacts')): Promise<Artifact> {
-  const sub = name === 'ReentrantReceiver' ? 'test/' : ''
+  const sub = name === 'ReentrantReceiver' || name === 'SettlementUnchecked' ? 'test/' : ''
   const json = JSON.parse(await readFile(join(dir, 'contracts', 'src', `${sub}${name}.sol`, `${name}.json`), 'utf8'))
   return { abi: json.abi, bytecode: json.bytecode }
 }

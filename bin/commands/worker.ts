@@ -51,7 +51,7 @@ export function workerCommand (): Command<any, any> {
       const signer = loadSigner(dataDir)
       // with a chain: stake and bind the peer id before joining, or refuse to start
       const chain = contracts === undefined ? undefined : chainClient(contracts, signer.account)
-      const registration = chain === undefined ? undefined : await stakeAndBind(chain, libp2p.peerId, { stake, logger: log })
+      const registration = chain === undefined ? undefined : await stakeAndBind(chain, privateKey, { stake, logger: log })
       await storage.start()
       // with a chain: run only bundles FunctionRegistry names as active (node/worker/registry-check.ts)
       const check = chain === undefined || opts.unsafeSkipRegistryCheck === true ? undefined : registryCheck()({ chain, storage, logger: log, registry: reg })

@@ -688,6 +688,11 @@ export const workerStakingAbi = [
     "type": "error"
   },
   {
+    "inputs": [],
+    "name": "StakingInvalidPeerSignature",
+    "type": "error"
+  },
+  {
     "inputs": [
       {
         "internalType": "uint8",
@@ -750,22 +755,6 @@ export const workerStakingAbi = [
   {
     "inputs": [],
     "name": "StakingNothingPending",
-    "type": "error"
-  },
-  {
-    "inputs": [
-      {
-        "internalType": "bytes32",
-        "name": "peerIdHash",
-        "type": "bytes32"
-      },
-      {
-        "internalType": "address",
-        "name": "owner",
-        "type": "address"
-      }
-    ],
-    "name": "StakingPeerIdTaken",
     "type": "error"
   },
   {
@@ -915,6 +904,12 @@ export const workerStakingAbi = [
         "indexed": false,
         "internalType": "bytes",
         "name": "peerId",
+        "type": "bytes"
+      },
+      {
+        "indexed": false,
+        "internalType": "bytes",
+        "name": "peerSig",
         "type": "bytes"
       }
     ],
@@ -1100,6 +1095,11 @@ export const workerStakingAbi = [
         "internalType": "bytes",
         "name": "signature",
         "type": "bytes"
+      },
+      {
+        "internalType": "bytes",
+        "name": "peerSig",
+        "type": "bytes"
       }
     ],
     "name": "bindPeer",
@@ -1281,17 +1281,22 @@ export const workerStakingAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "peerIdHash",
-        "type": "bytes32"
+        "internalType": "address",
+        "name": "account",
+        "type": "address"
       }
     ],
-    "name": "peerOwner",
+    "name": "peerOf",
     "outputs": [
       {
-        "internalType": "address",
-        "name": "",
-        "type": "address"
+        "internalType": "bytes",
+        "name": "peerId",
+        "type": "bytes"
+      },
+      {
+        "internalType": "bytes",
+        "name": "peerSig",
+        "type": "bytes"
       }
     ],
     "stateMutability": "view",
@@ -1709,6 +1714,17 @@ export const settlementAbi = [
   {
     "inputs": [
       {
+        "internalType": "address",
+        "name": "gateway",
+        "type": "address"
+      }
+    ],
+    "name": "SettlementGatewayNotStaked",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
         "internalType": "uint256",
         "name": "needed",
         "type": "uint256"
@@ -1768,6 +1784,17 @@ export const settlementAbi = [
       }
     ],
     "name": "SettlementInvalidTicket",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "i",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementInvalidTicketSignature",
     "type": "error"
   },
   {
@@ -1888,6 +1915,17 @@ export const settlementAbi = [
     "type": "error"
   },
   {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "functionId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SettlementNotDeterministic",
+    "type": "error"
+  },
+  {
     "inputs": [],
     "name": "SettlementNotDuplicate",
     "type": "error"
@@ -1922,6 +1960,17 @@ export const settlementAbi = [
   {
     "inputs": [],
     "name": "SettlementNothingToWithdraw",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "closedAt",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementProofWindowClosed",
     "type": "error"
   },
   {
@@ -2405,6 +2454,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -2730,6 +2784,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3012,6 +3071,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3085,6 +3149,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3429,6 +3498,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3455,6 +3529,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -3491,6 +3570,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3591,6 +3675,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3713,6 +3802,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3781,6 +3875,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -3870,6 +3969,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3932,6 +4036,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -3959,6 +4068,11 @@ export const settlementAbi = [
             "internalType": "uint64",
             "name": "epoch",
             "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
+            "type": "uint64"
           }
         ],
         "internalType": "struct ISettlement.Receipt[]",
@@ -3968,6 +4082,11 @@ export const settlementAbi = [
       {
         "internalType": "bytes[]",
         "name": "signatures",
+        "type": "bytes[]"
+      },
+      {
+        "internalType": "bytes[]",
+        "name": "ticketSignatures",
         "type": "bytes[]"
       }
     ],
@@ -4008,6 +4127,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {
@@ -4107,6 +4231,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4177,6 +4306,73 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "inputHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint256",
+            "name": "fee",
+            "type": "uint256"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
+            "type": "uint64"
+          }
+        ],
+        "internalType": "struct ISettlement.Ticket",
+        "name": "ticket",
+        "type": "tuple"
+      },
+      {
+        "internalType": "bytes",
+        "name": "ticketSignature",
+        "type": "bytes"
+      },
+      {
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "jobId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "attempt",
+            "type": "uint32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4203,6 +4399,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4234,6 +4435,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4260,6 +4466,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4483,6 +4694,11 @@ export const settlementAbi = [
           },
           {
             "internalType": "bytes32",
+            "name": "jobHash",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
             "name": "inputHash",
             "type": "bytes32"
           },
@@ -4509,6 +4725,11 @@ export const settlementAbi = [
           {
             "internalType": "uint64",
             "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "uint64",
+            "name": "deadline",
             "type": "uint64"
           }
         ],
@@ -4550,6 +4771,11 @@ export const settlementAbi = [
           {
             "internalType": "bytes32",
             "name": "functionId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "jobHash",
             "type": "bytes32"
           },
           {

@@ -12,7 +12,7 @@ import { parseSignature, type Hex } from 'viem'
 
 /** ABI types of `ISettlement.Leaf`, in field order. */
 export const SETTLEMENT_LEAF_ENCODING = [
-  'uint256', 'uint256', 'bytes32', 'uint32', 'bytes32', 'bytes32', 'bytes32', 'uint256', 'uint64', 'uint8', 'bytes32', 'bytes32'
+  'uint256', 'uint256', 'bytes32', 'uint32', 'bytes32', 'bytes32', 'bytes32', 'bytes32', 'uint256', 'uint64', 'uint8', 'bytes32', 'bytes32'
 ] as const
 
 /** `ISettlement.Leaf` as viem encodes the struct. */
@@ -22,6 +22,8 @@ export interface SettlementLeaf {
   jobId: Hex
   attempt: number
   functionId: Hex
+  /** the ticket's jobHash, so the ticket (and the worker's receipt) can be rebuilt from the leaf */
+  jobHash: Hex
   inputHash: Hex
   outputHash: Hex
   fee: bigint
@@ -33,7 +35,7 @@ export interface SettlementLeaf {
 
 /** One served job: the gateway's ticket (fields not fixed by the batch), its signature, the output. */
 export interface SettlementItem {
-  ticket: { jobId: Hex, attempt: number, functionId: Hex, inputHash: Hex, fee: bigint, deadline: bigint }
+  ticket: { jobId: Hex, attempt: number, functionId: Hex, jobHash: Hex, inputHash: Hex, fee: bigint, deadline: bigint }
   /** the gateway's 65-byte EIP-712 ticket signature */
   ticketSignature: Hex
   outputHash: Hex
@@ -50,7 +52,7 @@ export interface SettlementBatch {
 }
 
 export function leafValues (l: SettlementLeaf): unknown[] {
-  return [l.index, l.cumulativeFee, l.jobId, l.attempt, l.functionId, l.inputHash, l.outputHash, l.fee, l.deadline, l.v, l.r, l.s]
+  return [l.index, l.cumulativeFee, l.jobId, l.attempt, l.functionId, l.jobHash, l.inputHash, l.outputHash, l.fee, l.deadline, l.v, l.r, l.s]
 }
 
 /** Splits a 65-byte signature into (v, r, s) with v ∈ {27, 28}. */
@@ -65,7 +67,21 @@ export function buildSettlementBatch (items: readonly SettlementItem[]): Settlem
   let cumulative = 0n
   const leaves = items.map((item, i): SettlementLeaf => {
     cumulative += item.ticket.fee
-    return { index: BigInt(i), cumulativeFee: cumulative, ...item.ticket, outputHash: item.outputHash, ...splitSignature(item.ticketSignature) }
+    const t = item.ticket
+    // fields listed, not spread: a ticket object with extra fields must not leak them into the leaf
+    return {
+      index: BigInt(i),
+      cumulativeFee: cumulative,
+      jobId: t.jobId,
+      attempt: t.attempt,
+      functionId: t.functionId,
+      jobHash: t.jobHash,
+      inputHash: t.inputHash,
+      outputHash: item.outputHash,
+      fee: t.fee,
+      deadline: t.deadline,
+      ...splitSignature(item.ticketSignature)
+    }
   })
   return fromLeaves(leaves)
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { buildContracts } from '../hre.ts'
 import { CONTRACT_NAMES, readArtifact } from '../deploy.ts'
 
-export const TEST_CONTRACT_NAMES = ['ReentrantReceiver'] as const
+export const TEST_CONTRACT_NAMES = ['ReentrantReceiver', 'SettlementUnchecked'] as const
 
 export function abiConstName (name: string): string {
   return name[0].toLowerCase() + name.slice(1) + 'Abi'

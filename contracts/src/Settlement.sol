@@ -15,10 +15,10 @@ import {IWorkerStaking} from "./interfaces/IWorkerStaking.sol";
 /// Ticket/Receipt type strings are those of `protocol/eip712.ts`; a test checks they are equal.
 contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     bytes32 public constant TICKET_TYPEHASH = keccak256(
-        "Ticket(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
+        "Ticket(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 jobHash,bytes32 inputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
     );
     bytes32 public constant RECEIPT_TYPEHASH = keccak256(
-        "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch)"
+        "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 jobHash,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
     );
 
     uint8 public constant FAULT_INVALID_TICKET = 1;
@@ -321,6 +321,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _excluded[batchB][b.index] = true;
         bb.excluded += uint128(b.fee);
         _escrows[bb.projectId].balance += uint128(b.fee);
+        _restoreAllowance(bb.projectId, bb.gateway, bb.epoch, b.fee);
         emit LeafExcluded(batchB, b.index, b.jobId, b.fee);
     }
 
@@ -332,11 +333,15 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         Batch storage b = _challengeable(batchId);
         _verify(b, leaf, proof);
         if (otherOutputHash == leaf.outputHash) revert SettlementNoFault();
+        // The second receipt must answer a ticket a staked gateway really issued: an honest worker
+        // only runs those, so nobody else can make it sign two outputs for one ticket.
+        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, otherOutputHash, b.worker,
-                    b.gateway, leaf.fee, b.epoch
+                    RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.jobHash, leaf.inputHash, otherOutputHash,
+                    b.worker, b.gateway, leaf.fee, b.epoch, leaf.deadline
                 )
             )
         );
@@ -346,16 +351,25 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ISettlement
-    function proveReceiptEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB)
-        external
-        nonReentrant
-    {
-        // One ticket (same job, attempt, function, input, worker, gateway, fee, epoch), two outputs.
-        if (
-            a.jobId != b.jobId || a.attempt != b.attempt || a.functionId != b.functionId || a.inputHash != b.inputHash
-                || a.worker != b.worker || a.gateway != b.gateway || a.fee != b.fee || a.epoch != b.epoch
-                || a.outputHash == b.outputHash
-        ) revert SettlementNoFault();
+    function proveReceiptEquivocation(
+        Ticket calldata ticket,
+        bytes calldata ticketSignature,
+        Receipt calldata a,
+        bytes calldata sigA,
+        Receipt calldata b,
+        bytes calldata sigB
+    ) external nonReentrant {
+        // Both receipts answer this one ticket (every ticket field equal) with two outputs.
+        if (!_answers(a, ticket) || !_answers(b, ticket) || a.outputHash == b.outputHash) revert SettlementNoFault();
+        // Bounded like a batch's life: a worker keeps its one-receipt-per-ticket record until then,
+        // so a ticket replayed after the worker pruned its record can never be used against it.
+        uint256 closes = _epochEnd(ticket.epoch) + commitWindow + challengeWindow;
+        if (block.timestamp >= closes) revert SettlementProofWindowClosed(closes);
+        // ...and the ticket was issued by a gateway that is staked as a gateway: a worker refuses
+        // every other ticket, so a key of the attacker's choosing can never produce the pair.
+        (address issuer, ECDSA.RecoverError errT,) = ECDSA.tryRecoverCalldata(_hashTicket(ticket), ticketSignature);
+        if (errT != ECDSA.RecoverError.NoError || issuer != ticket.gateway) revert SettlementInvalidTicketSignature(0);
+        if (!_gatewayStaked(ticket.gateway)) revert SettlementGatewayNotStaked(ticket.gateway);
         (address signerA, ECDSA.RecoverError errA,) = ECDSA.tryRecoverCalldata(_hashReceipt(a), sigA);
         if (errA != ECDSA.RecoverError.NoError || signerA != a.worker) revert SettlementInvalidReceiptSignature(0);
         (address signerB, ECDSA.RecoverError errB,) = ECDSA.tryRecoverCalldata(_hashReceipt(b), sigB);
@@ -372,18 +386,33 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function proveDisagreement(
-        bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, Receipt[] calldata receipts, bytes[] calldata signatures
+        bytes32 batchId,
+        Leaf calldata leaf,
+        bytes32[] calldata proof,
+        Receipt[] calldata receipts,
+        bytes[] calldata signatures,
+        bytes[] calldata ticketSignatures
     ) external nonReentrant {
         Batch storage b = _challengeable(batchId);
         _verify(b, leaf, proof);
-        if (receipts.length != signatures.length) revert SettlementLengthMismatch();
+        // Two honest runs of a function that reads the clock or Math.random differ: only a function
+        // its builder declared deterministic can be wrong by disagreeing.
+        if (!_deterministic(leaf.functionId)) revert SettlementNotDeterministic(leaf.functionId);
+        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
+        if (receipts.length != signatures.length || receipts.length != ticketSignatures.length) revert SettlementLengthMismatch();
         if (receipts.length < disagreementQuorum) revert SettlementQuorumTooSmall(receipts.length, disagreementQuorum);
         bytes32 output = receipts[0].outputHash;
         if (output == leaf.outputHash) revert SettlementNoFault();
         address last;
         for (uint256 i = 0; i < receipts.length; i++) {
             Receipt calldata r = receipts[i];
-            if (r.functionId != leaf.functionId || r.inputHash != leaf.inputHash || r.outputHash != output || r.worker == b.worker) {
+            // The same job (jobHash binds bundle, options, env, secret names, input and deadline): a
+            // different env or option may legitimately give a different output.
+            if (
+                r.functionId != leaf.functionId || r.jobHash != leaf.jobHash || r.inputHash != leaf.inputHash || r.outputHash != output
+                    || r.worker == b.worker || r.gateway != b.gateway
+            ) {
                 revert SettlementReceiptMismatch(i);
             }
             if (r.worker <= last) revert SettlementSignersNotAscending(i);
@@ -391,6 +420,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashReceipt(r), signatures[i]);
             if (err != ECDSA.RecoverError.NoError || signer != r.worker) revert SettlementInvalidReceiptSignature(i);
             if (!staking.isActiveWorker(r.worker)) revert SettlementSignerNotStaked(i);
+            // Each receipt answers a ticket the batch's (staked) gateway issued to that worker for the
+            // same job: receipts for tickets nobody issued, or from another gateway, do not count.
+            if (!_receiptTicketSignedBy(r, ticketSignatures[i], b.gateway)) revert SettlementInvalidTicketSignature(i);
         }
         _void(batchId, b, FAULT_DISAGREEMENT);
     }
@@ -452,9 +484,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function hashTicket(Ticket calldata t) external view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
-        );
+        return _hashTicket(t);
     }
 
     function hashReceipt(Receipt calldata r) external view returns (bytes32) {
@@ -463,10 +493,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @notice Whether `signature` is `signer`'s signature of the ticket under this contract's domain.
     function verifyTicket(Ticket calldata t, bytes calldata signature, address signer) external view returns (bool) {
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.inputHash, t.worker, t.gateway, t.fee, t.epoch, t.deadline))
-        );
-        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(_hashTicket(t), signature);
         return err == ECDSA.RecoverError.NoError && got == signer;
     }
 
@@ -500,6 +527,12 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _spent[projectId][gateway][epoch] = spent + amount;
     }
 
+    /// @dev Never below zero: every restore gives back part of an amount {_spendAllowance} added
+    /// for the same (project, gateway, epoch), and each part is restored once (void or exclusion).
+    function _restoreAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
+        _spent[projectId][gateway][epoch] -= amount;
+    }
+
     function _epochEnd(uint64 epoch) private view returns (uint256) {
         return uint256(genesis) + (uint256(epoch) + 1) * epochLength;
     }
@@ -526,8 +559,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    TICKET_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.inputHash, b.worker, b.gateway, leaf.fee,
-                    b.epoch, leaf.deadline
+                    TICKET_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.jobHash, leaf.inputHash, b.worker, b.gateway,
+                    leaf.fee, b.epoch, leaf.deadline
                 )
             )
         );
@@ -539,7 +572,53 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    RECEIPT_TYPEHASH, r.jobId, r.attempt, r.functionId, r.inputHash, r.outputHash, r.worker, r.gateway, r.fee, r.epoch
+                    RECEIPT_TYPEHASH, r.jobId, r.attempt, r.functionId, r.jobHash, r.inputHash, r.outputHash, r.worker, r.gateway,
+                    r.fee, r.epoch, r.deadline
+                )
+            )
+        );
+    }
+
+    /// @dev Whether `r` answers exactly `t` (every ticket field equal).
+    function _answers(Receipt calldata r, Ticket calldata t) private pure returns (bool) {
+        return r.jobId == t.jobId && r.attempt == t.attempt && r.functionId == t.functionId && r.jobHash == t.jobHash
+            && r.inputHash == t.inputHash && r.worker == t.worker && r.gateway == t.gateway && r.fee == t.fee && r.epoch == t.epoch
+            && r.deadline == t.deadline;
+    }
+
+    /// @dev The ticket a receipt answers is the receipt without its output hash; whether `gateway`
+    /// signed that ticket (and is the receipt's gateway).
+    function _receiptTicketSignedBy(Receipt calldata r, bytes calldata signature, address gateway) private view returns (bool) {
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TICKET_TYPEHASH, r.jobId, r.attempt, r.functionId, r.jobHash, r.inputHash, r.worker, r.gateway, r.fee, r.epoch,
+                    r.deadline
+                )
+            )
+        );
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        return err == ECDSA.RecoverError.NoError && signer == gateway;
+    }
+
+    /// @dev Whether `gateway` is staked as a gateway now. Virtual only so a deliberately broken
+    /// variant (contracts/src/test/SettlementUnchecked.sol) can show the invariant fuzz detects a
+    /// missing check.
+    function _gatewayStaked(address gateway) internal view virtual returns (bool) {
+        return staking.isActiveGateway(gateway);
+    }
+
+    /// @dev Whether the registry records `functionId` as deterministic. Virtual for the same reason.
+    function _deterministic(bytes32 functionId) internal view virtual returns (bool) {
+        return registry.isDeterministic(functionId);
+    }
+
+    function _hashTicket(Ticket calldata t) private view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TICKET_TYPEHASH, t.jobId, t.attempt, t.functionId, t.jobHash, t.inputHash, t.worker, t.gateway, t.fee, t.epoch,
+                    t.deadline
                 )
             )
         );
@@ -562,7 +641,11 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function _voidFor(bytes32 batchId, Batch storage b, uint8 fault, address challenger) private {
         b.status = STATUS_VOIDED;
         address worker = b.worker;
-        _escrows[b.projectId].balance += b.total - b.excluded;
+        uint256 refund = b.total - b.excluded;
+        _escrows[b.projectId].balance += uint128(refund);
+        // The batch spent the gateway's allowance for its epoch; a voided batch was never owed, so
+        // give the allowance back or one fake batch would block the gateway's honest batches.
+        _restoreAllowance(b.projectId, b.gateway, b.epoch, refund);
         uint256 slashed = staking.slash(worker, slashBps);
         uint256 forfeited = slashed + b.bond;
         uint256 share = forfeited * challengerShareBps / 10_000;

@@ -18,6 +18,7 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
     uint256 private constant MAX_PEER_ID_LENGTH = 128;
     uint256 private constant MAX_ENDPOINT_LENGTH = 256;
     uint256 private constant MAX_KEY_LENGTH = 128;
+    uint256 private constant ED25519_SIGNATURE_LENGTH = 64;
 
     uint256 public immutable minWorkerStake;
     uint256 public immutable minGatewayStake;
@@ -28,7 +29,13 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
     address public coordinator;
 
     mapping(address account => StakeInfo) private _stakes;
-    mapping(bytes32 peerIdHash => address) private _peerOwner;
+    struct PeerBinding {
+        bytes peerId;
+        bytes peerSig;
+    }
+
+    /// @dev Per account, never per peer id: a binding by one account can never block another's.
+    mapping(address account => PeerBinding) private _peers;
 
     constructor(uint256 minWorkerStake_, uint256 minGatewayStake_, uint64 unbondingPeriod_) EIP712("PeerHost", "1") {
         minWorkerStake = minWorkerStake_;
@@ -88,9 +95,12 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
     }
 
     /// @inheritdoc IWorkerStaking
-    function bindPeer(address account, bytes calldata peerId, uint256 deadline, bytes calldata signature) external {
+    function bindPeer(address account, bytes calldata peerId, uint256 deadline, bytes calldata signature, bytes calldata peerSig)
+        external
+    {
         if (block.timestamp > deadline) revert StakingSignatureExpired(deadline);
         if (peerId.length == 0 || peerId.length > MAX_PEER_ID_LENGTH) revert StakingInvalidPeerId();
+        if (peerSig.length != ED25519_SIGNATURE_LENGTH) revert StakingInvalidPeerSignature();
         StakeInfo storage s = _stakes[account];
         if (s.role == 0) revert StakingNotStaked(account);
         bytes32 digest = _hashTypedDataV4(
@@ -100,12 +110,9 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
         if (err != ECDSA.RecoverError.NoError || signer != account) revert StakingInvalidSignature(account);
         _useNonce(account);
         bytes32 peerIdHash = keccak256(peerId);
-        address owner = _peerOwner[peerIdHash];
-        if (owner != address(0) && owner != account) revert StakingPeerIdTaken(peerIdHash, owner);
-        if (s.peerIdHash != bytes32(0)) delete _peerOwner[s.peerIdHash];
-        _peerOwner[peerIdHash] = account;
         s.peerIdHash = peerIdHash;
-        emit PeerBound(account, peerIdHash, peerId);
+        _peers[account] = PeerBinding({peerId: peerId, peerSig: peerSig});
+        emit PeerBound(account, peerIdHash, peerId, peerSig);
     }
 
     /// @inheritdoc IWorkerStaking
@@ -148,8 +155,10 @@ contract WorkerStaking is IWorkerStaking, EIP712, Nonces, ReentrancyGuardTransie
         return s.role == ROLE_GATEWAY && s.amount >= minGatewayStake && s.amount != 0;
     }
 
-    function peerOwner(bytes32 peerIdHash) external view returns (address) {
-        return _peerOwner[peerIdHash];
+    /// @inheritdoc IWorkerStaking
+    function peerOf(address account) external view returns (bytes memory peerId, bytes memory peerSig) {
+        PeerBinding storage p = _peers[account];
+        return (p.peerId, p.peerSig);
     }
 
     function isSlasher(address account) external view returns (bool) {

@@ -1,17 +1,22 @@
 /**
  * Gateway admission of workers (the `admit` hook of the worker view): an advert is admitted iff its
- * receipt-signing address is an active worker in WorkerStaking (`isActiveWorker`) and the advert's
- * peer id is bound to that address (`peerOwner`). Both reads happen at the deployment's finality
- * tag (money state). Verdicts are cached for a short TTL and dropped as soon as WorkerStaking emits
- * Staked, PeerBound, WithdrawalRequested, Withdrawn or Slashed for the account, so a new stake is
- * admitted within a poll and a slashed worker stops being admitted at once.
+ * receipt-signing address is an active worker in WorkerStaking (`isActiveWorker`), the peer id the
+ * address last bound (`peerOf`) is the advert's, and the binding's peer signature is the advert
+ * peer key's Ed25519 signature of the binding message (the chain stores it without verifying it;
+ * see contracts/abi/peer-binding.ts). So a squatter who binds someone else's peer id to its own
+ * stake is never admitted under it, and cannot stop the real holder being admitted. Both reads
+ * happen at the deployment's finality tag (money state). Verdicts are cached for a short TTL and
+ * dropped as soon as WorkerStaking emits Staked, PeerBound, WithdrawalRequested, Withdrawn or
+ * Slashed for the account, so a new stake is admitted within a poll and a slashed worker stops
+ * being admitted at once.
  */
 import type { WorkerAdvert } from '#protocol'
 import type { Address, Hex } from 'viem'
 import { workerStakingAbi } from '#contracts'
 import type { Logger } from '../logger.ts'
 import type { ChainClient } from '../chain/client.ts'
-import { peerIdHash } from './register.ts'
+import { peerIdBytes } from './register.ts'
+import { verifyPeerBinding } from './peer-binding.ts'
 
 export const ADMISSION_DEFAULTS = {
   /** A verdict is reused this long; events invalidate it sooner. 10 s = five adverts of one worker per two reads. */
@@ -29,12 +34,12 @@ export interface StakingAdmissionInit {
 }
 
 export interface StakingAdmissionComponents {
-  chain: Pick<ChainClient, 'publicClient' | 'contracts'>
+  chain: { publicClient: ChainClient['publicClient'], contracts: Pick<ChainClient['contracts'], 'addresses' | 'finality' | 'chainId'> }
   logger: Logger
 }
 
 export interface StakingAdmission {
-  /** true iff the advert's address is an active worker and its peer id is bound to that address */
+  /** true iff the advert's address is an active worker that bound the advert's peer id with a valid peer signature */
   admit: (advert: Pick<WorkerAdvert, 'address' | 'peerId'>) => Promise<boolean>
   /** drops cached verdicts of one account (or all) */
   invalidate: (address?: string) => void
@@ -60,17 +65,20 @@ export function stakingAdmission (init: StakingAdmissionInit = {}): (components:
     let unwatch: (() => void) | undefined
 
     async function lookup (address: Address, peerId: string): Promise<boolean> {
-      let hash: Hex
+      let bytes: Hex
       try {
-        hash = peerIdHash(peerId)
+        bytes = peerIdBytes(peerId)
       } catch {
         return false
       }
-      const [active, owner] = await Promise.all([
+      const [active, [bound, peerSig]] = await Promise.all([
         publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'isActiveWorker', args: [address], blockTag }),
-        publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'peerOwner', args: [hash], blockTag })
-      ]) as [boolean, Address]
-      return active && owner.toLowerCase() === address.toLowerCase()
+        publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'peerOf', args: [address], blockTag })
+      ]) as [boolean, readonly [Hex, Hex]]
+      if (!active || bound.toLowerCase() !== bytes.toLowerCase()) return false
+      const ok = await verifyPeerBinding(peerId, peerSig, contracts.chainId, staking, address)
+      if (!ok) log.debug({ address, peerId }, 'peer binding without a valid peer signature; not admitted')
+      return ok
     }
 
     function invalidate (address?: string): void {

@@ -2,15 +2,18 @@
  * A worker's registration on start: its receipt-signing key (`evm.key`) is its staking address.
  * When the active stake is below `minWorkerStake` it stakes the amount it was given from its own
  * balance (or refuses to start, saying what to do); then it binds its libp2p peer id with the
- * EIP-712 `PeerBinding` signature WorkerStaking expects, unless that binding is already there.
+ * EIP-712 `PeerBinding` signature of the account and the peer key's Ed25519 signature of the
+ * binding message (contracts/abi/peer-binding.ts), unless a valid binding is already there.
  * Also what devnet and tests call to stake a worker (`stakeAndBind`).
  */
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { bytesToHex, formatEther, keccak256, type Address, type Hex } from 'viem'
 import { peerBindingTypedData, workerStakingAbi } from '#contracts'
 import { ConfigError, NodeError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import { revertName, type ChainClient } from '../chain/client.ts'
+import type { ChainClient } from '../chain/client.ts'
+import { signPeerBinding, verifyPeerBinding } from './peer-binding.ts'
 
 const ROLE_WORKER = 1
 const ROLE_GATEWAY = 2
@@ -150,40 +153,37 @@ export async function registerGateway (client: ChainClient, info: { endpoint: st
 }
 
 /**
- * Makes `client.account` an active worker bound to `peerId`. Throws ConfigError (one sentence)
- * when the stake is short and no stake amount was given, the balance cannot pay it, or the peer id
- * belongs to another account.
+ * Makes `client.account` an active worker bound to the peer id of `peerKey` (the node's libp2p
+ * Ed25519 key, which signs the binding). Throws ConfigError (one sentence) when the stake is short
+ * and no stake amount was given, or the balance cannot pay it. Another account having claimed the
+ * same peer id does not matter: without this key its claim is ignored by every node.
  */
-export async function stakeAndBind (client: ChainClient, peerId: PeerId, options: StakeAndBindOptions = {}): Promise<Registration> {
+export async function stakeAndBind (client: ChainClient, peerKey: PrivateKey, options: StakeAndBindOptions = {}): Promise<Registration> {
   const account = client.account
   if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNT', 'stakeAndBind needs a chain client with the worker account')
   const log = options.logger?.child({ component: 'peerhost:staking' })
   const staking = client.contracts.addresses.WorkerStaking
+  const chainId = client.contracts.chainId
   const pc = client.publicClient
   const address = account.address
   const read = stakingReader(client)
   const { stake, minimum, staked } = await ensureStake(client, 'worker', options)
 
+  const peerId = peerIdFromPrivateKey(peerKey)
   const bytes = peerIdBytes(peerId)
   const hash = keccak256(bytes)
-  const owner = await read<Address>('peerOwner', [hash])
+  const [boundPeer, boundSig] = await read<readonly [Hex, Hex]>('peerOf', [address])
   let bound = false
-  if (owner.toLowerCase() !== address.toLowerCase()) {
-    if (owner !== '0x0000000000000000000000000000000000000000') {
-      throw new ConfigError('PEER_ID_TAKEN', `peer id ${peerId.toString()} is bound to ${owner} on chain; use that account's evm.key or a new peer.key`)
-    }
+  const current = boundPeer.toLowerCase() === bytes.toLowerCase() && await verifyPeerBinding(peerId.toString(), boundSig, chainId, staking, address)
+  if (!current) {
     const nonce = await read<bigint>('nonces', [address])
     const block = await pc.getBlock({ blockTag: 'latest' })
     const deadline = block.timestamp + 3_600n
     if (account.signTypedData === undefined) throw new NodeError('CHAIN_NO_SIGNER', 'the worker account cannot sign typed data')
-    const signature = await account.signTypedData(peerBindingTypedData(client.contracts.chainId, staking, { account: address, peerId: bytes, nonce, deadline }))
-    try {
-      await client.send({ address: staking, abi: workerStakingAbi, functionName: 'bindPeer', args: [address, bytes, deadline, signature] },
-        { confirmations: client.confirmations, signal: options.signal })
-    } catch (err) {
-      if (revertName(err) === 'StakingPeerIdTaken') throw new ConfigError('PEER_ID_TAKEN', `peer id ${peerId.toString()} was just bound to another account; use a new peer.key`, { cause: err })
-      throw err
-    }
+    const signature = await account.signTypedData(peerBindingTypedData(chainId, staking, { account: address, peerId: bytes, nonce, deadline }))
+    const peerSig = await signPeerBinding(peerKey, chainId, staking, address)
+    await client.send({ address: staking, abi: workerStakingAbi, functionName: 'bindPeer', args: [address, bytes, deadline, signature, peerSig] },
+      { confirmations: client.confirmations, signal: options.signal })
     bound = true
     log?.info({ address, peerId: peerId.toString() }, 'peer id bound')
   }

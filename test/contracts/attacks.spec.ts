@@ -3,7 +3,7 @@ import { concat, encodeFunctionData, keccak256, numberToHex, parseSignature, ser
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
 import { executionCoordinatorAbi, fromLeaves, leafValues, settlementAbi, workerStakingAbi, buildSettlementBatch, peerBindingTypedData, type SettlementLeaf } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
-import { peerHostDomain, signReceipt, signTicket } from '../../protocol/eip712.ts'
+import { functionId, peerHostDomain, signReceipt, signTicket, type Receipt, type Ticket } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, endEpoch, executionCommitment, increaseTime, now, owed, revertTo, send, sendReverts, setup,
   signedJob, snapshot, type ActorName, type World, STAKE, assertHonestKeptStake
@@ -138,9 +138,9 @@ describe('contracts: attacks', function () {
       const sig = await world.actors.w1.account.signTypedData(peerBindingTypedData(world.chainId, world.addresses.WorkerStaking, { account: world.actors.w1.address, peerId, nonce, deadline }))
       const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(sig)))
       for (const variant of [highS(sig), compact]) {
-        await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant], 'StakingInvalidSignature')
+        await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant, `0x${'55'.repeat(64)}`], 'StakingInvalidSignature')
       }
-      await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig])
+      await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, `0x${'55'.repeat(64)}`])
     })
   })
 
@@ -192,6 +192,130 @@ describe('contracts: attacks', function () {
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow - 50n * ETHER)
       await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow)
+    })
+  })
+
+  describe('trust model (issue 9): receipt-based proofs need a staked gateway\'s ticket', () => {
+    /** What an honest worker that runs a Math.random function twice would sign: two receipts, one ticket. */
+    async function twoOutputs (issuer: ActorName, worker: ActorName = 'w1') {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker, gateway: issuer, epoch })
+      const b: Receipt = { ...j.receipt, outputHash: keccak256(toHex('a second random output')) }
+      const sigB = await signReceipt(world.actors[worker].account, world.domain, b)
+      return { j, b, sigB }
+    }
+
+    it('an unstaked key that signs a ticket and gets two receipts cannot slash the worker', async () => {
+      honest = ['w1']
+      // stranger holds no stake; w5 is staked, but as a worker, not as a gateway
+      for (const issuer of ['stranger', 'w5'] as const) {
+        const { j, b, sigB } = await twoOutputs(issuer)
+        await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB], 'SettlementGatewayNotStaked', [world.actors[issuer].address])
+        await sendReverts(world, issuer, 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB], 'SettlementGatewayNotStaked', [world.actors[issuer].address])
+        // naming a staked gateway in a ticket the attacker signs itself does not help either
+        const posing: Ticket = { ...j.ticket, gateway: world.actors.gateway.address }
+        const posed = await signTicket(world.actors[issuer].account, world.domain, posing)
+        const ra: Receipt = { ...j.receipt, gateway: posing.gateway }
+        const rb: Receipt = { ...b, gateway: posing.gateway }
+        const sa = await signReceipt(world.actors.w1.account, world.domain, ra)
+        const sb = await signReceipt(world.actors.w1.account, world.domain, rb)
+        await sendReverts(world, issuer, 'Settlement', 'proveReceiptEquivocation', [posing, posed, ra, sa, rb, sb], 'SettlementInvalidTicketSignature', [0n])
+      }
+    })
+
+    it('receipts that do not answer the given ticket (another job or deadline) prove nothing', async () => {
+      honest = ['w1']
+      const { j, b, sigB } = await twoOutputs('gateway')
+      for (const change of [{ jobHash: keccak256('0x01') }, { deadline: j.ticket.deadline - 1n }, { fee: j.ticket.fee + 1n }]) {
+        const other = { ...j.ticket, ...change }
+        const sig = await signTicket(world.actors.gateway.account, world.domain, other)
+        await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [other, sig, j.receipt, j.receiptSignature, b, sigB], 'SettlementNoFault')
+      }
+    })
+
+    it('a batch whose gateway is not staked as a gateway cannot be voided by an equivocation proof', async () => {
+      honest = ['w1']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', gateway: 'stranger', epoch })
+      await endEpoch(world)
+      await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, world.actors.stranger.address, ETHER])
+      const c = await commit(world, 'w1', epoch, [j.item], { gateway: 'stranger' })
+      const other = keccak256(toHex('a second output'))
+      const sig = await signReceipt(world.actors.w1.account, world.domain, { ...j.receipt, outputHash: other })
+      await sendReverts(world, 'stranger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementGatewayNotStaked', [world.actors.stranger.address])
+    })
+
+    it('disagreement on a function not declared deterministic never slashes (Math.random dissent)', async () => {
+      honest = ['w1']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const echo = functionId(world.actors.owner.address, 'demo', 'echo')
+      assert.equal(await world.read.registry.read.isDeterministic([echo]), false)
+      const inputHash = keccak256(toHex('same input'))
+      const mine = await signedJob(world, { worker: 'w1', epoch, functionId: echo, inputHash, outputHash: keccak256(toHex('random 1')) })
+      const peers = await Promise.all((['w2', 'w3'] as const).map(async w => await signedJob(world, { worker: w, epoch, functionId: echo, inputHash, outputHash: keccak256(toHex('random 2')) })))
+      peers.sort((x, y) => x.receipt.worker.toLowerCase() < y.receipt.worker.toLowerCase() ? -1 : 1)
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [mine.item])
+      const args = [c.batchId, c.batch.leaves[0], c.batch.proof(0), peers.map(p => p.receipt), peers.map(p => p.receiptSignature), peers.map(p => p.ticketSignature)]
+      await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', args, 'SettlementNotDeterministic', [echo])
+      // the same proof is a fault once the builder declares the function deterministic
+      await send(world, 'owner', 'FunctionRegistry', 'deploy', [world.actors.owner.address, 'demo', '0x0155', keccak256('0x09'), ['echo'], 1n])
+      honest = []
+      await send(world, 'challenger', 'Settlement', 'proveDisagreement', args)
+    })
+
+    it('receipts of workers whose tickets nobody staked issued do not count towards disagreement', async () => {
+      honest = ['w1']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const inputHash = keccak256(toHex('same input'))
+      const mine = await signedJob(world, { worker: 'w1', epoch, inputHash })
+      // w2 and w3 sign receipts with another output for tickets the attacker (stranger) "issued" in the gateway's name
+      const fakes = await Promise.all((['w2', 'w3'] as const).map(async w => await signedJob(world, { worker: w, epoch, inputHash, outputHash: keccak256(toHex('lie')) })))
+      fakes.sort((x, y) => x.receipt.worker.toLowerCase() < y.receipt.worker.toLowerCase() ? -1 : 1)
+      const forged = await Promise.all(fakes.map(async f => await signTicket(world.actors.stranger.account, world.domain, f.ticket)))
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, [mine.item])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, c.batch.leaves[0], c.batch.proof(0), fakes.map(p => p.receipt), fakes.map(p => p.receiptSignature), forged], 'SettlementInvalidTicketSignature', [0n])
+    })
+  })
+
+  describe('trust model (issue 9): a voided batch gives back the allowance it spent', () => {
+    it('one fake batch no longer blocks honest batches of the same (project, gateway, epoch)', async () => {
+      honest = ['w2']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const [perEpoch] = await world.read.settlement.read.allowanceOf([world.projectId, world.actors.gateway.address])
+      // the attacker (staked worker w1) claims the whole allowance with a ticket the gateway never signed
+      const fake = await signedJob(world, { worker: 'w1', gateway: 'stranger', epoch, fee: perEpoch })
+      const honestJobs = await Promise.all([1n, 2n].map(async f => await signedJob(world, { worker: 'w2', epoch, fee: f * ETHER })))
+      await endEpoch(world)
+      const leaf = buildSettlementBatch([fake.item])
+      const c = await commit(world, 'w1', epoch, leaf)
+      assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), perEpoch)
+      const batch = buildSettlementBatch(honestJobs.map(j => j.item))
+      const commitArgs = [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, CID]
+      await sendReverts(world, 'w2', 'Settlement', 'commitBatch', commitArgs, 'SettlementAllowanceExceeded', [batch.total, 0n], PARAMS.minBatchBond)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), 0n)
+      // the honest batch now commits and is paid in full
+      await commit(world, 'w2', epoch, honestJobs.map(j => j.item))
+      assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), 3n * ETHER)
+      await increaseTime(world, PARAMS.challengeWindow)
+      const id = await world.read.settlement.read.batchIdOf([world.actors.w2.address, world.projectId, epoch, world.actors.gateway.address])
+      await send(world, 'stranger', 'Settlement', 'finalizeBatch', [id])
+      assert.equal(await owed(world, 'w2'), 3n * ETHER + PARAMS.minBatchBond)
+    })
+
+    it('an excluded duplicate leaf gives back its fee to the allowance as well', async () => {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const a = await signedJob(world, { worker: 'w1', epoch, fee: ETHER, attempt: 1 })
+      const b = await signedJob(world, { worker: 'w2', epoch, fee: ETHER, jobId: a.ticket.jobId, attempt: 0 })
+      await endEpoch(world)
+      const ca = await commit(world, 'w1', epoch, [a.item])
+      const cb = await commit(world, 'w2', epoch, [b.item])
+      const spent = async (): Promise<bigint> => await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch])
+      assert.equal(await spent(), 2n * ETHER)
+      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [ca.batchId, ca.batch.leaves[0], ca.batch.proof(0), cb.batchId, cb.batch.leaves[0], cb.batch.proof(0)])
+      assert.equal(await spent(), ETHER)
     })
   })
 

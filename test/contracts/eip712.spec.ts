@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { hashDomain, keccak256, toHex, zeroAddress, type Hex } from 'viem'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import {
-  RECEIPT_TYPEHASH, TICKET_TYPEHASH, peerHostDomain, receiptDigest, signReceipt, signTicket, ticketDigest, functionId, projectId
+  RECEIPT_TYPE_STRING, RECEIPT_TYPEHASH, TICKET_TYPE_STRING, TICKET_TYPEHASH, peerHostDomain, receiptDigest, signReceipt, signTicket, ticketDigest, functionId, projectId
 } from '../../protocol/eip712.ts'
 import { setup, signedJob, type World } from './fixture.ts'
 
@@ -14,6 +16,14 @@ describe('contracts: EIP-712 agrees with protocol/eip712.ts', function () {
   it('has the same Ticket and Receipt type hashes as protocol', async () => {
     assert.equal(await world.read.settlement.read.TICKET_TYPEHASH(), TICKET_TYPEHASH)
     assert.equal(await world.read.settlement.read.RECEIPT_TYPEHASH(), RECEIPT_TYPEHASH)
+  })
+
+  it('spells the type strings in Settlement.sol exactly as protocol derives them (jobHash after functionId, Receipt = Ticket + outputHash)', () => {
+    const src = readFileSync(join(import.meta.dirname, '../../contracts/src/Settlement.sol'), 'utf8')
+    assert.ok(src.includes(`"${TICKET_TYPE_STRING}"`), `Settlement.sol lacks ${TICKET_TYPE_STRING}`)
+    assert.ok(src.includes(`"${RECEIPT_TYPE_STRING}"`), `Settlement.sol lacks ${RECEIPT_TYPE_STRING}`)
+    assert.match(TICKET_TYPE_STRING, /bytes32 functionId,bytes32 jobHash,bytes32 inputHash/)
+    assert.match(RECEIPT_TYPE_STRING, /bytes32 inputHash,bytes32 outputHash,.*uint64 epoch,uint64 deadline\)$/)
   })
 
   it('has the domain separator of peerHostDomain(chainId, Settlement)', async () => {
@@ -38,6 +48,10 @@ describe('contracts: EIP-712 agrees with protocol/eip712.ts', function () {
     assert.equal(await world.read.settlement.read.verifyTicket([job.ticket, job.ticketSignature, world.actors.w1.address]), false)
     assert.equal(await world.read.settlement.read.verifyTicket([{ ...job.ticket, fee: job.ticket.fee + 1n }, job.ticketSignature, world.actors.gateway.address]), false)
     assert.equal(await world.read.settlement.read.verifyReceipt([{ ...job.receipt, outputHash: keccak256('0x00') }, job.receiptSignature]), false)
+    // the jobHash and the receipt's deadline are signed too: changing the job or its deadline breaks both
+    assert.equal(await world.read.settlement.read.verifyTicket([{ ...job.ticket, jobHash: keccak256('0x01') }, job.ticketSignature, world.actors.gateway.address]), false)
+    assert.equal(await world.read.settlement.read.verifyReceipt([{ ...job.receipt, jobHash: keccak256('0x01') }, job.receiptSignature]), false)
+    assert.equal(await world.read.settlement.read.verifyReceipt([{ ...job.receipt, deadline: job.receipt.deadline + 1n }, job.receiptSignature]), false)
   })
 
   it('rejects a signature replayed from another chain id or another Settlement deployment', async () => {

@@ -63,6 +63,8 @@ export interface SetupOptions {
   params?: PeerHostParams
   /** stake workers w1..w5 and the gateways, fund the project and authorise the gateway */
   prepare?: boolean
+  /** reads a compiled contract by name (the invariant fuzz swaps in a deliberately broken Settlement) */
+  read?: (name: string) => Promise<{ abi: Abi, bytecode: Hex }>
 }
 
 /** Starts a fresh in-process chain with everything deployed (and, by default, staked and funded). */
@@ -83,7 +85,7 @@ export async function setup (options: SetupOptions = {}): Promise<World> {
     actors[name] = { name, account, address: account.address, wallet }
   }
   const params = options.params ?? PARAMS
-  const addresses = await deployPeerHost({ wallet: actors.deployer.wallet, publicClient, params: { ...params, treasury: actors.deployer.address } })
+  const addresses = await deployPeerHost({ wallet: actors.deployer.wallet, publicClient, params: { ...params, treasury: actors.deployer.address }, read: options.read as any })
   const world: World = {
     close: async () => { await conn.close() },
     request,
@@ -226,8 +228,10 @@ export interface JobSpec {
   jobId?: Hex
   attempt?: number
   functionId?: Hex
+  jobHash?: Hex
   inputHash?: Hex
   outputHash?: Hex
+  deadline?: bigint
 }
 
 export interface SignedJob {
@@ -246,24 +250,27 @@ export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob
     jobId: spec.jobId ?? newJobId(),
     attempt: spec.attempt ?? 0,
     functionId: spec.functionId ?? world.functionId,
+    jobHash: spec.jobHash ?? keccak256(toHex('job')),
     inputHash: spec.inputHash ?? keccak256(toHex('input')),
     worker: worker.address,
     gateway: gateway.address,
     fee: spec.fee ?? ETHER / 1000n,
     epoch: spec.epoch,
-    deadline: 4_000_000_000n
+    deadline: spec.deadline ?? 4_000_000_000n
   }
   const ticketSignature = await signTicket(gateway.account, world.domain, ticket)
   const receipt: Receipt = {
     jobId: ticket.jobId,
     attempt: ticket.attempt,
     functionId: ticket.functionId,
+    jobHash: ticket.jobHash,
     inputHash: ticket.inputHash,
     outputHash: spec.outputHash ?? keccak256(toHex('output')),
     worker: worker.address,
     gateway: gateway.address,
     fee: ticket.fee,
-    epoch: ticket.epoch
+    epoch: ticket.epoch,
+    deadline: ticket.deadline
   }
   const receiptSignature = await signReceipt(worker.account, world.domain, receipt)
   return {
@@ -272,7 +279,7 @@ export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob
     receipt,
     receiptSignature,
     item: {
-      ticket: { jobId: ticket.jobId, attempt: ticket.attempt, functionId: ticket.functionId, inputHash: ticket.inputHash, fee: ticket.fee, deadline: ticket.deadline },
+      ticket: { jobId: ticket.jobId, attempt: ticket.attempt, functionId: ticket.functionId, jobHash: ticket.jobHash, inputHash: ticket.inputHash, fee: ticket.fee, deadline: ticket.deadline },
       ticketSignature,
       outputHash: receipt.outputHash
     }

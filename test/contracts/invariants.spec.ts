@@ -1,376 +1,427 @@
 /**
- * Invariant / fuzz suite: random sequences of stake, unbond, deposit, request, commit, reveal,
- * settle, batch (honest or faulty), challenge, finalize and withdraw on one chain. After every step:
+ * Invariant fuzz of the settlement trust model (issue 9). Random sequences on one real chain where
+ * honest parties do real work and attackers send anything:
  *
- * 1. money in = paid + refunded + slashed + held, where "in" is every value sent to the contracts
- *    from outside, paid/refunded/slashed are what the contracts paid out (classified by what was
- *    credited), and held is the contracts' balances;
- * 2. each contract is solvent to the wei: balance = Σ its liabilities (stakes, escrows, held batches,
- *    open requests, owed pull payments);
- * 3. slashed funds are fully distributed: Σ challenger/keeper/treasury credits = Σ slashed stake + forfeited bonds;
- *    open data-availability requests hold their bonds;
- * 4. honest workers (w1, w2: honest batches only) are never slashed.
+ * - the honest gateway (`gateway`, staked as a gateway) issues real tickets for jobs of a
+ *   deterministic function (`hello`) and a non-deterministic one (`echo`) to the honest workers w1
+ *   and w2, and sometimes to one attacker worker as well (a redundant copy of the job);
+ * - honest workers sign one receipt per (gateway, jobId, attempt) and keep that record until the
+ *   proof window of the ticket's epoch has closed, then prune it. They do NOT check the gateway's
+ *   stake here, so the contracts are the only defence against tickets from other keys. Deterministic
+ *   jobs give every honest worker the same output; non-deterministic ones a random output per run.
+ *   After each epoch they commit honest batches built from their real tickets (and commit again if
+ *   a fake batch had taken the gateway's allowance and was voided);
+ * - attackers (staked workers w4 and w5; unstaked keys `stranger` and `challenger`) forge tickets,
+ *   issue tickets from unstaked keys, replay tickets after the honest record was pruned, replay and
+ *   re-sign receipts, prove equivocation and disagreement against honest batches (with every receipt
+ *   in the public pool, their own receipts for real tickets with any output, and forged tickets),
+ *   commit fake batches that take the whole allowance, and stake/unbond.
  *
- * At the end every deadline is passed, everything is settled and withdrawn, and the contracts
- * hold nothing: no funds are stuck.
+ * After every step:
+ * 1. money in = paid + refunded + slashed + held (in: every value sent to Settlement and
+ *    WorkerStaking plus what setup put there; paid/refunded/slashed: what the contracts credited or
+ *    sent, classified by the call that credited it; held: balances minus what is owed);
+ * 2. each contract is solvent to the wei (WorkerStaking: Σ stakes; Settlement: escrows + held
+ *    batches + owed);
+ * 3. no honest worker is slashed (w1, w2 keep their whole stake; no Slashed event names them).
  *
- * Runs: PEERHOST_FUZZ_RUNS (default 150), seed: PEERHOST_FUZZ_SEED (printed).
+ * The same fuzz against `SettlementUnchecked` (contracts/src/test: no staked-gateway and no
+ * determinism check) must report a slashed honest worker, which shows invariant 3 can fail.
+ *
+ * Runs/depth: PEERHOST_FUZZ_RUNS (default 30), PEERHOST_FUZZ_DEPTH (default 25); seed:
+ * PEERHOST_FUZZ_SEED (printed). `npm run fuzz` runs the deep campaign (10,000 × 100).
+ * The ExecutionCoordinator has its own invariants (the chain-path engineer's file).
  */
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { BaseError, ContractFunctionRevertedError, keccak256, parseEventLogs, toHex, type Hex, type TransactionReceipt } from 'viem'
-import { signReceipt } from '../../protocol/eip712.ts'
-import { buildSettlementBatch, executionCoordinatorAbi, fromLeaves, settlementAbi, workerStakingAbi } from '../../contracts/abi/index.ts'
-import {
-  ETHER, PARAMS, endEpoch, executionCommitment, increaseTime, newJobId, now, revertTo, send, setup, signedJob, snapshot,
-  type ActorName, type World, STAKE
-} from './fixture.ts'
+import { functionId as fnId, signReceipt, signTicket, type Receipt, type Ticket } from '../../protocol/eip712.ts'
+import { buildSettlementBatch, fromLeaves, settlementAbi, workerStakingAbi, type SettlementBatch, type SettlementItem } from '../../contracts/abi/index.ts'
+import { readArtifact } from '../../contracts/deploy.ts'
+import { ETHER, PARAMS, endEpoch, increaseTime, newJobId, now, revertTo, send, setup, snapshot, type ActorName, type World, STAKE } from './fixture.ts'
 
-const RUNS = Number(process.env.PEERHOST_FUZZ_RUNS ?? 150)
+const RUNS = Number(process.env.PEERHOST_FUZZ_RUNS ?? 30)
+const DEPTH = Number(process.env.PEERHOST_FUZZ_DEPTH ?? 25)
 const SEED = Number(process.env.PEERHOST_FUZZ_SEED ?? Date.now() % 2 ** 31)
-const WORKERS = ['w1', 'w2', 'w3', 'w4', 'w5'] as const
 const HONEST = ['w1', 'w2'] as const
-const FAULTY = ['w3', 'w4', 'w5'] as const
+const ATTACKERS = ['w4', 'w5'] as const
+const KEYS = ['stranger', 'challenger', 'w4'] as const
 const PAYEES = ['deployer', 'owner', 'gateway', 'gateway2', 'w1', 'w2', 'w3', 'w4', 'w5', 'challenger', 'stranger'] as const
+const PROOFS = new Set(['proveInvalidLeaf', 'proveBrokenSum', 'disputeDuplicateJob', 'proveEquivocation', 'proveDisagreement', 'proveReceiptEquivocation', 'proveUnanswered'])
 
-type Kind = 'honest' | 'forged' | 'inflated' | 'double' | 'brokenSum'
 type Action =
-  | { t: 'stake', w: number, amount: bigint }
-  | { t: 'unbond', w: number, frac: number }
-  | { t: 'withdrawStake', w: number }
-  | { t: 'deposit', amount: bigint }
-  | { t: 'escrowWithdraw', amount: bigint }
-  | { t: 'request', redundancy: number, fee: bigint, fromEscrow: boolean, window: number }
-  | { t: 'commitExec', w: number, r: number, wrong: boolean }
-  | { t: 'revealExec', w: number, r: number }
-  | { t: 'settle', r: number }
-  | { t: 'batch', w: number, kind: Kind, n: number, retryOf: boolean }
-  | { t: 'challenge', b: number }
+  | { t: 'job', det: boolean, attacker: number, lie: boolean }
+  | { t: 'epochEnd', fake: boolean }
+  | { t: 'challengeFake', b: number }
+  | { t: 'foreignTicket', w: number, issuer: number, twice: boolean }
+  | { t: 'replayAfterPrune', k: number }
+  | { t: 'disagree', b: number, k: number }
+  | { t: 'batchEquivocate', b: number, k: number }
+  | { t: 'receiptEquivocate', k: number, j: number }
   | { t: 'finalize', b: number }
-  | { t: 'withdraw', who: number, contract: 'Settlement' | 'ExecutionCoordinator' }
   | { t: 'time', seconds: number }
-  | { t: 'round', wrong: number[] }
-  | { t: 'equivocate', w: number }
-  | { t: 'requestLeaf', b: number, i: number, answer: boolean }
-  | { t: 'unanswered', q: number }
+  | { t: 'withdraw', who: number }
+  | { t: 'attackerStake', w: number, unbond: boolean }
 
 const action: fc.Arbitrary<Action> = fc.oneof(
-  fc.record({ t: fc.constant('stake' as const), w: fc.nat(2), amount: fc.bigInt(1n, 5n).map(x => x * ETHER) }),
-  fc.record({ t: fc.constant('unbond' as const), w: fc.nat(2), frac: fc.integer({ min: 1, max: 4 }) }),
-  fc.record({ t: fc.constant('withdrawStake' as const), w: fc.nat(2) }),
-  fc.record({ t: fc.constant('deposit' as const), amount: fc.bigInt(1n, 10n ** 19n) }),
-  fc.record({ t: fc.constant('escrowWithdraw' as const), amount: fc.bigInt(1n, 10n ** 20n) }),
-  { arbitrary: fc.record({ t: fc.constant('request' as const), redundancy: fc.integer({ min: 1, max: 4 }), fee: fc.bigInt(1n, 10n ** 18n), fromEscrow: fc.boolean(), window: fc.integer({ min: 20, max: 400 }) }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constant('commitExec' as const), w: fc.nat(2), r: fc.nat(20), wrong: fc.boolean() }), weight: 3 },
-  { arbitrary: fc.record({ t: fc.constant('revealExec' as const), w: fc.nat(2), r: fc.nat(20) }), weight: 3 },
-  fc.record({ t: fc.constant('settle' as const), r: fc.nat(20) }),
-  { arbitrary: fc.record({ t: fc.constant('batch' as const), w: fc.nat(4), kind: fc.constantFrom<Kind>('honest', 'honest', 'forged', 'inflated', 'double', 'brokenSum'), n: fc.integer({ min: 1, max: 6 }), retryOf: fc.boolean() }), weight: 3 },
-  { arbitrary: fc.record({ t: fc.constant('challenge' as const), b: fc.nat(20) }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constant('finalize' as const), b: fc.nat(20) }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constant('withdraw' as const), who: fc.nat(PAYEES.length - 1), contract: fc.constantFrom('Settlement' as const, 'ExecutionCoordinator' as const) }), weight: 2 },
-  fc.record({ t: fc.constant('time' as const), seconds: fc.integer({ min: 1, max: 900 }) }),
-  // the latest request: every staked faulty worker commits (some wrongly), then all reveal
-  { arbitrary: fc.record({ t: fc.constant('round' as const), wrong: fc.array(fc.nat(2), { maxLength: 2 }) }), weight: 2 },
-  // a faulty worker signs two outputs for one ticket and someone proves it
-  fc.record({ t: fc.constant('equivocate' as const), w: fc.nat(2) }),
-  // data availability: ask for a leaf; honest workers always answer, faulty ones maybe
-  { arbitrary: fc.record({ t: fc.constant('requestLeaf' as const), b: fc.nat(20), i: fc.nat(2000), answer: fc.boolean() }), weight: 2 },
-  fc.record({ t: fc.constant('unanswered' as const), q: fc.nat(20) })
+  { arbitrary: fc.record({ t: fc.constant('job' as const), det: fc.boolean(), attacker: fc.nat(2), lie: fc.boolean() }), weight: 5 },
+  { arbitrary: fc.record({ t: fc.constant('epochEnd' as const), fake: fc.boolean() }), weight: 3 },
+  { arbitrary: fc.record({ t: fc.constant('challengeFake' as const), b: fc.nat(20) }), weight: 2 },
+  fc.record({ t: fc.constant('foreignTicket' as const), w: fc.nat(1), issuer: fc.nat(KEYS.length - 1), twice: fc.boolean() }),
+  fc.record({ t: fc.constant('replayAfterPrune' as const), k: fc.nat(50) }),
+  { arbitrary: fc.record({ t: fc.constant('disagree' as const), b: fc.nat(20), k: fc.nat(50) }), weight: 4 },
+  { arbitrary: fc.record({ t: fc.constant('batchEquivocate' as const), b: fc.nat(20), k: fc.nat(50) }), weight: 2 },
+  { arbitrary: fc.record({ t: fc.constant('receiptEquivocate' as const), k: fc.nat(50), j: fc.nat(50) }), weight: 2 },
+  fc.record({ t: fc.constant('finalize' as const), b: fc.nat(20) }),
+  fc.record({ t: fc.constant('time' as const), seconds: fc.integer({ min: 1, max: 1_200 }) }),
+  fc.record({ t: fc.constant('withdraw' as const), who: fc.nat(PAYEES.length - 1) }),
+  fc.record({ t: fc.constant('attackerStake' as const), w: fc.nat(1), unbond: fc.boolean() })
 )
 
-interface BatchModel { id: Hex, kind: Kind, worker: ActorName, batch: ReturnType<typeof buildSettlementBatch> }
-interface RequestModel { id: bigint, committed: Map<ActorName, Hex> }
+/** A signed receipt with the ticket it answers, as published on the mesh (attackers see them all). */
+interface Pair { ticket: Ticket, ticketSignature: Hex, receipt: Receipt, receiptSignature: Hex, det: boolean }
+interface BatchModel { id: Hex, worker: ActorName, epoch: bigint, batch: SettlementBatch, fake: boolean, pairs: Pair[] }
 
-describe('contracts: invariants (fuzz)', function () {
-  this.timeout(600_000)
-  let world: World
-  let base: string
+export interface CampaignResult { honestSlashed: string[], steps: number, events: Record<string, number> }
 
-  before(async () => {
-    world = await setup()
-    base = await snapshot(world)
-  })
-  after(async () => { await world.close() })
+/** One fuzz property over `world`; throws on a broken conservation/solvency invariant, reports honest slashes. */
+function campaign (world: World, base: { id: string }, result: CampaignResult) {
+  const echo = fnId(world.actors.owner.address, 'demo', 'echo')
+  return fc.asyncProperty(fc.array(action, { minLength: 3, maxLength: DEPTH }), async (actions) => {
+    await revertTo(world, base.id)
+    base.id = await snapshot(world)
+    let initial = 0n
+    for (const c of ['Settlement', 'WorkerStaking'] as const) initial += await world.publicClient.getBalance({ address: world.addresses[c] })
+    const ledger = { in: initial, paid: 0n, refunded: 0n, slashed: 0n, stakeOut: 0n }
+    const slashedHonest: string[] = []
+    const pool: Pair[] = []
+    const batches: BatchModel[] = []
+    const pending = new Map<string, Pair[]>() // `${worker}/${epoch}` → the worker's real (ticket, receipt) pairs
+    const uncommitted: Array<{ worker: ActorName, epoch: bigint }> = []
+    const record = new Map<string, { pair: Pair, until: bigint }>() // honest one-receipt-per-ticket record
 
-  it(`money in = paid + refunded + slashed + held, contracts solvent, honest never slashed (${RUNS} runs × ≤ 30 steps)`, async () => {
-    console.log(`      fuzz seed ${SEED} (PEERHOST_FUZZ_SEED to replay), runs ${RUNS}`)
-    let steps = 0
-    const stats: Record<string, number> = {}
-    await fc.assert(fc.asyncProperty(fc.array(action, { minLength: 5, maxLength: 30 }), async (actions) => {
-      await revertTo(world, base)
-      base = await snapshot(world)
-      // what the setup already put in (stakes, the project escrow)
-      let initial = 0n
-      for (const c of ['Settlement', 'ExecutionCoordinator', 'WorkerStaking'] as const) initial += await world.publicClient.getBalance({ address: world.addresses[c] })
-      const ledger = { in: initial, paid: 0n, refunded: 0n, slashedOut: 0n, slashed: 0n, slashCredits: 0n }
-      const batches: BatchModel[] = []
-      const leafRequests: Array<{ batch: BatchModel, index: bigint }> = []
-      const requests: RequestModel[] = []
-      const salt = (w: ActorName, r: bigint): Hex => keccak256(toHex(`${w}-${r}`))
-      const output = (wrong: boolean): Hex => keccak256(toHex(wrong ? 'wrong' : 'right'))
-      const slashRecipients = new Set<string>([world.actors.deployer.address, world.actors.challenger.address, world.actors.stranger.address].map(a => a.toLowerCase()))
-      const credits = new Map<string, { paid: bigint, refunded: bigint, slashed: bigint }>()
-      const creditOf = (a: string) => { const k = a.toLowerCase(); if (!credits.has(k)) credits.set(k, { paid: 0n, refunded: 0n, slashed: 0n }); return credits.get(k)! }
-
-      // Every payment the contracts credit is classified when credited, and moved to the ledger
-      // when withdrawn (pull payments), so paid + refunded + slashed counts money that left.
-      const SLASHING = new Set(['proveInvalidLeaf', 'proveBrokenSum', 'disputeDuplicateJob', 'proveEquivocation', 'proveDisagreement', 'proveReceiptEquivocation', 'proveUnanswered', 'settle'])
-      const observe = (r: TransactionReceipt, value: bigint, from: ActorName, fn: string): void => {
-        ledger.in += value
-        let skipFirstCredit = fn === 'proveUnanswered' // the request bond going back
-        for (const ev of parseEventLogs({ abi: [...settlementAbi, ...executionCoordinatorAbi, ...workerStakingAbi], logs: r.logs })) {
-          const args = ev.args as Record<string, any>
-          stats[ev.eventName] = (stats[ev.eventName] ?? 0) + 1
-          switch (ev.eventName) {
-            case 'BatchFinalized': creditOf(args.worker).paid += args.paid; break
-            case 'PaymentCredited':
-              if (skipFirstCredit) { skipFirstCredit = false; break }
-              if (SLASHING.has(fn) && (fn !== 'settle' || slashRecipients.has(String(args.account).toLowerCase()))) ledger.slashCredits += args.amount
-              else if (ev.address.toLowerCase() === world.addresses.ExecutionCoordinator.toLowerCase() && WORKERS.some(w => world.actors[w].address === args.account)) creditOf(args.account).paid += args.amount
-              break
-            case 'Slashed':
-              ledger.slashed += args.amount
-              assert.ok(!HONEST.some(h => world.actors[h].address === args.account), `honest ${String(args.account)} was slashed`)
-              break
-            case 'BatchVoided': break
-            case 'Withdrawn': ledger.refunded += args.amount; break // stake returned
-            default: break
-          }
-        }
-        void from
-      }
-      const sendObs = async (from: ActorName, contract: Parameters<typeof send>[2], fn: string, args: readonly unknown[], value = 0n): Promise<TransactionReceipt | undefined> => {
-        try {
-          const r = await send(world, from, contract, fn, args, value)
-          observe(r, value, from, fn)
-          steps++
-          return r
-        } catch (err) {
-          if (err instanceof BaseError && err.walk(e => e instanceof ContractFunctionRevertedError) != null) return undefined
-          throw err
+    const observe = (r: TransactionReceipt, value: bigint, fn: string): void => {
+      ledger.in += value
+      for (const ev of parseEventLogs({ abi: [...settlementAbi, ...workerStakingAbi], logs: r.logs })) {
+        const args = ev.args as Record<string, any>
+        result.events[ev.eventName] = (result.events[ev.eventName] ?? 0) + 1
+        if (ev.eventName === 'PaymentCredited') {
+          if (PROOFS.has(fn)) ledger.slashed += args.amount
+          else if (fn === 'finalizeBatch') { /* split by BatchFinalized below */ } else ledger.refunded += args.amount
+        } else if (ev.eventName === 'BatchFinalized') {
+          const b = batches.find(x => x.id === args.batchId)
+          ledger.paid += args.paid
+          ledger.refunded += (b === undefined ? 0n : PARAMS.minBatchBond)
+        } else if (ev.eventName === 'Withdrawn') ledger.stakeOut += args.amount
+        else if (ev.eventName === 'Slashed' && HONEST.some(h => world.actors[h].address === args.account)) {
+          slashedHonest.push(`${String(args.account)} by ${fn}`)
+          result.honestSlashed.push(`${String(args.account)} by ${fn}`)
         }
       }
+    }
+    const sendObs = async (from: ActorName, contract: Parameters<typeof send>[2], fn: string, args: readonly unknown[], value = 0n): Promise<TransactionReceipt | undefined> => {
+      try {
+        const r = await send(world, from, contract, fn, args, value)
+        observe(r, value, fn)
+        result.steps++
+        return r
+      } catch (err) {
+        if (err instanceof BaseError && err.walk(e => e instanceof ContractFunctionRevertedError) != null) return undefined
+        throw err
+      }
+    }
+    const proofWindowEnd = async (epoch: bigint): Promise<bigint> => {
+      const genesis = await world.read.settlement.read.genesis()
+      return genesis + (epoch + 1n) * PARAMS.epochLength + PARAMS.commitWindow + PARAMS.challengeWindow
+    }
 
-      for (const a of actions) {
-        switch (a.t) {
-          case 'stake': await sendObs(FAULTY[a.w], 'WorkerStaking', 'stake', [1], a.amount); break
-          case 'unbond': {
-            const s = await world.read.staking.read.stakeOf([world.actors[FAULTY[a.w]].address])
-            await sendObs(FAULTY[a.w], 'WorkerStaking', 'requestWithdrawal', [a.frac === 4 ? s.amount : s.amount / BigInt(a.frac + 1)])
-            break
+    /** An honest worker answering a ticket that names it: one receipt per (gateway, jobId, attempt). */
+    async function honestAnswer (w: ActorName, ticket: Ticket, ticketSignature: Hex, det: boolean): Promise<Pair> {
+      const key = `${w}/${ticket.gateway}/${ticket.jobId}/${ticket.attempt}`.toLowerCase()
+      const t = await now(world)
+      for (const [k, v] of record) if (v.until <= t) record.delete(k) // pruned once its proof window closed
+      const kept = record.get(key)
+      if (kept !== undefined) return kept.pair
+      const outputHash = det ? keccak256(ticket.jobHash) : keccak256(toHex(`random-${Math.random()}`))
+      const receipt: Receipt = { ...ticket, outputHash }
+      const pair = { ticket, ticketSignature, receipt, receiptSignature: await signReceipt(world.actors[w].account, world.domain, receipt), det }
+      record.set(key, { pair, until: await proofWindowEnd(ticket.epoch) })
+      pool.push(pair)
+      return pair
+    }
+    async function issue (issuer: ActorName, worker: ActorName, base: Omit<Ticket, 'worker' | 'gateway'>): Promise<{ ticket: Ticket, sig: Hex }> {
+      const ticket: Ticket = { ...base, worker: world.actors[worker].address, gateway: world.actors[issuer].address }
+      return { ticket, sig: await signTicket(world.actors[issuer].account, world.domain, ticket) }
+    }
+    const item = (p: Pair): SettlementItem => ({
+      ticket: { jobId: p.ticket.jobId, attempt: p.ticket.attempt, functionId: p.ticket.functionId, jobHash: p.ticket.jobHash, inputHash: p.ticket.inputHash, fee: p.ticket.fee, deadline: p.ticket.deadline },
+      ticketSignature: p.ticketSignature,
+      outputHash: p.receipt.outputHash
+    })
+    async function commitHonest (worker: ActorName, epoch: bigint): Promise<boolean> {
+      const pairs = pending.get(`${worker}/${epoch}`) ?? []
+      if (pairs.length === 0) return true
+      const batch = buildSettlementBatch(pairs.map(item))
+      const r = await sendObs(worker, 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, '0x0155'], PARAMS.minBatchBond)
+      if (r === undefined) return false
+      pending.delete(`${worker}/${epoch}`)
+      batches.push({ id: await world.read.settlement.read.batchIdOf([world.actors[worker].address, world.projectId, epoch, world.actors.gateway.address]), worker, epoch, batch, fake: false, pairs })
+      return true
+    }
+    const honestBatches = (): BatchModel[] => batches.filter(b => !b.fake)
+
+    for (const a of actions) {
+      switch (a.t) {
+        case 'job': {
+          const epoch = await world.read.settlement.read.currentEpoch()
+          const base = { jobId: newJobId(), attempt: 0, functionId: a.det ? world.functionId : echo, jobHash: keccak256(toHex(`job-${Math.random()}`)), inputHash: keccak256(toHex(`in-${Math.random()}`)), fee: 10n ** 15n, epoch, deadline: (await now(world)) + 30n }
+          const honest: Pair[] = []
+          for (const w of HONEST) {
+            const { ticket, sig } = await issue('gateway', w, base)
+            const p = await honestAnswer(w, ticket, sig, a.det)
+            honest.push(p)
+            pending.set(`${w}/${epoch}`, [...(pending.get(`${w}/${epoch}`) ?? []), p])
           }
-          case 'withdrawStake': await sendObs(FAULTY[a.w], 'WorkerStaking', 'withdraw', []); break
-          case 'deposit': await sendObs('stranger', 'Settlement', 'deposit', [world.projectId], a.amount); break
-          case 'escrowWithdraw': {
-            const [req] = await world.read.settlement.read.escrowWithdrawalOf([world.projectId])
-            await sendObs('owner', 'Settlement', req === 0n ? 'requestEscrowWithdrawal' : 'withdrawEscrow', req === 0n ? [world.projectId, a.amount] : [world.projectId])
-            break
+          // at most one attacker gets a copy of the job (fewer than disagreementQuorum colluders per job)
+          if (a.attacker > 0) {
+            const w = ATTACKERS[a.attacker - 1]
+            const { ticket, sig } = await issue('gateway', w, base)
+            const receipt: Receipt = { ...ticket, outputHash: a.lie ? keccak256(toHex('lie')) : honest[1].receipt.outputHash }
+            pool.push({ ticket, ticketSignature: sig, receipt, receiptSignature: await signReceipt(world.actors[w].account, world.domain, receipt), det: a.det })
           }
-          case 'request': {
-            const deadline = (await now(world)) + BigInt(a.window)
-            const r = await sendObs('gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: '0x0155', redundancy: a.redundancy, fee: a.fee, deadline, fromEscrow: a.fromEscrow }], a.fromEscrow ? 0n : a.fee)
-            if (r !== undefined) requests.push({ id: await world.read.coordinator.read.requestCount(), committed: new Map() })
-            break
-          }
-          case 'commitExec': {
-            const q = requests[a.r % Math.max(requests.length, 1)]
-            if (q === undefined) break
-            const w = FAULTY[a.w]
-            const out = output(a.wrong)
-            const r = await sendObs(w, 'ExecutionCoordinator', 'commit', [q.id, executionCommitment(q.id, world.actors[w].address, out, salt(w, q.id))])
-            if (r !== undefined) q.committed.set(w, out)
-            break
-          }
-          case 'revealExec': {
-            const q = requests[a.r % Math.max(requests.length, 1)]
-            const w = FAULTY[a.w]
-            const out = q?.committed.get(w)
-            if (q === undefined || out === undefined) break
-            await sendObs(w, 'ExecutionCoordinator', 'reveal', [q.id, out, salt(w, q.id), '0x0155'])
-            break
-          }
-          case 'settle': {
-            const q = requests[a.r % Math.max(requests.length, 1)]
-            if (q !== undefined) await sendObs('stranger', 'ExecutionCoordinator', 'settle', [q.id])
-            break
-          }
-          case 'batch': {
-            const worker: ActorName = WORKERS[a.w]
-            const kind: Kind = (HONEST as readonly string[]).includes(worker) ? 'honest' : a.kind
-            const epoch = await world.read.settlement.read.currentEpoch()
-            const jobs = []
-            for (let i = 0; i < a.n; i++) {
-              // a retry of a job another batch already claims (attempt + 1): excluded, never slashed
-              const prev = a.retryOf && i === 0 ? batches.find(b => b.kind === 'honest') : undefined
-              const jobId = prev?.batch.leaves[0].jobId ?? newJobId()
-              const attempt = prev !== undefined ? prev.batch.leaves[0].attempt + 1 : 0
-              const gateway: ActorName = kind === 'forged' && i === a.n - 1 ? 'stranger' : 'gateway'
-              jobs.push(await signedJob(world, { worker, epoch, jobId, attempt, gateway, fee: BigInt(1 + i) * 10n ** 15n }))
-            }
-            await endEpoch(world)
-            let batch = buildSettlementBatch(jobs.map(j => j.item))
-            if (kind === 'inflated') batch = fromLeaves(batch.leaves, batch.total + ETHER)
-            if (kind === 'double') batch = buildSettlementBatch([...jobs.map(j => j.item), jobs[0].item])
-            if (kind === 'brokenSum') batch = fromLeaves(batch.leaves.map((l, i) => i === 0 ? { ...l, cumulativeFee: l.cumulativeFee + 7n } : { ...l, cumulativeFee: l.cumulativeFee + 7n }))
-            const r = await sendObs(worker, 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, '0x0155'], PARAMS.minBatchBond)
-            if (r !== undefined) batches.push({ id: await world.read.settlement.read.batchIdOf([world.actors[worker].address, world.projectId, epoch, world.actors.gateway.address]), kind, worker, batch })
-            break
-          }
-          case 'challenge': {
-            // challengers watch faulty batches more than honest ones
-            const pool = a.b % 3 === 0 ? batches : batches.filter(x => x.kind !== 'honest')
-            const b = pool[a.b % Math.max(pool.length, 1)]
-            if (b === undefined) break
-            const L = b.batch.leaves
-            const P = (i: number): Hex[] => b.batch.proof(i)
-            const last = L.length - 1
-            if (b.kind === 'double') await sendObs('challenger', 'Settlement', 'disputeDuplicateJob', [b.id, L[0], P(0), b.id, L[last], P(last)])
-            else if (b.kind === 'brokenSum') await sendObs('challenger', 'Settlement', 'proveInvalidLeaf', [b.id, L[0], P(0)])
-            else if (b.kind === 'honest') {
-              // an honest batch: every proof must fail; a retried job's older claim may be excluded
-              for (let i = 0; i < L.length; i++) assert.equal(await sendObs('challenger', 'Settlement', 'proveInvalidLeaf', [b.id, L[i], P(i)]), undefined)
-              const dup = batches.find(o => o !== b && o.kind === 'honest' && o.batch.leaves[0].jobId === L[0].jobId)
-              if (dup !== undefined) {
-                // only the lower-ranked claim can be excluded; the other order reverts
-                await sendObs('owner', 'Settlement', 'disputeDuplicateJob', [b.id, L[0], P(0), dup.id, dup.batch.leaves[0], dup.batch.proof(0)])
-                await sendObs('owner', 'Settlement', 'disputeDuplicateJob', [dup.id, dup.batch.leaves[0], dup.batch.proof(0), b.id, L[0], P(0)])
-              }
-            } else await sendObs('challenger', 'Settlement', 'proveInvalidLeaf', [b.id, L[last], P(last)])
-            break
-          }
-          case 'finalize': {
-            const b = batches[a.b % Math.max(batches.length, 1)]
-            if (b !== undefined) await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.id])
-            break
-          }
-          case 'withdraw': await withdrawAll(PAYEES[a.who], a.contract); break
-          case 'time': await increaseTime(world, a.seconds); break
-          case 'requestLeaf': {
-            const b = batches[a.b % Math.max(batches.length, 1)]
-            if (b === undefined) break
-            const index = BigInt(a.i % b.batch.count)
-            const r = await sendObs('gateway2', 'Settlement', 'requestLeaf', [b.id, index], PARAMS.minBatchBond)
-            if (r === undefined) break
-            leafRequests.push({ batch: b, index })
-            const pos = b.batch.leaves.findIndex(l => l.index === index)
-            if (pos >= 0 && (b.kind === 'honest' || a.answer)) {
-              assert.ok(await sendObs(b.worker, 'Settlement', 'answerLeaf', [b.id, b.batch.leaves[pos], b.batch.proof(pos)]), 'an honest answer failed')
-            }
-            break
-          }
-          case 'unanswered': {
-            const q = leafRequests[a.q % Math.max(leafRequests.length, 1)]
-            if (q !== undefined) await sendObs('stranger', 'Settlement', 'proveUnanswered', [q.batch.id, q.index])
-            break
-          }
-          case 'equivocate': {
-            const j = await signedJob(world, { worker: FAULTY[a.w], epoch: await world.read.settlement.read.currentEpoch() })
-            const b = { ...j.receipt, outputHash: output(true) }
-            const sigB = await signReceipt(world.actors[FAULTY[a.w]].account, world.domain, b)
-            await sendObs('challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB])
-            break
-          }
-          case 'round': {
-            const q = requests[requests.length - 1]
-            if (q === undefined) break
-            for (const [i, w] of FAULTY.entries()) {
-              const out = output(a.wrong.includes(i))
-              const r = await sendObs(w, 'ExecutionCoordinator', 'commit', [q.id, executionCommitment(q.id, world.actors[w].address, out, salt(w, q.id))])
-              if (r !== undefined) q.committed.set(w, out)
-            }
-            for (const [w, out] of q.committed) await sendObs(w, 'ExecutionCoordinator', 'reveal', [q.id, out, salt(w, q.id), '0x0155'])
-            break
-          }
+          break
         }
-        await checkInvariants()
+        case 'epochEnd': {
+          const epoch = await endEpoch(world)
+          if (a.fake) {
+            // the attacker takes the gateway's whole allowance for the epoch with a ticket the gateway never signed
+            const [perEpoch] = await world.read.settlement.read.allowanceOf([world.projectId, world.actors.gateway.address])
+            const { ticket } = await issue('gateway', 'w4', { jobId: newJobId(), attempt: 0, functionId: world.functionId, jobHash: keccak256('0x01'), inputHash: keccak256('0x02'), fee: perEpoch, epoch, deadline: 1n })
+            const forged = await signTicket(world.actors.stranger.account, world.domain, ticket)
+            const batch = buildSettlementBatch([{ ticket: { ...ticket }, ticketSignature: forged, outputHash: keccak256('0x03') }])
+            const r = await sendObs('w4', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, '0x0155'], PARAMS.minBatchBond)
+            if (r !== undefined) batches.push({ id: await world.read.settlement.read.batchIdOf([world.actors.w4.address, world.projectId, epoch, world.actors.gateway.address]), worker: 'w4', epoch, batch, fake: true, pairs: [] })
+          }
+          for (const w of HONEST) if (!await commitHonest(w, epoch)) uncommitted.push({ worker: w, epoch })
+          break
+        }
+        case 'challengeFake': {
+          const fakes = batches.filter(b => b.fake)
+          const b = fakes[a.b % Math.max(fakes.length, 1)]
+          if (b !== undefined) await sendObs('challenger', 'Settlement', 'proveInvalidLeaf', [b.id, b.batch.leaves[0], b.batch.proof(0)])
+          // honest workers blocked by a fake batch commit again; within the commit window it must work once the fake is voided
+          for (const u of [...uncommitted]) {
+            const genesis = await world.read.settlement.read.genesis()
+            const open = (await now(world)) + 1n < genesis + (u.epoch + 1n) * PARAMS.epochLength + PARAMS.commitWindow
+            const fakeLive = batches.some(f => f.fake && f.epoch === u.epoch) && (await Promise.all(batches.filter(f => f.fake && f.epoch === u.epoch).map(async f => (await world.read.settlement.read.getBatch([f.id])).status))).some(s => s === 1)
+            const ok = await commitHonest(u.worker, u.epoch)
+            if (open && !fakeLive) assert.ok(ok, `an honest batch (${u.worker}, epoch ${u.epoch}) could not commit after the fake batch was voided`)
+            if (ok || !open) uncommitted.splice(uncommitted.indexOf(u), 1)
+          }
+          break
+        }
+        case 'foreignTicket': {
+          // a key that is not a staked gateway gets an honest worker's receipt(s) for a non-deterministic job
+          const w = HONEST[a.w]
+          const issuer = KEYS[a.issuer]
+          const epoch = await world.read.settlement.read.currentEpoch()
+          const base = { jobId: newJobId(), attempt: 0, functionId: echo, jobHash: keccak256(toHex(`j-${Math.random()}`)), inputHash: keccak256('0x05'), fee: 1n, epoch, deadline: (await now(world)) + 30n }
+          const { ticket, sig } = await issue(issuer, w, base)
+          const first = await honestAnswer(w, ticket, sig, false)
+          const again = a.twice ? await honestAnswer(w, ticket, sig, false) : first
+          assert.equal(again.receipt.outputHash, first.receipt.outputHash, 'the honest record returns the stored receipt')
+          // a second ticket for the same (jobId, attempt) with another job: a different ticket, so a second receipt
+          const other = await issue(issuer, w, { ...base, jobHash: keccak256(toHex(`other-${Math.random()}`)) })
+          const second = await honestAnswer(w, other.ticket, other.sig, false)
+          for (const t of [first, second]) {
+            const r = await sendObs(issuer, 'Settlement', 'proveReceiptEquivocation', [t.ticket, t.ticketSignature, first.receipt, first.receiptSignature, second.receipt, second.receiptSignature])
+            assert.equal(r, undefined, 'receipts of two different tickets proved equivocation')
+          }
+          break
+        }
+        case 'replayAfterPrune': {
+          // an old ticket sent again once the honest record is pruned: a fresh (random) receipt
+          const old = pool.filter(p => HONEST.some(h => world.actors[h].address === p.ticket.worker) && !p.det)
+          const p = old[a.k % Math.max(old.length, 1)]
+          if (p === undefined) break
+          const until = await proofWindowEnd(p.ticket.epoch)
+          const t = await now(world)
+          if (t < until) await increaseTime(world, until - t)
+          const w = HONEST.find(h => world.actors[h].address === p.ticket.worker)!
+          const fresh = await honestAnswer(w, p.ticket, p.ticketSignature, false)
+          await sendObs('challenger', 'Settlement', 'proveReceiptEquivocation', [p.ticket, p.ticketSignature, p.receipt, p.receiptSignature, fresh.receipt, fresh.receiptSignature])
+          break
+        }
+        case 'disagree': {
+          const hb = honestBatches()
+          const b = hb[a.b % Math.max(hb.length, 1)]
+          if (b === undefined) break
+          const i = a.k % b.pairs.length
+          const leaf = b.batch.leaves[i]
+          const mine = b.pairs[i]
+          // every other receipt the attackers can get for this job: the other honest worker's, and their own re-signed
+          const others = pool.filter(p => p.ticket.jobHash === mine.ticket.jobHash && p.ticket.worker !== mine.ticket.worker)
+          const honestOther = others.find(p => HONEST.some(h => world.actors[h].address === p.ticket.worker))
+          const target = honestOther !== undefined && honestOther.receipt.outputHash !== leaf.outputHash ? honestOther.receipt.outputHash : keccak256(toHex('lie'))
+          const receipts: Array<{ r: Receipt, s: Hex, t: Hex }> = []
+          if (honestOther !== undefined && honestOther.receipt.outputHash === target) receipts.push({ r: honestOther.receipt, s: honestOther.receiptSignature, t: honestOther.ticketSignature })
+          for (const w of ATTACKERS) {
+            const real = others.find(p => p.ticket.worker === world.actors[w].address)
+            const ticket: Ticket = real?.ticket ?? { ...mine.ticket, worker: world.actors[w].address }
+            const ticketSig = real?.ticketSignature ?? await signTicket(world.actors.stranger.account, world.domain, ticket)
+            const r: Receipt = { ...ticket, outputHash: target }
+            receipts.push({ r, s: await signReceipt(world.actors[w].account, world.domain, r), t: ticketSig })
+          }
+          receipts.sort((x, y) => x.r.worker.toLowerCase() < y.r.worker.toLowerCase() ? -1 : 1)
+          for (const set of [receipts, receipts.filter(x => others.some(o => o.ticketSignature === x.t))]) {
+            if (set.length < 2) continue
+            await sendObs('challenger', 'Settlement', 'proveDisagreement', [b.id, leaf, b.batch.proof(i), set.map(x => x.r), set.map(x => x.s), set.map(x => x.t)])
+          }
+          break
+        }
+        case 'batchEquivocate': {
+          const hb = honestBatches()
+          const b = hb[a.b % Math.max(hb.length, 1)]
+          if (b === undefined) break
+          const i = a.k % b.pairs.length
+          const p = b.pairs[i]
+          const w = b.worker
+          // the attacker sends the leaf's ticket to the honest worker again: the record answers with the same receipt
+          const again = await honestAnswer(w, p.ticket, p.ticketSignature, p.det)
+          const any = pool[a.k % pool.length]
+          for (const [out, sig] of [[again.receipt.outputHash, again.receiptSignature], [any.receipt.outputHash, any.receiptSignature]] as const) {
+            await sendObs('stranger', 'Settlement', 'proveEquivocation', [b.id, b.batch.leaves[i], b.batch.proof(i), out, sig])
+          }
+          break
+        }
+        case 'receiptEquivocate': {
+          // any two receipts from the pool, with either ticket
+          const x = pool[a.k % Math.max(pool.length, 1)]
+          const y = pool[a.j % Math.max(pool.length, 1)]
+          if (x === undefined || y === undefined) break
+          for (const t of [x, y]) await sendObs('stranger', 'Settlement', 'proveReceiptEquivocation', [t.ticket, t.ticketSignature, x.receipt, x.receiptSignature, y.receipt, y.receiptSignature])
+          break
+        }
+        case 'finalize': {
+          const b = batches[a.b % Math.max(batches.length, 1)]
+          if (b !== undefined) await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.id])
+          break
+        }
+        case 'time': await increaseTime(world, a.seconds); break
+        case 'withdraw': {
+          const who = PAYEES[a.who]
+          if (await world.read.settlement.read.owed([world.actors[who].address]) > 0n) await sendObs(who, 'Settlement', 'withdraw', [])
+          break
+        }
+        case 'attackerStake': {
+          const w = ATTACKERS[a.w]
+          if (a.unbond) {
+            const s = await world.read.staking.read.stakeOf([world.actors[w].address])
+            if (s.amount > 0n) await sendObs(w, 'WorkerStaking', 'requestWithdrawal', [s.amount])
+          } else await sendObs(w, 'WorkerStaking', 'stake', [1], ETHER)
+          break
+        }
       }
-
-      // Drain: pass every deadline, settle and finalize everything, unbond and withdraw all.
-      await increaseTime(world, PARAMS.challengeWindow + 86_400n)
-      for (const q of requests) await sendObs('stranger', 'ExecutionCoordinator', 'settle', [q.id])
-      for (const q of leafRequests) await sendObs('stranger', 'Settlement', 'proveUnanswered', [q.batch.id, q.index])
-      for (const b of batches) await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.id])
-      const escrow = await world.read.settlement.read.escrowOf([world.projectId])
-      if (escrow > 0n) await sendObs('owner', 'Settlement', 'requestEscrowWithdrawal', [world.projectId, escrow])
-      for (const w of WORKERS) {
-        const s = await world.read.staking.read.stakeOf([world.actors[w].address])
-        if (s.amount > 0n) await sendObs(w, 'WorkerStaking', 'requestWithdrawal', [s.amount])
-      }
-      for (const g of ['gateway', 'gateway2'] as const) await sendObs(g, 'WorkerStaking', 'requestWithdrawal', [STAKE])
-      await increaseTime(world, PARAMS.unbondingPeriod + 1n)
-      await sendObs('owner', 'Settlement', 'withdrawEscrow', [world.projectId])
-      for (const w of [...WORKERS, 'gateway', 'gateway2'] as const) await sendObs(w, 'WorkerStaking', 'withdraw', [])
-      for (const p of PAYEES) { await withdrawAll(p, 'Settlement'); await withdrawAll(p, 'ExecutionCoordinator') }
       await checkInvariants()
-      for (const c of ['Settlement', 'ExecutionCoordinator', 'WorkerStaking'] as const) {
-        assert.equal(await world.publicClient.getBalance({ address: world.addresses[c] }), 0n, `${c} still holds funds after every deadline`)
-      }
+    }
+    // drain: past every window, every batch is finalized; an honest batch is never voided
+    await increaseTime(world, PARAMS.commitWindow + PARAMS.challengeWindow + PARAMS.epochLength)
+    for (const b of batches) {
+      await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.id])
+      if (!b.fake && (await world.read.settlement.read.getBatch([b.id])).status !== 2) slashedHonest.push(`honest batch of ${b.worker} not paid`)
+    }
+    await checkInvariants()
+    for (const h of HONEST) {
+      const s = await world.read.staking.read.stakeOf([world.actors[h].address])
+      if (s.amount + s.pending !== STAKE) slashedHonest.push(`${h} holds ${s.amount + s.pending} of ${STAKE}`)
+    }
+    return slashedHonest.length === 0
 
-      async function withdrawAll (who: ActorName, contract: 'Settlement' | 'ExecutionCoordinator'): Promise<void> {
-        const addr = world.actors[who].address
-        const c = contract === 'Settlement' ? world.read.settlement : world.read.coordinator
-        const amount = await c.read.owed([addr])
-        if (amount === 0n) return
-        const r = await sendObs(who, contract, 'withdraw', [])
-        if (r === undefined) return
-        // classify by what this account was credited for
-        const cr = creditOf(addr)
-        let left = amount
-        const take = (x: bigint): bigint => { const t = x < left ? x : left; left -= t; return t }
-        const paid = take(cr.paid); cr.paid -= paid; ledger.paid += paid
-        if (slashRecipients.has(addr.toLowerCase()) && !(['owner', 'gateway'] as string[]).includes(who)) {
-          ledger.slashedOut += left
-        } else ledger.refunded += left
+    async function checkInvariants (): Promise<void> {
+      const bal = async (c: 'Settlement' | 'WorkerStaking'): Promise<bigint> => await world.publicClient.getBalance({ address: world.addresses[c] })
+      let stakes = 0n
+      for (const w of ['w1', 'w2', 'w3', 'w4', 'w5', 'gateway', 'gateway2'] as const) {
+        const s = await world.read.staking.read.stakeOf([world.actors[w].address])
+        stakes += s.amount + s.pending
       }
+      assert.equal(await bal('WorkerStaking'), stakes, 'WorkerStaking balance ≠ Σ stakes')
+      let held = await world.read.settlement.read.escrowOf([world.projectId])
+      for (const b of batches) {
+        const s = await world.read.settlement.read.getBatch([b.id])
+        if (s.status === 1) held += s.total - s.excluded + s.bond
+      }
+      let owed = 0n
+      for (const p of PAYEES) owed += await world.read.settlement.read.owed([world.actors[p].address])
+      const settlement = await bal('Settlement')
+      assert.equal(settlement, held + owed, 'Settlement balance ≠ escrow + held batches + owed')
+      // money in = paid + refunded + slashed + held (credited money counts as out, whether withdrawn yet or not)
+      const stillHeld = settlement - owed + await bal('WorkerStaking')
+      assert.equal(ledger.in, ledger.paid + ledger.refunded + ledger.slashed + ledger.stakeOut + stillHeld, 'money in ≠ paid + refunded + slashed + held')
+      // a voided batch gave its allowance back: spent = Σ totals of live and finalized batches of the epoch
+      for (const e of new Set(batches.map(b => b.epoch))) {
+        let expected = 0n
+        for (const b of batches.filter(x => x.epoch === e)) {
+          const s = await world.read.settlement.read.getBatch([b.id])
+          if (s.status === 1 || s.status === 2) expected += s.total - s.excluded
+        }
+        assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, e]), expected, `allowance spent in epoch ${e} ≠ live batches`)
+      }
+    }
+  })
+}
 
-      async function checkInvariants (): Promise<void> {
-        const bal = async (c: 'Settlement' | 'ExecutionCoordinator' | 'WorkerStaking'): Promise<bigint> => await world.publicClient.getBalance({ address: world.addresses[c] })
-        // staking: Σ stakes
-        let stakes = 0n
-        for (const w of [...WORKERS, 'gateway', 'gateway2'] as const) {
-          const s = await world.read.staking.read.stakeOf([world.actors[w].address])
-          stakes += s.amount + s.pending
-        }
-        assert.equal(await bal('WorkerStaking'), stakes, 'WorkerStaking balance ≠ Σ stakes')
-        // settlement: escrow + held batches + owed
-        let held = await world.read.settlement.read.escrowOf([world.projectId])
-        held += await world.read.settlement.read.escrowOf([keccak256('0x')]) // no other project is funded
-        for (const b of batches) {
-          const s = await world.read.settlement.read.getBatch([b.id])
-          if (s.status === 1) held += s.total - s.excluded + s.bond
-        }
-        let owedS = 0n
-        let owedC = 0n
-        for (const p of PAYEES) {
-          owedS += await world.read.settlement.read.owed([world.actors[p].address])
-          owedC += await world.read.coordinator.read.owed([world.actors[p].address])
-        }
-        for (const q of leafRequests) {
-          const r = await world.read.settlement.read.getLeafRequest([q.batch.id, q.index])
-          if (r.open) held += r.bond
-        }
-        assert.equal(await bal('Settlement'), held + owedS, 'Settlement balance ≠ escrow + held batches + open leaf requests + owed')
-        // coordinator: open requests + owed
-        let open = 0n
-        for (const q of requests) {
-          const r = await world.read.coordinator.read.getRequest([q.id])
-          if (!r.settled) open += r.fee
-        }
-        assert.equal(await bal('ExecutionCoordinator'), open + owedC, 'ExecutionCoordinator balance ≠ open fees + owed')
-        // conservation across the system
-        const total = await bal('Settlement') + await bal('ExecutionCoordinator') + await bal('WorkerStaking')
-        assert.equal(ledger.in, ledger.paid + ledger.refunded + ledger.slashedOut + total, 'money in ≠ paid + refunded + slashed + held')
-        // slashed stake and forfeited bonds all went to challengers, keepers and the treasury
-        let forfeited = 0n
-        for (const b of batches) {
-          const s = await world.read.settlement.read.getBatch([b.id])
-          if (s.status === 3) forfeited += s.bond
-        }
-        assert.equal(ledger.slashCredits, ledger.slashed + forfeited, 'slash credits ≠ slashed stake + forfeited bonds')
-      }
-    }), { numRuns: RUNS, seed: SEED, endOnFailure: true })
-    console.log(`      ${steps} successful transactions; events: ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'EquivocationProven', 'LeafRequested', 'LeafAnswered', 'LeafExcluded', 'ExecutionFinalized', 'ExecutionSettled', 'WorkerPenalized', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${stats[e] ?? 0}`).join(', ')}`)
-    // the sequences must actually reach the interesting paths
-    for (const e of ['BatchFinalized', 'BatchVoided', 'ExecutionFinalized', 'WorkerPenalized', 'LeafAnswered']) assert.ok((stats[e] ?? 0) > 0, `fuzz never reached ${e}`)
+/**
+ * Sequences every campaign starts with (fast-check `examples`), so the known attacks are always
+ * tried, then random ones: disagreement on a non-deterministic job a colluder also got, a fake
+ * batch taking the allowance, foreign tickets, replays after pruning.
+ */
+const EXAMPLES: Action[][] = [
+  [
+    { t: 'job', det: false, attacker: 1, lie: false }, { t: 'job', det: true, attacker: 2, lie: true },
+    { t: 'epochEnd', fake: true }, { t: 'challengeFake', b: 0 },
+    { t: 'disagree', b: 0, k: 0 }, { t: 'disagree', b: 1, k: 0 }, { t: 'disagree', b: 0, k: 1 }, { t: 'disagree', b: 1, k: 1 },
+    { t: 'batchEquivocate', b: 0, k: 0 }, { t: 'foreignTicket', w: 0, issuer: 0, twice: true },
+    { t: 'receiptEquivocate', k: 0, j: 1 }, { t: 'replayAfterPrune', k: 0 }, { t: 'withdraw', who: 9 }
+  ]
+]
+
+describe('contracts: trust-model invariants (fuzz)', function () {
+  this.timeout(0)
+
+  describe('against Settlement', () => {
+    let world: World
+    const base = { id: '' }
+    before(async () => { world = await setup(); base.id = await snapshot(world) })
+    after(async () => { await world.close() })
+
+    it(`money in = paid + refunded + slashed + held, solvent, allowance restored, no honest worker slashed (${RUNS} runs × ≤ ${DEPTH} steps)`, async () => {
+      console.log(`      fuzz seed ${SEED} (PEERHOST_FUZZ_SEED to replay), runs ${RUNS}, depth ${DEPTH}`)
+      const started = performance.now()
+      const result: CampaignResult = { honestSlashed: [], steps: 0, events: {} }
+      await fc.assert(campaign(world, base, result), { numRuns: RUNS, seed: SEED, endOnFailure: true, examples: EXAMPLES.map(e => [e]) })
+      const ev = (e: string): number => result.events[e] ?? 0
+      console.log(`      ${result.steps} successful transactions in ${Math.round((performance.now() - started) / 1000)} s; ${['BatchCommitted', 'BatchFinalized', 'BatchVoided', 'EquivocationProven', 'Slashed', 'PaymentWithdrawn'].map(e => `${e} ${ev(e)}`).join(', ')}`)
+      assert.deepEqual(result.honestSlashed, [])
+      // the sequences reach the interesting paths: honest batches paid, fake batches voided (attackers slashed)
+      for (const e of ['BatchCommitted', 'BatchFinalized', 'BatchVoided']) assert.ok(ev(e) > 0, `fuzz never reached ${e}`)
+    })
+  })
+
+  describe('against SettlementUnchecked (no staked-gateway and no determinism check)', () => {
+    let world: World
+    const base = { id: '' }
+    before(async () => {
+      world = await setup({ read: async (name) => await readArtifact(name === 'Settlement' ? 'SettlementUnchecked' : name) })
+      base.id = await snapshot(world)
+    })
+    after(async () => { await world.close() })
+
+    it('the same fuzz reports a slashed honest worker (the invariant can fail)', async () => {
+      const result: CampaignResult = { honestSlashed: [], steps: 0, events: {} }
+      const out = await fc.check(campaign(world, base, result), { numRuns: RUNS, seed: SEED, endOnFailure: true, examples: EXAMPLES.map(e => [e]) })
+      assert.equal(out.failed, true, 'the broken Settlement slashed no honest worker')
+      assert.ok(result.honestSlashed.some(s => / by prove(Disagreement|ReceiptEquivocation|Equivocation)$/.test(s)), `no honest slash recorded: ${String(out.counterexample)}`)
+      console.log(`      broken variant: ${result.honestSlashed[0]} (after ${out.numRuns} runs)`)
+    })
   })
 })

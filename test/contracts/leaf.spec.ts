@@ -13,6 +13,7 @@ const item: fc.Arbitrary<SettlementItem> = fc.record({
     jobId: bytes32,
     attempt: fc.nat(2 ** 32 - 1),
     functionId: bytes32,
+    jobHash: bytes32,
     inputHash: bytes32,
     fee: fc.bigInt(0n, 2n ** 100n),
     deadline: fc.bigInt(0n, 2n ** 64n - 1n)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { encodeAbiParameters, keccak256, parseEventLogs, toHex, zeroAddress, type Hex } from 'viem'
 import { fromLeaves, settlementAbi, type SettlementLeaf } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
-import { signReceipt } from '../../protocol/eip712.ts'
+import { signReceipt, signTicket } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, expectRevertAny, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
   type ActorName, type CommittedBatch, type SignedJob, type World, STAKE, assertHonestKeptStake
@@ -429,11 +429,19 @@ describe('contracts: Settlement', function () {
       const other = keccak256(toHex('other output'))
       const b = { ...j.receipt, outputHash: other }
       const sigB = await signReceipt(world.actors.w1.account, world.domain, b)
-      const go = async (x: typeof b, sx: Hex, y: typeof b, sy: Hex, name: string, args?: unknown[]) => await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [x, sx, y, sy], name, args)
+      const go = async (x: typeof b, sx: Hex, y: typeof b, sy: Hex, name: string, args?: unknown[]) => await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, x, sx, y, sy], name, args)
+      // the ticket must be signed by its gateway: a signature by anyone else (here the worker) proves nothing
+      const wrongTicketSig = await signTicket(world.actors.w1.account, world.domain, j.ticket)
+      await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, wrongTicketSig, j.receipt, j.receiptSignature, b, sigB], 'SettlementInvalidTicketSignature', [0n])
+      // …and that gateway must be staked as a gateway now
+      const s2 = await snapshot(world)
+      await send(world, 'gateway', 'WorkerStaking', 'requestWithdrawal', [STAKE])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB], 'SettlementGatewayNotStaked', [world.actors.gateway.address])
+      await revertTo(world, s2)
       // identical results are no equivocation
       await go(j.receipt, j.receiptSignature, j.receipt, j.receiptSignature, 'SettlementNoFault')
       // another attempt, another job, another input, another gateway, another worker: different tickets
-      for (const change of [{ attempt: 1 }, { jobId: newJobId() }, { inputHash: keccak256('0x05') }, { gateway: world.actors.gateway2.address }, { worker: world.actors.w2.address }]) {
+      for (const change of [{ attempt: 1 }, { jobId: newJobId() }, { jobHash: keccak256('0x06') }, { deadline: 4_000_000_001n }, { inputHash: keccak256('0x05') }, { gateway: world.actors.gateway2.address }, { worker: world.actors.w2.address }]) {
         const c = { ...b, ...change }
         const who = c.worker === world.actors.w2.address ? world.actors.w2 : world.actors.w1
         await go(j.receipt, j.receiptSignature, c, await signReceipt(who.account, world.domain, c), 'SettlementNoFault')
@@ -443,7 +451,7 @@ describe('contracts: Settlement', function () {
       const { peerHostDomain } = await import('../../protocol/eip712.ts')
       await go(j.receipt, j.receiptSignature, b, await signReceipt(world.actors.w1.account, peerHostDomain(137, world.addresses.Settlement), b), 'SettlementInvalidReceiptSignature', [1n])
       await go(b, await signReceipt(world.actors.w2.account, world.domain, b), j.receipt, j.receiptSignature, 'SettlementInvalidReceiptSignature', [0n])
-      const r = await send(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.receipt, j.receiptSignature, b, sigB])
+      const r = await send(world, 'challenger', 'Settlement', 'proveReceiptEquivocation', [j.ticket, j.ticketSignature, j.receipt, j.receiptSignature, b, sigB])
       const [ev] = parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'EquivocationProven' })
       const slashed = STAKE * BigInt(PARAMS.slashBps) / 10_000n
       assert.equal(ev.args.slashed, slashed)
@@ -472,12 +480,24 @@ describe('contracts: Settlement', function () {
       const proof = c.batch.proof(0)
       const R = peers.map(p => p.receipt)
       const S = peers.map(p => p.receiptSignature)
-      const call = async (receipts: any[], sigs: Hex[], name: string, args?: unknown[]) => await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, receipts, sigs], name, args)
+      const T = peers.map(p => p.ticketSignature)
+      const call = async (receipts: any[], sigs: Hex[], name: string, args?: unknown[], tsigs: Hex[] = T.slice(0, receipts.length)) => await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, receipts, sigs, tsigs], name, args)
       await call(R, S.slice(0, 2), 'SettlementLengthMismatch')
+      await call(R.slice(0, 2), S.slice(0, 2), 'SettlementLengthMismatch', undefined, T.slice(0, 1))
+      // each receipt needs the ticket it answers, signed by the batch's gateway
+      const forgedTicketSig = await signTicket(world.actors.stranger.account, world.domain, { ...peers[1].ticket })
+      await call(R.slice(0, 2), S.slice(0, 2), 'SettlementInvalidTicketSignature', [1n], [T[0], forgedTicketSig])
+      await call(R.slice(0, 2), S.slice(0, 2), 'SettlementInvalidTicketSignature', [0n], [T[1], T[0]])
+      // receipts for tickets of another gateway are another job
+      const viaOther = await Promise.all((['w2', 'w3'] as const).map(async w => await signedJob(world, { worker: w, epoch, inputHash, outputHash: right, gateway: 'gateway2' })))
+      viaOther.sort((x, y) => x.receipt.worker.toLowerCase() < y.receipt.worker.toLowerCase() ? -1 : 1)
+      await call(viaOther.map(p => p.receipt), viaOther.map(p => p.receiptSignature), 'SettlementReceiptMismatch', [0n], viaOther.map(p => p.ticketSignature))
       await call(R.slice(0, 1), S.slice(0, 1), 'SettlementQuorumTooSmall', [1n, 2n])
-      await call([R[1], R[0]], [S[1], S[0]], 'SettlementSignersNotAscending', [1n])
+      await call([R[1], R[0]], [S[1], S[0]], 'SettlementSignersNotAscending', [1n], [T[1], T[0]])
       await call([R[0], R[0]], [S[0], S[0]], 'SettlementSignersNotAscending', [1n])
       await call([R[0], { ...R[1], inputHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
+      // another job of the same function and input (other env, options or bundle) is no disagreement
+      await call([R[0], { ...R[1], jobHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
       await call([R[0], { ...R[1], outputHash: keccak256('0x01') }], [S[0], S[1]], 'SettlementReceiptMismatch', [1n])
       await call([R[0], R[1]], [S[0], S[0]], 'SettlementInvalidReceiptSignature', [1n])
       // agreeing with the leaf is no disagreement
@@ -490,7 +510,12 @@ describe('contracts: Settlement', function () {
       await send(world, who, 'WorkerStaking', 'requestWithdrawal', [STAKE])
       await call(R.slice(0, 2), S.slice(0, 2), 'SettlementSignerNotStaked', [0n])
       await revertTo(world, s2)
-      const r = await send(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, R.slice(0, 2), S.slice(0, 2)])
+      // the batch's gateway must be staked as a gateway
+      const s3 = await snapshot(world)
+      await send(world, 'gateway', 'WorkerStaking', 'requestWithdrawal', [STAKE])
+      await call(R.slice(0, 2), S.slice(0, 2), 'SettlementGatewayNotStaked', [world.actors.gateway.address])
+      await revertTo(world, s3)
+      const r = await send(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, R.slice(0, 2), S.slice(0, 2), T.slice(0, 2)])
       await assertVoided(c, 6, 'challenger', r)
     })
 

@@ -16,6 +16,8 @@ describe('contracts: WorkerStaking', function () {
   let world: World
   let snap: string
   const peerId: Hex = '0x0024080112207d0a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef'
+  /** the chain only stores the peer key's signature (nodes verify it: peer-binding.spec.ts) */
+  const peerSig: Hex = `0x${'55'.repeat(64)}`
   before(async () => { world = await setup({ prepare: false }) })
   after(async () => { await world.close() })
   beforeEach(async () => { snap = await snapshot(world) })
@@ -42,12 +44,15 @@ describe('contracts: WorkerStaking', function () {
     await send(world, 'w1', 'WorkerStaking', 'stake', [1], ETHER)
     const deadline = (await now(world)) + 600n
     const sig = await bindingSignature(world, 'w1', peerId, deadline)
-    const r = await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig])
+    const r = await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, peerSig])
     const [ev] = parseEventLogs({ abi: workerStakingAbi, logs: r.logs, eventName: 'PeerBound' })
     assert.equal(ev.args.peerId, peerId)
-    assert.equal(await world.read.staking.read.peerOwner([keccak256(peerId)]), world.actors.w1.address)
+    assert.equal(ev.args.peerSig, peerSig)
+    assert.equal(ev.args.peerIdHash, keccak256(peerId))
+    assert.deepEqual(await world.read.staking.read.peerOf([world.actors.w1.address]), [peerId, peerSig])
+    assert.equal((await world.read.staking.read.stakeOf([world.actors.w1.address])).peerIdHash, keccak256(peerId))
     // replaying the same signature fails: the nonce was used
-    await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig], 'StakingInvalidSignature', [world.actors.w1.address])
+    await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, peerSig], 'StakingInvalidSignature', [world.actors.w1.address])
   })
 
   it('publishes a gateway endpoint and encryption key', async () => {
@@ -89,13 +94,16 @@ describe('contracts: WorkerStaking', function () {
       await increaseTime(world, PARAMS.unbondingPeriod)
       await sendReverts(world, 'w2', rc, 'execute', [staking, 0n, encodeFunctionData({ abi: workerStakingAbi, functionName: 'withdraw' })], 'StakingTransferFailed', [receiver, ETHER])
     })
-    it('bindPeer: StakingSignatureExpired, StakingInvalidPeerId, StakingNotStaked, StakingInvalidSignature, StakingPeerIdTaken', async () => {
+    it('bindPeer: StakingSignatureExpired, StakingInvalidPeerId, StakingInvalidPeerSignature, StakingNotStaked, StakingInvalidSignature; no first-come ownership', async () => {
       const deadline = (await now(world)) + 600n
       const w1 = world.actors.w1.address
-      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, 1n, '0x'], 'StakingSignatureExpired', [1n])
-      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, '0x', deadline, '0x'], 'StakingInvalidPeerId')
-      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, '0x' + '01'.repeat(129), deadline, '0x'], 'StakingInvalidPeerId')
-      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, await bindingSignature(world, 'w1', peerId, deadline)], 'StakingNotStaked', [w1])
+      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, 1n, '0x', peerSig], 'StakingSignatureExpired', [1n])
+      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, '0x', deadline, '0x', peerSig], 'StakingInvalidPeerId')
+      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, '0x' + '01'.repeat(129), deadline, '0x', peerSig], 'StakingInvalidPeerId')
+      for (const short of ['0x', `0x${'55'.repeat(63)}`, `0x${'55'.repeat(65)}`]) {
+        await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, '0x', short], 'StakingInvalidPeerSignature')
+      }
+      await sendReverts(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, await bindingSignature(world, 'w1', peerId, deadline), peerSig], 'StakingNotStaked', [w1])
       await send(world, 'w1', 'WorkerStaking', 'stake', [1], ETHER)
       await send(world, 'w2', 'WorkerStaking', 'stake', [1], ETHER)
       // signed by someone else, for another chain, for another contract, with a wrong nonce, malformed
@@ -106,9 +114,12 @@ describe('contracts: WorkerStaking', function () {
         await bindingSignature(world, 'w1', peerId, deadline, { nonce: 5n }),
         '0x1234' as Hex
       ]
-      for (const sig of bad) await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, sig], 'StakingInvalidSignature', [w1])
-      await send(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, await bindingSignature(world, 'w1', peerId, deadline)])
-      await sendReverts(world, 'w2', 'WorkerStaking', 'bindPeer', [world.actors.w2.address, peerId, deadline, await bindingSignature(world, 'w2', peerId, deadline)], 'StakingPeerIdTaken', [keccak256(peerId), w1])
+      for (const sig of bad) await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, sig, peerSig], 'StakingInvalidSignature', [w1])
+      await send(world, 'w1', 'WorkerStaking', 'bindPeer', [w1, peerId, deadline, await bindingSignature(world, 'w1', peerId, deadline), peerSig])
+      // a second account binding the same peer id is not refused (first come would let a squatter
+      // block the real holder); nodes tell the two apart by the peer signature
+      await send(world, 'w2', 'WorkerStaking', 'bindPeer', [world.actors.w2.address, peerId, deadline, await bindingSignature(world, 'w2', peerId, deadline), peerSig])
+      assert.deepEqual(await world.read.staking.read.peerOf([w1]), [peerId, peerSig])
     })
     it('setGatewayInfo: StakingNotGateway, StakingInvalidGatewayInfo', async () => {
       await send(world, 'w1', 'WorkerStaking', 'stake', [1], ETHER)

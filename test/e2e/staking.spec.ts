@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createWalletClient, http, keccak256, type Address } from 'viem'
+import { createWalletClient, http, type Address } from 'viem'
 import { workerStakingAbi } from '#contracts'
 import { advertSigningBytes, encodeMessage, PROTOCOL_VERSION, workersTopic, type WorkerAdvert } from '#protocol'
 import { createMeshNode, loadEvmAccount, type PeerHostLibp2p } from '#node'
@@ -86,8 +86,8 @@ describe('staking: gateways dispatch only to staked workers bound to their peer 
       assert.equal(w.stake, (10n ** 18n).toString(), 'the ready line reports the active stake')
       const staking = chain.addresses.WorkerStaking
       assert.equal(await chain.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'isActiveWorker', args: [w.address] }), true)
-      const owner = await chain.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'peerOwner', args: [keccak256(peerIdBytes(w.peerId))] })
-      assert.equal(owner, w.address)
+      const [bound] = await chain.publicClient.readContract({ address: staking, abi: workerStakingAbi, functionName: 'peerOf', args: [w.address] })
+      assert.equal(bound, peerIdBytes(w.peerId))
     }
   })
 

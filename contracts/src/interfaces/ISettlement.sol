@@ -20,6 +20,8 @@ pragma solidity 0.8.37;
 /// Data availability: anyone may request a leaf during the window ({requestLeaf}); a request left
 /// unanswered for `commitWindow` voids the batch.
 ///
+/// A voided batch (and an excluded leaf) gives back the gateway allowance it spent for its epoch.
+///
 /// Faults (each voids the batch, refunds its total to the escrow, slashes `slashBps` of the worker's
 /// stake and forfeits the bond; the challenger gets `challengerShareBps` of both, the rest goes to
 /// the treasury): an invalid ticket, a broken sum, a leaf out of range, the same ticket claimed
@@ -38,6 +40,8 @@ interface ISettlement {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        /// The ticket's jobHash (protocol/canonical.ts), so the ticket can be rebuilt from the leaf.
+        bytes32 jobHash;
         bytes32 inputHash;
         bytes32 outputHash;
         uint256 fee;
@@ -48,17 +52,20 @@ interface ISettlement {
         bytes32 s;
     }
 
-    /// @dev Same fields, order and types as `protocol/eip712.ts` `Receipt`.
+    /// @dev Same fields, order and types as `protocol/eip712.ts` `Receipt`: every Ticket field plus
+    /// `outputHash`, so a receipt answers exactly one ticket.
     struct Receipt {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        bytes32 jobHash;
         bytes32 inputHash;
         bytes32 outputHash;
         address worker;
         address gateway;
         uint256 fee;
         uint64 epoch;
+        uint64 deadline;
     }
 
     /// @dev Same fields, order and types as `protocol/eip712.ts` `Ticket`.
@@ -66,6 +73,8 @@ interface ISettlement {
         bytes32 jobId;
         uint32 attempt;
         bytes32 functionId;
+        /// keccak256 of the canonical job: bundle, options, env, secret names, input, deadline.
+        bytes32 jobHash;
         bytes32 inputHash;
         address worker;
         address gateway;
@@ -178,6 +187,14 @@ interface ISettlement {
     error SettlementInvalidReceiptSignature(uint256 i);
     error SettlementSignersNotAscending(uint256 i);
     error SettlementSignerNotStaked(uint256 i);
+    /// @notice The ticket behind a receipt-based proof was not issued by a gateway staked as a gateway.
+    error SettlementGatewayNotStaked(address gateway);
+    /// @notice Ticket signature `i` of a proof is not the gateway's signature of the ticket.
+    error SettlementInvalidTicketSignature(uint256 i);
+    /// @notice Disagreement is only a fault for functions declared deterministic in the registry.
+    error SettlementNotDeterministic(bytes32 functionId);
+    /// @notice A receipt equivocation proof after the ticket's epoch ended plus the commit and challenge windows.
+    error SettlementProofWindowClosed(uint256 closedAt);
     error SettlementUnauthorized(address caller);
     error SettlementNothingToWithdraw();
     error SettlementTransferFailed(address to, uint256 amount);
@@ -221,17 +238,33 @@ interface ISettlement {
         bytes32 batchA, Leaf calldata a, bytes32[] calldata proofA,
         bytes32 batchB, Leaf calldata b, bytes32[] calldata proofB
     ) external;
-    /// @notice Proves the batch's worker signed another output hash for a leaf's (jobId, attempt).
+    /// @notice Proves the batch's worker signed another output hash for a leaf's ticket. The leaf's
+    /// ticket must be validly signed by the batch's gateway, which must be staked as a gateway.
     function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
         external;
-    /// @notice Proves equivocation without a batch: two receipts signed by one worker for one ticket
-    /// (every field equal but the output hash). Slashes `slashBps` of the worker's stake once per
-    /// (worker, gateway, jobId, attempt); the challenger gets `challengerShareBps` of it.
-    function proveReceiptEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB) external;
+    /// @notice Proves equivocation without a batch: two receipts signed by one worker answering one
+    /// `ticket` (every ticket field equal) with different output hashes, where `ticket` is signed by
+    /// `ticket.gateway` and that gateway is staked as a gateway ({IWorkerStaking-isActiveGateway}).
+    /// Only until `ticket.epoch` ends plus `commitWindow` plus `challengeWindow` (a batch's life), so
+    /// workers know how long to keep their one-receipt-per-ticket record. Slashes `slashBps` of the
+    /// worker's stake once per (worker, gateway, jobId, attempt); the challenger gets
+    /// `challengerShareBps` of it.
+    function proveReceiptEquivocation(
+        Ticket calldata ticket, bytes calldata ticketSignature, Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB
+    ) external;
     /// @notice Proves that at least `disagreementQuorum` other staked workers (signers strictly
-    /// ascending) signed one output hash, different from the leaf's, for the leaf's function and input.
+    /// ascending) signed one output hash, different from the leaf's, for the leaf's job (same
+    /// functionId, jobHash and inputHash). Only for functions the registry records as deterministic;
+    /// the batch's gateway must be staked as a gateway, the leaf's ticket valid, and each receipt
+    /// must come with `ticketSignatures[i]`: the batch's gateway's signature of the ticket the
+    /// receipt answers (the receipt without its output hash).
     function proveDisagreement(
-        bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, Receipt[] calldata receipts, bytes[] calldata signatures
+        bytes32 batchId,
+        Leaf calldata leaf,
+        bytes32[] calldata proof,
+        Receipt[] calldata receipts,
+        bytes[] calldata signatures,
+        bytes[] calldata ticketSignatures
     ) external;
     /// @notice ExecutionCoordinator only: pays `amount` of the escrow to the coordinator for an
     /// on-chain request by `spender` (the owner, or a gateway within its allowance this epoch).

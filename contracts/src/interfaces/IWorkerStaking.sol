@@ -3,7 +3,8 @@ pragma solidity 0.8.37;
 
 /// @title PeerHost staking for workers and gateways
 /// @notice An account stakes native currency in one role (worker = 1, gateway = 2), binds its libp2p
-/// peer id with an EIP-712 signature from the staking address, and (gateways) publishes its HTTP
+/// peer id with an EIP-712 signature from the staking address plus the peer key's own Ed25519
+/// signature (stored and emitted, verified by nodes: see {bindPeer}), and (gateways) publishes its HTTP
 /// endpoint and the public key builders encrypt secrets to. Withdrawal is two-step: a request moves
 /// stake to `pending`, claimable after `unbondingPeriod`, which is longer than every challenge
 /// window; pending stake stays slashable. Only Settlement and ExecutionCoordinator may slash.
@@ -27,8 +28,10 @@ interface IWorkerStaking {
     event WithdrawalRequested(address indexed account, uint256 amount, uint64 unlockAt);
     /// @notice Pending stake was paid out.
     event Withdrawn(address indexed account, uint256 amount);
-    /// @notice `account` bound libp2p `peerId` (raw multihash bytes) to its stake.
-    event PeerBound(address indexed account, bytes32 indexed peerIdHash, bytes peerId);
+    /// @notice `account` bound libp2p `peerId` (raw multihash bytes) to its stake; `peerSig` is the
+    /// peer key's Ed25519 signature of the binding message (contracts/abi/peer-binding.ts). The chain
+    /// does not verify `peerSig`: a node must, and must ignore a binding whose `peerSig` is invalid.
+    event PeerBound(address indexed account, bytes32 indexed peerIdHash, bytes peerId, bytes peerSig);
     /// @notice A gateway published its endpoint and secret-encryption public key.
     event GatewayInfoSet(address indexed gateway, string endpoint, bytes encryptionKey);
     /// @notice `slasher` took `amount` of `account`'s stake (active first, then pending).
@@ -58,8 +61,8 @@ interface IWorkerStaking {
     error StakingInvalidSignature(address account);
     /// @notice Peer ids are 1–128 bytes.
     error StakingInvalidPeerId();
-    /// @notice The peer id is bound to another account.
-    error StakingPeerIdTaken(bytes32 peerIdHash, address owner);
+    /// @notice An Ed25519 signature is 64 bytes.
+    error StakingInvalidPeerSignature();
     /// @notice Only gateways publish gateway information.
     error StakingNotGateway(address account);
     /// @notice Endpoint must be 1–256 bytes and the key 1–128 bytes.
@@ -81,10 +84,19 @@ interface IWorkerStaking {
     function requestWithdrawal(uint256 amount) external;
     /// @notice Pays out pending stake after the unbonding period.
     function withdraw() external;
-    /// @notice Binds `peerId` to `account`, proven by `account`'s EIP-712 signature over
-    /// `PeerBinding(address account,bytes peerId,uint256 nonce,uint256 deadline)` (domain "PeerHost",
-    /// "1", this chain, this contract). Anyone may submit it.
-    function bindPeer(address account, bytes calldata peerId, uint256 deadline, bytes calldata signature) external;
+    /// @notice Binds `peerId` to `account`. Two signatures:
+    /// - `signature`: `account`'s EIP-712 signature over
+    ///   `PeerBinding(address account,bytes peerId,uint256 nonce,uint256 deadline)` (domain "PeerHost",
+    ///   "1", this chain, this contract): the account consents. Checked here.
+    /// - `peerSig`: the peer key's Ed25519 signature over the 96-byte message
+    ///   `"peerhost-peer-binding-v1" ‖ uint256(chainid) ‖ address(this) ‖ account` (big-endian, packed;
+    ///   contracts/abi/peer-binding.ts `peerBindingMessage`): the peer key's holder consents. Ed25519
+    ///   cannot be verified cheaply on chain, so it is only stored and emitted; nodes verify it and
+    ///   ignore bindings without a valid one. Only its length (64) is checked here.
+    /// A peer id may be bound by several accounts (there is no first-come ownership a squatter could
+    /// take); only the binding with a valid `peerSig` means anything. Anyone may submit.
+    function bindPeer(address account, bytes calldata peerId, uint256 deadline, bytes calldata signature, bytes calldata peerSig)
+        external;
     /// @notice Gateways publish their HTTP endpoint and secret-encryption public key.
     function setGatewayInfo(string calldata endpoint, bytes calldata encryptionKey) external;
     /// @notice Takes `bps`/10,000 of `account`'s active plus pending stake and sends it to the caller.
@@ -94,7 +106,9 @@ interface IWorkerStaking {
     function stakeOf(address account) external view returns (StakeInfo memory);
     function isActiveWorker(address account) external view returns (bool);
     function isActiveGateway(address account) external view returns (bool);
-    function peerOwner(bytes32 peerIdHash) external view returns (address);
+    /// @notice The peer id `account` last bound and the peer signature it came with (empty when unbound).
+    /// Unverified on chain: check `peerSig` before trusting the binding.
+    function peerOf(address account) external view returns (bytes memory peerId, bytes memory peerSig);
     function unbondingPeriod() external view returns (uint64);
     function minWorkerStake() external view returns (uint256);
     function minGatewayStake() external view returns (uint256);
