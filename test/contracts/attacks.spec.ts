@@ -322,6 +322,8 @@ describe('contracts: attacks', function () {
   describe('execution fallback', () => {
     it('a copied commitment cannot be revealed by the copier, who is penalised; the original worker is paid', async () => {
       honest = ['w1', 'w3']
+      // w1–w3 form the draw pool, so redundancy 3 draws exactly them (the copier w2 holds a real slot)
+      for (const w of ['w1', 'w2', 'w3'] as const) await send(world, w, 'ExecutionCoordinator', 'join', [keccak256(toHex(`key-${w}`))])
       const t = await now(world)
       await send(world, 'gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: CID, redundancy: 3, fee: 3n * ETHER, deadline: t + 100n, fromEscrow: false }], 3n * ETHER)
       const id = await world.read.coordinator.read.requestCount()
