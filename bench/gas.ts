@@ -46,6 +46,8 @@ await measure('Settlement.requestEscrowWithdrawal', tx('owner', 'Settlement', 'r
 const fee = 10n ** 15n
 const fallback: Record<string, bigint> = {}
 {
+  // w1 alone in the draw pool: redundancy 1 draws it (the pool entry is a one-time cost per worker)
+  fallback.join = await measure('ExecutionCoordinator.join (once per worker)', tx('w1', 'ExecutionCoordinator', 'join', [keccak256(toHex('w1-key'))]))
   const deadline = (await now(world)) + 120n
   fallback.request = await measure('ExecutionCoordinator.requestExecution (by value)', tx('gateway', 'ExecutionCoordinator', 'requestExecution', [{ functionId: world.functionId, inputHash: keccak256('0x01'), inputCid: '0x01551220' + 'ee'.repeat(32), redundancy: 1, fee, deadline, fromEscrow: false }], fee))
   const id = await world.read.coordinator.read.requestCount()
