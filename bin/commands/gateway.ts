@@ -42,7 +42,7 @@ export function gatewayCommand (): Command<any, any> {
       // checked before the node runtime loads: a typo answers at once
       const ipRateLimit = parseRate(opts.ipRateLimit)
       const walletDomain = parseDomain(opts.domain)
-      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
+      const { addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners, apiKeyStore, authGuard, keyRoutes } = await import('../deps.ts')
       if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
       if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -129,15 +129,19 @@ export function gatewayCommand (): Command<any, any> {
         : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
       // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
       const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
+      // API keys (functions with "auth": "api-key"): hashes only, in SQLite, changed by the project's owner
+      const keys = apiKeyStore({ dataDir })
+      const keyChanges = keyRoutes({ store: keys, chainId: contracts?.chainId, gateway: signer.address, logger: log, owners })
+      const auth = authGuard({}, { keys, logger: log })
       const deploys = deployRoutes({ storage, table, uploads })
       const routes = secrets === undefined
-        ? deploys
-        : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
+        ? (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app) }
+        : (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
       const gateway = await createGateway({ port: opts.port, host: opts.host, bootstrap: opts.bootstrap, listen, domain: contracts === undefined ? undefined : chainDomain(contracts),
         walletDomain,
         ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit },
         unsafeTestPartition: opts.unsafeTestPartition === true },
-        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor })
+        { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, auth })
       view = gateway.view
       await gateway.start()
       await table?.start()
@@ -152,7 +156,7 @@ export function gatewayCommand (): Command<any, any> {
           log.warn(`${String(err.message).replace(/;.*$/, '')}: builders cannot put secrets to this gateway until it is staked (--stake <amount>)`)
         }
       }
-      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }, log)
+      onShutdown(async () => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop(); keys.close() }, log)
       const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
       say(opts, `gateway ${gateway.libp2p.peerId.toString()} serving ${gateway.url}\n${urls.map(u => `  ${u}`).join('\n')}`,
         { event: 'ready', role: 'gateway', peerId: gateway.libp2p.peerId.toString(), address: signer.address, url: gateway.url, functions: urls, registry: contracts?.addresses.FunctionRegistry })

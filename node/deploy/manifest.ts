@@ -17,6 +17,7 @@ import { z } from 'zod'
 import type { FunctionOptions } from '#protocol'
 import { rawCid } from '#protocol'
 import { NodeError } from '../errors.ts'
+import { functionAuthSchema, type FunctionAuth } from '../auth/policy.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 
 export const MANIFEST_TYPE = 'peerhost-manifest'
@@ -28,6 +29,8 @@ export interface ManifestFunction {
   /** entry file relative to the project root, `/` separators */
   entry: string
   options: FunctionOptions
+  /** who may call it (peerhost.json `auth`); absent = public (older manifests have none) */
+  auth?: FunctionAuth
 }
 
 export interface Manifest {
@@ -58,7 +61,8 @@ const manifestSchema = z.object({
       timeoutMs: z.number().int().min(10).max(300_000),
       network: z.array(z.string().max(256)).max(64),
       isolation: z.enum(['function', 'execution'])
-    }).strict()
+    }).strict(),
+    auth: functionAuthSchema.optional()
   }).strict()),
   rateLimit: z.object({
     requests: z.number().int().min(1).max(1_000_000),

@@ -70,6 +70,8 @@ export interface GatewayComponents {
    * served over SECRETS_PROTOCOL to workers in the view (staked and bound, with a chain) only.
    */
   chainSecrets?: (inputCid: string) => Record<string, string> | undefined
+  /** the check of functions' `auth` before dispatch (node/auth authGuard); @default wallet auth only, no API keys */
+  auth?: GatewayHttpComponents['auth']
 }
 
 export interface GatewayNode {
@@ -111,6 +113,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     logs,
     fallback: components.fallback,
     secrets: components.secrets,
+    auth: components.auth,
     functions,
     dispatch,
     registry,

@@ -8,6 +8,7 @@ import { z } from 'zod'
 import type { FunctionOptions } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { ConfigError } from '../errors.ts'
+import { MAX_ALLOW, resolveAuth, type FunctionAuth } from '../auth/policy.ts'
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
 const HOST = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/
@@ -23,6 +24,10 @@ export const functionOptionsSchema = z.object({
   verify: z.union([z.literal('single'), z.object({ quorum: z.number().int().min(2).max(15) })]).optional(),
   /** who may call the function; @default "public" */
   auth: z.enum(['public', 'api-key', 'wallet']).optional(),
+  /** with `"auth": "wallet"`: the addresses that may call (signRequest); @default none */
+  allow: z.array(z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 0x-prefixed 20-byte address')).min(1).max(MAX_ALLOW).optional(),
+  /** hand the credential header to the function instead of stripping it at the gateway; @default false */
+  forwardCredential: z.boolean().optional(),
   /** `function`: one sandbox per function version, fresh realm per execution; `execution`: a sandbox per execution; @default "function" */
   isolation: z.enum(['function', 'execution']).optional()
 }).strict()
@@ -57,6 +62,8 @@ export interface ResolvedProject {
   env: Record<string, string>
   rateLimit?: { requests: number, perSeconds: number }
   optionsFor: (fn: string) => FunctionOptions
+  /** who may call the function (`auth`, `allow`, `forwardCredential`); undefined = public */
+  authFor: (fn: string) => FunctionAuth | undefined
 }
 
 /** Formats zod issues as `functions.hello.timeoutMs: expected …` lines. */
@@ -83,9 +90,21 @@ export function loadProjectConfig (root: string): ResolvedProject {
   const config = parsed.data
   const name = config.name ?? basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, '-')
   if (!NAME.test(name)) throw new ConfigError('BAD_PROJECT_NAME', `project name "${name}" must be lower-case letters, digits and dashes; set "name" in peerhost.json`)
+  const authFor = (fn: string | undefined): FunctionAuth | undefined => {
+    const o = { ...config.defaults, ...(fn === undefined ? {} : config.functions?.[fn]) }
+    try {
+      return resolveAuth(o)
+    } catch (err) {
+      throw new ConfigError('BAD_PROJECT_CONFIG', `${path}: ${fn === undefined ? 'defaults' : `functions.${fn}`}: ${(err as Error).message}`)
+    }
+  }
+  // every combination the file states is checked now, not when a function is first built
+  authFor(undefined)
+  for (const fn of Object.keys(config.functions ?? {})) authFor(fn)
   return {
     root: dir,
     name,
+    authFor,
     env: config.env ?? {},
     rateLimit: config.rateLimit,
     optionsFor (fn) {
