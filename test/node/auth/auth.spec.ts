@@ -153,7 +153,7 @@ describe('node/auth', () => {
       const g = authGuard({}, { keys: store, logger: silentLogger() })
       assert.deepEqual(await g.check({ mode: 'api-key' }, req({ authorization: `Bearer ${key}` })), { ok: true, strip: ['authorization'] })
       assert.deepEqual(await g.check({ mode: 'api-key', forwardCredential: true }, req({ authorization: `bearer ${key}` })), { ok: true, strip: [] })
-      for (const bad of [{}, { authorization: key }, { authorization: `Basic ${key}` }, { authorization: `Bearer ${key}x` }]) {
+      for (const bad of [{} as Record<string, string>, { authorization: key }, { authorization: `Basic ${key}` }, { authorization: `Bearer ${key}x` }]) {
         const r = await g.check({ mode: 'api-key' }, req(bad)) as any
         assert.equal(r.code, 'UNAUTHORIZED', JSON.stringify(bad))
         assert.ok(!r.message.includes(key), 'the refusal never echoes the key')
