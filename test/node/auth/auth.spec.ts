@@ -4,6 +4,7 @@
  * resolution and its manifest round trip.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -38,6 +39,21 @@ describe('node/auth', () => {
       store = apiKeyStore({ dataDir: data })
       assert.deepEqual(store.lookup(wallet, 'demo', key), { ok: false, reason: 'revoked' })
       assert.deepEqual(store.list(wallet, 'demo'), [{ id: apiKeyId(hash), name: 'ci', created: 100, revoked: 200 }])
+      store.close()
+    })
+
+    it('a revocation acknowledged by a process that is then killed with SIGKILL is still there on restart', async () => {
+      const data = join(dir, 'killed')
+      const key = mintApiKey()
+      const child = spawn(process.execPath, [join(import.meta.dirname, 'helpers', 'revoke-then-hang.ts'), data, key], { stdio: ['ignore', 'pipe', 'inherit'] })
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', d => { if (String(d).includes('revoked')) resolve() })
+        child.once('exit', code => reject(new Error(`the child exited (${code}) before revoking`)))
+      })
+      child.kill('SIGKILL')
+      await new Promise(resolve => child.once('exit', resolve))
+      const store = apiKeyStore({ dataDir: data })
+      assert.deepEqual(store.lookup(wallet, 'demo', key), { ok: false, reason: 'revoked' })
       store.close()
     })
 
