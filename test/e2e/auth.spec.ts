@@ -159,9 +159,11 @@ describe('e2e: function auth (api-key and wallet, mesh and chain, gVisor worker)
     assert.equal(await chainRequests(), requests + 1)
   })
 
-  it('a function that opts in (forwardCredential) receives the header', async () => {
-    const fwdKey = mintApiKey()
-    await putApiKey({ gateway: net.gatewayUrl, account: builder, project: 'auth-app', key: fwdKey, name: 'fwd' })
+  it('peerhost keys create --all-gateways reaches the staked gateway; a function that opts in (forwardCredential) receives the header', async () => {
+    const r = await cli(['keys', 'create', 'auth-app', '--name', 'fwd', '--all-gateways', '--contracts', net.contractsFile, '--json'], env)
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(r.lines.filter(l => l.event === 'key-gateway').map(l => l.url), [net.gatewayUrl])
+    const fwdKey = r.lines.find(l => l.event === 'key').key
     const res = await fetch(fnUrl('keyed-fwd'), { headers: { authorization: `Bearer ${fwdKey}` } })
     assert.equal(res.status, 200)
     assert.equal(((await res.json()) as any).headers.authorization, `Bearer ${fwdKey}`)
