@@ -17,6 +17,7 @@ import { versionsCommand } from './commands/versions.ts'
 import { escrowCommand } from './commands/escrow.ts'
 import { logsCommand } from './commands/logs.ts'
 import { secretCommand } from './commands/secret.ts'
+import { keysCommand } from './commands/keys.ts'
 import { walletCommand } from './commands/wallet.ts'
 import { reportError } from './util.ts'
 
@@ -32,7 +33,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), escrowCommand(), walletCommand()]) {
+for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), keysCommand(), escrowCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

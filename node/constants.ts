@@ -163,6 +163,23 @@ export const NODE_DEFAULTS = {
    * it again: a transfer takes effect for secrets and logs within this time.
    */
   projectOwnerTtlMs: 5_000,
+  /**
+   * How far a wallet-signed request's timestamp (`x-peerhost-signature`, node/auth) may be from the
+   * gateway's clock, in seconds: long enough for a loaded client and ordinary clock drift, short
+   * enough that the seen-signature cache only has to remember this window twice over.
+   */
+  authRequestSkewSec: 60,
+  /**
+   * Signed requests a gateway remembers to refuse replays (per gateway, the oldest forgotten first).
+   * At 100,000 entries of ~100 bytes this is ~10 MB; a flood beyond it within one window could
+   * make the gateway forget an entry, so a full cache refuses new signatures instead of evicting
+   * ones still inside the window.
+   */
+  authSeenMax: 100_000,
+  /** Largest clock difference a builder's signed api-key change tolerates (as for secret changes). */
+  authKeyChangeSkewSec: 600,
+  /** API keys one project may hold on a gateway (live and revoked): each is one row and one lookup entry. */
+  authMaxKeysPerProject: 256,
   /** Gateway HTTP port for `peerhost gateway` and `peerhost devnet`. */
   gatewayPort: 8080
 } as const

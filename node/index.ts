@@ -40,3 +40,4 @@ export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessa
 export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'
 export { logBook, logRoutes, fetchLogs, logsMessage, LOG_BOOK_DEFAULTS, type LogBook, type LogEntry } from './gateway/logs.ts'
 export { namespaceOwners, registryOwners, type ProjectOwners, type RegistryOwnersInit } from './gateway/owners.ts'
+export { apiKeyStore, authGuard, keyRoutes, putApiKey, revokeApiKey, listApiKeys, mintApiKey, apiKeyHash, apiKeyId, signRequest, requestMessage, resolveAuth, keyChangeMessage, SIGNATURE_HEADER, AUTH_DB_FILE, API_KEY_PATTERN, type ApiKeyStore, type AuthGuard, type FunctionAuth, type StoredKey, type KeyTarget, type RequestSigner } from './auth/index.ts'

@@ -58,6 +58,7 @@ export class ProtocolError extends PeerHostError {
 export const WIRE_ERROR_CODES = {
   BAD_REQUEST: { status: 400, kind: 'client', message: 'the request is malformed' },
   UNAUTHORIZED: { status: 401, kind: 'client', message: 'credentials are missing or invalid' },
+  FORBIDDEN: { status: 403, kind: 'client', message: 'the credentials are valid but not allowed to call this function' },
   NOT_FOUND: { status: 404, kind: 'client', message: 'no such function' },
   PAYLOAD_TOO_LARGE: { status: 413, kind: 'client', message: 'the request body is too large' },
   HEADERS_TOO_LARGE: { status: 431, kind: 'client', message: 'the request headers are too large' },

@@ -7,9 +7,9 @@
  * Two scopes:
  * - `strict` (wire and manifest): exactly `memoryMb`, `timeoutMs`, `network`, `isolation`, all required;
  * - `config` (a function's entry in peerhost.json, or `defaults`): each of those optional, plus
- *   `deterministic` (boolean), `verify` and `auth`. Options no part of PeerHost enforces yet are
- *   refused, naming the issue that builds them, instead of being silently ignored:
- *   `verify: { quorum }` (issue 11) and `auth` other than `"public"` (issue 13).
+ *   `deterministic` (boolean), `verify`, and `auth` / `allow` / `forwardCredential` (checked in
+ *   detail by node/auth). Options no part of PeerHost enforces yet are refused, naming the issue
+ *   that builds them, instead of being silently ignored: `verify: { quorum }` (issue 11).
  */
 import { FUNCTION_OPTION_BOUNDS as B } from './constants.ts'
 import { ProtocolError } from './errors.ts'
@@ -28,7 +28,7 @@ const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?'
 export const NETWORK_HOST = new RegExp(`^(?:(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*|\\[[0-9a-f:.]+\\])(?::[0-9]{1,5})?$`)
 
 const OPTION_KEYS = ['memoryMb', 'timeoutMs', 'network', 'isolation'] as const
-const CONFIG_KEYS = [...OPTION_KEYS, 'deterministic', 'verify', 'auth'] as const
+const CONFIG_KEYS = [...OPTION_KEYS, 'deterministic', 'verify', 'auth', 'allow', 'forwardCredential'] as const
 
 function isPlainObject (x: unknown): x is Record<string, unknown> {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return false
@@ -79,14 +79,13 @@ export function functionOptionsProblems (x: unknown, path: string, scope: Option
         out.push({ path: `${path}.verify`, message: 'expected "single"' })
       }
     }
-    if (has('auth')) {
-      const a = x.auth
-      if (a === 'api-key' || a === 'wallet') {
-        out.push({ path: `${path}.auth`, message: `"${a}" auth is not built yet (issue 13, function auth): the function would be public anyway, so it is refused rather than ignored; remove it or use "public"` })
-      } else if (a !== 'public') {
-        out.push({ path: `${path}.auth`, message: 'expected "public"' })
-      }
+    if (has('auth') && x.auth !== 'public' && x.auth !== 'api-key' && x.auth !== 'wallet') {
+      out.push({ path: `${path}.auth`, message: 'expected "public", "api-key" or "wallet"' })
     }
+    if (has('allow') && (!Array.isArray(x.allow) || x.allow.some((a: unknown) => typeof a !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(a)))) {
+      out.push({ path: `${path}.allow`, message: 'expected an array of 0x-prefixed 20-byte addresses' })
+    }
+    if (has('forwardCredential') && typeof x.forwardCredential !== 'boolean') out.push({ path: `${path}.forwardCredential`, message: 'expected true or false' })
   }
   return out
 }

@@ -71,7 +71,7 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
   // checked before the node runtime loads: a typo answers at once
   const ipRateLimit = parseRate(opts.ipRateLimit)
   const walletDomain = parseDomain(opts.domain)
-  const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners } = await import('../deps.ts')
+  const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners, apiKeyStore, authGuard, keyRoutes } = await import('../deps.ts')
   if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
   if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
   if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -161,10 +161,14 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
     : secretStore({ dataDir, key: secretKey, chainId: contracts.chainId, gateway: signer.address, logger: log })
   // secrets and logs answer the project's current on-chain owner (transfers included), not the path's wallet
   const owners = contracts === undefined ? undefined : registryOwners()({ client: registryPublicClient(contracts), registry: contracts.addresses.FunctionRegistry })
+  // API keys (functions with "auth": "api-key"): hashes only, in SQLite, changed by the project's owner
+  const keys = apiKeyStore({ dataDir })
+  const keyChanges = keyRoutes({ store: keys, chainId: contracts?.chainId, gateway: signer.address, logger: log, owners })
+  const auth = authGuard({}, { keys, logger: log })
   const deploys = deployRoutes({ storage, table, uploads })
   const routes = secrets === undefined
-    ? deploys
-    : (app: Parameters<typeof deploys>[0]) => { deploys(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
+    ? (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app) }
+    : (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
   const gateway = await createGateway({
     port: opts.port,
     host: opts.host,
@@ -174,7 +178,7 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
     walletDomain,
     ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit }
   },
-  { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, dial: parts.dial })
+  { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, auth, dial: parts.dial })
   view = gateway.view
   await gateway.start()
   await table?.start()
@@ -190,7 +194,7 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
       log.warn(`${String(err.message).replace(/;.*$/, '')}: staked workers refuse this gateway's tickets and builders cannot put secrets to it until it is staked (--stake <amount>)`)
     }
   }
-  const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop() }
+  const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop(); keys.close() }
   const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
   return { gateway, urls, address: signer.address, stop }
 }

@@ -52,7 +52,11 @@ export async function buildDeployment (init: BuildInit): Promise<Deployment> {
     v: MANIFEST_VERSION,
     sourceCommit: init.sourceCommit,
     env: { ...config.env, ...init.env },
-    functions: Object.fromEntries(bundles.map(b => [b.name, { bundle: b.cid, entry: b.entry, options: config.optionsFor(b.name), deterministic: config.deterministicFor(b.name) }])),
+    // `auth` only when not public: a public project keeps the manifest bytes (and CID) it had before
+    functions: Object.fromEntries(bundles.map(b => {
+      const auth = config.authFor(b.name)
+      return [b.name, { bundle: b.cid, entry: b.entry, options: config.optionsFor(b.name), deterministic: config.deterministicFor(b.name), ...(auth === undefined ? {} : { auth }) }]
+    })),
     // only when set: a project without one keeps the manifest bytes (and CID) it had before
     ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit })
   }

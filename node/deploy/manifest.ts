@@ -16,6 +16,7 @@
 import { z } from 'zod'
 import { functionOptionsProblems, rawCid, type FunctionOptions } from '#protocol'
 import { NodeError } from '../errors.ts'
+import { functionAuthSchema, type FunctionAuth } from '../auth/policy.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 
 export const MANIFEST_TYPE = 'peerhost-manifest'
@@ -33,6 +34,8 @@ export interface ManifestFunction {
    * it existed: parsed as false.
    */
   deterministic: boolean
+  /** who may call it (peerhost.json `auth`); absent = public (older manifests have none) */
+  auth?: FunctionAuth
 }
 
 export interface Manifest {
@@ -62,7 +65,8 @@ const manifestSchema = z.object({
     options: z.unknown().superRefine((value, ctx) => {
       for (const p of functionOptionsProblems(value, 'options', 'strict')) ctx.addIssue({ code: 'custom', message: `${p.path}: ${p.message}` })
     }),
-    deterministic: z.boolean().default(false)
+    deterministic: z.boolean().default(false),
+    auth: functionAuthSchema.optional()
   }).strict()),
   rateLimit: z.object({
     requests: z.number().int().min(1).max(1_000_000),

@@ -8,6 +8,7 @@ import { functionId, type FunctionOptions, type FunctionRef } from '#protocol'
 import { bundleProject } from '../build/bundle.ts'
 import { loadProjectConfig } from '../project/config.ts'
 import type { RateLimit } from './rate-limit.ts'
+import type { FunctionAuth } from '../auth/policy.ts'
 
 export interface FunctionEntry {
   ref: FunctionRef
@@ -15,6 +16,8 @@ export interface FunctionEntry {
   env: Record<string, string>
   /** the project's `rateLimit` (peerhost.json, in the manifest), enforced by each gateway; none = unlimited */
   rateLimit?: RateLimit
+  /** who may call it (peerhost.json `auth`, in the manifest), checked before dispatch; none = public */
+  auth?: FunctionAuth
 }
 
 export interface FunctionTable {
@@ -52,7 +55,8 @@ export async function addProject (table: MutableFunctionTable, owner: Address, d
       ref: { wallet: owner, project: project.name, name: fn.name, id: functionId(owner, project.name, fn.name), bundleCid: fn.cid },
       options: project.optionsFor(fn.name),
       env: project.env,
-      rateLimit: project.rateLimit
+      rateLimit: project.rateLimit,
+      auth: project.authFor(fn.name)
     }
     table.add(entry, fn.bytes)
     added.push(entry)

@@ -70,6 +70,8 @@ export interface GatewayComponents {
   dial?: JobDialer
   /** @default retryBudget() with NODE_DEFAULTS */
   retryBudget?: RetryBudget
+  /** the check of functions' `auth` before dispatch (node/auth authGuard); @default wallet auth only, no API keys */
+  auth?: GatewayHttpComponents['auth']
 }
 
 export interface GatewayNode {
@@ -117,6 +119,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     logs,
     fallback: components.fallback,
     secrets: components.secrets,
+    auth: components.auth,
     functions,
     dispatch,
     registry,

@@ -9,7 +9,9 @@
  *   per wallet (the wallet from the Host header; a host under d that is not a known wallet is 404).
  *
  * Before routing, ingress.ts enforces connection and request caps and the body cap (GW-02/03/07);
- * a project's `rateLimit` is enforced per gateway before dispatch.
+ * a project's `rateLimit` is enforced per gateway before dispatch, and so is a function's `auth`
+ * (node/auth: 401/403 JSON, the credential header stripped before dispatch), ahead of both the
+ * mesh and the chain fallback.
  * - `/_peerhost/health`, `/_peerhost/ready`, `/_peerhost/metrics`, `/_peerhost/status`.
  *
  * Every error is JSON `{ "error": { "code", "message" } }` with the status of its wire code.
@@ -33,6 +35,7 @@ import { chainFallbackAllowed, meshDeadline, type Dispatcher } from './dispatch.
 import type { FunctionEntry, FunctionTable } from './functions.ts'
 import { fallbackFailure, type ChainFallback } from '../fallback/gateway-fallback.ts'
 import type { LogBook } from './logs.ts'
+import { authGuard, type AuthGuard } from '../auth/guard.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
@@ -90,6 +93,11 @@ export interface GatewayHttpComponents {
   secrets?: (wallet: Address, project: string) => Record<string, string> | undefined
   /** where mesh answers leave their function logs for the builder (logs.ts) */
   logs?: Pick<LogBook, 'record'>
+  /**
+   * The check of a function's `auth` (node/auth), run before dispatch to the mesh or the chain;
+   * @default wallet-signed requests only (api-key functions are refused: no key store)
+   */
+  auth?: AuthGuard
 }
 
 export interface RecentJob {
@@ -185,6 +193,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   const domain = init.domain ?? DEV_DOMAIN
   const walletDomain = init.walletDomain?.toLowerCase().replace(/^\.+|\.+$/g, '')
   const projectRates = rateLimiter()
+  const auth = components.auth ?? authGuard({}, { logger: components.logger })
   const requests = new Counter({ name: 'peerhost_gateway_requests_total', help: 'function requests, by status', labelNames: ['status'], registers: [registry] })
   const latency = new Histogram({ name: 'peerhost_gateway_request_seconds', help: 'function request latency', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [registry] })
   const refused = new Counter({ name: 'peerhost_gateway_refused_total', help: 'connections and requests refused before dispatch, by the limit that refused them', labelNames: ['limit'], registers: [registry] })
@@ -220,8 +229,17 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     const body = await readBody(raw, LIMITS.maxRequestBodyBytes)
     if (body === undefined) return jsonError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${LIMITS.maxRequestBodyBytes} bytes`)
 
+    // who may call: before any dispatch (mesh or chain), so a refused request costs no worker anything
+    const verdict = await auth.check(entry.auth, { wallet: entry.ref.wallet, project: entry.ref.project, fn: entry.ref.name, method: raw.method, path: `${url.pathname}${url.search}`, headers: raw.headers, body })
+    if (!verdict.ok) {
+      requests.inc({ status: String(WIRE_ERROR_CODES[verdict.code].status) })
+      refused.inc({ limit: 'auth' })
+      return jsonError(verdict.code, verdict.message)
+    }
+    const strip = new Set(verdict.strip)
+
     const headers: Array<[string, string]> = []
-    for (const [name, value] of raw.headers) if (!HOP_BY_HOP.has(name)) headers.push([name, value])
+    for (const [name, value] of raw.headers) if (!HOP_BY_HOP.has(name) && !strip.has(name)) headers.push([name, value])
     if (headers.length > LIMITS.maxHeaders) return jsonError('HEADERS_TOO_LARGE', `${headers.length} headers; the limit is ${LIMITS.maxHeaders}`)
     const request: WireRequest = { method: raw.method.toUpperCase(), url: url.toString(), headers, body }
 

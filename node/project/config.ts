@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { functionOptionsProblems, type FunctionOptions } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { ConfigError } from '../errors.ts'
+import { resolveAuth, type FunctionAuth } from '../auth/policy.ts'
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
 
@@ -16,8 +17,8 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
  * A function's entry (or `defaults`): the one options schema of protocol/options.ts in its
  * `config` scope — `memoryMb`, `timeoutMs`, `network`, `isolation` (bounds FUNCTION_OPTION_BOUNDS),
  * `deterministic` (the output depends only on the input: recorded in the manifest and on chain,
- * it makes disagreement provable; @default false), and `verify` / `auth`, accepted only as
- * `"single"` / `"public"` until quorum (issue 11) and function auth (issue 13) are built.
+ * it makes disagreement provable; @default false), `verify` (only `"single"` until quorum, issue 11,
+ * is built), and `auth` / `allow` / `forwardCredential` (node/auth, docs/auth.md).
  */
 export interface FunctionConfig {
   memoryMb?: number
@@ -26,7 +27,12 @@ export interface FunctionConfig {
   isolation?: 'function' | 'execution'
   deterministic?: boolean
   verify?: 'single'
-  auth?: 'public'
+  /** who may call the function; @default "public" (node/auth) */
+  auth?: 'public' | 'api-key' | 'wallet'
+  /** with `"auth": "wallet"`: the addresses that may call (signRequest) */
+  allow?: string[]
+  /** hand the credential header to the function instead of stripping it at the gateway; @default false */
+  forwardCredential?: boolean
 }
 
 /** requests per window, per project, counted by each gateway (429 above it) */
@@ -64,6 +70,8 @@ export interface ResolvedProject {
   optionsFor: (fn: string) => FunctionOptions
   /** `deterministic` of the function (its entry, else `defaults`); @default false */
   deterministicFor: (fn: string) => boolean
+  /** who may call the function (`auth`, `allow`, `forwardCredential`); undefined = public */
+  authFor: (fn: string) => FunctionAuth | undefined
 }
 
 /** Formats zod issues as `functions.hello.timeoutMs: expected …` lines. */
@@ -97,9 +105,21 @@ export function loadProjectConfig (root: string): ResolvedProject {
   const config = parsed.data as ProjectConfig
   const name = config.name ?? basename(dir).toLowerCase().replace(/[^a-z0-9-]/g, '-')
   if (!NAME.test(name)) throw new ConfigError('BAD_PROJECT_NAME', `project name "${name}" must be lower-case letters, digits and dashes; set "name" in peerhost.json`)
+  const authFor = (fn: string | undefined): FunctionAuth | undefined => {
+    const o = { ...config.defaults, ...(fn === undefined ? {} : config.functions?.[fn]) }
+    try {
+      return resolveAuth(o)
+    } catch (err) {
+      throw new ConfigError('BAD_PROJECT_CONFIG', `${path}: ${fn === undefined ? 'defaults' : `functions.${fn}`}: ${(err as Error).message}`)
+    }
+  }
+  // every combination the file states is checked now, not when a function is first built
+  authFor(undefined)
+  for (const fn of Object.keys(config.functions ?? {})) authFor(fn)
   return {
     root: dir,
     name,
+    authFor,
     env: config.env ?? {},
     rateLimit: config.rateLimit,
     optionsFor (fn) {

@@ -319,7 +319,8 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
             ref: { wallet: p.namespace, project: p.name, name, id: functionId(p.namespace, p.name, name), bundleCid: fn.bundle },
             options: fn.options,
             env: manifest.env,
-            rateLimit: manifest.rateLimit
+            rateLimit: manifest.rateLimit,
+            auth: fn.auth
           })
         }
         if (p.active !== version) continue

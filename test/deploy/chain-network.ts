@@ -48,6 +48,8 @@ export interface ChainNetworkInit {
   stakeGateway?: boolean
   /** extra `peerhost gateway` flags */
   gatewayArgs?: string[]
+  /** extra `peerhost worker` flags (e.g. `--admin-port 0` to read its metrics) */
+  workerArgs?: string[]
 }
 
 export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<ChainNetwork> {
@@ -71,7 +73,7 @@ export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<C
       const data = join(dir, `worker-${i + 1}`)
       mkdirSync(data, { recursive: true, mode: 0o700 })
       writeFileSync(join(data, 'evm.key'), `${WORKER_KEYS[i]}\n`, { mode: 0o600 })
-      return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, ...(init.executor === 'gvisor' ? [] : ['--unsafe-dev-executor']), '--log-level', 'info'], logDir)
+      return spawnPeerhost(`worker-${i + 1}`, ['worker', '--bootstrap', bootstrap, '--data-dir', data, '--contracts', contractsFile, ...STAKE_ARGS, ...(init.executor === 'gvisor' ? [] : ['--unsafe-dev-executor']), '--log-level', 'info', ...(init.workerArgs ?? [])], logDir)
     })
     procs.push(...workers)
     const gatewayDir = join(dir, 'gateway')

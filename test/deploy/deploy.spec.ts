@@ -98,7 +98,7 @@ describe('deploy: deterministic builds and the manifest', function () {
     assert.ok(new TextDecoder().decode(built.manifestBytes).includes('"deterministic":true'))
     for (const [fn, pattern] of [
       [{ verify: { quorum: 3 } }, /functions\.greet\.verify: "quorum" verification is not built yet \(issue 11/],
-      [{ auth: 'api-key' }, /functions\.greet\.auth: "api-key" auth is not built yet \(issue 13/],
+      [{ auth: 'nobody' }, /functions\.greet\.auth: expected "public", "api-key" or "wallet"/],
       [{ memoryMb: 4096 }, /functions\.greet\.memoryMb: expected an integer from 16 to 2048/],
       [{ deterministic: 1 }, /functions\.greet\.deterministic: expected true or false/]
     ] as const) {
