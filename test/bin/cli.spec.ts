@@ -11,7 +11,8 @@ function run (...args: string[]): { code: number | null, stdout: string, stderr:
 }
 
 describe('peerhost CLI', function () {
-  this.timeout(60_000)
+  // each case spawns the CLI several times; on a loaded 2-core machine one spawn can take seconds
+  this.timeout(180_000)
 
   it('prints help for the program and every command', () => {
     const top = run('--help')

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { FsBlockstore } from 'blockstore-fs'
 import { CID } from 'multiformats/cid'
 import { tmpdir } from 'node:os'
@@ -115,7 +115,11 @@ describe('e2e: deploy to a local network that follows the chain', function () {
   })
 
   it('is live on a second gateway that never received the upload (manifest and bundles over bitswap)', async () => {
-    const gw2 = spawnPeerhost('gateway-2', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(net.dir, 'gateway-2'), '--contracts', contractsFile, '--log-level', 'info'], join(net.dir, 'logs'))
+    // staked (Hardhat's funded account #6): workers on a chain answer only tickets of staked gateways
+    const gw2Dir = join(net.dir, 'gateway-2')
+    mkdirSync(gw2Dir, { recursive: true, mode: 0o700 })
+    writeFileSync(join(gw2Dir, 'evm.key'), '0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e\n', { mode: 0o600 })
+    const gw2 = spawnPeerhost('gateway-2', ['gateway', '--bootstrap', net.bootstrapAddrs.join(','), '--port', '0', '--data-dir', gw2Dir, '--contracts', contractsFile, '--stake', '1', '--log-level', 'info'], join(net.dir, 'logs'))
     try {
       const url: string = (await gw2.ready).url
       const text = await waitFor('the second gateway to serve app/greet', async () => {
