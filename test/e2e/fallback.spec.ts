@@ -60,6 +60,11 @@ describe('chain fallback: a gateway cut off from the workers answers through the
       projects: [join(root, 'examples/hello'), randDir],
       owner: chain.deployer,
       gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '60', '--fallback-mesh-share', '90'],
+      // the mesh gateway stakes: workers on a chain answer only tickets of staked gateways
+      async gatewayArgsFor (dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        return ['--stake', '1']
+      },
       async workerArgsFor (_i, dataDir) {
         await chain.fund(loadEvmAccount(dataDir).address)
         // the gateway serves examples/hello from its folder (registered with a dummy manifest): no registry check
