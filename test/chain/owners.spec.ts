@@ -64,7 +64,7 @@ describe('chain: secrets and logs follow the project\'s on-chain owner', functio
     chain = await startLocalChain({ port: await freePort(), dataDir: join(dir, 'chain') })
     const bundle = new TextEncoder().encode('export default { fetch: () => new Response("hi") }')
     const manifestCid = rawCid(new TextEncoder().encode(`manifest ${Math.random()}`))
-    await send(SELLER, 'deploy', [SELLER.address, PROJECT, cidToBytes(manifestCid), `0x${'00'.repeat(32)}`, ['hi']])
+    await send(SELLER, 'deploy', [SELLER.address, PROJECT, cidToBytes(manifestCid), `0x${'00'.repeat(32)}`, ['hi'], 0n])
     const signer = fastSigner(generatePrivateKey())
     gatewayAddress = signer.address
     mkdirSync(join(dir, 'gw'), { mode: 0o700 })
