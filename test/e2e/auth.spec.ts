@@ -8,33 +8,18 @@
  * logs, data dirs, blockstores, the chain's files) holds the key.
  */
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { privateKeyToAccount, generatePrivateKey } from 'viem/accounts'
 import { executionCoordinatorAbi } from '#contracts'
 import { deployProject, mintApiKey, putApiKey, signRequest, SIGNATURE_HEADER } from '#node'
 import { cli } from '../helpers/cli.ts'
 import { BUILDER_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
+import { filesContaining } from '../helpers/files.ts'
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
 /** the builder is also the one address the `signed` function allows (Hardhat account #1) */
 const builder = privateKeyToAccount(BUILDER_KEY)
 const stranger = privateKeyToAccount(generatePrivateKey())
-
-function filesContaining (dir: string, needle: string): string[] {
-  const found: string[] = []
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      const st = statSync(p, { throwIfNoEntry: false })
-      if (st === undefined) continue
-      if (st.isDirectory()) walk(p)
-      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p)
-    }
-  }
-  walk(dir)
-  return found
-}
 
 describe('e2e: function auth (api-key and wallet, mesh and chain, gVisor worker)', function () {
   this.timeout(900_000)

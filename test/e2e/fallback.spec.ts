@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import type { Address, Hex } from 'viem'
@@ -16,24 +16,9 @@ import { loadEvmAccount } from '#node'
 import { runGateway, type RunningGateway } from '../../bin/commands/gateway.ts'
 import { startTestNetwork, waitFor, type TestNetwork } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from '../chain/helpers.ts'
+import { filesContaining } from '../helpers/files.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
-
-/** Every regular file under `dir` whose bytes contain `needle`. */
-function filesContaining (dir: string, needle: string): string[] {
-  const found: string[] = []
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      const st = statSync(p, { throwIfNoEntry: false })
-      if (st === undefined) continue
-      if (st.isDirectory()) walk(p)
-      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p)
-    }
-  }
-  walk(dir)
-  return found
-}
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
   // three gVisor workers that each stake, bind and join the draw pool on a loaded machine

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { privateKeyToAccount, generatePrivateKey } from 'viem/accounts'
 import { hexToBytes } from 'viem'
@@ -18,6 +18,7 @@ import { cli } from '../helpers/cli.ts'
 import { waitFor } from '../helpers/network.ts'
 import { spawnPeerhost } from '../../bin/spawn.ts'
 import { BUILDER_KEY, GATEWAY_KEY, startChainNetwork, type ChainNetwork } from '../deploy/chain-network.ts'
+import { filesContaining } from '../helpers/files.ts'
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures')
 const builder = privateKeyToAccount(BUILDER_KEY)
@@ -28,22 +29,6 @@ const SECOND_SECRET = `tok_${randomBytes(24).toString('hex')}`
 /** Hardhat's funded account #6: a second gateway */
 const SECOND_GATEWAY_KEY = '0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e'
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
-
-/** Every regular file under `dir` whose bytes contain `needle`. */
-function filesContaining (dir: string, needle: string): string[] {
-  const found: string[] = []
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name)
-      const st = statSync(p, { throwIfNoEntry: false })
-      if (st === undefined) continue
-      if (st.isDirectory()) walk(p)
-      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p)
-    }
-  }
-  walk(dir)
-  return found
-}
 
 describe('e2e: secrets (staked gateway, gVisor worker)', function () {
   this.timeout(240_000)
