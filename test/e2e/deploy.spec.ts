@@ -201,7 +201,7 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     assert.equal(s.allowance.perEpoch, (10n ** 16n).toString())
     const bad = await cli(['escrow', 'allow', 'app', 'not-an-address', '0.01', '--contracts', contractsFile], env)
     assert.equal(bad.code, 2)
-    assert.match(bad.stderr, /<gateway> must be a 0x-prefixed 20-byte address, got "not-an-address"/)
+    assert.match(bad.stderr, /<gateway> must be the gateway's URL \(such as http:\/\/127\.0\.0\.1:8080\) or its 0x address, got "not-an-address"/)
     const unknown = await cli(['escrow', 'deposit', 'never-deployed', '0.1', '--contracts', contractsFile], env)
     assert.equal(unknown.code, 2)
     assert.match(unknown.stderr, /project "never-deployed" is not registered under this wallet; deploy it first/)
