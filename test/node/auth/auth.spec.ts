@@ -198,7 +198,7 @@ describe('node/auth', () => {
     it('refuses wallet without allow, allow without wallet, with a message naming the field', () => {
       assert.throws(() => loadProjectConfig(project({ functions: { hello: { auth: 'wallet' } } })), /functions\.hello: "auth": "wallet" needs "allow"/)
       assert.throws(() => loadProjectConfig(project({ defaults: { auth: 'api-key', allow: [caller.address] } })), /defaults: "allow" applies only/)
-      assert.throws(() => loadProjectConfig(project({ functions: { hello: { auth: 'wallet', allow: ['0x12'] } } })), /allow\.0: expected a 0x-prefixed 20-byte address/)
+      assert.throws(() => loadProjectConfig(project({ functions: { hello: { auth: 'wallet', allow: ['0x12'] } } })), /functions\.hello\.allow: expected an array of 0x-prefixed 20-byte addresses/)
     })
 
     it('goes into the manifest only when not public (a public project keeps its CID), and back out', async () => {
