@@ -56,6 +56,11 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
       projects: [project],
       owner: chain.deployer,
       gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '30'],
+      // the gateway stakes: workers on a chain answer only tickets of staked gateways
+      async gatewayArgsFor (dataDir) {
+        await chain.fund(loadEvmAccount(dataDir).address)
+        return ['--stake', '1']
+      },
       async workerArgsFor (_i, dataDir) {
         await chain.fund(loadEvmAccount(dataDir).address)
         // the gateway serves the project from its folder (registered with a dummy manifest): no registry check
