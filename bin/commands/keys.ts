@@ -2,7 +2,8 @@ import { Command } from '@commander-js/extra-typings'
 import { isAddress, type Address } from 'viem'
 import { ConfigError, NodeError } from '../light.ts'
 import { collect, say } from '../util.ts'
-import { builderAccount, chainContracts } from './wallet.ts'
+import { builderAccount } from './wallet.ts'
+import { gatewayUrls, listedWallet } from '../gateways.ts'
 
 interface ChangeOptions { gateway: string[], allGateways?: boolean, contracts?: string, keystore?: string, namespace?: string, json?: boolean }
 
@@ -15,19 +16,6 @@ function common<C extends Command<any, any>> (cmd: C): C {
     .option('--namespace <address>', 'the wallet the project was created under, when it was transferred to you (default: your wallet)')
     .option('--keystore <file>', 'builder wallet (JSON keystore; password from PEERHOST_WALLET_PASSWORD or a prompt); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines') as C
-}
-
-async function gatewaysOf (opts: ChangeOptions): Promise<string[]> {
-  let urls = opts.gateway
-  if (opts.allGateways === true) {
-    if (urls.length > 0) throw new ConfigError('BAD_GATEWAYS', 'pass either --gateway <url> or --all-gateways, not both')
-    const { chainClient, publishedGateways } = await import('../deps.ts')
-    urls = [...(await publishedGateways(chainClient(chainContracts(opts.contracts)), undefined, { activeOnly: true })).values()].map(g => g.endpoint)
-    if (urls.length === 0) throw new ConfigError('NO_GATEWAYS', 'no staked gateway has published an endpoint on this chain')
-  } else if (urls.length === 0) {
-    urls = collect(process.env.PEERHOST_GATEWAY ?? 'http://127.0.0.1:8080')
-  }
-  return [...new Set(urls)]
 }
 
 function namespaceOf (opts: ChangeOptions): Address | undefined {
@@ -62,7 +50,7 @@ export function keysCommand (): Command<any, any> {
     .action(async (project, options) => {
       const { mintApiKey, apiKeyHash, apiKeyId, putApiKey } = await import('../deps.ts')
       const opts = options as ChangeOptions & { name: string }
-      const urls = await gatewaysOf(opts)
+      const urls = await gatewayUrls(opts)
       const account = await builderAccount(opts.keystore)
       const namespace = namespaceOf(opts)
       const key = mintApiKey()
@@ -82,7 +70,7 @@ export function keysCommand (): Command<any, any> {
     .action(async (project, id, options) => {
       const { revokeApiKey } = await import('../deps.ts')
       const opts = options as ChangeOptions
-      const urls = await gatewaysOf(opts)
+      const urls = await gatewayUrls(opts)
       const account = await builderAccount(opts.keystore)
       const namespace = namespaceOf(opts)
       await onEach(opts, urls, async url => await revokeApiKey({ gateway: url, account, project, namespace, id }))
@@ -98,8 +86,7 @@ export function keysCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
       const { listApiKeys } = await import('../deps.ts')
-      if (opts.wallet !== undefined && !isAddress(opts.wallet)) throw new ConfigError('BAD_WALLET', `--wallet must be a 0x-prefixed 20-byte address, got "${opts.wallet}"`)
-      const wallet = (opts.wallet ?? (await builderAccount(opts.keystore)).address) as Address
+      const wallet = await listedWallet(opts)
       const list = await listApiKeys(opts.gateway, wallet, project)
       const when = (s: number): string => new Date(s * 1000).toISOString()
       say(opts, list.length === 0

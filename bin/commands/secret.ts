@@ -1,9 +1,9 @@
 import { Command } from '@commander-js/extra-typings'
-import { isAddress, type Address } from 'viem'
 import { ConfigError, NodeError } from '../light.ts'
 import type { SecretTarget } from '../deps.ts'
 import { collect, say } from '../util.ts'
 import { builderAccount, chainContracts, readHidden } from './wallet.ts'
+import { gatewayUrls, listedWallet } from '../gateways.ts'
 
 const MAX_STDIN_BYTES = 64 * 1024
 
@@ -34,18 +34,11 @@ function common<C extends Command<any, any>> (cmd: C): C {
 
 /** One target per gateway: the --gateway URLs, or every active gateway's published endpoint. */
 async function targets (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget[]> {
-  const { chainClient, publishedGateways } = await import('../deps.ts')
+  const { chainClient } = await import('../deps.ts')
   const chain = chainClient(chainContracts(opts.contracts))
-  let urls = opts.gateway
-  if (opts.allGateways === true) {
-    if (urls.length > 0) throw new ConfigError('BAD_GATEWAYS', 'pass either --gateway <url> or --all-gateways, not both')
-    urls = [...(await publishedGateways(chain, undefined, { activeOnly: true })).values()].map(g => g.endpoint)
-    if (urls.length === 0) throw new ConfigError('NO_GATEWAYS', 'no staked gateway has published an endpoint and key on this chain')
-  } else if (urls.length === 0) {
-    urls = collect(process.env.PEERHOST_GATEWAY ?? 'http://127.0.0.1:8080')
-  }
+  const urls = await gatewayUrls(opts, chain)
   const account = await builderAccount(opts.keystore)
-  return [...new Set(urls)].map(gateway => ({ gateway, chain, account, project, name }))
+  return urls.map(gateway => ({ gateway, chain, account, project, name }))
 }
 
 /** Runs one change on every target; reports each; fails (after trying all) when any failed. */
@@ -107,8 +100,7 @@ export function secretCommand (): Command<any, any> {
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
       const { listSecrets } = await import('../deps.ts')
-      if (opts.wallet !== undefined && !isAddress(opts.wallet)) throw new ConfigError('BAD_WALLET', `--wallet must be a 0x-prefixed 20-byte address, got "${opts.wallet}"`)
-      const wallet = (opts.wallet ?? (await builderAccount(opts.keystore)).address) as Address
+      const wallet = await listedWallet(opts)
       const list = await listSecrets(opts.gateway, wallet, project)
       say(opts, list.length === 0
         ? `${wallet}/${project} has no secrets on ${opts.gateway}`
