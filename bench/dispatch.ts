@@ -4,6 +4,11 @@
  * run. Prints p50/p99 latency, req/s and the ratios to raw Node.
  *
  *   node bench/dispatch.ts [--requests 2000] [--workers 2]
+ *
+ * `--settlement` measures instead what settlement costs the mesh path (issue 11: at most 5 %), on
+ * vs off in one run (bench/settlement-throughput.ts):
+ *
+ *   node bench/dispatch.ts --settlement [--rounds 4] [--seconds 8] [--concurrency 8] [--workers 2]
  */
 import { spawn } from 'node:child_process'
 import { cpus } from 'node:os'
@@ -12,7 +17,21 @@ import { parseArgs } from 'node:util'
 import { startTestNetwork, status, waitFor } from '../test/helpers/network.ts'
 import { fmt, load, type LoadResult } from './lib.ts'
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, workers: { type: 'string', default: '2' } } })
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '2000' },
+    workers: { type: 'string', default: '2' },
+    settlement: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '8' },
+    concurrency: { type: 'string', default: '8' }
+  }
+})
+if (values.settlement) {
+  const { settlementThroughput } = await import('./settlement-throughput.ts')
+  await settlementThroughput({ workers: Number(values.workers), rounds: Number(values.rounds), seconds: Number(values.seconds), concurrency: Number(values.concurrency) })
+  process.exit(0)
+}
 const N = Number(values.requests)
 const root = resolve(import.meta.dirname, '..')
 

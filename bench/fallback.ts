@@ -37,7 +37,8 @@ const net = await startTestNetwork({
   workers: 2,
   projects: [join(root, 'examples/hello')],
   owner: chain.deployer,
-  gatewayArgs: ['--contracts', chain.contractsFile, '--log-level', 'warn'],
+  // every request comes from 127.0.0.1: lift the per-IP chain budget (default 10 per minute) for the benchmark
+  gatewayArgs: ['--contracts', chain.contractsFile, '--log-level', 'warn', '--chain-rate-limit', '100000/1'],
   async workerArgsFor (_i, dataDir) {
     await chain.fund(loadEvmAccount(dataDir).address, '100')
     return ['--contracts', chain.contractsFile, '--stake', '1', '--unsafe-skip-registry-check']
@@ -45,7 +46,7 @@ const net = await startTestNetwork({
 })
 const cut = await runGateway({
   bootstrap: net.bootstrapAddrs, port: 0, host: '127.0.0.1', listen: [], announce: [], dataDir: join(net.dir, 'gateway-cut'),
-  project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackPay: 'auto', logLevel: 'warn'
+  project: [join(root, 'examples/hello')], owner: chain.deployer, contracts: chain.contractsFile, fallbackPay: 'auto', logLevel: 'warn', chainRateLimit: '100000/1'
 }, { dial: async () => { throw new Error('no route to the worker (partition)') } })
 try {
   await chain.fund((await net.gateway.ready).address as Address, '100')

@@ -1,4 +1,4 @@
 /** The node runtime bin/ uses, in one place; command actions import it lazily (what definitions need is in light.ts). */
 export * from '#node'
-export { PeerHostError } from '#protocol'
+export { PeerHostError, rawCid } from '#protocol'
 export { createBootstrap } from '#bootstrap'

@@ -20,7 +20,7 @@ export async function gatewayUrls (opts: GatewayChoice, chain?: Parameters<typeo
   let urls = opts.gateway
   if (opts.allGateways === true) {
     if (urls.length > 0) throw new ConfigError('BAD_GATEWAYS', 'pass either --gateway <url> or --all-gateways, not both')
-    const { chainClient, publishedGateways: published } = await import('./deps.ts')
+    const { chainClient, publishedGateways: published } = await import('./builder-deps.ts')
     urls = [...(await published(chain ?? chainClient(chainContracts(opts.contracts)), undefined, { activeOnly: true })).values()].map(g => g.endpoint)
     if (urls.length === 0) throw new ConfigError('NO_GATEWAYS', 'no staked gateway has published an endpoint on this chain')
   } else if (urls.length === 0) {

@@ -4,7 +4,7 @@
  * load the rest with `await import('../deps.ts')`.
  */
 export { ConfigError, NodeError } from '../node/errors.ts'
-export { NODE_DEFAULTS } from '../node/constants.ts'
+export { LOCAL_CHAIN_ESCROW, NODE_DEFAULTS } from '../node/constants.ts'
 export { createLogger, type Logger } from '../node/logger.ts'
 export { loadContracts, parseAmount, type ChainContracts } from '../node/chain/contracts.ts'
 export { createKeystore, openKeystore, parsePrivateKey } from '../node/wallet.ts'

@@ -15,6 +15,8 @@ import { deployCommand } from './commands/deploy.ts'
 import { rollbackCommand } from './commands/rollback.ts'
 import { versionsCommand } from './commands/versions.ts'
 import { escrowCommand } from './commands/escrow.ts'
+import { earningsCommand } from './commands/earnings.ts'
+import { watchCommand } from './commands/watch.ts'
 import { logsCommand } from './commands/logs.ts'
 import { secretCommand } from './commands/secret.ts'
 import { keysCommand } from './commands/keys.ts'
@@ -33,7 +35,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), keysCommand(), escrowCommand(), walletCommand()]) {
+for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), keysCommand(), escrowCommand(), earningsCommand(), watchCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

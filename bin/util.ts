@@ -2,7 +2,8 @@
  * What every command shares: loggers, ready lines, signal handling, and the one place that turns
  * errors into one sentence for the user.
  */
-import { resolve } from 'node:path'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { Registry } from 'prom-client'
 import { CommanderError, InvalidArgumentError } from '@commander-js/extra-typings'
 import { createLogger, PeerHostError } from './light.ts'
@@ -105,4 +106,9 @@ export function intOption (name: string, min: number, max: number): (value: stri
     }
     return n
   }
+}
+
+/** A folder of PeerHost's per-user cache (`$XDG_CACHE_HOME/peerhost/<name>`, else `~/.cache/peerhost/<name>`). */
+export function userCacheDir (name: string): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'peerhost', name)
 }

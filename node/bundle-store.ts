@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { verifyRawCid } from '#protocol'
 import { NodeError } from './errors.ts'
 import { writeFileAtomic } from './files.ts'
+import { NODE_DEFAULTS } from './constants.ts'
 
 export interface BundleStore {
   get: (cid: string) => Uint8Array | undefined
@@ -17,20 +18,32 @@ export interface BundleStore {
 
 const CID_FILE_NAME = /^b[a-z2-7]{20,120}$/
 
-export function bundleStore (dir?: string, maxInMemory = 256): BundleStore {
+/** Memory bounds by count and by bytes (least recently used dropped past either). */
+export function bundleStore (dir?: string, maxInMemory: number = NODE_DEFAULTS.bundleCacheEntries, maxBytesInMemory: number = NODE_DEFAULTS.bundleCacheBytes): BundleStore {
   const memory = new Map<string, Uint8Array>()
+  let bytesInMemory = 0
   if (dir !== undefined) mkdirSync(dir, { recursive: true })
 
-  function remember (cid: string, bytes: Uint8Array): void {
+  function forget (cid: string): void {
+    const old = memory.get(cid)
+    if (old === undefined) return
     memory.delete(cid)
+    bytesInMemory -= old.byteLength
+  }
+
+  function remember (cid: string, bytes: Uint8Array): void {
+    forget(cid)
+    // a bundle larger than the whole budget is served from disk only
+    if (bytes.byteLength > maxBytesInMemory) return
     memory.set(cid, bytes)
-    if (memory.size > maxInMemory) memory.delete(memory.keys().next().value as string)
+    bytesInMemory += bytes.byteLength
+    while (memory.size > maxInMemory || bytesInMemory > maxBytesInMemory) forget(memory.keys().next().value as string)
   }
 
   return {
     get (cid) {
       const hit = memory.get(cid)
-      if (hit !== undefined) return hit
+      if (hit !== undefined) { remember(cid, hit); return hit }
       if (dir === undefined || !CID_FILE_NAME.test(cid)) return undefined
       const path = join(dir, cid)
       if (!existsSync(path)) return undefined

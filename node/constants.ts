@@ -20,6 +20,28 @@ export const NODE_DEFAULTS = {
   workerMaxQueueMs: 100,
   /** Share of a job's remaining deadline it may spend queued (a short deadline queues for less). */
   workerQueueShare: 0.25,
+  /**
+   * Longest a request waits in the gateway's queue for a worker with room (node/gateway/wait-queue.ts).
+   * Past saturation a closed-loop client (browsers, proxies, wrk) answered 503 at once sends the
+   * next request at once, and answering those refusals takes the CPU the workers need: waiting a
+   * bounded time keeps goodput at the peak. A request joins when its expected wait is at most half
+   * of this: 3 s covers 4× saturation at this machine's ~100 req/s with 128 connections (Little's
+   * law: 128 / 100 per s ≈ 1.3 s); beyond it refusals are immediate.
+   */
+  gatewayQueueMaxMs: 3_000,
+  /** Requests waiting in a gateway's queue at once; more are refused at once (memory stays bounded). */
+  gatewayQueueMaxLength: 4_096,
+  /** Share of a request's remaining deadline it may spend in the gateway's queue: the rest is for the work. */
+  gatewayQueueShare: 0.25,
+  /** Window over which the gateway measures its completion rate (the queue's expected-wait estimate). */
+  gatewayQueueRateWindowMs: 2_000,
+  /**
+   * Fewer completions than this in the window and the rate is not known: nothing queues and the
+   * answer is an immediate 503 (a mesh full of long jobs gives no evidence a slot will free soon).
+   */
+  gatewayQueueMinSamples: 8,
+  /** While requests wait, the first one re-checks this often (an advert may have lifted a worker's `full`). */
+  gatewayQueuePollMs: 50,
   /** Weight of the newest sample in a worker's moving average of job service time (drives the expected queue wait). */
   serviceAlpha: 0.2,
   /** A worker whose queue fills or drains re-adverts at once, but not more often than this (gossip is shared). */
@@ -79,8 +101,12 @@ export const NODE_DEFAULTS = {
   maxIncomingPendingConnections: 64,
   /** Inbound job streams per connection at once: a gateway never needs more than a worker's capacity × 4. */
   maxInboundJobStreams: 64,
-  /** Outbound job streams per connection at once. */
-  maxOutboundJobStreams: 256,
+  /**
+   * Job streams a gateway opens to one worker at once, sessions included (each holds one while it
+   * lasts): below yamux's 1,000 streams per connection, above a worker's default job and session
+   * room (64 + workerMaxSessions).
+   */
+  maxOutboundJobStreams: 900,
   /**
    * A worker ends a job stream idle this long. Gateways keep idle job streams for reuse (a new
    * stream costs a peer-store write on both ends, more than a small job), for less than this.
@@ -102,6 +128,12 @@ export const NODE_DEFAULTS = {
   statusMaxStreams: 32,
   /** Latency samples a gateway keeps per worker for its moving average. */
   latencyAlpha: 0.2,
+  /** What a gateway assumes of a worker it has no latency samples for, ms. */
+  latencyPriorMs: 5,
+  /** A worker's latency estimate without new samples halves its distance to the prior this often. */
+  latencyHalfLifeMs: 10_000,
+  /** Latency above this counts as this much in a worker's score (1.0: as much as a full worker's load). */
+  latencyScoreCapMs: 100,
   /** Gateway HTTP request timeout when a client sends its body too slowly (slowloris, GW-03). */
   httpRequestTimeoutMs: 60_000,
   /** Gateway HTTP header timeout. */
@@ -122,6 +154,15 @@ export const NODE_DEFAULTS = {
   registryCheckMaxProjects: 4_096,
   /** Parsed manifests (function → bundle CID) a worker keeps in memory (least recently used dropped). */
   registryCheckMaxManifests: 1_024,
+  /**
+   * Bundle bytes a node keeps in memory (least recently used dropped; every bundle stays on disk
+   * and is re-read and re-verified on a miss). A count alone bounds nothing: 256 bundles of up to
+   * 16 MiB (LIMITS.maxBundleBytes) would be 4 GiB. 64 MiB holds hundreds of typical bundles
+   * (examples/hello is under 1 KiB; a bundled API with dependencies some 100 KiB–1 MiB).
+   */
+  bundleCacheBytes: 64 * 1024 * 1024,
+  /** Bundles a node keeps in memory, whatever their size (least recently used dropped). */
+  bundleCacheEntries: 256,
   /**
    * How often node:http checks connections against headersTimeout and requestTimeout. Its default
    * (30 s) would let a slowloris socket live up to 30 s past its timeout.
@@ -154,6 +195,16 @@ export const NODE_DEFAULTS = {
   gatewayIpRateRequests: 0,
   /** The window of the per-IP rate limit, in seconds. */
   gatewayIpRatePerSeconds: 1,
+  /**
+   * Chain-path requests per client IP (IPv6 /64) per window at a gateway (`--chain-rate-limit`):
+   * each one costs a fee and gas, paid from the project's escrow or the gateway's balance, and
+   * holds workers for a commit and a reveal, so a single client gets few: 10 per minute covers a
+   * person checking answers on chain, not a script turning the gateway's funds into requests.
+   * Counts client-forced (`x-peerhost-mode: onchain`) and mesh-failure fallbacks alike.
+   */
+  gatewayChainRateRequests: 10,
+  /** The window of the per-IP chain-path limit, in seconds. */
+  gatewayChainRatePerSeconds: 60,
   /** Retry-After (seconds) of a 429 for a concurrency cap: in-flight requests usually end within a second. */
   gatewayRetryAfterSec: 1,
   /** Client keys (IPs, projects) a rate limiter remembers; the least recently seen is forgotten first, bounding memory under a spoofed-source flood. */
@@ -181,5 +232,157 @@ export const NODE_DEFAULTS = {
   /** API keys one project may hold on a gateway (live and revoked): each is one row and one lookup entry. */
   authMaxKeysPerProject: 256,
   /** Gateway HTTP port for `peerhost gateway` and `peerhost devnet`. */
-  gatewayPort: 8080
+  gatewayPort: 8080,
+  /**
+   * WebSocket sessions a worker holds at once (`--max-sessions`). Sessions of one function version
+   * share its sandboxes (128 to a 128 MB sandbox, GVISOR_POOL_DEFAULTS.sessionMemoryMb) and take no
+   * job slot while they wait for messages (an event's CPU is the function's own limit), so the cap
+   * is memory: an idle echo session cost the worker process ~20 KiB of RSS (50 per worker,
+   * test/e2e/websocket-many.spec.ts) and 1 MB of a 128 MB sandbox's budget, so 256 take ~5 MB of
+   * the worker and two sandboxes, leaving the pool's other sandboxes to requests.
+   */
+  workerMaxSessions: 256,
+  /**
+   * Weight of a worker's session share (sessions / maxSessions) when a gateway picks a worker for
+   * a new session: at 4 a worker holding 1/16 of its room scores as a cold one (0.25), so sessions
+   * spread over workers instead of filling the warm one first.
+   */
+  sessionShareWeight: 4,
+  /** Longest a WebSocket session lasts (close 4410 after it); a session holds a sandbox meanwhile. */
+  sessionMaxMs: 15 * 60_000,
+  /** A session with no message either way for this long is closed with 4408. */
+  sessionIdleMs: 60_000,
+  /** Client messages per second per session; past it the gateway closes with 4429. */
+  sessionMessagesPerSec: 1_000,
+  /**
+   * Bytes a relay lets wait for a slow receiver before it stops reading from the sender (a client
+   * that does not read slows the function's sends; gateway and worker memory stay bounded).
+   */
+  sessionHighWaterBytes: 1024 * 1024,
+  /**
+   * Fragments one WebSocket message may arrive in (close 1008 beyond): each costs a buffer object,
+   * so a flood of 1-byte fragments would cost ~100× its bytes in heap before maxPayload stopped it.
+   */
+  sessionMaxFragments: 1_024,
+  /** Time a gateway gives the worker to answer `session-end` after the socket closed. */
+  sessionEndWaitMs: 2_000,
+  /** Session receipts (transcript summaries) a gateway keeps for /_peerhost/receipts/<jobId>. */
+  sessionReceiptsKept: 10_000,
+  /**
+   * Streamed-response receipts a gateway keeps for /_peerhost/receipts/<jobId> (least recently
+   * used dropped first): ~1 KB each, so 10,000 cost ~10 MB at most.
+   */
+  streamReceiptsKept: 10_000,
+  /**
+   * Read buffer of a job stream relaying a streamed body. The gateway stops reading (yamux stops
+   * granting window) while the client's socket is full; what the worker had already been granted
+   * (the stream window, at most 16 MiB in yamux) may still arrive, and must fit instead of
+   * aborting the stream (libp2p's default is 4 MiB).
+   */
+  streamReadBufferBytes: 20 * 1024 * 1024,
+  /**
+   * Time past the job's deadline a gateway waits for the next frame of a streamed body before it
+   * cuts the client's response: the worker's own limits end the stream before the deadline, and
+   * its last frames (flushed chunks, the signed stream-end) need a moment on a loaded host.
+   */
+  streamGraceMs: 5_000
+} as const
+
+/** WebSocket close codes the mesh sends, stable for clients (RFC 6455 §7.4; 4xxx are PeerHost's). */
+export const WS_CLOSE = {
+  /** a message over LIMITS.maxWsMessageBytes */
+  tooBig: 1009,
+  /** the worker or the session failed: reconnect (another worker will take it) */
+  internalError: 1011,
+  /** the worker holding the session is restarting / went away */
+  serviceRestart: 1012,
+  /** no worker could take a session now */
+  tryAgainLater: 1013,
+  /** the gateway is shutting down */
+  goingAway: 1001,
+  /** no message either way for NODE_DEFAULTS.sessionIdleMs */
+  idleTimeout: 4408,
+  /** the session reached NODE_DEFAULTS.sessionMaxMs */
+  sessionTooLong: 4410,
+  /** more client messages per second than NODE_DEFAULTS.sessionMessagesPerSec */
+  rateLimited: 4429
+} as const
+
+/** A worker's settlement loop (issue 11). */
+export const SETTLEMENT_DEFAULTS = {
+  /**
+   * Settlement ticks every 2 s: the devnet's epochs and windows are seconds long, and one tick is a
+   * handful of reads when there is nothing to do.
+   */
+  intervalMs: 2_000,
+  /** The settlement state file under the worker's data dir (SQLite WAL, survives `kill -9`). */
+  fileName: 'settlement.sqlite',
+  /**
+   * Epochs looked back for unsettled receipts: a batch can only be committed in the commit window
+   * right after its epoch, so older receipts can never be paid; 64 covers any window / epoch ratio
+   * the deployments use (docs/contracts.md) without scanning the whole log.
+   */
+  lookbackEpochs: 64n
+} as const
+
+/** A gateway's check of the settlement batches naming it (node/settlement/checker.ts). */
+export const CHECKER_DEFAULTS = {
+  /** New BatchCommitted events are read every 2 s: a fault must be proven inside the challenge window, which is seconds long on the devnet. */
+  intervalMs: 2_000,
+  /** The gateway's ticket log and verdicts (SQLite WAL) under its data dir. */
+  fileName: 'tickets.sqlite',
+  /** A batch document not fetched within 30 s is recorded as unverifiable (bitswap from a worker that went away never answers). */
+  fetchTimeoutMs: 30_000,
+  /** Ticks a batch's leaves are fetched before it is recorded unverifiable (the worker's node may be busy or restarting). */
+  fetchAttempts: 5,
+  /** Batches listed in /_peerhost/status (the newest). */
+  statusRows: 20,
+  /** Tickets of epochs this far behind are dropped: their batches' commit and challenge windows are long over on every deployment. */
+  keepEpochs: 256n
+} as const
+
+/** A gateway's view of what a project may still spend through it (node/settlement/allowance.ts). */
+export const ALLOWANCE_DEFAULTS = {
+  /**
+   * The chain's escrow and allowance are read at most every 5 s per project: between reads the
+   * gateway counts its own tickets, so a burst cannot outrun the allowance, and a builder's
+   * deposit is seen within seconds.
+   */
+  refreshMs: 5_000,
+  /**
+   * Past `refreshMs` the chain is re-read in the background and requests go on with the last view;
+   * only a view older than 30 s (the chain unreachable for that long) makes a request wait for a
+   * fresh read. Before, every paid request arriving in the moment of a re-read waited for the RPC
+   * (two calls): every 5 s on the devnet under load that stalled the mesh path for seconds
+   * (`node bench/dispatch.ts --settlement`).
+   */
+  maxStaleMs: 30_000
+} as const
+
+/**
+ * A project deployed to a local development chain (Hardhat's chain id 31337: `peerhost devnet`,
+ * `peerhost chain up`) is given an escrow and an allowance for the gateway it was deployed to, so
+ * its first request is served: the devnet's workers ask a price, and without escrow the gateway
+ * answers 402. The money is the local chain's; on any other chain nothing is spent for the
+ * builder (deploy prints the `peerhost escrow` commands instead).
+ */
+export const LOCAL_CHAIN_ESCROW = {
+  chainId: 31337,
+  /** 50 (native currency, wei): 5,000,000 requests at the devnet's price of 0.00001 */
+  deposit: 50n * 10n ** 18n,
+  /** 1 per settlement epoch: 100,000 requests per epoch at the devnet's price */
+  perEpoch: 10n ** 18n
+} as const
+
+/** How nodes follow chain events (node/chain). */
+export const CHAIN_EVENTS = {
+  /**
+   * Event watchers (stake changes at the gateway's admission and the worker's gateway-stake check,
+   * ExecutionRequested at the worker) poll once a second: a local chain mines a block a second (the
+   * devnet) and Polygon one every 2 s, so polling faster finds nothing new. At the chain client's
+   * local-chain interval (50 ms, kept for transaction receipts) the three watchers cost an idle
+   * worker ≈ 9 % and an idle gateway ≈ 7 % of a core on the 2-core bench machine
+   * (`node bench/dispatch.ts --settlement`, docs/benchmarks.md).
+   */
+  pollMs: 1_000
 } as const

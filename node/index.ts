@@ -2,7 +2,7 @@
  * node/: the mesh node — libp2p setup, worker and gateway roles, identity, config, logging,
  * metrics and project bundling. `bin/` builds these from flags and files.
  */
-export { NODE_DEFAULTS } from './constants.ts'
+export { LOCAL_CHAIN_ESCROW, NODE_DEFAULTS } from './constants.ts'
 export { NodeError, ConfigError } from './errors.ts'
 export { createLogger, component, silentLogger, type Logger, type LoggerInit } from './logger.ts'
 export { loadPeerKey, loadEvmAccount, loadSigner, ensureDataDir, PEER_KEY_FILE, EVM_KEY_FILE } from './identity.ts'
@@ -22,6 +22,7 @@ export { admission, type Admission, type AdmissionInit } from './worker/admissio
 export { functionTable, addProject, type FunctionEntry, type FunctionTable, type MutableFunctionTable } from './gateway/functions.ts'
 export { ingress, clientKey, type Ingress, type IngressInit } from './gateway/ingress.ts'
 export { rateLimiter, fixedRateLimiter, type RateLimit, type RateLimiter } from './gateway/rate-limit.ts'
+export { chainGate, CHAIN_MODE_HEADER, type ChainGate, type ChainGateInit, type ChainGateVerdict } from './gateway/chain-gate.ts'
 export { routeOf } from './gateway/http.ts'
 export { workerView, ADVERT_VERDICTS, type WorkerView, type WorkerEntry, type AdvertCheck } from './gateway/worker-view.ts'
 export { frames, errorFrame, type FrameStream } from './frames.ts'
@@ -37,7 +38,8 @@ export { createKeystore, openKeystore, parsePrivateKey, type KeystoreJson } from
 export { stakeAndBind, registerGateway, publishedGatewayInfo, publishedGateways, stakingAdmission, peerIdHash, ADMISSION_DEFAULTS, type StakingAdmission, type Registration } from './staking/index.ts'
 export { chainFallback, FALLBACK_DEFAULTS, type ChainFallback, type ChainFallbackInit, type FallbackStorage, type FallbackResult } from './fallback/index.ts'
 export { loadSecretKey, sealSecret, secretStore, secretRoutes, secretChangeMessage, gatewayKey, putSecret, deleteSecret, listSecrets, SECRET_NAME, type SecretStore, type SecretKeyPair, type SecretTarget } from './secrets/index.ts'
-export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, type EscrowStatus } from './escrow/index.ts'
+export { allowanceTracker, type AllowanceTracker, settlementClock, clockOf, settler, settlementGrace, ticketEpochCheck, leafFromJson, cidBytes, cidOfBytes, type SettlementClock, type Settler, type SettlerInit, type StoredBatch, type BatchDocument, type TickReport, ticketLog, batchChecker, findFault, findOutvoted, boundPeerOf, type Disagreement, type HeldReceipt, type TicketLog, type IssuedTicket, type BatchChecker, type BatchCheckerInit, type BatchCheckerComponents, type CheckedBatch, type LeafChallenge } from './settlement/index.ts'
+export { escrowStatus, escrowCanPay, depositEscrow, allowGateway, fundOnLocalChain, type EscrowStatus } from './escrow/index.ts'
 export { logBook, logRoutes, fetchLogs, logsMessage, LOG_BOOK_DEFAULTS, type LogBook, type LogEntry } from './gateway/logs.ts'
 export { namespaceOwners, registryOwners, type ProjectOwners, type RegistryOwnersInit } from './gateway/owners.ts'
 export { apiKeyStore, authGuard, keyRoutes, putApiKey, revokeApiKey, listApiKeys, mintApiKey, apiKeyHash, apiKeyId, signRequest, requestMessage, resolveAuth, keyChangeMessage, SIGNATURE_HEADER, AUTH_DB_FILE, API_KEY_PATTERN, type ApiKeyStore, type AuthGuard, type FunctionAuth, type StoredKey, type KeyTarget, type RequestSigner } from './auth/index.ts'

@@ -11,12 +11,12 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
-import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 import { LIMITS, workersTopic } from '#protocol'
 import { NODE_DEFAULTS } from './constants.ts'
+import { corkedTcp } from './corked-tcp.ts'
 
 export type PeerHostServices = {
   identify: Identify
@@ -96,7 +96,7 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
     privateKey: init.privateKey,
     start: false,
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
-    transports: [tcp(), webSockets()],
+    transports: [corkedTcp(), webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,

@@ -37,6 +37,21 @@ export function workersTopic (region: string = DEFAULT_REGION): string {
 
 export const LIMITS = {
   /**
+   * Largest WebSocket message on a session stream (and the gateway's `maxPayload`): 1 MiB, as
+   * Cloudflare Workers allow; a larger one closes the client with 1009.
+   */
+  maxWsMessageBytes: 1024 * 1024,
+  /**
+   * Largest body chunk of a streamed response (`stream-chunk`): 256 KiB keeps a frame small next to
+   * the job stream's flow-control window, so one chunk never stalls behind another for long.
+   */
+  maxStreamChunkBytes: 256 * 1024,
+  /**
+   * Most body bytes one streamed response may carry (LIMIT_RESPONSE_SIZE beyond; a worker may set
+   * less): 1 GiB covers large downloads and long SSE feeds while bounding what one request costs.
+   */
+  maxStreamBytes: 1024 * 1024 * 1024,
+  /**
    * Largest job request or result frame. Function bodies are capped at 6 MiB (like AWS Lambda's
    * synchronous payload) plus headers and envelope; anything bigger travels through IPFS.
    */
@@ -88,6 +103,8 @@ export const LIMITS = {
   maxAttempts: 16,
   /** Highest advertised capacity or load: far above what one machine runs, so a bogus advert stands out. */
   maxWorkerCapacity: 10_000,
+  /** Highest advertised session count or session cap: idle sessions cost memory only, so far more than jobs. */
+  maxWorkerSessions: 1_000_000,
   /** Longest public error sentence on the wire: wire messages are short fixed sentences, never stacks. */
   maxErrorMessageBytes: 1024,
   /** Longest bundle CID, peer id or allowed host string (a CIDv1 base32 sha2-256 is 59 characters). */
@@ -133,6 +150,20 @@ export const PEERHOST_HEADER_PREFIX = 'x-peerhost-'
  * builder cannot configure can never reach a worker either.
  */
 export const FUNCTION_OPTION_BOUNDS = {
+  /**
+   * peerhost.json `websocket`: a function's own session limits, each at most what the gateway
+   * allows (the gateway applies the lower of the two). Message size: 1 byte to the wire's
+   * LIMITS.maxWsMessageBytes; idle timeout from 1 s (a heartbeat every second is the least a
+   * client can keep up) to 1 h; session length from 1 s to 24 h; messages per second 1–100,000;
+   * concurrent sessions per function on one gateway 1–1,000,000.
+   */
+  websocket: {
+    maxMessageBytes: { min: 1, max: LIMITS.maxWsMessageBytes },
+    idleTimeoutMs: { min: 1_000, max: 3_600_000 },
+    maxSessionMs: { min: 1_000, max: 86_400_000 },
+    messagesPerSecond: { min: 1, max: 100_000 },
+    maxSessions: { min: 1, max: 1_000_000 }
+  },
   /** 16 MB runs a trivial function; 2048 MB is the most a worker's sandbox grants (LIMITS.maxMemoryMb). */
   memoryMb: { min: 16, max: LIMITS.maxMemoryMb },
   /** 10 ms is below any useful function; the longest job deadline bounds the rest. */
@@ -141,6 +172,10 @@ export const FUNCTION_OPTION_BOUNDS = {
   maxNetworkHosts: 64,
   /** Longest allowed host entry (a DNS name is at most 253 characters, plus `*.` and `:port`). */
   maxHostBytes: 261,
-  /** Quorum sizes `verify: { quorum }` will accept once it is built (issue 11). */
+  /**
+   * `verify: { quorum: n }`: n distinct workers run each request and the majority ⌈(n+1)/2⌉ answers.
+   * 2 is the least that can detect a lie (both must agree); 15 bounds what one request may cost the
+   * builder (n tickets) and the mesh (n executions).
+   */
   quorum: { min: 2, max: 15 }
 } as const

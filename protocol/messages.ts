@@ -61,11 +61,22 @@ export interface WorkerAdvert {
   /** jobs running now */
   load: number
   /**
+   * WebSocket sessions held now, and the most the worker holds: sessions take no job slot, so
+   * gateways spread them by these. Optional so adverts from workers that predate them stay valid.
+   */
+  sessions?: number
+  maxSessions?: number
+  /**
    * Set when the worker's admission queue is full (a new job would be refused with OVERLOADED, or
    * could not start within its share of any deadline): gateways send it no job until an advert
    * without it. Optional so adverts from workers that predate it stay valid.
    */
   full?: boolean
+  /**
+   * The worker's price per request: the ticket fee (wei, uint256 as a decimal string) it accepts at
+   * least. Absent means it works for free (adverts from workers that predate settlement).
+   */
+  price?: string
   /** bundle CIDs with a warm sandbox */
   warm: string[]
   /** unix ms when the advert was made */
@@ -104,6 +115,12 @@ export interface JobRequest {
   ticket: { worker: Address, gateway: Address, fee: string, epoch: string, deadline: string }
   /** gateway's EIP-712 signature over the ticket */
   ticketSig: Hex
+  /**
+   * A WebSocket upgrade: the job stream stays open for the session. The worker answers with
+   * `session-open` (the function accepted) and then `ws` / `ws-close` frames both ways until
+   * `session-end`, or with a `result` (the function answered without a WebSocket) or `error`.
+   */
+  session?: true
 }
 
 export interface JobTimings {
@@ -175,5 +192,109 @@ export interface SecretsResponse {
   secrets: Record<string, string>
 }
 
-export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse
+/** Worker → gateway: the function accepted the WebSocket; the gateway completes the upgrade. */
+export interface SessionOpen {
+  v: number
+  type: 'session-open'
+  jobId: Hex
+  attempt: number
+  /** the function's 101 response headers (the gateway forwards the safe ones) */
+  headers: Array<[string, string]>
+}
+
+/** One WebSocket message, either way on a session's job stream. Text travels as its UTF-8 bytes. */
+export interface WsFrame {
+  v: number
+  type: 'ws'
+  binary: boolean
+  /** at most LIMITS.maxWsMessageBytes */
+  data: Uint8Array
+}
+
+/** A WebSocket close, either way: the client's, the function's, or the gateway's (limits). */
+export interface WsClose {
+  v: number
+  type: 'ws-close'
+  /** 1000–4999 */
+  code: number
+  /** at most 123 bytes of UTF-8 (a close frame's payload limit) */
+  reason: string
+}
+
+/**
+ * What a session's receipt covers: two running hashes, one per direction (each side sees its
+ * own direction's order exactly; the interleaving of the two is not observable by both), and the
+ * counts. See transcript.ts.
+ */
+export interface TranscriptSummary {
+  /** SHA-256 chain over client → function messages (transcript.ts) */
+  inHash: Hex
+  /** SHA-256 chain over function → client messages */
+  outHash: Hex
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+}
+
+/** Worker → gateway: the session ended; the receipt's outputHash is the transcript's hash. */
+export interface SessionEnd {
+  v: number
+  type: 'session-end'
+  jobId: Hex
+  attempt: number
+  transcript: TranscriptSummary
+  /** transcriptOutputHash(transcript) */
+  outputHash: Hex
+  receiptSig: Hex
+  logs: string
+  logsTruncated: boolean
+  /** set when the execution failed (e.g. LIMIT_CPU, the sandbox died) */
+  error?: WireError
+}
+
+/**
+ * Worker → gateway, instead of a `result`: the function's response body is a stream that is
+ * still being produced. `stream-chunk` frames follow, then exactly one `stream-end`.
+ */
+export interface StreamHead {
+  v: number
+  type: 'stream-head'
+  jobId: Hex
+  attempt: number
+  status: number
+  headers: Array<[string, string]>
+}
+
+/** Worker → gateway: the next piece of a streamed body (at most LIMITS.maxStreamChunkBytes). */
+export interface StreamChunk {
+  v: number
+  type: 'stream-chunk'
+  data: Uint8Array
+}
+
+/**
+ * Worker → gateway: the streamed body ended (or was cut: `error` set). The receipt's outputHash
+ * is `streamOutputHash` over the status, the SHA-256 of every body byte sent, their count and the
+ * error code (transcript.ts); the gateway recomputes it from what it relayed.
+ */
+export interface StreamEnd {
+  v: number
+  type: 'stream-end'
+  jobId: Hex
+  attempt: number
+  /** body bytes sent in `stream-chunk` frames */
+  bytes: number
+  /** SHA-256 of those bytes, in order */
+  bodyHash: Hex
+  outputHash: Hex
+  receiptSig: Hex
+  logs: string
+  logsTruncated: boolean
+  timings: JobTimings
+  /** set when the stream was cut (LIMIT_RESPONSE_SIZE, LIMIT_TIMEOUT, FUNCTION_ERROR, …) */
+  error?: WireError
+}
+
+export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse | SessionOpen | WsFrame | WsClose | SessionEnd | StreamHead | StreamChunk | StreamEnd
 export type MessageType = Message['type']

@@ -89,6 +89,7 @@ export const ADVERT_SIGNING_TAG = 'peerhost-advert-v1'
  *     || u32(count) || count × field(multiaddr)
  *     || u32(capacity) || u32(load) || u32(count) || count × field(warm cid) || u64(ts) || u64(seq)
  *     [|| u8(full ? 1 : 0), only when `full` is present]
+ *     [|| u8(2) || field(price), only when `price` is present: the tag 2 can never be read as `full`]
  *
  * Throws ProtocolError INVALID_FIELD when the advert is not valid.
  */
@@ -106,6 +107,7 @@ export function advertSigningBytes (advert: Omit<WorkerAdvert, 'sig'> | WorkerAd
   w.u64(a.ts).u64(a.seq)
   // appended only when present, so adverts without the flag sign the same bytes as before
   if (a.full !== undefined) w.raw(Uint8Array.of(a.full ? 1 : 0))
+  if (a.price !== undefined) w.raw(Uint8Array.of(2)).field(a.price)
   return w.finish()
 }
 

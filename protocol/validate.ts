@@ -31,7 +31,7 @@ import { isWireErrorCode, ProtocolError, type WireError } from './errors.ts'
 import { LIMITS, PROTOCOL_VERSION } from './constants.ts'
 import { parseFunctionOptions } from './options.ts'
 import type {
-  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, FunctionOptions, FunctionRef, JobRequest, JobResult,
+  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, SessionEnd, SessionOpen, StreamChunk, StreamEnd, StreamHead, TranscriptSummary, WsClose, WsFrame, FunctionOptions, FunctionRef, JobRequest, JobResult,
   JobTimings, Message, MessageType, WireRequest, WireResponse, WorkerAdvert
 } from './messages.ts'
 import type { Address, Hex } from 'viem'
@@ -40,7 +40,7 @@ import type { Address, Hex } from 'viem'
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 /** Every message type, in a fixed order. */
-export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets'] as const satisfies readonly MessageType[]
+export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets', 'session-open', 'ws', 'ws-close', 'session-end', 'stream-head', 'stream-chunk', 'stream-end'] as const satisfies readonly MessageType[]
 
 export function isMessageType (x: unknown): x is MessageType {
   return typeof x === 'string' && (MESSAGE_TYPES as readonly string[]).includes(x)
@@ -355,8 +355,11 @@ function timings (x: unknown, path: string): JobTimings {
 
 export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): WorkerAdvert {
   const p = 'advert'
-  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'], ['full'])
+  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'], ['full', 'price', 'sessions', 'maxSessions'])
   const full = get('full')
+  const sessions = get('sessions')
+  const maxSessions = get('maxSessions')
+  const price = get('price')
   const advert: WorkerAdvert = {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'advert'),
@@ -371,12 +374,15 @@ export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): Worke
     sig: bytes(get('sig'), `${p}.sig`, 64, ctx, 64)
   }
   if (full !== undefined) advert.full = bool(full, `${p}.full`)
+  if (price !== undefined) advert.price = decimal(price, `${p}.price`, 256)
+  if (sessions !== undefined) advert.sessions = int(sessions, `${p}.sessions`, 0, LIMITS.maxWorkerSessions)
+  if (maxSessions !== undefined) advert.maxSessions = int(maxSessions, `${p}.maxSessions`, 0, LIMITS.maxWorkerSessions)
   return advert
 }
 
 export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequest {
   const p = 'job'
-  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'fn', 'options', 'request', 'inputHash', 'env', 'deadline', 'ticket', 'ticketSig'], ['secrets'])
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'fn', 'options', 'request', 'inputHash', 'env', 'deadline', 'ticket', 'ticketSig'], ['secrets', 'session'])
   const t = record(get('ticket'), `${p}.ticket`, ['worker', 'gateway', 'fee', 'epoch', 'deadline'])
   const given = get('secrets')
   const job: JobRequest = {
@@ -400,7 +406,128 @@ export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequ
     ticketSig: signature(get('ticketSig'), `${p}.ticketSig`)
   }
   if (given !== undefined) job.secrets = secrets(given, `${p}.secrets`)
+  const session = get('session')
+  if (session !== undefined) {
+    if (session !== true) fail(`${p}.session`, 'true (or no field)')
+    job.session = true
+  }
   return job
+}
+
+export function validateSessionOpen (x: unknown): SessionOpen {
+  const p = 'session-open'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'headers'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'session-open'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    headers: headerList(get('headers'), `${p}.headers`)
+  }
+}
+
+export function validateWsFrame (x: unknown, ctx: Ctx = DEFAULT_CTX): WsFrame {
+  const p = 'ws'
+  const get = record(x, p, ['v', 'type', 'binary', 'data'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'ws'),
+    binary: bool(get('binary'), `${p}.binary`),
+    data: bytes(get('data'), `${p}.data`, LIMITS.maxWsMessageBytes, ctx)
+  }
+}
+
+/** Close codes that may travel (RFC 6455 §7.4: 1000–1014 defined ones, 3000–4999 registered/private). */
+function closeCode (x: unknown, path: string): number {
+  const code = int(x, path, 1000, 4999)
+  if ((code > 1014 && code < 3000) || code === 1004 || code === 1005 || code === 1006) fail(path, 'a close code that may be sent: 1000–1003, 1007–1014 or 3000–4999')
+  return code
+}
+
+export function validateWsClose (x: unknown): WsClose {
+  const p = 'ws-close'
+  const get = record(x, p, ['v', 'type', 'code', 'reason'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'ws-close'),
+    code: closeCode(get('code'), `${p}.code`),
+    reason: str(get('reason'), `${p}.reason`, 123)
+  }
+}
+
+function transcriptSummary (x: unknown, path: string): TranscriptSummary {
+  const get = record(x, path, ['inHash', 'outHash', 'messagesIn', 'messagesOut', 'bytesIn', 'bytesOut'])
+  return {
+    inHash: hex32(get('inHash'), `${path}.inHash`),
+    outHash: hex32(get('outHash'), `${path}.outHash`),
+    messagesIn: int(get('messagesIn'), `${path}.messagesIn`, 0, Number.MAX_SAFE_INTEGER),
+    messagesOut: int(get('messagesOut'), `${path}.messagesOut`, 0, Number.MAX_SAFE_INTEGER),
+    bytesIn: int(get('bytesIn'), `${path}.bytesIn`, 0, Number.MAX_SAFE_INTEGER),
+    bytesOut: int(get('bytesOut'), `${path}.bytesOut`, 0, Number.MAX_SAFE_INTEGER)
+  }
+}
+
+export function validateSessionEnd (x: unknown): SessionEnd {
+  const p = 'session-end'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'transcript', 'outputHash', 'receiptSig', 'logs', 'logsTruncated'], ['error'])
+  const out: SessionEnd = {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'session-end'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    transcript: transcriptSummary(get('transcript'), `${p}.transcript`),
+    outputHash: hex32(get('outputHash'), `${p}.outputHash`),
+    receiptSig: signature(get('receiptSig'), `${p}.receiptSig`),
+    logs: str(get('logs'), `${p}.logs`, LIMITS.maxLogBytes),
+    logsTruncated: bool(get('logsTruncated'), `${p}.logsTruncated`)
+  }
+  const error = get('error')
+  if (error !== undefined) out.error = validateWireError(error, `${p}.error`)
+  return out
+}
+
+export function validateStreamHead (x: unknown): StreamHead {
+  const p = 'stream-head'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'status', 'headers'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'stream-head'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    status: int(get('status'), `${p}.status`, 200, 599),
+    headers: headerList(get('headers'), `${p}.headers`)
+  }
+}
+
+export function validateStreamChunk (x: unknown, ctx: Ctx = DEFAULT_CTX): StreamChunk {
+  const p = 'stream-chunk'
+  const get = record(x, p, ['v', 'type', 'data'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'stream-chunk'),
+    data: bytes(get('data'), `${p}.data`, LIMITS.maxStreamChunkBytes, ctx)
+  }
+}
+
+export function validateStreamEnd (x: unknown): StreamEnd {
+  const p = 'stream-end'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'bytes', 'bodyHash', 'outputHash', 'receiptSig', 'logs', 'logsTruncated', 'timings'], ['error'])
+  const out: StreamEnd = {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'stream-end'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    bytes: int(get('bytes'), `${p}.bytes`, 0, LIMITS.maxStreamBytes),
+    bodyHash: hex32(get('bodyHash'), `${p}.bodyHash`),
+    outputHash: hex32(get('outputHash'), `${p}.outputHash`),
+    receiptSig: signature(get('receiptSig'), `${p}.receiptSig`),
+    logs: str(get('logs'), `${p}.logs`, LIMITS.maxLogBytes),
+    logsTruncated: bool(get('logsTruncated'), `${p}.logsTruncated`),
+    timings: timings(get('timings'), `${p}.timings`)
+  }
+  const error = get('error')
+  if (error !== undefined) out.error = validateWireError(error, `${p}.error`)
+  return out
 }
 
 export function validateJobResult (x: unknown, ctx: Ctx = DEFAULT_CTX): JobResult {
@@ -490,6 +617,13 @@ export function validateMessage (x: unknown, ctx: Ctx = DEFAULT_CTX): Message {
     case 'bundle': return validateBundleResponse(x, ctx)
     case 'secrets-request': return validateSecretsRequest(x)
     case 'secrets': return validateSecretsResponse(x)
+    case 'session-open': return validateSessionOpen(x)
+    case 'ws': return validateWsFrame(x, ctx)
+    case 'ws-close': return validateWsClose(x)
+    case 'session-end': return validateSessionEnd(x)
+    case 'stream-head': return validateStreamHead(x)
+    case 'stream-chunk': return validateStreamChunk(x, ctx)
+    case 'stream-end': return validateStreamEnd(x)
     default:
       throw new ProtocolError('UNKNOWN_TYPE', `message.type: ${show(type)} is not a known message type; expected one of ${MESSAGE_TYPES.join(', ')}`, { details: { field: 'message.type' } })
   }

@@ -34,7 +34,35 @@ export const SANDBOX_LIMITS = {
   maxChannelFrameBytes: LIMITS.maxBundleBytes + LIMITS.maxFrameBytes
 } as const
 
+export const GVISOR_POOL_DEFAULTS = {
+  /**
+   * Executions at once in one isolation-`function` sandbox (each in its own realm). Measured on the
+   * devnet (docs/benchmarks.md, "Hot path"): one at a time left a worker's 8 job slots spread over
+   * 2 sandboxes as hidden queueing or, before the pool was bounded, as sandbox boots under load.
+   * 4 × 2 sandboxes = NODE_DEFAULTS.workerCapacity, so the admission queue decides, not the pool.
+   */
+  concurrencyPerSandbox: 4,
+  /**
+   * Sandboxes one function version may hold (busy, idle, booting). Boots are for warming, never
+   * for load: each costs ~0.5 s of a core, which is what turned overload into collapse.
+   */
+  maxSandboxesPerFunction: 2,
+  /**
+   * V8 heap budgeted per WebSocket session when sessions of one function version share a sandbox
+   * (docs/sandbox.md, warm pool): an idle session holds a realm (a vm context: ~170 KB of V8 heap
+   * measured in plain Node), the function's listeners and its channel state; 1 MB leaves the
+   * function room for its own per-session state. A 128 MB function holds 128 sessions per sandbox.
+   */
+  sessionMemoryMb: 1
+} as const
+
 export const DEV_EXECUTOR_DEFAULTS = {
   /** Worker threads kept idle between executions (one execution per thread at a time). */
-  maxIdleThreads: 4
+  maxIdleThreads: 4,
+  /**
+   * Function versions remembered as warm (least recently used forgotten): the list only feeds
+   * adverts, which carry at most LIMITS.maxWarmFunctions (32) of them; remembering every CID ever
+   * run grew without bound on a worker serving many functions (bench:functions-memory).
+   */
+  maxWarmFunctions: 32
 } as const

@@ -13,9 +13,10 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { SandboxError } from './errors.ts'
 import { DEV_EXECUTOR_DEFAULTS, SANDBOX_LIMITS } from './constants.ts'
-import { effectiveTimeoutMs, errorResult, limitError, shapeResult, wireError } from './result.ts'
+import { effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
 import { fetchBroker, type AddressFilter, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
-import type { AbortOptions, BundleRef, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
+import { sessionCredit } from './session-flow.ts'
+import type { BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
 import type { ExecMessage, ResultMessage, ShimMessage } from './runtime/messages.ts'
 import type { FunctionOptions } from '#protocol'
 
@@ -28,6 +29,8 @@ export interface DevExecutorInit {
   maxResponseBytes?: number
   /** @default SANDBOX_LIMITS.maxLogBytes */
   maxLogBytes?: number
+  /** @default DEV_EXECUTOR_DEFAULTS.maxWarmFunctions — function versions `warm()` remembers (LRU) */
+  maxWarmFunctions?: number
 }
 
 export interface ExecutorComponents {
@@ -89,6 +92,7 @@ class DevThread {
 
 class DevExecutor implements Executor {
   readonly kind = 'dev-vm'
+  readonly sessions = true
   private readonly init: DevExecutorInit
   private readonly log?: ExecutorComponents['logger']
   private readonly broker: FetchBroker
@@ -118,12 +122,21 @@ class DevExecutor implements Executor {
     await Promise.all(all.map(async t => { await t.terminate() }))
   }
 
+  /** most recently used first */
   warm (): string[] {
-    return [...this.seen]
+    return [...this.seen].reverse()
+  }
+
+  /** Marks a version used now; bounded (the least recently used falls out). */
+  private touch (cid: string): void {
+    this.seen.delete(cid)
+    this.seen.add(cid)
+    const max = this.init.maxWarmFunctions ?? DEV_EXECUTOR_DEFAULTS.maxWarmFunctions
+    while (this.seen.size > max) this.seen.delete(this.seen.values().next().value as string)
   }
 
   async prewarm (bundle: BundleRef, options: FunctionOptions): Promise<void> {
-    this.seen.add(bundle.cid)
+    this.touch(bundle.cid)
     if (!this.idle.some(t => t.memoryMb === options.memoryMb)) {
       const t = new DevThread(options.memoryMb)
       await t.ready.catch(() => {})
@@ -149,7 +162,7 @@ class DevExecutor implements Executor {
     while (this.idle.length > max) void this.idle.shift()?.terminate()
   }
 
-  async execute (job: ExecutionJob, options: AbortOptions = {}): Promise<ExecutionResult> {
+  async execute (job: ExecutionJob, options: ExecuteOptions = {}): Promise<ExecutionResult> {
     if (!this.started) throw new SandboxError('NOT_STARTED', 'the executor is not started; call start() first')
     options.signal?.throwIfAborted()
     const t0 = performance.now()
@@ -157,7 +170,7 @@ class DevExecutor implements Executor {
     const maxLogBytes = this.init.maxLogBytes ?? SANDBOX_LIMITS.maxLogBytes
     const timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
     const thread = this.acquire(job.options.memoryMb)
-    this.seen.add(job.bundle.cid)
+    this.touch(job.bundle.cid)
     try {
       await thread.ready
     } catch {
@@ -179,6 +192,19 @@ class DevExecutor implements Executor {
       limits: { timeoutMs, maxResponseBytes, maxLogBytes, network: job.options.network.length > 0, maxSubrequests: SANDBOX_LIMITS.maxSubrequests },
       wipeTmp: false
     }
+    const session = options.session
+    const body = options.stream === undefined || session !== undefined ? undefined : hostStream(options.stream, (bytes, cancel) => { if (!thread.dead) thread.worker.postMessage(cancel === true ? { t: 'body-ack', id, bytes, cancel } : { t: 'body-ack', id, bytes }) })
+    if (body !== undefined) msg.stream = options.stream!.maxBytes
+    const credit = sessionCredit((bytes) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-ack', id, bytes }) })
+    if (session !== undefined) {
+      msg.session = session.maxSessionMs
+      session.bind({
+        send: (data, binary) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-in', id, data, binary }) },
+        close: (code, reason) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-close-in', id, code, reason }) },
+        pause: credit.pause,
+        resume: credit.resume
+      })
+    }
 
     const result = await new Promise<ExecutionResult>((resolve) => {
       let settled = false
@@ -197,7 +223,7 @@ class DevExecutor implements Executor {
         // the thread's own LIMIT_TIMEOUT timer could not fire: its event loop was blocked
         // no cgroup here to measure CPU time: the value is left out rather than guessed from the clock
         done(errorResult(limitError('LIMIT_CPU', 'cpuMs', undefined, timeoutMs, { source: 'unavailable' }), timings(performance.now() - tSent)))
-      }, timeoutMs + SANDBOX_LIMITS.killGraceMs)
+      }, timeoutMs + (options.session?.maxSessionMs ?? 0) + SANDBOX_LIMITS.killGraceMs)
       thread.onDeath = (reason) => {
         if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', undefined, job.options.memoryMb, { source: 'unavailable' }), timings(performance.now() - tSent)))
         else done(errorResult(wireError('SANDBOX_INFRA'), timings()))
@@ -208,9 +234,18 @@ class DevExecutor implements Executor {
             response => { if (!thread.dead) thread.worker.postMessage({ t: 'fetch-result', id, fid: m.fid, response }) },
             (err: unknown) => { if (!thread.dead) thread.worker.postMessage({ t: 'fetch-result', id, fid: m.fid, error: err instanceof Error ? err.message : 'fetch failed' }) }
           )
+        } else if (body !== undefined && (m.t === 'body-head' || m.t === 'body-chunk') && m.id === id) {
+          body.onMessage(m)
+        } else if (session !== undefined && m.t === 'ws-open' && m.id === id) {
+          session.onOpen(m.headers)
+        } else if (session !== undefined && m.t === 'ws-out' && m.id === id) {
+          session.onMessage(m.data, m.binary)
+          credit.passed(m.data.byteLength)
+        } else if (session !== undefined && m.t === 'ws-close-out' && m.id === id) {
+          session.onClose(m.code, m.reason)
         } else if (m.t === 'result' && m.id === id) {
           if (msg.bundle !== undefined) thread.bundles.add(job.bundle.cid)
-          done(shapeResult(m as ResultMessage, { maxResponseBytes, maxLogBytes }, timings(typeof m.execMs === 'number' ? m.execMs : 0)))
+          done(shapeResult(m as ResultMessage, { maxResponseBytes, maxLogBytes, session: session !== undefined }, timings(typeof m.execMs === 'number' ? m.execMs : 0)))
         }
       }
       thread.worker.postMessage(msg)
@@ -219,7 +254,7 @@ class DevExecutor implements Executor {
     // as in the gVisor executor, an abort lets the execution end on its own terms (no thread is
     // killed for a closed stream) and only the answer is dropped
     if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
-    return result
+    return body === undefined ? result : body.finish(result)
   }
 }
 

@@ -4,8 +4,8 @@
  * every field is validated here; anything malformed becomes RESULT_INVALID.
  */
 import { LIMITS, PEERHOST_HEADER_PREFIX, WIRE_ERROR_CODES, type JobTimings, type WireError, type WireErrorCode, type WireResponse } from '#protocol'
-import type { ExecutionResult } from './executor.ts'
-import type { ResultMessage } from './runtime/messages.ts'
+import type { ExecutionResult, StreamHooks } from './executor.ts'
+import { STREAM_CHUNK_BYTES, type BodyChunkMessage, type BodyHeadMessage, type ResultMessage } from './runtime/messages.ts'
 
 const SHIM_CODES = new Set<WireErrorCode>(['FUNCTION_ERROR', 'RESULT_INVALID', 'LIMIT_TIMEOUT', 'LIMIT_CPU', 'LIMIT_RESPONSE_SIZE', 'LIMIT_SUBREQUESTS'])
 
@@ -33,10 +33,12 @@ function isPlainDetails (v: unknown): v is Record<string, string | number | bool
   return entries.length <= 16 && entries.every(([k, x]) => k.length <= 64 && (typeof x === 'number' || typeof x === 'boolean' || (typeof x === 'string' && x.length <= 256)))
 }
 
-function validResponse (r: unknown, maxBytes: number): WireResponse | 'too-large' | undefined {
+export function validResponse (r: unknown, maxBytes: number, session: boolean): WireResponse | 'too-large' | undefined {
   if (r === null || typeof r !== 'object') return undefined
   const { status, headers, body } = r as Record<string, unknown>
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) return undefined
+  // 101 (a WebSocket session that ran) only when the execution was one
+  const upgrade = session && status === 101 && body instanceof Uint8Array && body.byteLength === 0
+  if (typeof status !== 'number' || !Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade)) return undefined
   if (!(body instanceof Uint8Array)) return undefined
   if (body.byteLength > maxBytes) return 'too-large'
   if (!Array.isArray(headers) || headers.length > LIMITS.maxHeaders) return undefined
@@ -61,7 +63,7 @@ export function capLogs (logs: unknown, max: number): { logs: string, truncated:
 }
 
 /** Turns a shim `result` message into an ExecutionResult; never throws. */
-export function shapeResult (msg: ResultMessage, limits: { maxResponseBytes: number, maxLogBytes: number }, timings: JobTimings): ExecutionResult {
+export function shapeResult (msg: ResultMessage, limits: { maxResponseBytes: number, maxLogBytes: number, session?: boolean }, timings: JobTimings): ExecutionResult {
   const capped = capLogs(msg.logs, limits.maxLogBytes)
   const logsTruncated = capped.truncated || msg.logsTruncated === true
   if (msg.error !== undefined) {
@@ -71,7 +73,7 @@ export function shapeResult (msg: ResultMessage, limits: { maxResponseBytes: num
     const details = isPlainDetails(e.details) ? e.details : undefined
     return { error: wireError(code, details), logs: capped.logs, logsTruncated, timings }
   }
-  const response = validResponse(msg.response, limits.maxResponseBytes)
+  const response = validResponse(msg.response, limits.maxResponseBytes, limits.session === true)
   if (response === 'too-large') {
     const size = (msg.response as WireResponse).body.byteLength
     return { error: limitError('LIMIT_RESPONSE_SIZE', 'maxResponseBytes', size, limits.maxResponseBytes), logs: capped.logs, logsTruncated, timings }
@@ -83,4 +85,74 @@ export function shapeResult (msg: ResultMessage, limits: { maxResponseBytes: num
 /** Execution time left for a job: the smaller of its option and its deadline. */
 export function effectiveTimeoutMs (timeoutMs: number, deadline: number, now = Date.now()): number {
   return Math.max(1, Math.min(timeoutMs, deadline - now))
+}
+
+/**
+ * What the host does when an execution has not answered by its limit + grace: `0` kills it as
+ * hung (LIMIT_CPU), more ms waits that long again. A sandbox whose threads waited for a CPU for a
+ * good part of the time (`waitedMs` ≥ a quarter of `wallMs`) and used less CPU than its limit was
+ * starved by other work on the machine, not spinning or blocked: killing it would blame the
+ * function for the machine's load and cost a sandbox boot (~0.5 s of a core) exactly when the
+ * machine has none to spare. It gets more time until it has used its limit in CPU or the job's
+ * deadline (`leftMs`) is near. Unknown figures (no cgroup accounting) keep the wall-clock rule.
+ */
+export function hostTimeoutVerdict (f: { wallMs: number, waitedMs?: number, cpuMs?: number, timeoutMs: number, leftMs: number, extendedMs?: number }): number {
+  if (f.waitedMs === undefined || f.cpuMs === undefined) return 0
+  if (f.cpuMs >= f.timeoutMs) return 0
+  if (f.waitedMs < f.wallMs / 4) return 0
+  // at most max(1 s, timeoutMs) of extra time in all: a starved execution ends by twice its limit
+  const room = Math.min(f.leftMs, Math.max(1_000, f.timeoutMs) - (f.extendedMs ?? 0))
+  if (room <= 0) return 0
+  return Math.ceil(Math.min(room, Math.max(100, f.timeoutMs - f.cpuMs)))
+}
+
+/** The host's side of one execution's streamed body (both executors). */
+export interface HostStream {
+  /** a `body-head` or `body-chunk` from the shim (untrusted: checked here) */
+  onMessage: (m: BodyHeadMessage | BodyChunkMessage) => void
+  /** the execution's result, with `streamed` once the head went out (and the host's own verdicts) */
+  finish: (result: ExecutionResult) => ExecutionResult
+}
+
+/**
+ * Relays a shim's streamed body to `hooks`: the head once (a valid status and header list), then
+ * each chunk in order, acknowledging each to the shim (`ack`) only once `hooks.onChunk` passed it
+ * on, so the shim's window, not the host's memory, absorbs a slow client. The host counts the
+ * bytes itself: past `hooks.maxBytes` nothing more is passed on and the result is
+ * LIMIT_RESPONSE_SIZE whatever the shim says; a malformed message (SBX-12) is RESULT_INVALID. A
+ * chunk `onChunk` rejects (nobody reads any more) cancels the stream in the shim.
+ */
+export function hostStream (hooks: StreamHooks, ack: (bytes: number, cancel?: boolean) => void): HostStream {
+  let head: { status: number } | undefined
+  let bytes = 0
+  let over = false
+  let bad = false
+  let cancelled = false
+  return {
+    onMessage (m) {
+      if (bad || over) return
+      if (m.t === 'body-head') {
+        const r = head === undefined ? validResponse({ status: m.status, headers: m.headers, body: new Uint8Array(0) }, 0, false) : undefined
+        if (r === undefined || r === 'too-large') { bad = true; return }
+        head = { status: r.status }
+        hooks.onHead(r.status, r.headers)
+        return
+      }
+      if (head === undefined || !(m.data instanceof Uint8Array) || m.data.byteLength > STREAM_CHUNK_BYTES) { bad = true; return }
+      if (bytes + m.data.byteLength > hooks.maxBytes) { over = true; return }
+      bytes += m.data.byteLength
+      const n = m.data.byteLength
+      // a chunk that could not be passed on (the reader is gone) cancels the stream in the shim
+      hooks.onChunk(m.data).then(() => { ack(n) }, () => { if (!cancelled) { cancelled = true; ack(0, true) } })
+    },
+    finish (result) {
+      if (head === undefined) return bad ? { ...result, response: undefined, error: wireError('RESULT_INVALID') } : result
+      const streamed = { status: head.status, bytes }
+      const { response: _dropped, ...rest } = result
+      if (bad) return { ...rest, streamed, error: wireError('RESULT_INVALID') }
+      if (over) return { ...rest, streamed, error: limitError('LIMIT_RESPONSE_SIZE', 'maxStreamBytes', undefined, hooks.maxBytes) }
+      if (result.error !== undefined) return { ...rest, streamed }
+      return { ...rest, streamed, response: { status: head.status, headers: result.response?.headers ?? [], body: new Uint8Array(0) } }
+    }
+  }
 }

@@ -33,20 +33,35 @@ export interface ExportedHandler<E = Env> {
 
 declare global {
   /**
-   * Declared as in Cloudflare Workers so code written for Workers type-checks. The PeerHost
-   * sandbox does not provide WebSocketPair yet: constructing one throws a ReferenceError at run time.
+   * The server end of a WebSocketPair as the function uses it (sandbox/runtime/websocket.ts):
+   * `accept()` before answering 101; `send` text or binary (at most the session's message size,
+   * 1 MiB by default); `close(code, reason)` with 1000 or 3000–4999 and at most 123 UTF-8 bytes;
+   * events 'message', 'close' and 'error'.
    */
+  interface WebSocket {
+    /** Workers: starts handling events on the server side of a WebSocketPair */
+    accept (): void
+  }
+
+  /** `const { 0: client, 1: server } = new WebSocketPair()`, as in Cloudflare Workers. */
   class WebSocketPair {
     constructor ()
     0: WebSocket
     1: WebSocket
   }
-  interface WebSocket {
-    /** Workers: starts handling events on the server side of a WebSocketPair */
-    accept (): void
-  }
+
   interface ResponseInit {
     /** Workers: the client side of a WebSocketPair, answered with status 101 */
+    webSocket?: WebSocket | null
+  }
+
+  /** Workers' scheduler: `await scheduler.wait(ms)` */
+  var scheduler: { wait (ms: number): Promise<void> }
+}
+
+// With @types/node the global Response takes undici's ResponseInit: the same field there
+declare module 'undici-types' {
+  interface ResponseInit {
     webSocket?: WebSocket | null
   }
 }

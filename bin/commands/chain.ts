@@ -1,5 +1,5 @@
 import { Command } from '@commander-js/extra-typings'
-import { absolute, intOption, onShutdown, say } from '../util.ts'
+import { absolute, intOption, onShutdown, say, userCacheDir } from '../util.ts'
 import { checkPorts } from '../ports.ts'
 
 export function chainCommand (): Command<any, any> {
@@ -13,7 +13,7 @@ export function chainCommand (): Command<any, any> {
       const { startLocalChain } = await import('../deps.ts')
       const dataDir = absolute(opts.dataDir)
       await checkPorts([{ flag: '--port', port: opts.port, what: 'the local chain\'s JSON-RPC' }])
-      const local = await startLocalChain({ port: opts.port, dataDir })
+      const local = await startLocalChain({ port: opts.port, dataDir, artifactCache: userCacheDir('contract-artifacts') })
       onShutdown(async () => await local.stop())
       const lines = Object.entries(local.addresses).map(([name, address]) => `  ${name.padEnd(22)} ${address}`)
       say(opts, `local chain ${local.chainId} at ${local.rpcUrl} (deployer ${local.deployer})\n${lines.join('\n')}\naddresses written to ${dataDir}/contracts.json; Ctrl-C to stop`,

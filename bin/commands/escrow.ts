@@ -13,7 +13,7 @@ function address (flag: string, value: string): Address {
  * A gateway named by its address, or by its URL like every other command takes it (its address
  * is then read from `<url>/_peerhost/status`).
  */
-async function gatewayAddress (flag: string, value: string): Promise<Address> {
+export async function gatewayAddress (flag: string, value: string): Promise<Address> {
   if (isAddress(value)) return value
   if (!/^https?:\/\/[^\s/]+/.test(value)) throw new ConfigError('BAD_GATEWAY', `${flag} must be the gateway's URL (such as http://127.0.0.1:8080) or its 0x address, got "${value}"`)
   let body: { address?: unknown } | undefined
@@ -41,7 +41,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines')
     .action(async (project, value, opts) => {
-      const { chainClient, depositEscrow } = await import('../deps.ts')
+      const { chainClient, depositEscrow } = await import('../builder-deps.ts')
       const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
       const out = await depositEscrow(client, project, amount('<amount>', value))
       const sym = client.chain.nativeCurrency.symbol
@@ -56,7 +56,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet (JSON keystore); else env PEERHOST_PRIVATE_KEY')
     .option('--json', 'print machine-readable lines')
     .action(async (project, gateway, perEpoch, opts) => {
-      const { allowGateway, chainClient } = await import('../deps.ts')
+      const { allowGateway, chainClient } = await import('../builder-deps.ts')
       const client = chainClient(chainContracts(opts.contracts), await builderAccount(opts.keystore))
       const out = await allowGateway(client, project, await gatewayAddress('<gateway>', gateway), amount('<per-epoch>', perEpoch))
       say(opts, `gateway ${gateway} may charge ${project}'s escrow up to ${perEpoch} ${client.chain.nativeCurrency.symbol} per epoch`, { event: 'escrow', action: 'allow', project, gateway, perEpoch, tx: out.tx })
@@ -70,7 +70,7 @@ export function escrowCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
-      const { chainClient, escrowStatus } = await import('../deps.ts')
+      const { chainClient, escrowStatus } = await import('../builder-deps.ts')
       const client = chainClient(chainContracts(opts.contracts))
       const wallet = opts.wallet !== undefined ? address('--wallet', opts.wallet) : (await builderAccount(opts.keystore)).address
       const gateway = opts.gateway === undefined ? undefined : await gatewayAddress('--gateway', opts.gateway)

@@ -3,7 +3,7 @@ import { Command, Option } from '@commander-js/extra-typings'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isAddress, type Address } from 'viem'
 import { parseAmount, ConfigError, loadContracts } from '../light.ts'
-import type { GatewayNode, JobDialer } from '../deps.ts'
+import type { BatchChecker, BatchCheckerComponents, GatewayNode, JobDialer } from '../deps.ts'
 import { absolute, bigintOption, collect, intOption, multiaddrList, logger, onShutdown, registry, say } from '../util.ts'
 import { checkPorts, multiaddrPorts } from '../ports.ts'
 
@@ -36,6 +36,7 @@ function gatewayOptions () {
     .option('--max-requests <n>', 'HTTP requests handled at once; more get 429 RATE_LIMITED (default 1024)', intOption('--max-requests', 1, 1_000_000))
     .option('--max-requests-per-ip <n>', 'HTTP requests in flight per client IP (default 256)', intOption('--max-requests-per-ip', 1, 1_000_000))
     .option('--ip-rate-limit <n/seconds>', 'requests per client IP per window, e.g. 100/1 or 6000/60; over it 429 RATE_LIMITED (default: none)')
+    .option('--chain-rate-limit <n/seconds>', 'with --contracts: chain-path requests per client IP per window (forced with x-peerhost-mode: onchain, or fallbacks after a failed mesh), each paid from an escrow or this gateway\'s balance; over it 429 RATE_LIMITED (default 10/60)')
     .option('--keep-versions <n>', 'with --contracts: versions of each project kept pinned besides the active one (default 5)', intOption('--keep-versions', 0, 1_000))
     .option('--json', 'print machine-readable lines')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
@@ -43,9 +44,22 @@ function gatewayOptions () {
 
 export type GatewayOptions = ReturnType<ReturnType<typeof gatewayOptions>['opts']>
 
+/** The options `peerhost gateway <args>` would run with (devnet composes nodes in-process from the same flags). */
+export function gatewayOptionsFrom (args: string[]): GatewayOptions {
+  return gatewayOptions().exitOverride().parse(args, { from: 'user' }).opts()
+}
+
 /** Parts a caller composing a gateway in-process may replace (tests: a job dialer that fails, to cut the mesh). */
 export interface GatewayParts {
   dial?: JobDialer
+  /**
+   * Checks the settlement batches naming this gateway (with --contracts); @default
+   * batchChecker({ dataDir }). A composition returning undefined runs a gateway that checks nothing
+   * (a watcher's test of a fault the gateway missed).
+   */
+  checker?: (components: BatchCheckerComponents) => BatchChecker | undefined
+  /** told each start-up phase and how long it took (devnet prints them as its start-up timeline) */
+  onPhase?: (phase: string, ms: number) => void
 }
 
 export interface RunningGateway {
@@ -70,8 +84,9 @@ export function gatewayCommand (): Command<any, any> {
 export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}, log = logger(opts, 'gateway')): Promise<RunningGateway> {
   // checked before the node runtime loads: a typo answers at once
   const ipRateLimit = parseRate(opts.ipRateLimit)
+  const chainRateLimit = parseRate(opts.chainRateLimit, '--chain-rate-limit', 'BAD_CHAIN_RATE_LIMIT')
   const walletDomain = parseDomain(opts.domain)
-  const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners, apiKeyStore, authGuard, keyRoutes } = await import('../deps.ts')
+  const { verifyChain, addProject, loadSecretKey, registerGateway, secretRoutes, secretStore, blockStorage, blockUploads, chainClient, chainDomain, chainFallback, stakingAdmission, createGateway, createMeshNode, deployRoutes, functionTable, loadSigner, loadPeerKey, registryPublicClient, registryTable, registryOwners, apiKeyStore, authGuard, keyRoutes, settlementClock, allowanceTracker, ticketLog, batchChecker } = await import('../deps.ts')
   if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a gateway needs at least one --bootstrap <multiaddr> to find workers')
   if (opts.publicUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(opts.publicUrl)) throw new ConfigError('BAD_PUBLIC_URL', `--public-url must be an http(s) URL such as https://gateway.example.com, got "${opts.publicUrl}"`)
   if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x-prefixed 20-byte address, got "${opts.owner}"`)
@@ -169,21 +184,36 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
   const routes = secrets === undefined
     ? (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app) }
     : (app: Parameters<typeof deploys>[0]) => { deploys(app); keyChanges(app); secretRoutes({ store: secrets, key: secretKey!, chainId: contracts!.chainId, gateway: signer.address, logger: log, owners })(app) }
+  // tickets carry Settlement's own epoch, computed locally from the contract's genesis and length
+  const clock = chain === undefined ? undefined : await settlementClock(chain)
+  // every ticket is logged before it leaves, and batches naming this gateway are checked against the log
+  const tickets = chain === undefined ? undefined : ticketLog({ dataDir })
+  const checker = chain === undefined || tickets === undefined
+    ? undefined
+    : (parts.checker ?? batchChecker({ dataDir }))({ client: chain, tickets, fetch: async (cid, o) => await storage.fetch(cid, o), logger: log })
   const gateway = await createGateway({
+    epochOf: clock?.epochAtMs,
     port: opts.port,
     host: opts.host,
     bootstrap: opts.bootstrap,
     listen,
     domain: contracts === undefined ? undefined : chainDomain(contracts),
     walletDomain,
-    ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit }
+    ingress: { maxConnections: opts.maxConnections, maxConnectionsPerIp: opts.maxConnectionsPerIp, maxRequests: opts.maxRequests, maxRequestsPerIp: opts.maxRequestsPerIp, ipRateLimit },
+    chainRateLimit
   },
-  { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, auth, dial: parts.dial })
+  { privateKey, signer, functions, logger: log, registry: reg, libp2p, routes, owners, spend: chain === undefined ? undefined : allowanceTracker()({ client: chain, gateway: signer.address }), admit: admission?.admit, fallback, secrets: secrets?.forJob, chainSecrets: fallback?.secretsFor, auth, dial: parts.dial, tickets, settlementStatus: checker?.status })
   view = gateway.view
+  const t = performance.now()
   await gateway.start()
-  await table?.start()
-  await uploads.start()
-  if (chain !== undefined && secretKey !== undefined) {
+  parts.onPhase?.('http+mesh', Math.round(performance.now() - t))
+  const timed = async (phase: string, p: Promise<unknown>): Promise<void> => {
+    const t = performance.now()
+    await p
+    parts.onPhase?.(phase, Math.round(performance.now() - t))
+  }
+  const register = async (): Promise<void> => {
+    if (chain === undefined || secretKey === undefined) return
     const stake = parseAmount('--stake', opts.stake)
     try {
       await registerGateway(chain, { endpoint: opts.publicUrl ?? gateway.url, encryptionKey: secretKey.publicKey }, { stake, logger: log })
@@ -194,16 +224,18 @@ export async function runGateway (opts: GatewayOptions, parts: GatewayParts = {}
       log.warn(`${String(err.message).replace(/;.*$/, '')}: staked workers refuse this gateway's tickets and builders cannot put secrets to it until it is staked (--stake <amount>)`)
     }
   }
-  const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop(); keys.close() }
+  // the registry's first read, the upload store and the stake (transactions) wait on different things: at once
+  await Promise.all([timed('registry', table?.start() ?? Promise.resolve()), uploads.start(), timed('stake', register())])
+  const stop = async (): Promise<void> => { await fallback?.stop(); await admission?.stop(); await uploads.stop(); await table?.stop(); await storage.stop(); await gateway.stop(); checker?.close(); tickets?.close(); keys.close() }
   const urls = served.map(f => `${gateway.url}/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`)
   return { gateway, urls, address: signer.address, stop }
 }
 
-/** `--ip-rate-limit 100/1`: requests per seconds. */
-function parseRate (value: string | undefined): { requests: number, perSeconds: number } | undefined {
+/** `--ip-rate-limit 100/1`, `--chain-rate-limit 10/60`: requests per seconds. */
+function parseRate (value: string | undefined, flag = '--ip-rate-limit', code = 'BAD_IP_RATE_LIMIT'): { requests: number, perSeconds: number } | undefined {
   if (value === undefined) return undefined
   const m = /^(\d{1,7})\/(\d{1,5})$/.exec(value.trim())
-  if (m === null || Number(m[1]) < 1 || Number(m[2]) < 1) throw new ConfigError('BAD_IP_RATE_LIMIT', `--ip-rate-limit must be <requests>/<seconds> with both at least 1, such as 100/1 or 6000/60; got "${value}"`)
+  if (m === null || Number(m[1]) < 1 || Number(m[2]) < 1) throw new ConfigError(code, `${flag} must be <requests>/<seconds> with both at least 1, such as 100/1 or 6000/60; got "${value}"`)
   return { requests: Number(m[1]), perSeconds: Number(m[2]) }
 }
 

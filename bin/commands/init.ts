@@ -46,9 +46,12 @@ const TSCONFIG = {
   include: ['functions']
 }
 
+// the secrets of local development and the builder's wallet (an encrypted keystore still invites
+// offline password guessing once public) never go into the project's history
 const GITIGNORE = `node_modules/
 .peerhost/
 .dev.vars
+peerhost-wallet.json
 *.log
 `
 

@@ -48,7 +48,7 @@ export function keysCommand (): Command<any, any> {
     .argument('<project>', 'project name (under your wallet, or --namespace)')
     .option('--name <name>', 'a label for the key (e.g. ci, mobile-app)', 'default'))
     .action(async (project, options) => {
-      const { mintApiKey, apiKeyHash, apiKeyId, putApiKey } = await import('../deps.ts')
+      const { mintApiKey, apiKeyHash, apiKeyId, putApiKey } = await import('../builder-deps.ts')
       const opts = options as ChangeOptions & { name: string }
       const urls = await gatewayUrls(opts)
       const account = await builderAccount(opts.keystore)
@@ -68,7 +68,7 @@ export function keysCommand (): Command<any, any> {
     .argument('<project>', 'project name')
     .argument('<id>', 'the key id (peerhost keys list)'))
     .action(async (project, id, options) => {
-      const { revokeApiKey } = await import('../deps.ts')
+      const { revokeApiKey } = await import('../builder-deps.ts')
       const opts = options as ChangeOptions
       const urls = await gatewayUrls(opts)
       const account = await builderAccount(opts.keystore)
@@ -85,7 +85,7 @@ export function keysCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
-      const { listApiKeys } = await import('../deps.ts')
+      const { listApiKeys } = await import('../builder-deps.ts')
       const wallet = await listedWallet(opts)
       const list = await listApiKeys(opts.gateway, wallet, project)
       const when = (s: number): string => new Date(s * 1000).toISOString()

@@ -12,7 +12,7 @@ export function logsCommand (): Command<any, any> {
     .option('--interval <ms>', 'with --follow: poll interval', intOption('--interval', 100, 60_000), 1_000)
     .option('--json', 'print one JSON object per entry')
     .action(async (project, opts) => {
-      const { fetchLogs } = await import('../deps.ts')
+      const { fetchLogs } = await import('../builder-deps.ts')
       const account = await builderAccount(opts.keystore)
       let after = 0
       for (;;) {

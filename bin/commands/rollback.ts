@@ -11,7 +11,7 @@ export function rollbackCommand (): Command<any, any> {
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--json', 'print machine-readable lines')
     .action(async (project, version, opts) => {
-      const { rollbackProject } = await import('../deps.ts')
+      const { rollbackProject } = await import('../builder-deps.ts')
       const contracts = chainContracts(opts.contracts)
       const account = await builderAccount(opts.keystore)
       const { txHash, previous } = await rollbackProject(contracts, account, project, version)

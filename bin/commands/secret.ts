@@ -1,6 +1,6 @@
 import { Command } from '@commander-js/extra-typings'
 import { ConfigError, NodeError } from '../light.ts'
-import type { SecretTarget } from '../deps.ts'
+import type { SecretTarget } from '../builder-deps.ts'
 import { collect, say } from '../util.ts'
 import { builderAccount, chainContracts, readHidden } from './wallet.ts'
 import { gatewayUrls, listedWallet } from '../gateways.ts'
@@ -34,7 +34,7 @@ function common<C extends Command<any, any>> (cmd: C): C {
 
 /** One target per gateway: the --gateway URLs, or every active gateway's published endpoint. */
 async function targets (opts: ChangeOptions, project: string, name: string): Promise<SecretTarget[]> {
-  const { chainClient } = await import('../deps.ts')
+  const { chainClient } = await import('../builder-deps.ts')
   const chain = chainClient(chainContracts(opts.contracts))
   const urls = await gatewayUrls(opts, chain)
   const account = await builderAccount(opts.keystore)
@@ -64,7 +64,7 @@ export function secretCommand (): Command<any, any> {
     .argument('<project>', 'project name (under your wallet)')
     .argument('<NAME>', 'the name functions read it by: env.NAME'))
     .action(async (project, name, options) => {
-      const { putSecret } = await import('../deps.ts')
+      const { putSecret } = await import('../builder-deps.ts')
       const opts = options as ChangeOptions
       const list = await targets(opts, project, name)
       const value = await readValue(name)
@@ -81,7 +81,7 @@ export function secretCommand (): Command<any, any> {
     .argument('<project>', 'project name (under your wallet)')
     .argument('<NAME>', 'secret name'))
     .action(async (project, name, options) => {
-      const { deleteSecret } = await import('../deps.ts')
+      const { deleteSecret } = await import('../builder-deps.ts')
       const opts = options as ChangeOptions
       await onEach(opts, await targets(opts, project, name), async t => {
         const out = await deleteSecret(t)
@@ -99,7 +99,7 @@ export function secretCommand (): Command<any, any> {
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
-      const { listSecrets } = await import('../deps.ts')
+      const { listSecrets } = await import('../builder-deps.ts')
       const wallet = await listedWallet(opts)
       const list = await listSecrets(opts.gateway, wallet, project)
       say(opts, list.length === 0

@@ -13,7 +13,7 @@ export function versionsCommand (): Command<any, any> {
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--json', 'print machine-readable lines')
     .action(async (project, opts) => {
-      const { listVersions, registryPublicClient } = await import('../deps.ts')
+      const { listVersions, registryPublicClient } = await import('../builder-deps.ts')
       if (opts.owner !== undefined && !isAddress(opts.owner)) throw new ConfigError('BAD_OWNER', `--owner must be a 0x address, got "${opts.owner}"`)
       const contracts = chainContracts(opts.contracts)
       const owner = (opts.owner ?? (await builderAccount(opts.keystore)).address) as Address

@@ -1,18 +1,20 @@
 /**
  * A local chain for development (`peerhost chain up`, `peerhost devnet`): starts `hardhat node` on
- * 127.0.0.1 as a child process with PeerHost's Hardhat config, waits until it answers JSON-RPC,
+ * 127.0.0.1 as a child process with PeerHost's Hardhat config (contracts/node.config.ts: without
+ * the plugins), compiles the contracts meanwhile when their sources changed, waits until it answers JSON-RPC,
  * deploys FunctionRegistry, WorkerStaking, Settlement and ExecutionCoordinator (local parameters:
  * 60 s epochs, short windows; see docs/contracts.md) and writes `<dataDir>/contracts.json`.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
 import { createServer } from 'node:net'
-import { mkdir, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { createHash } from 'node:crypto'
+import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join, relative, resolve } from 'node:path'
 import { createPublicClient, createWalletClient, getAddress, http, type Address, type PublicClient } from 'viem'
-import { hardhat } from 'viem/chains'
-import { deployPeerHost, LOCAL_PARAMS } from '../../contracts/deploy.ts'
+import { deployPeerHost, LOCAL_PARAMS, type PeerHostParams } from '../../contracts/deploy.ts'
 import { NodeError } from '../errors.ts'
+import { chainOf } from './client.ts'
 
 export interface LocalChainInit {
   /** @default 8545 */
@@ -25,6 +27,20 @@ export interface LocalChainInit {
   signal?: AbortSignal
   /** how long to wait for the node to answer; @default 180000 (a Hardhat node takes a minute or more to boot on a loaded machine) */
   startTimeoutMs?: number
+  /**
+   * a folder where compiled artifacts are kept by the hash of their sources, shared by every
+   * checkout on this machine: a fresh checkout (or worktree) copies them instead of compiling
+   * (minutes of solc on a small machine). bin passes `~/.cache/peerhost/contract-artifacts`.
+   * @default none: compile in this checkout
+   */
+  artifactCache?: string
+  /** told each start-up phase (`compile`, `node`, `contracts`) and how long it took, for a start-up timeline */
+  onPhase?: (phase: string, ms: number) => void
+  /**
+   * Contract parameters over LOCAL_PARAMS (the devnet shortens Settlement's epoch and windows to
+   * seconds, so a batch commits and finalizes while you watch). @default LOCAL_PARAMS
+   */
+  params?: Partial<PeerHostParams>
 }
 
 export interface LocalChain {
@@ -52,6 +68,39 @@ export interface ContractsFile {
 const ROOT = resolve(import.meta.dirname, '..', '..')
 const HARDHAT_CLI = join(ROOT, 'node_modules', 'hardhat', 'dist', 'src', 'cli.js')
 const CONFIG = join(ROOT, 'contracts', 'hardhat.config.ts')
+/** `hardhat node` runs without the plugins the main config loads (contracts/node.config.ts) */
+const NODE_CONFIG = join(ROOT, 'contracts', 'node.config.ts')
+const SOURCES = join(ROOT, 'contracts', 'src')
+/** the hash of the sources the artifacts were last built from (the artifacts folder is not in git) */
+const ARTIFACTS = join(ROOT, 'contracts', 'artifacts')
+const BUILD_STAMP = join(ARTIFACTS, '.peerhost-sources.sha256')
+
+/**
+ * What the artifacts depend on: every file under contracts/src, the Hardhat config (and its base) and the
+ * versions of Hardhat and solc (the config names the compiler by the `solc` package).
+ */
+async function contractSourcesHash (): Promise<string> {
+  const hash = createHash('sha256')
+  const files = (await readdir(SOURCES, { recursive: true, withFileTypes: true }))
+    .filter(e => e.isFile()).map(e => join(e.parentPath, e.name)).sort()
+  for (const f of [CONFIG, join(ROOT, 'contracts', 'hardhat.base.ts'), ...files, join(ROOT, 'node_modules', 'hardhat', 'package.json'), join(ROOT, 'node_modules', 'solc', 'package.json')]) {
+    // paths relative to the checkout: another checkout of the same sources has the same hash
+    hash.update(`${relative(ROOT, f)}\0`).update(await readFile(f)).update('\0')
+  }
+  return hash.digest('hex')
+}
+
+/** The source hash the artifacts were built from, or undefined when unknown or an artifact is missing. */
+async function builtFrom (): Promise<string | undefined> {
+  try {
+    const stamp = (await readFile(BUILD_STAMP, 'utf8')).trim()
+    // a deleted artifact means a build even when the stamp matches
+    for (const name of ['FunctionRegistry', 'WorkerStaking', 'Settlement', 'ExecutionCoordinator']) await readFile(join(ROOT, 'contracts', 'artifacts', 'contracts', 'src', `${name}.sol`, `${name}.json`))
+    return stamp
+  } catch {
+    return undefined
+  }
+}
 
 export async function startLocalChain (init: LocalChainInit): Promise<LocalChain> {
   const host = init.host ?? '127.0.0.1'
@@ -64,10 +113,40 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
   // The port must be free before the node starts: with another chain on it, the node would die
   // (EADDRINUSE, only in chain.log) while the RPC checks below answered from the other chain.
   await assertPortFree(host, port)
-  // Compile first (offline, incremental) so the node and the deployment see fresh artifacts.
-  await run([HARDHAT_CLI, '--config', CONFIG, 'build', '--quiet', '--no-tests'], log, init.signal)
+  // The contracts compile (offline, incremental) while the node boots: the node needs no artifacts
+  // to start (it watches the build-info folder and names contracts from builds that land later),
+  // only the deployment does. Even with nothing to compile, a `hardhat build` process costs seconds
+  // of CPU to load Hardhat: skipped when the artifacts were built from exactly these sources,
+  // config and compiler.
+  const timed = async (name: string, p: Promise<unknown>): Promise<void> => {
+    const t = performance.now()
+    await p
+    init.onPhase?.(name, Math.round(performance.now() - t))
+  }
+  const building = timed('compile', (async () => {
+    const sourceHash = await contractSourcesHash()
+    if (await builtFrom() === sourceHash) return
+    const cached = init.artifactCache === undefined ? undefined : join(init.artifactCache, sourceHash)
+    if (cached !== undefined) {
+      await cp(cached, ARTIFACTS, { recursive: true, force: true }).catch(() => {})
+      if (await builtFrom() === sourceHash) return
+    }
+    await run([HARDHAT_CLI, '--config', CONFIG, 'build', '--quiet', '--no-tests'], log, init.signal)
+    await writeFile(BUILD_STAMP, `${sourceHash}\n`)
+    if (cached !== undefined) {
+      // best effort, complete or absent: copied beside it, then renamed into place
+      const tmp = `${cached}.${process.pid}.tmp`
+      try {
+        await cp(ARTIFACTS, tmp, { recursive: true })
+        await rename(tmp, cached)
+      } catch {
+        await rm(tmp, { recursive: true, force: true }).catch(() => {})
+      }
+    }
+  })())
+  building.catch(() => {})
 
-  const child = spawn(process.execPath, [HARDHAT_CLI, '--config', CONFIG, 'node', '--hostname', host, '--port', String(port)], {
+  const child = spawn(process.execPath, [HARDHAT_CLI, '--config', NODE_CONFIG, 'node', '--hostname', host, '--port', String(port)], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' }
   })
   child.stdout?.pipe(log, { end: false })
@@ -93,16 +172,20 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
   init.signal?.addEventListener('abort', onAbort, { once: true })
 
   try {
-    const publicClient = createPublicClient({ chain: hardhat, transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
-    await waitForRpc(publicClient, () => exited, init.startTimeoutMs ?? 180_000, init.signal)
-    const chainId = await publicClient.getChainId()
+    // the chain id is the node's to say: asked first, then every client is built for it
+    const probe = createPublicClient({ transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
+    await Promise.all([timed('node', waitForRpc(probe, () => exited, init.startTimeoutMs ?? 180_000, init.signal)), building])
+    const deploying = performance.now()
+    const chainId = await probe.getChainId()
+    const publicClient = createPublicClient({ chain: chainOf({ chainId, rpcUrl }), transport: http(rpcUrl, { retryCount: 0 }), pollingInterval: 50 }) as PublicClient
     const [account] = await (publicClient.request as (a: { method: string }) => Promise<Address[]>)({ method: 'eth_accounts' })
     if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNTS', 'the local Hardhat node exposes no unlocked account to deploy from')
     const deployer = getAddress(account)
-    const wallet = createWalletClient({ account: deployer, chain: { ...hardhat, id: chainId }, transport: http(rpcUrl), pollingInterval: 50 })
+    const wallet = createWalletClient({ account: deployer, chain: chainOf({ chainId, rpcUrl }), transport: http(rpcUrl), pollingInterval: 50 })
     // every deployment transaction lands after the current head
     const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n
-    const addresses = await deployPeerHost({ wallet, publicClient, params: LOCAL_PARAMS })
+    const params: PeerHostParams = { ...LOCAL_PARAMS, ...init.params }
+    const addresses = await deployPeerHost({ wallet, publicClient, params })
     // whoever answered, it must be our node: it is still running (it exits at once when it cannot bind)
     if (exited) throw new NodeError('CHAIN_EXITED', `the local chain exited while the contracts were deployed (see ${join(init.dataDir, 'chain.log')}); another program may hold port ${port}`)
     const file: ContractsFile = {
@@ -110,11 +193,12 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
       rpcUrl,
       deployer,
       addresses,
-      params: Object.fromEntries(Object.entries(LOCAL_PARAMS).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v])),
+      params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v])),
       deployedAt: new Date().toISOString(),
       deployBlock: deployBlock.toString()
     }
     await writeFile(join(init.dataDir, 'contracts.json'), JSON.stringify(file, null, 2) + '\n')
+    init.onPhase?.('contracts', Math.round(performance.now() - deploying))
     return { rpcUrl, chainId, addresses, deployer, stop }
   } catch (err) {
     await stop()

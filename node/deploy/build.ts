@@ -52,10 +52,17 @@ export async function buildDeployment (init: BuildInit): Promise<Deployment> {
     v: MANIFEST_VERSION,
     sourceCommit: init.sourceCommit,
     env: { ...config.env, ...init.env },
-    // `auth` only when not public: a public project keeps the manifest bytes (and CID) it had before
+    // `auth` only when not public, `maxFee` only when set: a project without them keeps the manifest bytes (and CID) it had before
     functions: Object.fromEntries(bundles.map(b => {
       const auth = config.authFor(b.name)
-      return [b.name, { bundle: b.cid, entry: b.entry, options: config.optionsFor(b.name), deterministic: config.deterministicFor(b.name), ...(auth === undefined ? {} : { auth }) }]
+      // `chainPath` likewise only when a client may force the chain (the default writes nothing)
+      const chainPath = config.chainPathFor(b.name)
+      const maxFee = config.maxFeeFor(b.name)
+      // `quorum` likewise only when set ("single" writes nothing)
+      const quorum = config.quorumFor(b.name)
+      // `websocket` likewise only when a limit is set
+      const websocket = config.websocketFor(b.name)
+      return [b.name, { bundle: b.cid, entry: b.entry, options: config.optionsFor(b.name), deterministic: config.deterministicFor(b.name), ...(auth === undefined ? {} : { auth }), ...(chainPath === 'client' ? { chainPath } : {}), ...(maxFee === undefined ? {} : { maxFee: maxFee.toString() }), ...(quorum === undefined ? {} : { quorum }), ...(websocket === undefined ? {} : { websocket }) }]
     })),
     // only when set: a project without one keeps the manifest bytes (and CID) it had before
     ...(config.rateLimit === undefined ? {} : { rateLimit: config.rateLimit })

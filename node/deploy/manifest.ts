@@ -14,7 +14,7 @@
  * project name. Gateways parse manifests from the network with `parseManifest` (a closed schema).
  */
 import { z } from 'zod'
-import { functionOptionsProblems, rawCid, type FunctionOptions } from '#protocol'
+import { CHAIN_PATH_MODES, FUNCTION_OPTION_BOUNDS, functionOptionsProblems, rawCid, sessionLimitsProblems, type ChainPathMode, type FunctionOptions, type SessionLimits } from '#protocol'
 import { NodeError } from '../errors.ts'
 import { functionAuthSchema, type FunctionAuth } from '../auth/policy.ts'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
@@ -34,8 +34,23 @@ export interface ManifestFunction {
    * it existed: parsed as false.
    */
   deterministic: boolean
+  /** peerhost.json `maxFee` in wei (decimal string); absent: no cap (and the manifest bytes of before) */
+  maxFee?: string
+  /**
+   * peerhost.json `verify: { quorum: n }`: gateways run each request on n distinct workers and
+   * answer with the majority output; only with `deterministic: true`. Absent: `"single"` (and the
+   * manifest bytes of before).
+   */
+  quorum?: number
   /** who may call it (peerhost.json `auth`); absent = public (older manifests have none) */
   auth?: FunctionAuth
+  /**
+   * peerhost.json `chainPath`: written only when `"client"` (clients may force the chain path);
+   * absent = `"fallback"`, so manifests of projects that never opted in keep their bytes and CID
+   */
+  chainPath?: ChainPathMode
+  /** peerhost.json `websocket` session limits; absent when none are set (and the manifest bytes of before) */
+  websocket?: SessionLimits
 }
 
 export interface Manifest {
@@ -66,8 +81,16 @@ const manifestSchema = z.object({
       for (const p of functionOptionsProblems(value, 'options', 'strict')) ctx.addIssue({ code: 'custom', message: `${p.path}: ${p.message}` })
     }),
     deterministic: z.boolean().default(false),
-    auth: functionAuthSchema.optional()
-  }).strict()),
+    maxFee: z.string().regex(/^(0|[1-9][0-9]{0,77})$/).refine(v => BigInt(v) < 1n << 256n, 'a uint256').optional(),
+    quorum: z.number().int().min(FUNCTION_OPTION_BOUNDS.quorum.min).max(FUNCTION_OPTION_BOUNDS.quorum.max).optional(),
+    auth: functionAuthSchema.optional(),
+    chainPath: z.enum(CHAIN_PATH_MODES).optional(),
+    // the same bounds as peerhost.json (protocol/options.ts)
+    websocket: z.unknown().superRefine((value, ctx) => {
+      if (value === undefined) return
+      for (const p of sessionLimitsProblems(value, 'websocket')) ctx.addIssue({ code: 'custom', message: `${p.path}: ${p.message}` })
+    }).transform(v => v as SessionLimits | undefined).optional()
+  }).strict().refine(f => f.quorum === undefined || f.deterministic, 'a quorum function must be deterministic (only deterministic outputs can be outvoted)')),
   rateLimit: z.object({
     requests: z.number().int().min(1).max(1_000_000),
     perSeconds: z.number().int().min(1).max(86_400)

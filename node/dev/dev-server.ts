@@ -11,11 +11,15 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { relative, resolve } from 'node:path'
 import { LIMITS, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '#protocol'
-import { devExecutor, gvisorExecutor, type AddressFilter, type Executor } from '#sandbox'
+import { devExecutor, gvisorExecutor, type AddressFilter, type Executor, type StreamHooks } from '#sandbox'
 import { bundleProject, type BuiltFunction } from '../build/bundle.ts'
 import { loadProjectConfig, type ResolvedProject } from '../project/config.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
 import { loadDevVars } from './dev-vars.ts'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { Duplex } from 'node:stream'
+import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
+import { answerUpgrade, upgradeError } from '../gateway/sessions.ts'
 
 export interface DevServerInit {
   /** project folder (with functions/ and optional peerhost.json) */
@@ -147,6 +151,36 @@ export async function startDevServer (init: DevServerInit, components: DevServer
       if (headers.length > LIMITS.maxHeaders) { jsonError(res, 'HEADERS_TOO_LARGE'); done(431, ''); return }
       const request: WireRequest = { method: (req.method ?? 'GET').toUpperCase(), url: url.toString(), headers, body }
       const options = project.optionsFor(name)
+      const headerObject = (list: Array<[string, string]>): Record<string, string | string[]> => {
+        const plain: Record<string, string | string[]> = {}
+        for (const [k, v] of list) {
+          const prev = plain[k]
+          plain[k] = prev === undefined ? v : (Array.isArray(prev) ? [...prev, v] : [prev, v])
+        }
+        delete plain['content-length']
+        delete plain['transfer-encoding']
+        return plain
+      }
+      // a streamed body goes out as on the mesh: chunk by chunk, the function waiting while the
+      // client does not read (the same sandbox code path and window)
+      const stream: StreamHooks = {
+        maxBytes: LIMITS.maxStreamBytes,
+        onHead: (status, list) => {
+          res.writeHead(status, { ...headerObject(list), 'x-peerhost-stream': '1' })
+          res.flushHeaders()
+        },
+        onChunk: async (data) => {
+          // a client that left cancels the stream (the function stops instead of producing for nobody)
+          if (res.destroyed) throw new Error('the client went away')
+          if (req.method === 'HEAD' || res.write(data)) return
+          await new Promise<void>(resolve => {
+            // both listeners go once either fires: a long stream drains thousands of times
+            const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+            res.on('drain', done)
+            res.on('close', done)
+          })
+        }
+      }
       // as on a worker: secrets merged over the public env, and their values kept out of the logs
       const result = await executeWithSecrets(executor, {
         jobId: `0x${randomBytes(32).toString('hex')}`,
@@ -155,11 +189,18 @@ export async function startDevServer (init: DevServerInit, components: DevServer
         env: project.env,
         options,
         deadline: Date.now() + options.timeoutMs + 5_000
-      }, Object.keys(secrets).length > 0 ? secrets : undefined)
+      }, Object.keys(secrets).length > 0 ? secrets : undefined, { stream })
       for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
       if (result.logsTruncated) log(`[${name}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
       const t = result.timings
       const timing = ` (exec ${t.execMs.toFixed(1)} ms, sandbox ${t.sandboxMs.toFixed(1)} ms, queue ${t.queueMs.toFixed(1)} ms)`
+      if (result.streamed !== undefined) {
+        // the head is out: a limit or failure cuts the connection mid-body, as the gateway does
+        if (result.error !== undefined) res.destroy()
+        else res.end()
+        done(result.streamed.status, ` stream ${result.streamed.bytes} bytes${result.error !== undefined ? ` cut: ${result.error.code}` : ''}${timing}`)
+        return
+      }
       if (result.error !== undefined) {
         const e = result.error
         const status = WIRE_ERROR_CODES[e.code].status
@@ -170,14 +211,7 @@ export async function startDevServer (init: DevServerInit, components: DevServer
         return
       }
       const r = result.response!
-      const plain: Record<string, string | string[]> = {}
-      for (const [k, v] of r.headers) {
-        const prev = plain[k]
-        plain[k] = prev === undefined ? v : (Array.isArray(prev) ? [...prev, v] : [prev, v])
-      }
-      delete plain['content-length']
-      delete plain['transfer-encoding']
-      res.writeHead(r.status, { ...plain, 'x-peerhost-exec-ms': t.execMs.toFixed(2) })
+      res.writeHead(r.status, { ...headerObject(r.headers), 'x-peerhost-exec-ms': t.execMs.toFixed(2) })
       res.end(req.method === 'HEAD' ? undefined : r.body)
       done(r.status, timing)
     })().catch((err: unknown) => {
@@ -185,6 +219,92 @@ export async function startDevServer (init: DevServerInit, components: DevServer
       if (!res.headersSent) jsonError(res, 'INTERNAL')
       else res.destroy()
     })
+  })
+  /*
+   * WebSockets as on the mesh: the function runs in the same sandbox as a session execution; the
+   * upgrade completes only once it accepted, with the same message size limit (1009) and idle
+   * timeout (4408); any other answer goes back as plain HTTP.
+   */
+  const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxWsMessageBytes, perMessageDeflate: false, clientTracking: true, maxFragments: NODE_DEFAULTS.sessionMaxFragments })
+  async function upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {})
+    const started = performance.now()
+    const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`)
+    const name = url.pathname.split('/')[1] ?? ''
+    const fn = build.functions.get(name)
+    if (fn === undefined || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') { upgradeError(socket, 'NOT_FOUND', `no function "${name}"`); return }
+    const { project, secrets } = build
+    const headers: Array<[string, string]> = []
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      const h = req.rawHeaders[i].toLowerCase()
+      if (!HOP_BY_HOP.has(h)) headers.push([h, req.rawHeaders[i + 1]])
+    }
+    headers.push(['upgrade', 'websocket'])
+    const options = project.optionsFor(name)
+    let control: import('#sandbox').SessionControl | undefined
+    let ws: WebSocket | undefined
+    const early: Array<{ data: Uint8Array, binary: boolean } | { code: number, reason: string }> = []
+    let opened!: (h: Array<[string, string]>) => void
+    const openP = new Promise<Array<[string, string]>>(resolve => { opened = resolve })
+    const exec = executeWithSecrets(executor, {
+      jobId: `0x${randomBytes(32).toString('hex')}`,
+      bundle: { cid: fn.cid, bytes: fn.bytes },
+      request: { method: 'GET', url: url.toString(), headers, body: new Uint8Array(0) },
+      env: project.env,
+      options,
+      deadline: Date.now() + options.timeoutMs + 5_000
+    }, Object.keys(secrets).length > 0 ? secrets : undefined, {
+      session: {
+        maxSessionMs: NODE_DEFAULTS.sessionMaxMs,
+        bind: (c) => { control = c },
+        onOpen: (h) => { opened(h) },
+        onMessage: (data, binary) => {
+          if (data.byteLength > LIMITS.maxWsMessageBytes) { control?.close(WS_CLOSE.tooBig, 'message too big'); ws?.close(WS_CLOSE.tooBig, 'message too big'); return }
+          if (ws !== undefined) ws.send(data, { binary })
+          else early.push({ data, binary })
+        },
+        onClose: (code, reason) => { if (ws !== undefined) ws.close(code, reason); else early.push({ code, reason }) }
+      }
+    })
+    const first = await Promise.race([openP, exec.then(() => undefined)])
+    if (first === undefined) {
+      const result = await exec
+      for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
+      if (result.response !== undefined && result.response.status !== 101) {
+        answerUpgrade(socket, result.response.status, result.response.headers, result.response.body)
+      } else {
+        const e = result.error ?? { code: 'RESULT_INVALID' as const, message: WIRE_ERROR_CODES.RESULT_INVALID.message }
+        answerUpgrade(socket, WIRE_ERROR_CODES[e.code].status, [['content-type', 'application/json; charset=utf-8']], Buffer.from(JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) } })))
+      }
+      log(`WS ${url.pathname} not upgraded (${(performance.now() - started).toFixed(1)} ms)`)
+      return
+    }
+    log(`WS ${url.pathname} 101 ${(performance.now() - started).toFixed(1)} ms`)
+    wss.handleUpgrade(req, socket, head, (client) => {
+      ws = client
+      const idle = setTimeout(() => { control?.close(WS_CLOSE.idleTimeout, 'idle timeout'); client.close(WS_CLOSE.idleTimeout, 'idle timeout') }, NODE_DEFAULTS.sessionIdleMs)
+      for (const e of early.splice(0)) {
+        if ('data' in e) client.send(e.data, { binary: e.binary })
+        else client.close(e.code, e.reason)
+      }
+      client.on('message', (data: Buffer, binary: boolean) => {
+        idle.refresh()
+        control?.send(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), binary)
+      })
+      client.on('close', (code: number, reason: Buffer) => {
+        clearTimeout(idle)
+        control?.close(code === 1005 ? 1000 : code === 1006 ? 1001 : code, reason.toString('utf8').slice(0, 100))
+      })
+      client.on('error', () => {})
+      void exec.then((result) => {
+        clearTimeout(idle)
+        for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
+        if (client.readyState === client.OPEN) client.close(result.error !== undefined ? WS_CLOSE.internalError : 1000, result.error?.code ?? '')
+      })
+    })
+  }
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgrade(req, socket, head).catch((err: unknown) => { log(`internal error: ${String(err)}`); upgradeError(socket, 'INTERNAL') })
   })
   server.headersTimeout = 10_000
   server.requestTimeout = LIMITS.maxDeadlineMs
@@ -203,6 +323,7 @@ export async function startDevServer (init: DevServerInit, components: DevServer
     async stop () {
       clearTimeout(timer)
       watcher.close()
+      for (const c of wss.clients) c.close(WS_CLOSE.goingAway, 'the dev server is stopping')
       server.closeAllConnections()
       await new Promise<void>(resolve => server.close(() => { resolve() }))
       await executor.stop()

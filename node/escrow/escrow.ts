@@ -8,6 +8,7 @@ import type { Address, Hex } from 'viem'
 import { settlementAbi } from '#contracts'
 import { projectId as projectIdOf } from '#protocol'
 import { ConfigError, NodeError } from '../errors.ts'
+import { LOCAL_CHAIN_ESCROW } from '../constants.ts'
 import { revertName, type ChainClient } from '../chain/client.ts'
 
 type Reader = Pick<ChainClient, 'publicClient' | 'contracts'>
@@ -69,4 +70,30 @@ export async function allowGateway (client: ChainClient, project: string, gatewa
     const receipt = await client.send({ address: client.contracts.addresses.Settlement, abi: settlementAbi, functionName: 'setGatewayAllowance', args: [projectIdOf(account.address, project), gateway, perEpoch] })
     return { tx: receipt.transactionHash }
   } catch (err) { return sendError(err, project) }
+}
+
+/**
+ * On a local development chain (LOCAL_CHAIN_ESCROW.chainId), gives the client account's project an
+ * escrow and lets `gateway` spend from it, where it has none yet, so a freshly deployed project is
+ * served at once instead of answering 402. Returns what it did (nothing on any other chain, or when
+ * the project is already funded and allowed).
+ */
+export async function fundOnLocalChain (client: ChainClient, project: string, gateway: Address): Promise<{ deposited?: bigint, allowed?: bigint }> {
+  if (client.contracts.chainId !== LOCAL_CHAIN_ESCROW.chainId || client.account === undefined) return {}
+  const status = await escrowStatus(client, client.account.address, project, gateway)
+  const out: { deposited?: bigint, allowed?: bigint } = {}
+  if (status.balance === 0n) {
+    // at most half of what the wallet holds: the rest pays its gas (a wallet funded with 1 gets 0.5)
+    const held = await client.publicClient.getBalance({ address: client.account.address })
+    const amount = held / 2n < LOCAL_CHAIN_ESCROW.deposit ? held / 2n : LOCAL_CHAIN_ESCROW.deposit
+    if (amount > 0n) {
+      await depositEscrow(client, project, amount)
+      out.deposited = amount
+    }
+  }
+  if ((status.allowance?.perEpoch ?? 0n) === 0n && gateway.toLowerCase() !== client.account.address.toLowerCase()) {
+    await allowGateway(client, project, gateway, LOCAL_CHAIN_ESCROW.perEpoch)
+    out.allowed = LOCAL_CHAIN_ESCROW.perEpoch
+  }
+  return out
 }

@@ -9,21 +9,25 @@
  * OVERLOADED), and when no worker has room the answer is OVERLOADED at once. Errors of the
  * function or its limits (`kind: 'user'`) are final: one attempt, and the attempt's budget covers
  * the function's own limit so the worker can report it. `chainFallbackAllowed` decides when the
- * chain may be asked: never for overload, never without time for the chain path.
+ * chain may be asked: never for overload or a deadline running out on a live mesh, never without
+ * time for the chain path.
  */
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
-  JOB_PROTOCOL, newJobId, outputHash, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
-  ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WireRequest
+  decodeMessage, JOB_PROTOCOL, newJobId, outputHash, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
+  ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { frames, type FrameStream } from '../frames.ts'
 import type { PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
+import type { AllowanceTracker } from '../settlement/allowance.ts'
+import type { TicketLog } from '../settlement/checker.ts'
 import type { FunctionEntry } from './functions.ts'
+import { waitQueue, type WaitQueue, type WaitTicket } from './wait-queue.ts'
 import type { WorkerEntry, WorkerView } from './worker-view.ts'
 
 export interface AttemptRecord {
@@ -42,6 +46,11 @@ export interface DispatchOutcome {
   attempts: AttemptRecord[]
   /** the verified result (which may itself carry a user error such as FUNCTION_ERROR) */
   result?: JobResult
+  /**
+   * The worker answered with a streamed body: its head, and the job stream to read the chunks and
+   * the `stream-end` from (the caller owns it now and must call `done`). Final: never retried.
+   */
+  stream?: StreamedAnswer
   /** the job frame of the attempt that produced `result` */
   request?: JobRequest
   worker?: WorkerEntry
@@ -51,10 +60,25 @@ export interface DispatchOutcome {
   dispatchMs: number
 }
 
+/** A streamed answer's job stream, handed to the caller (http.ts relays it). */
+export interface StreamedAnswer {
+  head: StreamHead
+  stream: Stream
+  f: FrameStream
+  /** the stream ended with its `stream-end` read (`clean`: back to the idle pool), else aborted */
+  done: (clean: boolean) => void
+}
+
 export interface DispatchInit {
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
   domain: PeerHostDomain
+  /**
+   * The settlement epoch a ticket issued at unix ms `nowMs` carries: Settlement's own
+   * (node/settlement `settlementClock(...).epochAtMs`) when the gateway has a chain.
+   * @default unix hours (no chain: tickets are never settled)
+   */
+  epochOf?: (nowMs: number) => bigint
 }
 
 /** Opens a job stream to a worker (dial, or a new stream on an open connection). */
@@ -70,6 +94,22 @@ export interface DispatchComponents {
   dial?: JobDialer
   /** @default retryBudget() with NODE_DEFAULTS */
   retryBudget?: RetryBudget
+  /**
+   * The project's budget (node/settlement `allowanceTracker`): a ticket with a fee is signed only
+   * when its escrow and this gateway's allowance cover it, else PAYMENT_REQUIRED (402).
+   * @default none (no chain: fees are not checked)
+   */
+  spend?: AllowanceTracker
+  /**
+   * The gateway's ticket log (node/settlement `ticketLog`): every ticket is recorded before it
+   * leaves, so batches naming this gateway can be checked against it. @default none (no chain)
+   */
+  tickets?: TicketLog
+  /**
+   * Where a request waits for a slot when every worker is full (node/gateway/wait-queue.ts).
+   * @default waitQueue() with NODE_DEFAULTS
+   */
+  waitQueue?: WaitQueue
 }
 
 export interface RetryBudgetInit {
@@ -130,8 +170,14 @@ export function retryBudget (init: RetryBudgetInit = {}): RetryBudget {
 
 /** Codes by which a worker says it has no room: not a fault, never a reason to ask the chain. */
 const NO_ROOM = new Set(['OVERLOADED', 'SHUTTING_DOWN'])
-/** Mesh outcomes that may go to the chain: the mesh was unreachable or a worker misbehaved. */
-const CHAIN_CODES = new Set(['NO_WORKER', 'WORKER_FAILED', 'DEADLINE_EXCEEDED'])
+/**
+ * Mesh outcomes that may go to the chain: the mesh was unreachable or a worker misbehaved (a
+ * refused dial, a reset stream, a broken frame or receipt). Not DEADLINE_EXCEEDED: a job that
+ * found no answer in time on a live mesh is what overload looks like from here (queues, CPU
+ * contention), and asking the chain then spends money to add load; the slow worker's latency and
+ * failure count steer later jobs away from it instead.
+ */
+const CHAIN_CODES = new Set(['NO_WORKER', 'WORKER_FAILED'])
 
 /**
  * Whether the chain fallback may answer a request the mesh did not: only when the mesh could not
@@ -142,7 +188,8 @@ const CHAIN_CODES = new Set(['NO_WORKER', 'WORKER_FAILED', 'DEADLINE_EXCEEDED'])
 export function chainFallbackAllowed (outcome: Pick<DispatchOutcome, 'result' | 'error' | 'attempts'>, remainingMs: number): boolean {
   if (outcome.result !== undefined || outcome.error === undefined) return false
   if (!CHAIN_CODES.has(outcome.error.code)) return false
-  if (outcome.attempts.some(a => a.code !== undefined && NO_ROOM.has(a.code))) return false
+  // any sign of load in this request's attempts (no room, or an attempt that ran out of time) rules the chain out
+  if (outcome.attempts.some(a => a.code !== undefined && (NO_ROOM.has(a.code) || a.code === 'DEADLINE_EXCEEDED'))) return false
   return remainingMs >= NODE_DEFAULTS.chainPathMinMs
 }
 
@@ -166,9 +213,36 @@ export interface DispatchJob {
   /** unix ms */
   deadline: number
   signal?: AbortSignal
+  /**
+   * Workers this job may not go to, shared by the parallel copies of one quorum request
+   * (quorum.ts): each copy adds the worker it picks before any await, so copies run on distinct
+   * workers, retries included. @default a fresh set
+   */
+  exclude?: Set<string>
 }
 
-export type Dispatcher = (job: DispatchJob) => Promise<DispatchOutcome>
+export type Dispatcher = ((job: DispatchJob) => Promise<DispatchOutcome>) & {
+  /** Opens a WebSocket session job (see SessionDispatch); absent in dispatchers that cannot. */
+  session?: (job: DispatchJob) => Promise<SessionDispatch>
+  /** the wait queue requests use when every worker is full (metrics read it) */
+  queue?: WaitQueue
+}
+
+/**
+ * A session job's opening: the worker's stream, open for the session (`open` set: the function
+ * accepted), or a verified ordinary `result` (the function answered without a WebSocket), or an
+ * `error` when no worker took it.
+ */
+export interface SessionDispatch {
+  jobId: Hex
+  attempts: AttemptRecord[]
+  request?: JobRequest
+  worker?: WorkerEntry
+  /** `release` once the session ended (the worker view counts this gateway's sessions per worker) */
+  open?: { headers: Array<[string, string]>, stream: Stream, f: FrameStream, release: () => void }
+  result?: JobResult
+  error?: WireError
+}
 
 interface JobStream {
   stream: Stream
@@ -200,12 +274,56 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
   const { libp2p, view, signer } = components
   const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
   const maxAttempts = init.maxAttempts ?? NODE_DEFAULTS.maxAttempts
+  const epochOf = init.epochOf ?? ((ms: number) => BigInt(Math.floor(ms / 3_600_000)))
   const budget = components.retryBudget ?? retryBudget()
+  const queue = components.waitQueue ?? waitQueue()
+  /** One of this gateway's jobs on a worker ended: its slot is free for the first waiter. */
+  function ended (peerId: string, outcome: Parameters<WorkerView['end']>[1]): void {
+    view.end(peerId, outcome)
+    // only jobs that ran count toward the completion rate the queue's estimates use
+    if (outcome.latencyMs !== undefined) queue.completed()
+    else queue.poke()
+  }
+
+  /**
+   * A worker for this job, waiting in the queue while every worker is full (FIFO: a request
+   * arriving while others wait goes behind them). `full` when the mesh had no room and the wait
+   * was refused or ran out: the caller answers OVERLOADED. The worker comes claimed, in the same
+   * turn as it was picked: added to `exclude` (shared by a quorum's copies, which must land on
+   * distinct workers) and counted in flight, so no concurrent pick can take the same slot.
+   */
+  async function pickOrWait (job: DispatchJob, exclude: Set<string>): Promise<{ worker?: WorkerEntry, full: boolean }> {
+    const cid = job.entry.ref.bundleCid
+    let ticket: WaitTicket | undefined
+    let worker = queue.waiting > 0 ? undefined : view.pick(cid, exclude)
+    while (worker === undefined) {
+      const full = view.list().some(w => !exclude.has(w.peerId) && view.isFull(w))
+      if (!full) {
+        // nobody is full: either a worker has room (take it, whoever waits) or none is left
+        worker = view.pick(cid, exclude)
+        break
+      }
+      ticket ??= queue.join(job.deadline)
+      if (ticket === undefined) return { full: true }
+      const verdict = await ticket.wait(job.signal)
+      if (verdict !== 'retry') { ticket.leave(false); return { full: true } }
+      worker = view.pick(cid, exclude)
+    }
+    if (worker !== undefined) {
+      exclude.add(worker.peerId)
+      view.begin(worker.peerId)
+    }
+    ticket?.leave(worker !== undefined)
+    return { worker, full: false }
+  }
   const dial: JobDialer = components.dial ?? (async (peer, signal) => {
     const options = {
       signal,
       // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
-      negotiateFully: false
+      negotiateFully: false,
+      // sessions hold a stream each for their whole life (libp2p's default allows 64 per
+      // protocol and connection); the worker bounds what it accepts (maxInboundJobStreams + maxSessions)
+      maxOutboundStreams: NODE_DEFAULTS.maxOutboundJobStreams
     }
     // an open connection is reused directly: the dial path consults the peer store on every call
     const open = libp2p.getConnections(peer).find(c => c.status === 'open')
@@ -214,7 +332,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
   })
 
-  function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry): JobRequest {
+  function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry, epoch: bigint): JobRequest {
     const request: JobRequest = {
       v: PROTOCOL_VERSION,
       type: 'job',
@@ -229,9 +347,9 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       ticket: {
         worker: worker.advert.address,
         gateway: signer.address,
-        fee: '0',
-        // hourly settlement epochs (ARCHITECTURE §12)
-        epoch: String(Math.floor(Date.now() / 3_600_000)),
+        // the worker's advertised price: it refuses less, and the project's maxFee excluded dearer workers
+        fee: worker.advert.price ?? '0',
+        epoch: epoch.toString(),
         deadline: String(Math.ceil(job.deadline / 1000))
       },
       ticketSig: '0x'
@@ -270,16 +388,23 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
   }
 
   async function openStream (worker: WorkerEntry, signal: AbortSignal): Promise<JobStream> {
+    const peer = peerIdOf(worker.peerId)
+    // a stream that times out on a connection that is up says the ends are busy (load), not that
+    // the worker is unreachable: it must not count as a worker failure (which may go to the chain)
+    const connected = libp2p.getConnections(peer).some(c => c.status === 'open')
+    const dialTimeout = AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)
     try {
-      const stream = await dial(peerIdOf(worker.peerId), AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)]))
+      const stream = await dial(peer, AbortSignal.any([signal, dialTimeout]))
       return { stream, f: frames(stream), since: Date.now() }
     } catch (err: any) {
-      throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
+      const slow = signal.aborted || (connected && dialTimeout.aborted)
+      throw new AttemptFailed(slow ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
     }
   }
 
-  async function exchange (worker: WorkerEntry, js: JobStream, request: JobRequest, signal: AbortSignal): Promise<JobResult> {
+  async function exchange (worker: WorkerEntry, js: JobStream, request: JobRequest, signal: AbortSignal): Promise<JobResult | StreamedAnswer> {
     let clean = false
+    let handedOver = false
     try {
       try {
         await js.f.write(request, signal)
@@ -288,10 +413,25 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       }
       let answer
       try {
-        answer = await js.f.read('result', signal)
+        answer = await js.f.readAny(signal)
       } catch (err: any) {
         throw new AttemptFailed(signal.aborted ? 'DEADLINE_EXCEEDED' : (err?.code === undefined ? 'WORKER_FAILED' : 'PROTOCOL'), `no result: ${err?.message ?? err}`)
       }
+      if (answer.type === 'stream-head') {
+        if (answer.jobId !== request.jobId || answer.attempt !== request.attempt) throw new AttemptFailed('PROTOCOL', 'stream-head for another job or attempt')
+        // the body follows on this stream; whoever relays it decides the stream's fate
+        handedOver = true
+        return {
+          head: answer,
+          stream: js.stream,
+          f: js.f,
+          done: (ok) => {
+            if (ok) putIdle(worker.peerId, { ...js, since: Date.now() })
+            else js.stream.abort(new Error('stream relay ended early'))
+          }
+        }
+      }
+      if (answer.type !== 'result' && answer.type !== 'error') throw new AttemptFailed('PROTOCOL', `expected a result, got "${answer.type}"`)
       if (answer.type === 'error') {
         // a refusal is a complete exchange: the stream stays usable
         clean = true
@@ -312,11 +452,11 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     } finally {
       if (clean) putIdle(worker.peerId, js)
       // abandoning an attempt aborts its stream: a late answer has nowhere to go
-      else js.stream.abort(new Error('attempt abandoned'))
+      else if (!handedOver) js.stream.abort(new Error('attempt abandoned'))
     }
   }
 
-  async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult> {
+  async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult | StreamedAnswer> {
     const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)))]
     if (outer !== undefined) signals.push(outer)
     const signal = AbortSignal.any(signals)
@@ -334,10 +474,94 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     return await exchange(worker, await openStream(worker, signal), request, signal)
   }
 
-  return async function dispatch (job) {
+  /**
+   * A session job: a fresh stream (never pooled: the session owns it), the job frame with
+   * `session: true`, then the first answer. Refusals (no room, shutting down, infra) move on to
+   * the next worker, as for requests; once a worker opened the session it is final.
+   */
+  async function dispatchSession (job: DispatchJob): Promise<SessionDispatch> {
     const jobId = newJobId()
     const attempts: AttemptRecord[] = []
     const exclude = new Set<string>()
+    // as for requests: workers dearer than the project's cap are never asked
+    if (job.entry.maxFee !== undefined) {
+      for (const w of view.list()) if (BigInt(w.advert.price ?? '0') > job.entry.maxFee) exclude.add(w.peerId)
+    }
+    let lastError: WireError | undefined
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      if (job.deadline <= Date.now() || job.signal?.aborted === true) { lastError = { code: 'DEADLINE_EXCEEDED', message: WIRE_ERROR_CODES.DEADLINE_EXCEEDED.message }; break }
+      const worker = view.pickForSession(job.entry.ref.bundleCid, exclude)
+      if (worker === undefined) break
+      if (attempt === 1) budget.deposit()
+      else if (!budget.withdraw()) break
+      exclude.add(worker.peerId)
+      const t0 = performance.now()
+      // a session's ticket is paid and logged like a request's (its fee: the worker's price per request)
+      const fee = BigInt(worker.advert.price ?? '0')
+      const epoch = epochOf(Date.now())
+      const pid = projectId(job.entry.ref.wallet, job.entry.ref.project)
+      if (components.spend !== undefined && fee > 0n) {
+        const verdict = await components.spend.reserve(pid, job.entry.ref.project, epoch, fee).catch(() => undefined)
+        if (verdict === undefined) return { jobId, attempts, error: { code: 'WORKER_FAILED', message: 'the gateway could not check the project\'s escrow on the chain' } }
+        if (!verdict.ok) return { jobId, attempts, error: { code: 'PAYMENT_REQUIRED', message: verdict.message, details: { reason: verdict.reason, ...verdict.details } } }
+      }
+      const request = { ...buildJob(job, jobId, attempt, worker, epoch), session: true as const }
+      components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee })
+      request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request)))
+      const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, job.deadline - Date.now())), ...(job.signal !== undefined ? [job.signal] : [])])
+      view.begin(worker.peerId)
+      let js: JobStream | undefined
+      try {
+        js = await openStream(worker, signal)
+        await js.f.write(request, signal)
+        const list = await js.f.lp.read({ signal })
+        const answer = decodeMessage(list.subarray())
+        const ms = performance.now() - t0
+        if (answer.type === 'session-open') {
+          if (answer.jobId !== jobId || answer.attempt !== attempt) throw new AttemptFailed('PROTOCOL', 'session-open for another job or attempt')
+          ended(worker.peerId, { ok: true, latencyMs: ms })
+          attempts.push({ attempt, worker: worker.peerId, ok: true, ms })
+          view.sessionDelta(worker.peerId, 1)
+          let released = false
+          const release = (): void => { if (!released) { released = true; view.sessionDelta(worker.peerId, -1) } }
+          return { jobId, attempts, request, worker, open: { headers: answer.headers, stream: js.stream, f: js.f, release } }
+        }
+        if (answer.type === 'error') throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`, false, answer.error.details)
+        if (answer.type !== 'result' || answer.jobId !== jobId || answer.attempt !== attempt) throw new AttemptFailed('PROTOCOL', `unexpected "${answer.type}" frame opening a session`)
+        const expected = answer.response !== undefined ? outputHash({ response: answer.response }) : answer.error !== undefined ? outputHash({ error: answer.error }) : undefined
+        if (expected !== answer.outputHash) throw new AttemptFailed('PROTOCOL', 'output hash does not match the result')
+        const signerOf = recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, answer.outputHash)), answer.receiptSig)
+        if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) throw new AttemptFailed('PROTOCOL', 'receipt not signed by the worker')
+        ended(worker.peerId, { ok: true, latencyMs: ms })
+        attempts.push({ attempt, worker: worker.peerId, ok: true, code: answer.error?.code, ms })
+        void js.stream.close().catch(() => js?.stream.abort(new Error('close failed')))
+        return { jobId, attempts, request, worker, result: answer }
+      } catch (err: any) {
+        js?.stream.abort(new Error('session attempt abandoned'))
+        const code = err instanceof AttemptFailed ? err.code : (signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED')
+        const full = NO_ROOM.has(code)
+        ended(worker.peerId, { ok: false, overloaded: full })
+        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms: performance.now() - t0 })
+        log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'session attempt failed')
+        lastError = full
+          ? { code: 'OVERLOADED', message: 'no worker has room for this session now; retry later' }
+          : { code: code === 'DEADLINE_EXCEEDED' ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', message: err?.message ?? WIRE_ERROR_CODES.WORKER_FAILED.message }
+      }
+    }
+    return { jobId, attempts, error: lastError ?? { code: 'NO_WORKER', message: WIRE_ERROR_CODES.NO_WORKER.message } }
+  }
+
+  const dispatch: Dispatcher = async function dispatch (job) {
+    const jobId = newJobId()
+    const attempts: AttemptRecord[] = []
+    const exclude = job.exclude ?? new Set<string>()
+    // workers dearer than the project's cap (peerhost.json `maxFee`) are never asked
+    let pricedOut = 0
+    if (job.entry.maxFee !== undefined) {
+      for (const w of view.list()) {
+        if (BigInt(w.advert.price ?? '0') > job.entry.maxFee) { exclude.add(w.peerId); pricedOut++ }
+      }
+    }
     const started = performance.now()
     // the worker must have time to report the function's own limit error (issue 14): see meshDeadline
     const limitMs = job.entry.options.timeoutMs + NODE_DEFAULTS.limitGraceMs
@@ -351,30 +575,55 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         lastError = { code: 'DEADLINE_EXCEEDED', message: WIRE_ERROR_CODES.DEADLINE_EXCEEDED.message }
         break
       }
-      const worker = view.pick(job.entry.ref.bundleCid, exclude)
+      const { worker, full } = await pickOrWait(job, exclude)
       if (worker === undefined) {
-        // live workers left untried but none with room: the mesh is overloaded, not unreachable
-        if (view.list().some(w => !exclude.has(w.peerId) && view.isFull(w))) noRoom = true
+        // live workers left untried but none with room (and no slot within the wait the queue
+        // allows): the mesh is overloaded, not unreachable
+        if (full) noRoom = true
         break
       }
+      // pickOrWait has claimed the worker (excluded for later attempts and copies, and counted in flight)
       if (attempt === 1) budget.deposit()
       else if (!budget.withdraw()) {
+        ended(worker.peerId, { ok: true })
         log.debug({ jobId, attempt }, 'retry budget spent; no retry')
         break
       }
-      exclude.add(worker.peerId)
       const others = view.list().some(w => !exclude.has(w.peerId) && !view.isFull(w))
       const last = attempt === maxAttempts || !others
       const attemptMs = last ? remaining : Math.min(remaining, Math.max(NODE_DEFAULTS.minAttemptMs, remaining * NODE_DEFAULTS.attemptShare, limitMs))
       const t0 = performance.now()
-      view.begin(worker.peerId)
+      const fee = BigInt(worker.advert.price ?? '0')
+      const epoch = epochOf(Date.now())
+      const pid = projectId(job.entry.ref.wallet, job.entry.ref.project)
+      if (components.spend !== undefined && fee > 0n) {
+        let verdict
+        try {
+          verdict = await components.spend.reserve(pid, job.entry.ref.project, epoch, fee)
+        } catch (err: any) {
+          ended(worker.peerId, { ok: true })
+          log.warn({ jobId, err: err?.message }, 'the project\'s escrow could not be read; no paid ticket without it')
+          return { jobId, attempts, error: { code: 'WORKER_FAILED', message: 'the gateway could not check the project\'s escrow on the chain' }, dispatchMs: performance.now() - started }
+        }
+        if (!verdict.ok) {
+          ended(worker.peerId, { ok: true })
+          return { jobId, attempts, error: { code: 'PAYMENT_REQUIRED', message: verdict.message, details: { reason: verdict.reason, ...verdict.details } }, dispatchMs: performance.now() - started }
+        }
+      }
       try {
-        const request = buildJob(job, jobId, attempt, worker)
+        const request = buildJob(job, jobId, attempt, worker, epoch)
+        components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee })
         dispatchMs = performance.now() - started
-        const result = await attemptOn(worker, request, attemptMs, job.signal)
+        const answer = await attemptOn(worker, request, attemptMs, job.signal)
         const ms = performance.now() - t0
+        if ('head' in answer) {
+          ended(worker.peerId, { ok: true, latencyMs: ms })
+          attempts.push({ attempt, worker: worker.peerId, ok: true, ms })
+          return { jobId, attempts, stream: answer, request, worker, dispatchMs }
+        }
+        const result = answer
         const infraError = result.error !== undefined && WIRE_ERROR_CODES[result.error.code].kind === 'infra'
-        view.end(worker.peerId, { ok: !infraError, latencyMs: ms })
+        ended(worker.peerId, { ok: !infraError, latencyMs: ms })
         attempts.push({ attempt, worker: worker.peerId, ok: !infraError, code: result.error?.code, ms })
         if (infraError && !last) {
           lastError = result.error
@@ -384,9 +633,11 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         return { jobId, attempts, result, request, worker, dispatchMs }
       } catch (err: any) {
         const ms = performance.now() - t0
+        // a ticket that never left commits the project to nothing
+        if (err instanceof AttemptFailed && err.unsent && fee > 0n) components.spend?.release(pid, epoch, fee)
         const code = err instanceof AttemptFailed ? err.code : 'INTERNAL'
         const full = NO_ROOM.has(code)
-        view.end(worker.peerId, { ok: false, overloaded: full })
+        ended(worker.peerId, { ok: false, overloaded: full })
         attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms })
         if (full) {
           noRoom = true
@@ -409,6 +660,14 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       }
     }
     if (attempts.length === 0 && lastError === undefined) {
+      if (pricedOut > 0) {
+        return {
+          jobId,
+          attempts,
+          error: { code: 'NO_WORKER', message: `no worker serves this function within its maxFee of ${job.entry.maxFee} wei (${pricedOut} charge more); raise "maxFee" in peerhost.json`, details: { pricedOut, maxFee: String(job.entry.maxFee) } },
+          dispatchMs
+        }
+      }
       return { jobId, attempts, error: { code: 'NO_WORKER', message: WIRE_ERROR_CODES.NO_WORKER.message }, dispatchMs }
     }
     if (job.deadline <= Date.now()) lastError = { code: 'DEADLINE_EXCEEDED', message: WIRE_ERROR_CODES.DEADLINE_EXCEEDED.message }
@@ -421,4 +680,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       dispatchMs
     }
   }
+  dispatch.session = dispatchSession
+  dispatch.queue = queue
+  return dispatch
 }

@@ -4,7 +4,7 @@
  * FunctionRegistry events behind the same interface.
  */
 import type { Address } from 'viem'
-import { functionId, type FunctionOptions, type FunctionRef } from '#protocol'
+import { functionId, type ChainPathMode, type FunctionOptions, type FunctionRef, type SessionLimits } from '#protocol'
 import { bundleProject } from '../build/bundle.ts'
 import { loadProjectConfig } from '../project/config.ts'
 import type { RateLimit } from './rate-limit.ts'
@@ -16,8 +16,19 @@ export interface FunctionEntry {
   env: Record<string, string>
   /** the project's `rateLimit` (peerhost.json, in the manifest), enforced by each gateway; none = unlimited */
   rateLimit?: RateLimit
+  /** the most the project pays per request, wei (peerhost.json `maxFee`); none = any worker's price */
+  maxFee?: bigint
   /** who may call it (peerhost.json `auth`, in the manifest), checked before dispatch; none = public */
   auth?: FunctionAuth
+  /** may a client force the chain path (peerhost.json `chainPath`, in the manifest); none = "fallback" (no) */
+  chainPath?: ChainPathMode
+  /**
+   * peerhost.json `verify: { quorum: n }` (in the manifest): each request runs on n distinct
+   * workers and the majority output answers (dispatch.ts `quorumDispatcher`); none = one worker
+   */
+  quorum?: number
+  /** the function's WebSocket session limits (peerhost.json `websocket`, in the manifest); none = the gateway's */
+  websocket?: SessionLimits
 }
 
 export interface FunctionTable {
@@ -56,8 +67,15 @@ export async function addProject (table: MutableFunctionTable, owner: Address, d
       options: project.optionsFor(fn.name),
       env: project.env,
       rateLimit: project.rateLimit,
-      auth: project.authFor(fn.name)
+      auth: project.authFor(fn.name),
+      chainPath: project.chainPathFor(fn.name)
     }
+    const maxFee = project.maxFeeFor(fn.name)
+    if (maxFee !== undefined) entry.maxFee = maxFee
+    const quorum = project.quorumFor(fn.name)
+    if (quorum !== undefined) entry.quorum = quorum
+    const websocket = project.websocketFor(fn.name)
+    if (websocket !== undefined) entry.websocket = websocket
     table.add(entry, fn.bytes)
     added.push(entry)
   }

@@ -6,6 +6,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import type { AllowanceTracker } from '../settlement/allowance.ts'
 import type { FastSigner } from '../signing.ts'
 import { BUNDLE_PROTOCOL, DEV_DOMAIN, LIMITS, PROTOCOL_VERSION, SECRETS_PROTOCOL, workersTopic, type PeerHostDomain, type WorkerAdvert } from '#protocol'
 import type { Hono } from 'hono'
@@ -13,7 +14,9 @@ import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
-import { dispatcher, type JobDialer, type RetryBudget } from './dispatch.ts'
+import { dispatcher, type DispatchComponents, type JobDialer, type RetryBudget } from './dispatch.ts'
+import { quorumDispatcher } from './quorum.ts'
+import { waitQueue } from './wait-queue.ts'
 import type { FunctionTable } from './functions.ts'
 import { ADVERT_VERDICTS, workerView, type WorkerView } from './worker-view.ts'
 import { gatewayHttp, type GatewayHttp, type GatewayHttpComponents, type GatewayHttpInit, type RecentJob } from './http.ts'
@@ -34,15 +37,27 @@ export interface GatewayInit {
   walletDomain?: string
   /** HTTP connection and request caps, per-IP rate limit (ingress.ts) */
   ingress?: GatewayHttpInit['ingress']
+  /** chain-path requests per client IP per window (chain-gate.ts); @default NODE_DEFAULTS.gatewayChainRate* */
+  chainRateLimit?: GatewayHttpInit['chainRateLimit']
   /** @default NODE_DEFAULTS.httpHeadersTimeoutMs */
   headersTimeoutMs?: number
   /** @default NODE_DEFAULTS.httpRequestTimeoutMs */
   requestTimeoutMs?: number
   /** @default NODE_DEFAULTS.maxAttempts */
   maxAttempts?: number
+  /** WebSocket session limits (sessions.ts); @default NODE_DEFAULTS.session* */
+  sessions?: GatewayHttpInit['sessions']
+  /** the settlement epoch of a ticket issued at unix ms (Settlement's clock with a chain); @default unix hours (dispatch.ts) */
+  epochOf?: (nowMs: number) => bigint
 }
 
 export interface GatewayComponents {
+  /** the projects' escrow and allowances (node/settlement `allowanceTracker`); @default none: fees unchecked (no chain) */
+  spend?: AllowanceTracker
+  /** the gateway's ticket log, checked against batches naming it (node/settlement `ticketLog`); @default none (no chain) */
+  tickets?: DispatchComponents['tickets']
+  /** the settlement section of /_peerhost/status (node/settlement `batchChecker().status`); @default none */
+  settlementStatus?: () => Record<string, unknown>
   privateKey: PrivateKey
   /** signs tickets */
   signer: FastSigner
@@ -104,12 +119,22 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   })
   new Gauge({ name: 'peerhost_gateway_known_workers', help: 'workers in the live view', registers: [registry], collect () { this.set(view.size()) } })
 
-  const dispatch = dispatcher({ domain, maxAttempts: init.maxAttempts }, { libp2p, view, signer, logger: components.logger, dial: components.dial, retryBudget: components.retryBudget })
+  // past saturation requests wait here a bounded time for a worker with room (issue 10)
+  const queue = waitQueue()
+  new Gauge({ name: 'peerhost_gateway_queue_waiting', help: 'requests waiting for a worker with room', registers: [registry], collect () { this.set(queue.waiting) } })
+  new Gauge({ name: 'peerhost_gateway_queue_total', help: 'requests that met a full mesh, by outcome: queued, refused at once, timed out waiting, served after waiting', labelNames: ['outcome'], registers: [registry], collect () { for (const [k, v] of Object.entries(queue.stats)) this.set({ outcome: k }, v) } })
+
+  // quorum functions (verify: { quorum }) run as n copies through the one-worker dispatcher
+  const dispatch = quorumDispatcher({
+    dispatch: dispatcher({ domain, maxAttempts: init.maxAttempts, epochOf: init.epochOf }, { libp2p, view, signer, logger: components.logger, dial: components.dial, retryBudget: components.retryBudget, spend: components.spend, tickets: components.tickets, waitQueue: queue }),
+    tickets: components.tickets,
+    logger: components.logger
+  })
 
   // recent function logs per project, for its builder (peerhost logs)
   const logs = logBook()
   const page = statusPage({ role: 'gateway' }, { status: () => statusJson(), logger: components.logger })
-  const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs }, {
+  const http = gatewayHttp({ port: init.port, host: init.host, domain, walletDomain: init.walletDomain, ingress: init.ingress, chainRateLimit: init.chainRateLimit, headersTimeoutMs: init.headersTimeoutMs, requestTimeoutMs: init.requestTimeoutMs, sessions: init.sessions }, {
     routes: (app) => {
       app.get('/_peerhost/*', (c, next) => page.owns(c.req.path) ? page.handle(c.req.raw) : next())
       app.get('/_peerhost', c => page.handle(c.req.raw))
@@ -158,7 +183,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
         advertAgeMs: Date.now() - w.seenAt
       })),
       functions: functions.list().map(f => ({ path: `/${f.ref.wallet}/${f.ref.project}/${f.ref.name}`, bundleCid: f.ref.bundleCid, options: f.options })),
-      recentJobs: recent
+      recentJobs: recent,
+      ...(components.settlementStatus === undefined ? {} : { settlement: components.settlementStatus() })
     }
   }
 
@@ -221,6 +247,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     async stop () {
       // open event streams would keep the HTTP server from closing
       page.close()
+      // requests waiting for a worker leave at once (503) rather than hold the HTTP server open
+      queue.stop()
       await http.stop()
       await libp2p.stop()
       log.info('gateway stopped')

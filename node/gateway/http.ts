@@ -3,7 +3,8 @@
  *
  * - `ANY /<wallet>/<project>/<function>[/rest]` → a job through the mesh → the function's response,
  *   with `x-peerhost-job`, `x-peerhost-worker`, `x-peerhost-attempts`, `x-peerhost-receipt` and
- *   `Server-Timing` (dispatch, queue, sandbox, exec, total). This path form puts every tenant on
+ *   `Server-Timing` (dispatch, queue, sandbox, exec, total); a quorum function's answer also carries
+ *   `x-peerhost-quorum` (`agreeing/n`) and `x-peerhost-receipts` (every agreeing receipt). This path form puts every tenant on
  *   one web origin: fine for APIs and local development, unsafe for cookies and browser storage.
  * - With `walletDomain` d: `ANY https://<wallet>.<d>/<project>/<function>[/rest]`, one web origin
  *   per wallet (the wallet from the Host header; a host under d that is not a known wallet is 404).
@@ -11,7 +12,9 @@
  * Before routing, ingress.ts enforces connection and request caps and the body cap (GW-02/03/07);
  * a project's `rateLimit` is enforced per gateway before dispatch, and so is a function's `auth`
  * (node/auth: 401/403 JSON, the credential header stripped before dispatch), ahead of both the
- * mesh and the chain fallback.
+ * mesh and the chain fallback. The chain path itself is gated by chain-gate.ts: a client may force it
+ * only where the project opts in (`"chainPath": "client"`, else 403), and each client IP gets a
+ * small budget of chain requests (`chainRateLimit`, 429 + `Retry-After`).
  * - `/_peerhost/health`, `/_peerhost/ready`, `/_peerhost/metrics`, `/_peerhost/status`.
  *
  * Every error is JSON `{ "error": { "code", "message" } }` with the status of its wire code.
@@ -29,13 +32,21 @@ import {
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
-import { ingress, type IngressInit } from './ingress.ts'
-import { rateLimiter } from './rate-limit.ts'
+import { clientKey, endThenClose, ingress, type IngressInit } from './ingress.ts'
+import { chainGate } from './chain-gate.ts'
+import { rateLimiter, type RateLimit } from './rate-limit.ts'
 import { chainFallbackAllowed, meshDeadline, type Dispatcher } from './dispatch.ts'
+import type { QuorumOutcome } from './quorum.ts'
 import type { FunctionEntry, FunctionTable } from './functions.ts'
 import { fallbackFailure, type ChainFallback } from '../fallback/gateway-fallback.ts'
 import type { LogBook } from './logs.ts'
+import { answerUpgrade, sessionRelay, upgradeError, type SessionLimitsInit } from './sessions.ts'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { authGuard, type AuthGuard } from '../auth/guard.ts'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
+import type { ServerResponse } from 'node:http'
+import { encodeReceipt, receiptBook, receiptRecord, relayStream } from './stream-relay.ts'
 
 /** Request headers never forwarded to a function: per-connection and hop-by-hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
@@ -57,10 +68,14 @@ export interface GatewayHttpInit {
   walletDomain?: string
   /** connection and request caps (ingress.ts); @default NODE_DEFAULTS.gateway* */
   ingress?: Omit<IngressInit, 'maxBodyBytes'>
+  /** chain-path requests per client IP per window (chain-gate.ts); @default NODE_DEFAULTS.gatewayChainRate* */
+  chainRateLimit?: RateLimit
   /** @default NODE_DEFAULTS.httpHeadersTimeoutMs */
   headersTimeoutMs?: number
   /** @default NODE_DEFAULTS.httpRequestTimeoutMs */
   requestTimeoutMs?: number
+  /** WebSocket session limits (sessions.ts); @default NODE_DEFAULTS.session* */
+  sessions?: SessionLimitsInit
 }
 
 export interface GatewayHttpComponents {
@@ -114,6 +129,8 @@ export interface RecentJob {
 
 export interface GatewayHttp {
   readonly server: Server
+  /** WebSocket sessions open now */
+  readonly sessions: number
   readonly url: string
   start: () => Promise<void>
   stop: () => Promise<void>
@@ -174,17 +191,8 @@ export async function readBody (req: Request, max: number): Promise<Uint8Array |
  * as decimal strings) and the worker's signature — all a client needs to verify who ran its job.
  */
 function receiptHeader (domain: PeerHostDomain, request: JobRequest, result: JobResult): string {
-  const r = receiptOf(request, result.outputHash)
-  const receipt = {
-    domain: { ...domain },
-    ...r,
-    fee: r.fee.toString(),
-    epoch: r.epoch.toString(),
-    deadline: r.deadline.toString(),
-    signature: result.receiptSig
-  }
   // every uint field (fee, epoch, deadline, and any the Receipt type gains) as a decimal string
-  return Buffer.from(JSON.stringify(receipt, (_k, v) => typeof v === 'bigint' ? v.toString() : v)).toString('base64url')
+  return encodeReceipt(receiptRecord(domain, request, result.outputHash, result.receiptSig))
 }
 
 export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpComponents): GatewayHttp {
@@ -193,6 +201,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   const domain = init.domain ?? DEV_DOMAIN
   const walletDomain = init.walletDomain?.toLowerCase().replace(/^\.+|\.+$/g, '')
   const projectRates = rateLimiter()
+  const chainGateway = chainGate({ perIp: init.chainRateLimit })
   const auth = components.auth ?? authGuard({}, { logger: components.logger })
   const requests = new Counter({ name: 'peerhost_gateway_requests_total', help: 'function requests, by status', labelNames: ['status'], registers: [registry] })
   const latency = new Histogram({ name: 'peerhost_gateway_request_seconds', help: 'function request latency', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30], registers: [registry] })
@@ -201,6 +210,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   const attemptsTotal = new Counter({ name: 'peerhost_gateway_attempts_total', help: 'dispatch attempts, by outcome', labelNames: ['outcome'], registers: [registry] })
 
   const app = new Hono()
+  let stopping = false
 
   app.get('/_peerhost/health', c => c.json({ status: 'ok' }))
   app.get('/_peerhost/ready', c => {
@@ -209,50 +219,74 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
   })
   app.get('/_peerhost/metrics', async c => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }))
   app.get('/_peerhost/status', c => c.json(components.status()))
+  const relay = sessionRelay({ ...init.sessions, domain }, { logger: components.logger })
+  const streamReceipts = receiptBook()
+  /** responses streaming now: a stopping gateway cuts them (server.close() waits for none) */
+  const liveStreams = new Set<ServerResponse>()
+  app.get('/_peerhost/receipts/:jobId', c => {
+    const r = relay.receipt(c.req.param('jobId')) ?? streamReceipts.get(c.req.param('jobId'))
+    return r === undefined ? jsonError('NOT_FOUND', 'no session or stream receipt for that job id on this gateway') : c.json(r)
+  })
   components.routes?.(app)
   app.all('/_peerhost/*', () => jsonError('NOT_FOUND', 'no such gateway endpoint; try /_peerhost/status'))
 
-  async function invoke (c: Context): Promise<Response> {
-    const started = performance.now()
-    const url = new URL(c.req.url)
-    const route = routeOf(c.req.header('host'), url.pathname, walletDomain)
-    if ('error' in route) return jsonError('NOT_FOUND', route.error)
+  /**
+   * The admission every call goes through, a request or a WebSocket upgrade alike: routing, the
+   * deployed function, the project's rate limit, the body cap, the function's auth, then the
+   * request as the function will see it (hop-by-hop and credential headers dropped).
+   */
+  async function admitCall (call: { host: string | undefined, url: URL, method: string, headers: Headers, declared: number, body: () => Promise<Uint8Array | undefined> }): Promise<{ ok: true, entry: FunctionEntry, project: string, fn: string, request: WireRequest } | { ok: false, response: Response }> {
+    const route = routeOf(call.host, call.url.pathname, walletDomain)
+    if ('error' in route) return { ok: false, response: jsonError('NOT_FOUND', route.error) }
     const { wallet, project, fn } = route
     const entry = functions.resolve(wallet, project, fn)
-    if (entry === undefined) return jsonError('NOT_FOUND', `no function ${project}/${fn} is deployed for ${wallet}`)
+    if (entry === undefined) return { ok: false, response: jsonError('NOT_FOUND', `no function ${project}/${fn} is deployed for ${wallet}`) }
     const limited = projectRateLimited(entry)
-    if (limited !== undefined) return limited
+    if (limited !== undefined) return { ok: false, response: limited }
 
-    const raw = c.req.raw
-    const declared = Number(raw.headers.get('content-length') ?? '0')
-    if (declared > LIMITS.maxRequestBodyBytes) return jsonError('PAYLOAD_TOO_LARGE', `the request body is ${declared} bytes; the limit is ${LIMITS.maxRequestBodyBytes}`)
-    const body = await readBody(raw, LIMITS.maxRequestBodyBytes)
-    if (body === undefined) return jsonError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${LIMITS.maxRequestBodyBytes} bytes`)
+    if (call.declared > LIMITS.maxRequestBodyBytes) return { ok: false, response: jsonError('PAYLOAD_TOO_LARGE', `the request body is ${call.declared} bytes; the limit is ${LIMITS.maxRequestBodyBytes}`) }
+    const body = await call.body()
+    if (body === undefined) return { ok: false, response: jsonError('PAYLOAD_TOO_LARGE', `the request body exceeds the limit of ${LIMITS.maxRequestBodyBytes} bytes`) }
 
     // who may call: before any dispatch (mesh or chain), so a refused request costs no worker anything
-    const verdict = await auth.check(entry.auth, { wallet: entry.ref.wallet, project: entry.ref.project, fn: entry.ref.name, method: raw.method, path: `${url.pathname}${url.search}`, headers: raw.headers, body })
+    const verdict = await auth.check(entry.auth, { wallet: entry.ref.wallet, project: entry.ref.project, fn: entry.ref.name, method: call.method, path: `${call.url.pathname}${call.url.search}`, headers: call.headers, body })
     if (!verdict.ok) {
       requests.inc({ status: String(WIRE_ERROR_CODES[verdict.code].status) })
       refused.inc({ limit: 'auth' })
-      return jsonError(verdict.code, verdict.message)
+      return { ok: false, response: jsonError(verdict.code, verdict.message) }
     }
     const strip = new Set(verdict.strip)
 
     const headers: Array<[string, string]> = []
-    for (const [name, value] of raw.headers) if (!HOP_BY_HOP.has(name) && !strip.has(name)) headers.push([name, value])
-    if (headers.length > LIMITS.maxHeaders) return jsonError('HEADERS_TOO_LARGE', `${headers.length} headers; the limit is ${LIMITS.maxHeaders}`)
-    const request: WireRequest = { method: raw.method.toUpperCase(), url: url.toString(), headers, body }
+    for (const [name, value] of call.headers) if (!HOP_BY_HOP.has(name) && !strip.has(name)) headers.push([name, value])
+    if (headers.length > LIMITS.maxHeaders) return { ok: false, response: jsonError('HEADERS_TOO_LARGE', `${headers.length} headers; the limit is ${LIMITS.maxHeaders}`) }
+    return { ok: true, entry, project, fn, request: { method: call.method.toUpperCase(), url: call.url.toString(), headers, body } }
+  }
+
+  async function invoke (c: Context): Promise<Response> {
+    const started = performance.now()
+    const url = new URL(c.req.url)
+    const raw = c.req.raw
+    const call = await admitCall({ host: c.req.header('host'), url, method: raw.method, headers: raw.headers, declared: Number(raw.headers.get('content-length') ?? '0'), body: async () => await readBody(raw, LIMITS.maxRequestBodyBytes) })
+    if (!call.ok) return call.response
+    const { entry, project, fn, request } = call
 
     const deadline = Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs)
     const secrets = components.secrets?.(entry.ref.wallet, entry.ref.project)
     const fallback = components.fallback
-    const onchain = fallback !== undefined && raw.headers.get('x-peerhost-mode')?.trim().toLowerCase() === 'onchain'
+    const onchain = fallback !== undefined && chainGateway.asked(raw.headers)
+    const client = clientKey(c.env?.incoming?.socket?.remoteAddress)
+    const forcedRefusal = onchain ? chainRefused(entry, client, true, 0) : undefined
+    if (forcedRefusal !== undefined) return forcedRefusal
     const hash = inputHash(request)
     const meshUntil = fallback === undefined ? deadline : meshDeadline(Date.now(), deadline, entry.options.timeoutMs, fallback.meshShare)
     const outcome = onchain
       ? { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER' as const, message: 'the client asked for the chain' } }
       : await dispatch({ entry, request, inputHash: hash, deadline: meshUntil, signal: raw.signal, secrets })
-    if (fallback !== undefined && (onchain || chainFallbackAllowed(outcome, deadline - Date.now()))) {
+    // a client that left gets no chain request made on its behalf (and no money spent for nobody)
+    if (fallback !== undefined && !raw.signal.aborted && (onchain || chainFallbackAllowed(outcome, deadline - Date.now()))) {
+      const refusal = onchain ? undefined : chainRefused(entry, client, false, outcome.attempts.length)
+      if (refusal !== undefined) return refusal
       const response = await chainAnswer(fallback, { fn: entry.ref, options: entry.options, env: entry.env, secrets, request, inputHash: hash, jobId: outcome.jobId, signal: raw.signal }, started, outcome.attempts.length, onchain)
       requests.inc({ status: String(response.status) })
       latency.observe((performance.now() - started) / 1000)
@@ -260,6 +294,7 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       return response
     }
     for (const a of outcome.attempts) attemptsTotal.inc({ outcome: a.ok ? 'ok' : (a.code ?? 'failed') })
+    if (outcome.stream !== undefined) return await streamAnswer(c, { ...outcome, stream: outcome.stream }, `${project}/${fn}`, entry, started, fallback !== undefined)
 
     const totalMs = performance.now() - started
     const base: Record<string, string> = {
@@ -275,6 +310,12 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     } else {
       base['x-peerhost-worker'] = outcome.worker?.peerId ?? ''
       if (outcome.request !== undefined) base['x-peerhost-receipt'] = receiptHeader(domain, outcome.request, result)
+      const quorum = (outcome as QuorumOutcome).quorum
+      if (quorum !== undefined) {
+        // a quorum answer: how many agreed, and every agreeing worker's receipt (comma-separated)
+        base['x-peerhost-quorum'] = `${quorum.majority.length}/${quorum.n}`
+        base['x-peerhost-receipts'] = quorum.majority.map(m => receiptHeader(domain, m.request, m.result)).join(', ')
+      }
       const t = result.timings
       base['server-timing'] = [
         `dispatch;dur=${outcome.dispatchMs.toFixed(2)}`,
@@ -315,6 +356,50 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     return response
   }
 
+  /**
+   * A streamed answer: the head goes to the client at once, then the body as the worker sends it
+   * (stream-relay.ts), written straight to the node response so the gateway controls the
+   * backpressure, the trailer and an abnormal end.
+   */
+  async function streamAnswer (c: Context, outcome: Awaited<ReturnType<Dispatcher>> & { stream: NonNullable<Awaited<ReturnType<Dispatcher>>['stream']> }, name: string, entry: FunctionEntry, started: number, mesh: boolean): Promise<Response> {
+    const res = c.env?.outgoing as ServerResponse | undefined
+    const { stream } = outcome
+    if (res === undefined || outcome.request === undefined || outcome.worker === undefined) {
+      stream.done(false)
+      return jsonError('INTERNAL', 'a streamed answer needs the node HTTP server')
+    }
+    const raw = c.req.raw
+    const headers: Array<[string, string]> = stream.head.headers.filter(([name]) => !RESPONSE_DROP.has(name) && !name.startsWith(PEERHOST_HEADER_PREFIX))
+    headers.push(['x-peerhost-job', outcome.jobId], ['x-peerhost-attempts', String(outcome.attempts.length)], ['x-peerhost-worker', outcome.worker.peerId], ['x-peerhost-stream', '1'])
+    headers.push(['server-timing', `dispatch;dur=${outcome.dispatchMs.toFixed(2)}, head;dur=${(performance.now() - started).toFixed(2)}`])
+    if (mesh) headers.push(['x-peerhost-path', 'mesh'])
+    const status = stream.head.status
+    liveStreams.add(res)
+    res.once('close', () => liveStreams.delete(res))
+    const r = await relayStream({
+      res,
+      answer: stream,
+      request: outcome.request,
+      worker: { peerId: outcome.worker.peerId, address: outcome.worker.advert.address },
+      domain,
+      status,
+      headers,
+      nullBody: [204, 205, 304].includes(status) || raw.method === 'HEAD',
+      // from the node request: a Web Request may not carry the hop-by-hop TE header
+      trailers: /(^|,)\s*trailers\s*(;|,|$)/i.test(String((c.env?.incoming as IncomingMessage | undefined)?.headers.te ?? '')),
+      deadline: outcome.request.deadline,
+      book: streamReceipts,
+      log
+    })
+    const totalMs = performance.now() - started
+    requests.inc({ status: String(status) })
+    latency.observe(totalMs / 1000)
+    const at = new Date().toISOString()
+    components.recordJob({ jobId: outcome.jobId, function: name, status, worker: outcome.worker.peerId, attempts: outcome.attempts.length, ms: Math.round(totalMs * 100) / 100, at, ...(r.receipt.receipt !== undefined ? { receipt: encodeReceipt(r.receipt.receipt) } : {}) })
+    components.logs?.record(entry.ref.wallet, entry.ref.project, { at, function: entry.ref.name, jobId: outcome.jobId, status, worker: outcome.worker.peerId, ms: Math.round(totalMs * 100) / 100, logs: r.logs, logsTruncated: r.logsTruncated })
+    return RESPONSE_ALREADY_SENT
+  }
+
   /** 429 when the project's `rateLimit` (peerhost.json) is used up on this gateway; before any dispatch. */
   function projectRateLimited (entry: FunctionEntry): Response | undefined {
     const limit = entry.rateLimit
@@ -324,6 +409,20 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     requests.inc({ status: '429' })
     refused.inc({ limit: 'rateLimit' })
     return jsonError('RATE_LIMITED', `project ${entry.ref.project} allows ${limit.requests} requests per ${limit.perSeconds} s (its rateLimit in peerhost.json); retry in ${verdict.retryAfterSec} s`, { limit: 'rateLimit', requests: limit.requests, perSeconds: limit.perSeconds, retryAfterSec: verdict.retryAfterSec })
+  }
+
+  /**
+   * 403 when the client forced the chain for a function that did not opt in, 429 when the client
+   * IP's chain budget is used up; undefined (one token taken) when a chain request may be made.
+   */
+  function chainRefused (entry: FunctionEntry, client: string, forced: boolean, meshAttempts: number): Response | undefined {
+    const verdict = chainGateway.check({ project: entry.ref.project, name: entry.ref.name, chainPath: entry.chainPath }, client, forced)
+    if (verdict.ok) return undefined
+    requests.inc({ status: String(WIRE_ERROR_CODES[verdict.code].status) })
+    refused.inc({ limit: verdict.code === 'FORBIDDEN' ? 'chainPath' : 'chainRateLimit' })
+    const response = jsonError(verdict.code, verdict.message, verdict.details)
+    response.headers.set('x-peerhost-attempts', String(meshAttempts))
+    return response
   }
 
   /** The chain's answer: the finalized output, or a wire error when the chain gave none in time. */
@@ -359,6 +458,90 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     return response
   }
 
+  /**
+   * A WebSocket upgrade: the same routing, rate limits and request shape as `invoke`, then a
+   * session job. The upgrade completes only when a worker's function accepted; any other answer
+   * (the function's own response, or an error) goes back as plain HTTP.
+   */
+  async function upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {})
+    if (stopping) { upgradeError(socket, 'SHUTTING_DOWN', 'the gateway is shutting down'); return }
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') { upgradeError(socket, 'BAD_REQUEST', 'only WebSocket upgrades are served'); return }
+    if (dispatch.session === undefined) { upgradeError(socket, 'BAD_REQUEST', 'this gateway does not serve WebSocket sessions'); return }
+    const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`)
+    const given = new Headers()
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      try { given.append(req.rawHeaders[i], req.rawHeaders[i + 1]) } catch { upgradeError(socket, 'BAD_REQUEST', `the header ${req.rawHeaders[i].slice(0, 64)} is not a valid HTTP header`); return }
+    }
+    // an upgrade has no body (RFC 6455 §4.1); the same admission as any request otherwise
+    const call = await admitCall({ host: req.headers.host, url, method: 'GET', headers: given, declared: Number(req.headers['content-length'] ?? '0'), body: async () => new Uint8Array(0) })
+    if (!call.ok) { await answerUpgradeWith(socket, call.response); return }
+    const { entry, project, fn } = call
+    const route = { project, fn }
+    // the function tells an upgrade by this header, as in Workers
+    const request: WireRequest = { ...call.request, headers: [...call.request.headers, ['upgrade', 'websocket']] }
+    if (request.headers.length > LIMITS.maxHeaders) { upgradeError(socket, 'HEADERS_TOO_LARGE'); return }
+    // the function's own cap on concurrent sessions (peerhost.json websocket.maxSessions), per
+    // gateway, held from before dispatch so a burst cannot overshoot it
+    const maxForFunction = entry.websocket?.maxSessions
+    const place = maxForFunction === undefined ? () => {} : relay.reserve(`${entry.ref.wallet.toLowerCase()}/${entry.ref.project}/${entry.ref.name}`, maxForFunction)
+    if (place === undefined) {
+      refused.inc({ limit: 'sessionsPerFunction' })
+      upgradeError(socket, 'RATE_LIMITED', `${route.project}/${route.fn} holds ${maxForFunction} WebSocket sessions on this gateway, the most its peerhost.json allows (websocket.maxSessions); retry later`, [['retry-after', String(NODE_DEFAULTS.gatewayRetryAfterSec)]])
+      return
+    }
+    const closed = new AbortController()
+    const onGone = (): void => { closed.abort() }
+    socket.once('close', onGone)
+    const started = performance.now()
+    const outcome = await dispatch.session({
+      entry,
+      request,
+      inputHash: inputHash(request),
+      deadline: Date.now() + Math.min(entry.options.timeoutMs + 2_000, LIMITS.maxDeadlineMs),
+      signal: closed.signal,
+      secrets: components.secrets?.(entry.ref.wallet, entry.ref.project)
+    })
+    socket.off('close', onGone)
+    for (const a of outcome.attempts) attemptsTotal.inc({ outcome: a.ok ? 'ok' : (a.code ?? 'failed') })
+    const base: Array<[string, string]> = [['x-peerhost-job', outcome.jobId], ['x-peerhost-attempts', String(outcome.attempts.length)]]
+    if (outcome.worker !== undefined) base.push(['x-peerhost-worker', outcome.worker.peerId])
+    const status = outcome.open !== undefined ? 101 : outcome.result?.response?.status ?? WIRE_ERROR_CODES[outcome.result?.error?.code ?? outcome.error?.code ?? 'WORKER_FAILED'].status
+    requests.inc({ status: String(status) })
+    components.recordJob({ jobId: outcome.jobId, function: `${route.project}/${route.fn}`, status, worker: outcome.worker?.peerId, attempts: outcome.attempts.length, ms: Math.round((performance.now() - started) * 100) / 100, at: new Date().toISOString() })
+    if (outcome.open !== undefined && outcome.request !== undefined && outcome.worker !== undefined) {
+      if (closed.signal.aborted || stopping) {
+        outcome.open.stream.abort(new Error('the client left before the upgrade'))
+        outcome.open.release()
+        place()
+        socket.destroy()
+        return
+      }
+      // the function's own 101 headers (safe ones: set-cookie, its x- headers) and ours
+      const own = outcome.open.headers.filter(([name]) => !RESPONSE_DROP.has(name) && !name.startsWith(PEERHOST_HEADER_PREFIX) && !name.startsWith('sec-websocket-') && name !== 'content-type')
+      const open = outcome.open
+      const releaseAll = (): void => { open.release(); place() }
+      relay.accept(req, socket, head, { jobId: outcome.jobId, request: outcome.request, worker: outcome.worker, open: { ...open, release: releaseAll } }, [...own, ...base], entry.websocket)
+      return
+    }
+    place()
+    const result = outcome.result
+    if (result?.response !== undefined) {
+      const h: Array<[string, string]> = result.response.headers.filter(([name]) => !RESPONSE_DROP.has(name) && !name.startsWith(PEERHOST_HEADER_PREFIX))
+      answerUpgrade(socket, result.response.status, [...h, ...base], result.response.body)
+      return
+    }
+    const err = result?.error ?? outcome.error ?? { code: 'WORKER_FAILED' as const, message: WIRE_ERROR_CODES.WORKER_FAILED.message }
+    const body = Buffer.from(JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }))
+    answerUpgrade(socket, WIRE_ERROR_CODES[err.code].status, [['content-type', 'application/json; charset=utf-8'], ...base], body)
+  }
+
+  /** Writes a refusal `Response` on a socket that asked to upgrade. */
+  async function answerUpgradeWith (socket: Duplex, response: Response): Promise<void> {
+    const headers: Array<[string, string]> = [...response.headers]
+    answerUpgrade(socket, response.status, headers, new Uint8Array(await response.arrayBuffer()))
+  }
+
   app.all('/*', invoke)
   app.onError((err, c) => {
     log.error({ err, path: c.req.path }, 'request failed')
@@ -385,7 +568,17 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     // headersTimeout / requestTimeout (slowloris, slow POST: GW-03) end here too
     const message = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'the request headers or body took too long to arrive' : WIRE_ERROR_CODES[code].message
     const body = JSON.stringify({ error: { code, message } })
-    socket.end(`HTTP/1.1 ${status} ${code === 'HEADERS_TOO_LARGE' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    endThenClose(socket, `HTTP/1.1 ${status} ${code === 'HEADERS_TOO_LARGE' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  })
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // the ingress caps of any request hold while the upgrade is dispatched (connection caps held already)
+    const release = guard.upgrade(req, socket)
+    if (release === undefined) return
+    upgrade(req, socket, head).catch((err: unknown) => {
+      log.error({ err }, 'upgrade failed')
+      upgradeError(socket, 'INTERNAL')
+    }).finally(release)
   })
 
   let url = ''
@@ -400,7 +593,12 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       const addr = server.address() as AddressInfo
       url = `http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`
     },
+    get sessions () { return relay.open },
     async stop () {
+      stopping = true
+      // open sessions hear 1001 before the listener goes
+      await relay.shutdown()
+      for (const res of liveStreams) res.destroy()
       server.closeIdleConnections()
       await new Promise<void>(resolve => server.close(() => resolve()))
     }

@@ -6,6 +6,9 @@
  * - `onConnection`: open connections, globally and per client IP. A connection over a cap gets
  *   `503 OVERLOADED` JSON with `Retry-After` and is closed at once (answered rather than silently
  *   dropped, so a client behind a busy NAT learns why); it never reaches the router.
+ * - `upgrade`: the same per-request checks for a WebSocket upgrade (which node:http hands to its
+ *   own event, past `guard`), held while the upgrade is dispatched; an open session then counts
+ *   as the connection it is.
  * - `guard`: per request, in this order: the per-IP rate limit (if set), concurrent requests
  *   globally and per IP (`429 RATE_LIMITED`, `Retry-After`, `details.limit` names the limit), and
  *   a declared `Content-Length` above the body cap (`413`, then the socket is destroyed without
@@ -18,6 +21,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isIPv6, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { WIRE_ERROR_CODES, type WireErrorCode } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import type { Logger } from '../logger.ts'
@@ -43,6 +47,12 @@ export interface Ingress {
   onConnection: (socket: Socket) => void
   /** wraps the router: requests over a limit are answered here */
   guard: (next: (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => void
+  /**
+   * For `server.on('upgrade')`: the per-request checks of `guard`. Refused: the answer is written
+   * and the socket closed, and undefined is returned; admitted: call the release when the upgrade
+   * is answered (101 or an error).
+   */
+  upgrade: (req: IncomingMessage, socket: Duplex) => (() => void) | undefined
   /** what is held now (status page, tests) */
   stats: () => { connections: number, requests: number }
 }
@@ -72,6 +82,19 @@ const LINGER_MS = 1_000
  * connection while the client is still sending, and a reset can discard the answer before the
  * client reads it.
  */
+/**
+ * Writes a final answer and closes: the socket is destroyed once the answer is handed to the
+ * kernel (which still delivers it), or after a second if the client does not even let it be
+ * written. A client that never reads and never closes must not keep the descriptor, nor count
+ * against the connection caps (GW-04: 1,000 non-reading sockets).
+ */
+export function endThenClose (socket: Duplex, data: string | Uint8Array): void {
+  socket.end(data, () => socket.destroy())
+  const timer = setTimeout(() => socket.destroy(), 1_000)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+}
+
 export function lingerClose (socket: Socket): void {
   if (socket.destroyed) return
   const start = socket.bytesRead
@@ -119,9 +142,7 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
     (socket as any)[REFUSED] = true
     components.onRefused?.(limit)
     const body = errorBody('OVERLOADED', `this gateway holds its limit of ${value} open connections${limit.endsWith('PerIp') ? ' from your address' : ''}; retry later`, { limit, value })
-    socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\nretry-after: ${retryAfter}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy())
-    // a client that does not read its answer does not keep the descriptor
-    socket.setTimeout(1_000, () => socket.destroy())
+    endThenClose(socket, `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\nretry-after: ${retryAfter}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
     log.debug({ limit, remote: socket.remoteAddress }, 'connection refused')
   }
 
@@ -135,6 +156,39 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
     res.writeHead(WIRE_ERROR_CODES[code].status, headers)
     // a body still arriving is not drained (node would read it all to keep the connection)
     res.end(body, () => { if (close || !req.complete) lingerClose(req.socket) })
+  }
+
+  interface Refusal { code: WireErrorCode, message: string, details: Record<string, string | number>, close: boolean }
+
+  /** The per-request limits, in order; a refusal or undefined. */
+  function check (req: IncomingMessage, ip: string): Refusal | undefined {
+    if (ipRate !== undefined) {
+      const verdict = ipRate.take(ip)
+      if (!verdict.ok) {
+        const { requests: n, perSeconds: s } = init.ipRateLimit!
+        return { code: 'RATE_LIMITED', message: `your address sent more than ${n} requests in ${s} s to this gateway (ipRateLimit); retry in ${verdict.retryAfterSec} s`, details: { limit: 'ipRateLimit', requests: n, perSeconds: s, retryAfterSec: verdict.retryAfterSec }, close: false }
+      }
+    }
+    if (requests >= maxRequests) return { code: 'RATE_LIMITED', message: `this gateway is handling its limit of ${maxRequests} requests at once (maxRequests); retry shortly`, details: { limit: 'maxRequests', value: maxRequests }, close: false }
+    if ((requestsByIp.get(ip) ?? 0) >= maxRequestsPerIp) return { code: 'RATE_LIMITED', message: `your address has its limit of ${maxRequestsPerIp} requests in flight at this gateway (maxRequestsPerIp); retry when one ends`, details: { limit: 'maxRequestsPerIp', value: maxRequestsPerIp }, close: false }
+    const declared = Number(req.headers['content-length'] ?? '0')
+    if (declared > init.maxBodyBytes) {
+      return { code: 'PAYLOAD_TOO_LARGE', message: `the request body is ${declared} bytes; the limit is ${init.maxBodyBytes}`, details: { limit: 'maxRequestBodyBytes', value: init.maxBodyBytes, declared }, close: true }
+    }
+    return undefined
+  }
+
+  /** Counts a request in flight; the release is idempotent. */
+  function hold (ip: string): () => void {
+    requests++
+    requestsByIp.set(ip, (requestsByIp.get(ip) ?? 0) + 1)
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      requests--
+      dec(requestsByIp, ip)
+    }
   }
 
   return {
@@ -151,28 +205,9 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
       // a refused connection's request never reaches a route (its 503 is already on the wire)
       if ((socket as any)[REFUSED] === true) { socket.destroy(); return }
       const ip = clientKey(socket.remoteAddress)
-      if (ipRate !== undefined) {
-        const verdict = ipRate.take(ip)
-        if (!verdict.ok) {
-          const { requests: n, perSeconds: s } = init.ipRateLimit!
-          return answer(req, res, 'RATE_LIMITED', `your address sent more than ${n} requests in ${s} s to this gateway (ipRateLimit); retry in ${verdict.retryAfterSec} s`, { limit: 'ipRateLimit', requests: n, perSeconds: s, retryAfterSec: verdict.retryAfterSec }, false)
-        }
-      }
-      if (requests >= maxRequests) return answer(req, res, 'RATE_LIMITED', `this gateway is handling its limit of ${maxRequests} requests at once (maxRequests); retry shortly`, { limit: 'maxRequests', value: maxRequests }, false)
-      if ((requestsByIp.get(ip) ?? 0) >= maxRequestsPerIp) return answer(req, res, 'RATE_LIMITED', `your address has its limit of ${maxRequestsPerIp} requests in flight at this gateway (maxRequestsPerIp); retry when one ends`, { limit: 'maxRequestsPerIp', value: maxRequestsPerIp }, false)
-      const declared = Number(req.headers['content-length'] ?? '0')
-      if (declared > init.maxBodyBytes) {
-        return answer(req, res, 'PAYLOAD_TOO_LARGE', `the request body is ${declared} bytes; the limit is ${init.maxBodyBytes}`, { limit: 'maxRequestBodyBytes', value: init.maxBodyBytes, declared }, true)
-      }
-      requests++
-      requestsByIp.set(ip, (requestsByIp.get(ip) ?? 0) + 1)
-      let done = false
-      const release = (): void => {
-        if (done) return
-        done = true
-        requests--
-        dec(requestsByIp, ip)
-      }
+      const refusal = check(req, ip)
+      if (refusal !== undefined) return answer(req, res, refusal.code, refusal.message, refusal.details, refusal.close)
+      const release = hold(ip)
       res.once('close', release)
       res.once('finish', () => {
         release()
@@ -181,6 +216,20 @@ export function ingress (init: IngressInit, components: IngressComponents): Ingr
         if (res.statusCode === 413 || !req.complete) lingerClose(socket)
       })
       next(req, res)
+    },
+    upgrade (req, socket) {
+      if ((req.socket as any)[REFUSED] === true) { socket.destroy(); return undefined }
+      const ip = clientKey(req.socket.remoteAddress)
+      const refusal = check(req, ip)
+      if (refusal !== undefined) {
+        components.onRefused?.(String(refusal.details.limit))
+        const body = errorBody(refusal.code, refusal.message, refusal.details)
+        const retry = refusal.code === 'RATE_LIMITED' ? `retry-after: ${refusal.details.retryAfterSec ?? retryAfter}\r\n` : ''
+        if (socket.writable) socket.end(`HTTP/1.1 ${WIRE_ERROR_CODES[refusal.code].status} Not Upgraded\r\ncontent-type: application/json; charset=utf-8\r\n${retry}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+        else socket.destroy()
+        return undefined
+      }
+      return hold(ip)
     },
     stats: () => ({ connections, requests })
   }

@@ -35,11 +35,37 @@ export interface WorkerEntry {
   inflight: number
   /** moving average of this gateway's observed job latency, ms */
   latencyMs?: number
+  /** when latencyMs last took a sample */
+  latencyAt?: number
   /** consecutive failures seen by this gateway */
   failures: number
   lastFailureAt: number
   /** when the worker last answered this gateway OVERLOADED (0: not since its last advert with room) */
   overloadedAt: number
+  /** when one of this gateway's jobs there last ended (not refused): a slot was free then */
+  freedAt: number
+  /** WebSocket sessions this gateway holds open on the worker now */
+  sessions: number
+}
+
+/**
+ * A latency estimate with no new samples drifts back to the prior (half-life
+ * NODE_DEFAULTS.latencyHalfLifeMs): a worker whose one slow answer (a cold sandbox) put it behind
+ * the others gets no jobs, so no samples, and without the drift it would stay behind for good.
+ */
+export function decayedLatency (latencyMs: number, sampledAt: number, t: number): number {
+  const prior = NODE_DEFAULTS.latencyPriorMs
+  const age = Math.max(0, t - sampledAt)
+  return prior + (latencyMs - prior) * Math.pow(0.5, age / NODE_DEFAULTS.latencyHalfLifeMs)
+}
+
+/**
+ * The latency part of a worker's score: 0.01 per ms, capped at NODE_DEFAULTS.latencyScoreCapMs so
+ * that a slow worker is passed over while others have room, never beyond what load can outweigh.
+ */
+function latencyTerm (w: WorkerEntry, t: number): number {
+  const ms = w.latencyMs === undefined ? NODE_DEFAULTS.latencyPriorMs : decayedLatency(w.latencyMs, w.latencyAt ?? t, t)
+  return Math.min(ms, NODE_DEFAULTS.latencyScoreCapMs) / 100
 }
 
 export interface WorkerView {
@@ -51,9 +77,19 @@ export interface WorkerView {
   size: () => number
   /**
    * Best worker for a bundle, excluding those already tried for this job and those with no room
-   * (advertised `full`, or answered OVERLOADED within NODE_DEFAULTS.overloadBackoffMs).
+   * (advertised `full` or answered OVERLOADED within NODE_DEFAULTS.overloadBackoffMs, and none of
+   * this gateway's jobs there ended since; or holding as many of this gateway's jobs as its
+   * advertised capacity).
    */
   pick: (bundleCid: string, exclude: Set<string>) => WorkerEntry | undefined
+  /**
+   * Best worker for a new WebSocket session: as `pick`, but never one whose sessions (the larger
+   * of its advertised count and this gateway's own open there) reach its advertised
+   * `maxSessions`, and ranked by that share instead of job load (sessions take no job slot).
+   */
+  pickForSession: (bundleCid: string, exclude: Set<string>) => WorkerEntry | undefined
+  /** A session opened on (`+1`) or left (`-1`) the worker. */
+  sessionDelta: (peerId: string, delta: 1 | -1) => void
   /** The worker has no room for a job now (see `pick`). */
   isFull: (w: WorkerEntry) => boolean
   begin: (peerId: string) => void
@@ -79,8 +115,23 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
   const expiryMs = init.expiryMs ?? NODE_DEFAULTS.workerExpiryMs
   const now = init.now ?? Date.now
 
+  /** advertised `full`, or answered OVERLOADED lately, and none of this gateway's jobs there ended since */
+  function heldBack (w: WorkerEntry): boolean {
+    return (w.advert.full === true && w.freedAt <= w.seenAt) ||
+      (w.overloadedAt > 0 && now() - w.overloadedAt < NODE_DEFAULTS.overloadBackoffMs && w.freedAt <= w.overloadedAt)
+  }
+
   function isFull (w: WorkerEntry): boolean {
-    return w.advert.full === true || (w.overloadedAt > 0 && now() - w.overloadedAt < NODE_DEFAULTS.overloadBackoffMs)
+    // A "full" advert or an OVERLOADED answer holds until a newer advert says there is room, or
+    // until one of this gateway's own jobs there ends (a slot is free then): waiting for the next
+    // advert (≥ NODE_DEFAULTS.fullAdvertMinIntervalMs) would leave the worker idle meanwhile while
+    // requests wait in the gateway's queue. Another gateway may take that slot first; the worker's
+    // refusal then starts a new back-off.
+    return heldBack(w) ||
+      // this gateway alone already has as many jobs there as the worker can run: a job beyond that
+      // would queue at the worker, which refuses what cannot start within 100 ms (a refusal costs a
+      // retry from the budget); the gateway's own queue holds it instead, at no cost to the worker
+      w.inflight >= Math.max(1, w.advert.capacity)
   }
 
   function live (): WorkerEntry[] {
@@ -116,6 +167,41 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
     return { check: 'OK', advert }
   }
 
+  function best (bundleCid: string, exclude: Set<string>, session: boolean): WorkerEntry | undefined {
+    const t = now()
+    let chosen: WorkerEntry | undefined
+    let bestScore = Infinity
+    for (const w of live()) {
+      if (exclude.has(w.peerId)) continue
+      // a session takes no job slot: this gateway's opening sessions there do not fill the
+      // worker's job queue, its advertised session room does (below); an advertised full queue or
+      // a recent OVERLOADED still rules it out
+      if (session ? heldBack(w) : isFull(w)) continue
+      let load = Math.max(w.advert.load, w.inflight) / Math.max(1, w.advert.capacity)
+      if (session) {
+        const held = Math.max(w.advert.sessions ?? 0, w.sessions)
+        const max = w.advert.maxSessions
+        if (max !== undefined && held >= max) continue
+        // a worker that does not advertise sessions (an older one) is ranked by its job load; the
+        // share weighs 4×, so sessions spread (a smaller blast radius when a sandbox or worker
+        // dies) once a worker holds 1/16 of its room, as much as a cold sandbox weighs
+        if (max !== undefined) load = NODE_DEFAULTS.sessionShareWeight * (held + w.inflight) / Math.max(1, max)
+      }
+      // recent failures weigh for 30 s, so one bad worker does not keep taking first attempts
+      const failing = t - w.lastFailureAt < 30_000 ? w.failures : 0
+      // a session is long-lived: its place is decided by session share, not by the job latency
+      // estimate (up to 1.0, worth 64 sessions at the default room, which piled whole bursts of
+      // sessions onto the one worker that had answered fastest)
+      const score = load +
+        (w.advert.warm.includes(bundleCid) ? 0 : 0.25) +
+        (session ? 0 : latencyTerm(w, t)) +
+        failing +
+        Math.random() * 0.01
+      if (score < bestScore) { chosen = w; bestScore = score }
+    }
+    return chosen
+  }
+
   return {
     async validate (message) {
       const { check: result, advert } = await check(message)
@@ -130,7 +216,9 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
           failures: known?.failures ?? 0,
           lastFailureAt: known?.lastFailureAt ?? 0,
           // an advert made after the refusal that says there is room lifts the back-off
-          overloadedAt: known === undefined || (advert.full !== true && advert.ts > known.overloadedAt) ? 0 : known.overloadedAt
+          overloadedAt: known === undefined || (advert.full !== true && advert.ts > known.overloadedAt) ? 0 : known.overloadedAt,
+          freedAt: known?.freedAt ?? 0,
+          sessions: known?.sessions ?? 0
         })
         init.onAccepted?.(advert, known?.advert)
       }
@@ -140,23 +228,11 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
     get: id => workers.get(id),
     size: () => live().length,
     isFull,
-    pick (bundleCid, exclude) {
-      const t = now()
-      let best: WorkerEntry | undefined
-      let bestScore = Infinity
-      for (const w of live()) {
-        if (exclude.has(w.peerId) || isFull(w)) continue
-        const load = Math.max(w.advert.load, w.inflight) / Math.max(1, w.advert.capacity)
-        // recent failures weigh for 30 s, so one bad worker does not keep taking first attempts
-        const failing = t - w.lastFailureAt < 30_000 ? w.failures : 0
-        const score = load +
-          (w.advert.warm.includes(bundleCid) ? 0 : 0.25) +
-          (w.latencyMs ?? 5) / 100 +
-          failing +
-          Math.random() * 0.01
-        if (score < bestScore) { best = w; bestScore = score }
-      }
-      return best
+    pick (bundleCid, exclude) { return best(bundleCid, exclude, false) },
+    pickForSession (bundleCid, exclude) { return best(bundleCid, exclude, true) },
+    sessionDelta (peerId, delta) {
+      const w = workers.get(peerId)
+      if (w !== undefined) w.sessions = Math.max(0, w.sessions + delta)
     },
     begin (peerId) {
       const w = workers.get(peerId)
@@ -168,12 +244,17 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
       w.inflight = Math.max(0, w.inflight - 1)
       if (outcome.overloaded === true) {
         w.overloadedAt = now()
-      } else if (outcome.ok) {
+        return
+      }
+      w.freedAt = now()
+      if (outcome.ok) {
         w.failures = 0
         if (outcome.latencyMs !== undefined) {
-          w.latencyMs = w.latencyMs === undefined
-            ? outcome.latencyMs
-            : w.latencyMs + NODE_DEFAULTS.latencyAlpha * (outcome.latencyMs - w.latencyMs)
+          // the sample joins what the estimate has decayed to by now, not its stale peak
+          const t = now()
+          const was = w.latencyMs === undefined ? undefined : decayedLatency(w.latencyMs, w.latencyAt ?? t, t)
+          w.latencyMs = was === undefined ? outcome.latencyMs : was + NODE_DEFAULTS.latencyAlpha * (outcome.latencyMs - was)
+          w.latencyAt = t
         }
       } else {
         w.failures++

@@ -5,8 +5,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
+import { parseEther } from 'viem'
 import { z } from 'zod'
-import { functionOptionsProblems, type FunctionOptions } from '#protocol'
+import { functionOptionsProblems, quorumOf, quorumProblem, type ChainPathMode, type FunctionOptions, type SessionLimits, type VerifyMode } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { ConfigError } from '../errors.ts'
 import { resolveAuth, type FunctionAuth } from '../auth/policy.ts'
@@ -17,8 +18,8 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
  * A function's entry (or `defaults`): the one options schema of protocol/options.ts in its
  * `config` scope — `memoryMb`, `timeoutMs`, `network`, `isolation` (bounds FUNCTION_OPTION_BOUNDS),
  * `deterministic` (the output depends only on the input: recorded in the manifest and on chain,
- * it makes disagreement provable; @default false), `verify` (only `"single"` until quorum, issue 11,
- * is built), and `auth` / `allow` / `forwardCredential` (node/auth, docs/auth.md).
+ * it makes disagreement provable; @default false), `verify` (`"single"`, @default, or `{ "quorum": n }`:
+ * n distinct workers per request, the majority answers; deterministic functions only), `chainPath` (may clients force the paid chain path; @default "fallback": no), and `auth` / `allow` / `forwardCredential` (node/auth, docs/auth.md).
  */
 export interface FunctionConfig {
   memoryMb?: number
@@ -26,13 +27,27 @@ export interface FunctionConfig {
   network?: string[]
   isolation?: 'function' | 'execution'
   deterministic?: boolean
-  verify?: 'single'
+  /** the most the project pays a worker per request, native currency ("0.0001"); @default no cap */
+  maxFee?: string
+  /** `"single"` or `{ quorum: n }` (n distinct workers, the majority answers); @default "single" */
+  verify?: VerifyMode
+  /**
+   * `"client"`: a client may force the chain path (`x-peerhost-mode: onchain`, paid per request);
+   * `"fallback"`: only the gateway asks the chain, when the mesh cannot serve. Set it in `defaults`
+   * for the whole project. @default "fallback"
+   */
+  chainPath?: ChainPathMode
   /** who may call the function; @default "public" (node/auth) */
   auth?: 'public' | 'api-key' | 'wallet'
   /** with `"auth": "wallet"`: the addresses that may call (signRequest) */
   allow?: string[]
   /** hand the credential header to the function instead of stripping it at the gateway; @default false */
   forwardCredential?: boolean
+  /**
+   * WebSocket session limits (each at most the gateway's own; protocol/options.ts SessionLimits);
+   * an entry's fields override those in `defaults` one by one. @default the gateway's limits
+   */
+  websocket?: SessionLimits
 }
 
 /** requests per window, per project, counted by each gateway (429 above it) */
@@ -70,6 +85,14 @@ export interface ResolvedProject {
   optionsFor: (fn: string) => FunctionOptions
   /** `deterministic` of the function (its entry, else `defaults`); @default false */
   deterministicFor: (fn: string) => boolean
+  /** `chainPath` of the function (its entry, else `defaults`); @default "fallback" */
+  chainPathFor: (fn: string) => ChainPathMode
+  /** `maxFee` of the function (its entry, else `defaults`) in wei; undefined: no cap */
+  maxFeeFor: (fn: string) => bigint | undefined
+  /** the quorum size of `verify` (its entry, else `defaults`); undefined: `"single"` */
+  quorumFor: (fn: string) => number | undefined
+  /** the function's `websocket` limits (`defaults` merged field by field); undefined: none set */
+  websocketFor: (fn: string) => SessionLimits | undefined
   /** who may call the function (`auth`, `allow`, `forwardCredential`); undefined = public */
   authFor: (fn: string) => FunctionAuth | undefined
 }
@@ -98,7 +121,15 @@ export function loadProjectConfig (root: string): ResolvedProject {
   if (typeof top.functions === 'object' && top.functions !== null && !Array.isArray(top.functions)) {
     for (const [n, f] of Object.entries(top.functions)) entries.push([`functions.${n}`, f])
   }
-  for (const [where, entry] of entries) problems.push(...functionOptionsProblems(entry, where, 'config').map(p => `${p.path}: ${p.message}`))
+  for (const [where, entry] of entries) {
+    const own = functionOptionsProblems(entry, where, 'config')
+    problems.push(...own.map(p => `${p.path}: ${p.message}`))
+    // quorum needs deterministic, with `defaults` applied: either may come from `defaults`
+    if (own.length > 0 || typeof entry !== 'object' || entry === null) continue
+    const merged = where === 'defaults' ? entry as Record<string, unknown> : { ...(top.defaults as object | undefined), ...entry as object } as Record<string, unknown>
+    const q = quorumProblem(merged, where)
+    if (q !== undefined) problems.push(`${q.path}: ${q.message}`)
+  }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError('BAD_PROJECT_CONFIG', `${path} has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n  - ${problems.join('\n  - ')}`, { details: { problems } })
   }
@@ -133,6 +164,21 @@ export function loadProjectConfig (root: string): ResolvedProject {
     },
     deterministicFor (fn) {
       return config.functions?.[fn]?.deterministic ?? config.defaults?.deterministic ?? false
+    },
+    chainPathFor (fn) {
+      return config.functions?.[fn]?.chainPath ?? config.defaults?.chainPath ?? 'fallback'
+    },
+    maxFeeFor (fn) {
+      const fee = config.functions?.[fn]?.maxFee ?? config.defaults?.maxFee
+      return fee === undefined ? undefined : parseEther(fee)
+    },
+    quorumFor (fn) {
+      return quorumOf(config.functions?.[fn]?.verify ?? config.defaults?.verify)
+    },
+    websocketFor (fn) {
+      const d = config.defaults?.websocket
+      const f = config.functions?.[fn]?.websocket
+      return d === undefined && f === undefined ? undefined : { ...d, ...f }
     }
   }
 }

@@ -320,7 +320,11 @@ export function registryTable (init: RegistryTableInit, components: RegistryTabl
             options: fn.options,
             env: manifest.env,
             rateLimit: manifest.rateLimit,
-            auth: fn.auth
+            auth: fn.auth,
+            chainPath: fn.chainPath,
+            ...(fn.maxFee === undefined ? {} : { maxFee: BigInt(fn.maxFee) }),
+            ...(fn.quorum === undefined ? {} : { quorum: fn.quorum }),
+            ...(fn.websocket === undefined ? {} : { websocket: fn.websocket })
           })
         }
         if (p.active !== version) continue

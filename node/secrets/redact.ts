@@ -3,8 +3,7 @@
  * function's logs and error message (a function that prints its API key does not ship it into
  * the gateway's or the builder's logs). The response is the function's output and stays as it is.
  */
-import type { AbortOptions } from '@libp2p/interface'
-import type { ExecutionJob, ExecutionResult, Executor } from '#sandbox'
+import type { ExecuteOptions, ExecutionJob, ExecutionResult, Executor } from '#sandbox'
 
 /** `text` with every secret value of at least 4 characters replaced by a marker no longer than it. */
 export function redact (text: string, secrets: Record<string, string>): string {
@@ -28,7 +27,7 @@ export function redactSecrets (result: ExecutionResult, secrets: Record<string, 
  * Runs `job` with `secrets` merged over its public env for this execution only (never stored or
  * cached), and takes their values out of the logs and error message it returns.
  */
-export async function executeWithSecrets (executor: Pick<Executor, 'execute'>, job: ExecutionJob, secrets: Record<string, string> | undefined, options?: AbortOptions): Promise<ExecutionResult> {
+export async function executeWithSecrets (executor: Pick<Executor, 'execute'>, job: ExecutionJob, secrets: Record<string, string> | undefined, options?: ExecuteOptions): Promise<ExecutionResult> {
   if (secrets === undefined) return await executor.execute(job, options)
   return redactSecrets(await executor.execute({ ...job, env: { ...job.env, ...secrets } }, options), secrets)
 }

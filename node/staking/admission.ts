@@ -14,6 +14,7 @@ import type { WorkerAdvert } from '#protocol'
 import type { Address, Hex } from 'viem'
 import { workerStakingAbi } from '#contracts'
 import type { Logger } from '../logger.ts'
+import { CHAIN_EVENTS } from '../constants.ts'
 import type { ChainClient } from '../chain/client.ts'
 import { peerIdBytes } from './register.ts'
 import { verifyPeerBinding } from './peer-binding.ts'
@@ -117,6 +118,7 @@ export function stakingAdmission (init: StakingAdmissionInit = {}): (components:
         if (unwatch !== undefined) return
         // one filter for the whole contract: the events that change a verdict all name the account
         unwatch = publicClient.watchContractEvent({
+          pollingInterval: CHAIN_EVENTS.pollMs,
           address: staking,
           abi: workerStakingAbi,
           onLogs (logs) {

@@ -15,12 +15,25 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
-import { createHeliaLight, type Helia } from 'helia'
+import type { createHeliaLight, Helia } from 'helia'
 import { CID } from 'multiformats/cid'
 import { verifyRawCid } from '#protocol'
 import { NodeError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { STORAGE_LIMITS } from './limits.ts'
+
+/**
+ * helia's `createHeliaLight`, without loading the package's entry point: that module also holds
+ * `createHelia`, whose default libp2p (WebRTC, UPnP, AutoTLS with an ACME client, HTTP) is 1,100
+ * modules and about 1.4 s of CPU on every gateway, worker and bootstrap start, none of it used
+ * here (the node brings its own libp2p). Same class, same name and version, from the file next to
+ * the entry point; a helia that moved it fails the start loudly.
+ */
+const heliaLight: typeof createHeliaLight = await (async () => {
+  const entry = import.meta.resolve('helia')
+  const [{ Helia: HeliaClass }, { name, version }] = await Promise.all([import(new URL('helia.js', entry).href), import(new URL('version.js', entry).href)])
+  return (init = {}) => new HeliaClass({ name, version, ...init })
+})()
 
 export interface BlockStorageInit {
   /** blocks go to `<dataDir>/ipfs/blocks`, helia's datastore (pins) to `<dataDir>/ipfs/data` */
@@ -88,7 +101,7 @@ export function blockStorage (init: BlockStorageInit): (components: BlockStorage
     mkdirSync(root, { recursive: true })
     const blockstore = new FsBlockstore(join(root, 'blocks'))
     const datastore = new FsDatastore(join(root, 'data'))
-    const helia = createHeliaLight({ blockstore, datastore, start: false } as any) as Helia
+    const helia = heliaLight({ blockstore, datastore, start: false } as any) as Helia
     // helia's bitswap broker reads `helia.libp2p`; ours is the node's mesh libp2p, already set up
     // with identify (bitswap's topology needs the peer's protocols) and owned by the role
     Object.defineProperty(helia, 'libp2p', { value: components.libp2p, enumerable: true })

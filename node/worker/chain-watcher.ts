@@ -24,6 +24,7 @@ import { PROTOCOL_VERSION, SECRETS_PROTOCOL } from '#protocol'
 import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
+import { CHAIN_EVENTS } from '../constants.ts'
 import { decodeFallbackInput, encodeFallbackOutput } from '../fallback/documents.ts'
 import { openFallbackInput, sealFallbackOutput, type SealedScope } from '../fallback/sealed.ts'
 import type { SecretKeyPair } from '../secrets/sealed.ts'
@@ -304,6 +305,7 @@ export function chainWatcher (init: ChainWatcherInit = {}): (components: ChainWa
         if (unwatch !== undefined) return
         await joinPool().catch((err: Error) => log.warn({ err: err.message }, 'draw pool not readable'))
         unwatch = pc.watchContractEvent({
+          pollingInterval: CHAIN_EVENTS.pollMs,
           address: coordinator,
           abi: executionCoordinatorAbi,
           eventName: 'ExecutionRequested',

@@ -18,6 +18,7 @@ import { Counter, type Registry } from 'prom-client'
 import { workerStakingAbi } from '#contracts'
 import type { ChainClient } from '../chain/client.ts'
 import type { Logger } from '../logger.ts'
+import { CHAIN_EVENTS } from '../constants.ts'
 
 export const GATEWAY_STAKE_DEFAULTS = {
   /** Verdicts kept at most: far more gateways than a network has, far less memory than a flood needs. */
@@ -153,6 +154,7 @@ export function gatewayStake (init: GatewayStakeInit = {}): (components: Gateway
       async start () {
         if (unwatch !== undefined) return
         unwatch = publicClient.watchContractEvent({
+          pollingInterval: CHAIN_EVENTS.pollMs,
           address: staking,
           abi: workerStakingAbi,
           onLogs (logs) {

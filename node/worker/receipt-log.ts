@@ -12,10 +12,16 @@
  * * `commit` records the output hash and receipt signature (state `signed`) and resolves only once
  *   the row is durable; the receipt leaves the worker after that. Commits that arrive in the same
  *   event-loop turn share one transaction (group commit), so one fsync covers them all.
- * * Durability: reservations commit with `synchronous=NORMAL` (in the OS once committed: survives
- *   `kill -9`); receipt commits with `synchronous=FULL` by default (fsync'ed: survives power loss).
- *   A reservation lost to power loss is harmless: no receipt for it left the worker, because every
- *   receipt's FULL commit fsyncs the WAL, earlier reservations included.
+ * * Durability: every commit uses `synchronous=NORMAL` by default: in WAL mode a committed row is in
+ *   the OS once `commit` resolves, so it survives `kill -9` and any crash of the process; only a
+ *   power loss or kernel crash can drop the last commits (fsync per receipt costs ~6.7 ms per job on
+ *   a virtual disk: docs/benchmarks.md). What such a loss could do — let a replayed ticket be
+ *   answered a second time with another output — is closed by the **reboot guard**: the log keeps
+ *   the kernel's boot id and whether it was closed cleanly (checkpointed and fsync'ed); opened after
+ *   a reboot that followed an unclean close, it refuses every ticket whose deadline falls before
+ *   boot time + LIMITS.maxDeadlineMs (`refusesBefore`), i.e. every ticket that could have been
+ *   issued before the machine went down. `synchronous: 'FULL'` (fsync per group of receipts) remains
+ *   for operators who want no such window.
  * * Retention: rows are kept `retentionMs` (default 30 days) and pruned by a timer, off the job
  *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, at most
  *   LIMITS.maxDeadlineMs after it was issued, and retention is required to be far longer.
@@ -23,7 +29,7 @@
  * The `(project_id, gateway, epoch)` index serves settlement (issue 11): one Merkle batch per
  * project, gateway and epoch is `receiptsOf({ projectId, gateway, epoch })`.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import type { Hex } from 'viem'
@@ -71,6 +77,7 @@ CREATE TABLE IF NOT EXISTS receipts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS receipts_batch ON receipts (project_id, gateway, epoch) WHERE state = 'signed';
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `
 
 /** A ticket's key and every signed field, as the worker verified it. */
@@ -107,8 +114,17 @@ export interface ReceiptLogInit {
   dataDir: string
   /** @default `<dataDir>/receipts.sqlite` */
   path?: string
-  /** `FULL`: a receipt survives power loss; `NORMAL`: `kill -9` only. @default 'FULL' */
+  /**
+   * `NORMAL`: a commit survives `kill -9` and process crashes; after a power loss the reboot guard
+   * refuses tickets that may predate it. `FULL`: every group of receipt commits is fsync'ed.
+   * @default 'NORMAL'
+   */
   synchronous?: 'FULL' | 'NORMAL'
+  /**
+   * The running kernel's boot: its id and when it booted (unix ms), for the reboot guard.
+   * @default read from /proc/sys/kernel/random/boot_id and /proc/stat (btime)
+   */
+  boot?: { id: string, atMs: number }
   /** @default RECEIPT_LOG_DEFAULTS.retentionMs; at least 2 × LIMITS.maxDeadlineMs */
   retentionMs?: number
   /** @default RECEIPT_LOG_DEFAULTS.pruneIntervalMs; 0 = no timer (call `prune` yourself) */
@@ -138,14 +154,34 @@ export interface ReceiptLog {
   get: (key: ReceiptKey) => StoredReceipt | undefined
   /** Signed receipts of one (project, gateway, epoch), by job id and attempt: one settlement batch. */
   receiptsOf: (batch: { projectId: Hex, gateway: string, epoch: string | bigint }) => StoredReceipt[]
+  /** The (project, gateway, epoch) triples with signed receipts in epochs `from..to` (inclusive): the batches to settle. */
+  batchKeys: (from: bigint, to: bigint) => Array<{ projectId: Hex, gateway: string, epoch: bigint }>
   /** Reservations that never got a receipt (executions cut short by a crash, or running now). */
   unsigned: () => number
   /** Deletes rows older than the retention; returns how many. */
   prune: () => number
+  /**
+   * The reboot guard: tickets whose deadline (unix ms) is before this may have been answered before
+   * a power loss whose last commits the log lost; the worker refuses them. Undefined when the log
+   * was closed cleanly, or the machine did not reboot, since its last use.
+   */
+  readonly refusesBefore: number | undefined
   close: () => void
 }
 
 const U63 = (1n << 63n) - 1n
+
+/** The running kernel's boot id and boot time; undefined where /proc does not tell (not Linux). */
+function currentBoot (): { id: string, atMs: number } | undefined {
+  try {
+    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    const m = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))
+    if (id === '' || m === null) return undefined
+    return { id, atMs: Number(m[1]) * 1000 }
+  } catch {
+    return undefined
+  }
+}
 
 function int63 (value: string, field: string): bigint {
   const n = BigInt(value)
@@ -185,7 +221,9 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       // shorter, and a pruned ticket could still be inside its deadline: it would run a second time
       throw new NodeError('BAD_CONFIG', `receipt retention must be at least ${2 * LIMITS.maxDeadlineMs} ms (twice the longest job deadline); got ${retentionMs}`)
     }
-    const synchronous = init.synchronous ?? 'FULL'
+    const boot = init.boot ?? currentBoot()
+    // without a boot id the reboot guard cannot work: every receipt is fsync'ed instead
+    const synchronous = boot === undefined ? 'FULL' : (init.synchronous ?? 'NORMAL')
     const now = init.now ?? Date.now
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
     const db = new DatabaseSync(path)
@@ -201,6 +239,24 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
     db.exec(SCHEMA)
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
 
+    // the reboot guard: was the log left uncleanly by an earlier boot of the machine?
+    const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?')
+    const setMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+    const lastBoot = (getMeta.get('boot_id') as { value: string } | undefined)?.value
+    const wasClean = (getMeta.get('clean') as { value: string } | undefined)?.value === '1'
+    // a guard set by an earlier open outlives restarts within the same boot
+    const stored = Number((getMeta.get('refuses_before') as { value: string } | undefined)?.value ?? 0)
+    const fresh = boot !== undefined && lastBoot !== undefined && lastBoot !== boot.id && !wasClean ? boot.atMs + LIMITS.maxDeadlineMs : 0
+    const guardUntil = Math.max(stored, fresh)
+    const refusesBefore = guardUntil > now() ? guardUntil : undefined
+    if (refusesBefore !== undefined) log.warn({ path, refusesBefore: new Date(refusesBefore).toISOString() }, 'the machine rebooted after this receipt log was left uncleanly: tickets that may predate the reboot are refused')
+    // marked unclean (fsync'ed) until close() checkpoints and marks it clean
+    db.exec('PRAGMA synchronous = FULL')
+    setMeta.run('boot_id', boot?.id ?? '')
+    setMeta.run('clean', '0')
+    setMeta.run('refuses_before', String(refusesBefore ?? 0))
+    db.exec('PRAGMA synchronous = NORMAL')
+
     const insert = db.prepare(`INSERT OR IGNORE INTO receipts
       (gateway, job_id, attempt, state, project_id, function_id, job_hash, input_hash, worker, fee, epoch, deadline, ticket_sig, created_at)
       VALUES (?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -209,6 +265,7 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'`)
     const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
     const batch = db.prepare("SELECT * FROM receipts WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
+    const keys = db.prepare("SELECT DISTINCT project_id, gateway, epoch FROM receipts WHERE state = 'signed' AND epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway")
     const countUnsigned = db.prepare("SELECT count(*) AS n FROM receipts WHERE state = 'reserved'")
     const pruneOld = db.prepare(`DELETE FROM receipts WHERE (gateway, job_id, attempt) IN
       (SELECT gateway, job_id, attempt FROM receipts WHERE created_at < ? LIMIT ${RECEIPT_LOG_DEFAULTS.pruneBatch})`)
@@ -304,15 +361,23 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       receiptsOf (b) {
         return batch.all(b.projectId, b.gateway.toLowerCase(), BigInt(b.epoch)).map(row)
       },
+      batchKeys (from, to) {
+        return keys.all(from, to).map(r => ({ projectId: r.project_id as Hex, gateway: r.gateway as string, epoch: BigInt(r.epoch as number) }))
+      },
       unsigned () {
         return Number((countUnsigned.get() as { n: number }).n)
       },
       prune,
+      refusesBefore,
       close () {
         if (closed) return
         clearInterval(timer)
         flush()
         closed = true
+        // everything on disk (fsync'ed checkpoint), then marked clean: the next open needs no guard
+        db.exec('PRAGMA synchronous = FULL')
+        db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+        setMeta.run('clean', '1')
         db.close()
       }
     }

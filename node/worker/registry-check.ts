@@ -31,7 +31,7 @@
 import type { PeerId } from '@libp2p/interface'
 import { Counter, type Registry } from 'prom-client'
 import type { Hex } from 'viem'
-import { functionId, optionDifferences, projectId, type FunctionOptions, type FunctionRef, type JobRequest, type WireError } from '#protocol'
+import { functionId, optionDifferences, projectId, type FunctionOptions, type FunctionRef, type JobRequest, type SessionLimits, type WireError } from '#protocol'
 import type { ChainClient } from '../chain/index.ts'
 import { parseManifest } from '../deploy/manifest.ts'
 import { NodeError } from '../errors.ts'
@@ -72,7 +72,7 @@ export interface RegistryCheckComponents {
 
 /** Why a bundle is accepted or refused. */
 export type RegistryVerdict =
-  | { ok: true, via: 'active' | 'grace', version: number, options: FunctionOptions, env: Record<string, string> }
+  | { ok: true, via: 'active' | 'grace', version: number, options: FunctionOptions, env: Record<string, string>, websocket?: SessionLimits }
   | { ok: false, reason: 'function-id' | 'unknown-project' | 'unknown-function' | 'not-active', version: number, expected?: string }
 
 export interface CheckOptions {
@@ -96,12 +96,12 @@ export interface RegistryCheck {
    * The worker's `checkJob` hook: `refusal`, then the job's options and env must equal the
    * manifest's (OPTIONS_MISMATCH otherwise); on success, what the job runs with.
    */
-  checkJob: (job: Pick<JobRequest, 'fn' | 'options' | 'env'>, options?: CheckOptions) => Promise<{ refused: WireError } | { refused?: undefined, run: { options: FunctionOptions, env: Record<string, string> } }>
+  checkJob: (job: Pick<JobRequest, 'fn' | 'options' | 'env'>, options?: CheckOptions) => Promise<{ refused: WireError } | { refused?: undefined, run: { options: FunctionOptions, env: Record<string, string>, websocket?: SessionLimits } }>
 }
 
 /** One manifest as the check needs it. */
 interface ManifestView {
-  functions: ReadonlyMap<string, { bundle: string, options: FunctionOptions }>
+  functions: ReadonlyMap<string, { bundle: string, options: FunctionOptions, websocket?: SessionLimits }>
   env: Readonly<Record<string, string>>
 }
 
@@ -151,7 +151,7 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       // no caller's signal here: the read is shared by every job waiting on it (storage bounds its time)
       const bytes = await components.storage.fetch(manifestCid, { maxBytes: STORAGE_LIMITS.maxManifestBytes, from: options.from })
       const manifest = parseManifest(bytes)
-      const view: ManifestView = { functions: new Map(Object.entries(manifest.functions).map(([name, f]) => [name, { bundle: f.bundle, options: f.options }])), env: manifest.env }
+      const view: ManifestView = { functions: new Map(Object.entries(manifest.functions).map(([name, f]) => [name, { bundle: f.bundle, options: f.options, websocket: f.websocket }])), env: manifest.env }
       touch(manifests, manifestCid, view, maxManifests)
       return view
     }
@@ -187,10 +187,10 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       if (e.version === 0) return { ok: false, reason: 'unknown-project', version: 0 }
       const current = e.manifest.functions.get(fn.name)
       const expected = current?.bundle
-      if (current !== undefined && expected === fn.bundleCid) return { ok: true, via: 'active', version: e.version, options: current.options, env: e.manifest.env }
+      if (current !== undefined && expected === fn.bundleCid) return { ok: true, via: 'active', version: e.version, options: current.options, env: e.manifest.env, ...(current.websocket === undefined ? {} : { websocket: current.websocket }) }
       const before = e.previous === undefined || Date.now() >= e.previous.until ? undefined : e.previous.manifest.functions.get(fn.name)
       if (e.previous !== undefined && before !== undefined && before.bundle === fn.bundleCid) {
-        return { ok: true, via: 'grace', version: e.previous.version, options: before.options, env: e.previous.manifest.env }
+        return { ok: true, via: 'grace', version: e.previous.version, options: before.options, env: e.previous.manifest.env, ...(before.websocket === undefined ? {} : { websocket: before.websocket }) }
       }
       return expected === undefined
         ? { ok: false, reason: 'unknown-function', version: e.version }
@@ -269,7 +269,7 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
           }
         }
       }
-      return { run: { options: verdict.options, env: { ...verdict.env } } }
+      return { run: { options: verdict.options, env: { ...verdict.env }, ...(verdict.websocket === undefined ? {} : { websocket: verdict.websocket }) } }
     }
 
     return { check, refusal, checkJob }

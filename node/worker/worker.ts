@@ -16,13 +16,13 @@ import { join } from 'node:path'
 import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
   advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
-  ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic,
-  type FunctionOptions, type JobRequest, type JobResult, type PeerHostDomain, type WireError, type WorkerAdvert
+  ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic, decodeMessage, transcript, transcriptOutputHash, bodyHasher, streamOutputHash,
+  type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WorkerAdvert
 } from '#protocol'
-import type { ExecutionResult, Executor } from '#sandbox'
+import type { ExecuteOptions, ExecutionResult, Executor, SessionControl, StreamHooks } from '#sandbox'
 import { bundleStore, type BundleStore } from '../bundle-store.ts'
-import { NODE_DEFAULTS } from '../constants.ts'
-import { errorFrame, frames } from '../frames.ts'
+import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
+import { errorFrame, frames, type FrameStream } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts'
@@ -38,12 +38,26 @@ export interface WorkerInit {
   bootstrap: string[]
   /** jobs at once; @default NODE_DEFAULTS.workerCapacity */
   capacity?: number
+  /**
+   * The price per request in wei, advertised and enforced: a ticket with a lower fee is refused
+   * (TICKET_INVALID, reason `fee-below-price`). @default 0n (works for free; no price advertised)
+   */
+  price?: bigint
   /** @default NODE_DEFAULTS.advertIntervalMs */
   advertIntervalMs?: number
   /** @default 'global' */
   region?: string
   /** EIP-712 domain receipts are signed in; @default DEV_DOMAIN (no chain) */
   domain?: PeerHostDomain
+  /** WebSocket sessions held at once; @default NODE_DEFAULTS.workerMaxSessions */
+  maxSessions?: number
+  /** longest a session lasts; @default NODE_DEFAULTS.sessionMaxMs */
+  sessionMaxMs?: number
+  /**
+   * Most body bytes one streamed response may carry; past it the stream is cut with
+   * LIMIT_RESPONSE_SIZE (and the receipt says so). @default LIMITS.maxStreamBytes
+   */
+  maxStreamBytes?: number
   /** the receipt log in `<dataDir>/receipts.sqlite` (durability, retention); @default its defaults */
   receipts?: Omit<ReceiptLogInit, 'dataDir'>
 }
@@ -52,6 +66,8 @@ export interface WorkerInit {
 export interface JobCheckPass {
   options: FunctionOptions
   env: Record<string, string>
+  /** the function's WebSocket session limits from its manifest (peerhost.json `websocket`) */
+  websocket?: SessionLimits
 }
 
 export interface WorkerComponents {
@@ -80,6 +96,11 @@ export interface WorkerComponents {
    * @default none: any gateway key may sign tickets (no chain: dev mesh)
    */
   checkGateway?: (gateway: string) => Promise<string | undefined>
+  /**
+   * Why a ticket's settlement epoch is refused (node/settlement `ticketEpochCheck`: in the future,
+   * or too old for its batch to be committed), else undefined. @default none: any epoch (no chain)
+   */
+  checkEpoch?: (epoch: bigint) => string | undefined
   /** the durable receipt log; @default receiptLog({ dataDir, ...init.receipts }) */
   receipts?: ReceiptLog
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
@@ -90,8 +111,10 @@ export interface WorkerNode {
   readonly peerId: PeerId
   readonly address: `0x${string}`
   readonly libp2p: PeerHostLibp2p
-  /** jobs running now */
+  /** jobs running now (sessions included) */
   readonly running: number
+  /** WebSocket sessions open now */
+  readonly sessions: number
   start: () => Promise<void>
   /** Stops taking jobs, waits for running ones (up to drainTimeoutMs), then stops. */
   stop: () => Promise<void>
@@ -112,10 +135,32 @@ export interface LocalJobResult {
   outputHash: `0x${string}`
 }
 
+type Refusal = ReturnType<typeof errorFrame>
+
+/** A job past every admission check (worker.ts `admitted`). */
+interface Admission {
+  /** what runs: the registry's options (the frame's without a registry) */
+  options: FunctionOptions
+  /** the function's session limits from the registry's manifest (none without a registry) */
+  websocket?: SessionLimits
+  /** milliseconds since the frame arrived */
+  queueMs: () => number
+  /**
+   * Runs what was admitted (the job's request, these options and env, its secrets) until
+   * `deadline`, timed in the execution metric; from its start the ticket key stays reserved
+   * whatever happens. `session` hooks make it a WebSocket session; `stream` hooks relay a streamed body.
+   */
+  execute: (deadline: number, session?: ExecuteOptions['session'], stream?: StreamHooks) => Promise<ExecutionResult>
+  /** signs the receipt for `output` and records it durably; undefined (withheld) when it could not be recorded */
+  sign: (output: `0x${string}`) => Promise<`0x${string}` | undefined>
+}
+
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
   const { signer, executor, registry } = components
   const log = components.logger.child({ component: 'peerhost:worker' })
   const capacity = init.capacity ?? NODE_DEFAULTS.workerCapacity
+  const price = init.price ?? 0n
+  if (price < 0n || price >= 1n << 256n) throw new NodeError('BAD_CONFIG', `the worker price must be a uint256 in wei; got ${price}`)
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
   const bundles: BundleStore = bundleStore(join(init.dataDir, 'bundles'))
@@ -126,9 +171,21 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
   const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
+  if (executor.stats !== undefined) {
+    const stats = executor.stats.bind(executor)
+    // read at scrape time: boots under load are what an overloaded worker must never do
+    new Gauge({ name: 'peerhost_worker_sandboxes', help: 'sandboxes alive now, idle and busy', registers: [registry], collect () { this.set(stats().sandboxes) } })
+    new Gauge({ name: 'peerhost_worker_sandboxes_booted', help: 'sandboxes booted since the worker started', registers: [registry], collect () { this.set(stats().booted) } })
+    new Gauge({ name: 'peerhost_worker_sandboxes_booting', help: 'sandbox boots in flight now', registers: [registry], collect () { this.set(stats().booting) } })
+    new Gauge({ name: 'peerhost_worker_sandbox_slot_waits', help: 'executions that waited for a sandbox slot since the worker started', registers: [registry], collect () { this.set(stats().waitedForSlot) } })
+  }
 
   let seq = 0
   let stopping = false
+  let sessionsOpen = 0
+  const maxSessions = init.maxSessions ?? NODE_DEFAULTS.workerMaxSessions
+  const sessionMaxMs = init.sessionMaxMs ?? NODE_DEFAULTS.sessionMaxMs
+  const maxStreamBytes = Math.min(init.maxStreamBytes ?? LIMITS.maxStreamBytes, LIMITS.maxStreamBytes)
   let advertTimer: NodeJS.Timeout | undefined
   const inflight = new Set<Promise<void>>()
   const slots = admitQueue()
@@ -167,7 +224,10 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         addrs: libp2p.getMultiaddrs().map(ma => ma.toString().replace(/\/p2p\/[^/]+$/, '')).slice(0, LIMITS.maxAdvertAddrs),
         capacity,
         load: Math.min(slots.running, LIMITS.maxWorkerCapacity),
+        sessions: Math.min(sessionsOpen, LIMITS.maxWorkerSessions),
+        maxSessions: Math.min(maxSessions, LIMITS.maxWorkerSessions),
         ...(slots.full ? { full: true } : {}),
+        ...(price > 0n ? { price: price.toString() } : {}),
         warm: executor.warm().filter(isRawCid).slice(0, LIMITS.maxWarmFunctions),
         ts: Date.now(),
         seq: ++seq
@@ -212,7 +272,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   }
 
   /** Why the ticket is refused, or the jobHash the gateway signed (computed from the frame). */
-  function verifyTicket (job: JobRequest): { problem: string } | { hash: `0x${string}` } {
+  function verifyTicket (job: JobRequest): { problem: string, reason?: string } | { hash: `0x${string}` } {
     if (!sameAddress(job.ticket.worker, signer.address)) return { problem: 'the ticket names another worker' }
     if (job.deadline <= Date.now()) return { problem: 'the job deadline has passed' }
     try {
@@ -226,17 +286,38 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     const gateway = recoverDigestSigner(ticketDigest(domain, ticketOf(job, hash)), job.ticketSig)
     if (gateway === undefined) return { problem: 'the ticket signature is malformed' }
     if (!sameAddress(gateway, job.ticket.gateway)) return { problem: 'the ticket is not signed by the gateway it names' }
+    const epochProblem = components.checkEpoch?.(BigInt(job.ticket.epoch))
+    if (epochProblem !== undefined) return { problem: epochProblem, reason: 'bad-epoch' }
+    // checked after the signature: the fee is what the gateway's signature commits it to pay
+    if (BigInt(job.ticket.fee) < price) return { problem: `the ticket fee ${job.ticket.fee} is below this worker's price ${price} wei`, reason: 'fee-below-price' }
     return { hash }
   }
 
-  async function runJob (job: JobRequest, connection: Connection, signal: AbortSignal): Promise<JobResult | ReturnType<typeof errorFrame>> {
+  /**
+   * The one admission path of every ticketed job, request or session (issue 9 item 1, issue 12):
+   * the ticket, the gateway's stake, for a session this worker's session room, the receipt-log
+   * reservation (one receipt per (gateway, jobId, attempt), ever), a capacity slot, the registry's
+   * check (the manifest's options and env), the jobHash of what will run, and the bundle. `body`
+   * runs only when all of them pass; it runs the function with `a.execute(deadline)` and calls
+   * `a.sign(out)` to sign a receipt, which is durable before it returns.
+   */
+  async function admitted<T> (job: JobRequest, connection: Connection, signal: AbortSignal, kind: 'job' | 'session', body: (a: Admission) => Promise<T | Refusal>): Promise<T | Refusal> {
     const arrived = performance.now()
     const ticket = verifyTicket(job)
-    if ('problem' in ticket) return fail(job, 'TICKET_INVALID', ticket.problem)
+    if ('problem' in ticket) return fail(job, 'TICKET_INVALID', ticket.problem, ticket.reason === undefined ? undefined : { reason: ticket.reason, price: price.toString() })
     if (stopping) return fail(job, 'SHUTTING_DOWN', 'the worker is shutting down')
     if (components.checkGateway !== undefined) {
       const problem = await components.checkGateway(job.ticket.gateway)
       if (problem !== undefined) return fail(job, 'TICKET_INVALID', problem, { reason: 'gateway-not-staked', gateway: job.ticket.gateway })
+    }
+    // the receipt log's reboot guard: a ticket that may predate a power loss may have been answered
+    const guard = receipts.refusesBefore
+    if (guard !== undefined && Number(job.ticket.deadline) * 1000 < guard) {
+      return fail(job, 'TICKET_INVALID', 'the worker restarted after its machine went down uncleanly and refuses tickets that may predate that', { reason: 'reboot-guard', refusesBefore: guard })
+    }
+    if (kind === 'session') {
+      if (executor.sessions !== true) return fail(job, 'BAD_REQUEST', `this worker's ${executor.kind} executor cannot hold WebSocket sessions`)
+      if (sessionsOpen >= maxSessions) return fail(job, 'OVERLOADED', `the worker holds ${sessionsOpen} WebSocket sessions, its limit`, { sessions: sessionsOpen, limit: maxSessions })
     }
     // one answer per ticket key, ever: a replay (same key, any other job) is refused before any work
     const key: ReceiptKey = { gateway: job.ticket.gateway, jobId: job.jobId, attempt: job.attempt }
@@ -257,68 +338,149 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const details: Record<string, string | number | boolean> = { state: e.state, jobHash: e.jobHash, sameJob: e.jobHash === ticket.hash }
       if (e.outputHash !== undefined) details.outputHash = e.outputHash
       if (e.receiptSig !== undefined) details.receiptSig = e.receiptSig
-      log.warn({ gateway: key.gateway, jobId: key.jobId, attempt: key.attempt, state: e.state, sameJob: e.jobHash === ticket.hash }, 'repeated ticket refused')
+      log.warn({ gateway: key.gateway, jobId: key.jobId, attempt: key.attempt, state: e.state, sameJob: e.jobHash === ticket.hash, kind }, 'repeated ticket refused')
       return fail(job, 'DUPLICATE_TICKET', e.state === 'signed'
         ? `this worker already answered ticket (${key.gateway}, ${key.jobId}, attempt ${key.attempt}); it signs one receipt per ticket`
         : `this worker is answering ticket (${key.gateway}, ${key.jobId}, attempt ${key.attempt}), or was when it stopped; it signs one receipt per ticket`, details)
     }
+    if (kind === 'session') sessionsOpen++
     // until the executor starts, a refusal signed nothing: the key is freed for a later answer
     let started = false
     try {
-      return await admitAndRun(job, ticket.hash, key, connection, signal, arrived, () => { started = true })
+      // a session takes no job slot: it waits for messages far longer than a job runs, and its
+      // room is its own (maxSessions, and the sandbox pool's session room); it is advertised apart
+      const admittedSlot = kind === 'session' ? { ok: true as const } : await slots.acquire(job.deadline)
+      if (!admittedSlot.ok) return fail(job, 'OVERLOADED', `the worker has no free capacity: ${admittedSlot.reason}`, admittedSlot.details)
+      runningGauge.set(slots.running)
+      const admittedAt = performance.now()
+      let served = false
+      try {
+        const checked = await components.checkJob?.(job, connection.remotePeer, signal)
+        if (checked?.refused !== undefined) return fail(job, checked.refused.code, checked.refused.message, checked.refused.details)
+        // what runs: the registry's options and env when there is a registry, else the frame's
+        const run = { fn: job.fn, options: checked?.run?.options ?? job.options, env: checked?.run?.env ?? job.env, secrets: job.secrets, inputHash: job.inputHash, deadline: job.deadline }
+        // the ticket binds the job: the hash of what will run must be the hash the gateway signed
+        const runHash = jobHashOf(run)
+        if (runHash !== ticket.hash) return fail(job, 'TICKET_INVALID', 'the ticket\'s jobHash is not the hash of the job this worker would run', { reason: 'job-hash', expected: runHash, given: ticket.hash })
+        let bytes: Uint8Array | undefined
+        try {
+          bytes = await fetchBundle(connection.remotePeer, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
+        } catch (err: any) {
+          if (err?.code === 'BUNDLE_MISMATCH') return fail(job, 'BUNDLE_MISMATCH', 'the bundle bytes do not match the CID')
+          log.warn({ err, cid: job.fn.bundleCid }, 'bundle fetch failed')
+        }
+        if (bytes === undefined) return fail(job, 'BUNDLE_UNAVAILABLE', 'the bundle could not be fetched from the gateway')
+        const out = await body({
+          options: run.options,
+          websocket: checked?.run?.websocket,
+          queueMs: () => performance.now() - arrived,
+          execute: async (deadline, session, stream) => {
+            started = true
+            const endTimer = execSeconds.startTimer()
+            try {
+              return await executeWithSecrets(executor, {
+                jobId: job.jobId,
+                bundle: { cid: job.fn.bundleCid, bytes },
+                request: job.request,
+                env: run.env,
+                options: run.options,
+                deadline
+              }, job.secrets, { signal, session, stream })
+            } finally {
+              endTimer()
+            }
+          },
+          sign: async (output) => {
+            const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, output, runHash)))
+            try {
+              // durable before it leaves: after a crash the key is still answered
+              await receipts.commit(key, output, receiptSig)
+              return receiptSig
+            } catch (err) {
+              log.error({ err, jobId: job.jobId }, 'receipt not recorded; the receipt is withheld')
+              return undefined
+            }
+          }
+        })
+        served = started && kind === 'job'
+        return out
+      } finally {
+        // only executed requests teach the expected wait (a refused bundle took no slot time worth
+        // counting, and a session's length says nothing about how long a queued job waits)
+        if (kind !== 'session') slots.release(served ? performance.now() - admittedAt : undefined)
+        runningGauge.set(slots.running)
+      }
     } finally {
+      if (kind === 'session') sessionsOpen--
       if (!started) receipts.release(key)
     }
   }
 
-  async function admitAndRun (job: JobRequest, hash: `0x${string}`, key: ReceiptKey, connection: Connection, signal: AbortSignal, arrived: number, starting: () => void): Promise<JobResult | ReturnType<typeof errorFrame>> {
-    const admitted = await slots.acquire(job.deadline)
-    if (!admitted.ok) return fail(job, 'OVERLOADED', `the worker has no free capacity: ${admitted.reason}`, admitted.details)
-    runningGauge.set(slots.running)
-    const admittedAt = performance.now()
-    let served = false
-    try {
-      const checked = await components.checkJob?.(job, connection.remotePeer, signal)
-      if (checked?.refused !== undefined) return fail(job, checked.refused.code, checked.refused.message, checked.refused.details)
-      // what runs: the registry's options and env when there is a registry, else the frame's
-      const run = { fn: job.fn, options: checked?.run?.options ?? job.options, env: checked?.run?.env ?? job.env, secrets: job.secrets, inputHash: job.inputHash, deadline: job.deadline }
-      // the ticket binds the job: the hash of what will run must be the hash the gateway signed
-      const runHash = jobHashOf(run)
-      if (runHash !== hash) return fail(job, 'TICKET_INVALID', 'the ticket\'s jobHash is not the hash of the job this worker would run', { reason: 'job-hash', expected: runHash, given: hash })
-      let bytes: Uint8Array | undefined
-      try {
-        bytes = await fetchBundle(connection.remotePeer, job.fn.bundleCid, AbortSignal.any([signal, AbortSignal.timeout(NODE_DEFAULTS.bundleFetchTimeoutMs)]))
-      } catch (err: any) {
-        if (err?.code === 'BUNDLE_MISMATCH') return fail(job, 'BUNDLE_MISMATCH', 'the bundle bytes do not match the CID')
-        log.warn({ err, cid: job.fn.bundleCid }, 'bundle fetch failed')
-      }
-      if (bytes === undefined) return fail(job, 'BUNDLE_UNAVAILABLE', 'the bundle could not be fetched from the gateway')
+  /**
+   * The frames of a streamed body, in order on the job stream: `stream-head`, then a `stream-chunk`
+   * per piece, each write awaited before the executor acknowledges the piece to the sandbox, so a
+   * gateway (and behind it a client) that stops reading stops the function within the sandbox's
+   * window. The running SHA-256 and count are what the receipt signs.
+   */
+  function streamSender (job: JobRequest, f: FrameStream, signal: AbortSignal): { hooks: StreamHooks, hash: ReturnType<typeof bodyHasher>, flushed: () => Promise<boolean> } {
+    const hash = bodyHasher()
+    let chain: Promise<void> = Promise.resolve()
+    let broken = false
+    const write = (msg: Message): Promise<void> => {
+      const p = chain.then(async () => { await f.write(msg, signal) })
+      // a failed write (the gateway went away) rejects this piece and every later one: the
+      // executor then cancels the stream in the sandbox, so the function stops at once
+      chain = p.catch(() => { broken = true })
+      return p
+    }
+    return {
+      hash,
+      hooks: {
+        maxBytes: maxStreamBytes,
+        onHead: (status, headers) => {
+          void write({ v: PROTOCOL_VERSION, type: 'stream-head', jobId: job.jobId, attempt: job.attempt, status, headers: headers.slice(0, LIMITS.maxHeaders) }).catch(() => {})
+        },
+        onChunk: async (data) => {
+          hash.add(data)
+          await write({ v: PROTOCOL_VERSION, type: 'stream-chunk', data })
+        }
+      },
+      flushed: async () => { await chain; return !broken }
+    }
+  }
 
-      const queueMs = performance.now() - arrived
-      const endTimer = execSeconds.startTimer()
-      let result: ExecutionResult
-      starting()
-      try {
-        result = await executeWithSecrets(executor, {
+  async function runJob (job: JobRequest, connection: Connection, f: FrameStream, signal: AbortSignal): Promise<JobResult | StreamEnd | Refusal> {
+    return await admitted(job, connection, signal, 'job', async (a) => {
+      const queueMs = a.queueMs()
+      const sender = streamSender(job, f, signal)
+      const result = await a.execute(job.deadline, undefined, sender.hooks)
+      if (result.streamed !== undefined) {
+        // the head went out: the answer is the stream's end, whose receipt signs what was sent
+        await sender.flushed()
+        const summary = { status: result.streamed.status, bodyHash: sender.hash.digest(), bytes: sender.hash.bytes, ...(result.error !== undefined ? { error: result.error.code } : {}) }
+        const out = streamOutputHash(summary)
+        const receiptSig = await a.sign(out)
+        if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
+        jobsTotal.inc({ outcome: result.error?.code ?? 'stream' })
+        const end: StreamEnd = {
+          v: PROTOCOL_VERSION,
+          type: 'stream-end',
           jobId: job.jobId,
-          bundle: { cid: job.fn.bundleCid, bytes },
-          request: job.request,
-          env: run.env,
-          options: run.options,
-          deadline: job.deadline
-        }, job.secrets, { signal })
-      } finally {
-        endTimer()
+          attempt: job.attempt,
+          bytes: summary.bytes,
+          bodyHash: summary.bodyHash,
+          outputHash: out,
+          receiptSig,
+          logs: result.logs,
+          logsTruncated: result.logsTruncated,
+          timings: { ...result.timings, queueMs: Math.round((queueMs + result.timings.queueMs) * 1000) / 1000 }
+        }
+        if (result.error !== undefined) end.error = result.error
+        return end
       }
       const out = outputHash(result.response !== undefined ? { response: result.response } : { error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
-      const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, out, runHash)))
-      try {
-        // durable before it leaves: after a crash the key is still answered
-        await receipts.commit(key, out, receiptSig)
-      } catch (err) {
-        log.error({ err, jobId: job.jobId }, 'receipt not recorded; the receipt is withheld')
-        return fail(job, 'INTERNAL', 'the worker could not record the receipt')
-      }
+      const receiptSig = await a.sign(out)
+      if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
       jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
       const answer: JobResult = {
         v: PROTOCOL_VERSION,
@@ -333,13 +495,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       }
       if (result.response !== undefined) answer.response = result.response
       else answer.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
-      served = true
       return answer
-    } finally {
-      // only executed jobs teach the expected wait (a refused bundle took no slot time worth counting)
-      slots.release(served ? performance.now() - admittedAt : undefined)
-      runningGauge.set(slots.running)
-    }
+    })
   }
 
   /**
@@ -358,8 +515,11 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         try {
           request = await f.read('job', AbortSignal.any([controller.signal, AbortSignal.timeout(served === 0 ? NODE_DEFAULTS.dialTimeoutMs * 2 : NODE_DEFAULTS.jobStreamIdleMs)]))
         } catch (err: any) {
-          if (served > 0 && !(err instanceof ProtocolError)) {
-            // the gateway closed its idle stream, or it idled out: nothing wrong
+          if (!(err instanceof ProtocolError) && (served > 0 || err?.name === 'UnexpectedEOFError' || controller.signal.aborted)) {
+            // the gateway closed its idle stream, it idled out, or the gateway abandoned a new
+            // stream before its first frame (its attempt ran out of time, its client left):
+            // nothing malformed, nothing to count against the peer
+            log.debug({ peer: connection.remotePeer.toString(), served, err: err?.name }, 'job stream ended without a frame')
             await stream.close().catch(() => stream.abort(new Error('close failed')))
             return
           }
@@ -373,9 +533,15 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           stream.abort(new Error('unexpected error frame'))
           return
         }
+        if (request.session === true) {
+          // a session owns its stream until it ends; the stream is not reused afterwards
+          await runSession(request, connection, f, controller.signal)
+          await stream.close().catch(() => stream.abort(new Error('close failed')))
+          return
+        }
         const deadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
         const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(0, deadline - Date.now()) + 1_000)])
-        const answer = await runJob(request, connection, signal)
+        const answer = await runJob(request, connection, f, signal)
         await f.write(answer, signal)
       }
     } catch (err) {
@@ -384,6 +550,156 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     } finally {
       stream.removeEventListener('close', onClose)
     }
+  }
+
+  /**
+   * A WebSocket session on its job stream, admitted exactly as a request is (`admitted`): the
+   * function runs in one execution that stays alive while frames are relayed both ways; it ends
+   * with `session-end`, whose receipt signs the transcript (both directions' running hashes and
+   * counts) and is in the receipt log before it leaves. A function that answers without a
+   * WebSocket gets an ordinary `result`. Sessions take no job slot; they count against
+   * `maxSessions` and are advertised (`sessions` / `maxSessions`) so gateways spread them.
+   */
+  async function runSession (job: JobRequest, connection: Connection, f: FrameStream, streamSignal: AbortSignal): Promise<void> {
+    const writeLast = async (frame: Message): Promise<void> => { await f.write(frame, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)).catch(() => {}) }
+    const done = new AbortController()
+    const signal = AbortSignal.any([streamSignal, done.signal])
+    const admitSignal = AbortSignal.any([signal, AbortSignal.timeout(Math.max(0, job.deadline - Date.now()) + 1_000)])
+    try {
+      const answer = await admitted(job, connection, admitSignal, 'session', async (a) => await session(job, a, f, streamSignal, signal, done))
+      await writeLast(answer)
+    } finally {
+      done.abort()
+    }
+  }
+
+  /** The admitted session: runs it and returns its last frame (session-end, result or error). */
+  async function session (job: JobRequest, a: Admission, f: FrameStream, streamSignal: AbortSignal, signal: AbortSignal, done: AbortController): Promise<Message> {
+    const tr = transcript()
+    let control: SessionControl | undefined
+    let opened = false
+    let closed = false
+    // writes go out in order; what waits for the gateway is bounded: past the high-water mark
+    // the sandbox's output is no longer read (the function's sends wait in its own memory)
+    let chain: Promise<void> = Promise.resolve()
+    let pending = 0
+    let paused = false
+    const send = (msg: Message, size: number): void => {
+      pending += size
+      if (!paused && pending > NODE_DEFAULTS.sessionHighWaterBytes) { paused = true; control?.pause() }
+      chain = chain.then(async () => { await f.write(msg, streamSignal) }).catch(() => { done.abort() }).finally(() => {
+        pending -= size
+        if (paused && pending <= NODE_DEFAULTS.sessionHighWaterBytes / 2) { paused = false; control?.resume() }
+      })
+    }
+    const readFromGateway = async (): Promise<void> => {
+      try {
+        while (!signal.aborted) {
+          const list = await f.lp.read({ signal })
+          const msg = decodeMessage(list.subarray())
+          if (msg.type === 'ws') {
+            // the function's own message size, enforced here too: a gateway that skipped it does
+            // not get the message through
+            if (msg.data.byteLength > (a.websocket?.maxMessageBytes ?? Infinity)) {
+              closed = true
+              control?.close(WS_CLOSE.tooBig, 'message too big')
+              send({ v: PROTOCOL_VERSION, type: 'ws-close', code: WS_CLOSE.tooBig, reason: 'a client message over the function\'s size limit' }, 128)
+              return
+            }
+            tr.add('in', msg.binary, msg.data)
+            control?.send(msg.data, msg.binary)
+          } else if (msg.type === 'ws-close') {
+            closed = true
+            control?.close(msg.code, msg.reason)
+            return
+          } else {
+            throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws or ws-close`)
+          }
+        }
+      } catch (err) {
+        if (signal.aborted && done.signal.aborted) return
+        // the gateway went away or sent garbage: the function sees its client leave
+        log.info({ jobId: job.jobId, err: (err as Error)?.message }, 'session stream ended without a close')
+        if (!closed) { closed = true; control?.close(WS_CLOSE.goingAway, 'the gateway went away') }
+      }
+    }
+    const result = await a.execute(Date.now() + a.options.timeoutMs, {
+      // the function's own length limit where lower (the gateway enforces it too)
+      maxSessionMs: Math.min(sessionMaxMs, a.websocket?.maxSessionMs ?? Infinity),
+      bind: (c) => { control = c },
+      onOpen: (headers) => {
+        opened = true
+        send({ v: PROTOCOL_VERSION, type: 'session-open', jobId: job.jobId, attempt: job.attempt, headers: headers.map(([k, v]) => [k.toLowerCase(), v] as [string, string]).slice(0, LIMITS.maxHeaders) }, 256)
+        void readFromGateway()
+      },
+      onMessage: (payload, binary) => {
+        if (closed) return
+        if (payload.byteLength > LIMITS.maxWsMessageBytes) {
+          // the function's message is too big for the mesh: the session ends as the client's would
+          closed = true
+          control?.close(WS_CLOSE.tooBig, 'message too big')
+          send({ v: PROTOCOL_VERSION, type: 'ws-close', code: WS_CLOSE.tooBig, reason: 'the function sent a message over the size limit' }, 128)
+          return
+        }
+        tr.add('out', binary, payload)
+        send({ v: PROTOCOL_VERSION, type: 'ws', binary, data: payload }, payload.byteLength)
+      },
+      onClose: (code, reason) => {
+        if (closed) return
+        closed = true
+        send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+      }
+    })
+    await chain
+    if (!opened) {
+      // no WebSocket: an ordinary answer with its receipt
+      const error = result.response === undefined || result.response.status === 101
+        ? (result.error ?? { code: 'RESULT_INVALID' as const, message: 'the function returned no usable response' })
+        : undefined
+      const out = error === undefined ? outputHash({ response: result.response! }) : outputHash({ error })
+      const receiptSig = await a.sign(out)
+      if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
+      const answer: JobResult = {
+        v: PROTOCOL_VERSION,
+        type: 'result',
+        jobId: job.jobId,
+        attempt: job.attempt,
+        logs: result.logs,
+        logsTruncated: result.logsTruncated,
+        timings: result.timings,
+        outputHash: out,
+        receiptSig
+      }
+      if (error === undefined) answer.response = result.response
+      else answer.error = error
+      jobsTotal.inc({ outcome: error?.code ?? 'ok' })
+      return answer
+    }
+    // the function's execution ended (it closed, or the client did, or a limit): tell the
+    // gateway how, then sign the transcript
+    if (!closed) {
+      closed = true
+      const code = result.error !== undefined ? WS_CLOSE.internalError : 1000
+      await f.write({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason: result.error !== undefined ? result.error.code : '' }, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)).catch(() => {})
+    }
+    const summary = tr.summary()
+    const out = transcriptOutputHash(summary)
+    const receiptSig = await a.sign(out)
+    if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the session receipt')
+    const end: SessionEnd = {
+      v: PROTOCOL_VERSION,
+      type: 'session-end',
+      jobId: job.jobId,
+      attempt: job.attempt,
+      transcript: summary,
+      outputHash: out,
+      receiptSig,
+      logs: result.logs,
+      logsTruncated: result.logsTruncated
+    }
+    if (result.error !== undefined) end.error = result.error
+    jobsTotal.inc({ outcome: result.error?.code ?? 'session' })
+    return end
   }
 
   async function executeLocal (job: LocalJob, options: { from?: PeerId, signal?: AbortSignal }): Promise<LocalJobResult> {
@@ -416,6 +732,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     address: signer.address,
     libp2p,
     get running () { return slots.running },
+    get sessions () { return sessionsOpen },
     addrs: () => dialableAddrs(libp2p),
     async start () {
       await executor.start()
@@ -424,7 +741,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         const p = handleJobStream(stream, connection)
         inflight.add(p)
         void p.finally(() => inflight.delete(p))
-      }, { maxInboundStreams: NODE_DEFAULTS.maxInboundJobStreams })
+        // a session holds its stream for its whole life: room for every session beside the jobs
+      }, { maxInboundStreams: NODE_DEFAULTS.maxInboundJobStreams + maxSessions })
       libp2p.services.pubsub.subscribe(topic)
       await publishAdvert()
       advertTimer = setInterval(() => { void publishAdvert() }, init.advertIntervalMs ?? NODE_DEFAULTS.advertIntervalMs)

@@ -3,26 +3,34 @@
  * talking to the runtime shim over the stdio channel. The sandbox is the security boundary.
  * See docs/sandbox.md for the design and the limits table.
  */
-import { execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { createHash, randomBytes } from 'node:crypto'
 import { accessSync, constants as fsConstants, mkdirSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { rawCid, type FunctionOptions } from '#protocol'
 import { SandboxError } from '../errors.ts'
-import { SANDBOX_LIMITS } from '../constants.ts'
-import { effectiveTimeoutMs, errorResult, limitError, shapeResult, wireError } from '../result.ts'
+import { GVISOR_POOL_DEFAULTS, SANDBOX_LIMITS } from '../constants.ts'
+import { effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
+import { eventWatch, sessionCredit, type EventWatch, type SessionCredit } from '../session-flow.ts'
 import { fetchBroker, type FetchBroker, type FetchBrokerInit } from '../fetch-broker.ts'
-import type { AbortOptions, BundleRef, ExecutionJob, ExecutionResult, Executor } from '../executor.ts'
+import type { AbortOptions, BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor, ExecutorStats } from '../executor.ts'
 import type { ExecutorComponents } from '../dev-executor.ts'
 import type { ExecMessage } from '../runtime/messages.ts'
 import { ensureRootfs } from './rootfs.ts'
 import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
-import { Pool } from './pool.ts'
+import { Pool, PoolWaitAborted } from './pool.ts'
 import { Sandbox, type ExecOutcome } from './sandbox.ts'
 
 export interface GvisorExecutorInit {
   /** worker data dir; the rootfs, runsc state (`--root`) and sandbox bundles live under `<dataDir>/sandbox` */
   dataDir: string
+  /**
+   * where the rootfs is built and read (it is mounted read-only into every sandbox): several
+   * workers on one machine may share one folder, as the devnet's do (one ~120 MB copy of Node
+   * instead of one per worker). @default `<dataDir>/sandbox`
+   */
+  rootfsDir?: string
   /** @default '/usr/bin/runsc' */
   runsc?: string
   /** @default 'ptrace' (works on these machines; `systrap` on newer runsc, `kvm` with /dev/kvm) */
@@ -38,6 +46,26 @@ export interface GvisorExecutorInit {
    * executions while the other serves (p99 under 10 ms). @default 2
    */
   perFunctionPoolSize?: number
+  /**
+   * sandboxes one function version may hold at once, busy, idle or booting: load beyond
+   * `maxSandboxesPerFunction × concurrencyPerSandbox` executions waits for a slot instead of
+   * booting more (a boot costs ~0.5 s of a core: booting under load is how overload collapses).
+   * @default GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction
+   */
+  maxSandboxesPerFunction?: number
+  /**
+   * executions at once in one isolation-`function` sandbox, each in its own realm. Several per
+   * sandbox halve the context switches per request on a small machine; they share the sandbox's
+   * limits (memory, CPU, /tmp): an execution that breaks one ends the others running there (they
+   * get SANDBOX_INFRA, or the same LIMIT_MEMORY). @default GVISOR_POOL_DEFAULTS.concurrencyPerSandbox
+   */
+  concurrencyPerSandbox?: number
+  /**
+   * V8 heap budgeted per WebSocket session in a shared sandbox, MB: sessions of one function
+   * version share its isolation-`function` sandboxes, memoryMb / sessionMemoryMb to a sandbox.
+   * @default GVISOR_POOL_DEFAULTS.sessionMemoryMb
+   */
+  sessionMemoryMb?: number
   /** executions before a function-isolation sandbox is recycled. @default 1000 */
   maxExecutionsPerSandbox?: number
   /** age after which a sandbox is recycled. @default 300_000 (5 min) */
@@ -80,10 +108,18 @@ export interface GvisorExecutor extends Executor {
   readonly size: number
   /** sandboxes booted since start */
   readonly booted: number
+  /** executions that waited for a sandbox slot since start (load that was queued, not booted for) */
+  readonly waitedForSlot: number
   idleGeneric: () => number
   idleFor: (cid: string) => number
   /** waits until the pool holds its targets (generic + prewarmed), or `timeoutMs` passes */
   settled: (timeoutMs?: number) => Promise<boolean>
+  /**
+   * Sets the pool's idle targets until called again; an omitted field returns to its init value.
+   * Before start, the first pool starts with them. A devnet starting three workers on two cores
+   * keeps one of each until its functions are warm, then returns to the init values.
+   */
+  setPoolTargets: (targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'>) => void
 }
 
 /** Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md). */
@@ -113,6 +149,7 @@ const PROBE = `module.exports.default = { async fetch (req) {
 
 class GvisorExecutorImpl implements GvisorExecutor {
   readonly kind = 'gvisor'
+  readonly sessions = true
   readonly runscRoot: string
   readonly cgroupParent: string
   private readonly init: GvisorExecutorInit
@@ -144,11 +181,15 @@ class GvisorExecutorImpl implements GvisorExecutor {
 
   get size (): number { return this.pool?.size ?? 0 }
   get booted (): number { return this.pool?.booted ?? 0 }
+  get waitedForSlot (): number { return this.pool?.waited ?? 0 }
+  stats (): ExecutorStats {
+    return { sandboxes: this.pool?.size ?? 0, booted: this.pool?.booted ?? 0, booting: this.pool?.bootsInFlight ?? 0, waitedForSlot: this.pool?.waited ?? 0 }
+  }
   idleGeneric (): number { return this.pool?.idleGeneric ?? 0 }
   idleFor (cid: string): number { return this.pool?.idleFor(cid) ?? 0 }
   warm (): string[] { return this.pool?.warm() ?? [] }
 
-  private bootSandbox (memoryMb: number): Sandbox {
+  private bootSandbox (memoryMb: number, urgent: boolean): Sandbox {
     const id = `${this.idPrefix}-${++this.seq}-${randomBytes(3).toString('hex')}`
     const sb: Sandbox = new Sandbox({
       id,
@@ -167,6 +208,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
       },
       maxStderrBytes: SANDBOX_LIMITS.maxStderrBytes,
       meterCgroup: `/${this.cgroupParent}/${id}`,
+      // a request waits for a cold boot: it must not queue behind everything else on the machine
+      lowPriorityBoot: !urgent,
       onExit: (s) => { this.pool?.exited(s) }
     })
     return sb
@@ -190,24 +233,28 @@ class GvisorExecutorImpl implements GvisorExecutor {
   private async doStart (options: AbortOptions): Promise<void> {
     try {
       accessSync(this.rc.binary, fsConstants.X_OK)
-      execFileSync(this.rc.binary, ['--version'], { timeout: 10_000, stdio: 'pipe' })
+      // asynchronous: several executors of one process (the devnet's) start at once
+      await promisify(execFile)(this.rc.binary, ['--version'], { timeout: 10_000 })
     } catch (err) {
       throw new SandboxError('RUNSC_MISSING', `gVisor's runsc was not found or does not run at ${this.rc.binary}; install it (Debian: apt-get install runsc) or point the worker's sandbox.runsc option at it`, { cause: err })
     }
     mkdirSync(this.runscRoot, { recursive: true, mode: 0o700 })
     await this.cleanupStale()
     options.signal?.throwIfAborted()
-    this.rootfs = ensureRootfs({ dataDir: this.base, nodeBinary: this.init.nodeBinary })
+    this.rootfs = ensureRootfs({ dataDir: this.init.rootfsDir ?? this.base, nodeBinary: this.init.nodeBinary })
     this.pool = new Pool({
-      genericSize: this.init.genericPoolSize ?? 2,
-      perFunction: this.init.perFunctionPoolSize ?? 2,
+      genericSize: this.targets.genericPoolSize ?? this.init.genericPoolSize ?? 2,
+      perFunction: this.targets.perFunctionPoolSize ?? this.init.perFunctionPoolSize ?? 2,
+      maxPerFunction: this.init.maxSandboxesPerFunction ?? GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction,
+      concurrency: this.init.concurrencyPerSandbox ?? GVISOR_POOL_DEFAULTS.concurrencyPerSandbox,
+      sessionMemoryMb: this.init.sessionMemoryMb ?? GVISOR_POOL_DEFAULTS.sessionMemoryMb,
       maxExecutions: this.init.maxExecutionsPerSandbox ?? 1000,
       maxAgeMs: this.init.maxSandboxAgeMs ?? 300_000,
       maxSandboxes: this.init.maxSandboxes ?? 16,
       maxConcurrentBoots: this.init.maxConcurrentBoots ?? 2,
       defaultMemoryMb: this.init.defaultMemoryMb ?? 128,
       maxWarmFunctions: 32
-    }, (memoryMb) => this.bootSandbox(memoryMb), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
+    }, (memoryMb, urgent) => this.bootSandbox(memoryMb, urgent), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
     this.running = true
     if (this.init.selfTest !== false) {
       try {
@@ -271,7 +318,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     await this.pool?.stop()
     this.pool = undefined
     // belt and braces: anything still in our runsc root goes too
-    for (const id of await listContainers(this.rc)) await destroyContainer(this.rc, id)
+    await Promise.all((await listContainers(this.rc)).map(async id => { await destroyContainer(this.rc, id) }))
     // a memory cgroup whose last task just exited can refuse rmdir (EBUSY) for a moment: retry briefly
     for (let i = 0; i < 20 && removeCgroups(this.cgroupParent).length > 0; i++) await new Promise(resolve => setTimeout(resolve, 100))
     rmSync(join(this.base, 'bundles'), { recursive: true, force: true })
@@ -281,19 +328,25 @@ class GvisorExecutorImpl implements GvisorExecutor {
     this.pool?.want(bundle.cid, options.memoryMb, options.isolation)
   }
 
+  private targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'> = {}
+
+  setPoolTargets (targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'>): void {
+    this.targets = { ...targets }
+    this.pool?.setTargets(targets.genericPoolSize ?? this.init.genericPoolSize ?? 2, targets.perFunctionPoolSize ?? this.init.perFunctionPoolSize ?? 2)
+  }
+
   async settled (timeoutMs = 30_000): Promise<boolean> {
     const until = Date.now() + timeoutMs
     while (Date.now() < until) {
       const p = this.pool
       if (p === undefined) return false
-      const target = (this.init.genericPoolSize ?? 2)
-      if (p.idleGeneric >= target && p.bootsInFlight === 0) return true
+      if (p.idleGeneric >= p.targets.genericSize && p.bootsInFlight === 0) return true
       await new Promise(resolve => setTimeout(resolve, 50))
     }
     return false
   }
 
-  async execute (job: ExecutionJob, options: AbortOptions = {}): Promise<ExecutionResult> {
+  async execute (job: ExecutionJob, options: ExecuteOptions = {}): Promise<ExecutionResult> {
     if (!this.running || this.pool === undefined) throw new SandboxError('NOT_STARTED', 'the executor is not started; call start() first')
     options.signal?.throwIfAborted()
     const t0 = performance.now()
@@ -308,12 +361,20 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let timeoutMs = 0
     let elapsed = 0
     let cpuAtStart: number | undefined
+    let execId = 0
+    let body: HostStream | undefined
+    /** a session's message listener held the CPU past the limit (eventWatch) */
+    let eventBreach = false
     // a sandbox that died the instant it got the job (killed while idle, before its exit was
     // seen) says nothing about the function: try again on another sandbox (a few times: several may have been killed at once)
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       try {
-        sb = await this.pool.acquire(cid, memoryMb, isolation)
+        sb = await this.pool.acquire(cid, memoryMb, isolation, options.signal, options.session !== undefined)
       } catch (err) {
+        if (options.signal?.aborted === true || err instanceof PoolWaitAborted) {
+          // the caller left (or the executor stopped) while the job waited for a slot: nothing ran
+          return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
+        }
         this.log?.error({ err: String(err) }, 'no sandbox for execution')
         this.lastStderr = String(err).slice(0, 500)
         return errorResult(wireError('SANDBOX_INFRA'), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
@@ -321,22 +382,54 @@ class GvisorExecutorImpl implements GvisorExecutor {
       queueMs = performance.now() - t0
       if (options.signal?.aborted === true) {
         // the caller left before anything ran: the sandbox is untouched and goes straight back
-        this.pool.release(sb, cid, isolation, !sb.dead)
+        this.pool.release(sb, cid, isolation, !sb.dead, options.session !== undefined)
         return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs, execMs: 0, sandboxMs: 0 })
       }
       timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
       const deadline = Date.now() + timeoutMs
       let fetches = 0
       const fetch = this.broker.forExecution(job.options.network, deadline)
+      execId = this.nextExecId++
       const msg: ExecMessage = {
         t: 'exec',
-        id: this.nextExecId++,
+        id: execId,
         cid,
         bundle: sb.bundles.has(cid) ? undefined : job.bundle.bytes,
         request: job.request,
         env: job.env,
         limits: { timeoutMs, maxResponseBytes, maxLogBytes, network: job.options.network.length > 0, maxSubrequests: SANDBOX_LIMITS.maxSubrequests },
         wipeTmp: isolation === 'function'
+      }
+      const session = options.session
+      let credit: SessionCredit | undefined
+      let watch: EventWatch | undefined
+      const box = sb
+      const bodyId = msg.id
+      body = options.stream === undefined || session !== undefined ? undefined : hostStream(options.stream, (bytes, cancel) => { box.post(cancel === true ? { t: 'body-ack', id: bodyId, bytes, cancel } : { t: 'body-ack', id: bodyId, bytes }) })
+      if (body !== undefined) msg.stream = options.stream!.maxBytes
+      if (session !== undefined) {
+        msg.session = session.maxSessionMs
+        const box = sb
+        const id = msg.id
+        // per-session flow control: the sandbox's output is never paused (its other sessions and
+        // executions share it); a slow client stops this session's acknowledgements instead
+        credit = sessionCredit((bytes) => { box.post({ t: 'ws-ack', id, bytes }) })
+        // CPU per event: a listener holding the shim's event loop past timeoutMs stalls every
+        // session sharing the sandbox; the sandbox goes (this execution's fault: LIMIT_CPU)
+        const limitMs = job.options.timeoutMs + SANDBOX_LIMITS.killGraceMs
+        watch = eventWatch(limitMs, () => {
+          this.log?.warn({ sandbox: box.id, execId: id, limitMs }, 'a session\'s message listener held the CPU past its limit; ending the sandbox')
+          box.faultOf ??= id
+          eventBreach = true
+          void box.destroy()
+        })
+        const w = watch
+        session.bind({
+          send: (data, binary) => { w.sent(); box.post({ t: 'ws-in', id, data, binary }) },
+          close: (code, reason) => { box.post({ t: 'ws-close-in', id, code, reason }) },
+          pause: credit.pause,
+          resume: credit.resume
+        })
       }
       tSent = performance.now()
       // cgroup CPU accounting at the start: a LIMIT_CPU reports CPU time, not wall-clock time
@@ -346,7 +439,35 @@ class GvisorExecutorImpl implements GvisorExecutor {
       // execution runs to its end or its limit, bounded like any other, and the sandbox is then
       // released (or recycled) as usual, off the request path. The caller's slot stays taken
       // meanwhile, so aborted jobs cannot pile up more busy sandboxes than the worker's capacity.
-      outcome = await sb.exec(msg, timeoutMs + SANDBOX_LIMITS.killGraceMs, async (m) => { fetches++; return await fetch(m.request) })
+      const delayAtStart = sb.runDelayNs()
+      const sandbox = sb
+      const sent = tSent
+      const cpuStart = cpuAtStart
+      let extendedMs = 0
+      outcome = await sb.exec(msg, timeoutMs + (session?.maxSessionMs ?? 0) + SANDBOX_LIMITS.killGraceMs, async (m) => { fetches++; return await fetch(m.request) }, () => {
+        const delayNow = sandbox.runDelayNs()
+        const cpuNow = sandbox.cpuNs()
+        const more = hostTimeoutVerdict({
+          extendedMs,
+          wallMs: performance.now() - sent,
+          waitedMs: delayAtStart === undefined || delayNow === undefined ? undefined : (delayNow - delayAtStart) / 1e6,
+          cpuMs: cpuStart === undefined || cpuNow === undefined ? undefined : (cpuNow - cpuStart) / 1e6,
+          timeoutMs,
+          leftMs: job.deadline - Date.now() - SANDBOX_LIMITS.killGraceMs
+        })
+        extendedMs += more
+        return more
+      }, session === undefined
+        ? undefined
+        : (m) => {
+            if (m.t === 'ws-done') watch?.done()
+            else if (m.t === 'ws-open') session.onOpen(Array.isArray(m.headers) ? m.headers.filter(h => Array.isArray(h) && typeof h[0] === 'string' && typeof h[1] === 'string').slice(0, 64) : [])
+            else if (m.t === 'ws-out') {
+              // the shim's output is untrusted (SBX-12): only text or bytes go on
+              if (m.data instanceof Uint8Array) { session.onMessage(m.data, m.binary === true); credit?.passed(m.data.byteLength) }
+            } else session.onClose(Number.isInteger(m.code) ? m.code : 1011, typeof m.reason === 'string' ? m.reason.slice(0, 123) : '')
+          }, body === undefined ? undefined : (m) => { body?.onMessage(m) })
+      watch?.stop()
       elapsed = performance.now() - tSent
       const diedAfter = (sb.endedAt ?? performance.now()) - tSent
       if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS) {
@@ -362,7 +483,17 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let result: ExecutionResult
     let healthy = true
     if (outcome.kind === 'result') {
-      result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
+      result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes, session: options.session !== undefined }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
+    } else if (outcome.kind === 'died' && eventBreach && sb.faultOf === execId) {
+      healthy = false
+      const cpuNow = sb.cpuNs()
+      const cpuMs = cpuAtStart !== undefined && cpuNow !== undefined ? Math.round((cpuNow - cpuAtStart) / 1e6) : undefined
+      result = errorResult(limitError('LIMIT_CPU', 'cpuMs', cpuMs, job.options.timeoutMs, { source: 'event', wallMs: Math.round(elapsed) }), timings(elapsed))
+    } else if (outcome.kind === 'died' && sb.faultOf !== undefined && sb.faultOf !== execId && outcome.reason !== 'oom') {
+      // another execution in this sandbox hung or broke the channel and took the sandbox down with
+      // it: nothing this function did in this request
+      healthy = false
+      result = errorResult(wireError('SANDBOX_INFRA', { reason: 'shared-sandbox-recycled' }), timings(elapsed))
     } else if (outcome.kind === 'hung') {
       // the shim answers LIMIT_TIMEOUT itself when its event loop is free; silence until the
       // host deadline means its event loop was blocked (by computing, or by a blocking wait).
@@ -391,11 +522,16 @@ class GvisorExecutorImpl implements GvisorExecutor {
         result = errorResult(wireError('FUNCTION_ERROR', { reason: 'sandbox-exited', exitCode: outcome.exitCode ?? -1 }), timings(elapsed))
       }
     }
-    if (!healthy) void sb.destroy()
-    this.pool?.release(sb, cid, isolation, healthy && !sb.dead)
-    // nobody waits for the answer any more; the sandbox was handled on its merits above
-    if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
-    return result
+    if (!healthy) {
+      sb.faultOf ??= execId
+      void sb.destroy()
+    }
+    this.pool?.release(sb, cid, isolation, healthy && !sb.dead, options.session !== undefined)
+    // nobody waits for the answer any more; the sandbox was handled on its merits above. A
+    // session's signal includes its opening deadline, long past when it ends: its own outcome
+    // (LIMIT_CPU, a neighbour's fault) is what its client and receipt must say
+    if (options.signal?.aborted === true && options.session === undefined) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
+    return body === undefined ? result : body.finish(result)
   }
 }
 

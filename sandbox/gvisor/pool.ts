@@ -4,18 +4,31 @@
  * - generic: idle sandboxes that have run nothing yet (default memory size); any function's first
  *   request takes one and sends its bundle with the request (a newly deployed function answers
  *   without a cold start);
- * - per function version (bundle CID): after `prewarm()` the pool keeps `perFunction` idle
- *   sandboxes for it; with isolation `function` a sandbox returns there after each execution
- *   (fresh realm each time, /tmp wiped) until it has served `maxExecutions` or lived `maxAgeMs`;
- *   with isolation `execution` it is destroyed after one execution;
- * - every removal (recycle, crash, hang, kill) is replaced in the background, at most
- *   `maxConcurrentBoots` boots at a time so refills never starve running functions of CPU.
+ * - per function version (bundle CID): after `prewarm()` (or its first execution) the pool keeps
+ *   `perFunction` sandboxes for it. With isolation `function` a sandbox serves up to `concurrency`
+ *   executions at once, each in its own fresh realm (/tmp wiped and garbage collected whenever it
+ *   falls idle), until it has served `maxExecutions` or lived `maxAgeMs`; with isolation
+ *   `execution` it serves one execution and is destroyed;
+ * - load never boots a sandbox: a function version holds at most `maxPerFunction` sandboxes (busy,
+ *   idle or booting), and an execution that finds every one of them at its concurrency waits for a
+ *   slot (the worker's admission queue, in front of this, bounds how many wait and how long).
+ *   Sandboxes are booted only to reach the targets, in the background, at most
+ *   `maxConcurrentBoots` at a time, so boots never starve running functions of CPU.
  */
 import type { Sandbox } from './sandbox.ts'
 
 export interface PoolConfig {
   genericSize: number
   perFunction: number
+  /** sandboxes of one function version, busy, idle and booting; at least perFunction (and 1) */
+  maxPerFunction: number
+  /** executions at once in one isolation-`function` sandbox */
+  concurrency: number
+  /**
+   * V8 heap a WebSocket session is budgeted in a shared sandbox, MB: an isolation-`function`
+   * sandbox of `memoryMb` holds up to memoryMb / sessionMemoryMb sessions of its version (at least 1)
+   */
+  sessionMemoryMb: number
   maxExecutions: number
   maxAgeMs: number
   maxSandboxes: number
@@ -24,17 +37,26 @@ export interface PoolConfig {
   maxWarmFunctions: number
 }
 
+type Isolation = 'function' | 'execution'
+
 interface FunctionEntry {
   memoryMb: number
-  isolation: 'function' | 'execution'
-  idle: Sandbox[]
+  isolation: Isolation
+  /** every sandbox bound to this version: idle, busy or still booting */
+  members: Set<Sandbox>
   booting: number
   lastUsed: number
+  /** executions waiting for a slot: woken on every release, boot and removal of this version */
+  waiters: Set<() => void>
 }
+
+/** Thrown by `acquire` when its signal aborts while it waits for a slot. */
+export class PoolWaitAborted extends Error {}
 
 export class Pool {
   private readonly config: PoolConfig
-  private readonly boot: (memoryMb: number) => Sandbox
+  /** `urgent`: a request waits for this boot (the cold path), so it runs at normal priority */
+  private readonly boot: (memoryMb: number, urgent: boolean) => Sandbox
   private readonly onError: (err: unknown) => void
   private readonly generic: Sandbox[] = []
   private genericBooting = 0
@@ -42,31 +64,57 @@ export class Pool {
   private readonly all = new Set<Sandbox>()
   private boots = 0
   private stopped = false
+  /** created and not yet fully destroyed (discard() starts a destroy that stop() must wait for) */
+  private readonly live = new Set<Sandbox>()
   /** sandboxes booted since start (for the refill-rate benchmark and tests) */
   booted = 0
+  /** executions that waited for a slot since start (tests: load queued, it did not boot) */
+  waited = 0
 
-  constructor (config: PoolConfig, boot: (memoryMb: number) => Sandbox, onError: (err: unknown) => void) {
-    this.config = config
+  constructor (config: PoolConfig, boot: (memoryMb: number, urgent: boolean) => Sandbox, onError: (err: unknown) => void) {
+    this.config = { ...config, maxPerFunction: Math.max(1, config.perFunction, config.maxPerFunction), concurrency: Math.max(1, config.concurrency) }
     this.boot = boot
     this.onError = onError
   }
 
+  /**
+   * Changes the idle targets: lower while a machine starts several workers at once (each boot
+   * costs ~0.5 s of a core), back up once they are ready. Raising them boots in the background.
+   */
+  setTargets (genericSize: number, perFunction: number): void {
+    this.config.genericSize = genericSize
+    this.config.perFunction = perFunction
+    this.config.maxPerFunction = Math.max(1, perFunction, this.config.maxPerFunction)
+    this.refill()
+  }
+
+  get targets (): { genericSize: number, perFunction: number } { return { genericSize: this.config.genericSize, perFunction: this.config.perFunction } }
+
   get size (): number { return this.all.size }
   get bootsInFlight (): number { return this.boots }
   get idleGeneric (): number { return this.generic.filter(s => !s.dead).length }
-  idleFor (cid: string): number { return this.fns.get(cid)?.idle.filter(s => !s.dead).length ?? 0 }
+  /** sandboxes of `cid` that are ready and run nothing now */
+  idleFor (cid: string): number {
+    const e = this.fns.get(cid)
+    if (e === undefined) return 0
+    let n = 0
+    for (const sb of e.members) if (sb.isReady && !sb.dead && sb.inflight === 0) n++
+    return n
+  }
+
   warm (): string[] {
-    return [...this.fns.entries()].filter(([, e]) => e.idle.some(s => !s.dead)).map(([cid]) => cid)
+    return [...this.fns.entries()].filter(([, e]) => [...e.members].some(s => s.isReady && !s.dead)).map(([cid]) => cid)
   }
 
   private expired (sb: Sandbox): boolean {
     return sb.dead || sb.executions >= this.config.maxExecutions || Date.now() - sb.createdAt >= this.config.maxAgeMs
   }
 
-  private create (memoryMb: number): Sandbox {
-    const sb = this.boot(memoryMb)
+  private create (memoryMb: number, urgent = false): Sandbox {
+    const sb = this.boot(memoryMb, urgent)
     this.booted++
     this.all.add(sb)
+    this.live.add(sb)
     sb.ready.catch((err) => {
       // a boot cut short by stop() is no failure worth reporting
       if (!this.stopped && !sb.destroying) this.onError(err)
@@ -75,82 +123,167 @@ export class Pool {
     return sb
   }
 
-  /** Registers a function version to keep warm. */
-  want (cid: string, memoryMb: number, isolation: 'function' | 'execution'): void {
+  private entry (cid: string, memoryMb: number, isolation: Isolation): FunctionEntry {
     let e = this.fns.get(cid)
     if (e === undefined) {
-      e = { memoryMb, isolation, idle: [], booting: 0, lastUsed: Date.now() }
+      e = { memoryMb, isolation, members: new Set(), booting: 0, lastUsed: Date.now(), waiters: new Set() }
       this.fns.set(cid, e)
       // bounded: the least recently used function versions stop being kept warm
       if (this.fns.size > this.config.maxWarmFunctions) {
-        const oldest = [...this.fns.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]
-        this.fns.delete(oldest[0])
-        for (const sb of oldest[1].idle) this.discard(sb)
+        const [oldest] = [...this.fns.entries()].filter(([, x]) => x.waiters.size === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
+        if (oldest !== undefined && oldest[0] !== cid) this.forget(oldest[0])
       }
     }
+    return e
+  }
+
+  /** Registers a function version to keep warm. */
+  want (cid: string, memoryMb: number, isolation: Isolation): void {
+    const e = this.entry(cid, memoryMb, isolation)
     e.memoryMb = memoryMb
     e.isolation = isolation
     this.refill()
   }
 
-  /**
-   * A sandbox for one execution, ready: a warm one bound to `cid`, else a generic one of the
-   * right memory size, else a freshly booted one (the cold path).
-   */
-  async acquire (cid: string, memoryMb: number, isolation: 'function' | 'execution'): Promise<Sandbox> {
-    const e = this.fns.get(cid)
-    if (e !== undefined) {
-      e.lastUsed = Date.now()
-      for (const sb of [...e.idle]) {
-        if (this.expired(sb) || sb.memoryMb !== memoryMb || (isolation === 'execution' && sb.executions > 0)) this.discard(sb)
+  /** A member of `e` that can take one more execution now, or undefined. */
+  /** sessions one isolation-`function` sandbox of `memoryMb` holds */
+  sessionRoom (memoryMb: number): number {
+    return Math.max(1, Math.floor(memoryMb / Math.max(0.001, this.config.sessionMemoryMb)))
+  }
+
+  /** Whether `sb` takes one more execution (or session) now, by its isolation and its load. */
+  private fits (sb: Sandbox, isolation: Isolation, session: boolean): boolean {
+    if (isolation === 'execution') return sb.inflight === 0
+    // sessions idle between events cost memory, not CPU: they have their own room, and the
+    // executions beside them their own concurrency
+    if (session) return sb.sessions < this.sessionRoom(sb.memoryMb)
+    return sb.inflight - sb.sessions < this.config.concurrency
+  }
+
+  private pick (e: FunctionEntry, memoryMb: number, isolation: Isolation, session: boolean): Sandbox | undefined {
+    let best: Sandbox | undefined
+    for (const sb of [...e.members]) {
+      if (!sb.isReady) continue
+      if (sb.dead || sb.memoryMb !== memoryMb || (isolation === 'execution' && sb.executions + sb.inflight > 0)) {
+        // unusable for this version now: gone once nothing runs in it
+        if (sb.inflight === 0 && (sb.dead || this.expired(sb) || sb.memoryMb !== memoryMb || isolation === 'execution')) this.discard(sb)
+        continue
       }
-      // most recently used first (hot caches), preferring one that finished its cleanup; a
-      // sandbox still cleaning up beats a generic one (compile + a background boot to replace it)
-      const i = e.idle.findLastIndex(s => !s.maintaining)
-      const pick = i >= 0 ? i : e.idle.length - 1
-      if (pick >= 0) {
-        const sb = e.idle.splice(pick, 1)[0]
-        sb.busy = true
-        this.refill()
-        return sb
+      if (this.expired(sb)) {
+        if (sb.inflight === 0) this.discard(sb)
+        continue
       }
+      if (!this.fits(sb, isolation, session)) continue
+      // fewest executions (or, for a session, sessions) in flight first; then one that finished
+      // its cleanup; then the most recently used (hot caches)
+      const load = (x: Sandbox): number => session ? x.sessions : x.inflight - x.sessions
+      if (best === undefined ||
+        load(sb) < load(best) ||
+        (load(sb) === load(best) && best.maintaining && !sb.maintaining) ||
+        (load(sb) === load(best) && best.maintaining === sb.maintaining && sb.lastUsed >= best.lastUsed)) best = sb
     }
-    let sb: Sandbox | undefined
-    if (memoryMb === this.config.defaultMemoryMb) {
-      while (this.generic.length > 0) {
-        const s = this.generic.shift()!
-        if (this.expired(s)) { this.discard(s); continue }
-        sb = s
-        break
-      }
-    }
-    if (sb === undefined && this.all.size >= this.config.maxSandboxes) this.evictOne()
-    sb ??= this.create(memoryMb)
-    sb.busy = true
-    if (isolation === 'function') sb.boundTo = cid
-    this.refill()
-    await sb.ready
-    return sb
+    return best
   }
 
   /**
-   * Returns a sandbox after an execution: back to its function's idle list (demand shapes how
-   * many a function keeps; least recently used ones are evicted when the pool is full), or
-   * destroyed (isolation `execution`, recycled, unhealthy).
+   * A sandbox for one execution, ready: one bound to `cid` with a free slot, else a generic one of
+   * the right memory size, else — when the version holds fewer than `maxPerFunction` sandboxes — a
+   * freshly booted one (the cold path: only a version with no room and no sandbox to wait for).
+   * Otherwise it waits for a slot; `signal` ends the wait (PoolWaitAborted). Pair with `release`.
+   * A `session` (a WebSocket session's execution) shares an isolation-`function` sandbox with the
+   * version's other sessions, up to `sessionRoom(memoryMb)` of them, beside its executions; when
+   * every sandbox of the version holds its room in sessions, one more is booted (a session lives
+   * for minutes: one boot per room of sessions, bounded by `maxSandboxes` and the worker's cap).
    */
-  release (sb: Sandbox, cid: string, isolation: 'function' | 'execution', healthy: boolean): void {
-    sb.busy = false
-    if (!healthy || isolation === 'execution' || this.expired(sb) || this.stopped) {
+  async acquire (cid: string, memoryMb: number, isolation: Isolation, signal?: AbortSignal, session = false): Promise<Sandbox> {
+    const e = this.entry(cid, memoryMb, isolation)
+    e.lastUsed = Date.now()
+    for (let waits = 0; ; waits++) {
+      if (this.stopped) throw new PoolWaitAborted('the pool is stopped')
+      signal?.throwIfAborted()
+      let sb = this.pick(e, memoryMb, isolation, session)
+      if (sb === undefined && memoryMb === this.config.defaultMemoryMb) {
+        while (this.generic.length > 0) {
+          const s = this.generic.shift()!
+          if (this.expired(s)) { this.discard(s); continue }
+          sb = s
+          sb.boundTo = cid
+          e.members.add(sb)
+          break
+        }
+      }
+      if (sb === undefined && (this.memberCount(e) + e.booting < this.config.maxPerFunction || (session && e.booting === 0 && this.sessionFull(e)))) {
+        // below the version's bound and nothing to take: boot one for it (counted as a member)
+        if (this.all.size >= this.config.maxSandboxes) this.evictOne()
+        sb = this.create(memoryMb, true)
+        sb.boundTo = cid
+        e.members.add(sb)
+      }
+      if (sb !== undefined) {
+        sb.inflight++
+        if (session) sb.sessions++
+        sb.lastUsed = Date.now()
+        this.refill()
+        if (!sb.isReady) {
+          try {
+            await sb.ready
+          } catch (err) {
+            sb.inflight--
+            if (session) sb.sessions--
+            this.wake(e)
+            throw err
+          }
+          // others waiting for this version may share it now
+          this.wake(e)
+        }
+        return sb
+      }
+      // every sandbox of this version is at its concurrency: wait for a slot, never boot for load
+      if (waits === 0) this.waited++
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => { e.waiters.delete(wake); reject(new PoolWaitAborted('the execution stopped waiting for a sandbox slot')) }
+        const wake = (): void => { signal?.removeEventListener('abort', onAbort); e.waiters.delete(wake); resolve() }
+        e.waiters.add(wake)
+        signal?.addEventListener('abort', onAbort, { once: true })
+      })
+    }
+  }
+
+  /** every usable sandbox of the version holds its room in sessions */
+  private sessionFull (e: FunctionEntry): boolean {
+    for (const sb of e.members) if (!sb.dead && !this.expired(sb) && sb.sessions < this.sessionRoom(sb.memoryMb)) return false
+    return true
+  }
+
+  private memberCount (e: FunctionEntry): number {
+    let n = 0
+    for (const sb of e.members) if (!sb.dead && !(sb.inflight === 0 && this.expired(sb))) n++
+    return n
+  }
+
+  private wake (e: FunctionEntry | undefined): void {
+    if (e === undefined) return
+    for (const w of [...e.waiters]) w()
+  }
+
+  /**
+   * Returns a sandbox after an execution. It stays bound to its version (isolation `function`)
+   * unless it is unhealthy, single-use (isolation `execution`) or due for recycling, in which case
+   * it is destroyed once no execution runs in it. Waiting executions are woken.
+   */
+  release (sb: Sandbox, cid: string, isolation: Isolation, healthy: boolean, session = false): void {
+    sb.inflight = Math.max(0, sb.inflight - 1)
+    if (session) sb.sessions = Math.max(0, sb.sessions - 1)
+    const e = this.fns.get(cid)
+    if (!healthy || sb.dead) {
       this.discard(sb)
-      this.refill()
-      return
+    } else if ((isolation === 'execution' || this.expired(sb) || this.stopped) && sb.inflight === 0) {
+      this.discard(sb)
+    } else if (e === undefined && sb.inflight === 0) {
+      // the version was forgotten meanwhile
+      this.discard(sb)
     }
-    let e = this.fns.get(cid)
-    if (e === undefined) {
-      e = { memoryMb: sb.memoryMb, isolation, idle: [], booting: 0, lastUsed: Date.now() }
-      this.fns.set(cid, e)
-    }
-    e.idle.push(sb)
+    this.wake(e)
     this.refill()
   }
 
@@ -159,9 +292,10 @@ export class Pool {
     let victim: Sandbox | undefined
     let fallback: Sandbox | undefined
     for (const e of this.fns.values()) {
-      for (const sb of e.idle) {
+      const idle = [...e.members].filter(sb => sb.isReady && sb.inflight === 0)
+      for (const sb of idle) {
         if (fallback === undefined || sb.lastUsed < fallback.lastUsed) fallback = sb
-        if (e.idle.length > this.config.perFunction && (victim === undefined || sb.lastUsed < victim.lastUsed)) victim = sb
+        if (e.members.size > this.config.perFunction && (victim === undefined || sb.lastUsed < victim.lastUsed)) victim = sb
       }
     }
     const out = victim ?? fallback
@@ -170,12 +304,13 @@ export class Pool {
     return true
   }
 
-  /** Stops keeping a function version warm and destroys its idle sandboxes. */
+  /** Stops keeping a function version warm and destroys its idle sandboxes (busy ones when they finish). */
   forget (cid: string): void {
     const e = this.fns.get(cid)
     if (e === undefined) return
     this.fns.delete(cid)
-    for (const sb of [...e.idle]) this.discard(sb)
+    for (const sb of [...e.members]) if (sb.inflight === 0) this.discard(sb)
+    this.wake(e)
   }
 
   /** Removes a sandbox from the pool and destroys it. */
@@ -183,11 +318,11 @@ export class Pool {
     this.all.delete(sb)
     const gi = this.generic.indexOf(sb)
     if (gi >= 0) this.generic.splice(gi, 1)
-    for (const e of this.fns.values()) {
-      const i = e.idle.indexOf(sb)
-      if (i >= 0) e.idle.splice(i, 1)
+    if (sb.boundTo !== undefined) {
+      const e = this.fns.get(sb.boundTo)
+      if (e?.members.delete(sb) === true) this.wake(e)
     }
-    void sb.destroy()
+    void sb.destroy().finally(() => { this.live.delete(sb) })
   }
 
   /** Called when a sandbox process exits on its own. */
@@ -200,7 +335,7 @@ export class Pool {
   /** Retires idle sandboxes past their age and tops the pool up. */
   sweep (): void {
     for (const sb of [...this.generic]) if (this.expired(sb)) this.discard(sb)
-    for (const e of this.fns.values()) for (const sb of [...e.idle]) if (this.expired(sb)) this.discard(sb)
+    for (const e of this.fns.values()) for (const sb of [...e.members]) if (sb.isReady && sb.inflight === 0 && this.expired(sb)) this.discard(sb)
     this.refill()
   }
 
@@ -223,12 +358,14 @@ export class Pool {
       this.startBoot(this.config.defaultMemoryMb, (sb) => { this.genericBooting--; if (sb !== undefined) this.generic.push(sb) })
     }
     for (const [cid, e] of this.fns) {
-      while (room() && e.idle.length + e.booting < this.config.perFunction) {
+      // targets count usable sandboxes: one due for recycling is replaced before it goes
+      const usable = (): number => [...e.members].filter(sb => !sb.dead && !this.expired(sb) && sb.memoryMb === e.memoryMb && !(e.isolation === 'execution' && sb.executions + sb.inflight > 0)).length
+      while (room() && usable() + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
         e.booting++
         this.startBoot(e.memoryMb, (sb) => {
           e.booting--
-          if (sb === undefined) return
-          if (this.fns.get(cid) === e) { sb.boundTo = cid; e.idle.push(sb) } else this.discard(sb)
+          if (sb === undefined) { this.wake(e); return }
+          if (this.fns.get(cid) === e) { sb.boundTo = cid; e.members.add(sb); this.wake(e) } else this.discard(sb)
         })
       }
     }
@@ -252,9 +389,15 @@ export class Pool {
   async stop (): Promise<void> {
     this.stopped = true
     const all = [...this.all]
+    const entries = [...this.fns.values()]
     this.all.clear()
     this.generic.length = 0
     this.fns.clear()
-    await Promise.all(all.map(async sb => { await sb.destroy() }))
+    for (const e of entries) this.wake(e)
+    // every sandbox this pool created and has not seen destroyed, including discarded ones whose
+    // destruction (runsc kill + delete, seconds on a loaded host) is still under way
+    const live = [...new Set([...all, ...this.live])]
+    this.live.clear()
+    await Promise.all(live.map(async sb => { await sb.destroy() }))
   }
 }

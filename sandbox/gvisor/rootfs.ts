@@ -13,15 +13,31 @@
  */
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, openSync, readSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { SandboxError } from '../errors.ts'
 
 const RUNTIME_DIR = new URL('../runtime/', import.meta.url)
-const SHIM_FILES = ['channel.ts', 'compat.ts', 'messages.ts', 'realm.ts', 'session.ts', 'shim.ts', 'stack.ts']
+const SHIM_FILES = ['channel.ts', 'compat.ts', 'messages.ts', 'realm.ts', 'session.ts', 'shim.ts', 'stack.ts', 'websocket.ts']
 
 /** Shared libraries a dynamically linked binary loads, from `ldd`. */
+/**
+ * `ldd` per binary, as long as the binary is unchanged (size, mtime): a devnet starts several
+ * executors in one process and each asks at start, synchronously, for ~0.2 s each.
+ */
+const librariesOf = new Map<string, { stamp: string, libs: string[] }>()
+
 export function sharedLibraries (binary: string): string[] {
+  const st = statSync(binary)
+  const stamp = `${st.size}\0${st.mtimeMs}`
+  const known = librariesOf.get(binary)
+  if (known?.stamp === stamp) return [...known.libs]
+  const libs = listSharedLibraries(binary)
+  librariesOf.set(binary, { stamp, libs })
+  return [...libs]
+}
+
+function listSharedLibraries (binary: string): string[] {
   let out: string
   try {
     out = execFileSync('ldd', [binary], { encoding: 'utf8' })
@@ -39,7 +55,14 @@ export function sharedLibraries (binary: string): string[] {
 /** The real Node binary this process runs (resolves node_modules/.bin symlinks). */
 export function realNodeBinary (candidate = process.execPath): string {
   const real = realpathSync(candidate)
-  const head = readFileSync(real).subarray(0, 4)
+  // only the ELF magic: reading the whole binary (~120 MB) blocked the event loop for ~0.9 s
+  const head = new Uint8Array(4)
+  const fd = openSync(real, 'r')
+  try {
+    readSync(fd, head, 0, 4, 0)
+  } finally {
+    closeSync(fd)
+  }
   if (head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46) {
     throw new SandboxError('ROOTFS_FAILED', `${real} is not an ELF binary; pass the real node executable as nodeBinary`)
   }

@@ -1,14 +1,15 @@
 /**
  * One gVisor sandbox: a `runsc run` child whose stdin/stdout carry the framed channel to the shim.
- * A sandbox runs one execution at a time. It knows which bundles its shim holds, how many
- * executions it served and when it started, so the pool can recycle it.
+ * A sandbox may run several executions at once (each in its own realm in the shim; messages carry
+ * the execution id). It knows which bundles its shim holds, how many executions it served and when
+ * it started, so the pool can recycle it.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { join } from 'node:path'
 import { FrameDecoder, encodeFrame } from '../runtime/channel.ts'
-import type { ExecMessage, FetchMessage, ResultMessage, ShimMessage, ShimResponse } from '../runtime/messages.ts'
+import type { BodyChunkMessage, BodyHeadMessage, ExecMessage, FetchMessage, HostMessage, ResultMessage, ShimMessage, ShimResponse, WsCloseOutMessage, WsDoneMessage, WsOpenMessage, WsOutMessage } from '../runtime/messages.ts'
 import { buildOciSpec, type SpecInput } from './oci-spec.ts'
 import { cgroupRoots, destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
 
@@ -76,6 +77,28 @@ export function cgroupCpuNs (path: string): number | undefined {
 }
 
 /**
+ * Time the sandbox's threads spent runnable but waiting for a CPU (the run-queue delay of
+ * /proc/<tid>/schedstat, summed over the cgroup's threads), in ns; undefined when unreadable.
+ * Threads that exited take their share with them: a lower bound, enough to tell starved from idle.
+ */
+export function cgroupRunDelayNs (path: string): number | undefined {
+  for (const file of [`/sys/fs/cgroup/cpuacct${path}/tasks`, `/sys/fs/cgroup/cpu,cpuacct${path}/tasks`, `/sys/fs/cgroup${path}/cgroup.threads`]) {
+    let tids: string
+    try { tids = readFileSync(file, 'utf8') } catch { continue }
+    let sum = 0
+    for (const tid of tids.split('\n')) {
+      if (tid === '') continue
+      try {
+        const wait = Number(readFileSync(`/proc/${tid}/schedstat`, 'utf8').split(' ')[1])
+        if (Number.isFinite(wait)) sum += wait
+      } catch {}
+    }
+    return sum
+  }
+  return undefined
+}
+
+/**
  * Peak memory of the sandbox's cgroup in bytes: v1 `memory.max_usage_in_bytes`, v2 `memory.peak`.
  * Undefined when unreadable (no guess is made in its place).
  */
@@ -130,6 +153,8 @@ export interface SandboxOptions {
    * memory can still be read after a cgroup OOM kill, when runsc has already removed the leaf.
    */
   meterCgroup?: string
+  /** boot at BOOT_NICE (background refills); false for a boot a request waits for. @default true */
+  lowPriorityBoot?: boolean
 }
 
 export class Sandbox {
@@ -141,7 +166,14 @@ export class Sandbox {
   executions = 0
   /** bundle CID this sandbox is bound to (function isolation) */
   boundTo?: string
-  busy = false
+  /** executions the pool handed out and not yet released (the pool's count), sessions included */
+  inflight = 0
+  /** WebSocket sessions among `inflight` (they share the sandbox, see the pool) */
+  sessions = 0
+  /** booted and warmed up (`ready` resolved) */
+  isReady = false
+  /** the execution whose fault (hang, channel garbage) had the host destroy this sandbox */
+  faultOf?: number
   /** cleaning up after an execution (until `idle`); the pool prefers another sandbox meanwhile */
   maintaining = false
   lastIdle?: { heap?: number }
@@ -158,8 +190,9 @@ export class Sandbox {
   private readonly opts: SandboxOptions
   private child?: ChildProcess
   private decoder?: FrameDecoder
-  private onMessage?: (msg: ShimMessage) => void
-  private onDeath?: (reason: 'oom' | 'crash' | 'channel') => void
+  /** executions in flight here, by id: their message and death handlers */
+  private readonly running = new Map<number, { onMessage: (msg: ShimMessage) => void, onDeath: (reason: 'oom' | 'crash' | 'channel') => void }>()
+  private onPong?: () => void
   private channelBroken = false
   private destroyed?: Promise<void>
 
@@ -182,7 +215,7 @@ export class Sandbox {
     })
     this.child = child
     // runsc forks the Sentry and the gofer after this: they inherit the boot priority
-    if (child.pid !== undefined) { try { setPriority(child.pid, BOOT_NICE) } catch {} }
+    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) { try { setPriority(child.pid, BOOT_NICE) } catch {} }
     child.stdin.on('error', () => {})
     child.stderr.on('data', (d: Buffer) => {
       if (this.stderr.length < this.opts.maxStderrBytes) this.stderr += d.toString('utf8').slice(0, this.opts.maxStderrBytes - this.stderr.length)
@@ -193,11 +226,12 @@ export class Sandbox {
     this.decoder = new FrameDecoder(this.opts.spec.maxFrameBytes, (msg: ShimMessage) => {
       if (msg.t === 'ready') readyResolve()
       else if (msg.t === 'idle') { this.maintaining = false; this.lastIdle = msg }
-      else this.onMessage?.(msg)
+      else if (msg.t === 'pong') this.onPong?.()
+      else if ('id' in msg) this.running.get(msg.id)?.onMessage(msg)
     }, () => {
       // garbage on the channel: whatever produced it (an escaped function), the sandbox is done
       this.channelBroken = true
-      this.onDeath?.('channel')
+      this.dieAll('channel')
       void this.destroy()
     })
     child.stdout.on('data', (d: Buffer) => { this.decoder?.push(d) })
@@ -218,18 +252,26 @@ export class Sandbox {
       this.exitCode = code ?? (signal === 'SIGKILL' ? 137 : null)
       readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
       const oom = this.oomKilled || this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
-      this.onDeath?.(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
+      this.dieAll(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
       this.opts.onExit?.(this)
       void this.destroy()
     })
     await ready
-    if (child.pid !== undefined) reniceTree(child.pid, 0)
+    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) reniceTree(child.pid, 0)
+    this.isReady = true
   }
 
-  /** Runs one execution; resolves with the shim's result or how the sandbox failed. */
-  async exec (msg: ExecMessage, hostTimeoutMs: number, onFetch: (m: FetchMessage) => Promise<ShimResponse>): Promise<ExecOutcome> {
+  private dieAll (reason: 'oom' | 'crash' | 'channel'): void {
+    for (const r of [...this.running.values()]) r.onDeath(reason)
+  }
+
+  /** Runs one execution (others may run meanwhile); resolves with the shim's result or how the sandbox failed. */
+  /**
+   * `onHostTimeout`, called when `hostTimeoutMs` passes without an answer, may return more ms to
+   * wait (a starved sandbox, see the executor); 0 declares the execution hung.
+   */
+  async exec (msg: ExecMessage, hostTimeoutMs: number, onFetch: (m: FetchMessage) => Promise<ShimResponse>, onHostTimeout?: () => number, onSession?: (m: WsOpenMessage | WsOutMessage | WsCloseOutMessage | WsDoneMessage) => void, onBody?: (m: BodyHeadMessage | BodyChunkMessage) => void): Promise<ExecOutcome> {
     if (this.dead || this.child === undefined) return { kind: 'died', reason: 'crash', exitCode: this.exitCode }
-    this.busy = true
     this.executions++
     this.lastUsed = Date.now()
     const child = this.child
@@ -239,33 +281,48 @@ export class Sandbox {
         if (settled) return
         settled = true
         clearTimeout(timer)
-        this.onMessage = undefined
-        this.onDeath = undefined
-        this.busy = false
+        this.running.delete(msg.id)
         resolve(o)
       }
-      const timer = setTimeout(() => { done({ kind: 'hung' }) }, hostTimeoutMs)
-      this.onDeath = (reason) => { done({ kind: 'died', reason, exitCode: this.exitCode }) }
-      this.onMessage = (m) => {
-        if (m.t === 'result' && m.id === msg.id) {
-          if (msg.bundle !== undefined) this.bundles.add(msg.cid)
-          // cleaning up until the shim says `idle`
-          this.maintaining = true
-          done({ kind: 'result', msg: m })
-        } else if (m.t === 'fetch' && m.id === msg.id) {
-          onFetch(m).then(
-            response => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, response }) },
-            (err: unknown) => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, error: err instanceof Error ? err.message : 'fetch failed' }) }
-          )
-        }
+      const expire = (): void => {
+        const more = settled ? 0 : (onHostTimeout?.() ?? 0)
+        if (more > 0) timer = setTimeout(expire, more)
+        else done({ kind: 'hung' })
       }
-      if (!child.stdin!.write(encodeFrame(msg))) { /* backpressure is fine: one message in flight */ }
+      let timer = setTimeout(expire, hostTimeoutMs)
+      this.running.set(msg.id, {
+        onDeath: (reason) => { done({ kind: 'died', reason, exitCode: this.exitCode }) },
+        onMessage: (m) => {
+          if (m.t === 'result') {
+            if (msg.bundle !== undefined) this.bundles.add(msg.cid)
+            // cleaning up until the shim says `idle` (once nothing runs in it)
+            this.maintaining = true
+            done({ kind: 'result', msg: m })
+          } else if (m.t === 'ws-open' || m.t === 'ws-out' || m.t === 'ws-close-out' || m.t === 'ws-done') {
+            onSession?.(m)
+          } else if (m.t === 'body-head' || m.t === 'body-chunk') {
+            onBody?.(m)
+          } else if (m.t === 'fetch') {
+            onFetch(m).then(
+              response => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, response }) },
+              (err: unknown) => { this.send({ t: 'fetch-result', id: msg.id, fid: m.fid, error: err instanceof Error ? err.message : 'fetch failed' }) }
+            )
+          }
+        }
+      })
+      // backpressure is fine: the pool bounds the executions in flight
+      child.stdin!.write(encodeFrame(msg))
     })
   }
 
   /** CPU time of the whole sandbox so far (cgroup accounting), in ns; undefined when unreadable. */
   cpuNs (): number | undefined {
     return cgroupCpuNs(this.opts.spec.cgroupsPath)
+  }
+
+  /** Run-queue delay of the sandbox's threads so far, in ns; undefined when unreadable. */
+  runDelayNs (): number | undefined {
+    return cgroupRunDelayNs(this.opts.spec.cgroupsPath)
   }
 
   /** Peak memory of the sandbox (cgroup accounting), in bytes; undefined when unreadable. */
@@ -275,12 +332,17 @@ export class Sandbox {
 
   /** Asks the shim for a pong within `timeoutMs` (health check). */
   async ping (timeoutMs: number): Promise<boolean> {
-    if (this.dead || this.busy) return !this.dead
+    if (this.dead || this.running.size > 0) return !this.dead
     return await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => { this.onMessage = undefined; resolve(false) }, timeoutMs)
-      this.onMessage = (m) => { if (m.t === 'pong') { clearTimeout(timer); this.onMessage = undefined; resolve(true) } }
+      const timer = setTimeout(() => { this.onPong = undefined; resolve(false) }, timeoutMs)
+      this.onPong = () => { clearTimeout(timer); this.onPong = undefined; resolve(true) }
       this.send({ t: 'ping', id: 0 })
     })
+  }
+
+  /** Sends a session message (client traffic) to the shim of the running execution. */
+  post (msg: HostMessage): void {
+    this.send(msg)
   }
 
   private send (msg: object): void {

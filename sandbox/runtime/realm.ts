@@ -16,9 +16,10 @@
 import vm from 'node:vm'
 import { inspect } from 'node:util'
 import { webcrypto } from 'node:crypto'
-import type { RealmOutcome, ShimError, ShimLimits, ShimRequest, ShimResponse } from './messages.ts'
+import { STREAM_BUFFER_MAX_BYTES, STREAM_CHUNK_BYTES, type RealmOutcome, type ShimError, type ShimLimits, type ShimRequest, type ShimResponse } from './messages.ts'
 import { compatBuffer, compatRequire } from './compat.ts'
 import { bundleFileName, cleanStack, registerSourceMap } from './stack.ts'
+import { FunctionResponse, schedulerFor, upgradeOf, WebSocketPair, type WsData } from './websocket.ts'
 
 export type { RealmOutcome } from './messages.ts'
 
@@ -170,6 +171,95 @@ export interface RunOptions {
   env: Record<string, string>
   limits: ShimLimits
   fetchBridge?: FetchBridge
+  /** set when the request is a WebSocket upgrade the host can hold open (session.ts) */
+  session?: SessionBridge
+  /** set when the host can relay a streamed response body (session.ts) */
+  stream?: StreamBridge
+}
+
+/** How a streamed response body reaches the host. */
+export interface StreamBridge {
+  /** most body bytes in all */
+  maxBytes: number
+  head: (status: number, headers: Array<[string, string]>) => void
+  /** sends one piece (≤ STREAM_CHUNK_BYTES); resolves when the host has room for more */
+  chunk: (data: Uint8Array) => Promise<void>
+}
+
+const NOT_YET = Symbol('not yet')
+
+/**
+ * Reads a response body for a host that can relay streams: a body that is whole at once (every
+ * read settles without the event loop turning) and small is returned whole, as without a bridge;
+ * otherwise the head goes out and the body follows chunk by chunk, each send waiting for the
+ * host's room (backpressure), all of it within the execution's wall-clock limit.
+ */
+async function readOrStream (response: Response, bridge: StreamBridge, timedOut: Promise<never>): Promise<{ body?: Uint8Array, streamed?: number, error?: ShimError, thrown?: unknown, timedOut?: true }> {
+  if (response.body === null) return { body: new Uint8Array(0) }
+  const reader = response.body.getReader()
+  const held: Uint8Array[] = []
+  let total = 0
+  let streamed: number | undefined
+  const send = async (chunk: Uint8Array): Promise<void> => {
+    for (let off = 0; off < chunk.byteLength; off += STREAM_CHUNK_BYTES) {
+      const piece = chunk.subarray(off, Math.min(chunk.byteLength, off + STREAM_CHUNK_BYTES))
+      streamed! += piece.byteLength
+      await Promise.race([bridge.chunk(piece), timedOut])
+    }
+  }
+  const start = async (): Promise<void> => {
+    streamed = 0
+    bridge.head(response.status, [...response.headers])
+    for (const c of held.splice(0)) await send(c)
+  }
+  try {
+    for (;;) {
+      const next = reader.read()
+      if (streamed === undefined) {
+        // a body the function holds already settles in microtasks; one still being produced waits for the event loop
+        const first = await Promise.race([next, new Promise<typeof NOT_YET>(resolve => { setImmediate(resolve, NOT_YET) })])
+        if (first === NOT_YET) await start()
+      }
+      const { done, value } = await Promise.race([next, timedOut])
+      if (done) break
+      // chunks may come from the function's realm, where `instanceof Uint8Array` is false
+      if (!ArrayBuffer.isView(value)) throw new TypeError('the response body stream produced a chunk that is not bytes')
+      const chunk = new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+      total += chunk.byteLength
+      if (total > bridge.maxBytes) {
+        reader.cancel().catch(() => {})
+        return { streamed, error: { code: 'LIMIT_RESPONSE_SIZE', message: 'the function response exceeded its size limit', details: { limit: 'maxStreamBytes', measured: total, configured: bridge.maxBytes } } }
+      }
+      if (streamed === undefined) {
+        held.push(chunk)
+        if (total > STREAM_BUFFER_MAX_BYTES) await start()
+      } else {
+        await send(chunk)
+      }
+    }
+  } catch (err) {
+    reader.cancel().catch(() => {})
+    if (streamed === undefined) throw err
+    if (err instanceof TimeoutSignal) return { streamed, timedOut: true }
+    return { streamed, error: { code: 'FUNCTION_ERROR', message: 'the response body stream failed' }, thrown: err }
+  }
+  if (streamed !== undefined) return { streamed }
+  const body = new Uint8Array(total)
+  let off = 0
+  for (const c of held) { body.set(c, off); off += c.byteLength }
+  return { body }
+}
+
+/** How a WebSocket session talks to the host; `timeoutMs` bounds the whole session. */
+export interface SessionBridge {
+  /** longest the session may last once open, ms */
+  maxMs: number
+  /** the function accepted: the host completes the upgrade */
+  open: (headers: Array<[string, string]>) => void
+  send: (data: WsData) => void
+  close: (code: number, reason: string) => void
+  /** registers what the host delivers: client messages and the client's close */
+  onInbound: (handlers: { message: (data: WsData) => void, close: (code: number, reason: string) => void }) => void
 }
 
 /** What a realm's globals delegate to: set for the one execution that uses the realm. */
@@ -196,7 +286,10 @@ function createRealm (): Realm {
       return await slot.fetch(input, init)
     },
     Request,
-    Response,
+    // the Web Response plus status 101 with `webSocket` (websocket.ts)
+    Response: FunctionResponse,
+    WebSocketPair,
+    MessageEvent,
     Headers,
     FormData,
     Blob,
@@ -225,6 +318,12 @@ function createRealm (): Realm {
     Buffer: compatBuffer(),
     performance: { now: () => performance.now(), timeOrigin: performance.timeOrigin },
     queueMicrotask,
+    // Workers' `scheduler.wait(ms)`: on the execution's own timers, cleared when it ends
+    scheduler: schedulerFor((fn, ms) => {
+      const t = setTimeout(() => { slot.timers.delete(t); fn() }, ms)
+      slot.timers.add(t)
+      return t
+    }),
     setTimeout: (fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
       const t = setTimeout((...a: unknown[]) => { slot.timers.delete(t); fn(...a) }, ms, ...args)
       slot.timers.add(t)
@@ -327,6 +426,18 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
   timedOut.catch(() => {})
   const timeoutError = (): ShimError => ({ code: 'LIMIT_TIMEOUT', message: 'the function exceeded its wall-clock limit', details: { limit: 'timeoutMs', measured: Math.round(performance.now() - execStart), configured: limits.timeoutMs } })
 
+  /** waits for ctx.waitUntil work (within the wall-clock limit), then ends with `response` */
+  const settle = async (response: ShimResponse): Promise<RealmOutcome> => {
+    if (waitUntil.length > 0) {
+      try {
+        await Promise.race([Promise.allSettled(waitUntil), timedOut])
+      } catch {
+        sink.write('warn', ['ctx.waitUntil work was cut off at the wall-clock limit'])
+      }
+    }
+    return finish({ response })
+  }
+
   try {
     let value: unknown
     try {
@@ -354,6 +465,30 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
       sink.write('error', [`fetch() returned ${kind}, not a Response`])
       return finish({ error: { code: 'RESULT_INVALID', message: 'the function did not return a Response', details: { returned: kind.slice(0, 64) } } })
     }
+    const client = upgradeOf(value)
+    if (client !== undefined) return finish(await runSession(client, value, opts.session, sink))
+    if (opts.stream !== undefined) {
+      let out
+      try {
+        out = await readOrStream(value, opts.stream, timedOut)
+      } catch (err) {
+        if (err instanceof TimeoutSignal) return finish({ error: timeoutError() })
+        sink.write('error', [`reading the response body failed: ${describeThrow(err)}`])
+        return finish({ error: { code: 'FUNCTION_ERROR', message: 'the response body stream failed' } })
+      }
+      if (out.thrown !== undefined) sink.write('error', [`the response body stream failed: ${describeThrow(out.thrown)}`])
+      if (out.timedOut === true) return { ...finish({ error: timeoutError() }), streamed: out.streamed }
+      if (out.streamed === undefined && out.body !== undefined) {
+        // whole and small: the ordinary answer (waitUntil below)
+        return await settle({ status: value.status, headers: [...value.headers], body: out.body })
+      }
+      if (out.error !== undefined) {
+        if (out.error.code === 'LIMIT_RESPONSE_SIZE') sink.write('error', ['the streamed response body exceeded its size limit; the stream was cut'])
+        return { ...finish({ error: out.error }), ...(out.streamed !== undefined ? { streamed: out.streamed } : {}) }
+      }
+      const streamedOutcome = await settle({ status: value.status, headers: [...value.headers], body: new Uint8Array(0) })
+      return { ...streamedOutcome, streamed: out.streamed }
+    }
     let read
     try {
       read = await Promise.race([readCapped(value, limits.maxResponseBytes), timedOut])
@@ -365,17 +500,55 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
     if (read.body === undefined) {
       return finish({ error: { code: 'LIMIT_RESPONSE_SIZE', message: 'the function response exceeded its size limit', details: { limit: 'maxResponseBytes', measured: read.measured, configured: limits.maxResponseBytes } } })
     }
-    const response: ShimResponse = { status: value.status, headers: [...value.headers], body: read.body }
-
-    if (waitUntil.length > 0) {
-      try {
-        await Promise.race([Promise.allSettled(waitUntil), timedOut])
-      } catch {
-        sink.write('warn', ['ctx.waitUntil work was cut off at the wall-clock limit'])
-      }
-    }
-    return finish({ response })
+    return await settle({ status: value.status, headers: [...value.headers], body: read.body })
   } finally {
     clearTimeout(timeoutTimer)
   }
+}
+
+/**
+ * A function answered with 101 and the client end of a WebSocketPair: checks the server end was
+ * accepted, opens the session with the host and keeps the execution alive until either side
+ * closes or the session's time limit passes. The outcome's response is the 101 itself.
+ */
+async function runSession (client: NonNullable<ReturnType<typeof upgradeOf>>, value: Response, bridge: SessionBridge | undefined, sink: LogSink): Promise<{ response?: ShimResponse, error?: ShimError }> {
+  if (bridge === undefined) {
+    sink.write('error', ['fetch() returned a 101 WebSocket response to a request that is not a WebSocket upgrade'])
+    return { error: { code: 'RESULT_INVALID', message: 'the function returned a WebSocket to a request that is not an upgrade' } }
+  }
+  const server = client.peer!
+  if (!server.accepted) {
+    sink.write('error', ['fetch() returned a WebSocket whose server end was never accepted: call server.accept() before returning new Response(null, { status: 101, webSocket: client })'])
+    return { error: { code: 'FUNCTION_ERROR', message: 'the function returned a WebSocket without calling server.accept()', details: { reason: 'the function returned a WebSocket without calling server.accept()' } } }
+  }
+  const headers: Array<[string, string]> = [...value.headers]
+  let end!: () => void
+  const ended = new Promise<void>(resolve => { end = resolve })
+  bridge.onInbound({
+    message: (data) => {
+      try { server.deliver(data) } catch (err) { sink.write('error', [`Uncaught in a message listener: ${describeThrow(err)}`]) }
+    },
+    close: (code, reason) => {
+      try { server.closedByPeer(code, reason) } catch (err) { sink.write('error', [`Uncaught in a close listener: ${describeThrow(err)}`]) }
+      // a close answered from the listener goes out first
+      setImmediate(end)
+    }
+  })
+  server.sink = {
+    send: (data) => { bridge.send(data) },
+    close: (code, reason) => { bridge.close(code, reason); end() }
+  }
+  bridge.open(headers)
+  for (const q of server.queued.splice(0)) {
+    if ('data' in q) bridge.send(q.data)
+    else { bridge.close(q.code, q.reason); end() }
+  }
+  let limit: ReturnType<typeof setTimeout> | undefined
+  const over = await Promise.race([ended.then(() => false), new Promise<boolean>(resolve => { limit = setTimeout(() => resolve(true), bridge.maxMs) })])
+  clearTimeout(limit)
+  // the session's time limit: the host closes the client side with its own code
+  if (over) sink.write('warn', ['the WebSocket session reached its time limit'])
+  server.readyState = 3
+  server.sink = undefined
+  return { response: { status: 101, headers, body: new Uint8Array(0) } }
 }

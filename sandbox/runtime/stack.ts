@@ -28,10 +28,10 @@ function mapOf (cid: string): SourceMap | null {
   let m = parsed.get(cid)
   if (m !== undefined) return m
   const b64 = raw.get(cid)
-  m = null
-  if (b64 !== undefined) {
-    try { m = new SourceMap(JSON.parse(Buffer.from(b64, 'base64').toString('utf8'))) } catch { m = null }
-  }
+  // only maps still held raw are cached parsed (evicted with them): caching a miss for every
+  // bundle without a map would grow this table with every function version that ever threw
+  if (b64 === undefined) return null
+  try { m = new SourceMap(JSON.parse(Buffer.from(b64, 'base64').toString('utf8'))) } catch { m = null }
   parsed.set(cid, m)
   return m
 }

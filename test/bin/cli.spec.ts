@@ -34,11 +34,13 @@ describe('peerhost CLI', function () {
     }
   })
 
-  it('refuses a malformed --ip-rate-limit, --domain or cap, saying what is expected', () => {
+  it('refuses a malformed --ip-rate-limit, --chain-rate-limit, --domain or cap, saying what is expected', () => {
     const boot = ['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWJ8CJmVwY9CptgYbs2CN6PaCEE1JkPDGAb2cNzsnsFQXn', '--port', '0']
     const cases: Array<[string[], RegExp]> = [
       [['--ip-rate-limit', '100'], /--ip-rate-limit must be <requests>\/<seconds>/],
       [['--ip-rate-limit', '0/1'], /--ip-rate-limit must be/],
+      [['--chain-rate-limit', '10 per minute'], /--chain-rate-limit must be <requests>\/<seconds>/],
+      [['--chain-rate-limit', '1/0'], /--chain-rate-limit must be/],
       [['--domain', 'https://peerhost.example/'], /--domain must be a DNS name/],
       [['--max-connections-per-ip', '0'], /--max-connections-per-ip must be a whole number from 1/]
     ]

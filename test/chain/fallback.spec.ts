@@ -29,6 +29,11 @@ import { loadSecretKey, type SecretKeyPair } from '../../node/secrets/sealed.ts'
 import type { LocalJob } from '../../node/worker/worker.ts'
 import { startTestChain, type TestChain } from './helpers.ts'
 import { waitFor } from '../helpers/network.ts'
+import { request as httpRequest } from 'node:http'
+import { Registry } from 'prom-client'
+import { newJobId } from '#protocol'
+import { gatewayHttp, type GatewayHttp } from '../../node/gateway/http.ts'
+import { functionTable, type FunctionEntry } from '../../node/gateway/functions.ts'
 
 function memoryStorage (blocks = new Map<string, Uint8Array>()): FallbackStorage & { blocks: Map<string, Uint8Array> } {
   return {
@@ -455,6 +460,79 @@ describe('chain: staking, admission and the fallback round against a local chain
         const r = await fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) })
         assert.equal(new TextDecoder().decode(r.response!.body), 'after idle')
       } finally {
+        await fallback.stop()
+        for (const w of ws) await w.stop()
+      }
+    })
+
+    it('issue 9 (R9), attack at the HTTP edge on a real chain: forcing the chain on a function that did not opt in is 403; a flood from one address gets its budget and 429s; a mesh-failure fallback takes from the same budget', async () => {
+      const storage = memoryStorage()
+      const ws = await watchers(1, (_i, job) => `chain ${new URL(job.request.url).searchParams.get('n')}`, storage)
+      const gw = await gatewayClient()
+      const fallback = chainFallback({ deadlineSec: 30, redundancy: 1 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
+      const table = functionTable()
+      const options = { ...OPTIONS, timeoutMs: 10_000 }
+      // both registered on chain: `hello` opts in to client-forced chain requests, `det` does not
+      const open: FunctionEntry = { ref: fn, options, env: {}, chainPath: 'client' }
+      const closed: FunctionEntry = { ref: { ...fn, name: 'det', id: functionId(owner, 'hello', 'det') }, options, env: {} }
+      table.add(open, new Uint8Array([1]))
+      table.add(closed, new Uint8Array([2]))
+      let meshTries = 0
+      // the mesh is cut: every dispatch ends NO_WORKER, which the gateway may take to the chain
+      const dispatch = async (): Promise<any> => { meshTries++; return { jobId: newJobId(), attempts: [], dispatchMs: 0, error: { code: 'NO_WORKER', message: 'partition' } } }
+      const http: GatewayHttp = gatewayHttp({ port: 0, chainRateLimit: { requests: 2, perSeconds: 600 } }, {
+        functions: table, dispatch, registry: new Registry(), logger: silentLogger(), status: () => ({}), ready: () => true, recordJob: () => {}, fallback
+      })
+      await http.start()
+      const get = async (name: string, n: string, from: string, onchain: boolean): Promise<{ status: number, headers: Record<string, any>, body: any }> => await new Promise((resolve, reject) => {
+        const u = new URL(http.url)
+        const req = httpRequest({ host: u.hostname, port: u.port, path: `/${owner}/hello/${name}?n=${n}`, agent: false, localAddress: from, headers: onchain ? { 'x-peerhost-mode': 'onchain' } : {} }, res => {
+          let text = ''
+          res.on('data', d => { text += String(d) })
+          res.on('end', () => { let body: any = text; try { body = JSON.parse(text) } catch {} resolve({ status: res.statusCode ?? 0, headers: res.headers, body }) })
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      const coordinator = chain.addresses.ExecutionCoordinator
+      const requestCount = async (): Promise<bigint> => await gw.publicClient.readContract({ address: coordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+      try {
+        // 1. forcing the chain on `det` (no "chainPath": "client"): 403 naming the setting, nothing dispatched, no chain request
+        const before = await requestCount()
+        const forbidden = await get('det', 'f', '127.0.0.6', true)
+        assert.equal(forbidden.status, 403, JSON.stringify(forbidden.body))
+        assert.equal(forbidden.body.error.code, 'FORBIDDEN')
+        assert.equal(forbidden.body.error.details.setting, 'chainPath')
+        assert.match(forbidden.body.error.message, /"chainPath": "client"/)
+        assert.equal(meshTries, 0)
+        assert.equal(await requestCount(), before)
+        // 2. a flood of four forced requests from 127.0.0.7 on `hello` (opted in): its budget of 2 reaches the chain, 2 × 429
+        const flood = await Promise.all(['a', 'b', 'c', 'd'].map(async n => await get('hello', n, '127.0.0.7', true)))
+        const served = flood.filter(r => r.status === 200)
+        const limited = flood.filter(r => r.status === 429)
+        assert.equal(served.length, 2, `statuses ${flood.map(r => `${r.status} ${JSON.stringify(r.body)}`).join('; ')}`)
+        for (const r of served) { assert.equal(r.headers['x-peerhost-path'], 'chain'); assert.match(r.body, /^chain [a-d]$/) }
+        assert.equal(limited.length, 2)
+        for (const r of limited) {
+          assert.equal(r.body.error.code, 'RATE_LIMITED')
+          assert.equal(r.body.error.details.limit, 'chainRateLimit')
+          assert.ok(Number(r.headers['retry-after']) >= 1)
+        }
+        assert.equal(await requestCount(), before + 2n, 'exactly the budget reached the chain')
+        assert.equal(meshTries, 0, 'forced requests skip the mesh')
+        // 3. the same address without the header: the mesh fails, and its fallback is refused by the used-up budget
+        const fallbackRefused = await get('hello', 'e', '127.0.0.7', false)
+        assert.equal(fallbackRefused.status, 429)
+        assert.match(fallbackRefused.body.error.message, /^the mesh gave no result, but your address used its 2 chain-path requests/)
+        assert.equal(meshTries, 1)
+        assert.equal(await requestCount(), before + 2n)
+        // 4. another address: its own budget; the mesh-failure fallback reaches the chain for `det` (no opt-in needed)
+        const other = await get('det', 'g', '127.0.0.8', false)
+        assert.equal(other.status, 200, JSON.stringify(other.body))
+        assert.equal(other.headers['x-peerhost-path'], 'chain')
+        assert.equal(await requestCount(), before + 3n)
+      } finally {
+        await http.stop()
         await fallback.stop()
         for (const w of ws) await w.stop()
       }

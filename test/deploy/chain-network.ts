@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Hex } from 'viem'
 import { spawnPeerhost, type NodeProcess } from '../../bin/spawn.ts'
 import { loadContracts, startLocalChain, type ChainContracts, type LocalChain } from '#node'
-import { freePort, waitFor } from '../helpers/network.ts'
+import { freePort, startupTimeline, waitFor } from '../helpers/network.ts'
 
 /** Hardhat's funded account #1 (the deployer is #0): the builder */
 export const BUILDER_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
@@ -33,6 +33,8 @@ export interface ChainNetwork {
   bootstrapAddrs: string[]
   procs: NodeProcess[]
   stop: () => Promise<void>
+  /** when each part was ready, ms after the start (also printed to stderr as one line) */
+  timeline: Record<string, number>
 }
 
 
@@ -57,17 +59,22 @@ export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<C
   const logDir = join(dir, 'logs')
   const procs: NodeProcess[] = []
   let chain: LocalChain | undefined
+  const timeline = startupTimeline(`chain network of ${init.workers ?? 2} worker(s)`)
   const stop = async (): Promise<void> => {
     await Promise.all(procs.map(async p => await p.stop(5_000)))
     await chain?.stop()
     if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
   }
   try {
-    chain = await startLocalChain({ port: await freePort(), dataDir: join(dir, 'chain') })
-    const contractsFile = join(dir, 'chain', 'contracts.json')
+    // the bootstrap node needs nothing from the chain: both start at once (each is seconds of CPU
+    // loading Hardhat or the node runtime); the gateway and workers follow once both are up
     const boot = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn'], logDir)
     procs.push(boot)
-    const bootstrapAddrs = (await boot.ready).addrs as string[]
+    const booted = boot.ready.then(ready => { timeline.mark('bootstrap'); return ready.addrs as string[] })
+    booted.catch(() => {})
+    chain = await startLocalChain({ port: await freePort(), dataDir: join(dir, 'chain'), onPhase: (phase) => { timeline.mark(`chain ${phase}`) } })
+    const contractsFile = join(dir, 'chain', 'contracts.json')
+    const bootstrapAddrs = await booted
     const bootstrap = bootstrapAddrs.join(',')
     const workers = Array.from({ length: init.workers ?? 2 }, (_, i) => {
       const data = join(dir, `worker-${i + 1}`)
@@ -85,13 +92,15 @@ export async function startChainNetwork (init: ChainNetworkInit = {}): Promise<C
     }
     const gateway = spawnPeerhost('gateway', gatewayArgs, logDir)
     procs.push(gateway)
-    await Promise.all(workers.map(async w => await w.ready))
+    await Promise.all(workers.map(async (w, i) => { await w.ready; timeline.mark(`worker-${i + 1}`) }))
     const gatewayUrl: string = (await gateway.ready).url
+    timeline.mark('gateway')
     await waitFor('every worker in the gateway view', async () => {
       const st = await (await fetch(`${gatewayUrl}/_peerhost/status`)).json() as any
       return st.workers.length >= workers.length
     }, 20_000)
-    return { dir, chain, contracts: loadContracts(contractsFile), contractsFile, gatewayUrl, bootstrapAddrs, procs, stop }
+    timeline.mark('workers in view')
+    return { dir, chain, contracts: loadContracts(contractsFile), contractsFile, gatewayUrl, bootstrapAddrs, procs, stop, timeline: timeline.print() }
   } catch (err) {
     await stop()
     throw err

@@ -86,7 +86,7 @@ describe('deploy: deterministic builds and the manifest', function () {
     assert.equal(parseManifest(manifestWith({ options })).functions.x.deterministic, false)
   })
 
-  it('carries `deterministic` from peerhost.json into the manifest, and refuses options nobody enforces yet', async () => {
+  it('carries `deterministic` and `verify: { quorum }` from peerhost.json into the manifest, and refuses bad options naming the field', async () => {
     const app = join(dir, 'det')
     cpSync(join(fixtures, 'deploy-app'), app, { recursive: true })
     writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', defaults: { memoryMb: 64 }, functions: { greet: { deterministic: true } } }))
@@ -96,14 +96,54 @@ describe('deploy: deterministic builds and the manifest', function () {
     assert.equal(built.manifest.functions.greet.options.memoryMb, 64)
     assert.equal(parseManifest(built.manifestBytes).functions.greet.deterministic, true)
     assert.ok(new TextDecoder().decode(built.manifestBytes).includes('"deterministic":true'))
+    assert.equal(built.manifest.functions.greet.quorum, undefined, '"single" writes no quorum (the manifest bytes of before)')
+    // quorum: carried into the manifest, read back by the registry's parser
+    writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', functions: { greet: { deterministic: true, verify: { quorum: 3 } } } }))
+    const q = await buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` })
+    assert.equal(q.manifest.functions.greet.quorum, 3)
+    assert.equal(parseManifest(q.manifestBytes).functions.greet.quorum, 3)
+    assert.equal(q.manifest.functions.time.quorum, undefined)
+    // a manifest that claims quorum for a non-deterministic function is refused when read (a hand-made one)
+    assert.throws(() => parseManifest(new TextEncoder().encode(new TextDecoder().decode(q.manifestBytes).replace('"deterministic":true', '"deterministic":false'))), (err: any) => err.code === 'BAD_MANIFEST')
     for (const [fn, pattern] of [
-      [{ verify: { quorum: 3 } }, /functions\.greet\.verify: "quorum" verification is not built yet \(issue 11/],
+      [{ verify: { quorum: 3 } }, /functions\.greet\.verify: \{ "quorum": 3 \} needs "deterministic": true/],
+      [{ deterministic: true, verify: { quorum: 1 } }, /functions\.greet\.verify\.quorum: expected an integer from 2 to 15/],
+      [{ deterministic: true, verify: { quorum: 3, extra: 1 } }, /functions\.greet\.verify: expected "single" or \{ "quorum": n \}/],
       [{ auth: 'nobody' }, /functions\.greet\.auth: expected "public", "api-key" or "wallet"/],
       [{ memoryMb: 4096 }, /functions\.greet\.memoryMb: expected an integer from 16 to 2048/],
       [{ deterministic: 1 }, /functions\.greet\.deterministic: expected true or false/]
     ] as const) {
       writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', functions: { greet: fn } }))
       await assert.rejects(buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` }), (err: any) => err.code === 'BAD_PROJECT_CONFIG' && pattern.test(err.message), JSON.stringify(fn))
+    }
+  })
+
+  it('carries `websocket` session limits from peerhost.json into the manifest (defaults merged per field), and refuses out-of-range ones at deploy naming the field and the range', async () => {
+    const app = join(dir, 'ws-limits')
+    cpSync(join(fixtures, 'deploy-app'), app, { recursive: true })
+    writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', defaults: { websocket: { idleTimeoutMs: 30_000, maxSessions: 50 } }, functions: { greet: { websocket: { maxMessageBytes: 1024, maxSessions: 10 } } } }))
+    const built = await buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` })
+    assert.deepEqual(built.manifest.functions.greet.websocket, { idleTimeoutMs: 30_000, maxSessions: 10, maxMessageBytes: 1024 })
+    assert.deepEqual(built.manifest.functions.time.websocket, { idleTimeoutMs: 30_000, maxSessions: 50 })
+    assert.deepEqual(parseManifest(built.manifestBytes).functions.greet.websocket, { idleTimeoutMs: 30_000, maxSessions: 10, maxMessageBytes: 1024 })
+    // none set: no field, the manifest bytes of before
+    writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app' }))
+    const plain = await buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` })
+    assert.equal(plain.manifest.functions.greet.websocket, undefined)
+    assert.ok(!new TextDecoder().decode(plain.manifestBytes).includes('websocket'))
+    // a hand-made manifest with an out-of-range limit is refused when read
+    assert.throws(() => parseManifest(new TextEncoder().encode(new TextDecoder().decode(built.manifestBytes).replace('"maxMessageBytes":1024', '"maxMessageBytes":99999999'))), (err: any) => err.code === 'BAD_MANIFEST' && /websocket\.maxMessageBytes: expected an integer from 1 to 1048576/.test(err.message))
+    for (const [ws, pattern] of [
+      [{ maxMessageBytes: 2 * 1024 * 1024 }, /functions\.greet\.websocket\.maxMessageBytes: expected an integer from 1 to 1048576/],
+      [{ idleTimeoutMs: 10 }, /functions\.greet\.websocket\.idleTimeoutMs: expected an integer from 1000 to 3600000/],
+      [{ maxSessionMs: 1.5 }, /functions\.greet\.websocket\.maxSessionMs: expected an integer from 1000 to 86400000/],
+      [{ messagesPerSecond: 0 }, /functions\.greet\.websocket\.messagesPerSecond: expected an integer from 1 to 100000/],
+      [{ maxSessions: -1 }, /functions\.greet\.websocket\.maxSessions: expected an integer from 1 to 1000000/],
+      [{ maxMesageBytes: 10 }, /functions\.greet\.websocket\."maxMesageBytes": unexpected field; expected one of maxMessageBytes, idleTimeoutMs/],
+      ['small', /functions\.greet\.websocket: expected a map of WebSocket session limits/]
+    ] as const) {
+      writeFileSync(join(app, 'peerhost.json'), JSON.stringify({ name: 'app', functions: { greet: { websocket: ws } } }))
+      await assert.rejects(buildDeployment({ dir: app, sourceCommit: `0x${'0'.repeat(64)}` }), (err: any) => err.code === 'BAD_PROJECT_CONFIG' && pattern.test(err.message), JSON.stringify(ws))
     }
   })
 

@@ -4,7 +4,7 @@
  * leaves nothing running.
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,18 +12,21 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { spawnPeerhost } from '../../bin/spawn.ts'
 import { cli } from '../helpers/cli.ts'
 import { freePort } from '../helpers/network.ts'
+import { descendants } from '../helpers/processes.ts'
 
-function descendants (pid: number): number[] {
-  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
-  const children = new Map<number, number[]>()
-  for (const line of out.trim().split('\n')) {
-    const [p, pp] = line.trim().split(/\s+/).map(Number)
-    children.set(pp, [...(children.get(pp) ?? []), p])
-  }
-  const all: number[] = []
-  const walk = (p: number): void => { for (const c of children.get(p) ?? []) { all.push(c); walk(c) } }
-  walk(pid)
-  return all
+
+/** A GET to 127.0.0.1 with the Host header of `url` (as curl --resolve <host>:<port>:127.0.0.1 sends it). */
+async function viaLoopback (url: string): Promise<{ status: number, text: string }> {
+  const u = new URL(url)
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: u.port, path: `${u.pathname}${u.search}`, agent: false, headers: { host: u.host, connection: 'close' } }, res => {
+      let text = ''
+      res.on('data', d => { text += String(d) })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
 }
 
 function alive (pid: number): boolean {
@@ -36,13 +39,20 @@ describe('e2e: peerhost devnet (npm start)', function () {
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-devnet-'))
   after(() => { if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true }) })
 
-  it('starts chain, bootstrap, gateway and staked workers, deploys the examples, serves them, and stops cleanly', async () => {
+  it('starts chain, bootstrap, gateway and staked workers, deploys the examples, serves the first request after ready through the mesh, and stops cleanly', async () => {
     const devnet = spawnPeerhost('devnet', ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', '2', '--unsafe-dev-executor', '--data-dir', join(dir, 'net')], join(dir, 'logs'))
     try {
       const ready = await devnet.ready
       const hello = (ready.functions as string[]).find(u => u.endsWith('/hello/hello'))
       assert.ok(hello !== undefined, `functions: ${ready.functions}`)
       assert.equal(typeof ready.contracts, 'string')
+      // the start-up timeline: every step and the nodes' own phases, each with a duration that ends by the ready line
+      const timeline = ready.timeline as Array<{ phase: string, ms: number, at: number }>
+      for (const phase of ['chain.node', 'chain.contracts', 'worker-1.stake', 'worker-2.mesh', 'gateway.stake', 'deploy', 'warm']) {
+        const e = timeline.find(t => t.phase === phase)
+        assert.ok(e !== undefined, `timeline has ${phase}: ${JSON.stringify(timeline)}`)
+        assert.ok(e.ms >= 0 && e.at >= e.ms && e.at <= (ready.readyMs as number), `${phase}: ${JSON.stringify(e)}`)
+      }
       const res = await fetch(`${hello}?name=devnet`)
       assert.equal(res.status, 200)
       assert.equal(await res.text(), 'Hello, devnet!\n')
@@ -51,6 +61,17 @@ describe('e2e: peerhost devnet (npm start)', function () {
       const status = await (await fetch(`${ready.gateway}/_peerhost/status`)).json() as any
       assert.equal(status.workers.length, 2)
       assert.equal((await fetch(`${ready.gateway}/_peerhost/ready`)).status, 200)
+
+      // issue 13: one origin per wallet — the devnet's gateway serves <wallet>.localhost (--domain localhost)
+      const port = new URL(ready.gateway).port
+      const origin = `http://${(ready.builder as string).toLowerCase()}.localhost:${port}/hello/hello`
+      assert.ok((ready.origins as string[]).includes(origin), `the ready message names the origin form: ${ready.origins}`)
+      const byOrigin = await viaLoopback(`${origin}?name=origin`)
+      assert.equal(byOrigin.status, 200, byOrigin.text)
+      assert.equal(byOrigin.text, 'Hello, origin!\n')
+      const stranger = await viaLoopback(`http://0x${'ab'.repeat(20)}.localhost:${port}/hello/hello`)
+      assert.equal(stranger.status, 404, 'another wallet\'s origin does not serve the builder\'s project')
+      assert.equal(JSON.parse(stranger.text).error.code, 'NOT_FOUND')
 
       // issue 14 item 5: a new wallet deploys to the running devnet with no flags but its key.
       // Unfunded, it stops at the pre-flight, before any upload, saying how to fund it.
@@ -100,12 +121,14 @@ describe('e2e: peerhost devnet (npm start)', function () {
       assert.equal(gone.code, 2, gone.stderr)
       assert.match(gone.stderr, /no contract at FunctionRegistry 0x000000000000000000000000000000000000dEaD/)
       const family = descendants(devnet.proc.pid!)
-      assert.ok(family.length >= 5, `devnet runs its nodes as processes (${family.length})`)
+      // the nodes run in the devnet's process; the chain (hardhat node) is a child process that must not outlive it
+      assert.ok(family.length >= 1, `devnet runs its chain as a process (${family.length})`)
       devnet.proc.kill('SIGINT')
       const code = await new Promise(resolve => devnet.proc.once('exit', resolve))
       assert.equal(code, 0)
       const left = family.filter(alive)
-      assert.deepEqual(left, [], 'no process outlives devnet')
+      const args = (pid: number): string => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 200) } catch { return '?' } }
+      assert.deepEqual(left, [], `no process outlives devnet: ${left.map(p => `${p} ${args(p)}`).join('; ')}`)
       assert.throws(() => readFileSync(join(dir, 'net', 'devnet.json')), /ENOENT/, 'a stopped devnet removes its devnet.json')
     } finally {
       await devnet.stop(5_000)

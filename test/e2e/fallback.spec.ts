@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import type { Address, Hex } from 'viem'
 import { executionCoordinatorAbi, workerStakingAbi } from '#contracts'
@@ -19,6 +20,24 @@ import { startTestChain, type TestChain } from '../chain/helpers.ts'
 import { filesContaining } from '../helpers/files.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
+
+/** A GET from `localAddress` (127.0.0.x stands for another client IP); status, headers and JSON or text. */
+async function getFrom (url: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: any }> {
+  const u = new URL(url)
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, agent: false, localAddress, headers: { ...headers, connection: 'close' } }, res => {
+      let text = ''
+      res.on('data', d => { text += String(d) })
+      res.on('end', () => {
+        let body: any = text
+        try { body = JSON.parse(text) } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
 
 describe('chain fallback: a gateway cut off from the workers answers through the chain', function () {
   // three gVisor workers that each stake, bind and join the draw pool on a loaded machine
@@ -44,7 +63,8 @@ describe('chain fallback: a gateway cut off from the workers answers through the
       workers: 3,
       projects: [join(root, 'examples/hello'), randDir],
       owner: chain.deployer,
-      gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '60', '--fallback-mesh-share', '90'],
+      // two chain-path requests per client IP for the flood attack below (the default is 10 per minute)
+      gatewayArgs: ['--contracts', chain.contractsFile, '--fallback-deadline', '60', '--fallback-mesh-share', '90', '--chain-rate-limit', '2/600'],
       // the mesh gateway stakes: workers on a chain answer only tickets of staked gateways
       async gatewayArgsFor (dataDir) {
         await chain.fund(loadEvmAccount(dataDir).address)
@@ -166,7 +186,62 @@ describe('chain fallback: a gateway cut off from the workers answers through the
     assert.match(body.error.message, /not registered in FunctionRegistry/)
   })
 
-  it('uses the chain when the client sends x-peerhost-mode: onchain, and the mesh otherwise', async () => {
+  const requestCount = async (): Promise<bigint> => await chain.publicClient.readContract({ address: chain.addresses.ExecutionCoordinator, abi: executionCoordinatorAbi, functionName: 'requestCount' }) as bigint
+
+  it('attack: a client forcing the chain path on a project that did not opt in gets 403 naming chainPath; no chain request, no job', async () => {
+    const ready = await net.gateway.ready
+    await waitFor('workers in the second gateway view', async () => {
+      const st = await (await fetch(`${ready.url}/_peerhost/status`)).json() as any
+      return st.workers.length === 3 ? true : undefined
+    }, 15_000)
+    // rand has no "chainPath": "client" in its peerhost.json
+    const url = net.functions.find(u => u.endsWith('/rand/random'))!
+    const before = await requestCount()
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(url, { headers: { 'x-peerhost-mode': 'onchain' } })
+      const body = await res.json() as any
+      assert.equal(res.status, 403, JSON.stringify(body))
+      assert.equal(body.error.code, 'FORBIDDEN')
+      assert.match(body.error.message, /"chainPath": "client"/)
+      assert.equal(body.error.details.setting, 'chainPath')
+      assert.equal(res.headers.get('x-peerhost-job'), null, 'no job was created')
+      assert.equal(res.headers.get('x-peerhost-path'), null)
+    }
+    assert.equal(await requestCount(), before, 'no chain request was made')
+    // the refusals took nothing from this address's chain budget, and without the header the mesh serves it
+    const mesh = await fetch(url)
+    assert.equal(mesh.status, 200)
+    assert.equal(mesh.headers.get('x-peerhost-path'), 'mesh')
+  })
+
+  it('attack: a client flooding chain-path requests gets 429 with Retry-After past --chain-rate-limit; only its budget reaches the chain; other clients unaffected', async () => {
+    const url = net.functions.find(u => u.endsWith('/hello/hello'))!
+    const before = await requestCount()
+    // six at once from one address (127.0.0.7) on an opted-in function; the limit is 2 per 600 s
+    const flood = await Promise.all(Array.from({ length: 6 }, async (_, i) => await getFrom(`${url}?name=Flood${i}`, '127.0.0.7', { 'x-peerhost-mode': 'onchain' })))
+    const limited = flood.filter(r => r.status === 429)
+    const chained = flood.filter(r => r.status !== 429)
+    const seen = flood.map(r => `${r.status} ${typeof r.body === 'string' ? r.body.trim() : JSON.stringify(r.body)}`).join('; ')
+    assert.equal(limited.length, 4, seen)
+    // the two within the budget went to the chain (their answers are the chain's, whatever it gave
+    // on a loaded machine); the point here is that no more than two did
+    assert.equal(chained.length, 2, seen)
+    for (const r of chained) assert.equal(r.headers['x-peerhost-path'], 'chain', seen)
+    assert.ok(chained.some(r => r.status === 200), `at least one chain answer: ${seen}`)
+    for (const r of limited) {
+      assert.equal(r.body.error.code, 'RATE_LIMITED')
+      assert.equal(r.body.error.details.limit, 'chainRateLimit')
+      assert.match(r.body.error.message, /2 chain-path requests per 600 s/)
+      assert.ok(Number(r.headers['retry-after']) >= 1 && Number(r.headers['retry-after']) <= 600, `retry-after ${String(r.headers['retry-after'])}`)
+    }
+    assert.equal(await requestCount(), before + 2n, 'exactly the budget reached the chain')
+    // the flooding address still gets the mesh
+    const mesh = await getFrom(`${url}?name=Still`, '127.0.0.7')
+    assert.equal(mesh.status, 200)
+    assert.equal(mesh.headers['x-peerhost-path'], 'mesh')
+  })
+
+  it('uses the chain when the client sends x-peerhost-mode: onchain, and the mesh otherwise (from 127.0.0.1: the flood above took nothing from this address)', async () => {
     // the gateway process: same chain, no partition
     const ready = await net.gateway.ready
     const url = net.functions.find(u => u.endsWith('/hello/hello'))!

@@ -6,6 +6,8 @@
  *
  * - a saturated mesh answers 503 OVERLOADED with Retry-After, while the long jobs still run, and
  *   never asks the chain (issue 10);
+ * - a burst of 64 requests at once (c ≫ capacity) gets only 200s and 503 OVERLOADED, boots no
+ *   sandbox on the workers, and never asks the chain (issue 10);
  * - a function that exceeds its memory limit is tried once, on one worker, and never sent to the
  *   chain (issue 14 item 3).
  */
@@ -69,7 +71,7 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     })
     step('network up')
     await chain.fund((await net.gateway.ready).address as Address)
-    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 120_000)
+    await waitFor('both staked workers in the view', async () => (await status(net)).workers.length === 2 ? true : undefined, 300_000)
     step('workers in view')
     // a first request per worker starts its sandbox (two at once: the gateway spreads them by in-flight count)
     for (const r of await Promise.all([0, 1].map(async () => await fetch(`${url('slow')}?ms=200`)))) assert.equal(r.status, 200)
@@ -111,7 +113,46 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
     assert.equal(after.status, 200)
   })
 
+  it('under a burst far beyond capacity answers only 200 or 503 OVERLOADED from the mesh, boots no sandbox for it, and never asks the chain', async () => {
+    const metric = async (admin: string, name: string): Promise<number> => {
+      const line = (await (await fetch(`${admin}/_peerhost/metrics`)).text()).split('\n').find(l => l.startsWith(`${name} `))
+      assert.ok(line !== undefined, `${name} is exported`)
+      return Number(line.split(' ')[1])
+    }
+    const admins = net.workerInfo.map(w => w.admin as string)
+    // both workers have run `slow` (its sandboxes exist) and no boot is in flight
+    await waitFor('both workers warm and no boot in flight', async () => {
+      await Promise.all([0, 1].map(async () => await (await fetch(`${url('slow')}?ms=50`)).arrayBuffer()))
+      const booting = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booting')))
+      return booting.every(n => n === 0) ? true : undefined
+    }, 120_000, 500)
+    const booted = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booted')))
+    const before = await requestCount()
+    // 64 at once against 2 workers with room for one job each: c ≫ capacity
+    const burst = await Promise.all(Array.from({ length: 64 }, async () => {
+      const r = await fetch(`${url('slow')}?ms=300`)
+      return { status: r.status, path: r.headers.get('x-peerhost-path'), retryAfter: r.headers.get('retry-after'), body: await r.text() }
+    }))
+    const statuses = burst.map(r => r.status)
+    for (const r of burst) {
+      assert.ok(r.status === 200 || r.status === 503, `only answers and overload refusals, got ${r.status} ${r.body}`)
+      assert.equal(r.path, 'mesh')
+      if (r.status === 503) {
+        assert.equal(JSON.parse(r.body).error.code, 'OVERLOADED')
+        assert.match(r.retryAfter ?? '', /^[1-9][0-9]*$/)
+      }
+    }
+    assert.ok(statuses.includes(200), 'the mesh kept serving through the burst')
+    assert.ok(statuses.includes(503), 'and shed the rest')
+    assert.equal(await requestCount(), before, 'overload sent no request to ExecutionCoordinator')
+    const after = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booted')))
+    assert.deepEqual(after, booted, 'no sandbox was booted because of the load')
+  })
+
   it('tries a function over its memory limit once, answers LIMIT_MEMORY with details, and never asks the chain', async () => {
+    // the burst above leaves both workers refusing for a moment (its 503s, the gateway's overload
+    // backoff): this test is about a limit error, so it starts once the mesh has room again
+    await waitFor('the mesh serving again after the burst', async () => (await fetch(`${url('slow')}?ms=1`)).status === 200, 60_000, 250)
     const before = await requestCount()
     const r = await fetch(url('memorybomb'))
     const body = await r.json() as any

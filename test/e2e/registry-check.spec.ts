@@ -13,6 +13,11 @@
  *    a second output;
  * 3. after `kill -9` of the worker (one job signed, one cut short mid-execution) and a restart on
  *    the same data dir, both replays are still refused.
+ *
+ * WebSocket sessions (issue 12) are jobs too and pass the same checks: an unstaked key's session
+ * ticket is refused; a staked one's session runs only as registered, its transcript receipt is in
+ * the receipt log before `session-end` leaves, and a replayed (jobId, attempt) — as a session or as
+ * a request — gets DUPLICATE_TICKET.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -24,8 +29,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { bytesToHex, parseEther, type Address, type Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import {
-  functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
-  type FunctionOptions, type JobRequest, type WireRequest
+  decodeMessage, functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
+  transcript, transcriptOutputHash, type FunctionOptions, type JobRequest, type Message, type WireRequest
 } from '#protocol'
 import { chainClient, chainDomain, createMeshNode, deployProject, frames, loadContracts, loadEvmAccount, type DeployResult, type PeerHostLibp2p } from '#node'
 import { recoverDigestSigner } from '../../node/signing.ts'
@@ -80,6 +85,7 @@ describe('e2e: equivocation attack — a worker answers only staked gateways, on
     const app = join(dir, 'app')
     cpSync(join(root, 'test', 'fixtures', 'deploy-app'), app, { recursive: true })
     cpSync(join(root, 'test', 'fixtures', 'slow', 'functions', 'slow.ts'), join(app, 'functions', 'slow.ts'))
+    cpSync(join(root, 'test', 'fixtures', 'websocket', 'functions', 'echo.ts'), join(app, 'functions', 'echo.ts'))
     deployed = await deployProject({ source: app, gateway: net.gatewayUrl, contracts: loadContracts(chain.contractsFile), account: BUILDER_KEY })
     probe = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
     await probe.start()
@@ -140,6 +146,43 @@ describe('e2e: equivocation attack — a worker answers only staked gateways, on
     }
   }
 
+  /** A session job frame (a WebSocket upgrade of `<builder>/app/<name>`). */
+  async function sessionJob (name: string, change: (j: JobRequest) => void = () => {}): Promise<JobRequest> {
+    return await job(name, j => {
+      j.session = true
+      j.request = { ...j.request, headers: [['upgrade', 'websocket']] }
+      j.inputHash = inputHash(j.request)
+      change(j)
+    })
+  }
+
+  /**
+   * Opens a session on the worker's job stream: the first answer, and when it is `session-open`,
+   * sends each of `messages` and then a close, and collects everything until the stream's last frame.
+   */
+  async function session (frame: JobRequest, messages: string[] = []): Promise<Message[]> {
+    const stream = await probe.dialProtocol(multiaddr(net.workerInfo[0].addrs[0]), JOB_PROTOCOL)
+    const got: Message[] = []
+    try {
+      const f = frames(stream)
+      const next = async (): Promise<Message> => { const m = decodeMessage((await f.lp.read({ signal: AbortSignal.timeout(30_000) })).subarray()); got.push(m); return m }
+      await f.write(frame, AbortSignal.timeout(10_000))
+      const first = await next()
+      if (first.type !== 'session-open') return got
+      for (const text of messages) {
+        await f.write({ v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode(text) }, AbortSignal.timeout(10_000))
+        await next()
+      }
+      await f.write({ v: PROTOCOL_VERSION, type: 'ws-close', code: 1000, reason: 'done' }, AbortSignal.timeout(10_000))
+      for (;;) {
+        const m = await next()
+        if (m.type === 'session-end' || m.type === 'error' || m.type === 'result') return got
+      }
+    } finally {
+      await stream.close().catch(() => {})
+    }
+  }
+
   const admin = (): string => net.workerInfo[0].admin as string
   const executions = async (): Promise<number> => await metric(admin(), 'peerhost_worker_execution_seconds_count')
   const registryReads = async (): Promise<number> => await metric(admin(), 'peerhost_worker_registry_checks_total')
@@ -165,6 +208,16 @@ describe('e2e: equivocation attack — a worker answers only staked gateways, on
     assert.equal(await executions(), runsBefore)
     assert.equal(await registryReads(), readsBefore)
     assert.equal(await metric(admin(), 'peerhost_worker_rejected_frames_total', '{code="TICKET_INVALID"}'), 1)
+  })
+
+  it('refuses an unstaked key\'s WebSocket session ticket with TICKET_INVALID, before any work', async () => {
+    const runsBefore = await executions()
+    const [answer, ...rest] = await session(await sessionJob('echo'))
+    assert.equal(answer.type, 'error', JSON.stringify(answer))
+    assert.equal((answer as any).error.code, 'TICKET_INVALID')
+    assert.equal((answer as any).error.details.reason, 'gateway-not-staked')
+    assert.equal(rest.length, 0, 'no session opened')
+    assert.equal(await executions(), runsBefore, 'nothing ran')
   })
 
   it('once the key stakes as a gateway, runs only the active bundle (BUNDLE_NOT_ACTIVE otherwise)', async () => {
@@ -234,6 +287,43 @@ describe('e2e: equivocation attack — a worker answers only staked gateways, on
       assert.equal(answer.error.details.sameJob, replay === signedJob)
     }
     assert.equal(await executions(), runsAfterFirst, 'no replay ran')
+  })
+
+  it('a staked key\'s session runs only as registered; its transcript receipt is signed once: a replayed (jobId, attempt) gets DUPLICATE_TICKET', async () => {
+    const mismatch = await session(await sessionJob('echo', j => { j.options.memoryMb = 2048 }))
+    assert.equal(mismatch.length, 1)
+    assert.equal((mismatch[0] as any).error?.code, 'OPTIONS_MISMATCH', JSON.stringify(mismatch[0]))
+
+    const frame = await sessionJob('echo')
+    const runsBefore = await executions()
+    const frames = await session(frame, ['hi', 'there'])
+    // the client (here the rogue gateway) closed first: the worker ends without a close of its own
+    assert.deepEqual(frames.map(m => m.type), ['session-open', 'ws', 'ws', 'session-end'], JSON.stringify(frames.map(m => m.type)))
+    assert.equal(new TextDecoder().decode((frames[1] as any).data), 'echo: hi')
+    const end = frames.at(-1) as Extract<Message, { type: 'session-end' }>
+    // the receipt signs the transcript of exactly what went each way
+    const tr = transcript()
+    tr.add('in', false, new TextEncoder().encode('hi'))
+    tr.add('out', false, new TextEncoder().encode('echo: hi'))
+    tr.add('in', false, new TextEncoder().encode('there'))
+    tr.add('out', false, new TextEncoder().encode('echo: there'))
+    assert.equal(end.outputHash, transcriptOutputHash(tr.summary()))
+    const domain = chainDomain(loadContracts(chain.contractsFile))
+    assert.equal(recoverDigestSigner(receiptDigest(domain, receiptOf(frame, end.outputHash)), end.receiptSig)?.toLowerCase(), net.workerInfo[0].address.toLowerCase())
+    assert.equal(await executions(), runsBefore + 1)
+
+    // the same ticket key again, as a session with another env, as the same session, and as a request
+    const { session: _session, ...asRequest } = frame
+    for (const replay of [await signed({ ...frame, env: { GREETING: 'pwned' } }), frame, await signed(asRequest)]) {
+      const [answer, ...rest] = await session(replay)
+      assert.equal(rest.length, 0)
+      assert.equal(answer.type, 'error', `a second answer: ${JSON.stringify(answer)}`)
+      assert.equal((answer as any).error.code, 'DUPLICATE_TICKET')
+      assert.equal((answer as any).error.details.state, 'signed', 'the session receipt was recorded before session-end left')
+      assert.equal((answer as any).error.details.outputHash, end.outputHash)
+      assert.equal((answer as any).error.details.receiptSig, end.receiptSig)
+    }
+    assert.equal(await executions(), runsBefore + 1, 'no replay ran')
   })
 
   it('still refuses both replays after kill -9 and a restart: one signed, one cut short mid-execution', async () => {

@@ -126,7 +126,11 @@ describe('e2e: the status page in Chromium', function () {
         peerId: hostile,
         workers: [{ peerId: hostile, address: hostile, capacity: 4, load: 1, inflight: 0, latencyMs: 3, warm: [], advertAgeMs: 1000 }],
         functions: [{ path: `/0x${'1'.repeat(40)}/${hostile}/fn`, bundleCid: hostile }],
-        recentJobs: [{ jobId: '0x1', function: hostile, status: 200, worker: hostile, attempts: 1, ms: 1, at: new Date().toISOString(), receipt: Buffer.from(JSON.stringify({ worker: hostile, fee: hostile })).toString('base64url') }]
+        recentJobs: [{ jobId: '0x1', function: hostile, status: 200, worker: hostile, attempts: 1, ms: 1, at: new Date().toISOString(), receipt: Buffer.from(JSON.stringify({ worker: hostile, fee: hostile })).toString('base64url') }],
+        settlement: { checked: 2, ok: 1, faulty: 1, unverifiable: 0, recent: [
+          { batchId: '0xb1', worker: `0x${'2'.repeat(40)}`, epoch: '7', count: 3, total: '30', issued: { count: 3, total: '30' }, verdict: 'ok', reason: null, proof: null, tx: null },
+          { batchId: hostile, worker: hostile, epoch: hostile, count: 4, total: '99', issued: { count: 3, total: '30' }, verdict: 'faulty', reason: hostile, proof: 'proveInvalidLeaf', tx: `0x${'3'.repeat(64)}` }
+        ] }
       })
     })
     await server.start()
@@ -138,6 +142,12 @@ describe('e2e: the status page in Chromium', function () {
       assert.equal(await page.$$eval('main img, main script, #node img', els => els.length), 0, 'no element was created from the data')
       const jobs = await page.$eval('#jobs tbody', e => e.textContent ?? '')
       assert.ok(jobs.includes('<script>'), 'the markup is shown as text')
+      // the settlement batches a gateway checked: counts, verdicts and proofs, as text
+      assert.equal(await page.$eval('#settlement-section', e => (e as any).hidden), false, 'the settlement section shows when the node reports batches')
+      assert.equal(await page.$$eval('#settlement tbody tr', rows => rows.length), 2)
+      const batches = await page.$eval('#settlement-section', e => e.textContent ?? '')
+      assert.match(batches, /2 checked: 1 ok, 1 faulty, 0 unverifiable/)
+      assert.ok(batches.includes('proveInvalidLeaf') && batches.includes('faulty: <img'), `verdict, reason and proof shown as text: ${batches}`)
       await page.close()
     } finally {
       await server.stop()

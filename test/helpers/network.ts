@@ -35,6 +35,25 @@ export interface TestNetwork {
   functions: string[]
   startWorker: (index: number) => Promise<Record<string, any>>
   stop: () => Promise<void>
+  /** when each part was ready, ms after the start (also printed to stderr as one line) */
+  timeline: Record<string, number>
+}
+
+/**
+ * A network's start-up timeline: when each part was ready, in ms from the start. Printed as one
+ * stderr line per network, so every CI log shows where a spec's before hook spends its time.
+ */
+export function startupTimeline (label: string): { mark: (part: string) => void, print: () => Record<string, number> } {
+  const t0 = Date.now()
+  const marks: Record<string, number> = {}
+  return {
+    mark: part => { marks[part] = Date.now() - t0 },
+    print: () => {
+      const parts = Object.entries(marks).sort((a, b) => a[1] - b[1]).map(([part, ms]) => `${part} ${(ms / 1000).toFixed(1)} s`)
+      process.stderr.write(`      [start-up] ${label}: ${parts.join(', ')}\n`)
+      return marks
+    }
+  }
 }
 
 export async function waitFor<T> (what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 100): Promise<T> {
@@ -54,14 +73,18 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-e2e-'))
   const logDir = join(dir, 'logs')
   const all: NodeProcess[] = []
+  const timeline = startupTimeline(`network of ${init.workers ?? 3} worker(s)`)
   const stop = async (): Promise<void> => {
-    await Promise.all(all.map(async p => await p.stop(5_000)))
+    // a worker's shutdown destroys its sandboxes (runsc kill + delete: seconds each on a loaded
+    // host); a SIGKILL before it ends would orphan them. The node forces its own exit at 15 s.
+    await Promise.all(all.map(async p => await p.stop(16_000)))
     if (process.env.PEERHOST_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true })
   }
   try {
     const bootstrap = spawnPeerhost('bootstrap', ['bootstrap', '--data-dir', join(dir, 'bootstrap'), '--listen', '/ip4/127.0.0.1/tcp/0', '--admin-port', '0', '--log-level', 'warn'], logDir)
     all.push(bootstrap)
     const bootstrapAddrs: string[] = (await bootstrap.ready).addrs
+    timeline.mark('bootstrap')
     const workerArgs = init.workerArgs ?? ['--unsafe-dev-executor']
     const workers: NodeProcess[] = []
     const workerInfo: Array<Record<string, any>> = []
@@ -71,6 +94,7 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
       all.push(w)
       workers[i] = w
       workerInfo[i] = await w.ready
+      timeline.mark(`worker-${i + 1}`)
       return workerInfo[i]
     }
     const gwArgs = ['gateway', '--bootstrap', bootstrapAddrs.join(','), '--port', '0', '--data-dir', join(dir, 'gateway'), '--log-level', 'info']
@@ -82,7 +106,8 @@ export async function startTestNetwork (init: TestNetworkInit = {}): Promise<Tes
     all.push(gateway)
     await Promise.all(Array.from({ length: init.workers ?? 3 }, async (_, i) => await startWorker(i)))
     const gw = await gateway.ready
-    return { dir, bootstrap, bootstrapAddrs, gateway, gatewayUrl: gw.url, workers, workerInfo, functions: gw.functions, startWorker, stop }
+    timeline.mark('gateway')
+    return { dir, bootstrap, bootstrapAddrs, gateway, gatewayUrl: gw.url, workers, workerInfo, functions: gw.functions, startWorker, stop, timeline: timeline.print() }
   } catch (err) {
     await stop()
     throw err

@@ -283,6 +283,68 @@ describe('gateway ingress limits (real sockets)', function () {
     })
   })
 
+  describe('WebSocket upgrades pass the same ingress and rate limits (issue 12)', () => {
+    const upgrade = (path: string, host: string): string => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+
+    it('attack: an upgrade past a project\'s rateLimit is answered 429 before any dispatch', async () => {
+      const g = await gateway()
+      for (let i = 0; i < 3; i++) assert.equal((await get(g.url, `/${owner}/limited/hi`)).status, 200)
+      const r = await raw(port(g), upgrade(`/${owner}/limited/hi`, new URL(g.url).host))
+      assert.equal(r.status, 429, r.body)
+      assert.equal(JSON.parse(r.body).error.details.limit, 'rateLimit')
+      assert.ok(Number(r.headers['retry-after']) >= 1)
+      assert.equal(r.headers['x-peerhost-job'], undefined, 'refused before dispatch')
+    })
+
+    it('attack: an upgrade from a client IP over --ip-rate-limit is answered 429 naming ipRateLimit', async () => {
+      const g = await gateway({ ingress: { ipRateLimit: { requests: 2, perSeconds: 60 } } })
+      for (let i = 0; i < 2; i++) assert.equal((await get(g.url, `/${owner}/slow/slow?ms=1`, { localAddress: '127.0.0.4' })).status, 200)
+      const r = await raw(port(g), upgrade(`/${owner}/slow/slow`, new URL(g.url).host), { localAddress: '127.0.0.4' })
+      assert.equal(r.status, 429, r.body)
+      assert.equal(JSON.parse(r.body).error.details.limit, 'ipRateLimit')
+      assert.ok(Number(r.headers['retry-after']) >= 1)
+      const metrics = await (await fetch(`${g.url}/_peerhost/metrics`)).text()
+      assert.match(metrics, /peerhost_gateway_refused_total\{limit="ipRateLimit"\} 1/)
+      // another address's upgrade gets past the ingress (the slow function answers it as plain HTTP)
+      const other = await raw(port(g), upgrade(`/${owner}/slow/slow?ms=1`, new URL(g.url).host), { localAddress: '127.0.0.5' })
+      assert.equal(other.status, 200, other.body)
+    })
+  })
+
+  describe('non-reading sockets (GW-04)', () => {
+    it('attack: 1,000 sockets that send an upgrade and never read are answered and closed by the gateway; its heap stays bounded and others are served', async () => {
+      const g = await gateway()
+      let open = 0
+      g.http.server.on('connection', (s: Socket) => { open++; s.once('close', () => { open-- }) })
+      const host = new URL(g.url).host
+      const head = `GET /${owner}/nosuch/fn HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+      global.gc?.()
+      const before = process.memoryUsage().heapUsed
+      const sockets: Socket[] = []
+      try {
+        // 4 addresses × 250: under the per-IP connection cap (256), so every one is answered rather
+        // than refused at accept. No 'data' listener: the client never reads, and never closes.
+        for (let ip = 1; ip <= 4; ip++) {
+          for (let i = 0; i < 250; i++) {
+            const s = connect({ port: port(g), host: '127.0.0.1', localAddress: `127.0.1.${ip}` }, () => { s.write(head) })
+            s.on('error', () => {})
+            sockets.push(s)
+          }
+        }
+        await waitFor('1,000 connections at the gateway', () => open >= 1_000 || sockets.filter(s => s.readyState === 'open').length === 1_000, 30_000)
+        // the gateway answers each (404 JSON) and closes its side: none of them stays counted
+        await waitFor('the gateway closed every answered socket', () => open === 0, 30_000, 200)
+        const fine = await get(g.url, '/_peerhost/health', { localAddress: '127.0.1.5' })
+        assert.equal(fine.status, 200)
+        global.gc?.()
+        const grown = process.memoryUsage().heapUsed - before
+        assert.ok(grown < 64 * 1024 * 1024, `heap grew by ${Math.round(grown / 1e6)} MB`)
+      } finally {
+        for (const s of sockets) s.destroy()
+      }
+    })
+  })
+
   describe('one origin per wallet (issue 13)', () => {
     it('serves two wallets\' projects on two origins; an unknown wallet host is 404 JSON; the path form still works', async () => {
       const g = await gateway({ walletDomain: 'peerhost.test' })

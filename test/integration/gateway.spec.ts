@@ -3,45 +3,28 @@
  * workers as in-process nodes; the dev executor runs the functions).
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Registry } from 'prom-client'
-import { devExecutor } from '#sandbox'
-import { createBootstrap } from '#bootstrap'
-import { addProject, createGateway, createWorker, fastSigner, functionTable, silentLogger, type GatewayNode, type WorkerNode } from '#node'
 import { generatePrivateKey } from 'viem/accounts'
+import { addProject, fastSigner, type GatewayNode } from '#node'
+import { inProcessMesh, type InProcessMesh } from '../helpers/in-process.ts'
 import { waitFor } from '../helpers/network.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 
 describe('gateway (in-process mesh)', function () {
   this.timeout(60_000)
-  const dir = mkdtempSync(join(tmpdir(), 'peerhost-gw-'))
-  const logger = silentLogger()
-  let boot: Awaited<ReturnType<typeof createBootstrap>>
+  let mesh: InProcessMesh
   let gateway: GatewayNode
-  let worker: WorkerNode | undefined
   let base: string
 
   before(async () => {
-    boot = await createBootstrap({}, { privateKey: await generateKeyPair('Ed25519'), logger, registry: new Registry() })
-    await boot.start()
-    const functions = functionTable()
-    const signer = fastSigner(generatePrivateKey())
+    mesh = await inProcessMesh('peerhost-gw-')
     const owner = fastSigner(generatePrivateKey()).address
-    await addProject(functions, owner, join(root, 'test/fixtures/slow'))
-    gateway = await createGateway({ port: 0, bootstrap: boot.addrs() }, { privateKey: await generateKeyPair('Ed25519'), signer, functions, logger, registry: new Registry() })
-    await gateway.start()
+    await addProject(mesh.functions, owner, join(root, 'test/fixtures/slow'))
+    gateway = await mesh.gateway()
     base = `${gateway.url}/${owner}/slow/slow`
   })
-  after(async () => {
-    await worker?.stop()
-    await gateway?.stop()
-    await boot?.stop()
-    rmSync(dir, { recursive: true, force: true })
-  })
+  after(async () => { await mesh?.stop() })
 
   it('is not ready and answers 503 NO_WORKER while it knows no worker', async () => {
     const ready = await fetch(`${gateway.url}/_peerhost/ready`)
@@ -52,10 +35,7 @@ describe('gateway (in-process mesh)', function () {
   })
 
   it('serves once a worker joins, and answers 504 with LIMIT_TIMEOUT when the function overruns', async () => {
-    worker = await createWorker({ dataDir: join(dir, 'w1'), bootstrap: boot.addrs() }, {
-      privateKey: await generateKeyPair('Ed25519'), signer: fastSigner(generatePrivateKey()), executor: devExecutor({})({}), logger, registry: new Registry()
-    })
-    await worker.start()
+    await mesh.worker()
     await waitFor('the worker in the view', () => gateway.view.size() === 1, 10_000)
     assert.equal((await fetch(`${gateway.url}/_peerhost/ready`)).status, 200)
     const ok = await fetch(`${base}?ms=5`)

@@ -5,57 +5,27 @@
  * failing dialer) spends at most its retry budget on retries.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Registry } from 'prom-client'
 import { generatePrivateKey } from 'viem/accounts'
-import { devExecutor } from '#sandbox'
-import { createBootstrap } from '#bootstrap'
-import { addProject, createGateway, createWorker, fastSigner, functionTable, NODE_DEFAULTS, silentLogger, type GatewayNode, type WorkerNode } from '#node'
+import { addProject, fastSigner, NODE_DEFAULTS } from '#node'
+import { inProcessMesh, type InProcessMesh } from '../helpers/in-process.ts'
 import { waitFor } from '../helpers/network.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 
 describe('load (in-process mesh)', function () {
   this.timeout(90_000)
-  const dir = mkdtempSync(join(tmpdir(), 'peerhost-load-'))
-  const logger = silentLogger()
-  let boot: Awaited<ReturnType<typeof createBootstrap>>
-  const gateways: GatewayNode[] = []
-  const workers: WorkerNode[] = []
+  let mesh: InProcessMesh
   let owner: `0x${string}`
-  const functions = functionTable()
-
-  async function worker (capacity: number): Promise<WorkerNode> {
-    const w = await createWorker({ dataDir: join(dir, `w${workers.length}`), bootstrap: boot.addrs(), capacity }, {
-      privateKey: await generateKeyPair('Ed25519'), signer: fastSigner(generatePrivateKey()), executor: devExecutor({})({}), logger, registry: new Registry()
-    })
-    workers.push(w)
-    await w.start()
-    return w
-  }
-
-  async function gateway (components: Partial<Parameters<typeof createGateway>[1]> = {}): Promise<GatewayNode> {
-    const g = await createGateway({ port: 0, bootstrap: boot.addrs() }, { privateKey: await generateKeyPair('Ed25519'), signer: fastSigner(generatePrivateKey()), functions, logger, registry: new Registry(), ...components })
-    gateways.push(g)
-    await g.start()
-    return g
-  }
+  const worker = async (capacity: number): Promise<Awaited<ReturnType<InProcessMesh['worker']>>> => await mesh.worker({ capacity })
+  const gateway: InProcessMesh['gateway'] = async (init, components) => await mesh.gateway(init, components)
 
   before(async () => {
-    boot = await createBootstrap({}, { privateKey: await generateKeyPair('Ed25519'), logger, registry: new Registry() })
-    await boot.start()
+    mesh = await inProcessMesh('peerhost-load-')
     owner = fastSigner(generatePrivateKey()).address
-    await addProject(functions, owner, join(root, 'test/fixtures/slow'))
+    await addProject(mesh.functions, owner, join(root, 'test/fixtures/slow'))
   })
-  after(async () => {
-    for (const w of workers) await w.stop()
-    for (const g of gateways) await g.stop()
-    await boot?.stop()
-    rmSync(dir, { recursive: true, force: true })
-  })
+  after(async () => { await mesh?.stop() })
 
   it('a saturated worker refuses at once with OVERLOADED (503, Retry-After) and adverts itself full', async () => {
     const w = await worker(1)
@@ -91,7 +61,7 @@ describe('load (in-process mesh)', function () {
     await worker(8)
     await worker(8)
     let dials = 0
-    const g = await gateway({ dial: async () => { dials++; throw new Error('connection refused (injected)') } })
+    const g = await gateway({}, { dial: async () => { dials++; throw new Error('connection refused (injected)') } })
     await waitFor('three workers in the view', () => g.view.size() === 3 ? true : undefined, 15_000)
     const base = `${g.url}/${owner}/slow/slow`
     const n = 60

@@ -129,6 +129,7 @@ export function bundleResponse (): BundleResponse {
 export function fixtures (): Array<{ name: string, message: Message }> {
   return [
     { name: 'advert', message: advert() },
+    { name: 'advert-priced', message: { ...advert(), full: true, price: '25000000000000' } },
     { name: 'job', message: job() },
     { name: 'job-secrets', message: { ...job(), secrets: { API_TOKEN: 'tok-123', DB_URL: 'postgres://u:p@db/x' } } },
     { name: 'result', message: result() },
@@ -137,7 +138,45 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'bundle-request', message: bundleRequest() },
     { name: 'bundle', message: bundleResponse() },
     { name: 'secrets-request', message: { v: PROTOCOL_VERSION, type: 'secrets-request', inputCid: BUNDLE_CID } },
-    { name: 'secrets', message: { v: PROTOCOL_VERSION, type: 'secrets', inputCid: BUNDLE_CID, secrets: { API_TOKEN: 'tok-123' } } }
+    { name: 'secrets', message: { v: PROTOCOL_VERSION, type: 'secrets', inputCid: BUNDLE_CID, secrets: { API_TOKEN: 'tok-123' } } },
+    { name: 'job-session', message: { ...job(), session: true } },
+    { name: 'session-open', message: { v: PROTOCOL_VERSION, type: 'session-open', jobId: result().jobId, attempt: 1, headers: [['set-cookie', 'a=1']] } },
+    { name: 'ws-text', message: { v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode('héllo') } },
+    { name: 'ws-binary', message: { v: PROTOCOL_VERSION, type: 'ws', binary: true, data: new Uint8Array([0, 1, 2, 255]) } },
+    { name: 'ws-close', message: { v: PROTOCOL_VERSION, type: 'ws-close', code: 4001, reason: 'bye' } },
+    {
+      name: 'session-end',
+      message: {
+        v: PROTOCOL_VERSION,
+        type: 'session-end',
+        jobId: result().jobId,
+        attempt: 1,
+        transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
+        outputHash: result().outputHash,
+        receiptSig: result().receiptSig,
+        logs: '',
+        logsTruncated: false
+      }
+    },
+    { name: 'stream-head', message: { v: PROTOCOL_VERSION, type: 'stream-head', jobId: result().jobId, attempt: 1, status: 200, headers: [['content-type', 'text/event-stream']] } },
+    { name: 'stream-chunk', message: { v: PROTOCOL_VERSION, type: 'stream-chunk', data: new TextEncoder().encode('data: 0\n\n') } },
+    {
+      name: 'stream-end',
+      message: {
+        v: PROTOCOL_VERSION,
+        type: 'stream-end',
+        jobId: result().jobId,
+        attempt: 1,
+        bytes: 9,
+        bodyHash: `0x${'33'.repeat(32)}`,
+        outputHash: result().outputHash,
+        receiptSig: result().receiptSig,
+        logs: '',
+        logsTruncated: false,
+        timings: { queueMs: 1, execMs: 2, sandboxMs: 0.5 },
+        error: { code: 'LIMIT_RESPONSE_SIZE', message: 'the function response exceeded its size limit' }
+      }
+    }
   ]
 }
 
@@ -193,7 +232,10 @@ export const advertArb: fc.Arbitrary<WorkerAdvert> = fc.record({
   ts: safeNat,
   seq: safeNat,
   sig: fc.uint8Array({ minLength: 64, maxLength: 64 })
-})
+}, { requiredKeys: ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'] }).chain(a => fc.record({
+  full: fc.option(fc.boolean(), { nil: undefined }),
+  price: fc.option(fc.bigInt({ min: 0n, max: (1n << 256n) - 1n }).map(String), { nil: undefined })
+}).map(({ full, price }) => ({ ...a, ...(full === undefined ? {} : { full }), ...(price === undefined ? {} : { price }) })))
 
 const jobWithoutSecretsArb: fc.Arbitrary<JobRequest> = fc.record({
   v: fc.constant(PROTOCOL_VERSION),

@@ -116,7 +116,15 @@ describe('protocol/receipt', () => {
         { warm: [] },
         { warm: [BUNDLE_CID, BUNDLE_CID] },
         { ts: a.ts + 1 },
-        { seq: a.seq + 1 }
+        { seq: a.seq + 1 },
+        // the price is signed: a relay cannot lower or raise a worker's advertised price
+        { price: '0' },
+        { price: '1' },
+        { price: '10' },
+        { full: true },
+        { full: false },
+        { full: false, price: '1' },
+        { full: true, price: '1' }
       ]
       const seen = new Set([base])
       for (const v of variants) {
@@ -127,6 +135,10 @@ describe('protocol/receipt', () => {
     })
 
     it('rejects an invalid advert with INVALID_FIELD', () => {
+      for (const price of ['-1', '01', '1.5', '', 'abc', (1n << 256n).toString()]) {
+        assert.equal(codeOf(() => advertSigningBytes({ ...advert(), price })), 'INVALID_FIELD', `price ${JSON.stringify(price)}`)
+      }
+      assert.equal(codeOf(() => advertSigningBytes({ ...advert(), price: 5 as unknown as string })), 'INVALID_FIELD', 'a number price')
       assert.equal(codeOf(() => advertSigningBytes({ ...advert(), capacity: -1 })), 'INVALID_FIELD')
     })
   })

@@ -97,9 +97,9 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
   }
 
   it('answers a job, then 1,000 streams opened and reset at once boot no sandbox', async () => {
-    // warm up: the function gets capacity + perFunctionPoolSize (4 + 2) sandboxes, so that with
-    // all 4 slots busy the pool still holds its 2 idle ones and never tops up (a boot that would
-    // be demand, not the attack); then one job through the worker
+    // warm up: the function gets its sandboxes (at most maxSandboxesPerFunction, each running
+    // several executions at once: the pool never boots for load), so the pool holds its targets
+    // and never tops up during the attack; then one job through the worker
     const warm = await Promise.all(Array.from({ length: 6 }, async () => await executor.execute({
       jobId: 'warm', bundle: { cid, bytes }, request: { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }, env: {}, options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' }, deadline: Date.now() + 60_000
     })))

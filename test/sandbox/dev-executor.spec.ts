@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { devExecutor, type Executor } from '#sandbox'
+import { rawCid } from '#protocol'
+import { devExecutor, DEV_EXECUTOR_DEFAULTS, type Executor } from '#sandbox'
 import { anyAddress, jobFor, text } from './fixtures.ts'
 
 describe('sandbox/dev-executor (not a security boundary)', function () {
@@ -20,6 +21,34 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
   after(async () => {
     await ex.stop()
     server.close()
+  })
+
+  it('remembers a bounded number of warm function versions however many it runs (least recently used forgotten)', async () => {
+    // a worker serving many functions: 100 distinct versions, each run once, then the first again
+    const local = devExecutor({})({})
+    await local.start()
+    try {
+      const cids: string[] = []
+      for (let i = 0; i < 100; i++) {
+        const bytes = new TextEncoder().encode(`module.exports.default = { fetch () { return new Response('v${i}') } }`)
+        const job = jobFor('hello')
+        job.bundle = { cid: rawCid(bytes), bytes }
+        cids.push(job.bundle.cid)
+        assert.equal(text(await local.execute(job)), `v${i}`)
+      }
+      const max = DEV_EXECUTOR_DEFAULTS.maxWarmFunctions
+      assert.ok(max < 100, 'the bound is below the number of versions run')
+      const warm = local.warm()
+      assert.equal(warm.length, max)
+      assert.deepEqual(warm, cids.slice(-max).reverse(), 'the most recently used versions, newest first')
+      // using an old version again makes it the newest; the oldest remembered one falls out
+      await local.prewarm({ cid: cids[0], bytes: new TextEncoder().encode('module.exports.default = { fetch () { return new Response(\'v0\') } }') }, jobFor('hello').options)
+      assert.equal(local.warm()[0], cids[0])
+      assert.equal(local.warm().length, max)
+      assert.ok(!local.warm().includes(cids[100 - max]))
+    } finally {
+      await local.stop()
+    }
   })
 
   it('runs a function with a Web Request and returns its Response, logs and timings', async () => {

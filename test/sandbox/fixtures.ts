@@ -38,6 +38,17 @@ export const FIXTURES: Record<string, string> = {
     if (mode === 'set') { globalThis.canary = 'CANARY-G'; shim.__sandboxToken ??= Math.random().toString(36).slice(2); fs.writeFileSync('/tmp/canary', 'CANARY-T'); return Response.json({ token: shim.__sandboxToken, tmp: ls() }) }
     return Response.json({ canary: globalThis.canary ?? null, token: shim.__sandboxToken ?? null, tmp: ls() })
   } }`,
+  // several of these run at once in one sandbox: each must see only its own globals, env and logs
+  concurrentProbe: `module.exports.default = { async fetch (req, env) {
+    const me = new URL(req.url).searchParams.get('me')
+    const shim = Response.constructor.constructor('return globalThis')()
+    shim.__sandboxToken ??= Math.random().toString(36).slice(2)
+    const before = globalThis.canary ?? null
+    globalThis.canary = me
+    console.log('log of ' + me)
+    await new Promise(resolve => setTimeout(resolve, 150))
+    return Response.json({ me, before, after: globalThis.canary, env: env.WHO ?? null, token: shim.__sandboxToken })
+  } }`,
   // fills /tmp (16 MiB tmpfs) through an escaped realm
   tmpFill: `module.exports.default = { async fetch () {
     const fs = Response.constructor.constructor('return process')().getBuiltinModule('fs')

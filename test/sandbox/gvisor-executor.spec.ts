@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildOciSpec, gvisorExecutor, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
+import { buildOciSpec, gvisorExecutor, GVISOR_POOL_DEFAULTS, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
 import { anyAddress, bundleOf, jobFor, text } from './fixtures.ts'
 
 const CANARY = 'CANARY-HOST-7f3a9c'
@@ -199,6 +199,54 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.deepEqual(get.tmp, [])
   })
 
+  it('runs concurrent executions in one sandbox, each in its own realm: no globals, env or logs cross', async function () {
+    // an executor of its own: the version's sandboxes are booted before the burst (a boot is no
+    // part of this test), and no other function's pool competes with them
+    this.timeout(180_000)
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'concurrent'), selfTest: false, genericPoolSize: 0 })()
+    await local.start()
+    try {
+      const b = bundleOf('concurrentProbe')
+      await local.prewarm(b, { memoryMb: 128, timeoutMs: 2000, network: [], isolation: 'function' })
+      const until = Date.now() + 120_000
+      while (local.idleFor(b.cid) < GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+      const booted = local.booted
+      const runs = await Promise.all(Array.from({ length: 8 }, async (_, i) => await local.execute(jobFor('concurrentProbe', { url: `http://t/?me=run-${i}`, env: { WHO: `env-${i}` } }))))
+      const outs = runs.map(r => JSON.parse(text(r)))
+      outs.forEach((o, i) => {
+        assert.deepEqual([o.me, o.before, o.after, o.env], [`run-${i}`, null, `run-${i}`, `env-${i}`], `run ${i}`)
+        assert.equal(runs[i].logs, `log of run-${i}\n`)
+      })
+      // really concurrent: 8 executions over at most 2 sandboxes of this version, none booted for them
+      const tokens = new Set(outs.map(o => o.token))
+      assert.ok(tokens.size <= GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction, `${tokens.size} sandboxes`)
+      assert.equal(local.booted, booted)
+    } finally {
+      await local.stop()
+    }
+  })
+
+  it('never boots a sandbox for load: executions beyond the version\'s slots wait for one', async function () {
+    this.timeout(180_000)
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'bounded'), selfTest: false, genericPoolSize: 0, perFunctionPoolSize: 1, maxSandboxesPerFunction: 1, concurrencyPerSandbox: 2 })()
+    await local.start()
+    try {
+      const b = bundleOf('concurrentProbe')
+      await local.prewarm(b, { memoryMb: 128, timeoutMs: 5000, network: [], isolation: 'function' })
+      const until = Date.now() + 120_000
+      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      const booted = local.booted
+      // 12 at once on a version with 1 sandbox × 2 slots: 10 wait, none boots a sandbox
+      const runs = await Promise.all(Array.from({ length: 12 }, async (_, i) => await local.execute(jobFor('concurrentProbe', { url: `http://t/?me=q-${i}` }))))
+      runs.forEach((r, i) => assert.equal(JSON.parse(text(r)).after, `q-${i}`))
+      assert.equal(local.booted, booted, 'no sandbox booted for the burst')
+      assert.ok(local.waitedForSlot >= 10, `waited ${local.waitedForSlot}`)
+      assert.equal(new Set(runs.map(r => JSON.parse(text(r)).token)).size, 1)
+    } finally {
+      await local.stop()
+    }
+  })
+
   it('stops a /tmp fill with ENOSPC inside and wipes it for the next execution', async () => {
     // twice in the same sandbox: the second run finds /tmp empty again
     for (let i = 0; i < 2; i++) {
@@ -230,6 +278,41 @@ describe('sandbox/gvisor executor (real runsc)', function () {
       for (let i = 0; i < 4; i++) assert.equal(text(await local.execute(jobFor('hello'))), 'Hello, world!')
       // 4 executions at 2 per sandbox: at least one recycle, replaced in the background
       assert.ok(local.booted >= before + 1, `booted ${local.booted} vs ${before}`)
+    } finally {
+      await local.stop()
+    }
+    assert.deepEqual(await leftovers(local), { containers: [], cgroups: [] })
+  })
+
+  // also the stop test: four sandboxes run when it stops, and none (nor a cgroup) is left after
+  it('starts with lowered pool targets and boots up to its init targets once they are restored (the devnet\'s start); leaves no container or cgroup after stop', async () => {
+    // the devnet's workers also share one rootfs folder
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'targets'), rootfsDir: join(dataDir, 'shared'), selfTest: false, genericPoolSize: 2, perFunctionPoolSize: 2 })()
+    local.setPoolTargets({ genericPoolSize: 1, perFunctionPoolSize: 1 })
+    await local.start()
+    try {
+      const b = bundleOf('hello')
+      await local.prewarm(b, { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' })
+      const wait = async (what: () => boolean, label: string): Promise<void> => {
+        const until = Date.now() + 30_000
+        while (!what()) {
+          if (Date.now() > until) assert.fail(`${label}: generic ${local.idleGeneric()}, ${b.cid} ${local.idleFor(b.cid)}, booted ${local.booted}`)
+          await new Promise(resolve => setTimeout(resolve, 20))
+        }
+      }
+      await wait(() => local.idleFor(b.cid) >= 1 && local.idleGeneric() >= 1, 'lowered targets reached')
+      assert.ok(await local.settled(30_000))
+      assert.equal(local.idleGeneric(), 1)
+      assert.equal(local.idleFor(b.cid), 1)
+      assert.equal(local.booted, 2, 'one generic and one for the function, not two of each')
+      assert.equal(readdirSync(join(dataDir, 'shared', 'rootfs')).length, 1, 'the rootfs is built in the shared folder')
+      assert.equal(existsSync(join(dataDir, 'targets', 'sandbox', 'rootfs')), false, 'and not in the worker\'s own')
+      assert.equal(text(await local.execute(jobFor('hello'))), 'Hello, world!')
+      local.setPoolTargets({})
+      await wait(() => local.idleFor(b.cid) >= 2 && local.idleGeneric() >= 2, 'init targets restored')
+      assert.ok(await local.settled(30_000))
+      assert.equal(local.booted, 4)
+      assert.ok((await leftovers(local)).containers.length > 0, 'running sandboxes are listed (what stop must remove)')
     } finally {
       await local.stop()
     }
@@ -283,14 +366,6 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     await assert.rejects(bad.start(), (err: any) => err.code === 'RUNSC_MISSING' && /apt-get install runsc/.test(err.message))
   })
 
-  it('leaves no container or cgroup after stop', async () => {
-    const local = gvisorExecutor({ dataDir: join(dataDir, 'stop'), selfTest: false })()
-    await local.start()
-    await local.settled()
-    assert.ok((await leftovers(local)).containers.length > 0)
-    await local.stop()
-    assert.deepEqual(await leftovers(local), { containers: [], cgroups: [] })
-  })
 })
 
 describe('sandbox/gvisor alone (Node permission model off: what gVisor itself exposes)', function () {

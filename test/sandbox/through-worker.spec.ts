@@ -74,10 +74,27 @@ describe('sandbox through the worker (gVisor executor, real processes)', functio
 
   it('answers each hostile function with its stable code and keeps serving', async () => {
     assert.deepEqual((await get('forkbomb')).json(), { cp: 'ERR ERR_ACCESS_DENIED', wt: 'ERR ERR_ACCESS_DENIED' })
-    for (const [fn, code] of [['memorybomb', 'LIMIT_MEMORY'], ['asyncloop', 'LIMIT_CPU'], ['neversettles', 'LIMIT_TIMEOUT'], ['hugeresponse', 'LIMIT_RESPONSE_SIZE'], ['notresponse', 'RESULT_INVALID'], ['throws', 'FUNCTION_ERROR']]) {
-      const r = await get(fn)
+    // the 500 ms functions go first: memorybomb and asyncloop each cost their sandbox, and a request
+    // that must wait for a boot on a loaded machine can outlast a 500 ms function's deadline (+2 s)
+    for (const [fn, code] of [['neversettles', 'LIMIT_TIMEOUT'], ['asyncloop', 'LIMIT_CPU'], ['memorybomb', 'LIMIT_MEMORY'], ['notresponse', 'RESULT_INVALID'], ['throws', 'FUNCTION_ERROR']]) {
+      // Each function is its own bundle, so its first request may wait for a sandbox boot, and a
+      // 500 ms function's deadline (timeoutMs + 2 s) does not cover a boot on a loaded 2-core
+      // host (CI once saw 504 DEADLINE_EXCEEDED for neversettles). Such a 504 is the gateway's
+      // honest answer, not the function's limit; the request is asked again, at most twice, once
+      // the pool has had time to boot. Any other answer is asserted at once.
+      let r = await get(fn)
+      for (let again = 0; again < 2 && r.status === 504 && r.json().error?.code === 'DEADLINE_EXCEEDED'; again++) {
+        await new Promise(resolve => setTimeout(resolve, 2_000))
+        r = await get(fn)
+      }
       assert.equal(r.json().error?.code, code, `${fn}: ${r.status} ${r.body.slice(0, 200)}`)
     }
+    // an 8 MiB body (over the 6 MiB a buffered answer may carry) is streamed through the mesh,
+    // whole; the cut at the stream limit is tested in test/sandbox/stream.spec.ts
+    const huge = await fetch(url('hugeresponse'))
+    assert.equal(huge.status, 200)
+    assert.equal(huge.headers.get('x-peerhost-stream'), '1')
+    assert.equal((await huge.arrayBuffer()).byteLength, 8 * 1024 * 1024)
     assert.equal((await get('gigantic-stdout')).body, 'done')
     assert.equal((await get('hello')).body, 'Hello, world!')
   })

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { buildOciSpec, embeddedIPv4, fetchBroker, hostAllowed, isRefusedAddress, runscGlobalArgs } from '#sandbox'
 import { anyAddress } from './fixtures.ts'
 import { decodePayload, encodeFrame, FrameDecoder } from '../../sandbox/runtime/channel.ts'
+import { hostTimeoutVerdict } from '../../sandbox/result.ts'
 
 describe('sandbox/gvisor OCI spec', () => {
   const input = { rootfs: '/data/rootfs/abc', memoryMb: 128, memoryHeadroomMb: 128, cpus: 1, tmpfsMb: 16, cgroupsPath: '/peerhost-x/ph-1', maxFrameBytes: 1024 }
@@ -170,5 +171,24 @@ describe('sandbox/fetch broker address checks', () => {
     assert.equal(hostAllowed('127.0.0.1', '8080', ['127.0.0.1:8080']), true)
     assert.equal(hostAllowed('127.0.0.1', '8081', ['127.0.0.1:8080']), false)
     assert.equal(hostAllowed('other.com', '443', []), false)
+  })
+})
+
+describe('sandbox host timeout: starved is not hung', () => {
+  it('kills a spinning or blocked execution at its limit, and gives a starved one more time until its CPU reaches the limit or the deadline nears', () => {
+    // spinning: used its CPU budget
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, waitedMs: 100, cpuMs: 1000, timeoutMs: 1000, leftMs: 10_000 }), 0)
+    // blocked (Atomics.wait, a sync read): little CPU, but it did not wait for one either
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, waitedMs: 50, cpuMs: 5, timeoutMs: 1000, leftMs: 10_000 }), 0)
+    // starved by a loaded machine: waited for a CPU most of the time, used little
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, waitedMs: 1200, cpuMs: 200, timeoutMs: 1000, leftMs: 10_000 }), 800)
+    // never past the job's deadline
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, waitedMs: 1200, cpuMs: 200, timeoutMs: 1000, leftMs: 300 }), 300)
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, waitedMs: 1200, cpuMs: 200, timeoutMs: 1000, leftMs: 0 }), 0)
+    // at most max(1 s, timeoutMs) more in all: even a starved spinner ends by twice its limit
+    assert.equal(hostTimeoutVerdict({ wallMs: 2300, waitedMs: 2000, cpuMs: 300, timeoutMs: 1000, leftMs: 10_000, extendedMs: 800 }), 200)
+    assert.equal(hostTimeoutVerdict({ wallMs: 2500, waitedMs: 2200, cpuMs: 300, timeoutMs: 1000, leftMs: 10_000, extendedMs: 1000 }), 0)
+    // no cgroup figures: the wall-clock rule as before
+    assert.equal(hostTimeoutVerdict({ wallMs: 1500, timeoutMs: 1000, leftMs: 10_000 }), 0)
   })
 })

@@ -149,9 +149,26 @@ function renderProjects (s) {
   }))
 }
 
+// a gateway with a chain checks the settlement batches naming it (node/settlement/checker.ts)
+function renderSettlement (s) {
+  const st = s.settlement !== null && typeof s.settlement === 'object' ? s.settlement : null
+  $('settlement-section').hidden = st === null
+  if (st === null) return
+  $('settlement-count').textContent = `(${st.checked ?? 0} checked: ${st.ok ?? 0} ok, ${st.faulty ?? 0} faulty, ${st.unverifiable ?? 0} unverifiable)`
+  const recent = Array.isArray(st.recent) ? st.recent : []
+  $('settlement').tBodies[0].replaceChildren(...recent.map(b => {
+    const issued = b.issued !== null && typeof b.issued === 'object' ? `${b.issued.count ?? '?'} / ${b.issued.total ?? '?'}` : ''
+    const proof = b.proof === null || b.proof === undefined ? '—' : `${b.proof}${b.tx ? ` (${short(b.tx)})` : ''}`
+    const tr = row([short(b.batchId, 14), short(b.worker), b.epoch, b.count, b.total, issued, b.reason ? `${b.verdict}: ${b.reason}` : b.verdict, proof])
+    tr.cells[0].className = 'mono'; tr.cells[1].className = 'mono'
+    tr.cells[6].className = b.verdict === 'ok' ? 's2' : b.verdict === 'faulty' ? 's5' : 's4'
+    return tr
+  }))
+}
+
 function render (s) {
   if (s === null || typeof s !== 'object') return
-  renderNode(s); renderWorkers(s); renderJobs(s); renderProjects(s)
+  renderNode(s); renderWorkers(s); renderJobs(s); renderProjects(s); renderSettlement(s)
 }
 
 const live = $('live')

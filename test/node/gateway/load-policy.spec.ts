@@ -53,7 +53,7 @@ describe('load policy', () => {
     assert.equal(a.running, 0)
   })
 
-  it('chain fallback: never for overload or a function error, only for an unreachable mesh with time left', () => {
+  it('chain fallback: never for overload, a deadline running out or a function error, only for an unreachable mesh or a failing worker with time left', () => {
     const failed = (code: string) => ({ attempts: [{ attempt: 1, worker: 'w', ok: false, code, ms: 1 }], error: { code: 'WORKER_FAILED' as const, message: 'x' } })
     assert.equal(chainFallbackAllowed(failed('WORKER_FAILED'), 10_000), true)
     assert.equal(chainFallbackAllowed({ attempts: [], error: { code: 'NO_WORKER', message: 'x' } }, 10_000), true)
@@ -62,6 +62,9 @@ describe('load policy', () => {
     assert.equal(chainFallbackAllowed({ attempts: [], error: { code: 'OVERLOADED', message: 'x' } }, 10_000), false)
     assert.equal(chainFallbackAllowed({ attempts: [{ attempt: 1, worker: 'a', ok: false, code: 'WORKER_FAILED', ms: 1 }, { attempt: 2, worker: 'b', ok: false, code: 'OVERLOADED', ms: 1 }], error: { code: 'WORKER_FAILED', message: 'x' } }, 10_000), false)
     assert.equal(chainFallbackAllowed({ attempts: [], error: { code: 'LIMIT_MEMORY', message: 'x' } }, 10_000), false)
+    // a deadline running out on a live mesh is load, not an unreachable mesh: never the chain
+    assert.equal(chainFallbackAllowed(failed('DEADLINE_EXCEEDED'), 10_000), false)
+    assert.equal(chainFallbackAllowed({ attempts: [{ attempt: 1, worker: 'a', ok: false, code: 'DEADLINE_EXCEEDED', ms: 6_000 }, { attempt: 2, worker: 'b', ok: false, code: 'WORKER_FAILED', ms: 1 }], error: { code: 'WORKER_FAILED', message: 'x' } }, 10_000), false)
   })
 
   it('mesh deadline: at least the function limit plus grace, never past the request deadline', () => {

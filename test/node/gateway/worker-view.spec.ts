@@ -4,7 +4,7 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { rawCid, advertSigningBytes, encodeMessage, LIMITS, PROTOCOL_VERSION, workersTopic, type WorkerAdvert } from '#protocol'
-import { ADVERT_VERDICTS, workerView } from '#node'
+import { ADVERT_VERDICTS, NODE_DEFAULTS, workerView } from '#node'
 
 async function signed (key: PrivateKey, patch: Partial<WorkerAdvert> = {}, signer: PrivateKey = key): Promise<Message> {
   const peerId = peerIdFromPrivateKey(key)
@@ -70,6 +70,27 @@ describe('gateway worker view', () => {
     assert.equal(view.pick(cid, new Set())?.peerId, peerId.toString())
   })
 
+  it('picks a session\'s worker by session share, never one whose advertised session room is full, and counts its own sessions between adverts', async () => {
+    const [a, b] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    const [ida, idb] = [a, b].map(k => peerIdFromPrivateKey(k).toString())
+    const view = workerView()
+    const cid = rawCid(new TextEncoder().encode('session-fn'))
+    // a is busy with jobs but holds few sessions; b has idle job slots but its session room is full
+    assert.equal(await view.validate(await signed(a, { seq: 1, load: 8, capacity: 8, sessions: 10, maxSessions: 256 })), 'OK')
+    assert.equal(await view.validate(await signed(b, { seq: 1, load: 0, capacity: 8, sessions: 256, maxSessions: 256 })), 'OK')
+    assert.equal(view.pickForSession(cid, new Set())?.peerId, ida, 'the worker with session room, whatever its job load')
+    assert.equal(view.pickForSession(cid, new Set([ida])), undefined, 'a worker whose session room is full gets no session')
+    assert.equal(view.pick(cid, new Set())?.peerId, idb, 'jobs still go by job load')
+    // b frees room; this gateway then opens sessions there until its own count fills b's room
+    assert.equal(await view.validate(await signed(b, { seq: 2, load: 0, capacity: 8, sessions: 0, maxSessions: 2 })), 'OK')
+    assert.equal(view.pickForSession(cid, new Set([ida]))?.peerId, idb)
+    view.sessionDelta(idb, 1)
+    view.sessionDelta(idb, 1)
+    assert.equal(view.pickForSession(cid, new Set([ida])), undefined, 'its own two sessions fill b before b adverts them')
+    view.sessionDelta(idb, -1)
+    assert.equal(view.pickForSession(cid, new Set([ida]))?.peerId, idb)
+  })
+
   it('ignores stale and replayed adverts and rejects ones from the future', async () => {
     const key = await generateKeyPair('Ed25519')
     const view = workerView()
@@ -98,6 +119,75 @@ describe('gateway worker view', () => {
     now += 6_000
     assert.equal(view.size(), 0)
     assert.equal(view.pick(warm, new Set()), undefined)
+  })
+})
+
+describe('gateway worker view: latency', () => {
+  it('does not starve a worker whose first answer was slow (a cold sandbox): its estimate drifts back, and latency never outweighs a full load', async () => {
+    let now = Date.now()
+    const view = workerView({ now: () => now, expiryMs: 3_600_000 })
+    const [a, b] = await Promise.all([1, 2].map(async () => await generateKeyPair('Ed25519')))
+    await view.validate(await signed(a, { load: 0, ts: now, capacity: 4 }))
+    await view.validate(await signed(b, { load: 0, ts: now, capacity: 4 }))
+    const idA = peerIdFromPrivateKey(a).toString()
+    const idB = peerIdFromPrivateKey(b).toString()
+    view.begin(idA); view.end(idA, { ok: true, latencyMs: 900 })
+    view.begin(idB); view.end(idB, { ok: true, latencyMs: 3 })
+    assert.equal(view.pick('x', new Set())?.peerId, idB, 'right after, the fast one goes first')
+    // B runs as many jobs as it has slots and A was slow once: capped, A's latency weighs less
+    for (let i = 0; i < 4; i++) view.begin(idB)
+    assert.equal(view.pick('x', new Set())?.peerId, idA)
+    for (let i = 0; i < 4; i++) view.end(idB, { ok: true, latencyMs: 3 })
+    // with one job on B, A's old slow answer still keeps it second
+    view.begin(idB)
+    assert.equal(view.pick('x', new Set())?.peerId, idB)
+    // a minute with no sample for A: its estimate is back near the prior, and one job on B is
+    // enough for A to take the next
+    now += 60_000
+    assert.equal(view.pick('x', new Set())?.peerId, idA)
+    view.end(idB, { ok: true, latencyMs: 3 })
+  })
+})
+
+describe('gateway worker view: a burst between adverts', () => {
+  it('stops sending a worker jobs once this gateway alone has as many there as it can run', async () => {
+    const view = workerView()
+    const key = await generateKeyPair('Ed25519')
+    await view.validate(await signed(key, { capacity: 2, load: 0 }))
+    const id = peerIdFromPrivateKey(key).toString()
+    // the advert still says load 0 and not full: only the gateway's own count knows better
+    view.begin(id)
+    assert.equal(view.pick('x', new Set())?.peerId, id)
+    view.begin(id)
+    assert.equal(view.isFull(view.get(id)!), true)
+    assert.equal(view.pick('x', new Set()), undefined, 'a full worker is never picked')
+    view.end(id, { ok: true, latencyMs: 5 })
+    assert.equal(view.pick('x', new Set())?.peerId, id, 'room again once a job ends')
+  })
+
+  it('holds a "full" advert and an OVERLOADED answer until a newer advert has room or one of its own jobs there ends', async () => {
+    let now = Date.now()
+    const view = workerView({ now: () => now })
+    const key = await generateKeyPair('Ed25519')
+    const id = peerIdFromPrivateKey(key).toString()
+    await view.validate(await signed(key, { capacity: 4, load: 0, seq: 1, ts: now }))
+    view.begin(id)
+    now += 10
+    await view.validate(await signed(key, { capacity: 4, load: 4, full: true, seq: 2, ts: now }))
+    assert.equal(view.pick('x', new Set()), undefined, 'advertised full')
+    now += 10
+    // this gateway's job there ended after the advert: that slot is free now
+    view.end(id, { ok: true, latencyMs: 5 })
+    assert.equal(view.pick('x', new Set())?.peerId, id)
+    // another gateway took it: the worker refuses, and the back-off holds until a job of ours ends
+    view.begin(id)
+    view.begin(id)
+    now += 10
+    view.end(id, { ok: false, overloaded: true })
+    assert.equal(view.pick('x', new Set()), undefined, 'refused: backed off')
+    now += 10
+    view.end(id, { ok: true, latencyMs: 5 })
+    assert.equal(view.pick('x', new Set())?.peerId, id, 'a job of ours ended after the refusal')
   })
 })
 

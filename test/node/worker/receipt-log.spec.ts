@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { bytesToHex, type Hex } from 'viem'
+import { LIMITS } from '#protocol'
 import { receiptLog, silentLogger, type ReceiptLog, type TicketRecord } from '../../../node/index.ts'
 
 const root = resolve(import.meta.dirname, '..', '..', '..')
@@ -148,6 +149,38 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     assert.equal(logStore.get(young)?.state, 'reserved')
     logStore.close()
     assert.throws(() => open({ retentionMs: 60_000 }), { code: 'BAD_CONFIG' })
+  })
+
+  it('after a reboot that followed an unclean stop (power loss), refuses tickets that may predate it, also across restarts; not after a clean stop or a kill -9', async () => {
+    const path = join(dir, `guard-${++n}`, 'receipts.sqlite')
+    const bootA = { id: 'boot-a', atMs: Date.now() - 3_600_000 }
+    const bootB = { id: 'boot-b', atMs: Date.now() - 1_000 }
+    // the machine goes down while the log is open: its last commits may be lost (synchronous NORMAL)
+    const crashed = open({ path, boot: bootA })
+    const t = ticket()
+    crashed.reserve(t)
+    await crashed.commit(t, hex32(), `0x${'66'.repeat(65)}`)
+    assert.equal(crashed.refusesBefore, undefined)
+    // same file, opened as after the reboot (the first handle never closed: nothing marked it clean)
+    const rebooted = open({ path, boot: bootB })
+    assert.equal(rebooted.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs, 'every ticket issued before the reboot has a deadline before this')
+    rebooted.close()
+    // a restart within the same boot keeps the guard, though the log was closed cleanly meanwhile
+    const again = open({ path, boot: bootB })
+    assert.equal(again.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs)
+    again.close()
+    crashed.close()
+    // a kill -9 (same boot, unclean) needs no guard: NORMAL commits are in the OS
+    const path2 = join(dir, `guard-${++n}`, 'receipts.sqlite')
+    const killed = open({ path: path2, boot: bootA })
+    const survivor = open({ path: path2, boot: bootA })
+    assert.equal(survivor.refusesBefore, undefined)
+    survivor.close()
+    killed.close()
+    // a clean stop, then a reboot: everything was checkpointed and fsync'ed, no guard
+    const cleanReboot = open({ path: path2, boot: { id: 'boot-c', atMs: Date.now() } })
+    assert.equal(cleanReboot.refusesBefore, undefined)
+    cleanReboot.close()
   })
 
   it('refuses an epoch that does not fit a signed 64-bit integer', () => {

@@ -1,0 +1,287 @@
+/**
+ * WebSocket sessions at the gateway: the upgrade is accepted only after a worker's function
+ * accepted the WebSocket (so a function that never calls accept() fails as an HTTP error, never as
+ * an open socket that goes nowhere); then frames are relayed both ways over the session's job
+ * stream with bounded buffering, the limits are enforced with stable close codes (constants.ts
+ * WS_CLOSE), and when the session ends the worker's signed transcript is checked against the
+ * gateway's own and kept for `/_peerhost/receipts/<jobId>`.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type RawData, type WebSocket } from 'ws'
+import {
+  decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
+  type JobRequest, type Message, type PeerHostDomain, type SessionLimits, type TranscriptSummary, type WireErrorCode
+} from '#protocol'
+import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
+import type { FrameStream } from '../frames.ts'
+import type { Logger } from '../logger.ts'
+import { recoverDigestSigner, sameAddress } from '../signing.ts'
+import type { SessionDispatch } from './dispatch.ts'
+import { endThenClose } from './ingress.ts'
+
+export interface SessionLimitsInit {
+  /** @default NODE_DEFAULTS.sessionIdleMs */
+  idleMs?: number
+  /** @default NODE_DEFAULTS.sessionMaxMs */
+  maxMs?: number
+  /** @default NODE_DEFAULTS.sessionMessagesPerSec */
+  messagesPerSec?: number
+  /** @default LIMITS.maxWsMessageBytes */
+  maxMessageBytes?: number
+  /** @default NODE_DEFAULTS.sessionHighWaterBytes */
+  highWaterBytes?: number
+}
+
+/** What /_peerhost/receipts/<jobId> answers for a session. */
+export interface SessionReceipt {
+  jobId: string
+  worker: string
+  /** the gateway's own transcript, equal to the one the worker signed when `verified` */
+  transcript: TranscriptSummary
+  /** whether the worker's signed session-end matched the gateway's transcript */
+  verified: boolean
+  /** why not, when not */
+  problem?: string
+  /** EIP-712 receipt fields, the domain and the worker's signature (as x-peerhost-receipt) */
+  receipt?: Record<string, unknown>
+  closeCode?: number
+  endedAt: string
+}
+
+export interface SessionRelay {
+  /** the ws server (noServer) */
+  readonly wss: WebSocketServer
+  /** sessions open now */
+  readonly open: number
+  /**
+   * Completes the upgrade of an accepted session and relays until it ends. `limits` are the
+   * function's own (peerhost.json `websocket`): each applies where lower than the gateway's.
+   */
+  accept: (req: IncomingMessage, socket: Duplex, head: Buffer, session: Required<Pick<SessionDispatch, 'jobId' | 'request' | 'worker' | 'open'>>, headers?: Array<[string, string]>, limits?: SessionLimits) => void
+  /**
+   * Holds one of `max` session places of function `key` while its session is dispatched and
+   * open; undefined when all are taken. Call the returned release exactly once (it is idempotent).
+   */
+  reserve: (key: string, max: number) => (() => void) | undefined
+  receipt: (jobId: string) => SessionReceipt | undefined
+  /** Closes every open session with 1001 (the gateway is shutting down). */
+  shutdown: () => Promise<void>
+}
+
+/** Writes a plain HTTP answer on a socket that asked to upgrade, then ends it. */
+export function answerUpgrade (socket: Duplex, status: number, headers: Array<[string, string]>, body: Uint8Array): void {
+  if (!socket.writable) { socket.destroy(); return }
+  const lines = [`HTTP/1.1 ${status} ${status === 101 ? 'Switching Protocols' : 'Not Upgraded'}`]
+  for (const [k, v] of headers) {
+    if (/^(content-length|connection|transfer-encoding|upgrade)$/i.test(k)) continue
+    lines.push(`${k}: ${v}`)
+  }
+  lines.push(`content-length: ${body.byteLength}`, 'connection: close', '', '')
+  endThenClose(socket, Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]))
+}
+
+export function upgradeError (socket: Duplex, code: WireErrorCode, message?: string, extra: Array<[string, string]> = []): void {
+  const body = Buffer.from(JSON.stringify({ error: { code, message: message ?? WIRE_ERROR_CODES[code].message } }))
+  answerUpgrade(socket, WIRE_ERROR_CODES[code].status, [['content-type', 'application/json; charset=utf-8'], ...extra], body)
+}
+
+/** Close codes a client may send that the function may see as they are; others become 1000/1001. */
+function forwardableCode (code: number): number {
+  if (code === 1005) return 1000
+  if (code === 1006 || code === 1015 || code === 1004) return 1001
+  return code
+}
+
+export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain }, components: { logger: Logger, onEnd?: (r: SessionReceipt) => void }): SessionRelay {
+  const log = components.logger.child({ component: 'peerhost:gateway:ws' })
+  const gatewayIdleMs = init.idleMs ?? NODE_DEFAULTS.sessionIdleMs
+  const gatewayMaxMs = init.maxMs ?? NODE_DEFAULTS.sessionMaxMs
+  const gatewayPerSec = init.messagesPerSec ?? NODE_DEFAULTS.sessionMessagesPerSec
+  /** sessions held (dispatching or open) per function key */
+  const held = new Map<string, number>()
+  const hwm = init.highWaterBytes ?? NODE_DEFAULTS.sessionHighWaterBytes
+  const wss = new WebSocketServer({
+    noServer: true,
+    // a message over the limit closes the socket with 1009 (ws enforces it while reading)
+    maxPayload: init.maxMessageBytes ?? LIMITS.maxWsMessageBytes,
+    // no compression: a compression bomb cannot inflate in the gateway (GW-04)
+    perMessageDeflate: false,
+    clientTracking: false,
+    // a fragment flood is closed with 1008 after this many fragments of one message (GW-04)
+    maxFragments: NODE_DEFAULTS.sessionMaxFragments
+  })
+  // the 101 carries the session's job id, worker and attempts, as any answer does
+  const extraHeaders = new WeakMap<IncomingMessage, Array<[string, string]>>()
+  wss.on('headers', (headers: string[], req: IncomingMessage) => {
+    for (const [k, v] of extraHeaders.get(req) ?? []) headers.push(`${k}: ${v}`)
+  })
+  const receipts = new Map<string, SessionReceipt>()
+  const live = new Set<{ ws: WebSocket, end: (code: number, reason: string) => void }>()
+
+  function keep (r: SessionReceipt): void {
+    receipts.set(r.jobId, r)
+    while (receipts.size > NODE_DEFAULTS.sessionReceiptsKept) receipts.delete(receipts.keys().next().value as string)
+    components.onEnd?.(r)
+  }
+
+  function relay (ws: WebSocket, jobId: string, request: JobRequest, worker: SessionDispatch['worker'] & {}, f: FrameStream, stream: NonNullable<SessionDispatch['open']>['stream'], release: () => void, limits: SessionLimits = {}): void {
+    const tr = transcript()
+    // the function's own limits, where lower than the gateway's
+    const idleMs = Math.min(gatewayIdleMs, limits.idleTimeoutMs ?? Infinity)
+    const maxMs = Math.min(gatewayMaxMs, limits.maxSessionMs ?? Infinity)
+    const perSec = Math.min(gatewayPerSec, limits.messagesPerSecond ?? Infinity)
+    const maxMessageBytes = limits.maxMessageBytes ?? Infinity
+    let ended = false
+    let clientClosed = false
+    let workerClosed = false
+    let closeCode: number | undefined
+    let windowStart = Date.now()
+    let windowCount = 0
+    // frames to the worker go out in order; while too many bytes wait, the client is not read
+    let chain: Promise<void> = Promise.resolve()
+    let pendingToWorker = 0
+    let pausedClient = false
+    const toWorker = (msg: Message, size: number): void => {
+      pendingToWorker += size
+      if (!pausedClient && pendingToWorker > hwm) { pausedClient = true; ws.pause() }
+      chain = chain.then(async () => { await f.write(msg) }).catch(() => {}).finally(() => {
+        pendingToWorker -= size
+        if (pausedClient && pendingToWorker <= hwm / 2) { pausedClient = false; ws.resume() }
+      })
+    }
+    const closeClient = (code: number, reason: string): void => {
+      closeCode ??= code
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason)
+      else if (ws.readyState !== ws.CLOSED) ws.terminate()
+    }
+    /** the gateway ends the session (limits, shutdown): the client and the function both hear it */
+    const end = (code: number, reason: string): void => {
+      if (!workerClosed && !clientClosed) toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+      clientClosed = true
+      closeClient(code, reason)
+    }
+    const entry = { ws, end }
+    live.add(entry)
+
+    let idle = setTimeout(() => { end(WS_CLOSE.idleTimeout, 'idle timeout') }, idleMs)
+    const touch = (): void => { idle.refresh() }
+    const lifetime = setTimeout(() => { end(WS_CLOSE.sessionTooLong, 'session time limit') }, maxMs)
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (clientClosed) return
+      const now = Date.now()
+      if (now - windowStart >= 1000) { windowStart = now; windowCount = 0 }
+      if (++windowCount > perSec) { end(WS_CLOSE.rateLimited, `more than ${perSec} messages per second`); return }
+      touch()
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
+      const payload = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      // the gateway's own maxPayload is enforced by ws while reading; a function's lower one here
+      if (payload.byteLength > maxMessageBytes) { end(WS_CLOSE.tooBig, `message over ${maxMessageBytes} bytes`); return }
+      tr.add('in', isBinary, payload)
+      toWorker({ v: PROTOCOL_VERSION, type: 'ws', binary: isBinary, data: payload }, payload.byteLength)
+    })
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (!clientClosed && !workerClosed) toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100) }, 128)
+      clientClosed = true
+      closeCode ??= code
+      // the worker has a moment to sign the transcript, then the stream goes
+      setTimeout(() => { finish('the worker did not end the session in time') }, NODE_DEFAULTS.sessionEndWaitMs).unref()
+    })
+    // protocol errors (oversize 1009, bad UTF-8 1007, bad frames 1002): ws closes the socket itself
+    ws.on('error', (err: Error & { code?: string }) => { log.debug({ jobId, code: err.code, err: err.message }, 'client WebSocket error') })
+
+    let finished = false
+    function finish (problem?: string, receipt?: Record<string, unknown>): void {
+      if (finished) return
+      finished = true
+      ended = true
+      clearTimeout(idle)
+      clearTimeout(lifetime)
+      live.delete(entry)
+      release()
+      if (problem !== undefined) stream.abort(new Error(problem))
+      else void stream.close().catch(() => stream.abort(new Error('close failed')))
+      keep({ jobId, worker: worker.peerId, transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}), ...(closeCode !== undefined ? { closeCode } : {}), endedAt: new Date().toISOString() })
+    }
+
+    // frames from the worker: messages for the client (waiting while the client is slow), its
+    // close, and finally session-end
+    void (async () => {
+      try {
+        for (;;) {
+          const list = await f.lp.read()
+          const msg = decodeMessage(list.subarray())
+          if (msg.type === 'ws') {
+            if (clientClosed) continue
+            touch()
+            tr.add('out', msg.binary, msg.data)
+            const flushed = new Promise<void>(resolve => { ws.send(msg.data, { binary: msg.binary }, () => { resolve() }) })
+            // a client that does not read makes this loop (and so the worker, and the function) wait
+            if (ws.bufferedAmount > hwm) await flushed
+          } else if (msg.type === 'ws-close') {
+            workerClosed = true
+            closeClient(msg.code, msg.reason)
+          } else if (msg.type === 'session-end') {
+            const own = tr.summary()
+            const same = JSON.stringify(own) === JSON.stringify(msg.transcript)
+            const hash = transcriptOutputHash(own)
+            const signerOf = same && msg.outputHash === hash ? recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, hash)), msg.receiptSig) : undefined
+            if (!same) { finish('the worker signed a transcript that differs from what the gateway relayed'); break }
+            if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) { finish('the session receipt is not signed by the worker'); break }
+            if (!workerClosed) closeClient(msg.error !== undefined ? WS_CLOSE.internalError : 1000, msg.error?.code ?? '')
+            const r = receiptOf(request, hash)
+            finish(undefined, JSON.parse(JSON.stringify({ domain: { ...init.domain }, ...r, signature: msg.receiptSig }, (_k, v) => typeof v === 'bigint' ? v.toString() : v)))
+            break
+          } else {
+            throw new Error(`unexpected "${msg.type}" frame in a session`)
+          }
+        }
+      } catch (err) {
+        if (ended) return
+        // the worker died or the stream broke: the client hears it at once and may reconnect
+        log.info({ jobId, worker: worker.peerId, err: (err as Error)?.message }, 'session lost its worker')
+        clientClosed = true
+        closeClient(WS_CLOSE.serviceRestart, 'the worker went away; reconnect')
+        finish('the worker stream ended before session-end')
+      }
+    })()
+  }
+
+  return {
+    wss,
+    get open () { return live.size },
+    accept (req, socket, head, session, headers = [], limits) {
+      extraHeaders.set(req, headers)
+      // a socket that dies during the handshake never reaches relay(): its places are freed here
+      let upgraded = false
+      socket.once('close', () => { if (!upgraded) session.open.release() })
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        upgraded = true
+        relay(ws, session.jobId, session.request, session.worker, session.open.f, session.open.stream, session.open.release, limits)
+      })
+    },
+    reserve (key, max) {
+      const n = held.get(key) ?? 0
+      if (n >= max) return undefined
+      held.set(key, n + 1)
+      let done = false
+      return () => {
+        if (done) return
+        done = true
+        const left = (held.get(key) ?? 1) - 1
+        if (left <= 0) held.delete(key)
+        else held.set(key, left)
+      }
+    },
+    receipt: (jobId) => receipts.get(jobId),
+    async shutdown () {
+      const all = [...live]
+      for (const s of all) s.end(WS_CLOSE.goingAway, 'the gateway is shutting down')
+      // the close handshakes and the workers' session-end frames get a moment
+      const until = Date.now() + NODE_DEFAULTS.sessionEndWaitMs
+      while (live.size > 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      for (const s of all) s.ws.terminate()
+    }
+  }
+}

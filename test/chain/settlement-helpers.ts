@@ -1,0 +1,82 @@
+/**
+ * Settlement test parts: a funded project escrow with a gateway allowance, a staked worker, and
+ * real signed (ticket, receipt) pairs written to the worker's real receipt log, as the worker's
+ * job path writes them (reserve, then commit with the receipt signature).
+ */
+import { createWalletClient, http, keccak256, parseEther, toHex, type Address, type Hex } from 'viem'
+import { generatePrivateKey } from 'viem/accounts'
+import { settlementAbi, workerStakingAbi } from '#contracts'
+import { functionId, projectId, receiptDigest, ticketDigest, type PeerHostDomain } from '#protocol'
+import { chainClient, fastSigner, loadContracts, type ChainClient, type FastSigner, type ReceiptLog } from '#node'
+import { chainOf } from '../../node/chain/client.ts'
+import type { TestChain } from './helpers.ts'
+
+export const PROJECT = 'paid'
+export const FN = 'f'
+
+export interface Party { key: Hex, signer: FastSigner, client: ChainClient }
+
+export async function party (chain: TestChain, ether = '10'): Promise<Party> {
+  const key = generatePrivateKey()
+  const signer = fastSigner(key)
+  await chain.fund(signer.address, ether)
+  const client = chainClient(loadContracts(chain.contractsFile), signer.account)
+  return { key, signer, client }
+}
+
+/** The deployer (owner of `PROJECT`) deposits `escrow` wei and lets `gateway` spend `allowance` per epoch. */
+export async function fundProject (chain: TestChain, gateway: Address, escrow: bigint, allowance: bigint, project = PROJECT): Promise<Hex> {
+  const id = projectId(chain.deployer, project)
+  const wallet = createWalletClient({ account: chain.deployer, chain: chainOf({ chainId: chain.chainId, rpcUrl: chain.rpcUrl }), transport: http(chain.rpcUrl) })
+  const calls: Array<[string, unknown[], bigint]> = [['setGatewayAllowance', [id, gateway, allowance], 0n]]
+  if (escrow > 0n) calls.unshift(['deposit', [id], escrow])
+  for (const [functionName, args, value] of calls) {
+    const hash = await wallet.writeContract({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: functionName as any, args: args as any, value } as any)
+    const r = await chain.publicClient.waitForTransactionReceipt({ hash })
+    if (r.status !== 'success') throw new Error(`${functionName} reverted`)
+  }
+  return id
+}
+
+export async function stakeWorker (w: Party, ether = '1'): Promise<void> {
+  await w.client.send({ address: w.client.contracts.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stake', args: [1], value: parseEther(ether) })
+}
+
+export interface ServedJob { jobId: Hex, fee: bigint, epoch: bigint }
+
+/**
+ * `count` jobs the gateway ticketed for `worker` in `epoch`, each with fee `feeOf(i)`, recorded in
+ * the worker's receipt log with the worker's receipt signature.
+ */
+export async function serve (
+  domain: PeerHostDomain, owner: Address, log: ReceiptLog, gateway: FastSigner, worker: FastSigner,
+  epoch: bigint, count: number, feeOf: (i: number) => bigint, tag = ''
+): Promise<ServedJob[]> {
+  const out: ServedJob[] = []
+  const fid = functionId(owner, PROJECT, FN)
+  const pid = projectId(owner, PROJECT)
+  for (let i = 0; i < count; i++) {
+    const ticket = {
+      jobId: keccak256(toHex(`job ${tag} ${epoch} ${i} ${Math.random()}`)),
+      attempt: 0,
+      functionId: fid,
+      jobHash: keccak256(toHex(`jobhash ${i}`)),
+      inputHash: keccak256(toHex(`input ${i}`)),
+      worker: worker.address,
+      gateway: gateway.address,
+      fee: feeOf(i),
+      epoch,
+      deadline: BigInt(Math.floor(Date.now() / 1000) + 3600)
+    }
+    const ticketSig = gateway.signDigest(ticketDigest(domain, ticket))
+    const reserved = log.reserve({
+      gateway: gateway.address, jobId: ticket.jobId, attempt: 0, projectId: pid, functionId: fid, jobHash: ticket.jobHash,
+      inputHash: ticket.inputHash, worker: worker.address, fee: ticket.fee.toString(), epoch: epoch.toString(), deadline: ticket.deadline.toString(), ticketSig
+    })
+    if (!reserved.ok) throw new Error('ticket reserved twice')
+    const outputHash = keccak256(toHex(`output ${i}`))
+    await log.commit({ gateway: gateway.address, jobId: ticket.jobId, attempt: 0 }, outputHash, worker.signDigest(receiptDigest(domain, { ...ticket, outputHash })))
+    out.push({ jobId: ticket.jobId, fee: ticket.fee, epoch })
+  }
+  return out
+}

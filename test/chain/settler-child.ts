@@ -1,0 +1,34 @@
+/**
+ * A worker's settler in its own process, for the `kill -9` tests: runs one tick and prints its
+ * report. `killAt` composes the chain client the settler gets (an injected part, as a test may):
+ * `before-send` kills the process when commitBatch is about to leave (state `sending` is on disk),
+ * `after-send` kills it once the commit is mined, before the settler records it.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { rawCid } from '#protocol'
+import { chainClient, fastSigner, loadContracts, receiptLog, settler, silentLogger, type ChainClient } from '#node'
+
+const { contractsFile, key, dataDir, killAt } = JSON.parse(process.argv[2]) as { contractsFile: string, key: `0x${string}`, dataDir: string, killAt: 'before-send' | 'after-send' | 'none' }
+const logger = silentLogger()
+const real = chainClient(loadContracts(contractsFile), fastSigner(key).account)
+const client: ChainClient = {
+  ...real,
+  async send (call, options) {
+    if (call.functionName === 'commitBatch' && killAt === 'before-send') process.kill(process.pid, 'SIGKILL')
+    const receipt = await real.send(call, options)
+    if (call.functionName === 'commitBatch' && killAt === 'after-send') process.kill(process.pid, 'SIGKILL')
+    return receipt
+  }
+}
+const blobs = join(dataDir, 'blobs')
+mkdirSync(blobs, { recursive: true })
+const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
+const s = settler({ dataDir, intervalMs: 0, graceSeconds: 0n })({
+  client, receipts, logger, publish: async (bytes) => { const cid = rawCid(bytes); writeFileSync(join(blobs, cid), bytes); return cid }
+})
+const report = await s.tick()
+process.stdout.write(JSON.stringify(report) + '\n')
+s.close()
+receipts.close()
+process.exit(0)

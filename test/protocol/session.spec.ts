@@ -1,0 +1,115 @@
+/**
+ * WebSocket session frames (session-open, ws, ws-close, session-end) and the transcript hash.
+ */
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { bodyHasher, decodeMessage, encodeMessage, LIMITS, PROTOCOL_VERSION, ProtocolError, streamOutputHash, transcript, transcriptOutputHash, validateMessage } from '#protocol'
+import { job } from './fixtures.ts'
+
+const rejects = (x: unknown, field: RegExp): void => {
+  assert.throws(() => validateMessage(x), (err: unknown) => err instanceof ProtocolError && field.test(err.message))
+}
+
+describe('protocol: session frames', () => {
+  it('round-trips a job with session: true and refuses any other session value', () => {
+    const j = { ...job(), session: true as const }
+    assert.equal((decodeMessage(encodeMessage(j)) as any).session, true)
+    rejects({ ...job(), session: false }, /job\.session/)
+    rejects({ ...job(), session: 1 }, /job\.session/)
+  })
+
+  it('bounds ws messages to LIMITS.maxWsMessageBytes and requires the binary flag', () => {
+    const ok = { v: PROTOCOL_VERSION, type: 'ws', binary: true, data: new Uint8Array(LIMITS.maxWsMessageBytes) }
+    assert.equal((decodeMessage(encodeMessage(ok as any)) as any).data.byteLength, LIMITS.maxWsMessageBytes)
+    rejects({ ...ok, data: new Uint8Array(LIMITS.maxWsMessageBytes + 1) }, /ws\.data/)
+    rejects({ v: PROTOCOL_VERSION, type: 'ws', data: new Uint8Array(1) }, /ws/)
+    rejects({ v: PROTOCOL_VERSION, type: 'ws', binary: false, data: 'text' }, /ws\.data/)
+  })
+
+  it('accepts only close codes that may be sent, and reasons of at most 123 bytes', () => {
+    const close = (code: number, reason = ''): unknown => ({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason })
+    for (const code of [1000, 1001, 1009, 1011, 1012, 3000, 4408, 4999]) validateMessage(close(code))
+    for (const code of [999, 1004, 1005, 1006, 1015, 2000, 5000, 1000.5]) rejects(close(code), /ws-close\.code/)
+    rejects(close(1000, 'é'.repeat(62)), /ws-close\.reason/)
+  })
+
+  it('refuses a session-end with a malformed transcript', () => {
+    const end = {
+      v: PROTOCOL_VERSION,
+      type: 'session-end',
+      jobId: `0x${'ab'.repeat(32)}`,
+      attempt: 1,
+      transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 1, messagesOut: 1, bytesIn: 1, bytesOut: 1 },
+      outputHash: `0x${'33'.repeat(32)}`,
+      receiptSig: job().ticketSig,
+      logs: '',
+      logsTruncated: false
+    }
+    validateMessage(end)
+    rejects({ ...end, transcript: { ...end.transcript, messagesIn: -1 } }, /transcript\.messagesIn/)
+    rejects({ ...end, transcript: { ...end.transcript, extra: 1 } }, /transcript/)
+    rejects({ ...end, transcript: { ...end.transcript, inHash: '0x11' } }, /transcript\.inHash/)
+  })
+})
+
+describe('protocol: transcript hash', () => {
+  it('depends on every message, its direction, its kind and its order within a direction', () => {
+    const of = (steps: Array<['in' | 'out', boolean, string]>): string => {
+      const t = transcript()
+      for (const [dir, binary, text] of steps) t.add(dir, binary, new TextEncoder().encode(text))
+      return transcriptOutputHash(t.summary())
+    }
+    const base = of([['in', false, 'a'], ['out', false, 'b'], ['in', true, 'c']])
+    // the interleaving of the two directions does not matter (each side sees it differently)
+    assert.equal(of([['in', false, 'a'], ['in', true, 'c'], ['out', false, 'b']]), base)
+    assert.notEqual(of([['in', true, 'c'], ['in', false, 'a'], ['out', false, 'b']]), base, 'order within a direction')
+    assert.notEqual(of([['in', false, 'a'], ['out', false, 'b'], ['in', false, 'c']]), base, 'text vs binary')
+    assert.notEqual(of([['in', false, 'a'], ['in', false, 'b'], ['in', true, 'c']]), base, 'direction')
+    assert.notEqual(of([['in', false, 'a'], ['out', false, 'b']]), base, 'a dropped message')
+    assert.notEqual(of([['in', false, 'a'], ['out', false, 'b'], ['in', true, 'd']]), base, 'a changed message')
+  })
+
+  it('counts messages and bytes each way', () => {
+    const t = transcript()
+    t.add('in', false, new Uint8Array(3))
+    t.add('out', true, new Uint8Array(5))
+    t.add('out', true, new Uint8Array(0))
+    const s = t.summary()
+    assert.deepEqual([s.messagesIn, s.bytesIn, s.messagesOut, s.bytesOut], [1, 3, 2, 5])
+  })
+})
+
+describe('protocol: streamed body frames and the stream receipt hash', () => {
+  it('bounds stream-chunk to LIMITS.maxStreamChunkBytes and stream-end bytes to LIMITS.maxStreamBytes', () => {
+    const chunk = { v: PROTOCOL_VERSION, type: 'stream-chunk', data: new Uint8Array(LIMITS.maxStreamChunkBytes) }
+    assert.equal((decodeMessage(encodeMessage(chunk as any)) as any).data.byteLength, LIMITS.maxStreamChunkBytes)
+    rejects({ ...chunk, data: new Uint8Array(LIMITS.maxStreamChunkBytes + 1) }, /stream-chunk\.data/)
+    const end = {
+      v: PROTOCOL_VERSION, type: 'stream-end', jobId: job().jobId, attempt: 1, bytes: 9, bodyHash: `0x${'33'.repeat(32)}`,
+      outputHash: `0x${'44'.repeat(32)}`, receiptSig: `0x${'11'.repeat(64)}1b`, logs: '', logsTruncated: false, timings: { queueMs: 0, execMs: 0, sandboxMs: 0 }
+    }
+    rejects({ ...end, bytes: LIMITS.maxStreamBytes + 1 }, /stream-end\.bytes/)
+    rejects({ v: PROTOCOL_VERSION, type: 'stream-head', jobId: job().jobId, attempt: 1, status: 101, headers: [] }, /stream-head\.status/)
+  })
+
+  it('hashes a body the same however it was chunked', () => {
+    const body = new Uint8Array(1000).map((_, i) => i % 256)
+    const whole = bodyHasher()
+    whole.add(body)
+    const pieces = bodyHasher()
+    for (let i = 0; i < body.length; i += 7) pieces.add(body.subarray(i, i + 7))
+    assert.equal(pieces.digest(), whole.digest())
+    assert.equal(pieces.bytes, 1000)
+    assert.equal(whole.digest(), `0x${createHash('sha256').update(body).digest('hex')}`)
+  })
+
+  it('binds status, body hash, byte count and error, and never equals a session\'s hash', () => {
+    const s = { status: 200, bodyHash: `0x${'33'.repeat(32)}` as const, bytes: 9 }
+    const h = streamOutputHash(s)
+    const others = [streamOutputHash({ ...s, status: 201 }), streamOutputHash({ ...s, bytes: 10 }), streamOutputHash({ ...s, bodyHash: `0x${'34'.repeat(32)}` }), streamOutputHash({ ...s, error: 'LIMIT_RESPONSE_SIZE' })]
+    assert.equal(new Set([h, ...others]).size, 5)
+    assert.notEqual(h, transcriptOutputHash({ inHash: s.bodyHash, outHash: s.bodyHash, messagesIn: 200, messagesOut: 9, bytesIn: 0, bytesOut: 0 }))
+    // golden value: a change to the encoding changes every stream receipt
+    assert.equal(h, '0x5c09186db572b62b5b0adfa4203cdd17f4af9c5e66bc5bf6fc2832906713c674')
+  })
+})
