@@ -101,6 +101,8 @@ export const NODE_DEFAULTS = {
   maxIncomingPendingConnections: 64,
   /** Inbound job streams per connection at once: a gateway never needs more than a worker's capacity × 4. */
   maxInboundJobStreams: 64,
+  /** streams a peer may open on a new connection before it is fully set up (yamux's default is 10: see node/libp2p.ts) */
+  maxEarlyStreams: 64,
   /**
    * Job streams a gateway opens to one worker at once, sessions included (each holds one while it
    * lasts): below yamux's 1,000 streams per connection, above a worker's default job and session

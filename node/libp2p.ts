@@ -98,7 +98,13 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
     transports: [corkedTcp(), webSockets()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // A gateway under load opens dozens of job or session streams the moment it connects to a
+    // worker; streams that arrive before the receiving node has finished setting up the
+    // connection are "early", and past yamux's default of 10 the whole connection is aborted
+    // (every job and session on it). 64 covers a gateway's per-worker burst; the window in which a
+    // stream counts as early lasts only until the upgrade completes, so the buffered bytes an
+    // attacker can hold this way stay small and short-lived.
+    streamMuxers: [yamux({ maxEarlyStreams: NODE_DEFAULTS.maxEarlyStreams })],
     peerDiscovery,
     connectionManager: {
       maxConnections: NODE_DEFAULTS.maxConnections,

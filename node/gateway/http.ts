@@ -468,6 +468,10 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     if (stopping) { upgradeError(socket, 'SHUTTING_DOWN', 'the gateway is shutting down'); return }
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') { upgradeError(socket, 'BAD_REQUEST', 'only WebSocket upgrades are served'); return }
     if (dispatch.session === undefined) { upgradeError(socket, 'BAD_REQUEST', 'this gateway does not serve WebSocket sessions'); return }
+    // the handshake is checked before any worker is asked: one that `ws` would refuse after
+    // dispatch would cost a worker a session (and a paid ticket) for nobody
+    const handshake = handshakeProblem(req)
+    if (handshake !== undefined) { upgradeError(socket, 'BAD_REQUEST', handshake, req.headers['sec-websocket-version'] !== undefined && req.headers['sec-websocket-version'] !== '13' ? [['sec-websocket-version', '13']] : []); return }
     const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`)
     const given = new Headers()
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -603,4 +607,18 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
       await new Promise<void>(resolve => server.close(() => resolve()))
     }
   }
+}
+
+/**
+ * What is wrong with a WebSocket opening handshake (RFC 6455 §4.2.1), or undefined when it is one
+ * `ws` will complete: GET, a `Sec-WebSocket-Key` of 16 base64 bytes, version 13.
+ */
+export function handshakeProblem (req: Pick<IncomingMessage, 'method' | 'headers'>): string | undefined {
+  if (req.method !== 'GET') return `a WebSocket upgrade must be a GET request, not ${String(req.method).slice(0, 16)}`
+  // (Node emits 'upgrade' only with "Connection: Upgrade"; without it the request is a plain one)
+  const key = req.headers['sec-websocket-key']
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters ending in "==")'
+  const version = req.headers['sec-websocket-version']
+  if (version !== '13') return `Sec-WebSocket-Version must be 13, not ${version === undefined ? 'missing' : String(version).slice(0, 16)}`
+  return undefined
 }

@@ -255,7 +255,13 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       extraHeaders.set(req, headers)
       // a socket that dies during the handshake never reaches relay(): its places are freed here
       let upgraded = false
-      socket.once('close', () => { if (!upgraded) session.open.release() })
+      // (and the worker's session, opened for nobody, is ended: it would otherwise hold its place
+      // on the worker until its maximum length)
+      socket.once('close', () => {
+        if (upgraded) return
+        session.open.stream.abort(new Error('the client left during the WebSocket handshake'))
+        session.open.release()
+      })
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true
         relay(ws, session.jobId, session.request, session.worker, session.open.f, session.open.stream, session.open.release, limits)

@@ -587,7 +587,12 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     const send = (msg: Message, size: number): void => {
       pending += size
       if (!paused && pending > NODE_DEFAULTS.sessionHighWaterBytes) { paused = true; control?.pause() }
-      chain = chain.then(async () => { await f.write(msg, streamSignal) }).catch(() => { done.abort() }).finally(() => {
+      chain = chain.then(async () => { await f.write(msg, streamSignal) }).catch(() => {
+        // the gateway is gone (it may have given up on this session before it opened): the
+        // function sees its client leave, so the session ends now instead of at its maximum length
+        done.abort()
+        if (!closed) { closed = true; control?.close(WS_CLOSE.goingAway, 'the gateway went away') }
+      }).finally(() => {
         pending -= size
         if (paused && pending <= NODE_DEFAULTS.sessionHighWaterBytes / 2) { paused = false; control?.resume() }
       })
@@ -617,12 +622,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           }
         }
       } catch (err) {
-        if (signal.aborted && done.signal.aborted) return
+        if (finished) return
         // the gateway went away or sent garbage: the function sees its client leave
         log.info({ jobId: job.jobId, err: (err as Error)?.message }, 'session stream ended without a close')
         if (!closed) { closed = true; control?.close(WS_CLOSE.goingAway, 'the gateway went away') }
       }
     }
+    // set once the execution has ended: a read cut short after that is the session's own teardown
+    let finished = false
     const result = await a.execute(Date.now() + a.options.timeoutMs, {
       // the function's own length limit where lower (the gateway enforces it too)
       maxSessionMs: Math.min(sessionMaxMs, a.websocket?.maxSessionMs ?? Infinity),
@@ -649,7 +656,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         closed = true
         send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
       }
-    })
+    }).finally(() => { finished = true })
     await chain
     if (!opened) {
       // no WebSocket: an ordinary answer with its receipt

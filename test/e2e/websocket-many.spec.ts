@@ -55,9 +55,19 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     const warm = await Promise.all(Array.from({ length: 12 }, async () => await waitFor('a warm-up session', async () => await open(`${base}/echo`), 30_000, 500)))
     assert.equal(new Set(warm.map(s => s.worker)).size, 3, `warm-up sessions reach every worker: ${warm.map(s => s.worker.slice(-6)).join(', ')}`)
     for (const s of warm) s.ws.close(1000)
-    await waitFor('the warm-up sessions to end', async () => (await workerSessions()).every(n => n === 0), 20_000, 200)
+    await sessionsEnd('the warm-up sessions to end')
   })
   after(async () => { await net?.stop() })
+
+  /** Waits until no worker holds a session; on timeout the error says which still do. */
+  async function sessionsEnd (what: string): Promise<void> {
+    let last: number[] = []
+    try {
+      await waitFor(what, async () => (last = await workerSessions()).every(n => n === 0), 20_000, 200)
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; sessions still held per worker: ${last.join(', ')}`)
+    }
+  }
 
   async function workerSessions (): Promise<number[]> {
     return await Promise.all(net.workerInfo.map(async w => ((await (await fetch(`${w.admin}/_peerhost/status`)).json()) as any).sessions as number))
@@ -99,7 +109,7 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     for (const s of sessions) s.ws.close(1000, 'done')
     const codes = await Promise.all(ends)
     assert.deepEqual(codes.filter(c => c.code !== 1000), [], 'every session closes with 1000')
-    await waitFor('the workers to release every session', async () => (await workerSessions()).every(n => n === 0), 20_000, 200)
+    await sessionsEnd('the workers to release every session')
   })
 
   it('a function\'s own limits from peerhost.json apply: 1009 past its 1 KiB messages, 4408 after its 1.5 s idle timeout, 429 past its 2 sessions', async () => {

@@ -95,6 +95,41 @@ describe('WebSocket sessions (gateway + worker + gVisor)', function () {
     assert.equal(await res.text(), 'plain')
   })
 
+  it('attack: malformed handshakes (bad or missing key, old version, POST) get 400 naming the fault before any worker is asked', async () => {
+    // `ws` would refuse each of them after dispatch: a worker would open (and hold) a session for nobody
+    const url = new URL(gateway.url)
+    const path = new URL(`${base}/echo`).pathname
+    const executions = async (): Promise<number> => {
+      const m = await workerMetrics.getSingleMetric('peerhost_worker_execution_seconds')?.get()
+      return m?.values.find((v: any) => v.metricName === 'peerhost_worker_execution_seconds_count')?.value ?? 0
+    }
+    const raw = async (head: string): Promise<string> => await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(url.port), url.hostname, () => { sock.write(`${head}Host: ${url.host}\r\nUpgrade: websocket\r\n\r\n`) })
+      let buf = ''
+      sock.on('data', d => { buf += String(d) })
+      sock.on('close', () => resolve(buf))
+      sock.on('error', reject)
+      setTimeout(() => { sock.destroy(); resolve(buf) }, 10_000)
+    })
+    const before = await executions()
+    const cases: Array<[string, string, RegExp]> = [
+      ['a key that is not 16 bytes', `GET ${path} HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n`, /Sec-WebSocket-Key must be 16 random bytes/],
+      ['no key', `GET ${path} HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n`, /Sec-WebSocket-Key/],
+      ['version 8', `GET ${path} HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n`, /Sec-WebSocket-Version must be 13, not 8/],
+      ['POST', `POST ${path} HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n`, /must be a GET request, not POST/]
+    ]
+    for (const [what, head, message] of cases) {
+      const reply = await raw(head)
+      assert.match(reply, /^HTTP\/1\.1 400 /, `${what}: ${reply.slice(0, 200)}`)
+      const body = JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4))
+      assert.equal(body.error.code, 'BAD_REQUEST', what)
+      assert.match(body.error.message, message, what)
+      if (what === 'version 8') assert.match(reply, /sec-websocket-version: 13/i, 'names the version it speaks')
+    }
+    assert.equal(await executions(), before, 'no worker ran anything for a malformed handshake')
+    assert.equal(worker.sessions, 0)
+  })
+
   it('echoes 1,000 text and binary messages in order; the signed transcript matches the client\'s', async () => {
     const ws = await open(`${wsBase}/echo`)
     const jobIdPromise = fetch(`${gateway.url}/_peerhost/status`).then(async r => await r.json() as any)

@@ -25,34 +25,43 @@ import { createMeshNode, createWorker, fastSigner, frames, silentLogger, type Pe
 
 // long enough that most resets land while the function runs
 const SLOW = 'module.exports.default = { async fetch () { await new Promise(r => setTimeout(r, 150)); return new Response("done") } }'
+// a WebSocket echo: its session lasts until the client leaves (or NODE_DEFAULTS.sessionMaxMs, 15 min)
+const ECHO = 'module.exports.default = { async fetch () { const { 0: client, 1: server } = new WebSocketPair(); server.accept(); server.addEventListener("message", e => server.send(e.data)); return new Response(null, { status: 101, webSocket: client }) } }'
 
 describe('closed job streams cost no sandbox boots (real worker, real gVisor)', function () {
   this.timeout(300_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-closed-streams-'))
   const bytes = new TextEncoder().encode(SLOW)
   const cid = rawCid(bytes)
+  const echoBytes = new TextEncoder().encode(ECHO)
+  const echoCid = rawCid(echoBytes)
   const gateway = privateKeyToAccount(generatePrivateKey())
   const wallet = privateKeyToAccount(generatePrivateKey()).address
   let executor: GvisorExecutor
   let worker: WorkerNode
   let client: PeerHostLibp2p
 
-  async function job (): Promise<JobRequest> {
-    const request: WireRequest = { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }
+  async function job (kind: 'slow' | 'session' = 'slow'): Promise<JobRequest> {
+    const request: WireRequest = kind === 'slow'
+      ? { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }
+      : { method: 'GET', url: 'http://peerhost.test/echo', headers: [['upgrade', 'websocket']], body: new Uint8Array() }
     const deadline = Date.now() + 60_000
     const unsigned: JobRequest = {
       v: PROTOCOL_VERSION,
       type: 'job',
       jobId: bytesToHex(randomBytes(32)),
       attempt: 1,
-      fn: { wallet, project: 'app', name: 'slow', id: functionId(wallet, 'app', 'slow'), bundleCid: cid },
+      fn: kind === 'slow'
+        ? { wallet, project: 'app', name: 'slow', id: functionId(wallet, 'app', 'slow'), bundleCid: cid }
+        : { wallet, project: 'app', name: 'echo', id: functionId(wallet, 'app', 'echo'), bundleCid: echoCid },
       options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
       request,
       inputHash: inputHash(request),
       env: {},
       deadline,
       ticket: { worker: worker.address as Address, gateway: gateway.address, fee: '0', epoch: '0', deadline: String(Math.ceil(deadline / 1000)) },
-      ticketSig: '0x'
+      ticketSig: '0x',
+      ...(kind === 'session' ? { session: true as const } : {})
     }
     const ticketSig: Hex = await gateway.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(unsigned)) })
     return { ...unsigned, ticketSig }
@@ -74,7 +83,7 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
       executor,
       logger: silentLogger(),
       registry: metrics,
-      fetchBundle: async (want) => want === cid ? bytes : undefined
+      fetchBundle: async (want) => want === cid ? bytes : want === echoCid ? echoBytes : undefined
     })
     await worker.start()
     client = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
@@ -152,5 +161,35 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
     const after = await complete()
     assert.equal(after.type, 'result')
     assert.equal(new TextDecoder().decode(after.response.body), 'done')
+  })
+
+  it('attack: session jobs abandoned by their gateway before or right after the session opened hold no session at the worker', async () => {
+    // a gateway that gives up on a session attempt (its deadline, or its client left during the
+    // handshake) resets the job stream; the session must end then, not at its 15-minute maximum
+    assert.equal(worker.sessions, 0)
+    const addr = multiaddr(worker.addrs()[0])
+    let opened = 0
+    // the streams one after another (a burst on a fresh connection is another test's subject),
+    // then the sessions all at once
+    const streams = []
+    for (let i = 0; i < 12; i++) streams.push(await client.dialProtocol(addr, JOB_PROTOCOL))
+    await Promise.all(streams.map(async (stream, i) => {
+      const f = frames(stream)
+      await f.write(await job('session'), AbortSignal.timeout(30_000))
+      // the first half is reset at spread moments before the worker has opened the session (while
+      // it waits for a sandbox, or as the sandbox starts the function), the second half right
+      // after its session-open frame
+      if (i < 6) await new Promise(resolve => setTimeout(resolve, i * 40))
+      else {
+        const first = await f.read('session-open', AbortSignal.timeout(60_000))
+        assert.equal(first.type, 'session-open', JSON.stringify((first as any).error))
+        opened++
+      }
+      stream.abort(new Error('the gateway gave up on this session'))
+    }))
+    assert.equal(opened, 6)
+    const until = Date.now() + 20_000
+    while (worker.sessions > 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 100))
+    assert.equal(worker.sessions, 0, `${worker.sessions} abandoned sessions still held 20 s after their streams were reset`)
   })
 })
