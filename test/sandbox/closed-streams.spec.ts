@@ -192,4 +192,29 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
     while (worker.sessions > 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 100))
     assert.equal(worker.sessions, 0, `${worker.sessions} abandoned sessions still held 20 s after their streams were reset`)
   })
+
+  it('a burst of 40 job streams on a brand-new connection is served, not aborted as "too many early streams"', async () => {
+    // a gateway under load opens dozens of streams the moment it connects to a worker; yamux's
+    // default (10 streams before the connection is set up) aborted the whole connection
+    const fresh = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
+    await fresh.start()
+    try {
+      const addr = multiaddr(worker.addrs()[0])
+      const answers = await Promise.allSettled(Array.from({ length: 40 }, async () => {
+        const stream = await fresh.dialProtocol(addr, JOB_PROTOCOL, { maxOutboundStreams: 200 })
+        const f = frames(stream)
+        await f.write(await job(), AbortSignal.timeout(30_000))
+        const answer = await f.read('result', AbortSignal.timeout(120_000))
+        await stream.close().catch(() => {})
+        return answer.type === 'error' ? answer.error.code : 'result'
+      }))
+      const failed = answers.flatMap(a => a.status === 'rejected' ? [String(a.reason?.name ?? a.reason)] : [])
+      assert.deepEqual(failed, [], `streams that failed: ${failed.join(', ')}`)
+      // each got an answer from the worker: a result, or a clear refusal when its queue was full
+      for (const a of answers) assert.ok(a.status === 'fulfilled' && (a.value === 'result' || a.value === 'OVERLOADED'), JSON.stringify(a))
+      assert.ok(answers.some(a => a.status === 'fulfilled' && a.value === 'result'))
+    } finally {
+      await fresh.stop()
+    }
+  })
 })
