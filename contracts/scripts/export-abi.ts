@@ -1,6 +1,8 @@
 /**
- * Regenerates `contracts/abi/index.ts` (typed `as const` ABIs for `node/`) and
- * `contracts/abi/test-abis.ts` (test-only contracts) from a fresh build:
+ * Regenerates `contracts/abi/index.ts` (typed `as const` ABIs for `node/`),
+ * `contracts/abi/test-abis.ts` (test-only contracts) and `contracts/abi/bytecode.json` (the
+ * deployable contracts' bytecode with the hash of their sources: contracts/prebuilt.ts) from a
+ * fresh build:
  *
  *   node contracts/scripts/export-abi.ts
  *
@@ -10,6 +12,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { buildContracts } from '../hre.ts'
 import { CONTRACT_NAMES, readArtifact } from '../deploy.ts'
+import { BYTECODE_FILE, renderPrebuilt } from '../prebuilt.ts'
 
 export const TEST_CONTRACT_NAMES = ['ReentrantReceiver', 'SettlementUnchecked'] as const
 
@@ -50,5 +53,6 @@ if (import.meta.main) {
   await buildContracts()
   await writeFile(join(ABI_DIR, 'index.ts'), await renderAbiModule(CONTRACT_NAMES, MAIN_HEADER))
   await writeFile(join(ABI_DIR, 'test-abis.ts'), await renderAbiModule(TEST_CONTRACT_NAMES, TEST_HEADER))
+  await writeFile(BYTECODE_FILE, await renderPrebuilt(readArtifact))
   process.exit(0)
 }

@@ -8,11 +8,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
 import { createServer } from 'node:net'
-import { createHash } from 'node:crypto'
 import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { createPublicClient, createWalletClient, getAddress, http, type Address, type PublicClient } from 'viem'
-import { deployPeerHost, LOCAL_PARAMS, type PeerHostParams } from '../../contracts/deploy.ts'
+import { deployPeerHost, LOCAL_PARAMS, type Artifact, type PeerHostParams } from '../../contracts/deploy.ts'
+import { contractSourcesHash, prebuiltReader, readPrebuilt } from '../../contracts/prebuilt.ts'
 import { NodeError } from '../errors.ts'
 import { chainOf } from './client.ts'
 
@@ -70,25 +70,9 @@ const HARDHAT_CLI = join(ROOT, 'node_modules', 'hardhat', 'dist', 'src', 'cli.js
 const CONFIG = join(ROOT, 'contracts', 'hardhat.config.ts')
 /** `hardhat node` runs without the plugins the main config loads (contracts/node.config.ts) */
 const NODE_CONFIG = join(ROOT, 'contracts', 'node.config.ts')
-const SOURCES = join(ROOT, 'contracts', 'src')
 /** the hash of the sources the artifacts were last built from (the artifacts folder is not in git) */
 const ARTIFACTS = join(ROOT, 'contracts', 'artifacts')
 const BUILD_STAMP = join(ARTIFACTS, '.peerhost-sources.sha256')
-
-/**
- * What the artifacts depend on: every file under contracts/src, the Hardhat config (and its base) and the
- * versions of Hardhat and solc (the config names the compiler by the `solc` package).
- */
-async function contractSourcesHash (): Promise<string> {
-  const hash = createHash('sha256')
-  const files = (await readdir(SOURCES, { recursive: true, withFileTypes: true }))
-    .filter(e => e.isFile()).map(e => join(e.parentPath, e.name)).sort()
-  for (const f of [CONFIG, join(ROOT, 'contracts', 'hardhat.base.ts'), ...files, join(ROOT, 'node_modules', 'hardhat', 'package.json'), join(ROOT, 'node_modules', 'solc', 'package.json')]) {
-    // paths relative to the checkout: another checkout of the same sources has the same hash
-    hash.update(`${relative(ROOT, f)}\0`).update(await readFile(f)).update('\0')
-  }
-  return hash.digest('hex')
-}
 
 /** The source hash the artifacts were built from, or undefined when unknown or an artifact is missing. */
 async function builtFrom (): Promise<string | undefined> {
@@ -123,9 +107,14 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     await p
     init.onPhase?.(name, Math.round(performance.now() - t))
   }
+  // the committed bytecode (contracts/abi/bytecode.json) when it was built from these sources:
+  // a fresh checkout deploys at once instead of compiling for minutes
+  let read: ((name: string) => Promise<Artifact>) | undefined
   const building = timed('compile', (async () => {
     const sourceHash = await contractSourcesHash()
     if (await builtFrom() === sourceHash) return
+    const prebuilt = await readPrebuilt()
+    if (prebuilt?.sourcesHash === sourceHash) { read = prebuiltReader(prebuilt); return }
     const cached = init.artifactCache === undefined ? undefined : join(init.artifactCache, sourceHash)
     if (cached !== undefined) {
       await cp(cached, ARTIFACTS, { recursive: true, force: true }).catch(() => {})
@@ -185,7 +174,7 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     // every deployment transaction lands after the current head
     const deployBlock = (await publicClient.getBlockNumber({ cacheTime: 0 })) + 1n
     const params: PeerHostParams = { ...LOCAL_PARAMS, ...init.params }
-    const addresses = await deployPeerHost({ wallet, publicClient, params })
+    const addresses = await deployPeerHost({ wallet, publicClient, params, read })
     // whoever answered, it must be our node: it is still running (it exits at once when it cannot bind)
     if (exited) throw new NodeError('CHAIN_EXITED', `the local chain exited while the contracts were deployed (see ${join(init.dataDir, 'chain.log')}); another program may hold port ${port}`)
     const file: ContractsFile = {

@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import { createPublicClient, custom, getContract } from 'viem'
 import { hardhat } from 'viem/chains'
 import { buildContracts } from '../../contracts/hre.ts'
-import { CONTRACT_NAMES, LOCAL_PARAMS } from '../../contracts/deploy.ts'
+import { CONTRACT_NAMES, LOCAL_PARAMS, readArtifact } from '../../contracts/deploy.ts'
 import { ABI_DIR, MAIN_HEADER, TEST_CONTRACT_NAMES, TEST_HEADER, renderAbiModule } from '../../contracts/scripts/export-abi.ts'
+import { BYTECODE_FILE, renderPrebuilt } from '../../contracts/prebuilt.ts'
 import { settlementAbi, workerStakingAbi } from '../../contracts/abi/index.ts'
 import PeerHostModule from '../../contracts/ignition/modules/PeerHost.ts'
 
@@ -16,6 +17,8 @@ describe('contracts: ABIs and deployment', function () {
     await buildContracts()
     assert.equal(await readFile(join(ABI_DIR, 'index.ts'), 'utf8'), await renderAbiModule(CONTRACT_NAMES, MAIN_HEADER))
     assert.equal(await readFile(join(ABI_DIR, 'test-abis.ts'), 'utf8'), await renderAbiModule(TEST_CONTRACT_NAMES, TEST_HEADER))
+    // the bytecode a fresh checkout's devnet deploys without compiling, and the hash of its sources
+    assert.equal(await readFile(BYTECODE_FILE, 'utf8'), await renderPrebuilt(readArtifact), 'contracts/abi/bytecode.json is stale: run `node contracts/scripts/export-abi.ts`')
   })
 
   it('the Ignition module deploys and wires all four contracts', async () => {
