@@ -28,6 +28,8 @@ export const SANDBOX_LIMITS = {
    * synchronous endless loop (kill latency ≤ limit + 1 s, SBX-06).
    */
   killGraceMs: 500,
+  /** how old a sandbox's run-queue delay reading may be when an execution starts (gvisor/sandbox.ts runDelayNs) */
+  runDelaySampleMs: 250,
   /** Bytes of a sandbox's own stderr kept for diagnosis (the function cannot write there). */
   maxStderrBytes: 16 * 1024,
   /** Largest host↔shim frame: a request/response body plus envelope, or a bundle. */

@@ -6,6 +6,8 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { advertSigningBytes, decodeMessageOf, LIMITS, ProtocolError, type WorkerAdvert } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
+import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto'
+import type { PublicKey } from '@libp2p/interface'
 
 export type AdvertCheck = 'OK' | 'UNSIGNED' | 'OVERSIZE' | 'MALFORMED' | 'PEER_MISMATCH' | 'BAD_SIGNATURE' | 'STALE' | 'FUTURE' | 'OLD_SEQUENCE' | 'UNSTAKED'
 
@@ -153,7 +155,7 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
     if (advert.peerId !== message.from.toString()) return { check: 'PEER_MISMATCH' }
     let valid = false
     try {
-      valid = await message.key.verify(advertSigningBytes(advert), advert.sig)
+      valid = await verifyAdvertSignature(message.key, advertSigningBytes(advert), advert.sig)
     } catch {
       valid = false
     }
@@ -262,4 +264,26 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
       }
     }
   }
+}
+
+/**
+ * Ed25519 public keys as node:crypto key objects, by raw key: libp2p's `key.verify` builds one from
+ * the key on every call (a JWK import), which at a few adverts a second per worker was a visible
+ * share of a busy gateway's CPU. Bounded: past KEY_CACHE_MAX the oldest are dropped (every entry
+ * came through gossipsub's own signature check, and costs 32 bytes of key and a handle).
+ */
+const KEY_CACHE_MAX = 4096
+const keyObjects = new Map<string, KeyObject>()
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+async function verifyAdvertSignature (key: PublicKey, data: Uint8Array, sig: Uint8Array): Promise<boolean> {
+  if (key.type !== 'Ed25519' || key.raw.byteLength !== 32) return await key.verify(data, sig)
+  const id = Buffer.from(key.raw).toString('base64')
+  let object = keyObjects.get(id)
+  if (object === undefined) {
+    object = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, key.raw]), format: 'der', type: 'spki' })
+    if (keyObjects.size >= KEY_CACHE_MAX) keyObjects.delete(keyObjects.keys().next().value!)
+    keyObjects.set(id, object)
+  }
+  return verifySignature(null, data, object, sig)
 }
