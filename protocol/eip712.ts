@@ -197,10 +197,28 @@ export async function recoverReceiptSigner (domain: PeerHostDomain, receipt: Rec
  * Project and function names are lower-case `[a-z0-9-]`, validated before hashing.
  */
 export function projectId (owner: Address, project: string): Hex {
-  return keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'string' }], [owner, project]))
+  return memo(projectIds, `${owner}\0${project}`, () => keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'string' }], [owner, project])))
 }
 
 /** `functionId = keccak256(abi.encode(projectId, functionName))`. */
 export function functionId (owner: Address, project: string, fn: string): Hex {
-  return keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'string' }], [projectId(owner, project), fn]))
+  return memo(functionIds, `${owner}\0${project}\0${fn}`, () => keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'string' }], [projectId(owner, project), fn])))
+}
+
+/**
+ * Both ids are pure functions of their arguments, asked on every request (a keccak and an ABI
+ * encoding each, in JavaScript): the last MEMO_MAX of each are kept, keyed by the exact arguments
+ * (an argument that fails to encode throws every time, as before).
+ */
+const MEMO_MAX = 4096
+const projectIds = new Map<string, Hex>()
+const functionIds = new Map<string, Hex>()
+function memo (cache: Map<string, Hex>, key: string, compute: () => Hex): Hex {
+  let v = cache.get(key)
+  if (v === undefined) {
+    v = compute()
+    if (cache.size >= MEMO_MAX) cache.delete(cache.keys().next().value!)
+    cache.set(key, v)
+  }
+  return v
 }

@@ -16,7 +16,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
-  decodeMessage, JOB_PROTOCOL, newJobId, outputHash, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
+  decodeMessage, JOB_PROTOCOL, jobHashOf, newJobId, outputHash, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
   ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
@@ -28,6 +28,9 @@ import type { AllowanceTracker } from '../settlement/allowance.ts'
 import type { TicketLog } from '../settlement/checker.ts'
 import type { FunctionEntry } from './functions.ts'
 import { waitQueue, type WaitQueue, type WaitTicket } from './wait-queue.ts'
+
+/** The jobHash of each job frame this gateway built: its ticket and the worker's receipt both sign it (one keccak over the job instead of two). */
+const jobHashes = new WeakMap<JobRequest, Hex>()
 import type { WorkerEntry, WorkerView } from './worker-view.ts'
 
 export interface AttemptRecord {
@@ -355,7 +358,9 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       ticketSig: '0x'
     }
     if (job.secrets !== undefined) request.secrets = job.secrets
-    request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request)))
+    const hash = jobHashOf(request)
+    jobHashes.set(request, hash)
+    request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request, hash)))
     return request
   }
 
@@ -444,7 +449,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         ? outputHash({ response: answer.response })
         : answer.error !== undefined ? outputHash({ error: answer.error }) : undefined
       if (expected === undefined || expected !== answer.outputHash) throw new AttemptFailed('PROTOCOL', 'output hash does not match the result')
-      const receiptSigner = recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, answer.outputHash)), answer.receiptSig)
+      const receiptSigner = recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, answer.outputHash, jobHashes.get(request))), answer.receiptSig)
       if (receiptSigner === undefined) throw new AttemptFailed('PROTOCOL', 'malformed receipt signature')
       if (!sameAddress(receiptSigner, worker.advert.address)) throw new AttemptFailed('PROTOCOL', 'receipt not signed by the worker')
       clean = true
