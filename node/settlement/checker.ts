@@ -245,9 +245,26 @@ export function ticketLog (init: TicketLogInit): TicketLog {
   const countDisagreements = db.prepare('SELECT COUNT(*) AS n FROM disagreements')
   const pruneDisagreements = db.prepare('DELETE FROM disagreements WHERE epoch < ?')
   let closed = false
+  // the tickets of one event-loop turn go in one transaction (a busy gateway issues dozens per turn;
+  // a transaction each cost ~0.2 ms of the request path); every read flushes first
+  let pending: IssuedTicket[] = []
+  const flush = (): void => {
+    if (pending.length === 0 || closed) return
+    const rows = pending
+    pending = []
+    db.exec('BEGIN')
+    try {
+      for (const t of rows) insert.run(t.jobId.toLowerCase(), t.attempt, t.worker.toLowerCase(), t.projectId.toLowerCase(), t.epoch, t.fee.toString())
+      db.exec('COMMIT')
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
   return {
     record (t) {
-      insert.run(t.jobId.toLowerCase(), t.attempt, t.worker.toLowerCase(), t.projectId.toLowerCase(), t.epoch, t.fee.toString())
+      pending.push(t)
+      if (pending.length === 1) setImmediate(flush)
     },
     recordDisagreement (d) {
       const r = d.minority.receipt
@@ -259,16 +276,18 @@ export function ticketLog (init: TicketLogInit): TicketLog {
     },
     disagreements: () => Number((countDisagreements.get() as { n: number }).n),
     get (jobId, attempt, worker) {
+      flush()
       const r = one.get(jobId.toLowerCase(), attempt, worker.toLowerCase()) as Record<string, string | number> | undefined
       if (r === undefined) return undefined
       return { jobId: r.job_id as Hex, attempt: Number(r.attempt), worker: r.worker as Address, projectId: r.project_id as Hex, epoch: BigInt(r.epoch), fee: BigInt(r.fee) }
     },
     totals (worker, projectId, epoch) {
+      flush()
       const rows = sums.all(worker.toLowerCase(), projectId.toLowerCase(), epoch) as Array<{ fee: string }>
       return { count: rows.length, total: rows.reduce((s, r) => s + BigInt(r.fee), 0n) }
     },
-    prune: (before) => Number(prune.run(before).changes) + Number(pruneDisagreements.run(before).changes),
-    close () { if (!closed) { closed = true; db.close() } }
+    prune: (before) => { flush(); return Number(prune.run(before).changes) + Number(pruneDisagreements.run(before).changes) },
+    close () { if (!closed) { flush(); closed = true; db.close() } }
   }
 }
 
