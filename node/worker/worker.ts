@@ -774,8 +774,13 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         const p = handleJobStream(stream, connection)
         inflight.add(p)
         void p.finally(() => inflight.delete(p))
-        // a session holds its stream for its whole life: room for every session beside the jobs
-      }, { maxInboundStreams: NODE_DEFAULTS.maxInboundJobStreams + maxSessions })
+        // a session holds its stream for its whole life: room for every session beside the jobs,
+        // and for a burst of session opens beyond them. A stream over this limit is reset by libp2p
+        // before the worker sees it, which its gateway can only count as a failure of the worker
+        // (and then piles the burst onto the other workers); one that gets through is answered by
+        // admission, OVERLOADED when the worker holds maxSessions, a refusal gateways understand.
+        // 500 sessions opened at once on three workers reset streams at 64 + 256 (bench:ws).
+      }, { maxInboundStreams: Math.max(NODE_DEFAULTS.maxInboundJobStreams + maxSessions, NODE_DEFAULTS.maxOutboundJobStreams) })
       libp2p.services.pubsub.subscribe(topic)
       await publishAdvert()
       advertTimer = setInterval(() => { void publishAdvert() }, init.advertIntervalMs ?? NODE_DEFAULTS.advertIntervalMs)
