@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -17,19 +16,16 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Registry } from 'prom-client'
-import { bytesToHex, type Address, type Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { WebSocket } from 'ws'
 import { createBootstrap } from '#bootstrap'
-import {
-  BUNDLE_PROTOCOL, DEV_DOMAIN, functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, ticketDigest, ticketOf,
-  type JobRequest, type Message, type SessionLimits, type WireRequest
-} from '#protocol'
+import { BUNDLE_PROTOCOL, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, type JobRequest, type Message, type SessionLimits } from '#protocol'
 import { gvisorExecutor } from '#sandbox'
 import {
   addProject, createGateway, createMeshNode, createWorker, fastSigner, frames, functionTable, silentLogger,
   type FrameStream, type GatewayNode, type PeerHostLibp2p, type WorkerNode
 } from '#node'
+import { signedJob } from '../helpers/jobs.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
 
@@ -114,25 +110,14 @@ describe('session limits and shared sandboxes at the worker (gVisor)', function 
   })
 
   async function sessionJob (name: string): Promise<JobRequest> {
-    const request: WireRequest = { method: 'GET', url: `http://peerhost.test/${name}`, headers: [['upgrade', 'websocket']], body: new Uint8Array() }
-    const deadline = Date.now() + 60_000
-    const unsigned: JobRequest = {
-      v: PROTOCOL_VERSION,
-      type: 'job',
-      jobId: bytesToHex(randomBytes(32)),
-      attempt: 1,
-      fn: { wallet, project: 'raw', name, id: functionId(wallet, 'raw', name), bundleCid: cid },
+    return await signedJob({
+      worker: worker.address,
+      gateway: rogue,
+      fn: { wallet, project: 'raw', name, bundleCid: cid },
+      request: { method: 'GET', url: `http://peerhost.test/${name}`, headers: [['upgrade', 'websocket']], body: new Uint8Array() },
       options: { memoryMb: 32, timeoutMs: 10_000, network: [], isolation: 'function' },
-      request,
-      inputHash: inputHash(request),
-      env: {},
-      deadline,
-      ticket: { worker: worker.address as Address, gateway: rogue.address, fee: '0', epoch: '0', deadline: String(Math.ceil(deadline / 1000)) },
-      ticketSig: '0x',
       session: true
-    }
-    const ticketSig: Hex = await rogue.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(unsigned)) })
-    return { ...unsigned, ticketSig }
+    })
   }
 
   /** A session opened by the raw client straight on the worker: the job frame, then session-open. */
