@@ -257,6 +257,18 @@ export const NODE_DEFAULTS = {
   /** Client messages per second per session; past it the gateway closes with 4429. */
   sessionMessagesPerSec: 1_000,
   /**
+   * How much later than the gateway a worker applies a session's idle and length limits itself
+   * (node/worker/session-guard.ts): an honest gateway, which sees each message a moment earlier or
+   * later, closes first; a gateway that does not is cut off by the worker with the same code.
+   */
+  workerSessionGraceMs: 1_000,
+  /**
+   * Seconds of a session's message rate a worker lets arrive in one burst (its token bucket): an
+   * honest gateway's fixed one-second windows pass up to twice the rate across a boundary, and a
+   * loaded network may bunch another second or two together; a sustained flood still drains it.
+   */
+  workerSessionBurstSec: 4,
+  /**
    * Bytes a relay lets wait for a slow receiver before it stops reading from the sender (a client
    * that does not read slows the function's sends; gateway and worker memory stay bounded).
    */

@@ -15,7 +15,7 @@ import { SandboxError } from './errors.ts'
 import { DEV_EXECUTOR_DEFAULTS, SANDBOX_LIMITS } from './constants.ts'
 import { effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
 import { fetchBroker, type AddressFilter, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
-import { sessionCredit } from './session-flow.ts'
+import { eventWatch, sessionCredit, type EventWatch } from './session-flow.ts'
 import type { BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
 import type { ExecMessage, ResultMessage, ShimMessage } from './runtime/messages.ts'
 import type { FunctionOptions } from '#protocol'
@@ -196,10 +196,17 @@ class DevExecutor implements Executor {
     const body = options.stream === undefined || session !== undefined ? undefined : hostStream(options.stream, (bytes, cancel) => { if (!thread.dead) thread.worker.postMessage(cancel === true ? { t: 'body-ack', id, bytes, cancel } : { t: 'body-ack', id, bytes }) })
     if (body !== undefined) msg.stream = options.stream!.maxBytes
     const credit = sessionCredit((bytes) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-ack', id, bytes }) })
+    /** CPU per event, as in the gVisor executor: a message listener that has not returned by then holds the thread */
+    let watch: EventWatch | undefined
+    /** set by the watch: ends the execution with LIMIT_CPU (the promise below sets it) */
+    let breach = (): void => {}
     if (session !== undefined) {
       msg.session = session.maxSessionMs
+      const limitMs = job.options.timeoutMs + SANDBOX_LIMITS.killGraceMs
+      watch = eventWatch(limitMs, () => { breach() })
+      const w = watch
       session.bind({
-        send: (data, binary) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-in', id, data, binary }) },
+        send: (data, binary) => { if (!thread.dead) { w.sent(); thread.worker.postMessage({ t: 'ws-in', id, data, binary }) } },
         close: (code, reason) => { if (!thread.dead) thread.worker.postMessage({ t: 'ws-close-in', id, code, reason }) },
         pause: credit.pause,
         resume: credit.resume
@@ -212,6 +219,7 @@ class DevExecutor implements Executor {
         if (settled) return
         settled = true
         clearTimeout(watchdog)
+        watch?.stop()
         resolve(r)
       }
       const timings = (execMs = 0): { queueMs: number, execMs: number, sandboxMs: number } => {
@@ -224,6 +232,11 @@ class DevExecutor implements Executor {
         // no cgroup here to measure CPU time: the value is left out rather than guessed from the clock
         done(errorResult(limitError('LIMIT_CPU', 'cpuMs', undefined, timeoutMs, { source: 'unavailable' }), timings(performance.now() - tSent)))
       }, timeoutMs + (options.session?.maxSessionMs ?? 0) + SANDBOX_LIMITS.killGraceMs)
+      // a session's message listener held the thread's event loop past the function's timeoutMs
+      breach = () => {
+        void thread.terminate()
+        done(errorResult(limitError('LIMIT_CPU', 'cpuMs', undefined, job.options.timeoutMs, { source: 'event', wallMs: Math.round(performance.now() - tSent) }), timings(performance.now() - tSent)))
+      }
       thread.onDeath = (reason) => {
         if (reason === 'oom') done(errorResult(limitError('LIMIT_MEMORY', 'memoryMb', undefined, job.options.memoryMb, { source: 'unavailable' }), timings(performance.now() - tSent)))
         else done(errorResult(wireError('SANDBOX_INFRA'), timings()))
@@ -236,6 +249,8 @@ class DevExecutor implements Executor {
           )
         } else if (body !== undefined && (m.t === 'body-head' || m.t === 'body-chunk') && m.id === id) {
           body.onMessage(m)
+        } else if (session !== undefined && m.t === 'ws-done' && m.id === id) {
+          watch?.done()
         } else if (session !== undefined && m.t === 'ws-open' && m.id === id) {
           session.onOpen(m.headers)
         } else if (session !== undefined && m.t === 'ws-out' && m.id === id) {
@@ -253,7 +268,9 @@ class DevExecutor implements Executor {
     this.release(thread)
     // as in the gVisor executor, an abort lets the execution end on its own terms (no thread is
     // killed for a closed stream) and only the answer is dropped
-    if (options.signal?.aborted === true) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
+    // (a session's signal includes its opening deadline, long past when it ends: its own outcome
+    // is what its client and receipt must say, as in the gVisor executor)
+    if (options.signal?.aborted === true && session === undefined) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
     return body === undefined ? result : body.finish(result)
   }
 }

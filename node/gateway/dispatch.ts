@@ -325,7 +325,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
       negotiateFully: false,
       // sessions hold a stream each for their whole life (libp2p's default allows 64 per
-      // protocol and connection); the worker bounds what it accepts (maxInboundJobStreams + maxSessions)
+      // protocol and connection); the worker bounds what it accepts (max(maxInboundJobStreams + maxSessions, maxOutboundJobStreams))
       maxOutboundStreams: NODE_DEFAULTS.maxOutboundJobStreams
     }
     // an open connection is reused directly: the dial path consults the peer store on every call

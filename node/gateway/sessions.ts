@@ -127,6 +127,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
 
   function relay (ws: WebSocket, jobId: string, request: JobRequest, worker: SessionDispatch['worker'] & {}, f: FrameStream, stream: NonNullable<SessionDispatch['open']>['stream'], release: () => void, limits: SessionLimits = {}): void {
     const tr = transcript()
+    // what the worker was granted before a pause must fit (see NODE_DEFAULTS.streamReadBufferBytes)
+    try { stream.maxReadBufferLength = NODE_DEFAULTS.streamReadBufferBytes } catch {}
     // the function's own limits, where lower than the gateway's
     const idleMs = Math.min(gatewayIdleMs, limits.idleTimeoutMs ?? Infinity)
     const maxMs = Math.min(gatewayMaxMs, limits.maxSessionMs ?? Infinity)
@@ -217,8 +219,14 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             touch()
             tr.add('out', msg.binary, msg.data)
             const flushed = new Promise<void>(resolve => { ws.send(msg.data, { binary: msg.binary }, () => { resolve() }) })
-            // a client that does not read makes this loop (and so the worker, and the function) wait
-            if (ws.bufferedAmount > hwm) await flushed
+            // a client that does not read makes this loop (and so the worker, and the function)
+            // wait: the job stream is paused meanwhile, so yamux grants the worker no more window
+            // (without it yamux keeps granting, and the stream's read buffer overflows at ~20 MiB)
+            if (ws.bufferedAmount > hwm) {
+              try { stream.pause() } catch {}
+              await flushed
+              try { stream.resume() } catch {}
+            }
           } else if (msg.type === 'ws-close') {
             workerClosed = true
             closeClient(msg.code, msg.reason)

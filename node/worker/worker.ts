@@ -29,6 +29,7 @@ import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts
 import { NodeError } from '../errors.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
 import { admission } from './admission.ts'
+import { sessionGuard, type SessionGuard } from './session-guard.ts'
 import { receiptLog, type ReceiptKey, type ReceiptLog, type ReceiptLogInit } from './receipt-log.ts'
 
 export interface WorkerInit {
@@ -53,6 +54,18 @@ export interface WorkerInit {
   maxSessions?: number
   /** longest a session lasts; @default NODE_DEFAULTS.sessionMaxMs */
   sessionMaxMs?: number
+  /**
+   * A session with no message either way for this long is closed (4408) by the worker itself,
+   * whatever its gateway does; a function's lower `websocket.idleTimeoutMs` applies where set.
+   * @default NODE_DEFAULTS.sessionIdleMs
+   */
+  sessionIdleMs?: number
+  /**
+   * Sustained client messages per second a session may bring the worker (4429 beyond, checked by
+   * the worker itself); a function's lower `websocket.messagesPerSecond` applies where set.
+   * @default NODE_DEFAULTS.sessionMessagesPerSec
+   */
+  sessionMessagesPerSec?: number
   /**
    * Most body bytes one streamed response may carry; past it the stream is cut with
    * LIMIT_RESPONSE_SIZE (and the receipt says so). @default LIMITS.maxStreamBytes
@@ -170,6 +183,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const jobsTotal = new Counter({ name: 'peerhost_worker_jobs_total', help: 'jobs answered, by outcome', labelNames: ['outcome'], registers: [registry] })
   const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
   const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
+  const sessionLimitCloses = new Counter({ name: 'peerhost_worker_session_limit_closes_total', help: 'sessions the worker itself closed at a limit (its gateway did not), by close code', labelNames: ['code'], registers: [registry] })
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
   if (executor.stats !== undefined) {
     const stats = executor.stats.bind(executor)
@@ -185,6 +199,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   let sessionsOpen = 0
   const maxSessions = init.maxSessions ?? NODE_DEFAULTS.workerMaxSessions
   const sessionMaxMs = init.sessionMaxMs ?? NODE_DEFAULTS.sessionMaxMs
+  const sessionIdleMs = init.sessionIdleMs ?? NODE_DEFAULTS.sessionIdleMs
+  const sessionPerSec = init.sessionMessagesPerSec ?? NODE_DEFAULTS.sessionMessagesPerSec
   const maxStreamBytes = Math.min(init.maxStreamBytes ?? LIMITS.maxStreamBytes, LIMITS.maxStreamBytes)
   let advertTimer: NodeJS.Timeout | undefined
   const inflight = new Set<Promise<void>>()
@@ -579,6 +595,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     let control: SessionControl | undefined
     let opened = false
     let closed = false
+    // the function's limits under the worker's own, enforced here whatever the gateway does
+    const limits = {
+      idleMs: Math.min(sessionIdleMs, a.websocket?.idleTimeoutMs ?? Infinity),
+      maxMs: Math.min(sessionMaxMs, a.websocket?.maxSessionMs ?? Infinity),
+      messagesPerSec: Math.min(sessionPerSec, a.websocket?.messagesPerSecond ?? Infinity),
+      maxMessageBytes: Math.min(LIMITS.maxWsMessageBytes, a.websocket?.maxMessageBytes ?? Infinity)
+    }
+    let guard: SessionGuard | undefined
     // writes go out in order; what waits for the gateway is bounded: past the high-water mark
     // the sandbox's output is no longer read (the function's sends wait in its own memory)
     let chain: Promise<void> = Promise.resolve()
@@ -597,22 +621,28 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         if (paused && pending <= NODE_DEFAULTS.sessionHighWaterBytes / 2) { paused = false; control?.resume() }
       })
     }
+    /** the worker ends the session at a limit: the function sees its client leave, the gateway the close */
+    const endAtLimit = (code: number, reason: string): void => {
+      if (closed) return
+      closed = true
+      sessionLimitCloses.inc({ code: String(code) })
+      log.info({ jobId: job.jobId, gateway: job.ticket.gateway, code, reason }, 'session closed by the worker at a limit')
+      control?.close(code, reason)
+      send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+    }
     const readFromGateway = async (): Promise<void> => {
       try {
         while (!signal.aborted) {
           const list = await f.lp.read({ signal })
           const msg = decodeMessage(list.subarray())
           if (msg.type === 'ws') {
-            // the function's own message size, enforced here too: a gateway that skipped it does
-            // not get the message through
-            if (msg.data.byteLength > (a.websocket?.maxMessageBytes ?? Infinity)) {
-              closed = true
-              control?.close(WS_CLOSE.tooBig, 'message too big')
-              send({ v: PROTOCOL_VERSION, type: 'ws-close', code: WS_CLOSE.tooBig, reason: 'a client message over the function\'s size limit' }, 128)
-              return
-            }
+            // the transcript holds what crossed the stream, as the gateway's does (it relays until
+            // its client's close completes); only what passes the limits reaches the function
             tr.add('in', msg.binary, msg.data)
-            control?.send(msg.data, msg.binary)
+            // size and rate, enforced here too: a gateway that skipped them gets the session closed
+            const refused = guard?.inbound(msg.data.byteLength)
+            if (refused !== undefined) { endAtLimit(refused.code, refused.reason); continue }
+            if (!closed) control?.send(msg.data, msg.binary)
           } else if (msg.type === 'ws-close') {
             closed = true
             control?.close(msg.code, msg.reason)
@@ -631,11 +661,12 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     // set once the execution has ended: a read cut short after that is the session's own teardown
     let finished = false
     const result = await a.execute(Date.now() + a.options.timeoutMs, {
-      // the function's own length limit where lower (the gateway enforces it too)
-      maxSessionMs: Math.min(sessionMaxMs, a.websocket?.maxSessionMs ?? Infinity),
+      // the shim's own backstop, after the guard's (which closes with 4410)
+      maxSessionMs: limits.maxMs + 2 * NODE_DEFAULTS.workerSessionGraceMs,
       bind: (c) => { control = c },
       onOpen: (headers) => {
         opened = true
+        guard = sessionGuard(limits, endAtLimit)
         send({ v: PROTOCOL_VERSION, type: 'session-open', jobId: job.jobId, attempt: job.attempt, headers: headers.map(([k, v]) => [k.toLowerCase(), v] as [string, string]).slice(0, LIMITS.maxHeaders) }, 256)
         void readFromGateway()
       },
@@ -648,6 +679,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           send({ v: PROTOCOL_VERSION, type: 'ws-close', code: WS_CLOSE.tooBig, reason: 'the function sent a message over the size limit' }, 128)
           return
         }
+        guard?.outbound()
         tr.add('out', binary, payload)
         send({ v: PROTOCOL_VERSION, type: 'ws', binary, data: payload }, payload.byteLength)
       },
@@ -657,6 +689,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
       }
     }).finally(() => { finished = true })
+    guard?.stop()
     await chain
     if (!opened) {
       // no WebSocket: an ordinary answer with its receipt
@@ -748,8 +781,13 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         const p = handleJobStream(stream, connection)
         inflight.add(p)
         void p.finally(() => inflight.delete(p))
-        // a session holds its stream for its whole life: room for every session beside the jobs
-      }, { maxInboundStreams: NODE_DEFAULTS.maxInboundJobStreams + maxSessions })
+        // a session holds its stream for its whole life: room for every session beside the jobs,
+        // and for a burst of session opens beyond them. A stream over this limit is reset by libp2p
+        // before the worker sees it, which its gateway can only count as a failure of the worker
+        // (and then piles the burst onto the other workers); one that gets through is answered by
+        // admission, OVERLOADED when the worker holds maxSessions, a refusal gateways understand.
+        // 500 sessions opened at once on three workers reset streams at 64 + 256 (bench:ws).
+      }, { maxInboundStreams: Math.max(NODE_DEFAULTS.maxInboundJobStreams + maxSessions, NODE_DEFAULTS.maxOutboundJobStreams) })
       libp2p.services.pubsub.subscribe(topic)
       await publishAdvert()
       advertTimer = setInterval(() => { void publishAdvert() }, init.advertIntervalMs ?? NODE_DEFAULTS.advertIntervalMs)

@@ -512,10 +512,14 @@ class GvisorExecutorImpl implements GvisorExecutor {
       if ((sb.endedAt ?? performance.now()) - tSent < INSTANT_DEATH_MS && outcome.reason !== 'channel') {
         // dead on arrival twice: the sandbox, not the function
         result = errorResult(wireError('SANDBOX_INFRA'), timings(elapsed))
+      } else if (outcome.reason === 'oom' && sb.eventAtDeath !== undefined && sb.eventAtDeath !== execId) {
+        // a session sharing this sandbox ran it out of memory in its message listener: not this one
+        result = errorResult(wireError('SANDBOX_INFRA', { reason: 'shared-sandbox-memory' }), timings(elapsed))
       } else if (outcome.reason === 'oom') {
-        // the cgroup's peak (the whole sandbox: heap, Node, the Sentry), read as the sandbox died
+        // the cgroup's peak (the whole sandbox: heap, Node, the Sentry), read as the sandbox died;
+        // in a shared sandbox where the culprit cannot be told, every execution there gets this
         const peak = sb.memoryPeak()
-        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128) }), timings(elapsed))
+        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128), ...(sb.eventAtDeath === execId ? { during: 'message-listener' } : {}) }), timings(elapsed))
       } else if (outcome.reason === 'channel') {
         result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))
       } else if (/panic|runsc|gofer|sentry/i.test(sb.stderr)) {

@@ -181,6 +181,16 @@ export class Sandbox {
   exitCode: number | null = null
   /** the sandbox's memory cgroup recorded an OOM kill */
   oomKilled = false
+  /**
+   * The execution whose session message the shim was handling when the sandbox died, when only
+   * sessions ran in it: the shim handles its channel in order and answers every `ws-in` with
+   * `ws-done` once the listeners return, so the oldest unanswered one is the listener that was
+   * running. Undefined when nothing was unanswered or a request ran beside the sessions (then
+   * nobody can be told apart).
+   */
+  eventAtDeath?: number
+  /** execution ids of the `ws-in` messages sent and not yet answered by `ws-done`, oldest first */
+  private readonly unansweredEvents: number[] = []
   /** the cgroup's peak memory in bytes, read when the sandbox died (before runsc removes the cgroup) */
   memoryPeakAtEnd?: number
   /** performance.now() when the sandbox's stdout ended (it died) */
@@ -227,7 +237,13 @@ export class Sandbox {
       if (msg.t === 'ready') readyResolve()
       else if (msg.t === 'idle') { this.maintaining = false; this.lastIdle = msg }
       else if (msg.t === 'pong') this.onPong?.()
-      else if ('id' in msg) this.running.get(msg.id)?.onMessage(msg)
+      else if ('id' in msg) {
+        if (msg.t === 'ws-done') {
+          const i = this.unansweredEvents.indexOf(msg.id)
+          if (i >= 0) this.unansweredEvents.splice(i, 1)
+        }
+        this.running.get(msg.id)?.onMessage(msg)
+      }
     }, () => {
       // garbage on the channel: whatever produced it (an escaped function), the sandbox is done
       this.channelBroken = true
@@ -251,6 +267,7 @@ export class Sandbox {
       this.dead = true
       this.exitCode = code ?? (signal === 'SIGKILL' ? 137 : null)
       readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
+      if (this.inflight === this.sessions) this.eventAtDeath = this.unansweredEvents[0]
       const oom = this.oomKilled || this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
       this.dieAll(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
       this.opts.onExit?.(this)
@@ -358,6 +375,7 @@ export class Sandbox {
 
   private send (msg: object): void {
     if (this.dead || this.child?.stdin == null || this.child.stdin.destroyed) return
+    if ((msg as HostMessage).t === 'ws-in') this.unansweredEvents.push((msg as HostMessage).id)
     this.child.stdin.write(encodeFrame(msg))
   }
 

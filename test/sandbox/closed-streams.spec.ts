@@ -7,21 +7,17 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Registry } from 'prom-client'
-import { bytesToHex, type Address, type Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import {
-  DEV_DOMAIN, functionId, inputHash, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, ticketDigest, ticketOf,
-  type JobRequest, type WireRequest
-} from '#protocol'
+import { JOB_PROTOCOL, rawCid, type JobRequest } from '#protocol'
 import { gvisorExecutor, type GvisorExecutor } from '#sandbox'
 import { createMeshNode, createWorker, fastSigner, frames, silentLogger, type PeerHostLibp2p, type WorkerNode } from '../../node/index.ts'
+import { signedJob } from '../helpers/jobs.ts'
 
 // long enough that most resets land while the function runs
 const SLOW = 'module.exports.default = { async fetch () { await new Promise(r => setTimeout(r, 150)); return new Response("done") } }'
@@ -42,29 +38,16 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
   let client: PeerHostLibp2p
 
   async function job (kind: 'slow' | 'session' = 'slow'): Promise<JobRequest> {
-    const request: WireRequest = kind === 'slow'
-      ? { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }
-      : { method: 'GET', url: 'http://peerhost.test/echo', headers: [['upgrade', 'websocket']], body: new Uint8Array() }
-    const deadline = Date.now() + 60_000
-    const unsigned: JobRequest = {
-      v: PROTOCOL_VERSION,
-      type: 'job',
-      jobId: bytesToHex(randomBytes(32)),
-      attempt: 1,
-      fn: kind === 'slow'
-        ? { wallet, project: 'app', name: 'slow', id: functionId(wallet, 'app', 'slow'), bundleCid: cid }
-        : { wallet, project: 'app', name: 'echo', id: functionId(wallet, 'app', 'echo'), bundleCid: echoCid },
+    return await signedJob({
+      worker: worker.address,
+      gateway,
+      fn: kind === 'slow' ? { wallet, project: 'app', name: 'slow', bundleCid: cid } : { wallet, project: 'app', name: 'echo', bundleCid: echoCid },
+      request: kind === 'slow'
+        ? { method: 'GET', url: 'http://peerhost.test/slow', headers: [], body: new Uint8Array() }
+        : { method: 'GET', url: 'http://peerhost.test/echo', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
       options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
-      request,
-      inputHash: inputHash(request),
-      env: {},
-      deadline,
-      ticket: { worker: worker.address as Address, gateway: gateway.address, fee: '0', epoch: '0', deadline: String(Math.ceil(deadline / 1000)) },
-      ticketSig: '0x',
       ...(kind === 'session' ? { session: true as const } : {})
-    }
-    const ticketSig: Hex = await gateway.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(unsigned)) })
-    return { ...unsigned, ticketSig }
+    })
   }
 
   async function executions (): Promise<number> {

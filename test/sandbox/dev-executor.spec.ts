@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { rawCid } from '#protocol'
-import { devExecutor, DEV_EXECUTOR_DEFAULTS, type Executor } from '#sandbox'
+import { devExecutor, DEV_EXECUTOR_DEFAULTS, type Executor, type SessionControl } from '#sandbox'
 import { anyAddress, jobFor, text } from './fixtures.ts'
 
 describe('sandbox/dev-executor (not a security boundary)', function () {
@@ -161,5 +161,52 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     } finally {
       await strict.stop()
     }
+  })
+
+  it('ends a WebSocket session whose message listener holds the thread with LIMIT_CPU at timeoutMs + grace (CPU per event, as under gVisor), and keeps serving', async () => {
+    const source = `module.exports.default = { async fetch (request) {
+      const { 0: client, 1: server } = new WebSocketPair()
+      server.accept()
+      server.addEventListener('message', (event) => { if (String(event.data) === 'spin') { for (;;) {} } server.send('echo: ' + String(event.data)) })
+      return new Response(null, { status: 101, webSocket: client })
+    } }`
+    const bytes = new TextEncoder().encode(source)
+    let control: SessionControl | undefined
+    const got: string[] = []
+    let opened!: () => void
+    const open = new Promise<void>(resolve => { opened = resolve })
+    const timeoutMs = 300
+    const run = ex.execute({
+      jobId: 'session-spin',
+      bundle: { cid: rawCid(bytes), bytes },
+      request: { method: 'GET', url: 'http://t/ws', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
+      env: {},
+      options: { memoryMb: 128, timeoutMs, network: [], isolation: 'function' },
+      deadline: Date.now() + 10_000
+    }, {
+      session: {
+        // a session far longer than the test: only the per-event limit can end it
+        maxSessionMs: 60_000,
+        bind: (c) => { control = c },
+        onOpen: () => { opened() },
+        onMessage: (data) => { got.push(new TextDecoder().decode(data)) },
+        onClose: () => {}
+      }
+    })
+    await open
+    control!.send(new TextEncoder().encode('hi'), false)
+    const t0 = Date.now()
+    while (got.length === 0 && Date.now() - t0 < 5_000) await new Promise(resolve => setTimeout(resolve, 10))
+    assert.deepEqual(got, ['echo: hi'], 'a listener that returns is fine')
+    const t1 = Date.now()
+    control!.send(new TextEncoder().encode('spin'), false)
+    const r = await run
+    const ms = Date.now() - t1
+    assert.equal(r.error?.code, 'LIMIT_CPU')
+    assert.equal(r.error?.details?.source, 'event')
+    assert.equal(r.error?.details?.configured, timeoutMs)
+    // timeoutMs + 500 ms of grace; the slack absorbs a loaded 2-core machine (not the 60 s session)
+    assert.ok(ms >= timeoutMs && ms < 10_000, `ended ${ms} ms after the spin`)
+    assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
   })
 })
