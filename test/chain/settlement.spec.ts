@@ -30,7 +30,7 @@ import { waitFor } from '../helpers/network.ts'
 import { fromLeaves } from '../../contracts/abi/leaf.ts'
 import { leafFromJson } from '../../node/settlement/index.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
+import { committedBatch, FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 
@@ -163,7 +163,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     for (const [i, p] of parts.entries()) {
       for (const b of p.s.batches()) {
         assert.equal(b.state, 'committed')
-        const onChain = await read<{ status: number, count: number, total: bigint, root: Hex, worker: Address, gateway: Address }>('getBatch', [b.batchId])
+        const onChain = await committedBatch(chain, b.batchId)
         const t = issued[i][b.epoch === e0 ? 0 : 1]
         assert.deepEqual([onChain.status, onChain.count, onChain.total], [1, t.count, t.total])
         assert.equal(onChain.worker, p.w.signer.address)
@@ -238,9 +238,45 @@ describe('chain: workers settle their receipts through Settlement batches', func
 
       // exactly one transaction from the worker in all three runs: the one commit
       assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1)
-      const b = await read<{ status: number, total: bigint, count: number }>('getBatch', [batchId])
+      const b = await committedBatch(chain, batchId)
       const fees = jobs.reduce((s, j) => s + j.fee, 0n)
       assert.deepEqual([b.status, b.count, b.total], [1, 12, fees])
+      assert.equal(await read<bigint>('escrowOf', [pid]), escrowBefore - fees)
+      await assertNobodySlashed()
+    })
+  }
+
+  const gateway2 = fastSigner(generatePrivateKey())
+  for (const killAt of ['before-send', 'after-send'] as const) {
+    it(`a worker with two batches killed with SIGKILL ${killAt === 'before-send' ? 'right before' : 'right after'} its one commitBatches transaction commits each exactly once after restart`, async function () {
+      const w = await newWorker()
+      await fundProject(chain, gateway2.address, 0n, 10n ** 18n)
+      const dataDir = join(dir, `kill-two-${killAt}`)
+      const receipts: ReceiptLog = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
+      const e = await read<bigint>('currentEpoch')
+      const jobs = [
+        ...await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e, 7, i => GWEI * BigInt(700 + i), `two-a-${killAt}`),
+        ...await serve(w.client.domain, chain.deployer, receipts, gateway2, w.signer, e, 5, i => GWEI * BigInt(900 + i), `two-b-${killAt}`)
+      ]
+      receipts.close()
+      await advanceTo(clock.epochEnd(e) + 1n)
+      const escrowBefore = await read<bigint>('escrowOf', [pid])
+      const nonceBefore = await chain.publicClient.getTransactionCount({ address: w.signer.address })
+      const ids = await Promise.all([gateway, gateway2].map(async g => await read<Hex>('batchIdOf', [w.signer.address, pid, e, g.address])))
+
+      const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
+      assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
+      for (const id of ids) assert.equal((await read<{ status: number }>('getBatch', [id])).status, killAt === 'after-send' ? 1 : 0)
+      const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+      assert.equal(second.code, 0, second.stderr)
+      assert.equal(JSON.parse(second.stdout).committed, 2)
+      const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+      assert.equal(JSON.parse(third.stdout).committed, 0, 'committed batches are not committed again')
+      // one transaction from the worker in all three runs: the one commitBatches
+      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1)
+      const fees = jobs.reduce((t, j) => t + j.fee, 0n)
+      const [a, b] = await Promise.all(ids.map(async id => await committedBatch(chain, id)))
+      assert.deepEqual([a.status, a.count, b.status, b.count, a.total + b.total], [1, 7, 1, 5, fees])
       assert.equal(await read<bigint>('escrowOf', [pid]), escrowBefore - fees)
       await assertNobodySlashed()
     })
@@ -267,7 +303,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     await advanceTo(clock.epochEnd(e) + 1n)
     const r = await s.tick()
     assert.deepEqual([r.built, r.committed], [1, 1], 'the publishable batch is built and committed')
-    const ok = await read<{ status: number, count: number, total: bigint }>('getBatch', [await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address])])
+    const ok = await committedBatch(chain, await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address]))
     assert.deepEqual([ok.status, ok.count, ok.total], [1, 4, small.reduce((t, j) => t + j.fee, 0n)])
     const large = await read<{ status: number }>('getBatch', [await read<Hex>('batchIdOf', [w.signer.address, pid, e, other.address])])
     assert.equal(large.status, 0, 'the unpublishable batch is not committed (its leaves could not be audited)')
@@ -308,7 +344,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     const r = await s.tick()
     assert.deepEqual([r.built, r.committed], [1, 1], 'the next tick publishes every block and commits once')
     const b = s.batches()[0]
-    const onChain = await read<{ status: number, count: number, total: bigint }>('getBatch', [b.batchId])
+    const onChain = await committedBatch(chain, b.batchId)
     assert.deepEqual([onChain.status, onChain.count, onChain.total], [1, 40, total])
     // dataCid names an index of chunks, each one block within the cap, covering every leaf in order
     const index = JSON.parse(new TextDecoder().decode(await chain.fetchBlob(b.dataCid)))
