@@ -3575,61 +3575,6 @@ export const settlementAbi = [
     "type": "function"
   },
   {
-    "inputs": [
-      {
-        "components": [
-          {
-            "internalType": "address",
-            "name": "worker",
-            "type": "address"
-          },
-          {
-            "internalType": "bytes32",
-            "name": "projectId",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "address",
-            "name": "gateway",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "epoch",
-            "type": "uint64"
-          },
-          {
-            "internalType": "bytes32",
-            "name": "root",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "uint32",
-            "name": "count",
-            "type": "uint32"
-          },
-          {
-            "internalType": "uint128",
-            "name": "total",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint128",
-            "name": "bond",
-            "type": "uint128"
-          }
-        ],
-        "internalType": "struct ISettlement.BatchHeader",
-        "name": "header",
-        "type": "tuple"
-      }
-    ],
-    "name": "finalizeBatch",
-    "outputs": [],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
     "inputs": [],
     "name": "genesis",
     "outputs": [

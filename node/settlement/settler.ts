@@ -14,8 +14,9 @@
  * (`SettlementBatchExists`), which the settler also treats as "committed".
  *
  * One transaction per tick: the batches to commit and the batches due for finalization go
- * together in `commitBatches` (one `commitBatch` or `finalizeBatch` when there is one thing to do;
- * each alone when the combined transaction fails). Settlement keeps only a hash of each batch's
+ * together in `commitBatches`, which also pays the worker its finalized batches at once (no
+ * withdraw transaction); `commitBatch` when there is one batch to commit and nothing due; each
+ * alone when the combined transaction fails. Settlement keeps only a hash of each batch's
  * header, so the settler passes the header (its row, with the bond it recorded before sending) to
  * finalize and answer leaf requests.
  *
@@ -400,10 +401,10 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
 
     /**
      * Sends what this tick has to send in one transaction (`commitBatches`: the new batches, then
-     * the due finalizations), or one `commitBatch` / `finalizeBatch` when there is a single thing
-     * to do. Each batch to commit is `sending` (with its bond) before the transaction leaves. When
-     * the combined transaction fails (one batch refused must not hold back the others), each is
-     * sent alone.
+     * the due finalizations, whose totals and bonds Settlement pays to the worker in the same
+     * transaction), or one `commitBatch` when there is only one batch to commit. Each batch to
+     * commit is `sending` (with its bond) before the transaction leaves. When the combined
+     * transaction fails (one batch refused must not hold back the others), each is sent alone.
      */
     async function sendTick (commits: StoredBatch[], due: StoredBatch[], report: TickReport): Promise<void> {
       if (commits.length + due.length === 0) return
@@ -411,7 +412,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       const value = await bond
       // durable before the transaction leaves: a restart knows a transaction may be in flight
       for (const b of commits) { setSending.run(value.toString(), Date.now(), b.batchId); b.bond = value }
-      if (commits.length + due.length > 1) {
+      if (commits.length !== 1 || due.length !== 0) {
         try {
           const dueHeaders = await Promise.all(due.map(headerOf))
           await client.send({
@@ -471,7 +472,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
     async function finalizeOne (b: StoredBatch, report: TickReport): Promise<void> {
       try {
         if ((await read<{ status: number }>('getBatch', [b.batchId])).status === STATUS_FINALIZED) { finalized(b, report); return }
-        await client.send({ address: settlement, abi: settlementAbi, functionName: 'finalizeBatch', args: [await headerOf(b)] })
+        await client.send({ address: settlement, abi: settlementAbi, functionName: 'commitBatches', args: [[], [await headerOf(b)]] })
         finalized(b, report)
       } catch (err) {
         // the chain's clock may lag ours by a block: try again next tick

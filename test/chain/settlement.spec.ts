@@ -176,36 +176,36 @@ describe('chain: workers settle their receipts through Settlement batches', func
     }
     assert.equal(await read<bigint>('escrowOf', [appId]), escrowBefore - fees, 'the escrow falls by exactly the tickets\' fees')
 
-    // finalization waits for the challenge window; then each worker is owed its fees and bonds, and withdraws them
+    // finalization waits for the challenge window; then each worker's settler finalizes its batches
+    // in one transaction that pays it its fees and bonds at once (nothing left to withdraw)
     for (const p of parts) assert.equal((await p.s.tick()).finalized, 0)
     await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
     for (const [i, p] of parts.entries()) {
       const batches = p.s.batches().length
-      assert.equal((await p.s.tick()).finalized, batches)
-      const owed = feesOf(i) + BigInt(batches) * bond
-      assert.equal(await p.s.owed(), owed, `worker ${i}: owed = its tickets' fees + its bonds, to the wei`)
+      const paid = feesOf(i) + BigInt(batches) * bond
       const balance = await chain.publicClient.getBalance({ address: p.w.signer.address })
       const nonce = await chain.publicClient.getTransactionCount({ address: p.w.signer.address })
+      assert.equal((await p.s.tick()).finalized, batches)
+      assert.equal(await chain.publicClient.getTransactionCount({ address: p.w.signer.address }), nonce + 1, `worker ${i}: one transaction finalizes all its batches`)
+      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
+      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === p.w.signer.address.toLowerCase() && t.nonce === nonce)
+      assert.ok(tx !== undefined && typeof tx !== 'string', 'the finalizing transaction is in the latest block')
+      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
+      assert.equal(await chain.publicClient.getBalance({ address: p.w.signer.address }) - balance, paid - receipt.gasUsed * receipt.effectiveGasPrice, `worker ${i}: the wallet rises by its fees and bonds, to the wei, less the gas of its one transaction`)
+      assert.equal(await p.s.owed(), 0n)
       if (i === 0) {
-        // the operator's view and withdrawal: `peerhost earnings --withdraw` on the worker's data dir
+        // the operator's view: `peerhost earnings` on the worker's data dir (nothing left to withdraw)
         writeFileSync(join(p.dataDir, 'evm.key'), `${p.w.key}\n`, { mode: 0o600 })
         const out = await cli(['earnings', '--data-dir', p.dataDir, '--contracts', chain.contractsFile, '--withdraw', '--json'])
         assert.equal(out.code, 0, out.stderr)
         const summary = out.lines.find(l => l.event === 'earnings')
-        assert.equal(summary.withdrawable, owed.toString())
+        assert.equal(summary.withdrawable, '0')
         assert.deepEqual(summary.epochs.map((e: any) => [e.epoch, e.finalized, e.paidWei]).sort(),
           [e0, e1].map((e, k) => [e.toString(), 1, issued[0][k].total.toString()]).filter((_r, k) => issued[0][k].count > 0).sort())
-        assert.equal(out.lines.find(l => l.event === 'withdraw').amount, owed.toString())
+        assert.equal(out.lines.find(l => l.event === 'withdraw').amount, '0')
       } else {
-        assert.equal(await p.s.withdraw(), owed)
+        assert.equal(await p.s.withdraw(), 0n)
       }
-      assert.equal(await p.s.owed(), 0n)
-      // the wallet rises by exactly what was owed, less the gas of the one withdraw transaction
-      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
-      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === p.w.signer.address.toLowerCase() && t.nonce === nonce)
-      assert.ok(tx !== undefined && typeof tx !== 'string', 'the withdraw transaction is in the latest block')
-      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
-      assert.equal(await chain.publicClient.getBalance({ address: p.w.signer.address }) - balance, owed - receipt.gasUsed * receipt.effectiveGasPrice, `worker ${i}: the wallet rises by its fees and bonds, to the wei`)
       assert.ok(p.s.batches().every(b => b.state === 'finalized'))
     }
     assert.equal(await read<bigint>('escrowOf', [appId]), escrowBefore - fees, 'finalization moves nothing more out of the escrow')

@@ -175,12 +175,12 @@ describe('contracts: attacks', function () {
       await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [{ ...c.header, worker: world.actors.w2.address }, c.batch.leaves[0], c.batch.proof(0)], 'SettlementUnknownBatch', [otherId])
       await increaseTime(world, PARAMS.challengeWindow)
       // the worker cannot be paid more than it committed: an inflated total or bond is refused
-      for (const h of forged.slice(3)) await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [h], 'SettlementHeaderMismatch', [c.batchId])
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [c.header])
+      for (const h of forged.slice(3)) await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [h]], 'SettlementHeaderMismatch', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
       assert.equal(await owed(world, 'w1'), c.batch.total + PARAMS.minBatchBond)
       // finalized: the genuine header still names it (a keeper in disputes), a forged one still fails
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.header], 'SettlementBatchNotCommitted', [c.batchId])
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [forged[3]], 'SettlementHeaderMismatch', [c.batchId])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementBatchNotCommitted', [c.batchId])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [forged[3]]], 'SettlementHeaderMismatch', [c.batchId])
     })
 
     it('commitBatches: several commits and the due finalizations in one transaction, bonds summed, each batch once', async () => {
@@ -207,10 +207,14 @@ describe('contracts: attacks', function () {
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[commits[0], commits[0]], []], 'SettlementBatchExists', [await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e2, world.actors.gateway.address])], 2n * bond)
       // a forged header among the due ones fails the whole transaction
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [commits, [{ ...old.header, total: old.header.total + 1n }]], 'SettlementHeaderMismatch', [old.batchId], 2n * bond + 1n)
+      const wallet = async (): Promise<bigint> => await world.publicClient.getBalance({ address: world.actors.w1.address })
+      const before = await wallet()
       const r = await send(world, 'w1', 'Settlement', 'commitBatches', [commits, [old.header]], 2n * bond + 1n)
       const evs = parseEventLogs({ abi: settlementAbi, logs: r.logs })
-      assert.deepEqual(evs.map(e => e.eventName).filter(n => n === 'BatchCommitted' || n === 'BatchFinalized'), ['BatchCommitted', 'BatchCommitted', 'BatchFinalized'])
-      assert.equal(await owed(world, 'w1'), old.batch.total + bond)
+      assert.deepEqual(evs.map(e => e.eventName).filter(n => n === 'BatchCommitted' || n === 'BatchFinalized' || n === 'PaymentWithdrawn'), ['BatchCommitted', 'BatchCommitted', 'BatchFinalized', 'PaymentWithdrawn'])
+      // the caller's own due batch is paid to it in the same transaction: nothing left to withdraw
+      assert.equal(await owed(world, 'w1'), 0n)
+      assert.equal(await wallet() - before, old.batch.total + bond - (2n * bond + 1n) - r.gasUsed * r.effectiveGasPrice, 'the wallet gets the due batch (total + bond), less the new bonds and the gas')
       for (const [c, t] of [[commits[0], ba], [commits[1], bb]] as const) {
         const id = await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e2, c.gateway])
         assert.equal((await world.read.settlement.read.getBatch([id])).status, 1)
@@ -222,7 +226,8 @@ describe('contracts: attacks', function () {
       const headers = commits.map(c => ({ worker: world.actors.w1.address, projectId: c.projectId, gateway: c.gateway, epoch: c.epoch, root: c.root, count: c.count, total: c.total, bond: c.bond }))
       await sendReverts(world, 'stranger', 'Settlement', 'commitBatches', [[], headers], 'SettlementBondMismatch', [1n, 0n], 1n)
       await send(world, 'stranger', 'Settlement', 'commitBatches', [[], headers])
-      assert.equal(await owed(world, 'w1'), old.batch.total + bond + ba.total + bb.total + 2n * bond + 1n)
+      // finalized by someone else: credited to the worker (pull payment)
+      assert.equal(await owed(world, 'w1'), ba.total + bb.total + 2n * bond + 1n)
     })
   })
 
@@ -382,7 +387,7 @@ describe('contracts: attacks', function () {
       const paid = await commit(world, 'w2', epoch, honestJobs.map(j => j.item))
       assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), 3n * ETHER)
       await increaseTime(world, PARAMS.challengeWindow)
-      await send(world, 'stranger', 'Settlement', 'finalizeBatch', [paid.header])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [paid.header]])
       assert.equal(await owed(world, 'w2'), 3n * ETHER + PARAMS.minBatchBond)
     })
 

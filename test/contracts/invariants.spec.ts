@@ -107,7 +107,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
         result.events[ev.eventName] = (result.events[ev.eventName] ?? 0) + 1
         if (ev.eventName === 'PaymentCredited') {
           if (PROOFS.has(fn)) ledger.slashed += args.amount
-          else if (fn === 'finalizeBatch') { /* split by BatchFinalized below */ } else ledger.refunded += args.amount
+          else if (fn === 'commitBatches') { /* split by BatchFinalized below */ } else ledger.refunded += args.amount
         } else if (ev.eventName === 'BatchFinalized') {
           const b = batches.find(x => x.id === args.batchId)
           ledger.paid += args.paid
@@ -307,7 +307,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
         }
         case 'finalize': {
           const b = batches[a.b % Math.max(batches.length, 1)]
-          if (b !== undefined) await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.header])
+          if (b !== undefined) await sendObs('stranger', 'Settlement', 'commitBatches', [[], [b.header]])
           break
         }
         case 'time': await increaseTime(world, a.seconds); break
@@ -330,7 +330,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
     // drain: past every window, every batch is finalized; an honest batch is never voided
     await increaseTime(world, PARAMS.commitWindow + PARAMS.challengeWindow + PARAMS.epochLength)
     for (const b of batches) {
-      await sendObs('stranger', 'Settlement', 'finalizeBatch', [b.header])
+      await sendObs('stranger', 'Settlement', 'commitBatches', [[], [b.header]])
       if (!b.fake && (await world.read.settlement.read.getBatch([b.id])).status !== 2) slashedHonest.push(`honest batch of ${b.worker} not paid`)
     }
     await checkInvariants()

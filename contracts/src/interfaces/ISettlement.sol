@@ -238,12 +238,13 @@ interface ISettlement {
     /// @param dataCid CID of the published leaf list, so challengers can fetch it.
     function commitBatch(bytes32 projectId, uint64 epoch, address gateway, bytes32 root, uint32 count, uint128 total, bytes calldata dataCid)
         external payable returns (bytes32 batchId);
-    /// @notice Several batches of the caller in one transaction (`msg.value` = the sum of their
-    /// bonds), then finalizes the batches of `due` (anyone's) as {finalizeBatch} does: a worker's
-    /// one transaction per settlement tick. With no commits (and no value) it finalizes several batches.
+    /// @notice Commits several batches of the caller in one transaction (`msg.value` = the sum of
+    /// their bonds, each at least `minBatchBond`), then finalizes the batches of `due` (anyone's),
+    /// each after its challenge window with no leaf request open: its worker is owed the batch
+    /// total (less exclusions) plus the bond, paid at once when the worker is the caller, else
+    /// credited (pull payment, {withdraw}). A worker's one transaction per settlement tick; with no
+    /// commits (and no value) anyone may use it to finalize.
     function commitBatches(BatchCommit[] calldata commits, BatchHeader[] calldata due) external payable;
-    /// @notice After the challenge window, credits the worker with the batch total (less exclusions) plus the bond.
-    function finalizeBatch(BatchHeader calldata header) external;
     /// @notice Data availability: during the challenge window anyone may ask for leaf `index` of a
     /// batch, with a bond of at least `minBatchBond`. The leaf must be published with {answerLeaf}
     /// within `commitWindow`, or the batch is voided ({proveUnanswered}). A request extends the
