@@ -57,7 +57,7 @@ async function gasRun (chain: SettlementChain): Promise<void> {
     }
     return gas
   })
-  console.log(`one-off builder setup (deposit + setGatewayAllowance): ${setup.toLocaleString('en-US')} gas`)
+  console.log(`one-off builder setup (deposit + setGatewayAllowance, which pays for the allowance ring's slots): ${setup.toLocaleString('en-US')} gas`)
   console.log(`chain: ${GAS_PARAMS.epochLength} s epochs, commit and challenge windows of ${GAS_PARAMS.commitWindow} s (the devnet's shape); the settler ticks once at each epoch's end\n`)
   console.log('| requests per batch | epochs (one batch each) | requests settled | transactions (gas) | total gas | gas per request | batch document | settler build + commit ms, last epoch (sign excluded) |')
   console.log('|---|---|---|---|---|---|---|---|')
@@ -85,9 +85,10 @@ async function gasRun (chain: SettlementChain): Promise<void> {
       await chain.advanceTo((await chain.chainNow()) + chain.clock.challengeWindow + 1n)
       await s.tick()
       if (s.batches().some(b => b.state !== 'finalized')) throw new Error(`not every batch finalized: ${JSON.stringify(s.batches().map(b => [b.state, b.error]))}`)
-      const paid = await s.withdraw()
+      // finalizing transactions pay the worker at once; a withdrawal only for what is still credited
+      await s.withdraw()
       const batches = s.batches()
-      if (batches.length !== k || batches.some(b => b.count !== n) || paid === 0n) throw new Error(`${batches.length} batches, withdrew ${paid}`)
+      if (batches.length !== k || batches.some(b => b.count !== n) || await s.owed() !== 0n) throw new Error(`${batches.length} batches, ${await s.owed()} still owed`)
       const docBytes = statSync(join(chain.dir, 'blobs', batches[0].dataCid)).size
       const total = sent.reduce((g, x) => g + x.receipt.gasUsed, 0n)
       const fns = [...new Set(sent.map(x => x.fn))]

@@ -30,7 +30,7 @@ import { waitFor } from '../helpers/network.ts'
 import { fromLeaves } from '../../contracts/abi/leaf.ts'
 import { leafFromJson } from '../../node/settlement/index.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { committedBatch, FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
+import { committedBatch, earned, FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 
@@ -359,7 +359,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     assert.deepEqual(verdict?.issued, { count: 40, total })
     await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
     assert.equal((await s.tick()).finalized, 1)
-    assert.equal(await s.owed(), total + await read<bigint>('minBatchBond'), 'paid its 40 fees and its bond')
+    assert.equal(await earned(chain, w.signer.address), total + await read<bigint>('minBatchBond'), 'paid its 40 fees and its bond')
     await assertNobodySlashed()
   })
 
