@@ -12,7 +12,7 @@
  *    time moves with evm_increaseTime.
  * 2. Delay on the devnet's settings (15 s epochs, commit and challenge windows of 2 epochs, a
  *    block every second, the settler's default 2 s tick and default grace): wall time from the
- *    end of the epoch to the batch committed, finalized, and the worker's balance withdrawable.
+ *    end of the epoch to the batch committed, finalized, and its fees and bond in the worker's wallet.
  *
  *   node bench/settlement.ts [--sizes 1000,10000] [--epochs 1,4] [--epoch 15] [--no-gas] [--no-delay]
  */
@@ -121,12 +121,15 @@ async function delayRun (epochSeconds: number): Promise<void> {
     const end = chain.clock.epochEnd(e)
     const at: Record<string, bigint> = {}
     const until = Date.now() + (epochSeconds * 12 + 60) * 1000
-    while (Date.now() < until && at.withdrawable === undefined) {
+    const wallet = async (): Promise<bigint> => await chain.publicClient.getBalance({ address: w.signer.address })
+    let afterCommit = 0n
+    while (Date.now() < until && at.paid === undefined) {
       const b = s.batches()[0]
       const t = await chain.chainNow()
-      if (b !== undefined && at.committed === undefined && ['committed', 'finalized'].includes(b.state)) at.committed = t
+      if (b !== undefined && at.committed === undefined && ['committed', 'finalized'].includes(b.state)) { at.committed = t; afterCommit = await wallet() }
       if (b?.state === 'finalized' && at.finalized === undefined) at.finalized = t
-      if (at.finalized !== undefined && await s.owed() > 0n) at.withdrawable = t
+      // the finalizing transaction pays the worker (fees + bond) at once: its wallet rises
+      if (at.finalized !== undefined && (await wallet() > afterCommit || await s.owed() > 0n)) at.paid = t
       await new Promise(resolve => setTimeout(resolve, 200))
     }
     const sec = (t?: bigint): string => t === undefined ? 'not reached' : `${Number(t - end)} s`
@@ -135,7 +138,7 @@ async function delayRun (epochSeconds: number): Promise<void> {
     console.log('|---|---|')
     console.log(`| batch committed | ${sec(at.committed)} |`)
     console.log(`| batch finalized | ${sec(at.finalized)} |`)
-    console.log(`| balance withdrawable (owed > 0, read by the worker) | ${sec(at.withdrawable)} |`)
+    console.log(`| fees and bond in the worker's wallet (paid by the finalizing transaction) | ${sec(at.paid)} |`)
     s.close()
     receipts.close()
   } finally {

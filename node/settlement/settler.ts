@@ -503,21 +503,21 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       }
     }
 
-    /** Follows a committed batch; true when it is due for finalization (sent with the tick's transaction). */
-    async function follow (c: SettlementClock, b: StoredBatch, now: bigint, report: TickReport): Promise<boolean> {
+    /** Follows a committed batch; when it is due for finalization, since when (chain time). */
+    async function follow (c: SettlementClock, b: StoredBatch, now: bigint, report: TickReport): Promise<bigint | undefined> {
       const onChain = await read<{ status: number, committedAt: bigint, extendedUntil: bigint, openRequests: number }>('getBatch', [b.batchId])
-      if (onChain.status === STATUS_FINALIZED) { move(b.batchId, 'finalized'); report.finalized++; return false }
+      if (onChain.status === STATUS_FINALIZED) { move(b.batchId, 'finalized'); report.finalized++; return undefined }
       if (onChain.status === STATUS_VOIDED) {
         move(b.batchId, 'voided')
         report.voided++
         log.error({ batchId: b.batchId }, 'settlement batch voided (a fault was proven or a leaf request went unanswered)')
-        return false
+        return undefined
       }
-      if (onChain.status !== STATUS_COMMITTED) return false
+      if (onChain.status !== STATUS_COMMITTED) return undefined
       if (onChain.openRequests > 0) await answerRequests(b, report)
       const windowEnd = onChain.committedAt + c.challengeWindow
       const endsAt = onChain.extendedUntil > windowEnd ? onChain.extendedUntil : windowEnd
-      return now >= endsAt && onChain.openRequests === 0
+      return now >= endsAt && onChain.openRequests === 0 ? endsAt : undefined
     }
 
     function document (batchId: Hex): BatchDocument | undefined {
@@ -532,16 +532,26 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       const { now, head } = await chainNow()
       report.built = await build(c, now, head)
       const commits: StoredBatch[] = []
-      const due: StoredBatch[] = []
+      const due: Array<{ b: StoredBatch, since: bigint }> = []
       for (const r of open.all()) {
         const b = row(r)
         if (b.state === 'built' || b.state === 'sending') {
           if (await needsCommit(c, b, head, report)) commits.push(b)
-        } else if (await follow(c, b, now, report)) {
-          due.push(b)
+        } else {
+          const since = await follow(c, b, now, report)
+          if (since !== undefined) due.push({ b, since })
         }
       }
-      await sendTick(commits, due, report)
+      // A due finalization rides with the next commit (one transaction instead of two) while the
+      // worker has receipts of the current epoch, whose batch it commits when the epoch ends; it
+      // waits at most one epoch (plus the grace) past due, then goes alone.
+      if (commits.length === 0 && due.length > 0) {
+        const current = c.epochAt(now)
+        const grace = init.graceSeconds ?? settlementGrace(c)
+        const nextCommit = c.epochEnd(current) + grace
+        if (receipts.batchKeys(current, current).length > 0 && due.every(d => nextCommit <= d.since + c.epochLength + grace)) due.length = 0
+      }
+      await sendTick(commits, due.map(d => d.b), report)
       return report
     }
 
