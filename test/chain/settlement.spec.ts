@@ -311,6 +311,46 @@ describe('chain: workers settle their receipts through Settlement batches', func
     await assertNobodySlashed()
   })
 
+  it('one transaction per tick: a due finalization waits for the next commit while the worker has receipts of the current epoch, and goes with it (paid at once)', async function () {
+    const w = await newWorker()
+    const dataDir = join(dir, 'ride')
+    const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
+    const s = settler({ dataDir, intervalMs: 0, graceSeconds: 0n })({ client: w.client, receipts, logger, publish: chain.publish })
+    try {
+      const e1 = await read<bigint>('currentEpoch')
+      const first = await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e1, 3, i => GWEI * BigInt(100 + i), 'ride-1')
+      await advanceTo(clock.epochEnd(e1) + 1n)
+      assert.equal((await s.tick()).committed, 1)
+      // past the challenge window, in an epoch the worker is serving: the finalization waits. The
+      // commit landed a few seconds into the epoch after e1 and the window is whole epochs, so the
+      // batch falls due a few seconds into an epoch: its end (the next commit) is under one epoch away
+      assert.equal(clock.challengeWindow % clock.epochLength, 0n)
+      await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
+      const e2 = await read<bigint>('currentEpoch')
+      const second = await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e2, 2, i => GWEI * BigInt(200 + i), 'ride-2')
+      const nonce = await chain.publicClient.getTransactionCount({ address: w.signer.address })
+      assert.deepEqual(await s.tick().then(r => [r.committed, r.finalized]), [0, 0], 'held for the next commit')
+      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonce, 'nothing sent')
+      const balance = await chain.publicClient.getBalance({ address: w.signer.address })
+      await advanceTo(clock.epochEnd(e2) + 1n)
+      assert.deepEqual(await s.tick().then(r => [r.committed, r.finalized]), [1, 1], 'the commit carries the finalization')
+      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonce + 1, 'in one transaction')
+      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
+      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === w.signer.address.toLowerCase())
+      assert.ok(tx !== undefined && typeof tx !== 'string')
+      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
+      const fees1 = first.reduce((t, j) => t + j.fee, 0n)
+      // the first batch's fees and bond come in, the second batch's bond goes out, less the gas
+      assert.equal(await chain.publicClient.getBalance({ address: w.signer.address }) - balance, fees1 - receipt.gasUsed * receipt.effectiveGasPrice)
+      assert.equal(await s.owed(), 0n)
+      assert.equal(second.length, 2)
+      await assertNobodySlashed()
+    } finally {
+      s.close()
+      receipts.close()
+    }
+  })
+
   it('SE-07: a batch document over one block is published in chunks, restart-safe; the gateway checks it from its chunks; it finalizes and is paid', async function () {
     // a storage that takes blocks of at most CAP bytes, as the mesh takes 2 MiB, and the settler
     // configured with that cap: 40 leaves (≈ 660 bytes each) cannot be one block
