@@ -211,7 +211,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         }
         if (bonds != msg.value) revert SettlementBondMismatch(msg.value, bonds);
         // The caller's own batches are paid to it at once (no credit to write, no withdraw
-        // transaction); anyone else's are credited as {finalizeBatch} does.
+        // transaction); anyone else's are credited (pull payment, {withdraw}).
         uint256 payout;
         for (uint256 i = 0; i < due.length; i++) {
             (address worker, uint256 amount) = _finalize(due[i]);

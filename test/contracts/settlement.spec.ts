@@ -173,7 +173,7 @@ describe('contracts: Settlement', function () {
       await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, world.actors.gateway2.address, 10_000n * ETHER])
       await sendReverts(world, 'w2', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway2.address, root, 1, 2_000n * ETHER, '0x01'], 'SettlementInsufficientEscrow', [2_000n * ETHER, 1_000n * ETHER - 1n], BOND)
     })
-    it('finalizeBatch: SettlementUnknownBatch, SettlementBatchNotCommitted (finalized, voided), SettlementChallengeWindowOpen', async () => {
+    it('finalization (commitBatches due): SettlementUnknownBatch, SettlementBatchNotCommitted (finalized, voided), SettlementChallengeWindowOpen', async () => {
       const unknownId = await unknownBatchId()
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [unknownHeader(world)]], 'SettlementUnknownBatch', [unknownId])
       const { c } = await honestBatch('w1', 1)
