@@ -224,20 +224,8 @@ describe('chain: workers settle their receipts through Settlement batches', func
       const escrowBefore = await read<bigint>('escrowOf', [pid])
       const nonceBefore = await chain.publicClient.getTransactionCount({ address: w.signer.address })
 
-      const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
-      assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
       const batchId = await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address])
-      const committedByFirst = (await read<{ status: number }>('getBatch', [batchId])).status === 1
-      assert.equal(committedByFirst, killAt === 'after-send')
-
-      const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(second.code, 0, second.stderr)
-      assert.equal(JSON.parse(second.stdout).committed, 1)
-      const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(JSON.parse(third.stdout).committed, 0, 'a committed batch is not committed again')
-
-      // exactly one transaction from the worker in all three runs: the one commit
-      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1)
+      await killThenRestart(w, dataDir, killAt, [batchId], nonceBefore)
       const b = await committedBatch(chain, batchId)
       const fees = jobs.reduce((s, j) => s + j.fee, 0n)
       assert.deepEqual([b.status, b.count, b.total], [1, 12, fees])
@@ -264,16 +252,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
       const nonceBefore = await chain.publicClient.getTransactionCount({ address: w.signer.address })
       const ids = await Promise.all([gateway, gateway2].map(async g => await read<Hex>('batchIdOf', [w.signer.address, pid, e, g.address])))
 
-      const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
-      assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
-      for (const id of ids) assert.equal((await read<{ status: number }>('getBatch', [id])).status, killAt === 'after-send' ? 1 : 0)
-      const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(second.code, 0, second.stderr)
-      assert.equal(JSON.parse(second.stdout).committed, 2)
-      const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(JSON.parse(third.stdout).committed, 0, 'committed batches are not committed again')
-      // one transaction from the worker in all three runs: the one commitBatches
-      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1)
+      await killThenRestart(w, dataDir, killAt, ids, nonceBefore)
       const fees = jobs.reduce((t, j) => t + j.fee, 0n)
       const [a, b] = await Promise.all(ids.map(async id => await committedBatch(chain, id)))
       assert.deepEqual([a.status, a.count, b.status, b.count, a.total + b.total], [1, 7, 1, 5, fees])
@@ -456,6 +435,23 @@ describe('chain: workers settle their receipts through Settlement batches', func
     }
     await assertNobodySlashed()
   })
+
+  /**
+   * Runs the worker's settler in a child killed with SIGKILL at `killAt`, then twice more: the
+   * batches `ids` are committed by the first run (after-send) or the second (before-send), never
+   * again by the third, in exactly one transaction from the worker over all three runs.
+   */
+  async function killThenRestart (w: Party, dataDir: string, killAt: 'before-send' | 'after-send', ids: Hex[], nonceBefore: number): Promise<void> {
+    const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
+    assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
+    for (const id of ids) assert.equal((await read<{ status: number }>('getBatch', [id])).status, killAt === 'after-send' ? 1 : 0, 'committed by the killed run only after the send')
+    const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+    assert.equal(second.code, 0, second.stderr)
+    assert.equal(JSON.parse(second.stdout).committed, ids.length)
+    const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+    assert.equal(JSON.parse(third.stdout).committed, 0, 'a committed batch is not committed again')
+    assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1, 'one transaction from the worker in all three runs')
+  }
 
   async function runChild (args: Record<string, unknown>): Promise<{ code: number | null, signal: string | null, stdout: string, stderr: string }> {
     const child = spawn(process.execPath, [join(root, 'test', 'chain', 'settler-child.ts'), JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
