@@ -1,13 +1,13 @@
 /**
  * Gas of PeerHost's contracts (`npm run bench:gas`): every external call once on the in-process
  * EDR chain, then settlement cost per request when one batch covers 1, 100 and 10,000 requests
- * (commitBatch + finalizeBatch + withdraw, divided by the batch size; the tickets are really
+ * (commitBatch + the worker's finalizing commitBatches, which pays it at once, divided by the batch size; the tickets are really
  * signed and the tree really built), against the on-chain fallback per request
  * (requestExecution + commit + reveal, redundancy 1; settle + withdraw shown separately).
  * Target: ≤ 100 gas per request at 10,000 requests per batch.
  */
 import { keccak256, toHex, type Hex, type TransactionReceipt } from 'viem'
-import { buildSettlementBatch, peerBindingTypedData } from '../contracts/abi/index.ts'
+import { batchHeader, buildSettlementBatch, peerBindingTypedData, type SettlementBatchHeader } from '../contracts/abi/index.ts'
 import { signReceipt } from '../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, endEpoch, executionCommitment, increaseTime, now, send, setup, signedJob, type ActorName, type World
@@ -64,7 +64,7 @@ const fallback: Record<string, bigint> = {}
 // ---- settlement per batch size
 const sizes = [1, 100, 10_000]
 let bigBatch: ReturnType<typeof buildSettlementBatch> | undefined
-const perBatch: Array<{ n: number, commit: bigint, finalize: bigint, withdraw: bigint, prove: bigint, build: number, batchId: Hex, worker: ActorName }> = []
+const perBatch: Array<{ n: number, commit: bigint, finalize: bigint, withdraw: bigint, prove: bigint, build: number, batchId: Hex, header: SettlementBatchHeader, worker: ActorName }> = []
 for (const [i, n] of sizes.entries()) {
   const worker = (['w2', 'w3', 'w4'] as const)[i]
   const epoch = await world.read.settlement.read.currentEpoch()
@@ -77,29 +77,31 @@ for (const [i, n] of sizes.entries()) {
   const args = [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, '0x01551220' + '77'.repeat(32)] as const
   const commitGas = (await tx(worker, 'Settlement', 'commitBatch', args, PARAMS.minBatchBond)).gasUsed
   const batchId = await world.read.settlement.read.batchIdOf([world.actors[worker].address, world.projectId, epoch, world.actors.gateway.address])
+  const header = batchHeader({ worker: world.actors[worker].address, projectId: world.projectId, gateway: world.actors.gateway.address, epoch, root: batch.root, count: batch.count, total: batch.total, bond: PARAMS.minBatchBond })
   // the same leaves committed by w5 are all invalid for w5 (tickets name another worker): the
   // fault proof of the deepest leaf shows what a challenge costs at this size
   const bad = await commit(world, 'w5', epoch, batch)
   const last = n - 1
-  const prove = (await tx('challenger', 'Settlement', 'proveInvalidLeaf', [bad.batchId, batch.leaves[last], batch.proof(last)])).gasUsed
+  const prove = (await tx('challenger', 'Settlement', 'proveInvalidLeaf', [bad.header, batch.leaves[last], batch.proof(last)])).gasUsed
   bigBatch = batch
-  perBatch.push({ n, commit: commitGas, finalize: 0n, withdraw: 0n, prove, build, batchId, worker })
+  perBatch.push({ n, commit: commitGas, finalize: 0n, withdraw: 0n, prove, build, batchId, header, worker })
 }
 // data availability on the 10,000-leaf batch: ask for the last leaf, the worker publishes it
 {
   const big = perBatch[perBatch.length - 1]
-  await measure('Settlement.requestLeaf', tx('challenger', 'Settlement', 'requestLeaf', [big.batchId, BigInt(big.n - 1)], PARAMS.minBatchBond))
-  await measure('Settlement.answerLeaf (10,000 leaves)', tx(big.worker, 'Settlement', 'answerLeaf', [big.batchId, bigBatch!.leaves[big.n - 1], bigBatch!.proof(big.n - 1)]))
+  await measure('Settlement.requestLeaf', tx('challenger', 'Settlement', 'requestLeaf', [big.header, BigInt(big.n - 1)], PARAMS.minBatchBond))
+  await measure('Settlement.answerLeaf (10,000 leaves)', tx(big.worker, 'Settlement', 'answerLeaf', [big.header, bigBatch!.leaves[big.n - 1], bigBatch!.proof(big.n - 1)]))
 }
 await increaseTime(world, PARAMS.challengeWindow + 2n * PARAMS.commitWindow)
 for (const b of perBatch) {
-  b.finalize = (await tx('stranger', 'Settlement', 'finalizeBatch', [b.batchId])).gasUsed
-  b.withdraw = (await tx(b.worker, 'Settlement', 'withdraw', [])).gasUsed
+  // the worker finalizes its own batch: paid in the same transaction; a withdrawal only for what
+  // was credited besides (the answered request's bond of the 10,000-leaf batch)
+  b.finalize = (await tx(b.worker, 'Settlement', 'commitBatches', [[], [b.header]])).gasUsed
+  if (await world.read.settlement.read.owed([world.actors[b.worker].address]) > 0n) await tx(b.worker, 'Settlement', 'withdraw', [])
 }
 rows.push(['Settlement.commitBatch', perBatch[0].commit])
 rows.push(['Settlement.proveInvalidLeaf (1 leaf, voids + slashes)', perBatch[0].prove])
-rows.push(['Settlement.finalizeBatch', perBatch[0].finalize])
-rows.push(['Settlement.withdraw', perBatch[0].withdraw])
+rows.push(['Settlement.commitBatches (the worker finalizes its batch, paid at once)', perBatch[0].finalize])
 await increaseTime(world, PARAMS.epochLength + PARAMS.commitWindow)
 await measure('Settlement.withdrawEscrow', tx('owner', 'Settlement', 'withdrawEscrow', [world.projectId]))
 await increaseTime(world, PARAMS.unbondingPeriod)
@@ -110,9 +112,9 @@ await measure('WorkerStaking.withdraw', tx('challenger', 'WorkerStaking', 'withd
   const j = await signedJob(world, { worker: 'w1', epoch, fee })
   await endEpoch(world)
   const c = await commit(world, 'w1', epoch, { ...buildSettlementBatch([j.item]), count: 2 })
-  await tx('challenger', 'Settlement', 'requestLeaf', [c.batchId, 1n], PARAMS.minBatchBond)
+  await tx('challenger', 'Settlement', 'requestLeaf', [c.header, 1n], PARAMS.minBatchBond)
   await increaseTime(world, PARAMS.commitWindow)
-  await measure('Settlement.proveUnanswered (voids + slashes)', tx('stranger', 'Settlement', 'proveUnanswered', [c.batchId, 1n]))
+  await measure('Settlement.proveUnanswered (voids + slashes)', tx('stranger', 'Settlement', 'proveUnanswered', [c.header, 1n]))
 }
 {
   const j = await signedJob(world, { worker: 'w1', epoch: await world.read.settlement.read.currentEpoch() })
@@ -129,7 +131,7 @@ console.log('## Gas per external call\n')
 console.log('| call | gas |\n|---|---:|')
 for (const [label, gas] of rows) console.log(`| ${label} | ${fmt(gas)} |`)
 console.log('\n## Settlement gas per request vs the on-chain fallback\n')
-console.log('| requests per batch | commitBatch | finalizeBatch | withdraw | total | gas per request | proveInvalidLeaf at this depth | ticket signing + tree build (ms) |')
+console.log('| requests per batch | commitBatch | commitBatches (finalize own, paid at once) | withdraw | total | gas per request | proveInvalidLeaf at this depth | ticket signing + tree build (ms) |')
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const b of perBatch) {
   const total = b.commit + b.finalize + b.withdraw

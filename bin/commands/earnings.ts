@@ -35,7 +35,9 @@ export function earningsCommand (): Command<any, any> {
         }
         const owed = await s.owed()
         const epochs = [...byEpoch].map(([epoch, e]) => ({ epoch, ...e, pendingWei: e.pendingWei.toString(), paidWei: e.paidWei.toString() }))
-        const lines = [`worker ${signer.address}: ${formatEther(owed)} ${sym} withdrawable`]
+        // finalized batches are paid to the worker's address by its settler's finalizing transaction;
+        // what is withdrawable is what Settlement credited instead (answered leaf requests, batches someone else finalized)
+        const lines = [`worker ${signer.address}: ${formatEther(owed)} ${sym} withdrawable (finalized batches are paid to this address when the settler finalizes them)`]
         for (const e of epochs) lines.push(`  epoch ${e.epoch}: ${e.committed} committed, ${e.finalized} finalized, ${e.voided} voided, ${e.expired} expired, ${e.pending} not yet committed; pending ${formatEther(BigInt(e.pendingWei))} ${sym}, finalized ${formatEther(BigInt(e.paidWei))} ${sym}`)
         say(opts, lines.join('\n'), { event: 'earnings', worker: signer.address, withdrawable: owed.toString(), epochs })
         if (opts.withdraw === true) {

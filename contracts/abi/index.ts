@@ -1645,6 +1645,22 @@ export const settlementAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "value",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "bonds",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementBondMismatch",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "bond",
         "type": "uint256"
       },
@@ -1720,6 +1736,17 @@ export const settlementAbi = [
       }
     ],
     "name": "SettlementGatewayNotStaked",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "batchId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SettlementHeaderMismatch",
     "type": "error"
   },
   {
@@ -2751,9 +2778,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -2971,6 +3040,108 @@ export const settlementAbi = [
     "type": "function"
   },
   {
+    "inputs": [
+      {
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          },
+          {
+            "internalType": "bytes",
+            "name": "dataCid",
+            "type": "bytes"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchCommit[]",
+        "name": "commits",
+        "type": "tuple[]"
+      },
+      {
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader[]",
+        "name": "due",
+        "type": "tuple[]"
+      }
+    ],
+    "name": "commitBatches",
+    "outputs": [],
+    "stateMutability": "payable",
+    "type": "function"
+  },
+  {
     "inputs": [],
     "name": "commitWindow",
     "outputs": [
@@ -3038,9 +3209,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchA",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "ha",
+        "type": "tuple"
       },
       {
         "components": [
@@ -3120,9 +3333,51 @@ export const settlementAbi = [
         "type": "bytes32[]"
       },
       {
-        "internalType": "bytes32",
-        "name": "batchB",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "hb",
+        "type": "tuple"
       },
       {
         "components": [
@@ -3320,19 +3575,6 @@ export const settlementAbi = [
     "type": "function"
   },
   {
-    "inputs": [
-      {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
-      }
-    ],
-    "name": "finalizeBatch",
-    "outputs": [],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
     "inputs": [],
     "name": "genesis",
     "outputs": [
@@ -3358,54 +3600,14 @@ export const settlementAbi = [
       {
         "components": [
           {
-            "internalType": "address",
-            "name": "worker",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "epoch",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint32",
-            "name": "count",
-            "type": "uint32"
-          },
-          {
-            "internalType": "address",
-            "name": "gateway",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "committedAt",
-            "type": "uint64"
-          },
-          {
             "internalType": "uint8",
             "name": "status",
             "type": "uint8"
           },
           {
-            "internalType": "bytes32",
-            "name": "projectId",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "bytes32",
-            "name": "root",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "uint128",
-            "name": "total",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint128",
-            "name": "bond",
-            "type": "uint128"
+            "internalType": "uint64",
+            "name": "committedAt",
+            "type": "uint64"
           },
           {
             "internalType": "uint128",
@@ -3769,9 +3971,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -3936,9 +4180,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -4098,9 +4384,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -4198,9 +4526,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -4492,9 +4862,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "internalType": "uint256",
@@ -4554,9 +4966,51 @@ export const settlementAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "internalType": "uint256",

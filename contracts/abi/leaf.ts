@@ -98,3 +98,24 @@ export function fromLeaves (leaves: SettlementLeaf[], total?: bigint): Settlemen
     tree
   }
 }
+
+/**
+ * `ISettlement.BatchHeader`: what Settlement keeps a hash of for a committed batch. Every call
+ * naming a batch (finalize, leaf requests and answers, fault proofs) passes it; `BatchCommitted`
+ * carries every field.
+ */
+export interface SettlementBatchHeader {
+  worker: `0x${string}`
+  projectId: `0x${string}`
+  gateway: `0x${string}`
+  epoch: bigint
+  root: `0x${string}`
+  count: number
+  total: bigint
+  bond: bigint
+}
+
+/** The header of a batch from its fields (a `BatchCommitted` event's arguments, a settler's row). */
+export function batchHeader (b: { worker: `0x${string}`, projectId: `0x${string}`, gateway: `0x${string}`, epoch: bigint, root: `0x${string}`, count: number | bigint, total: bigint, bond: bigint }): SettlementBatchHeader {
+  return { worker: b.worker, projectId: b.projectId, gateway: b.gateway, epoch: b.epoch, root: b.root, count: Number(b.count), total: b.total, bond: b.bond }
+}

@@ -316,6 +316,22 @@ export const settlementUncheckedAbi = [
     "inputs": [
       {
         "internalType": "uint256",
+        "name": "value",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "bonds",
+        "type": "uint256"
+      }
+    ],
+    "name": "SettlementBondMismatch",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
         "name": "bond",
         "type": "uint256"
       },
@@ -391,6 +407,17 @@ export const settlementUncheckedAbi = [
       }
     ],
     "name": "SettlementGatewayNotStaked",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "batchId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SettlementHeaderMismatch",
     "type": "error"
   },
   {
@@ -1422,9 +1449,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -1642,6 +1711,108 @@ export const settlementUncheckedAbi = [
     "type": "function"
   },
   {
+    "inputs": [
+      {
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          },
+          {
+            "internalType": "bytes",
+            "name": "dataCid",
+            "type": "bytes"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchCommit[]",
+        "name": "commits",
+        "type": "tuple[]"
+      },
+      {
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader[]",
+        "name": "due",
+        "type": "tuple[]"
+      }
+    ],
+    "name": "commitBatches",
+    "outputs": [],
+    "stateMutability": "payable",
+    "type": "function"
+  },
+  {
     "inputs": [],
     "name": "commitWindow",
     "outputs": [
@@ -1709,9 +1880,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchA",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "ha",
+        "type": "tuple"
       },
       {
         "components": [
@@ -1791,9 +2004,51 @@ export const settlementUncheckedAbi = [
         "type": "bytes32[]"
       },
       {
-        "internalType": "bytes32",
-        "name": "batchB",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "hb",
+        "type": "tuple"
       },
       {
         "components": [
@@ -1991,19 +2246,6 @@ export const settlementUncheckedAbi = [
     "type": "function"
   },
   {
-    "inputs": [
-      {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
-      }
-    ],
-    "name": "finalizeBatch",
-    "outputs": [],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
     "inputs": [],
     "name": "genesis",
     "outputs": [
@@ -2029,54 +2271,14 @@ export const settlementUncheckedAbi = [
       {
         "components": [
           {
-            "internalType": "address",
-            "name": "worker",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "epoch",
-            "type": "uint64"
-          },
-          {
-            "internalType": "uint32",
-            "name": "count",
-            "type": "uint32"
-          },
-          {
-            "internalType": "address",
-            "name": "gateway",
-            "type": "address"
-          },
-          {
-            "internalType": "uint64",
-            "name": "committedAt",
-            "type": "uint64"
-          },
-          {
             "internalType": "uint8",
             "name": "status",
             "type": "uint8"
           },
           {
-            "internalType": "bytes32",
-            "name": "projectId",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "bytes32",
-            "name": "root",
-            "type": "bytes32"
-          },
-          {
-            "internalType": "uint128",
-            "name": "total",
-            "type": "uint128"
-          },
-          {
-            "internalType": "uint128",
-            "name": "bond",
-            "type": "uint128"
+            "internalType": "uint64",
+            "name": "committedAt",
+            "type": "uint64"
           },
           {
             "internalType": "uint128",
@@ -2440,9 +2642,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -2607,9 +2851,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -2769,9 +3055,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -2869,9 +3197,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "components": [
@@ -3163,9 +3533,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "internalType": "uint256",
@@ -3225,9 +3637,51 @@ export const settlementUncheckedAbi = [
   {
     "inputs": [
       {
-        "internalType": "bytes32",
-        "name": "batchId",
-        "type": "bytes32"
+        "components": [
+          {
+            "internalType": "address",
+            "name": "worker",
+            "type": "address"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "projectId",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "address",
+            "name": "gateway",
+            "type": "address"
+          },
+          {
+            "internalType": "uint64",
+            "name": "epoch",
+            "type": "uint64"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "root",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "uint32",
+            "name": "count",
+            "type": "uint32"
+          },
+          {
+            "internalType": "uint128",
+            "name": "total",
+            "type": "uint128"
+          },
+          {
+            "internalType": "uint128",
+            "name": "bond",
+            "type": "uint128"
+          }
+        ],
+        "internalType": "struct ISettlement.BatchHeader",
+        "name": "h",
+        "type": "tuple"
       },
       {
         "internalType": "uint256",

@@ -47,6 +47,19 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     uint16 public immutable challengerShareBps;
     uint8 public immutable disagreementQuorum;
     address public immutable treasury;
+    /// @dev Slots of the allowance ring: more epochs than can be spent at once. An epoch `e` can be
+    /// spent (commitBatch) until `current <= e + 1 + commitWindow / epochLength`, and in
+    /// `chargeEscrow` only while current; so when a later epoch `e + _ring` is spent, `e` is dead.
+    uint256 private immutable _ring;
+
+    struct BatchExtra {
+        /// Fees of leaves excluded by {disputeDuplicateJob}, already refunded.
+        uint128 excluded;
+        /// Proofs and finalization wait until here when leaves were requested ({requestLeaf}).
+        uint64 extendedUntil;
+        /// Leaf requests not answered yet.
+        uint32 openRequests;
+    }
 
     struct Escrow {
         uint128 balance;
@@ -57,8 +70,16 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     mapping(bytes32 projectId => Escrow) private _escrows;
     mapping(bytes32 projectId => mapping(address gateway => uint256)) private _allowancePerEpoch;
-    mapping(bytes32 projectId => mapping(address gateway => mapping(uint64 epoch => uint256))) private _spent;
-    mapping(bytes32 batchId => Batch) private _batches;
+    /// @dev What a gateway spent per epoch, in a ring of `_ring` slots indexed by epoch: each slot
+    /// holds `(epoch + 1) | spent << 64`. An epoch's slot is reused only once nothing can spend
+    /// for it any more (see `_ring`), so a slot is rewritten (≈ 5k gas) rather than created (22.1k).
+    mapping(bytes32 projectId => mapping(address gateway => mapping(uint256 slot => uint256))) private _spentRing;
+    /// @dev A batch is one slot: the first 184 bits of `keccak256(abi.encode(BatchHeader))`, then
+    /// its commit time (64 bits) and its status (8 bits). Every call naming a batch passes its
+    /// header as calldata and is refused unless the header hashes to the stored one.
+    mapping(bytes32 batchId => uint256) private _words;
+    /// @dev What only challenges change (zero for a batch nobody challenged).
+    mapping(bytes32 batchId => BatchExtra) private _extras;
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
     mapping(address account => uint256) private _owed;
     mapping(bytes32 key => bool) private _equivocations;
@@ -83,6 +104,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         challengerShareBps = p.challengerShareBps;
         disagreementQuorum = p.disagreementQuorum;
         treasury = p.treasury;
+        _ring = uint256(p.commitWindow) / p.epochLength + 3;
     }
 
     /// @notice Sets the ExecutionCoordinator (the only caller of chargeEscrow/refundEscrow); callable
@@ -114,6 +136,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _onlyOwner(projectId);
         if (gateway == address(0)) revert SettlementInvalidGateway(gateway);
         _allowancePerEpoch[projectId][gateway] = perEpoch;
+        // The owner pays for the allowance ring's slots once (an empty mark, tag 0, which no epoch
+        // matches), so a commit rewrites a slot (≈ 5k gas) instead of creating one (22.1k).
+        mapping(uint256 => uint256) storage ring = _spentRing[projectId][gateway];
+        for (uint256 i = 0; i < _ring; i++) if (ring[i] == 0) ring[i] = 1 << 64;
         emit GatewayAllowanceSet(projectId, gateway, perEpoch);
     }
 
@@ -170,55 +196,76 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         returns (bytes32 batchId)
     {
         if (!staking.isActiveWorker(msg.sender)) revert SettlementNotStakedWorker(msg.sender);
-        uint64 current = currentEpoch();
-        // The epoch must be over (all its tickets issued) and its commit window still open.
-        if (epoch >= current || block.timestamp >= _epochEnd(epoch) + commitWindow) revert SettlementEpochNotCommittable(epoch, current);
-        if (count == 0 || total == 0 || dataCid.length == 0 || dataCid.length > MAX_CID_LENGTH) revert SettlementEmptyBatch();
-        if (msg.value < minBatchBond) revert SettlementBondTooSmall(msg.value, minBatchBond);
-        batchId = batchIdOf(msg.sender, projectId, epoch, gateway);
-        Batch storage b = _batches[batchId];
-        if (b.status != 0) revert SettlementBatchExists(batchId);
-        _spendAllowance(projectId, gateway, epoch, total);
-        Escrow storage e = _escrows[projectId];
-        if (total > e.balance) revert SettlementInsufficientEscrow(total, e.balance);
-        e.balance -= total;
-        b.worker = msg.sender;
-        b.epoch = epoch;
-        b.count = count;
-        b.gateway = gateway;
-        b.committedAt = uint64(block.timestamp);
-        b.status = STATUS_COMMITTED;
-        b.projectId = projectId;
-        b.root = root;
-        b.total = total;
-        b.bond = SafeCast.toUint128(msg.value);
-        emit BatchCommitted(batchId, msg.sender, projectId, gateway, epoch, root, count, total, msg.value, dataCid);
+        batchId = _commit(BatchHeader(msg.sender, projectId, gateway, epoch, root, count, total, SafeCast.toUint128(msg.value)), dataCid, currentEpoch());
     }
 
     /// @inheritdoc ISettlement
-    function finalizeBatch(bytes32 batchId) external {
-        Batch storage b = _batches[batchId];
-        if (b.status != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
-        uint64 endsAt = _challengeEnd(b);
+    function commitBatches(BatchCommit[] calldata commits, BatchHeader[] calldata due) external payable nonReentrant {
+        if (commits.length != 0 && !staking.isActiveWorker(msg.sender)) revert SettlementNotStakedWorker(msg.sender);
+        uint64 current = currentEpoch();
+        uint256 bonds;
+        for (uint256 i = 0; i < commits.length; i++) {
+            BatchCommit calldata c = commits[i];
+            bonds += c.bond;
+            _commit(BatchHeader(msg.sender, c.projectId, c.gateway, c.epoch, c.root, c.count, c.total, c.bond), c.dataCid, current);
+        }
+        if (bonds != msg.value) revert SettlementBondMismatch(msg.value, bonds);
+        // The caller's own batches are paid to it at once (no credit to write, no withdraw
+        // transaction); anyone else's are credited (pull payment, {withdraw}).
+        uint256 payout;
+        for (uint256 i = 0; i < due.length; i++) {
+            (address worker, uint256 amount) = _finalize(due[i]);
+            if (worker == msg.sender) payout += amount;
+            else _credit(worker, amount);
+        }
+        if (payout != 0) {
+            emit PaymentWithdrawn(msg.sender, payout);
+            (bool ok,) = msg.sender.call{value: payout}("");
+            if (!ok) revert SettlementTransferFailed(msg.sender, payout);
+        }
+    }
+
+
+    /// @dev One slot per batch: the header's hash (its first 184 bits), its commit time and status.
+    function _commit(BatchHeader memory h, bytes calldata dataCid, uint64 current) private returns (bytes32 batchId) {
+        // The epoch must be over (all its tickets issued) and its commit window still open.
+        if (h.epoch >= current || block.timestamp >= _epochEnd(h.epoch) + commitWindow) revert SettlementEpochNotCommittable(h.epoch, current);
+        if (h.count == 0 || h.total == 0 || dataCid.length == 0 || dataCid.length > MAX_CID_LENGTH) revert SettlementEmptyBatch();
+        if (h.bond < minBatchBond) revert SettlementBondTooSmall(h.bond, minBatchBond);
+        batchId = batchIdOf(h.worker, h.projectId, h.epoch, h.gateway);
+        if (_words[batchId] != 0) revert SettlementBatchExists(batchId);
+        _spendAllowance(h.projectId, h.gateway, h.epoch, h.total);
+        Escrow storage e = _escrows[h.projectId];
+        if (h.total > e.balance) revert SettlementInsufficientEscrow(h.total, e.balance);
+        e.balance -= h.total;
+        _words[batchId] = (uint256(keccak256(abi.encode(h))) >> 72 << 72) | (block.timestamp << 8) | STATUS_COMMITTED;
+        emit BatchCommitted(batchId, h.worker, h.projectId, h.gateway, h.epoch, h.root, h.count, h.total, h.bond, dataCid);
+    }
+
+    /// @dev Marks the batch finalized; returns what its worker is owed (total less exclusions, plus the bond).
+    function _finalize(BatchHeader calldata h) private returns (address worker, uint256 amount) {
+        (bytes32 batchId, uint256 word) = _load(h);
+        if (uint8(word) != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
+        BatchExtra storage x = _extras[batchId];
+        uint64 endsAt = _challengeEnd(word, x.extendedUntil);
         if (block.timestamp < endsAt) revert SettlementChallengeWindowOpen(endsAt);
-        if (b.openRequests != 0) revert SettlementLeafRequestsOpen(batchId, b.openRequests);
-        b.status = STATUS_FINALIZED;
-        uint256 paid = uint256(b.total) - b.excluded;
-        _credit(b.worker, paid + b.bond);
-        emit BatchFinalized(batchId, b.worker, paid);
+        if (x.openRequests != 0) revert SettlementLeafRequestsOpen(batchId, x.openRequests);
+        _words[batchId] = _withStatus(word, STATUS_FINALIZED);
+        uint256 paid = uint256(h.total) - x.excluded;
+        emit BatchFinalized(batchId, h.worker, paid);
+        return (h.worker, paid + h.bond);
     }
 
     // ---------------------------------------------------------------- fault proofs
 
     /// @inheritdoc ISettlement
-    function requestLeaf(bytes32 batchId, uint256 index) external payable nonReentrant {
-        Batch storage b = _batches[batchId];
-        if (b.status == 0) revert SettlementUnknownBatch(batchId);
+    function requestLeaf(BatchHeader calldata h, uint256 index) external payable nonReentrant {
+        (bytes32 batchId, uint256 word) = _load(h);
         // Requests only in the original window, so a batch's life stays bounded.
-        if (b.status != STATUS_COMMITTED || block.timestamp >= uint256(b.committedAt) + challengeWindow) {
+        if (uint8(word) != STATUS_COMMITTED || block.timestamp >= uint256(uint64(word >> 8)) + challengeWindow) {
             revert SettlementBatchNotChallengeable(batchId);
         }
-        if (index >= b.count) revert SettlementLeafOutOfRange(batchId, index);
+        if (index >= h.count) revert SettlementLeafOutOfRange(batchId, index);
         if (msg.value < minBatchBond) revert SettlementBondTooSmall(msg.value, minBatchBond);
         LeafRequest storage r = _leafRequests[batchId][index];
         if (r.requester != address(0)) revert SettlementLeafAlreadyRequested(batchId, index);
@@ -227,127 +274,128 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         r.deadline = deadline;
         r.open = true;
         r.bond = SafeCast.toUint128(msg.value);
-        b.openRequests += 1;
+        BatchExtra storage x = _extras[batchId];
+        x.openRequests += 1;
         // Leave one more commit window to use the answer in a proof.
         uint64 until = deadline + commitWindow;
-        if (until > b.extendedUntil) b.extendedUntil = until;
+        if (until > x.extendedUntil) x.extendedUntil = until;
         emit LeafRequested(batchId, index, msg.sender, deadline);
     }
 
     /// @inheritdoc ISettlement
-    function answerLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
-        Batch storage b = _batches[batchId];
+    function answerLeaf(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
+        (bytes32 batchId, uint256 word) = _load(h);
         LeafRequest storage r = _leafRequests[batchId][leaf.index];
         if (!r.open) revert SettlementNoLeafRequest(batchId, leaf.index);
-        if (b.status != STATUS_COMMITTED) revert SettlementBatchNotChallengeable(batchId);
+        if (uint8(word) != STATUS_COMMITTED) revert SettlementBatchNotChallengeable(batchId);
         if (block.timestamp >= r.deadline) revert SettlementAnswerWindowClosed(r.deadline);
-        _verify(b, leaf, proof);
+        _verify(h, leaf, proof);
         r.open = false;
-        b.openRequests -= 1;
-        _credit(b.worker, r.bond);
+        _extras[batchId].openRequests -= 1;
+        _credit(h.worker, r.bond);
         emit LeafAnswered(batchId, leaf.index, leaf);
     }
 
     /// @inheritdoc ISettlement
-    function proveUnanswered(bytes32 batchId, uint256 index) external nonReentrant {
-        Batch storage b = _batches[batchId];
+    function proveUnanswered(BatchHeader calldata h, uint256 index) external nonReentrant {
+        (bytes32 batchId, uint256 word) = _load(h);
         LeafRequest storage r = _leafRequests[batchId][index];
         if (!r.open) revert SettlementNoLeafRequest(batchId, index);
         if (block.timestamp < r.deadline) revert SettlementAnswerWindowOpen(r.deadline);
         r.open = false;
-        b.openRequests -= 1;
+        _extras[batchId].openRequests -= 1;
         _credit(r.requester, r.bond);
-        if (b.status == STATUS_COMMITTED) _voidFor(batchId, b, FAULT_WITHHELD_LEAF, r.requester);
+        if (uint8(word) == STATUS_COMMITTED) _voidFor(batchId, word, h, FAULT_WITHHELD_LEAF, r.requester);
     }
 
     /// @inheritdoc ISettlement
-    function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
-        Batch storage b = _challengeable(batchId);
-        _verify(b, leaf, proof);
+    function proveInvalidLeaf(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
+        (bytes32 batchId, uint256 word) = _challengeable(h);
+        _verify(h, leaf, proof);
         uint8 fault;
-        if (leaf.index >= b.count) fault = FAULT_LEAF_OUT_OF_RANGE;
+        if (leaf.index >= h.count) fault = FAULT_LEAF_OUT_OF_RANGE;
         else if (leaf.index == 0 && leaf.cumulativeFee != leaf.fee) fault = FAULT_BROKEN_SUM;
-        else if (leaf.index == b.count - 1 && leaf.cumulativeFee != b.total) fault = FAULT_BROKEN_SUM;
-        else if (!_ticketValid(b, leaf)) fault = FAULT_INVALID_TICKET;
+        else if (leaf.index == h.count - 1 && leaf.cumulativeFee != h.total) fault = FAULT_BROKEN_SUM;
+        else if (!_ticketValid(h, leaf)) fault = FAULT_INVALID_TICKET;
         else revert SettlementNoFault();
-        _void(batchId, b, fault);
+        _voidFor(batchId, word, h, fault, msg.sender);
     }
 
     /// @inheritdoc ISettlement
-    function proveBrokenSum(bytes32 batchId, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
+    function proveBrokenSum(BatchHeader calldata h, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
         external
         nonReentrant
     {
-        Batch storage b = _challengeable(batchId);
+        (bytes32 batchId, uint256 word) = _challengeable(h);
         if (leaf.index == 0 || prev.index != leaf.index - 1) revert SettlementNotAdjacent(prev.index, leaf.index);
-        _verify(b, prev, prevProof);
-        _verify(b, leaf, proof);
+        _verify(h, prev, prevProof);
+        _verify(h, leaf, proof);
         // Checked arithmetic: an overflowing prefix sum is itself broken.
         (bool ok, uint256 expected) = _tryAdd(prev.cumulativeFee, leaf.fee);
         if (ok && expected == leaf.cumulativeFee) revert SettlementNoFault();
-        _void(batchId, b, FAULT_BROKEN_SUM);
+        _voidFor(batchId, word, h, FAULT_BROKEN_SUM, msg.sender);
     }
 
     /// @inheritdoc ISettlement
     function disputeDuplicateJob(
-        bytes32 batchA, Leaf calldata a, bytes32[] calldata proofA,
-        bytes32 batchB, Leaf calldata b, bytes32[] calldata proofB
+        BatchHeader calldata ha, Leaf calldata a, bytes32[] calldata proofA,
+        BatchHeader calldata hb, Leaf calldata b, bytes32[] calldata proofB
     ) external nonReentrant {
+        (bytes32 batchB, uint256 wordB) = _challengeable(hb);
+        (bytes32 batchA, uint256 wordA) = _load(ha);
         if (a.jobId != b.jobId || (batchA == batchB && a.index == b.index)) revert SettlementNotDuplicate();
-        Batch storage bb = _challengeable(batchB);
-        Batch storage ba = _batches[batchA];
-        if (ba.status == 0) revert SettlementUnknownBatch(batchA);
         // One client request is one (gateway, project, jobId).
-        if (ba.gateway != bb.gateway || ba.projectId != bb.projectId) revert SettlementNotDuplicate();
-        _verify(ba, a, proofA);
-        _verify(bb, b, proofB);
+        if (ha.gateway != hb.gateway || ha.projectId != hb.projectId) revert SettlementNotDuplicate();
+        _verify(ha, a, proofA);
+        _verify(hb, b, proofB);
         if (batchA == batchB && a.attempt == b.attempt) {
             // The same ticket claimed twice by one worker.
-            _void(batchB, bb, FAULT_DOUBLE_CLAIM);
+            _voidFor(batchB, wordB, hb, FAULT_DOUBLE_CLAIM, msg.sender);
             return;
         }
         // Both tickets must be genuine: a forged leaf must be proven with proveInvalidLeaf instead,
         // and can never push a genuine leaf out.
-        if (!_ticketValid(ba, a)) revert SettlementInvalidTicket(batchA, a.index);
-        if (!_ticketValid(bb, b)) revert SettlementInvalidTicket(batchB, b.index);
-        if (ba.status == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
+        if (!_ticketValid(ha, a)) revert SettlementInvalidTicket(batchA, a.index);
+        if (!_ticketValid(hb, b)) revert SettlementInvalidTicket(batchB, b.index);
+        if (uint8(wordA) == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
         if (_excluded[batchB][b.index]) revert SettlementLeafExcluded(batchB, b.index);
         // Only leaves the total counts: an out-of-range leaf is a fault (proveInvalidLeaf), and the
         // exclusions of one batch can never refund more than it holds.
-        if (a.index >= ba.count) revert SettlementLeafOutOfRange(batchA, a.index);
-        if (b.index >= bb.count) revert SettlementLeafOutOfRange(batchB, b.index);
-        if (uint256(bb.excluded) + b.fee > bb.total) revert SettlementExclusionExceedsTotal(batchB);
-        if (ba.status != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
+        if (a.index >= ha.count) revert SettlementLeafOutOfRange(batchA, a.index);
+        if (b.index >= hb.count) revert SettlementLeafOutOfRange(batchB, b.index);
+        BatchExtra storage xb = _extras[batchB];
+        if (uint256(xb.excluded) + b.fee > hb.total) revert SettlementExclusionExceedsTotal(batchB);
+        if (uint8(wordA) != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
         _excluded[batchB][b.index] = true;
-        bb.excluded += uint128(b.fee);
-        _escrows[bb.projectId].balance += uint128(b.fee);
-        _restoreAllowance(bb.projectId, bb.gateway, bb.epoch, b.fee);
+        xb.excluded += uint128(b.fee);
+        _escrows[hb.projectId].balance += uint128(b.fee);
+        _restoreAllowance(hb.projectId, hb.gateway, hb.epoch, b.fee);
         emit LeafExcluded(batchB, b.index, b.jobId, b.fee);
     }
 
     /// @inheritdoc ISettlement
-    function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
+    function proveEquivocation(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
         external
         nonReentrant
     {
-        Batch storage b = _challengeable(batchId);
-        _verify(b, leaf, proof);
+        (bytes32 batchId, uint256 word) = _challengeable(h);
+        _verify(h, leaf, proof);
         if (otherOutputHash == leaf.outputHash) revert SettlementNoFault();
         // The second receipt must answer a ticket a staked gateway really issued: an honest worker
         // only runs those, so nobody else can make it sign two outputs for one ticket.
-        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
-        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
+        if (!_ticketValid(h, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(h.gateway)) revert SettlementGatewayNotStaked(h.gateway);
         bytes32 digest = _hashTypedDataV4(
             keccak256(
                 abi.encode(
                     RECEIPT_TYPEHASH, leaf.jobId, leaf.attempt, leaf.functionId, leaf.jobHash, leaf.inputHash, otherOutputHash,
-                    b.worker, b.gateway, leaf.fee, b.epoch, leaf.deadline
+                    h.worker, h.gateway, leaf.fee, h.epoch, leaf.deadline
                 )
             )
         );
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || signer != b.worker) revert SettlementInvalidReceiptSignature(0);
-        _void(batchId, b, FAULT_EQUIVOCATION);
+        if (err != ECDSA.RecoverError.NoError || signer != h.worker) revert SettlementInvalidReceiptSignature(0);
+        _voidFor(batchId, word, h, FAULT_EQUIVOCATION, msg.sender);
     }
 
     /// @inheritdoc ISettlement
@@ -386,20 +434,20 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function proveDisagreement(
-        bytes32 batchId,
+        BatchHeader calldata h,
         Leaf calldata leaf,
         bytes32[] calldata proof,
         Receipt[] calldata receipts,
         bytes[] calldata signatures,
         bytes[] calldata ticketSignatures
     ) external nonReentrant {
-        Batch storage b = _challengeable(batchId);
-        _verify(b, leaf, proof);
+        (bytes32 batchId, uint256 word) = _challengeable(h);
+        _verify(h, leaf, proof);
         // Two honest runs of a function that reads the clock or Math.random differ: only a function
         // its builder declared deterministic can be wrong by disagreeing.
         if (!_deterministic(leaf.functionId)) revert SettlementNotDeterministic(leaf.functionId);
-        if (!_ticketValid(b, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
-        if (!_gatewayStaked(b.gateway)) revert SettlementGatewayNotStaked(b.gateway);
+        if (!_ticketValid(h, leaf)) revert SettlementInvalidTicket(batchId, leaf.index);
+        if (!_gatewayStaked(h.gateway)) revert SettlementGatewayNotStaked(h.gateway);
         if (receipts.length != signatures.length || receipts.length != ticketSignatures.length) revert SettlementLengthMismatch();
         if (receipts.length < disagreementQuorum) revert SettlementQuorumTooSmall(receipts.length, disagreementQuorum);
         bytes32 output = receipts[0].outputHash;
@@ -411,7 +459,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             // different env or option may legitimately give a different output.
             if (
                 r.functionId != leaf.functionId || r.jobHash != leaf.jobHash || r.inputHash != leaf.inputHash || r.outputHash != output
-                    || r.worker == b.worker || r.gateway != b.gateway
+                    || r.worker == h.worker || r.gateway != h.gateway
             ) {
                 revert SettlementReceiptMismatch(i);
             }
@@ -422,9 +470,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             if (!staking.isActiveWorker(r.worker)) revert SettlementSignerNotStaked(i);
             // Each receipt answers a ticket the batch's (staked) gateway issued to that worker for the
             // same job: receipts for tickets nobody issued, or from another gateway, do not count.
-            if (!_receiptTicketSignedBy(r, ticketSignatures[i], b.gateway)) revert SettlementInvalidTicketSignature(i);
+            if (!_receiptTicketSignedBy(r, ticketSignatures[i], h.gateway)) revert SettlementInvalidTicketSignature(i);
         }
-        _void(batchId, b, FAULT_DISAGREEMENT);
+        _voidFor(batchId, word, h, FAULT_DISAGREEMENT, msg.sender);
     }
 
     // ---------------------------------------------------------------- payments
@@ -446,7 +494,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function getBatch(bytes32 batchId) external view returns (Batch memory) {
-        return _batches[batchId];
+        uint256 word = _words[batchId];
+        BatchExtra storage x = _extras[batchId];
+        return Batch(uint8(word), uint64(word >> 8), x.excluded, x.extendedUntil, x.openRequests);
     }
 
     function escrowOf(bytes32 projectId) external view returns (uint256) {
@@ -459,12 +509,14 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch) {
-        return (_allowancePerEpoch[projectId][gateway], _spent[projectId][gateway][currentEpoch()]);
+        return (_allowancePerEpoch[projectId][gateway], _spentIn(projectId, gateway, currentEpoch()));
     }
 
-    /// @notice What `gateway` has spent of `projectId`'s escrow for `epoch` (batches and on-chain requests).
+    /// @notice What `gateway` has spent of `projectId`'s escrow for `epoch` (batches and on-chain
+    /// requests), while anything can still be spent or restored for it; 0 once its slot of the
+    /// allowance ring holds a later epoch.
     function spentOf(bytes32 projectId, address gateway, uint64 epoch) external view returns (uint256) {
-        return _spent[projectId][gateway][epoch];
+        return _spentIn(projectId, gateway, epoch);
     }
 
     function owed(address account) external view returns (uint256) {
@@ -521,40 +573,73 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     function _spendAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
         uint256 perEpoch = _allowancePerEpoch[projectId][gateway];
-        uint256 spent = _spent[projectId][gateway][epoch];
+        mapping(uint256 => uint256) storage ring = _spentRing[projectId][gateway];
+        uint256 slot = uint256(epoch) % _ring;
+        uint256 word = ring[slot];
+        uint256 tag = uint256(epoch) + 1;
+        uint64 held = uint64(word);
+        // A later epoch in this slot: `epoch` is dead (see `_ring`); commitBatch and chargeEscrow
+        // never get here with one, this only keeps a slot from going back in time.
+        if (held > tag) revert SettlementAllowanceExceeded(amount, 0);
+        uint256 spent = held == tag ? word >> 64 : 0;
         uint256 available = perEpoch > spent ? perEpoch - spent : 0;
         if (amount > available) revert SettlementAllowanceExceeded(amount, available);
-        _spent[projectId][gateway][epoch] = spent + amount;
+        // No overflow into the tag: every amount spent is also taken from an escrow (uint128
+        // balances of deposited ether), so what one epoch spends stays far below 2^192.
+        ring[slot] = tag | ((spent + amount) << 64);
+    }
+
+    function _spentIn(bytes32 projectId, address gateway, uint64 epoch) private view returns (uint256) {
+        uint256 word = _spentRing[projectId][gateway][uint256(epoch) % _ring];
+        return uint64(word) == uint256(epoch) + 1 ? word >> 64 : 0;
     }
 
     /// @dev Never below zero: every restore gives back part of an amount {_spendAllowance} added
     /// for the same (project, gateway, epoch), and each part is restored once (void or exclusion).
+    /// Once the ring slot holds a later epoch, `epoch` can no longer be spent: nothing to restore.
     function _restoreAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
-        _spent[projectId][gateway][epoch] -= amount;
+        mapping(uint256 => uint256) storage ring = _spentRing[projectId][gateway];
+        uint256 slot = uint256(epoch) % _ring;
+        uint256 word = ring[slot];
+        if (uint64(word) != uint256(epoch) + 1) return;
+        ring[slot] = word - (amount << 64);
     }
 
     function _epochEnd(uint64 epoch) private view returns (uint256) {
         return uint256(genesis) + (uint256(epoch) + 1) * epochLength;
     }
 
-    function _challengeable(bytes32 batchId) private view returns (Batch storage b) {
-        b = _batches[batchId];
-        if (b.status == 0) revert SettlementUnknownBatch(batchId);
-        if (b.status != STATUS_COMMITTED || block.timestamp >= _challengeEnd(b)) revert SettlementBatchNotChallengeable(batchId);
+    /// @dev The batch `h` names, checked: it exists and `h` is its committed header.
+    function _load(BatchHeader calldata h) private view returns (bytes32 batchId, uint256 word) {
+        batchId = batchIdOf(h.worker, h.projectId, h.epoch, h.gateway);
+        word = _words[batchId];
+        if (word == 0) revert SettlementUnknownBatch(batchId);
+        if ((uint256(keccak256(abi.encode(h))) ^ word) >> 72 != 0) revert SettlementHeaderMismatch(batchId);
     }
 
-    function _challengeEnd(Batch storage b) private view returns (uint64) {
-        uint64 end = b.committedAt + challengeWindow;
-        return b.extendedUntil > end ? b.extendedUntil : end;
+    function _challengeable(BatchHeader calldata h) private view returns (bytes32 batchId, uint256 word) {
+        (batchId, word) = _load(h);
+        if (uint8(word) != STATUS_COMMITTED || block.timestamp >= _challengeEnd(word, _extras[batchId].extendedUntil)) {
+            revert SettlementBatchNotChallengeable(batchId);
+        }
     }
 
-    function _verify(Batch storage b, Leaf calldata leaf, bytes32[] calldata proof) private view {
-        if (!MerkleProof.verifyCalldata(proof, b.root, leafHash(leaf))) revert SettlementInvalidProof();
+    function _challengeEnd(uint256 word, uint64 extendedUntil) private view returns (uint64) {
+        uint64 end = uint64(word >> 8) + challengeWindow;
+        return extendedUntil > end ? extendedUntil : end;
+    }
+
+    function _withStatus(uint256 word, uint8 status) private pure returns (uint256) {
+        return (word & ~uint256(0xff)) | status;
+    }
+
+    function _verify(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) private pure {
+        if (!MerkleProof.verifyCalldata(proof, h.root, leafHash(leaf))) revert SettlementInvalidProof();
     }
 
     /// @dev The ticket is rebuilt with the batch's worker, gateway and epoch; it must be signed by
     /// the batch's gateway (no high-s, v in {27, 28}) and name a function of the batch's project.
-    function _ticketValid(Batch storage b, Leaf calldata leaf) private view returns (bool) {
+    function _ticketValid(BatchHeader calldata b, Leaf calldata leaf) private view returns (bool) {
         if (registry.projectOfFunction(leaf.functionId) != b.projectId) return false;
         bytes32 digest = _hashTypedDataV4(
             keccak256(
@@ -634,20 +719,15 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @dev Voids a batch: refunds what is still held to the escrow, forfeits the bond and slashes
     /// the worker; the challenger gets its share of both, the treasury the rest.
-    function _void(bytes32 batchId, Batch storage b, uint8 fault) private {
-        _voidFor(batchId, b, fault, msg.sender);
-    }
-
-    function _voidFor(bytes32 batchId, Batch storage b, uint8 fault, address challenger) private {
-        b.status = STATUS_VOIDED;
-        address worker = b.worker;
-        uint256 refund = b.total - b.excluded;
-        _escrows[b.projectId].balance += uint128(refund);
+    function _voidFor(bytes32 batchId, uint256 word, BatchHeader calldata h, uint8 fault, address challenger) private {
+        _words[batchId] = _withStatus(word, STATUS_VOIDED);
+        uint256 refund = h.total - _extras[batchId].excluded;
+        _escrows[h.projectId].balance += uint128(refund);
         // The batch spent the gateway's allowance for its epoch; a voided batch was never owed, so
         // give the allowance back or one fake batch would block the gateway's honest batches.
-        _restoreAllowance(b.projectId, b.gateway, b.epoch, refund);
-        uint256 slashed = staking.slash(worker, slashBps);
-        uint256 forfeited = slashed + b.bond;
+        _restoreAllowance(h.projectId, h.gateway, h.epoch, refund);
+        uint256 slashed = staking.slash(h.worker, slashBps);
+        uint256 forfeited = slashed + h.bond;
         uint256 share = forfeited * challengerShareBps / 10_000;
         _credit(challenger, share);
         _credit(treasury, forfeited - share);

@@ -42,7 +42,7 @@ import type { PeerId } from '@libp2p/interface'
 import * as Digest from 'multiformats/hashes/digest'
 import { settlementAbi, workerStakingAbi } from '#contracts'
 import { ticketDigest, verifyRawCid, type PeerHostDomain, type Receipt } from '#protocol'
-import { fromLeaves, type SettlementLeaf } from '../../contracts/abi/leaf.ts'
+import { batchHeader, fromLeaves, type SettlementBatchHeader, type SettlementLeaf } from '../../contracts/abi/leaf.ts'
 import type { ChainClient } from '../chain/client.ts'
 import { revertName } from '../chain/client.ts'
 import { CHECKER_DEFAULTS } from '../constants.ts'
@@ -207,7 +207,8 @@ CREATE TABLE IF NOT EXISTS checked (
   tx          TEXT,
   issued_count INTEGER NOT NULL,
   issued_total TEXT NOT NULL,
-  checked_at  INTEGER NOT NULL
+  checked_at  INTEGER NOT NULL,
+  header      TEXT             -- JSON of the batch's ISettlement.BatchHeader: every call naming the batch passes it
 ) STRICT;
 CREATE TABLE IF NOT EXISTS cursor (k TEXT PRIMARY KEY, block TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS leaf_requests (
@@ -230,6 +231,9 @@ function openDb (init: TicketLogInit): DatabaseSync {
   db.exec('PRAGMA synchronous = NORMAL')
   db.exec('PRAGMA busy_timeout = 5000')
   db.exec(TICKET_SCHEMA)
+  // a log from before Settlement stored only a hash of each batch's header
+  const columns = db.prepare('PRAGMA table_info(checked)').all() as Array<{ name: string }>
+  if (!columns.some(c => c.name === 'header')) db.exec('ALTER TABLE checked ADD COLUMN header TEXT')
   return db
 }
 
@@ -324,8 +328,9 @@ export function signedTicket (domain: PeerHostDomain): TicketCheck {
 const SECP256K1_HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n
 
 /** What is provably wrong with a batch's published leaves, given the committed total and the ticket check (first finding wins). */
-export async function findFault (leaves: SettlementLeaf[], total: bigint, batch: { batchId: Hex, worker: Address, gateway: Address, projectId: Hex, epoch: bigint }, ticketOk: TicketCheck): Promise<Finding | undefined> {
-  const batchId = batch.batchId
+export async function findFault (leaves: SettlementLeaf[], total: bigint, batch: { header: SettlementBatchHeader, worker: Address, gateway: Address, projectId: Hex, epoch: bigint }, ticketOk: TicketCheck): Promise<Finding | undefined> {
+  // every proof names the batch by its header (Settlement checks it against the committed hash)
+  const named = batch.header
   const tree = fromLeaves(leaves, total)
   const proof = (i: number): Hex[] => tree.proof(i)
   let sum = 0n
@@ -334,21 +339,21 @@ export async function findFault (leaves: SettlementLeaf[], total: bigint, batch:
     const expected = sum + l.fee
     if (l.cumulativeFee !== expected) {
       return i === 0
-        ? { reason: `leaf 0 carries cumulativeFee ${l.cumulativeFee} for a fee of ${l.fee}`, proof: 'proveInvalidLeaf', args: [batchId, l, proof(0)] }
-        : { reason: `leaf ${i} carries cumulativeFee ${l.cumulativeFee}, expected ${expected}`, proof: 'proveBrokenSum', args: [batchId, leaves[i - 1], proof(i - 1), l, proof(i)] }
+        ? { reason: `leaf 0 carries cumulativeFee ${l.cumulativeFee} for a fee of ${l.fee}`, proof: 'proveInvalidLeaf', args: [named, l, proof(0)] }
+        : { reason: `leaf ${i} carries cumulativeFee ${l.cumulativeFee}, expected ${expected}`, proof: 'proveBrokenSum', args: [named, leaves[i - 1], proof(i - 1), l, proof(i)] }
     }
     sum = expected
   }
   const last = leaves.length - 1
-  if (sum !== total) return { reason: `the committed total ${total} is not the leaves' sum ${sum}`, proof: 'proveInvalidLeaf', args: [batchId, leaves[last], proof(last)] }
+  if (sum !== total) return { reason: `the committed total ${total} is not the leaves' sum ${sum}`, proof: 'proveInvalidLeaf', args: [named, leaves[last], proof(last)] }
   const seen = new Map<string, number>()
   for (let i = 0; i < leaves.length; i++) {
     const l = leaves[i]
     if (!await ticketOk(l, batch)) {
-      return { reason: `leaf ${i} (job ${l.jobId}, attempt ${l.attempt}, fee ${l.fee}) matches no ticket the batch's gateway issued to the worker for this project and epoch`, proof: 'proveInvalidLeaf', args: [batchId, l, proof(i)] }
+      return { reason: `leaf ${i} (job ${l.jobId}, attempt ${l.attempt}, fee ${l.fee}) matches no ticket the batch's gateway issued to the worker for this project and epoch`, proof: 'proveInvalidLeaf', args: [named, l, proof(i)] }
     }
     const j = seen.get(l.jobId.toLowerCase())
-    if (j !== undefined) return { reason: `job ${l.jobId} is claimed twice (leaves ${j} and ${i})`, proof: 'disputeDuplicateJob', args: [batchId, leaves[j], proof(j), batchId, l, proof(i)] }
+    if (j !== undefined) return { reason: `job ${l.jobId} is claimed twice (leaves ${j} and ${i})`, proof: 'disputeDuplicateJob', args: [named, leaves[j], proof(j), named, l, proof(i)] }
     seen.set(l.jobId.toLowerCase(), i)
   }
   return undefined
@@ -363,7 +368,7 @@ export async function findFault (leaves: SettlementLeaf[], total: bigint, batch:
  * is reported in `unprovable` instead (it cannot be proven on this chain).
  */
 export function findOutvoted (
-  leaves: SettlementLeaf[], total: bigint, batch: { batchId: Hex, worker: Address },
+  leaves: SettlementLeaf[], total: bigint, batch: { header: SettlementBatchHeader, worker: Address },
   evidence: (jobId: Hex, attempt: number, worker: Address) => Disagreement | undefined, needed: number
 ): { finding?: Finding, unprovable: string[] } {
   const unprovable: string[] = []
@@ -376,7 +381,7 @@ export function findOutvoted (
     const signed = d.minority.receipt.outputHash
     if (l.outputHash.toLowerCase() !== signed.toLowerCase()) {
       return {
-        finding: { reason: `leaf ${i} (job ${l.jobId}) claims output ${l.outputHash}, but the worker signed ${signed} for that ticket`, proof: 'proveEquivocation', args: [batch.batchId, l, tree.proof(i), signed, d.minority.signature] },
+        finding: { reason: `leaf ${i} (job ${l.jobId}) claims output ${l.outputHash}, but the worker signed ${signed} for that ticket`, proof: 'proveEquivocation', args: [batch.header, l, tree.proof(i), signed, d.minority.signature] },
         unprovable
       }
     }
@@ -389,7 +394,7 @@ export function findOutvoted (
       finding: {
         reason: `leaf ${i} (job ${l.jobId}): the worker's output ${signed} disagrees with the ${majority.length} workers of the quorum majority (${majority[0].receipt.outputHash})`,
         proof: 'proveDisagreement',
-        args: [batch.batchId, l, tree.proof(i), majority.map(m => m.receipt), majority.map(m => m.signature), majority.map(m => m.ticketSignature)]
+        args: [batch.header, l, tree.proof(i), majority.map(m => m.receipt), majority.map(m => m.signature), majority.map(m => m.ticketSignature)]
       },
       unprovable
     }
@@ -429,8 +434,8 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
     const ticketOk = tickets === undefined ? signedTicket(client.domain) : loggedTicket(tickets)
     const settlement = client.contracts.addresses.Settlement
     const db = openDb(init)
-    const insert = db.prepare(`INSERT OR IGNORE INTO checked (batch_id, worker, project_id, epoch, count, total, verdict, reason, proof, proof_args, issued_count, issued_total, checked_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    const insert = db.prepare(`INSERT OR IGNORE INTO checked (batch_id, worker, project_id, epoch, count, total, verdict, reason, proof, proof_args, issued_count, issued_total, checked_at, header)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
     const proven: StatementSync = db.prepare('UPDATE checked SET tx = ?, proof_args = NULL, reason = COALESCE(?, reason) WHERE batch_id = ?')
     const pending = db.prepare('SELECT batch_id, proof, proof_args FROM checked WHERE proof_args IS NOT NULL')
     const all = db.prepare('SELECT * FROM checked ORDER BY checked_at DESC')
@@ -463,7 +468,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
       return needed
     }
 
-    type Committed = { batchId: Hex, worker: Address, gateway: Address, projectId: Hex, epoch: bigint, root: Hex, count: number, total: bigint, dataCid: Hex }
+    type Committed = { batchId: Hex, worker: Address, gateway: Address, projectId: Hex, epoch: bigint, root: Hex, count: number, total: bigint, bond: bigint, dataCid: Hex }
     /** batches whose leaves could not be fetched yet (in memory: a restart judges them from the saved block on) */
     const retries = new Map<Hex, { event: Committed, tries: number }>()
 
@@ -497,6 +502,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
 
     /** Judges a batch once; false when its leaves could not be fetched yet (retried next tick). */
     async function judge (e: Committed): Promise<boolean> {
+      const header = batchHeader(e)
       // a watcher knows no tickets: -1 says "not known" in the status
       const issued = tickets?.totals(e.worker, e.projectId, e.epoch) ?? { count: -1, total: 0n }
       let verdict: Verdict = 'ok'
@@ -511,10 +517,10 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
           verdict = 'unverifiable'
           reason = `the published leaves (${leaves.length}) do not rebuild the committed root and count (${e.count})`
         } else {
-          finding = await findFault(leaves, e.total, e, ticketOk)
+          finding = await findFault(leaves, e.total, { ...e, header }, ticketOk)
           // a batch that is sound in itself may still claim a job whose quorum outvoted its worker
           if (finding === undefined && tickets !== undefined && tickets.disagreements() > 0) {
-            const outvoted = findOutvoted(leaves, e.total, e, tickets.disagreement, await disagreementQuorum())
+            const outvoted = findOutvoted(leaves, e.total, { ...e, header }, tickets.disagreement, await disagreementQuorum())
             finding = outvoted.finding
             if (outvoted.unprovable.length > 0) log.warn({ batchId: e.batchId, unprovable: outvoted.unprovable }, 'an outvoted worker\'s leaf cannot be proven: the quorum majority is smaller than the contract needs')
           }
@@ -534,7 +540,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
         reason = `the batch's leaves could not be read (${tries} tries): ${err?.message ?? err}`
       }
       insert.run(e.batchId, e.worker.toLowerCase(), e.projectId, e.epoch, e.count, e.total.toString(), verdict, reason ?? null,
-        finding?.proof ?? null, finding === undefined ? null : jsonArgs(finding.args), issued.count, issued.total.toString(), Date.now())
+        finding?.proof ?? null, finding === undefined ? null : jsonArgs(finding.args), issued.count, issued.total.toString(), Date.now(), jsonArgs([header]))
       const fields = { batchId: e.batchId, worker: e.worker, epoch: e.epoch.toString(), count: e.count, total: e.total.toString(), issuedCount: issued.count, issuedTotal: issued.total.toString() }
       if (verdict === 'ok') log.info(fields, 'settlement batch checked: no fault')
       else if (verdict === 'faulty') log.error({ ...fields, reason, proof: finding?.proof }, 'settlement batch is faulty; proving it')
@@ -564,7 +570,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
       WHERE c.verdict = 'unverifiable' AND l.batch_id IS NULL`)
     const putRequest = db.prepare("INSERT OR IGNORE INTO leaf_requests (batch_id, idx, state, updated_at) VALUES (?, ?, 'requesting', ?)")
     const setRequest = db.prepare('UPDATE leaf_requests SET state = ?, reason = COALESCE(?, reason), tx = COALESCE(?, tx), updated_at = ? WHERE batch_id = ?')
-    const liveRequests = db.prepare("SELECT batch_id, idx, state FROM leaf_requests WHERE state IN ('requesting', 'requested')")
+    const liveRequests = db.prepare("SELECT l.batch_id, l.idx, l.state, c.header FROM leaf_requests l JOIN checked c ON c.batch_id = l.batch_id WHERE l.state IN ('requesting', 'requested')")
     const allRequests = db.prepare('SELECT * FROM leaf_requests ORDER BY updated_at DESC')
     const provenUnanswered = db.prepare("UPDATE checked SET proof = 'proveUnanswered', tx = ?, reason = ? WHERE batch_id = ?")
     let bond: Promise<bigint> | undefined
@@ -578,25 +584,26 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
     async function challenge (): Promise<void> {
       // stored before the transaction leaves: a restart finds the request on chain instead of sending a second one
       for (const r of unchallenged.all() as Array<{ batch_id: Hex, count: number }>) putRequest.run(r.batch_id, randomInt(Math.max(1, r.count)), Date.now())
-      const live = liveRequests.all() as Array<{ batch_id: Hex, idx: number, state: LeafChallenge['state'] }>
+      const live = liveRequests.all() as Array<{ batch_id: Hex, idx: number, state: LeafChallenge['state'], header: string | null }>
       if (live.length === 0) return
       const head = (await client.publicClient.getBlock({ blockTag: 'latest' })).timestamp
       for (const r of live) {
         try {
-          await followRequest(r.batch_id, r.idx, r.state, head)
+          if (r.header === null) throw new NodeError('BATCH_HEADER_UNKNOWN', 'the batch was checked before headers were recorded: it cannot be named to Settlement')
+          await followRequest(r.batch_id, parseArgs(r.header)[0], r.idx, r.state, head)
         } catch (err) {
           log.warn({ batchId: r.batch_id, index: r.idx, err: (err as Error).message }, 'leaf request step failed; retrying next tick')
         }
       }
     }
 
-    async function followRequest (batchId: Hex, index: number, state: LeafChallenge['state'], head: bigint): Promise<void> {
+    async function followRequest (batchId: Hex, header: unknown, index: number, state: LeafChallenge['state'], head: bigint): Promise<void> {
       const req = await read<{ requester: Address, deadline: bigint, open: boolean }>('getLeafRequest', [batchId, BigInt(index)])
       const now = Date.now()
       if (state === 'requesting' && BigInt(req.requester) === 0n) {
         bond ??= read<bigint>('minBatchBond', [])
         try {
-          const receipt = await client.send({ address: settlement, abi: settlementAbi, functionName: 'requestLeaf', args: [batchId, BigInt(index)], value: await bond })
+          const receipt = await client.send({ address: settlement, abi: settlementAbi, functionName: 'requestLeaf', args: [header, BigInt(index)] as any, value: await bond })
           setRequest.run('requested', null, receipt.transactionHash, now, batchId)
           log.warn({ batchId, index, tx: receipt.transactionHash }, 'unverifiable batch challenged: its worker must publish the requested leaf on chain or be slashed')
         } catch (err) {
@@ -622,7 +629,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
       // the next block is later than the head: proveUnanswered needs block.timestamp ≥ deadline
       if (head < req.deadline) return
       try {
-        const receipt = await client.send({ address: settlement, abi: settlementAbi, functionName: 'proveUnanswered', args: [batchId, BigInt(index)] })
+        const receipt = await client.send({ address: settlement, abi: settlementAbi, functionName: 'proveUnanswered', args: [header, BigInt(index)] as any })
         const reason = `the worker withheld leaf ${index}: not answered within the answer window`
         setRequest.run('proven', reason, receipt.transactionHash, now, batchId)
         provenUnanswered.run(receipt.transactionHash, reason, batchId)
@@ -653,7 +660,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
       if (from <= latest) {
         const events = await client.publicClient.getContractEvents({ address: settlement, abi: settlementAbi, eventName: 'BatchCommitted', fromBlock: from, toBlock: latest })
         for (const ev of events) {
-          const a = ev.args as { batchId: Hex, worker: Address, projectId: Hex, gateway: Address, epoch: bigint, root: Hex, count: number, total: bigint, dataCid: Hex }
+          const a = ev.args as { batchId: Hex, worker: Address, projectId: Hex, gateway: Address, epoch: bigint, root: Hex, count: number, total: bigint, bond: bigint, dataCid: Hex }
           // a gateway checks the batches naming it; a watcher every batch
           if (tickets !== undefined && a.gateway.toLowerCase() !== me) continue
           // one verdict per batch, ever (a restart re-reads from the saved block)

@@ -13,6 +13,13 @@
  * the chain still has no batch for that id — and Settlement refuses a second commit of one id
  * (`SettlementBatchExists`), which the settler also treats as "committed".
  *
+ * One transaction per tick: the batches to commit and the batches due for finalization go
+ * together in `commitBatches`, which also pays the worker its finalized batches at once (no
+ * withdraw transaction); `commitBatch` when there is one batch to commit and nothing due; each
+ * alone when the combined transaction fails. Settlement keeps only a hash of each batch's
+ * header, so the settler passes the header (its row, with the bond it recorded before sending) to
+ * finalize and answer leaf requests.
+ *
  * The leaves are fixed when the batch is built and never rebuilt: a batch built, sent and
  * recommitted after a restart carries the same root, so no double claim is possible.
  */
@@ -22,7 +29,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { CID } from 'multiformats/cid'
 import { bytesToHex, type Address, type Hex } from 'viem'
 import { settlementAbi } from '#contracts'
-import { buildSettlementBatch, fromLeaves, type SettlementBatch, type SettlementItem, type SettlementLeaf } from '../../contracts/abi/leaf.ts'
+import { batchHeader, buildSettlementBatch, fromLeaves, type SettlementBatch, type SettlementBatchHeader, type SettlementItem, type SettlementLeaf } from '../../contracts/abi/leaf.ts'
 import { LIMITS } from '#protocol'
 import { STORAGE_LIMITS } from '../storage/limits.ts'
 import type { ChainClient } from '../chain/client.ts'
@@ -48,6 +55,8 @@ export interface StoredBatch {
   state: BatchState
   /** the last error of a commit, answer or finalize attempt */
   error?: string
+  /** wei: the bond sent with the commit (known once a commit was sent) */
+  bond?: bigint
   updatedAt: number
 }
 
@@ -163,7 +172,8 @@ CREATE TABLE IF NOT EXISTS batches (
   document    TEXT NOT NULL,   -- BatchDocument JSON: the leaves, so answers and restarts never rebuild them
   state       TEXT NOT NULL,
   error       TEXT,
-  updated_at  INTEGER NOT NULL
+  updated_at  INTEGER NOT NULL,
+  bond        TEXT             -- wei, decimal: the bond sent with the commit (part of the batch header), durable before it leaves
 ) STRICT;
 CREATE UNIQUE INDEX IF NOT EXISTS batches_key ON batches (project_id, gateway, epoch);
 `
@@ -236,10 +246,13 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
     db.exec('PRAGMA synchronous = FULL')
     db.exec('PRAGMA busy_timeout = 5000')
     db.exec(SCHEMA)
+    // a log from before Settlement stored only a hash of each batch's header
+    if (!(db.prepare('PRAGMA table_info(batches)').all() as Array<{ name: string }>).some(c => c.name === 'bond')) db.exec('ALTER TABLE batches ADD COLUMN bond TEXT')
 
     const insert = db.prepare(`INSERT OR IGNORE INTO batches (batch_id, project_id, gateway, epoch, root, count, total, data_cid, document, state, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'built', ?)`)
     const setState = db.prepare('UPDATE batches SET state = ?, error = ?, updated_at = ? WHERE batch_id = ?')
+    const setSending = db.prepare("UPDATE batches SET state = 'sending', error = NULL, bond = ?, updated_at = ? WHERE batch_id = ?")
     const byKey = db.prepare('SELECT batch_id FROM batches WHERE project_id = ? AND gateway = ? AND epoch = ?')
     const open = db.prepare("SELECT * FROM batches WHERE state IN ('built', 'sending', 'committed') ORDER BY epoch")
     const all = db.prepare('SELECT * FROM batches ORDER BY epoch, project_id, gateway')
@@ -265,6 +278,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
         updatedAt: Number(r.updated_at)
       }
       if (r.error !== null) b.error = r.error as string
+      if (r.bond !== null && r.bond !== undefined) b.bond = BigInt(r.bond as string)
       return b
     }
 
@@ -351,13 +365,16 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       return await publish(bytes)
     }
 
-    async function commit (c: SettlementClock, b: StoredBatch, head: bigint, report: TickReport): Promise<void> {
-      const onChain = await read<{ status: number, worker: Address }>('getBatch', [b.batchId])
+    /**
+     * Whether batch `b` (built or sending) still has to be committed: false when the chain has it
+     * already (a restart after the transaction, or a receipt we never saw) or its window closed.
+     */
+    async function needsCommit (c: SettlementClock, b: StoredBatch, head: bigint, report: TickReport): Promise<boolean> {
+      const onChain = await read<{ status: number }>('getBatch', [b.batchId])
       if (onChain.status !== 0) {
-        // committed before (a restart after the transaction, or a receipt we never saw)
         move(b.batchId, 'committed')
         report.committed++
-        return
+        return false
       }
       // the chain decides when its window closed: a chain whose clock runs behind ours (a local
       // Hardhat node, a lagging RPC) still accepts the commit after our wall clock says it is over
@@ -365,22 +382,81 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
         move(b.batchId, 'expired', b.error)
         report.expired++
         log.warn({ batchId: b.batchId, epoch: b.epoch.toString(), total: b.total.toString() }, 'commit window closed before the batch was committed: its fees are lost')
-        return
+        return false
       }
-      // durable before the transaction leaves: a restart knows a transaction may be in flight
-      move(b.batchId, 'sending')
+      return true
+    }
+
+    /** The header Settlement keeps a hash of: every call naming the batch passes it. */
+    async function headerOf (b: StoredBatch): Promise<SettlementBatchHeader> {
+      let bond = b.bond
+      if (bond === undefined) {
+        // committed by a settler that did not record its bond: the commit's event has it
+        const [ev] = await client.publicClient.getContractEvents({ address: settlement, abi: settlementAbi, eventName: 'BatchCommitted', args: { batchId: b.batchId }, fromBlock: client.contracts.deployBlock })
+        if (ev === undefined) throw new NodeError('BATCH_NOT_FOUND', `no BatchCommitted event for batch ${b.batchId}`)
+        bond = (ev.args as { bond: bigint }).bond
+      }
+      return batchHeader({ worker, projectId: b.projectId, gateway: b.gateway, epoch: b.epoch, root: b.root, count: b.count, total: b.total, bond })
+    }
+
+    /**
+     * Sends what this tick has to send in one transaction (`commitBatches`: the new batches, then
+     * the due finalizations, whose totals and bonds Settlement pays to the worker in the same
+     * transaction), or one `commitBatch` when there is only one batch to commit. Each batch to
+     * commit is `sending` (with its bond) before the transaction leaves. When the combined
+     * transaction fails (one batch refused must not hold back the others), each is sent alone.
+     */
+    async function sendTick (commits: StoredBatch[], due: StoredBatch[], report: TickReport): Promise<void> {
+      if (commits.length + due.length === 0) return
       bond ??= init.bond !== undefined ? Promise.resolve(init.bond) : read<bigint>('minBatchBond')
+      const value = await bond
+      // durable before the transaction leaves: a restart knows a transaction may be in flight
+      for (const b of commits) { setSending.run(value.toString(), Date.now(), b.batchId); b.bond = value }
+      if (commits.length !== 1 || due.length !== 0) {
+        try {
+          const dueHeaders = await Promise.all(due.map(headerOf))
+          await client.send({
+            address: settlement,
+            abi: settlementAbi,
+            functionName: 'commitBatches',
+            args: [commits.map(b => ({ projectId: b.projectId, epoch: b.epoch, gateway: b.gateway, root: b.root, count: b.count, total: b.total, bond: value, dataCid: cidBytes(b.dataCid) })), dueHeaders],
+            value: value * BigInt(commits.length)
+          })
+          for (const b of commits) committed(b, report)
+          for (const b of due) finalized(b, report)
+          return
+        } catch (err) {
+          log.warn({ commits: commits.length, due: due.length, err: (err as Error).message }, 'commitBatches failed; sending each batch alone')
+        }
+      }
+      for (const b of commits) await commitOne(b, value, report)
+      for (const b of due) await finalizeOne(b, report)
+    }
+
+    function committed (b: StoredBatch, report: TickReport): void {
+      move(b.batchId, 'committed')
+      report.committed++
+      log.info({ batchId: b.batchId, epoch: b.epoch.toString(), count: b.count, total: b.total.toString() }, 'settlement batch committed')
+    }
+
+    function finalized (b: StoredBatch, report: TickReport): void {
+      move(b.batchId, 'finalized')
+      report.finalized++
+      log.info({ batchId: b.batchId, total: b.total.toString() }, 'settlement batch finalized')
+    }
+
+    async function commitOne (b: StoredBatch, value: bigint, report: TickReport): Promise<void> {
       try {
+        // the combined transaction may have landed after all (a timeout, not a revert)
+        if ((await read<{ status: number }>('getBatch', [b.batchId])).status !== 0) { committed(b, report); return }
         await client.send({
           address: settlement,
           abi: settlementAbi,
           functionName: 'commitBatch',
           args: [b.projectId, b.epoch, b.gateway, b.root, b.count, b.total, cidBytes(b.dataCid)],
-          value: await bond
+          value
         })
-        move(b.batchId, 'committed')
-        report.committed++
-        log.info({ batchId: b.batchId, epoch: b.epoch.toString(), count: b.count, total: b.total.toString() }, 'settlement batch committed')
+        committed(b, report)
       } catch (err) {
         if (revertName(err) === 'SettlementBatchExists') {
           move(b.batchId, 'committed')
@@ -390,6 +466,17 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
         // back to built: the next tick reads the chain again before any new attempt
         move(b.batchId, 'built', (err as Error).message)
         log.warn({ batchId: b.batchId, err: (err as Error).message }, 'commitBatch failed; retrying next tick while the window is open')
+      }
+    }
+
+    async function finalizeOne (b: StoredBatch, report: TickReport): Promise<void> {
+      try {
+        if ((await read<{ status: number }>('getBatch', [b.batchId])).status === STATUS_FINALIZED) { finalized(b, report); return }
+        await client.send({ address: settlement, abi: settlementAbi, functionName: 'commitBatches', args: [[], [await headerOf(b)]] })
+        finalized(b, report)
+      } catch (err) {
+        // the chain's clock may lag ours by a block: try again next tick
+        setState.run('committed', (err as Error).message, Date.now(), b.batchId)
       }
     }
 
@@ -407,7 +494,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
         if (!request.open) continue
         const i = Number(index)
         try {
-          await client.send({ address: settlement, abi: settlementAbi, functionName: 'answerLeaf', args: [b.batchId, leaves[i], tree.proof(i)] })
+          await client.send({ address: settlement, abi: settlementAbi, functionName: 'answerLeaf', args: [await headerOf(b), leaves[i], tree.proof(i)] })
           report.answered++
           log.info({ batchId: b.batchId, index: i }, 'leaf request answered')
         } catch (err) {
@@ -416,29 +503,21 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       }
     }
 
-    async function follow (c: SettlementClock, b: StoredBatch, now: bigint, report: TickReport): Promise<void> {
+    /** Follows a committed batch; when it is due for finalization, since when (chain time). */
+    async function follow (c: SettlementClock, b: StoredBatch, now: bigint, report: TickReport): Promise<bigint | undefined> {
       const onChain = await read<{ status: number, committedAt: bigint, extendedUntil: bigint, openRequests: number }>('getBatch', [b.batchId])
-      if (onChain.status === STATUS_FINALIZED) { move(b.batchId, 'finalized'); report.finalized++; return }
+      if (onChain.status === STATUS_FINALIZED) { move(b.batchId, 'finalized'); report.finalized++; return undefined }
       if (onChain.status === STATUS_VOIDED) {
         move(b.batchId, 'voided')
         report.voided++
         log.error({ batchId: b.batchId }, 'settlement batch voided (a fault was proven or a leaf request went unanswered)')
-        return
+        return undefined
       }
-      if (onChain.status !== STATUS_COMMITTED) return
+      if (onChain.status !== STATUS_COMMITTED) return undefined
       if (onChain.openRequests > 0) await answerRequests(b, report)
       const windowEnd = onChain.committedAt + c.challengeWindow
       const endsAt = onChain.extendedUntil > windowEnd ? onChain.extendedUntil : windowEnd
-      if (now < endsAt || onChain.openRequests > 0) return
-      try {
-        await client.send({ address: settlement, abi: settlementAbi, functionName: 'finalizeBatch', args: [b.batchId] })
-        move(b.batchId, 'finalized')
-        report.finalized++
-        log.info({ batchId: b.batchId, total: b.total.toString() }, 'settlement batch finalized')
-      } catch (err) {
-        // the chain's clock may lag ours by a block: try again next tick
-        setState.run('committed', (err as Error).message, Date.now(), b.batchId)
-      }
+      return now >= endsAt && onChain.openRequests === 0 ? endsAt : undefined
     }
 
     function document (batchId: Hex): BatchDocument | undefined {
@@ -452,11 +531,27 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       const c = await clock
       const { now, head } = await chainNow()
       report.built = await build(c, now, head)
+      const commits: StoredBatch[] = []
+      const due: Array<{ b: StoredBatch, since: bigint }> = []
       for (const r of open.all()) {
         const b = row(r)
-        if (b.state === 'built' || b.state === 'sending') await commit(c, b, head, report)
-        else await follow(c, b, now, report)
+        if (b.state === 'built' || b.state === 'sending') {
+          if (await needsCommit(c, b, head, report)) commits.push(b)
+        } else {
+          const since = await follow(c, b, now, report)
+          if (since !== undefined) due.push({ b, since })
+        }
       }
+      // A due finalization rides with the next commit (one transaction instead of two) while the
+      // worker has receipts of the current epoch, whose batch it commits when the epoch ends; it
+      // waits at most one epoch (plus the grace) past due, then goes alone.
+      if (commits.length === 0 && due.length > 0) {
+        const current = c.epochAt(now)
+        const grace = init.graceSeconds ?? settlementGrace(c)
+        const nextCommit = c.epochEnd(current) + grace
+        if (receipts.batchKeys(current, current).length > 0 && due.every(d => nextCommit <= d.since + c.epochLength + grace)) due.length = 0
+      }
+      await sendTick(commits, due.map(d => d.b), report)
       return report
     }
 

@@ -32,11 +32,11 @@ import {
   addProject, batchChecker, chainDomain, createGateway, createWorker, fastSigner, functionTable, leafFromJson, loadContracts, receiptLog,
   settlementClock, settler, silentLogger, ticketLog, type BatchChecker, type ReceiptLog, type SettlementClock, type Settler, type TicketLog
 } from '#node'
-import { fromLeaves } from '../../contracts/abi/leaf.ts'
+import { batchHeader, fromLeaves } from '../../contracts/abi/leaf.ts'
 import { revertName } from '../../node/chain/client.ts'
 import { waitFor } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from './helpers.ts'
-import { fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
+import { earned, fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 const PRICE = 1_000n * GWEI
@@ -187,6 +187,8 @@ describe('chain: verify quorum outvotes a lying worker and proves it on chain', 
     // output it holds (the liar's) plus receipts of keys it controls for tickets it signed itself
     const victim = honest[0]
     const victimBatch = victim.s.batches()[0]
+    assert.ok(victimBatch.bond !== undefined, 'the settler recorded the bond it committed with')
+    const victimHeader = batchHeader({ ...victimBatch, worker: victim.w.signer.address, bond: victimBatch.bond })
     const doc = JSON.parse(new TextDecoder().decode(readFileSync(join(blobs, victimBatch.dataCid)))) as { leaves: Array<Record<string, string | number>> }
     const leaves = doc.leaves.map(leafFromJson)
     const tree = fromLeaves(leaves)
@@ -207,7 +209,7 @@ describe('chain: verify quorum outvotes a lying worker and proves it on chain', 
     const frame = async (held: Array<typeof sybil>): Promise<string | undefined> => {
       const sorted = [...held].sort((a, b) => BigInt(a.receipt.worker) < BigInt(b.receipt.worker) ? -1 : 1)
       try {
-        await gw.client.send({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'proveDisagreement', args: [victimBatch.batchId, leaf, tree.proof(0), sorted.map(h => h.receipt), sorted.map(h => h.signature), sorted.map(h => h.ticketSignature)] as any })
+        await gw.client.send({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'proveDisagreement', args: [victimHeader, leaf, tree.proof(0), sorted.map(h => h.receipt), sorted.map(h => h.signature), sorted.map(h => h.ticketSignature)] as any })
         return undefined
       } catch (err) {
         return revertName(err)
@@ -254,7 +256,7 @@ describe('chain: verify quorum outvotes a lying worker and proves it on chain', 
     for (const m of honest) {
       assert.ok(m.s.batches().every(b => b.state === 'finalized'), `${m.name}: finalized`)
       const bond = await read<bigint>('minBatchBond')
-      assert.equal(await m.s.owed(), BigInt(REQUESTS) * PRICE + BigInt(m.s.batches().length) * bond, `${m.name} is paid its fees and bonds`)
+      assert.equal(await earned(chain, m.w.signer.address), BigInt(REQUESTS) * PRICE + BigInt(m.s.batches().length) * bond, `${m.name} is paid its fees and bonds`)
     }
     assert.ok(liar.s.batches().every(b => b.state === 'voided'))
     assert.equal(await read<bigint>('escrowOf', [pid]), escrowBefore - BigInt(fees) * PRICE + liarFees, 'the escrow paid the honest workers only')

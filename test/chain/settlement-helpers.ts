@@ -80,3 +80,32 @@ export async function serve (
   }
   return out
 }
+
+/**
+ * What was committed for `batchId` (Settlement keeps only its header's hash and state): the
+ * `BatchCommitted` event's fields and the batch's state.
+ */
+export async function committedBatch (chain: TestChain, batchId: Hex): Promise<{ status: number, worker: Address, gateway: Address, root: Hex, count: number, total: bigint, bond: bigint, committedAt: bigint, extendedUntil: bigint }> {
+  const state = await chain.publicClient.readContract({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'getBatch', args: [batchId] })
+  const [ev] = await chain.publicClient.getContractEvents({ address: chain.addresses.Settlement, abi: settlementAbi, eventName: 'BatchCommitted', args: { batchId }, fromBlock: 0n })
+  if (ev === undefined) return { status: state.status, worker: '0x0000000000000000000000000000000000000000', gateway: '0x0000000000000000000000000000000000000000', root: '0x', count: 0, total: 0n, bond: 0n, committedAt: state.committedAt, extendedUntil: state.extendedUntil }
+  const a = ev.args as { worker: Address, gateway: Address, root: Hex, count: number, total: bigint, bond: bigint }
+  return { status: state.status, worker: a.worker, gateway: a.gateway, root: a.root, count: Number(a.count), total: a.total, bond: a.bond, committedAt: state.committedAt, extendedUntil: state.extendedUntil }
+}
+
+/**
+ * What Settlement gave `worker` for its batches: every finalized batch's paid total and bond (a
+ * worker's settler is paid them in its finalizing transaction, `commitBatches`) plus what it still
+ * owes the worker (credits: answered leaf requests' bonds, batches someone else finalized).
+ */
+export async function earned (chain: TestChain, worker: Address): Promise<bigint> {
+  const at = { address: chain.addresses.Settlement, abi: settlementAbi, fromBlock: 0n } as const
+  const finalized = await chain.publicClient.getContractEvents({ ...at, eventName: 'BatchFinalized', args: { worker } })
+  let sum = await chain.publicClient.readContract({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'owed', args: [worker] }) as bigint
+  for (const f of finalized) {
+    const { batchId, paid } = f.args as { batchId: Hex, paid: bigint }
+    const [c] = await chain.publicClient.getContractEvents({ ...at, eventName: 'BatchCommitted', args: { batchId } })
+    sum += paid + (c.args as { bond: bigint }).bond
+  }
+  return sum
+}

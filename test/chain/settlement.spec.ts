@@ -30,7 +30,7 @@ import { waitFor } from '../helpers/network.ts'
 import { fromLeaves } from '../../contracts/abi/leaf.ts'
 import { leafFromJson } from '../../node/settlement/index.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
+import { committedBatch, earned, FN, fundProject, party, PROJECT, serve, stakeWorker, type Party, type ServedJob } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 
@@ -163,7 +163,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     for (const [i, p] of parts.entries()) {
       for (const b of p.s.batches()) {
         assert.equal(b.state, 'committed')
-        const onChain = await read<{ status: number, count: number, total: bigint, root: Hex, worker: Address, gateway: Address }>('getBatch', [b.batchId])
+        const onChain = await committedBatch(chain, b.batchId)
         const t = issued[i][b.epoch === e0 ? 0 : 1]
         assert.deepEqual([onChain.status, onChain.count, onChain.total], [1, t.count, t.total])
         assert.equal(onChain.worker, p.w.signer.address)
@@ -176,36 +176,36 @@ describe('chain: workers settle their receipts through Settlement batches', func
     }
     assert.equal(await read<bigint>('escrowOf', [appId]), escrowBefore - fees, 'the escrow falls by exactly the tickets\' fees')
 
-    // finalization waits for the challenge window; then each worker is owed its fees and bonds, and withdraws them
+    // finalization waits for the challenge window; then each worker's settler finalizes its batches
+    // in one transaction that pays it its fees and bonds at once (nothing left to withdraw)
     for (const p of parts) assert.equal((await p.s.tick()).finalized, 0)
     await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
     for (const [i, p] of parts.entries()) {
       const batches = p.s.batches().length
-      assert.equal((await p.s.tick()).finalized, batches)
-      const owed = feesOf(i) + BigInt(batches) * bond
-      assert.equal(await p.s.owed(), owed, `worker ${i}: owed = its tickets' fees + its bonds, to the wei`)
+      const paid = feesOf(i) + BigInt(batches) * bond
       const balance = await chain.publicClient.getBalance({ address: p.w.signer.address })
       const nonce = await chain.publicClient.getTransactionCount({ address: p.w.signer.address })
+      assert.equal((await p.s.tick()).finalized, batches)
+      assert.equal(await chain.publicClient.getTransactionCount({ address: p.w.signer.address }), nonce + 1, `worker ${i}: one transaction finalizes all its batches`)
+      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
+      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === p.w.signer.address.toLowerCase() && t.nonce === nonce)
+      assert.ok(tx !== undefined && typeof tx !== 'string', 'the finalizing transaction is in the latest block')
+      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
+      assert.equal(await chain.publicClient.getBalance({ address: p.w.signer.address }) - balance, paid - receipt.gasUsed * receipt.effectiveGasPrice, `worker ${i}: the wallet rises by its fees and bonds, to the wei, less the gas of its one transaction`)
+      assert.equal(await p.s.owed(), 0n)
       if (i === 0) {
-        // the operator's view and withdrawal: `peerhost earnings --withdraw` on the worker's data dir
+        // the operator's view: `peerhost earnings` on the worker's data dir (nothing left to withdraw)
         writeFileSync(join(p.dataDir, 'evm.key'), `${p.w.key}\n`, { mode: 0o600 })
         const out = await cli(['earnings', '--data-dir', p.dataDir, '--contracts', chain.contractsFile, '--withdraw', '--json'])
         assert.equal(out.code, 0, out.stderr)
         const summary = out.lines.find(l => l.event === 'earnings')
-        assert.equal(summary.withdrawable, owed.toString())
+        assert.equal(summary.withdrawable, '0')
         assert.deepEqual(summary.epochs.map((e: any) => [e.epoch, e.finalized, e.paidWei]).sort(),
           [e0, e1].map((e, k) => [e.toString(), 1, issued[0][k].total.toString()]).filter((_r, k) => issued[0][k].count > 0).sort())
-        assert.equal(out.lines.find(l => l.event === 'withdraw').amount, owed.toString())
+        assert.equal(out.lines.find(l => l.event === 'withdraw').amount, '0')
       } else {
-        assert.equal(await p.s.withdraw(), owed)
+        assert.equal(await p.s.withdraw(), 0n)
       }
-      assert.equal(await p.s.owed(), 0n)
-      // the wallet rises by exactly what was owed, less the gas of the one withdraw transaction
-      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
-      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === p.w.signer.address.toLowerCase() && t.nonce === nonce)
-      assert.ok(tx !== undefined && typeof tx !== 'string', 'the withdraw transaction is in the latest block')
-      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
-      assert.equal(await chain.publicClient.getBalance({ address: p.w.signer.address }) - balance, owed - receipt.gasUsed * receipt.effectiveGasPrice, `worker ${i}: the wallet rises by its fees and bonds, to the wei`)
       assert.ok(p.s.batches().every(b => b.state === 'finalized'))
     }
     assert.equal(await read<bigint>('escrowOf', [appId]), escrowBefore - fees, 'finalization moves nothing more out of the escrow')
@@ -224,23 +224,38 @@ describe('chain: workers settle their receipts through Settlement batches', func
       const escrowBefore = await read<bigint>('escrowOf', [pid])
       const nonceBefore = await chain.publicClient.getTransactionCount({ address: w.signer.address })
 
-      const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
-      assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
       const batchId = await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address])
-      const committedByFirst = (await read<{ status: number }>('getBatch', [batchId])).status === 1
-      assert.equal(committedByFirst, killAt === 'after-send')
-
-      const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(second.code, 0, second.stderr)
-      assert.equal(JSON.parse(second.stdout).committed, 1)
-      const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
-      assert.equal(JSON.parse(third.stdout).committed, 0, 'a committed batch is not committed again')
-
-      // exactly one transaction from the worker in all three runs: the one commit
-      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1)
-      const b = await read<{ status: number, total: bigint, count: number }>('getBatch', [batchId])
+      await killThenRestart(w, dataDir, killAt, [batchId], nonceBefore)
+      const b = await committedBatch(chain, batchId)
       const fees = jobs.reduce((s, j) => s + j.fee, 0n)
       assert.deepEqual([b.status, b.count, b.total], [1, 12, fees])
+      assert.equal(await read<bigint>('escrowOf', [pid]), escrowBefore - fees)
+      await assertNobodySlashed()
+    })
+  }
+
+  const gateway2 = fastSigner(generatePrivateKey())
+  for (const killAt of ['before-send', 'after-send'] as const) {
+    it(`a worker with two batches killed with SIGKILL ${killAt === 'before-send' ? 'right before' : 'right after'} its one commitBatches transaction commits each exactly once after restart`, async function () {
+      const w = await newWorker()
+      await fundProject(chain, gateway2.address, 0n, 10n ** 18n)
+      const dataDir = join(dir, `kill-two-${killAt}`)
+      const receipts: ReceiptLog = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
+      const e = await read<bigint>('currentEpoch')
+      const jobs = [
+        ...await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e, 7, i => GWEI * BigInt(700 + i), `two-a-${killAt}`),
+        ...await serve(w.client.domain, chain.deployer, receipts, gateway2, w.signer, e, 5, i => GWEI * BigInt(900 + i), `two-b-${killAt}`)
+      ]
+      receipts.close()
+      await advanceTo(clock.epochEnd(e) + 1n)
+      const escrowBefore = await read<bigint>('escrowOf', [pid])
+      const nonceBefore = await chain.publicClient.getTransactionCount({ address: w.signer.address })
+      const ids = await Promise.all([gateway, gateway2].map(async g => await read<Hex>('batchIdOf', [w.signer.address, pid, e, g.address])))
+
+      await killThenRestart(w, dataDir, killAt, ids, nonceBefore)
+      const fees = jobs.reduce((t, j) => t + j.fee, 0n)
+      const [a, b] = await Promise.all(ids.map(async id => await committedBatch(chain, id)))
+      assert.deepEqual([a.status, a.count, b.status, b.count, a.total + b.total], [1, 7, 1, 5, fees])
       assert.equal(await read<bigint>('escrowOf', [pid]), escrowBefore - fees)
       await assertNobodySlashed()
     })
@@ -267,12 +282,52 @@ describe('chain: workers settle their receipts through Settlement batches', func
     await advanceTo(clock.epochEnd(e) + 1n)
     const r = await s.tick()
     assert.deepEqual([r.built, r.committed], [1, 1], 'the publishable batch is built and committed')
-    const ok = await read<{ status: number, count: number, total: bigint }>('getBatch', [await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address])])
+    const ok = await committedBatch(chain, await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address]))
     assert.deepEqual([ok.status, ok.count, ok.total], [1, 4, small.reduce((t, j) => t + j.fee, 0n)])
     const large = await read<{ status: number }>('getBatch', [await read<Hex>('batchIdOf', [w.signer.address, pid, e, other.address])])
     assert.equal(large.status, 0, 'the unpublishable batch is not committed (its leaves could not be audited)')
     assert.equal((await s.tick()).built, 0, 'later ticks run too (the large batch is retried, still refused)')
     await assertNobodySlashed()
+  })
+
+  it('one transaction per tick: a due finalization waits for the next commit while the worker has receipts of the current epoch, and goes with it (paid at once)', async function () {
+    const w = await newWorker()
+    const dataDir = join(dir, 'ride')
+    const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
+    const s = settler({ dataDir, intervalMs: 0, graceSeconds: 0n })({ client: w.client, receipts, logger, publish: chain.publish })
+    try {
+      const e1 = await read<bigint>('currentEpoch')
+      const first = await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e1, 3, i => GWEI * BigInt(100 + i), 'ride-1')
+      await advanceTo(clock.epochEnd(e1) + 1n)
+      assert.equal((await s.tick()).committed, 1)
+      // past the challenge window, in an epoch the worker is serving: the finalization waits. The
+      // commit landed a few seconds into the epoch after e1 and the window is whole epochs, so the
+      // batch falls due a few seconds into an epoch: its end (the next commit) is under one epoch away
+      assert.equal(clock.challengeWindow % clock.epochLength, 0n)
+      await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
+      const e2 = await read<bigint>('currentEpoch')
+      const second = await serve(w.client.domain, chain.deployer, receipts, gateway, w.signer, e2, 2, i => GWEI * BigInt(200 + i), 'ride-2')
+      const nonce = await chain.publicClient.getTransactionCount({ address: w.signer.address })
+      assert.deepEqual(await s.tick().then(r => [r.committed, r.finalized]), [0, 0], 'held for the next commit')
+      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonce, 'nothing sent')
+      const balance = await chain.publicClient.getBalance({ address: w.signer.address })
+      await advanceTo(clock.epochEnd(e2) + 1n)
+      assert.deepEqual(await s.tick().then(r => [r.committed, r.finalized]), [1, 1], 'the commit carries the finalization')
+      assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonce + 1, 'in one transaction')
+      const block = await chain.publicClient.getBlock({ blockTag: 'latest', includeTransactions: true })
+      const tx = block.transactions.find(t => typeof t !== 'string' && t.from.toLowerCase() === w.signer.address.toLowerCase())
+      assert.ok(tx !== undefined && typeof tx !== 'string')
+      const receipt = await chain.publicClient.getTransactionReceipt({ hash: tx.hash })
+      const fees1 = first.reduce((t, j) => t + j.fee, 0n)
+      // the first batch's fees and bond come in, the second batch's bond goes out, less the gas
+      assert.equal(await chain.publicClient.getBalance({ address: w.signer.address }) - balance, fees1 - receipt.gasUsed * receipt.effectiveGasPrice)
+      assert.equal(await s.owed(), 0n)
+      assert.equal(second.length, 2)
+      await assertNobodySlashed()
+    } finally {
+      s.close()
+      receipts.close()
+    }
   })
 
   it('SE-07: a batch document over one block is published in chunks, restart-safe; the gateway checks it from its chunks; it finalizes and is paid', async function () {
@@ -308,7 +363,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     const r = await s.tick()
     assert.deepEqual([r.built, r.committed], [1, 1], 'the next tick publishes every block and commits once')
     const b = s.batches()[0]
-    const onChain = await read<{ status: number, count: number, total: bigint }>('getBatch', [b.batchId])
+    const onChain = await committedBatch(chain, b.batchId)
     assert.deepEqual([onChain.status, onChain.count, onChain.total], [1, 40, total])
     // dataCid names an index of chunks, each one block within the cap, covering every leaf in order
     const index = JSON.parse(new TextDecoder().decode(await chain.fetchBlob(b.dataCid)))
@@ -323,7 +378,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     assert.deepEqual(verdict?.issued, { count: 40, total })
     await advanceTo((await chainNow()) + clock.challengeWindow + 1n)
     assert.equal((await s.tick()).finalized, 1)
-    assert.equal(await s.owed(), total + await read<bigint>('minBatchBond'), 'paid its 40 fees and its bond')
+    assert.equal(await earned(chain, w.signer.address), total + await read<bigint>('minBatchBond'), 'paid its 40 fees and its bond')
     await assertNobodySlashed()
   })
 
@@ -380,6 +435,23 @@ describe('chain: workers settle their receipts through Settlement batches', func
     }
     await assertNobodySlashed()
   })
+
+  /**
+   * Runs the worker's settler in a child killed with SIGKILL at `killAt`, then twice more: the
+   * batches `ids` are committed by the first run (after-send) or the second (before-send), never
+   * again by the third, in exactly one transaction from the worker over all three runs.
+   */
+  async function killThenRestart (w: Party, dataDir: string, killAt: 'before-send' | 'after-send', ids: Hex[], nonceBefore: number): Promise<void> {
+    const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
+    assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
+    for (const id of ids) assert.equal((await read<{ status: number }>('getBatch', [id])).status, killAt === 'after-send' ? 1 : 0, 'committed by the killed run only after the send')
+    const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+    assert.equal(second.code, 0, second.stderr)
+    assert.equal(JSON.parse(second.stdout).committed, ids.length)
+    const third = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
+    assert.equal(JSON.parse(third.stdout).committed, 0, 'a committed batch is not committed again')
+    assert.equal(await chain.publicClient.getTransactionCount({ address: w.signer.address }), nonceBefore + 1, 'one transaction from the worker in all three runs')
+  }
 
   async function runChild (args: Record<string, unknown>): Promise<{ code: number | null, signal: string | null, stdout: string, stderr: string }> {
     const child = spawn(process.execPath, [join(root, 'test', 'chain', 'settler-child.ts'), JSON.stringify(args)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -1,7 +1,7 @@
 /**
  * A worker's settler in its own process, for the `kill -9` tests: runs one tick and prints its
  * report. `killAt` composes the chain client the settler gets (an injected part, as a test may):
- * `before-send` kills the process when commitBatch is about to leave (state `sending` is on disk),
+ * `before-send` kills the process when commitBatch (or commitBatches) is about to leave (state `sending` is on disk),
  * `after-send` kills it once the commit is mined, before the settler records it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -15,9 +15,10 @@ const real = chainClient(loadContracts(contractsFile), fastSigner(key).account)
 const client: ChainClient = {
   ...real,
   async send (call, options) {
-    if (call.functionName === 'commitBatch' && killAt === 'before-send') process.kill(process.pid, 'SIGKILL')
+    const commit = call.functionName === 'commitBatch' || call.functionName === 'commitBatches'
+    if (commit && killAt === 'before-send') process.kill(process.pid, 'SIGKILL')
     const receipt = await real.send(call, options)
-    if (call.functionName === 'commitBatch' && killAt === 'after-send') process.kill(process.pid, 'SIGKILL')
+    if (commit && killAt === 'after-send') process.kill(process.pid, 'SIGKILL')
     return receipt
   }
 }

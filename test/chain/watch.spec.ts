@@ -34,7 +34,7 @@ import { buildSettlementBatch, fromLeaves, type SettlementItem } from '../../con
 import { CLI } from '../../bin/spawn.ts'
 import { waitFor } from '../helpers/network.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { fundProject, party, type Party } from './settlement-helpers.ts'
+import { committedBatch, earned, fundProject, party, type Party } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 const PRICE = 1_000n * GWEI
@@ -143,7 +143,7 @@ describe('chain: a `peerhost watch` process catches a fault the gateway missed a
       batchOf[name] = p.s.batches()[0].batchId
     }
     const fees = (name: string): bigint => workers[name].served().reduce((s, f) => s + f, 0n)
-    assert.equal((await read<{ total: bigint }>('getBatch', [batchOf.inflate])).total, fees('inflate') + INFLATE)
+    assert.equal((await committedBatch(chain, batchOf.inflate)).total, fees('inflate') + INFLATE)
 
     // the watcher fetches both documents over bitswap, judges them, and proves the inflated one
     const voided = await Promise.race([exited, waitFor('the watcher voids the inflated batch', async () => {
@@ -164,7 +164,7 @@ describe('chain: a `peerhost watch` process catches a fault the gateway missed a
     await chain.advanceTo((await chain.chainNow()) + clock.challengeWindow + 1n)
     await workers.honest.s.tick()
     assert.equal(workers.honest.s.batches()[0].state, 'finalized')
-    assert.equal(await workers.honest.s.owed(), fees('honest') + bond)
+    assert.equal(await earned(chain, workers.honest.w.signer.address), fees('honest') + bond)
     await chain.assertNobodySlashed()
     assert.equal(await read<bigint>('escrowOf', [pid]), 10n ** 18n - fees('honest'), 'the escrow pays the honest batch only')
   })

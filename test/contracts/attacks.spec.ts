@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { concat, encodeFunctionData, keccak256, numberToHex, parseSignature, serializeCompactSignature, signatureToCompactSignature, toHex, hexToBigInt, type Hex } from 'viem'
+import { concat, encodeFunctionData, keccak256, numberToHex, parseEventLogs, parseSignature, serializeCompactSignature, signatureToCompactSignature, toHex, hexToBigInt, type Hex } from 'viem'
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
 import { executionCoordinatorAbi, fromLeaves, leafValues, settlementAbi, workerStakingAbi, buildSettlementBatch, peerBindingTypedData, type SettlementLeaf } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
@@ -97,7 +97,7 @@ describe('contracts: attacks', function () {
         const sig = await signTicket(world.actors.gateway.account, domain, good.ticket)
         const replayed = { ...good.item, ticketSignature: sig }
         const c = await commit(world, worker, epoch, [replayed])
-        await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+        await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
         assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
       }
     })
@@ -108,7 +108,7 @@ describe('contracts: attacks', function () {
       await endEpoch(world)
       assert.equal(await world.read.settlement.read.verifyTicket([j.ticket, highS(j.ticketSignature), world.actors.gateway.address]), false)
       const c = await commit(world, 'w1', epoch, [{ ...j.item, ticketSignature: highS(j.ticketSignature) }])
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
       assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
     })
 
@@ -123,12 +123,12 @@ describe('contracts: attacks', function () {
       const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(sig)))
       assert.equal((compact.length - 2) / 2, 64)
       for (const variant of [highS(sig), compact]) {
-        await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, variant], 'SettlementInvalidReceiptSignature', [0n])
+        await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[0], c.batch.proof(0), other, variant], 'SettlementInvalidReceiptSignature', [0n])
       }
       assert.equal(await world.read.settlement.read.verifyReceipt([j.receipt, highS(j.receiptSignature)]), false)
       // the genuine form still works (and can only void the batch once)
-      await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig])
-      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementBatchNotChallengeable', [c.batchId])
+      await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[0], c.batch.proof(0), other, sig])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementBatchNotChallengeable', [c.batchId])
     })
 
     it('a high-s or compact peer-binding signature is rejected', async () => {
@@ -141,6 +141,93 @@ describe('contracts: attacks', function () {
         await sendReverts(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, variant, `0x${'55'.repeat(64)}`], 'StakingInvalidSignature')
       }
       await send(world, 'stranger', 'WorkerStaking', 'bindPeer', [world.actors.w1.address, peerId, deadline, sig, `0x${'55'.repeat(64)}`])
+    })
+  })
+
+  describe('batch headers as calldata (Settlement stores only their hash)', () => {
+    it('a forged header (other root, count, total, bond, worker) is refused by every call naming the batch', async () => {
+      honest = ['w1']
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const js = await Promise.all([0, 1].map(async () => await signedJob(world, { worker: 'w1', epoch })))
+      // the attacker's own tree: a leaf with a ticket the gateway never signed, the rest copied
+      const fake = await signedJob(world, { worker: 'w1', epoch, gateway: 'stranger' })
+      await endEpoch(world)
+      const c = await commit(world, 'w1', epoch, js.map(j => j.item))
+      const forgedTree = buildSettlementBatch([...js.map(j => j.item), { ...fake.item }])
+      const forged = [
+        { ...c.header, root: forgedTree.root },
+        { ...c.header, root: forgedTree.root, count: forgedTree.count, total: forgedTree.total },
+        { ...c.header, count: c.header.count + 1 },
+        { ...c.header, total: c.header.total + ETHER },
+        { ...c.header, bond: c.header.bond + ETHER }
+      ]
+      for (const h of forged) {
+        // with the forged root, the fake leaf has a valid Merkle proof: only the header check stops it
+        await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [h, forgedTree.leaves[2], forgedTree.proof(2)], 'SettlementHeaderMismatch', [c.batchId])
+        await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [h, forgedTree.leaves[1], forgedTree.proof(1), forgedTree.leaves[2], forgedTree.proof(2)], 'SettlementHeaderMismatch', [c.batchId])
+        await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [h, 2n], 'SettlementHeaderMismatch', [c.batchId], PARAMS.minBatchBond)
+        await sendReverts(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [h, forgedTree.leaves[0], forgedTree.proof(0), c.header, c.batch.leaves[0], c.batch.proof(0)], 'SettlementHeaderMismatch', [c.batchId])
+        await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [h, forgedTree.leaves[2], forgedTree.proof(2), keccak256('0x09'), '0x'], 'SettlementHeaderMismatch', [c.batchId])
+        await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [h, forgedTree.leaves[2], forgedTree.proof(2), [], [], []], 'SettlementHeaderMismatch', [c.batchId])
+      }
+      // another worker's address names another (unknown) batch
+      const otherId = await world.read.settlement.read.batchIdOf([world.actors.w2.address, world.projectId, epoch, world.actors.gateway.address])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [{ ...c.header, worker: world.actors.w2.address }, c.batch.leaves[0], c.batch.proof(0)], 'SettlementUnknownBatch', [otherId])
+      await increaseTime(world, PARAMS.challengeWindow)
+      // the worker cannot be paid more than it committed: an inflated total or bond is refused
+      for (const h of forged.slice(3)) await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [h]], 'SettlementHeaderMismatch', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
+      assert.equal(await owed(world, 'w1'), c.batch.total + PARAMS.minBatchBond)
+      // finalized: the genuine header still names it (a keeper in disputes), a forged one still fails
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementBatchNotCommitted', [c.batchId])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [forged[3]]], 'SettlementHeaderMismatch', [c.batchId])
+    })
+
+    it('commitBatches: several commits and the due finalizations in one transaction, bonds summed, each batch once', async () => {
+      honest = ['w1']
+      const e1 = await world.read.settlement.read.currentEpoch()
+      const first = await Promise.all([0, 1].map(async () => await signedJob(world, { worker: 'w1', epoch: e1 })))
+      await endEpoch(world)
+      const old = await commit(world, 'w1', e1, first.map(j => j.item))
+      await increaseTime(world, PARAMS.challengeWindow)
+      const e2 = await world.read.settlement.read.currentEpoch()
+      const a = await Promise.all([0, 1, 2].map(async () => await signedJob(world, { worker: 'w1', epoch: e2 })))
+      const b = await Promise.all([0].map(async () => await signedJob(world, { worker: 'w1', epoch: e2, gateway: 'gateway2' })))
+      await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, world.actors.gateway2.address, 100n * ETHER])
+      await endEpoch(world)
+      const ba = buildSettlementBatch(a.map(j => j.item))
+      const bb = buildSettlementBatch(b.map(j => j.item))
+      const bond = PARAMS.minBatchBond
+      const commits = [
+        { projectId: world.projectId, epoch: e2, gateway: world.actors.gateway.address, root: ba.root, count: ba.count, total: ba.total, bond, dataCid: CID },
+        { projectId: world.projectId, epoch: e2, gateway: world.actors.gateway2.address, root: bb.root, count: bb.count, total: bb.total, bond: bond + 1n, dataCid: CID }
+      ]
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [commits, [old.header]], 'SettlementBondMismatch', [2n * bond, 2n * bond + 1n], 2n * bond)
+      await sendReverts(world, 'stranger', 'Settlement', 'commitBatches', [commits, []], 'SettlementNotStakedWorker', [world.actors.stranger.address], 2n * bond + 1n)
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[commits[0], commits[0]], []], 'SettlementBatchExists', [await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e2, world.actors.gateway.address])], 2n * bond)
+      // a forged header among the due ones fails the whole transaction
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [commits, [{ ...old.header, total: old.header.total + 1n }]], 'SettlementHeaderMismatch', [old.batchId], 2n * bond + 1n)
+      const wallet = async (): Promise<bigint> => await world.publicClient.getBalance({ address: world.actors.w1.address })
+      const before = await wallet()
+      const r = await send(world, 'w1', 'Settlement', 'commitBatches', [commits, [old.header]], 2n * bond + 1n)
+      const evs = parseEventLogs({ abi: settlementAbi, logs: r.logs })
+      assert.deepEqual(evs.map(e => e.eventName).filter(n => n === 'BatchCommitted' || n === 'BatchFinalized' || n === 'PaymentWithdrawn'), ['BatchCommitted', 'BatchCommitted', 'BatchFinalized', 'PaymentWithdrawn'])
+      // the caller's own due batch is paid to it in the same transaction: nothing left to withdraw
+      assert.equal(await owed(world, 'w1'), 0n)
+      assert.equal(await wallet() - before, old.batch.total + bond - (2n * bond + 1n) - r.gasUsed * r.effectiveGasPrice, 'the wallet gets the due batch (total + bond), less the new bonds and the gas')
+      for (const [c, t] of [[commits[0], ba], [commits[1], bb]] as const) {
+        const id = await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e2, c.gateway])
+        assert.equal((await world.read.settlement.read.getBatch([id])).status, 1)
+        await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, e2, c.gateway, t.root, t.count, t.total, CID], 'SettlementBatchExists', [id], bond)
+      }
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [old.header]], 'SettlementBatchNotCommitted', [old.batchId])
+      await increaseTime(world, PARAMS.challengeWindow)
+      // with no commits it only finalizes (anyone may)
+      const headers = commits.map(c => ({ worker: world.actors.w1.address, projectId: c.projectId, gateway: c.gateway, epoch: c.epoch, root: c.root, count: c.count, total: c.total, bond: c.bond }))
+      await sendReverts(world, 'stranger', 'Settlement', 'commitBatches', [[], headers], 'SettlementBondMismatch', [1n, 0n], 1n)
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], headers])
+      // finalized by someone else: credited to the worker (pull payment)
+      assert.equal(await owed(world, 'w1'), ba.total + bb.total + 2n * bond + 1n)
     })
   })
 
@@ -162,7 +249,7 @@ describe('contracts: attacks', function () {
       assert.equal(node, c.batch.root, 'the shortened proof does lead from the inner node to the root')
       // …but no Leaf hashes to it: reading the two children as the leaf's first words fails
       const forged: SettlementLeaf = { ...c.batch.leaves[0], index: hexToBigInt(a), cumulativeFee: hexToBigInt(b) }
-      for (const args of [[c.batchId, forged, proof.slice(1)], [c.batchId, forged, proof]]) {
+      for (const args of [[c.header, forged, proof.slice(1)], [c.header, forged, proof]]) {
         await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', args, 'SettlementInvalidProof')
       }
       assert.notEqual(await world.read.settlement.read.leafHash([forged]), inner)
@@ -177,7 +264,7 @@ describe('contracts: attacks', function () {
       const c = await commit(world, 'w1', epoch, [j.item, k.item, j.item])
       const second = buildSettlementBatch([j.item])
       await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, second.root, 1, ETHER, CID], 'SettlementBatchExists', [c.batchId], PARAMS.minBatchBond)
-      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.batchId, c.batch.leaves[0], c.batch.proof(0), c.batchId, c.batch.leaves[2], c.batch.proof(2)])
+      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.header, c.batch.leaves[0], c.batch.proof(0), c.header, c.batch.leaves[2], c.batch.proof(2)])
       assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
     })
 
@@ -190,7 +277,7 @@ describe('contracts: attacks', function () {
       const t = buildSettlementBatch(js.map(j => j.item))
       const c = await commit(world, 'w1', epoch, fromLeaves(t.leaves, 50n * ETHER))
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow - 50n * ETHER)
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)])
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow)
     })
   })
@@ -242,7 +329,7 @@ describe('contracts: attacks', function () {
       const c = await commit(world, 'w1', epoch, [j.item], { gateway: 'stranger' })
       const other = keccak256(toHex('a second output'))
       const sig = await signReceipt(world.actors.w1.account, world.domain, { ...j.receipt, outputHash: other })
-      await sendReverts(world, 'stranger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementGatewayNotStaked', [world.actors.stranger.address])
+      await sendReverts(world, 'stranger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[0], c.batch.proof(0), other, sig], 'SettlementGatewayNotStaked', [world.actors.stranger.address])
     })
 
     it('disagreement on a function not declared deterministic never slashes (Math.random dissent)', async () => {
@@ -256,7 +343,7 @@ describe('contracts: attacks', function () {
       peers.sort((x, y) => x.receipt.worker.toLowerCase() < y.receipt.worker.toLowerCase() ? -1 : 1)
       await endEpoch(world)
       const c = await commit(world, 'w1', epoch, [mine.item])
-      const args = [c.batchId, c.batch.leaves[0], c.batch.proof(0), peers.map(p => p.receipt), peers.map(p => p.receiptSignature), peers.map(p => p.ticketSignature)]
+      const args = [c.header, c.batch.leaves[0], c.batch.proof(0), peers.map(p => p.receipt), peers.map(p => p.receiptSignature), peers.map(p => p.ticketSignature)]
       await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', args, 'SettlementNotDeterministic', [echo])
       // the same proof is a fault once the builder declares the function deterministic
       await send(world, 'owner', 'FunctionRegistry', 'deploy', [world.actors.owner.address, 'demo', '0x0155', keccak256('0x09'), ['echo'], 1n])
@@ -275,7 +362,7 @@ describe('contracts: attacks', function () {
       const forged = await Promise.all(fakes.map(async f => await signTicket(world.actors.stranger.account, world.domain, f.ticket)))
       await endEpoch(world)
       const c = await commit(world, 'w1', epoch, [mine.item])
-      await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, c.batch.leaves[0], c.batch.proof(0), fakes.map(p => p.receipt), fakes.map(p => p.receiptSignature), forged], 'SettlementInvalidTicketSignature', [0n])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.header, c.batch.leaves[0], c.batch.proof(0), fakes.map(p => p.receipt), fakes.map(p => p.receiptSignature), forged], 'SettlementInvalidTicketSignature', [0n])
     })
   })
 
@@ -294,14 +381,13 @@ describe('contracts: attacks', function () {
       const batch = buildSettlementBatch(honestJobs.map(j => j.item))
       const commitArgs = [world.projectId, epoch, world.actors.gateway.address, batch.root, batch.count, batch.total, CID]
       await sendReverts(world, 'w2', 'Settlement', 'commitBatch', commitArgs, 'SettlementAllowanceExceeded', [batch.total, 0n], PARAMS.minBatchBond)
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
       assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), 0n)
       // the honest batch now commits and is paid in full
-      await commit(world, 'w2', epoch, honestJobs.map(j => j.item))
+      const paid = await commit(world, 'w2', epoch, honestJobs.map(j => j.item))
       assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch]), 3n * ETHER)
       await increaseTime(world, PARAMS.challengeWindow)
-      const id = await world.read.settlement.read.batchIdOf([world.actors.w2.address, world.projectId, epoch, world.actors.gateway.address])
-      await send(world, 'stranger', 'Settlement', 'finalizeBatch', [id])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [paid.header]])
       assert.equal(await owed(world, 'w2'), 3n * ETHER + PARAMS.minBatchBond)
     })
 
@@ -314,7 +400,7 @@ describe('contracts: attacks', function () {
       const cb = await commit(world, 'w2', epoch, [b.item])
       const spent = async (): Promise<bigint> => await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, epoch])
       assert.equal(await spent(), 2n * ETHER)
-      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [ca.batchId, ca.batch.leaves[0], ca.batch.proof(0), cb.batchId, cb.batch.leaves[0], cb.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [ca.header, ca.batch.leaves[0], ca.batch.proof(0), cb.header, cb.batch.leaves[0], cb.batch.proof(0)])
       assert.equal(await spent(), ETHER)
     })
   })
@@ -356,7 +442,7 @@ describe('contracts: attacks', function () {
       await send(world, 'w1', 'WorkerStaking', 'requestWithdrawal', [STAKE])
       assert.equal(await world.read.staking.read.isActiveWorker([world.actors.w1.address]), false)
       await increaseTime(world, PARAMS.challengeWindow - 10n)
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
       const s = await world.read.staking.read.stakeOf([world.actors.w1.address])
       assert.equal(s.pending, STAKE / 2n)
       await increaseTime(world, PARAMS.unbondingPeriod)

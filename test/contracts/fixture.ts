@@ -15,8 +15,8 @@ import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { buildContracts } from '../../contracts/hre.ts'
 import { deployPeerHost, LOCAL_PARAMS, readArtifact, type PeerHostAddresses, type PeerHostParams } from '../../contracts/deploy.ts'
 import {
-  executionCoordinatorAbi, functionRegistryAbi, settlementAbi, workerStakingAbi, buildSettlementBatch,
-  type SettlementBatch, type SettlementItem
+  executionCoordinatorAbi, functionRegistryAbi, settlementAbi, workerStakingAbi, buildSettlementBatch, batchHeader,
+  type SettlementBatch, type SettlementBatchHeader, type SettlementItem
 } from '../../contracts/abi/index.ts'
 import { functionId as fnId, peerHostDomain, projectId as projId, signReceipt, signTicket, type PeerHostDomain, type Receipt, type Ticket } from '../../protocol/eip712.ts'
 
@@ -288,10 +288,17 @@ export async function signedJob (world: World, spec: JobSpec): Promise<SignedJob
 
 export interface CommittedBatch {
   batchId: Hex
+  /** what every call naming the batch passes (Settlement stores only its hash) */
+  header: SettlementBatchHeader
   batch: SettlementBatch
   worker: ActorName
   gateway: ActorName
   epoch: bigint
+}
+
+/** The header of a batch nobody committed (epoch 999 of w1 for the gateway). */
+export function unknownHeader (world: World): SettlementBatchHeader {
+  return { worker: world.actors.w1.address, projectId: world.projectId, gateway: world.actors.gateway.address, epoch: 999n, root: keccak256('0x01'), count: 1, total: 1n, bond: PARAMS.minBatchBond }
 }
 
 /** Commits a batch (built honestly unless `batch` is given) for `worker`. */
@@ -302,11 +309,13 @@ export async function commit (
   const batch = Array.isArray(items) ? buildSettlementBatch(items) : items
   const gateway = options.gateway ?? 'gateway'
   const projectId = options.projectId ?? world.projectId
+  const bond = options.bond ?? PARAMS.minBatchBond
   await send(world, worker, 'Settlement', 'commitBatch', [
     projectId, epoch, world.actors[gateway].address, batch.root, batch.count, batch.total, '0x0155'
-  ], options.bond ?? PARAMS.minBatchBond)
+  ], bond)
   const batchId = await world.read.settlement.read.batchIdOf([world.actors[worker].address, projectId, epoch, world.actors[gateway].address])
-  return { batchId, batch, worker, gateway, epoch }
+  const header = batchHeader({ worker: world.actors[worker].address, projectId, gateway: world.actors[gateway].address, epoch, root: batch.root, count: batch.count, total: batch.total, bond })
+  return { batchId, header, batch, worker, gateway, epoch }
 }
 
 /** Owed balances and escrows a suite can compare before and after. */

@@ -5,7 +5,8 @@ import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { signReceipt, signTicket } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, expectRevertAny, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
-  type ActorName, type CommittedBatch, type SignedJob, type World, STAKE, assertHonestKeptStake
+  type ActorName, type CommittedBatch, type SignedJob, type World, STAKE, assertHonestKeptStake,
+  unknownHeader
 } from './fixture.ts'
 
 const BOND = PARAMS.minBatchBond
@@ -38,6 +39,11 @@ describe('contracts: Settlement', function () {
     return { c, js }
   }
 
+  async function unknownBatchId (): Promise<Hex> {
+    const h = unknownHeader(world)
+    return await world.read.settlement.read.batchIdOf([h.worker, h.projectId, h.epoch, h.gateway])
+  }
+
   async function stakeOf (who: ActorName): Promise<bigint> {
     const s = await world.read.staking.read.stakeOf([world.actors[who].address])
     return s.amount + s.pending
@@ -52,7 +58,7 @@ describe('contracts: Settlement', function () {
     const slashed = STAKE * BigInt(PARAMS.slashBps) / 10_000n
     assert.equal(ev.args.slashed, slashed)
     assert.equal(await stakeOf(c.worker), STAKE - slashed)
-    const forfeited = slashed + b.bond
+    const forfeited = slashed + c.header.bond
     assert.equal(await owed(world, challenger), alsoOwed + forfeited * BigInt(PARAMS.challengerShareBps) / 10_000n)
   }
 
@@ -63,9 +69,9 @@ describe('contracts: Settlement', function () {
     const total = c.batch.total
     assert.equal(total, ETHER / 100n * 10n)
     assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow0 - total)
-    await sendReverts(world, 'stranger', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementChallengeWindowOpen')
+    await sendReverts(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementChallengeWindowOpen')
     await increaseTime(world, PARAMS.challengeWindow)
-    const r = await send(world, 'stranger', 'Settlement', 'finalizeBatch', [c.batchId])
+    const r = await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
     const [ev] = parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'BatchFinalized' })
     assert.equal(ev.args.paid, total)
     assert.equal(await owed(world, 'w1'), total + BOND)
@@ -167,14 +173,15 @@ describe('contracts: Settlement', function () {
       await send(world, 'owner', 'Settlement', 'setGatewayAllowance', [world.projectId, world.actors.gateway2.address, 10_000n * ETHER])
       await sendReverts(world, 'w2', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway2.address, root, 1, 2_000n * ETHER, '0x01'], 'SettlementInsufficientEscrow', [2_000n * ETHER, 1_000n * ETHER - 1n], BOND)
     })
-    it('finalizeBatch: SettlementBatchNotCommitted (unknown, finalized, voided), SettlementChallengeWindowOpen', async () => {
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [keccak256('0x01')], 'SettlementBatchNotCommitted')
+    it('finalization (commitBatches due): SettlementUnknownBatch, SettlementBatchNotCommitted (finalized, voided), SettlementChallengeWindowOpen', async () => {
+      const unknownId = await unknownBatchId()
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [unknownHeader(world)]], 'SettlementUnknownBatch', [unknownId])
       const { c } = await honestBatch('w1', 1)
       const b = await world.read.settlement.read.getBatch([c.batchId])
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementChallengeWindowOpen', [b.committedAt + PARAMS.challengeWindow])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementChallengeWindowOpen', [b.committedAt + PARAMS.challengeWindow])
       await increaseTime(world, PARAMS.challengeWindow)
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId])
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementBatchNotCommitted', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementBatchNotCommitted', [c.batchId])
     })
     it('withdraw: SettlementNothingToWithdraw, SettlementTransferFailed', async () => {
       await sendReverts(world, 'w1', 'Settlement', 'withdraw', [], 'SettlementNothingToWithdraw')
@@ -198,10 +205,10 @@ describe('contracts: Settlement', function () {
       honest = ['w1']
       const { c } = await honestBatch('w1', 4)
       for (let i = 0; i < 4; i++) {
-        await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
+        await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
       }
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, { ...c.batch.leaves[1], fee: 1n }, c.batch.proof(1)], 'SettlementInvalidProof')
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [keccak256('0x01'), c.batch.leaves[1], c.batch.proof(1)], 'SettlementUnknownBatch')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, { ...c.batch.leaves[1], fee: 1n }, c.batch.proof(1)], 'SettlementInvalidProof')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [unknownHeader(world), c.batch.leaves[1], c.batch.proof(1)], 'SettlementUnknownBatch', [await unknownBatchId()])
     })
 
     it('voids a batch with a ticket signed by an unauthorised key, and pays the challenger', async () => {
@@ -212,11 +219,11 @@ describe('contracts: Settlement', function () {
       await endEpoch(world)
       const c = await commit(world, 'w1', epoch, [good[0].item, forged.item, good[1].item])
       const escrowBefore = await world.read.settlement.read.escrowOf([world.projectId])
-      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)])
       await assertVoided(c, 1, 'challenger', r)
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrowBefore + c.batch.total)
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)], 'SettlementBatchNotChallengeable', [c.batchId])
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementBatchNotCommitted', [c.batchId])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)], 'SettlementBatchNotChallengeable', [c.batchId])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementBatchNotCommitted', [c.batchId])
     })
 
     it('voids a batch claiming a ticket for another project\'s function, or for another worker or epoch', async () => {
@@ -227,7 +234,7 @@ describe('contracts: Settlement', function () {
       await endEpoch(world)
       for (const [worker, bad] of [['w1', otherProject], ['w3', otherWorker], ['w4', otherEpoch]] as const) {
         const c = await commit(world, worker, epoch, [bad.item])
-        const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)])
+        const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
         const [ev] = parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'BatchVoided' })
         assert.equal(ev.args.fault, 1)
       }
@@ -241,8 +248,8 @@ describe('contracts: Settlement', function () {
       const honestTree = buildSettlementBatch(js.map(j => j.item))
       const inflated = fromLeaves(honestTree.leaves, honestTree.total * 10n)
       const c = await commit(world, 'w1', epoch, inflated)
-      for (const i of [0, 1]) await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
-      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[2], c.batch.proof(2)])
+      for (const i of [0, 1]) await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
+      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[2], c.batch.proof(2)])
       await assertVoided(c, 3, 'challenger', r)
     })
 
@@ -255,12 +262,12 @@ describe('contracts: Settlement', function () {
       const t = buildSettlementBatch(js.map(j => j.item))
       const hidden = fromLeaves(t.leaves, t.leaves[1].cumulativeFee)
       const c = await commit(world, 'w1', epoch, { ...hidden, count: 2 })
-      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[2], c.batch.proof(2)])
+      const r = await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[2], c.batch.proof(2)])
       await assertVoided(c, 2, 'challenger', r)
       const t2 = buildSettlementBatch(js2.map(j => j.item))
       const leaves: SettlementLeaf[] = t2.leaves.map((l, i) => ({ ...l, cumulativeFee: l.cumulativeFee + (i === 0 ? 5n : 5n) }))
       const c2 = await commit(world, 'w2', epoch, fromLeaves(leaves))
-      const r2 = await send(world, 'stranger', 'Settlement', 'proveInvalidLeaf', [c2.batchId, c2.batch.leaves[0], c2.batch.proof(0)])
+      const r2 = await send(world, 'stranger', 'Settlement', 'proveInvalidLeaf', [c2.header, c2.batch.leaves[0], c2.batch.proof(0)])
       await assertVoided(c2, 3, 'stranger', r2)
     })
 
@@ -276,13 +283,13 @@ describe('contracts: Settlement', function () {
       const c = await commit(world, 'w1', epoch, fromLeaves(leaves))
       const L = c.batch.leaves
       const P = (i: number) => c.batch.proof(i)
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, L[3], P(3)], 'SettlementNoFault')
-      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[0], P(0), L[2], P(2)], 'SettlementNotAdjacent', [0n, 2n])
-      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[0], P(0), L[0], P(0)], 'SettlementNotAdjacent', [0n, 0n])
-      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[0], P(0), L[1], P(1)], 'SettlementNoFault')
-      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[2], P(2), L[3], P(3)], 'SettlementNoFault')
-      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[1], P(1), L[2], P(0)], 'SettlementInvalidProof')
-      const r = await send(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.batchId, L[1], P(1), L[2], P(2)])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, L[3], P(3)], 'SettlementNoFault')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[0], P(0), L[2], P(2)], 'SettlementNotAdjacent', [0n, 2n])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[0], P(0), L[0], P(0)], 'SettlementNotAdjacent', [0n, 0n])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[0], P(0), L[1], P(1)], 'SettlementNoFault')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[2], P(2), L[3], P(3)], 'SettlementNoFault')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[1], P(1), L[2], P(0)], 'SettlementInvalidProof')
+      const r = await send(world, 'challenger', 'Settlement', 'proveBrokenSum', [c.header, L[1], P(1), L[2], P(2)])
       await assertVoided(c, 3, 'challenger', r)
     })
 
@@ -292,7 +299,7 @@ describe('contracts: Settlement', function () {
       await endEpoch(world)
       const c = await commit(world, 'w1', epoch, [js[0].item, js[1].item, js[0].item])
       const L = c.batch.leaves
-      const r = await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.batchId, L[0], c.batch.proof(0), c.batchId, L[2], c.batch.proof(2)])
+      const r = await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.header, L[0], c.batch.proof(0), c.header, L[2], c.batch.proof(2)])
       await assertVoided(c, 4, 'challenger', r)
     })
 
@@ -308,16 +315,16 @@ describe('contracts: Settlement', function () {
       const b = await commit(world, 'w1', epoch, [other[0].item, first.item])
       const escrow0 = await world.read.settlement.read.escrowOf([world.projectId])
       // the lower attempt cannot push out the higher one
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [b.batchId, b.batch.leaves[1], b.batch.proof(1), a.batchId, a.batch.leaves[0], a.batch.proof(0)], 'SettlementNoFault')
-      const r = await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.batchId, a.batch.leaves[0], a.batch.proof(0), b.batchId, b.batch.leaves[1], b.batch.proof(1)])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [b.header, b.batch.leaves[1], b.batch.proof(1), a.header, a.batch.leaves[0], a.batch.proof(0)], 'SettlementNoFault')
+      const r = await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.header, a.batch.leaves[0], a.batch.proof(0), b.header, b.batch.leaves[1], b.batch.proof(1)])
       const [ev] = parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'LeafExcluded' })
       assert.equal(ev.args.fee, ETHER / 10n)
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow0 + ETHER / 10n)
       assert.equal(await world.read.settlement.read.isExcluded([b.batchId, 1n]), true)
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.batchId, a.batch.leaves[0], a.batch.proof(0), b.batchId, b.batch.leaves[1], b.batch.proof(1)], 'SettlementLeafExcluded', [b.batchId, 1n])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.header, a.batch.leaves[0], a.batch.proof(0), b.header, b.batch.leaves[1], b.batch.proof(1)], 'SettlementLeafExcluded', [b.batchId, 1n])
       await increaseTime(world, PARAMS.challengeWindow)
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [b.batchId])
-      await send(world, 'w2', 'Settlement', 'finalizeBatch', [a.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [b.header]])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [a.header]])
       // the client paid the job once
       assert.equal(await owed(world, 'w1'), other[0].ticket.fee + BOND)
       assert.equal(await owed(world, 'w2'), ETHER / 10n + BOND)
@@ -331,13 +338,13 @@ describe('contracts: Settlement', function () {
       await endEpoch(world)
       const a = await commit(world, 'w1', e0, [first.item])
       await increaseTime(world, PARAMS.challengeWindow)
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [a.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [a.header]])
       const e1 = await world.read.settlement.read.currentEpoch()
       const late = await signedJob(world, { worker: 'w2', epoch: e1, jobId, attempt: 0 })
       await endEpoch(world)
       const b = await commit(world, 'w2', e1, [late.item])
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [b.batchId, b.batch.leaves[0], b.batch.proof(0), a.batchId, a.batch.leaves[0], a.batch.proof(0)], 'SettlementBatchNotChallengeable', [a.batchId])
-      await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.batchId, a.batch.leaves[0], a.batch.proof(0), b.batchId, b.batch.leaves[0], b.batch.proof(0)])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [b.header, b.batch.leaves[0], b.batch.proof(0), a.header, a.batch.leaves[0], a.batch.proof(0)], 'SettlementBatchNotChallengeable', [a.batchId])
+      await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [a.header, a.batch.leaves[0], a.batch.proof(0), b.header, b.batch.leaves[0], b.batch.proof(0)])
       assert.equal(await world.read.settlement.read.isExcluded([b.batchId, 0n]), true)
     })
 
@@ -357,19 +364,19 @@ describe('contracts: Settlement', function () {
       const b = await commit(world, 'w2', epoch, [y.item])
       const c = await commit(world, 'w3', epoch, [z.item], { gateway: 'gateway2' })
       const f = await commit(world, 'w4', epoch, [forged.item])
-      const A = [a.batchId, a.batch.leaves[0], a.batch.proof(0)] as const
-      const B = [b.batchId, b.batch.leaves[0], b.batch.proof(0)] as const
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A, a.batchId, a.batch.leaves[1], a.batch.proof(1)], 'SettlementNotDuplicate')
+      const A = [a.header, a.batch.leaves[0], a.batch.proof(0)] as const
+      const B = [b.header, b.batch.leaves[0], b.batch.proof(0)] as const
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A, a.header, a.batch.leaves[1], a.batch.proof(1)], 'SettlementNotDuplicate')
       await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A, ...A], 'SettlementNotDuplicate')
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [c.batchId, c.batch.leaves[0], c.batch.proof(0), ...A], 'SettlementNotDuplicate')
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [keccak256('0x01'), b.batch.leaves[0], b.batch.proof(0), ...A], 'SettlementUnknownBatch', [keccak256('0x01')])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [c.header, c.batch.leaves[0], c.batch.proof(0), ...A], 'SettlementNotDuplicate')
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [unknownHeader(world), b.batch.leaves[0], b.batch.proof(0), ...A], 'SettlementUnknownBatch', [await unknownBatchId()])
       // a forged keeper never pushes out a genuine leaf
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [f.batchId, f.batch.leaves[0], f.batch.proof(0), ...B], 'SettlementInvalidTicket', [f.batchId, 0n])
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...B, f.batchId, f.batch.leaves[0], f.batch.proof(0)], 'SettlementInvalidTicket', [f.batchId, 0n])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [f.header, f.batch.leaves[0], f.batch.proof(0), ...B], 'SettlementInvalidTicket', [f.batchId, 0n])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...B, f.header, f.batch.leaves[0], f.batch.proof(0)], 'SettlementInvalidTicket', [f.batchId, 0n])
       // a voided batch's leaf is no keeper
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [f.batchId, f.batch.leaves[0], f.batch.proof(0)])
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [vb.batchId, vb.batch.leaves[1], vb.batch.proof(1)])
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [vb.batchId, vb.batch.leaves[0], vb.batch.proof(0), ...B], 'SettlementLeafExcluded', [vb.batchId, 0n])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [f.header, f.batch.leaves[0], f.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [vb.header, vb.batch.leaves[1], vb.batch.proof(1)])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [vb.header, vb.batch.leaves[0], vb.batch.proof(0), ...B], 'SettlementLeafExcluded', [vb.batchId, 0n])
       await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...B, ...A])
       await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A, ...B], 'SettlementLeafExcluded', [a.batchId, 0n])
     })
@@ -396,12 +403,12 @@ describe('contracts: Settlement', function () {
       // w3: a leaf beyond the count
       const three = buildSettlementBatch([x.item, oldY.item])
       const c = await commit(world, 'w3', epoch, { ...fromLeaves(three.leaves, fee), count: 1 })
-      const A = (i: number) => [a.batchId, a.batch.leaves[i], a.batch.proof(i)] as const
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(2), c.batchId, c.batch.leaves[1], c.batch.proof(1)], 'SettlementLeafOutOfRange', [c.batchId, 1n])
-      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(0), b.batchId, b.batch.leaves[0], b.batch.proof(0)], 'SettlementExclusionExceedsTotal', [b.batchId])
-      await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(1), d.batchId, d.batch.leaves[0], d.batch.proof(0)])
+      const A = (i: number) => [a.header, a.batch.leaves[i], a.batch.proof(i)] as const
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(2), c.header, c.batch.leaves[1], c.batch.proof(1)], 'SettlementLeafOutOfRange', [c.batchId, 1n])
+      await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(0), b.header, b.batch.leaves[0], b.batch.proof(0)], 'SettlementExclusionExceedsTotal', [b.batchId])
+      await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(1), d.header, d.batch.leaves[0], d.batch.proof(0)])
       assert.equal((await world.read.settlement.read.getBatch([d.batchId])).excluded, fee)
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [b.batchId, b.batch.leaves[0], b.batch.proof(0)])
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [b.header, b.batch.leaves[0], b.batch.proof(0)])
     })
 
     it('proveEquivocation: voids a batch when its worker signed another output for the same job; SettlementNoFault, SettlementInvalidReceiptSignature', async () => {
@@ -411,14 +418,14 @@ describe('contracts: Settlement', function () {
       const c = await commit(world, 'w1', epoch, js.map(j => j.item))
       const other = keccak256(toHex('another output'))
       const sameSig = await signReceipt(world.actors.w1.account, world.domain, js[1].receipt)
-      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[1], c.batch.proof(1), js[1].receipt.outputHash, sameSig], 'SettlementNoFault')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[1], c.batch.proof(1), js[1].receipt.outputHash, sameSig], 'SettlementNoFault')
       const byOther = await signReceipt(world.actors.w2.account, world.domain, { ...js[1].receipt, outputHash: other })
-      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[1], c.batch.proof(1), other, byOther], 'SettlementInvalidReceiptSignature', [0n])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[1], c.batch.proof(1), other, byOther], 'SettlementInvalidReceiptSignature', [0n])
       // another attempt or another job is not equivocation
       const otherAttempt = await signReceipt(world.actors.w1.account, world.domain, { ...js[1].receipt, attempt: 1, outputHash: other })
-      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[1], c.batch.proof(1), other, otherAttempt], 'SettlementInvalidReceiptSignature', [0n])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[1], c.batch.proof(1), other, otherAttempt], 'SettlementInvalidReceiptSignature', [0n])
       const sig = await signReceipt(world.actors.w1.account, world.domain, { ...js[1].receipt, outputHash: other })
-      const r = await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.batchId, c.batch.leaves[1], c.batch.proof(1), other, sig])
+      const r = await send(world, 'challenger', 'Settlement', 'proveEquivocation', [c.header, c.batch.leaves[1], c.batch.proof(1), other, sig])
       await assertVoided(c, 5, 'challenger', r)
     })
 
@@ -481,7 +488,7 @@ describe('contracts: Settlement', function () {
       const R = peers.map(p => p.receipt)
       const S = peers.map(p => p.receiptSignature)
       const T = peers.map(p => p.ticketSignature)
-      const call = async (receipts: any[], sigs: Hex[], name: string, args?: unknown[], tsigs: Hex[] = T.slice(0, receipts.length)) => await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, receipts, sigs, tsigs], name, args)
+      const call = async (receipts: any[], sigs: Hex[], name: string, args?: unknown[], tsigs: Hex[] = T.slice(0, receipts.length)) => await sendReverts(world, 'challenger', 'Settlement', 'proveDisagreement', [c.header, leaf, proof, receipts, sigs, tsigs], name, args)
       await call(R, S.slice(0, 2), 'SettlementLengthMismatch')
       await call(R.slice(0, 2), S.slice(0, 2), 'SettlementLengthMismatch', undefined, T.slice(0, 1))
       // each receipt needs the ticket it answers, signed by the batch's gateway
@@ -515,7 +522,7 @@ describe('contracts: Settlement', function () {
       await send(world, 'gateway', 'WorkerStaking', 'requestWithdrawal', [STAKE])
       await call(R.slice(0, 2), S.slice(0, 2), 'SettlementGatewayNotStaked', [world.actors.gateway.address])
       await revertTo(world, s3)
-      const r = await send(world, 'challenger', 'Settlement', 'proveDisagreement', [c.batchId, leaf, proof, R.slice(0, 2), S.slice(0, 2), T.slice(0, 2)])
+      const r = await send(world, 'challenger', 'Settlement', 'proveDisagreement', [c.header, leaf, proof, R.slice(0, 2), S.slice(0, 2), T.slice(0, 2)])
       await assertVoided(c, 6, 'challenger', r)
     })
 
@@ -523,31 +530,31 @@ describe('contracts: Settlement', function () {
       honest = ['w1']
       const { c } = await honestBatch('w1', 4)
       const b0 = await world.read.settlement.read.getBatch([c.batchId])
-      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 4n], 'SettlementLeafOutOfRange', [c.batchId, 4n], BOND)
-      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 3n], 'SettlementBondTooSmall', [BOND - 1n, BOND], BOND - 1n)
-      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [keccak256('0x01'), 3n], 'SettlementUnknownBatch', [keccak256('0x01')], BOND)
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 4n], 'SettlementLeafOutOfRange', [c.batchId, 4n], BOND)
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 3n], 'SettlementBondTooSmall', [BOND - 1n, BOND], BOND - 1n)
+      await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [unknownHeader(world), 3n], 'SettlementUnknownBatch', [await unknownBatchId()], BOND)
       await increaseTime(world, PARAMS.challengeWindow - 5n)
-      const rq = await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 3n], BOND)
+      const rq = await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 3n], BOND)
       const [ev] = parseEventLogs({ abi: settlementAbi, logs: rq.logs, eventName: 'LeafRequested' })
-      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 3n], 'SettlementLeafAlreadyRequested', [c.batchId, 3n], BOND)
-      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 3n], 'SettlementAnswerWindowOpen', [ev.args.deadline])
-      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 2n], 'SettlementNoLeafRequest', [c.batchId, 2n])
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[2], c.batch.proof(2)], 'SettlementNoLeafRequest', [c.batchId, 2n])
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, { ...c.batch.leaves[3], fee: 1n }, c.batch.proof(3)], 'SettlementInvalidProof')
+      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.header, 3n], 'SettlementLeafAlreadyRequested', [c.batchId, 3n], BOND)
+      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.header, 3n], 'SettlementAnswerWindowOpen', [ev.args.deadline])
+      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [c.header, 2n], 'SettlementNoLeafRequest', [c.batchId, 2n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[2], c.batch.proof(2)], 'SettlementNoLeafRequest', [c.batchId, 2n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, { ...c.batch.leaves[3], fee: 1n }, c.batch.proof(3)], 'SettlementInvalidProof')
       await increaseTime(world, 10)
       // past the original window, the batch is still challengeable and cannot finalize while a request is open
-      await sendReverts(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId], 'SettlementChallengeWindowOpen')
-      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 1n], 'SettlementBatchNotChallengeable', [c.batchId], BOND)
-      const an = await send(world, 'stranger', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementChallengeWindowOpen')
+      await sendReverts(world, 'stranger', 'Settlement', 'requestLeaf', [c.header, 1n], 'SettlementBatchNotChallengeable', [c.batchId], BOND)
+      const an = await send(world, 'stranger', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[3], c.batch.proof(3)])
       const [answered] = parseEventLogs({ abi: settlementAbi, logs: an.logs, eventName: 'LeafAnswered' })
       assert.equal(answered.args.leaf.cumulativeFee, c.batch.total)
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoLeafRequest', [c.batchId, 3n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoLeafRequest', [c.batchId, 3n])
       assert.equal(await owed(world, 'w1'), BOND)
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoFault')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoFault')
       const b1 = await world.read.settlement.read.getBatch([c.batchId])
       assert.equal(b1.extendedUntil, ev.args.deadline + PARAMS.commitWindow)
       await increaseTime(world, b1.extendedUntil - b0.committedAt - PARAMS.challengeWindow)
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
       assert.equal(await owed(world, 'w1'), BOND + c.batch.total + BOND)
     })
 
@@ -560,18 +567,18 @@ describe('contracts: Settlement', function () {
       // claims 1,000 requests worth 50 ETH but holds two real leaves
       const t = buildSettlementBatch(js.map(j => j.item))
       const c = await commit(world, 'w1', epoch, { ...fromLeaves(t.leaves, 50n * ETHER), count: 1000 })
-      for (const i of [0, 1]) await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
-      await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.batchId, 999n], BOND)
-      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 1n], BOND)
-      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 0n], BOND)
-      await send(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
+      for (const i of [0, 1]) await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[i], c.batch.proof(i)], 'SettlementNoFault')
+      await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 999n], BOND)
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.header, 1n], BOND)
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.header, 0n], BOND)
+      await send(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)])
       await increaseTime(world, PARAMS.commitWindow)
       const rq = await world.read.settlement.read.getLeafRequest([c.batchId, 999n])
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)], 'SettlementNoLeafRequest', [c.batchId, 1n])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)], 'SettlementNoLeafRequest', [c.batchId, 1n])
       const r0 = await world.read.settlement.read.getLeafRequest([c.batchId, 0n])
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)], 'SettlementAnswerWindowClosed', [r0.deadline])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)], 'SettlementAnswerWindowClosed', [r0.deadline])
       const escrow = await world.read.settlement.read.escrowOf([world.projectId])
-      const r = await send(world, 'stranger', 'Settlement', 'proveUnanswered', [c.batchId, 999n])
+      const r = await send(world, 'stranger', 'Settlement', 'proveUnanswered', [c.header, 999n])
       await assertVoided(c, 7, 'challenger', r, BOND)
       assert.equal(await world.read.settlement.read.escrowOf([world.projectId]), escrow + 50n * ETHER)
       assert.equal(rq.open, true)
@@ -584,11 +591,11 @@ describe('contracts: Settlement', function () {
       const good = await signedJob(world, { worker: 'w1', epoch })
       await endEpoch(world)
       const c = await commit(world, 'w1', epoch, [good.item, forged.item])
-      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.batchId, 0n], BOND)
-      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[1], c.batch.proof(1)])
-      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)], 'SettlementBatchNotChallengeable', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [c.header, 0n], BOND)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[1], c.batch.proof(1)])
+      await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)], 'SettlementBatchNotChallengeable', [c.batchId])
       await increaseTime(world, PARAMS.commitWindow)
-      const r = await send(world, 'w2', 'Settlement', 'proveUnanswered', [c.batchId, 0n])
+      const r = await send(world, 'w2', 'Settlement', 'proveUnanswered', [c.header, 0n])
       assert.equal(parseEventLogs({ abi: settlementAbi, logs: r.logs, eventName: 'BatchVoided' }).length, 0)
       assert.equal(await owed(world, 'stranger'), BOND)
     })
@@ -597,8 +604,8 @@ describe('contracts: Settlement', function () {
       honest = ['w1']
       const { c } = await honestBatch('w1', 2)
       await increaseTime(world, PARAMS.challengeWindow)
-      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.batchId, c.batch.leaves[0], c.batch.proof(0)], 'SettlementBatchNotChallengeable', [c.batchId])
-      await send(world, 'w1', 'Settlement', 'finalizeBatch', [c.batchId])
+      await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)], 'SettlementBatchNotChallengeable', [c.batchId])
+      await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
     })
   })
 })

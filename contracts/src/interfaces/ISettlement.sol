@@ -83,18 +83,39 @@ interface ISettlement {
         uint64 deadline;
     }
 
-    struct Batch {
+    /// @notice A committed batch's fields. Settlement stores only a hash of it: every call naming a
+    /// batch takes its header as calldata (from {BatchCommitted}: the event carries every field) and
+    /// is refused ({SettlementHeaderMismatch}) unless it hashes to the committed one. The batch id
+    /// is `batchIdOf(worker, projectId, epoch, gateway)`.
+    struct BatchHeader {
         address worker;
-        uint64 epoch;
-        uint32 count;
-        address gateway;
-        uint64 committedAt;
-        /// 0 none, 1 committed, 2 finalized, 3 voided.
-        uint8 status;
         bytes32 projectId;
+        address gateway;
+        uint64 epoch;
         bytes32 root;
+        uint32 count;
+        uint128 total;
+        /// The bond sent with the commit.
+        uint128 bond;
+    }
+
+    /// @notice One batch of {commitBatches}: the caller is its worker.
+    struct BatchCommit {
+        bytes32 projectId;
+        uint64 epoch;
+        address gateway;
+        bytes32 root;
+        uint32 count;
         uint128 total;
         uint128 bond;
+        bytes dataCid;
+    }
+
+    /// @notice A batch's state ({getBatch}); its fields are in its {BatchHeader}.
+    struct Batch {
+        /// 0 none, 1 committed, 2 finalized, 3 voided.
+        uint8 status;
+        uint64 committedAt;
         /// Fees of leaves excluded by {disputeDuplicateJob}, already refunded.
         uint128 excluded;
         /// Proofs and finalization wait until here when leaves were requested ({requestLeaf}).
@@ -164,6 +185,10 @@ interface ISettlement {
     error SettlementInsufficientEscrow(uint256 needed, uint256 available);
     error SettlementAllowanceExceeded(uint256 needed, uint256 available);
     error SettlementUnknownBatch(bytes32 batchId);
+    /// @notice The header passed is not the one committed for that batch id.
+    error SettlementHeaderMismatch(bytes32 batchId);
+    /// @notice {commitBatches}: `msg.value` must be the sum of the batches' bonds.
+    error SettlementBondMismatch(uint256 value, uint256 bonds);
     error SettlementBatchNotChallengeable(bytes32 batchId);
     error SettlementChallengeWindowOpen(uint64 endsAt);
     error SettlementBatchNotCommitted(bytes32 batchId);
@@ -213,34 +238,39 @@ interface ISettlement {
     /// @param dataCid CID of the published leaf list, so challengers can fetch it.
     function commitBatch(bytes32 projectId, uint64 epoch, address gateway, bytes32 root, uint32 count, uint128 total, bytes calldata dataCid)
         external payable returns (bytes32 batchId);
-    /// @notice After the challenge window, credits the worker with the batch total (less exclusions) plus the bond.
-    function finalizeBatch(bytes32 batchId) external;
+    /// @notice Commits several batches of the caller in one transaction (`msg.value` = the sum of
+    /// their bonds, each at least `minBatchBond`), then finalizes the batches of `due` (anyone's),
+    /// each after its challenge window with no leaf request open: its worker is owed the batch
+    /// total (less exclusions) plus the bond, paid at once when the worker is the caller, else
+    /// credited (pull payment, {withdraw}). A worker's one transaction per settlement tick; with no
+    /// commits (and no value) anyone may use it to finalize.
+    function commitBatches(BatchCommit[] calldata commits, BatchHeader[] calldata due) external payable;
     /// @notice Data availability: during the challenge window anyone may ask for leaf `index` of a
     /// batch, with a bond of at least `minBatchBond`. The leaf must be published with {answerLeaf}
     /// within `commitWindow`, or the batch is voided ({proveUnanswered}). A request extends the
     /// batch's challenge window to one `commitWindow` after its answer deadline.
-    function requestLeaf(bytes32 batchId, uint256 index) external payable;
+    function requestLeaf(BatchHeader calldata batch, uint256 index) external payable;
     /// @notice Publishes a requested leaf (anyone may; usually the worker); the request bond is
     /// credited to the batch's worker for its trouble.
-    function answerLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external;
+    function answerLeaf(BatchHeader calldata batch, Leaf calldata leaf, bytes32[] calldata proof) external;
     /// @notice After the answer deadline of an open request: voids the batch (fault 7, the requester
     /// is the challenger) and returns the request bond; on a batch voided meanwhile, only returns the bond.
-    function proveUnanswered(bytes32 batchId, uint256 index) external;
+    function proveUnanswered(BatchHeader calldata batch, uint256 index) external;
     /// @notice Proves a leaf whose ticket is not signed by the batch's gateway (or is for another
     /// project's function), a leaf out of range, or a boundary leaf with a wrong prefix sum.
-    function proveInvalidLeaf(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof) external;
+    function proveInvalidLeaf(BatchHeader calldata batch, Leaf calldata leaf, bytes32[] calldata proof) external;
     /// @notice Proves two adjacent leaves whose prefix sums do not add up.
-    function proveBrokenSum(bytes32 batchId, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
+    function proveBrokenSum(BatchHeader calldata batch, Leaf calldata prev, bytes32[] calldata prevProof, Leaf calldata leaf, bytes32[] calldata proof)
         external;
     /// @notice Two leaves with one jobId: a fault when they are one ticket claimed twice in one batch;
     /// otherwise the lower-ranked leaf (`b`) is excluded and its fee refunded.
     function disputeDuplicateJob(
-        bytes32 batchA, Leaf calldata a, bytes32[] calldata proofA,
-        bytes32 batchB, Leaf calldata b, bytes32[] calldata proofB
+        BatchHeader calldata batchA, Leaf calldata a, bytes32[] calldata proofA,
+        BatchHeader calldata batchB, Leaf calldata b, bytes32[] calldata proofB
     ) external;
     /// @notice Proves the batch's worker signed another output hash for a leaf's ticket. The leaf's
     /// ticket must be validly signed by the batch's gateway, which must be staked as a gateway.
-    function proveEquivocation(bytes32 batchId, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
+    function proveEquivocation(BatchHeader calldata batch, Leaf calldata leaf, bytes32[] calldata proof, bytes32 otherOutputHash, bytes calldata signature)
         external;
     /// @notice Proves equivocation without a batch: two receipts signed by one worker answering one
     /// `ticket` (every ticket field equal) with different output hashes, where `ticket` is signed by
@@ -259,7 +289,7 @@ interface ISettlement {
     /// must come with `ticketSignatures[i]`: the batch's gateway's signature of the ticket the
     /// receipt answers (the receipt without its output hash).
     function proveDisagreement(
-        bytes32 batchId,
+        BatchHeader calldata batch,
         Leaf calldata leaf,
         bytes32[] calldata proof,
         Receipt[] calldata receipts,

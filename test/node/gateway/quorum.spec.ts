@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import type { Address, Hex } from 'viem'
 import type { Receipt } from '#protocol'
 import { findOutvoted, silentLogger, ticketLog, type Disagreement, type FunctionEntry, type HeldReceipt } from '#node'
-import { fromLeaves, type SettlementLeaf } from '../../../contracts/abi/leaf.ts'
+import { fromLeaves, type SettlementBatchHeader, type SettlementLeaf } from '../../../contracts/abi/leaf.ts'
 import { quorumDispatcher, quorumMajority, type QuorumOutcome } from '../../../node/gateway/quorum.ts'
 import type { DispatchJob, DispatchOutcome, Dispatcher } from '../../../node/gateway/dispatch.ts'
 import { errorResult, job as jobFrame, result as resultFrame } from '../../protocol/fixtures.ts'
@@ -160,12 +160,14 @@ describe('gateway: evidence against an outvoted worker, and its proof', () => {
     const other = leafOf(`0x${'41'.repeat(32)}`, A, 0n)
     const lookup = (jobId: Hex, attempt: number, worker: Address): Disagreement | undefined =>
       jobId === minority.receipt.jobId && attempt === 1 && worker === W ? evidence : undefined
-    const batch = { batchId: `0x${'bb'.repeat(32)}` as Hex, worker: W }
+    const header: SettlementBatchHeader = { worker: W, projectId: `0x${'bb'.repeat(32)}`, gateway: `0x${'9'.repeat(40)}`, epoch: 3n, root: fromLeaves([leafOf(minority.receipt.jobId, B, 1n)], 10n).root, count: 2, total: 10n, bond: 1n }
+    const batch = { header, worker: W }
     // the leaf claims the output the worker signed: disagreement
     const signed = [other, leafOf(minority.receipt.jobId, B, 1n)]
     const d = findOutvoted(signed, 10n, batch, lookup, 2)
     assert.equal(d.finding?.proof, 'proveDisagreement')
-    const [, leaf, proof, receipts, sigs, ticketSigs] = d.finding!.args as [Hex, SettlementLeaf, Hex[], Receipt[], Hex[], Hex[]]
+    const [named, leaf, proof, receipts, sigs, ticketSigs] = d.finding!.args as [SettlementBatchHeader, SettlementLeaf, Hex[], Receipt[], Hex[], Hex[]]
+    assert.deepEqual(named, header, 'the proof names the batch by its committed header')
     assert.equal(leaf.index, 1n)
     assert.deepEqual(proof, fromLeaves(signed, 10n).proof(1))
     assert.deepEqual(receipts.map(r => r.worker), [`0x${'3'.repeat(40)}`, `0x${'5'.repeat(40)}`], 'ascending signers, as Settlement requires')
