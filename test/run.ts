@@ -12,13 +12,15 @@
  * (a file's before/after hooks and its tests run in order, as always); shards are balanced by the
  * durations in SPEC_SECONDS. Each shard's lines are prefixed with its number.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { enableCompileCache } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { PassThrough } from 'node:stream'
 import Mocha from 'mocha'
+import { buildContracts } from '../node/chain/local-chain.ts'
 
 const root = resolve(import.meta.dirname, '..')
 
@@ -140,6 +142,8 @@ async function runShards (): Promise<never> {
       return { passed: r.code === 0 ? 1 : 0, failed: r.code === 0 ? 0 : 1, code: r.code }
     }))
   }
+  // the shards' chain tests would each compile the contracts into the same folder at once
+  await prebuildContracts()
   shards.forEach((s, i) => {
     const grep = values.grep !== undefined ? ['--grep', values.grep] : []
     pending.push(run(`[${i + 1}]`, [script, '--no-typecheck', '--shard', ...grep, ...s.files], true))
@@ -149,6 +153,23 @@ async function runShards (): Promise<never> {
   console.log(`\nfiles: ${files.length} spec files in ${jobs} shards, ${((Date.now() - started) / 1000).toFixed(0)} s`)
   console.log(`${passed} passed, ${failed} failed`)
   process.exit(failed === 0 ? 0 : 1)
+}
+
+/**
+ * Builds the contracts now (see buildContracts). A failure is printed and left to the chain tests,
+ * whose chain start builds again and fails with CHAIN_BUILD_FAILED.
+ */
+async function prebuildContracts (): Promise<void> {
+  const started = Date.now()
+  const log = new PassThrough()
+  let output = ''
+  log.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-20_000) })
+  try {
+    await buildContracts({ log })
+    console.log(`  contracts built or up to date (${Date.now() - started} ms)`)
+  } catch (err) {
+    console.log(`  contract build failed (${(err as Error).message}); the chain tests will report it:\n${output}`)
+  }
 }
 
 /** A spec file's time: all of it, and the part spent in its hooks (starting chains, networks, sandboxes). */
@@ -163,15 +184,27 @@ function printSlowest (fileMs: Map<string, FileTime>): void {
 }
 
 async function runHere (): Promise<never> {
-  if (values['no-typecheck'] !== true && positionals.length === 0) {
+  if (positionals.length === 0) {
+    // the type check (one core) and the contract build (solc, the other; over a minute on a clean
+    // clone, else a hash check) run side by side before mocha, so the first chain test finds the
+    // artifacts built instead of compiling in its before hook
     const started = Date.now()
-    const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' })
-    if (tsc.status === 0) {
-      passed++
-      console.log(`  ✔ tsc --noEmit (${Date.now() - started} ms)`)
-    } else {
-      failed++
-      console.log('  ✖ tsc --noEmit reported type errors (above)')
+    const typecheck = values['no-typecheck'] === true
+      ? undefined
+      : new Promise<number | null>(resolve => {
+        const tsc = spawn(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' })
+        tsc.once('error', () => resolve(null))
+        tsc.once('exit', code => resolve(code))
+      })
+    await prebuildContracts()
+    if (typecheck !== undefined) {
+      if (await typecheck === 0) {
+        passed++
+        console.log(`  ✔ tsc --noEmit (${Date.now() - started} ms)`)
+      } else {
+        failed++
+        console.log('  ✖ tsc --noEmit reported type errors (above)')
+      }
     }
   }
 
