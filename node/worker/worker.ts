@@ -762,6 +762,9 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         Promise.allSettled([...inflight]),
         new Promise(resolve => setTimeout(resolve, NODE_DEFAULTS.drainTimeoutMs).unref())
       ])
+      // graceful closes first: an answer written just now may still be on its way out, and
+      // libp2p.stop() aborts what is left; bounded, as a peer may never answer the close
+      await Promise.allSettled(libp2p.getConnections().map(async c => { await c.close({ signal: AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs) }) }))
       await libp2p.stop()
       await executor.stop()
       if (components.receipts === undefined) receipts.close()
