@@ -52,7 +52,9 @@ const { values, positionals } = parseArgs({
  * of mocha; files below its top 15 keep their earlier figures), less what later changes moved out
  * of a file: test/chain/checker.spec.ts no longer compiles the contracts in its before hook (the
  * runner builds them beside the type check: 46.5 s → its tests and chain start, about 5 s), and
- * test/e2e/cli-pack.spec.ts starts its devnet beside npm pack/install (an estimate).
+ * test/e2e/cli-pack.spec.ts starts its devnet beside npm pack/install; quorum and settlement no
+ * longer wait 10 s per in-process worker stop (node/worker/worker.ts), and settlement makes 200
+ * requests instead of 500. These three are estimates scaled from runs on a loaded machine.
  */
 const SPEC_SECONDS: Record<string, number> = {
   'test/sandbox/gvisor-executor.spec.ts': 164,
@@ -63,13 +65,13 @@ const SPEC_SECONDS: Record<string, number> = {
   'test/sandbox/through-worker.spec.ts': 54,
   'test/e2e/overload.spec.ts': 50,
   'test/e2e/auth.spec.ts': 44,
-  'test/chain/settlement.spec.ts': 43,
+  'test/chain/settlement.spec.ts': 25,
   'test/e2e/secrets.spec.ts': 41,
   'test/e2e/stream.spec.ts': 38,
   'test/e2e/devnet.spec.ts': 38,
   'test/e2e/mesh.spec.ts': 38,
   'test/e2e/fallback.spec.ts': 36,
-  'test/chain/quorum.spec.ts': 35,
+  'test/chain/quorum.spec.ts': 8,
   'test/integration/websocket.spec.ts': 34,
   'test/chain/fallback.spec.ts': 33,
   'test/e2e/staking.spec.ts': 32,
