@@ -107,31 +107,16 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
     await p
     init.onPhase?.(name, Math.round(performance.now() - t))
   }
-  // the committed bytecode (contracts/abi/bytecode.json) when it was built from these sources:
-  // a fresh checkout deploys at once instead of compiling for minutes
+  // the committed bytecode (contracts/abi/bytecode.json) when it was built from these sources and
+  // no build of them is here: a fresh checkout deploys at once instead of compiling for minutes
   let read: ((name: string) => Promise<Artifact>) | undefined
   const building = timed('compile', (async () => {
     const sourceHash = await contractSourcesHash()
-    if (await builtFrom() === sourceHash) return
-    const prebuilt = await readPrebuilt()
-    if (prebuilt?.sourcesHash === sourceHash) { read = prebuiltReader(prebuilt); return }
-    const cached = init.artifactCache === undefined ? undefined : join(init.artifactCache, sourceHash)
-    if (cached !== undefined) {
-      await cp(cached, ARTIFACTS, { recursive: true, force: true }).catch(() => {})
-      if (await builtFrom() === sourceHash) return
+    if (await builtFrom() !== sourceHash) {
+      const prebuilt = await readPrebuilt()
+      if (prebuilt?.sourcesHash === sourceHash) { read = prebuiltReader(prebuilt); return }
     }
-    await run([HARDHAT_CLI, '--config', CONFIG, 'build', '--quiet', '--no-tests'], log, init.signal)
-    await writeFile(BUILD_STAMP, `${sourceHash}\n`)
-    if (cached !== undefined) {
-      // best effort, complete or absent: copied beside it, then renamed into place
-      const tmp = `${cached}.${process.pid}.tmp`
-      try {
-        await cp(ARTIFACTS, tmp, { recursive: true })
-        await rename(tmp, cached)
-      } catch {
-        await rm(tmp, { recursive: true, force: true }).catch(() => {})
-      }
-    }
+    await buildContracts({ log, signal: init.signal, artifactCache: init.artifactCache })
   })())
   building.catch(() => {})
 
@@ -197,6 +182,47 @@ export async function startLocalChain (init: LocalChainInit): Promise<LocalChain
   }
 }
 
+/** The build this process runs now, if any: one at a time, so two callers never compile into the same folder at once. */
+let buildInFlight: Promise<void> | undefined
+
+/**
+ * Compiles the contracts unless the artifacts were built from exactly these sources, config and
+ * compiler (or `artifactCache` holds them). `startLocalChain` calls it while its node boots; the
+ * test runner calls it early, beside the type check, so the first chain test finds the artifacts
+ * built. Calls in one process are serialized: a second one waits for the first, then finds the
+ * stamp and returns.
+ */
+export async function buildContracts (opts: { log?: NodeJS.WritableStream, signal?: AbortSignal, artifactCache?: string } = {}): Promise<void> {
+  while (buildInFlight !== undefined) await buildInFlight.catch(() => {})
+  const mine = (async () => {
+    const sourceHash = await contractSourcesHash()
+    if (await builtFrom() === sourceHash) return
+    const cached = opts.artifactCache === undefined ? undefined : join(opts.artifactCache, sourceHash)
+    if (cached !== undefined) {
+      await cp(cached, ARTIFACTS, { recursive: true, force: true }).catch(() => {})
+      if (await builtFrom() === sourceHash) return
+    }
+    await run([HARDHAT_CLI, '--config', CONFIG, 'build', '--quiet', '--no-tests'], opts.log, opts.signal)
+    await writeFile(BUILD_STAMP, `${sourceHash}\n`)
+    if (cached !== undefined) {
+      // best effort, complete or absent: copied beside it, then renamed into place
+      const tmp = `${cached}.${process.pid}.tmp`
+      try {
+        await cp(ARTIFACTS, tmp, { recursive: true })
+        await rename(tmp, cached)
+      } catch {
+        await rm(tmp, { recursive: true, force: true }).catch(() => {})
+      }
+    }
+  })()
+  buildInFlight = mine
+  try {
+    await mine
+  } finally {
+    if (buildInFlight === mine) buildInFlight = undefined
+  }
+}
+
 /** Throws NodeError CHAIN_PORT_BUSY when host:port cannot be bound now. */
 async function assertPortFree (host: string, port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -225,10 +251,12 @@ async function waitForRpc (client: PublicClient, hasExited: () => boolean, timeo
   }
 }
 
-async function run (args: string[], log: NodeJS.WritableStream, signal?: AbortSignal): Promise<void> {
-  const child: ChildProcess = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], signal, env: { ...process.env, FORCE_COLOR: '0' } })
-  child.stdout?.pipe(log, { end: false })
-  child.stderr?.pipe(log, { end: false })
+async function run (args: string[], log: NodeJS.WritableStream | undefined, signal?: AbortSignal): Promise<void> {
+  const child: ChildProcess = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', log === undefined ? 'ignore' : 'pipe', log === undefined ? 'ignore' : 'pipe'], signal, env: { ...process.env, FORCE_COLOR: '0' } })
+  if (log !== undefined) {
+    child.stdout?.pipe(log, { end: false })
+    child.stderr?.pipe(log, { end: false })
+  }
   const code = await new Promise<number | null>((resolve, reject) => { child.once('error', reject); child.once('exit', resolve) })
   if (code !== 0) throw new NodeError('CHAIN_BUILD_FAILED', `compiling the contracts failed (exit ${String(code)})`)
 }

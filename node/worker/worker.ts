@@ -196,6 +196,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
 
   let seq = 0
   let stopping = false
+  /** aborted when stop() begins: idle reused job streams end at once instead of at their idle timeout */
+  const stopped = new AbortController()
   let sessionsOpen = 0
   const maxSessions = init.maxSessions ?? NODE_DEFAULTS.workerMaxSessions
   const sessionMaxMs = init.sessionMaxMs ?? NODE_DEFAULTS.sessionMaxMs
@@ -529,7 +531,10 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       for (let served = 0; ; served++) {
         let request
         try {
-          request = await f.read('job', AbortSignal.any([controller.signal, AbortSignal.timeout(served === 0 ? NODE_DEFAULTS.dialTimeoutMs * 2 : NODE_DEFAULTS.jobStreamIdleMs)]))
+          // a reused stream between jobs also ends when the worker stops: it holds no job, and
+          // stop() waits for every stream (a gateway keeps its idle streams open for jobStreamIdleMs)
+          const until = served === 0 ? AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs * 2) : AbortSignal.any([AbortSignal.timeout(NODE_DEFAULTS.jobStreamIdleMs), stopped.signal])
+          request = await f.read('job', AbortSignal.any([controller.signal, until]))
         } catch (err: any) {
           if (!(err instanceof ProtocolError) && (served > 0 || err?.name === 'UnexpectedEOFError' || controller.signal.aborted)) {
             // the gateway closed its idle stream, it idled out, or the gateway abandoned a new
@@ -796,11 +801,15 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     async stop () {
       if (stopping) return
       stopping = true
+      stopped.abort()
       clearInterval(advertTimer)
       await Promise.race([
         Promise.allSettled([...inflight]),
         new Promise(resolve => setTimeout(resolve, NODE_DEFAULTS.drainTimeoutMs).unref())
       ])
+      // graceful closes first: an answer written just now may still be on its way out, and
+      // libp2p.stop() aborts what is left; bounded, as a peer may never answer the close
+      await Promise.allSettled(libp2p.getConnections().map(async c => { await c.close({ signal: AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs) }) }))
       await libp2p.stop()
       await executor.stop()
       if (components.receipts === undefined) receipts.close()

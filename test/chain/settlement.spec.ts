@@ -71,7 +71,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     rmSync(dir, { recursive: true, force: true })
   })
 
-  it('500 requests across 3 mesh workers over 2 epochs: every batch commits and finalizes; each worker is paid exactly its tickets\' fees, the escrow falls by the same, to the wei', async function () {
+  it('200 requests across 3 mesh workers over 2 epochs: every batch commits and finalizes; each worker is paid exactly its tickets\' fees, the escrow falls by the same, to the wei', async function () {
     // the mesh: a bootstrap, a gateway logging every ticket it signs, three workers at three prices
     // (uneven fees, so a wrong sum or a dropped leaf changes a total), each with its own settler
     const contracts = loadContracts(chain.contractsFile)
@@ -135,13 +135,15 @@ describe('chain: workers settle their receipts through Settlement batches', func
     assert.equal(clock.epochAtMs(Date.now() + leadMs), e0, 'the gateway stamps the chain\'s epoch')
     // the first job of each worker fetches the bundle: a few one at a time, then the rest at once
     await requests(3, 1)
-    await requests(247)
+    // 100 per epoch: each worker's batch still holds tens of leaves at uneven fees, which is what
+    // the to-the-wei checks below need (the 500 requests this test once made cost most of its time)
+    await requests(97)
     // nothing is committed while the epoch runs
     for (const p of parts) assert.equal((await p.s.tick()).built, 0)
     await endEpoch(e0)
     const e1 = e0 + 1n
     assert.equal(await read<bigint>('currentEpoch'), e1)
-    await requests(250)
+    await requests(100)
     for (const p of parts) assert.equal((await p.s.tick()).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e0 }).length > 0 ? 1 : 0), 'epoch e0: one batch per worker that served in it')
     await endEpoch(e1)
     for (const p of parts) assert.equal((await p.s.tick()).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e1 }).length > 0 ? 1 : 0), 'epoch e1: one batch per worker that served in it')
@@ -149,13 +151,13 @@ describe('chain: workers settle their receipts through Settlement batches', func
     // what each worker served: its signed receipts, one per answered request, each for a ticket the
     // gateway logged with the same fee (a ticket a busy worker refused, retried elsewhere, has no receipt)
     const served = parts.map(p => [e0, e1].map(e => p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e }).filter(r => r.state === 'signed')))
-    assert.equal(served.flat(2).length, 500, 'one receipt per request')
+    assert.equal(served.flat(2).length, 200, 'one receipt per request')
     for (const [i, p] of parts.entries()) {
       for (const r of served[i].flat()) assert.equal(tickets.get(r.jobId, r.attempt, p.w.signer.address)?.fee, BigInt(r.fee), 'the receipt is for a ticket the gateway issued, at its fee')
     }
     const issued = served.map(ws => ws.map(rs => ({ count: rs.length, total: rs.reduce((s, r) => s + BigInt(r.fee), 0n) })))
     for (const [i, t] of issued.entries()) assert.ok(t[0].count + t[1].count > 0, `worker ${i} served requests`)
-    assert.ok(issued.every(t => t[0].count + t[1].count < 500), 'the requests are spread over the workers')
+    assert.ok(issued.every(t => t[0].count + t[1].count < 200), 'the requests are spread over the workers')
     const feesOf = (i: number): bigint => issued[i][0].total + issued[i][1].total
     const fees = [0, 1, 2].reduce((s, i) => s + feesOf(i), 0n)
 

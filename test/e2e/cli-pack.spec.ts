@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { spawnPeerhost } from '../../bin/spawn.ts'
-import { freePort } from '../helpers/network.ts'
+import { freePort, startupTimeline } from '../helpers/network.ts'
 
 const run = promisify(execFile)
 const ROOT = join(import.meta.dirname, '..', '..')
@@ -77,6 +77,20 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
   })
 
   it('npm pack → npm i -D → npx peerhost init / dev (gVisor) / deploy to a devnet', async () => {
+    // the devnet the package deploys to at the end needs nothing from the package: it starts now
+    // (seconds of CPU: Hardhat, gateway, worker) while npm packs and installs (mostly I/O)
+    const devnet = spawnPeerhost('devnet', ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', '1', '--unsafe-dev-executor', '--data-dir', join(dir, 'net')], join(dir, 'logs'))
+    // one stderr line of when each phase ended, so a CI log shows where this test's minutes go
+    const phases = startupTimeline('cli-pack phases')
+    try {
+      await packInstallDevDeploy(devnet, phases.mark)
+    } finally {
+      await devnet.stop(10_000)
+      phases.print()
+    }
+  })
+
+  async function packInstallDevDeploy (devnet: ReturnType<typeof spawnPeerhost>, mark: (phase: string) => void): Promise<void> {
     // pack
     const packed = await runIn(ROOT, 'npm', ['pack', '--json', '--pack-destination', dir], builderEnv(), 300_000)
     assert.equal(packed.code, 0, packed.stderr)
@@ -85,6 +99,7 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
     for (const need of ['bin/peerhost.js', 'bin/ts-hooks.js', 'bin/peerhost.ts', 'bin/commands/init.ts', 'protocol/index.ts', 'sandbox/runtime/shim.ts', 'node/index.ts', 'node/status/ui/app.js', 'bootstrap/index.ts', 'contracts/abi/index.ts', 'contracts/deploy.ts', 'types/index.d.ts', 'package.json']) {
       assert.ok(paths.includes(need), `the package holds ${need}`)
     }
+    mark('pack')
     assert.deepEqual(paths.filter(p => p.startsWith('test/') || p.startsWith('bench/') || p.includes('.spec.') || p.startsWith('contracts/src/') || p === 'contracts/abi/test-abis.ts'), [], 'no tests, benchmarks or contract sources')
 
     // install into an empty folder, as a builder would
@@ -93,6 +108,7 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
     const installed = await runIn(project, 'npm', ['i', '-D', join(dir, info.filename), '--prefer-offline', '--no-audit', '--no-fund'], builderEnv(), 900_000)
     assert.equal(installed.code, 0, installed.stderr.slice(-3000))
     assert.ok(existsSync(join(project, 'node_modules', 'node', 'bin', 'node')), 'the node package brought Node 24')
+    mark('install')
 
     // init, and init again refuses
     const init = await runIn(project, 'npx', ['peerhost', 'init'])
@@ -102,6 +118,7 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
     const again = await runIn(project, 'npx', ['peerhost', 'init'])
     assert.equal(again.code, 2)
     assert.match(again.stderr, /is not empty \(.*functions.*\); `peerhost init` only writes into a new or empty folder/)
+    mark('init')
 
     // the types the package exports give the editor Request, env, ctx and WebSocketPair
     const typed = await runIn(project, process.execPath, [TSC, '--noEmit', '-p', 'tsconfig.json'])
@@ -121,6 +138,7 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
     assert.deepEqual(wrong.stdout.trim().split('\n').filter(l => l.startsWith('functions/')).map(l => l.replace(/\(.*$/, '')), ['functions/typed.ts'])
     assert.match(wrong.stdout, /typed\.ts\(5,11\): error TS2322: Type 'string \| undefined' is not assignable to type 'number'/)
     rmSync(join(project, 'functions', 'typed.ts'))
+    mark('types')
 
     // peerhost dev serves the hello function from a gVisor sandbox
     const dev = startNpx(project, ['dev', '--port', '0'])
@@ -133,22 +151,20 @@ describe('e2e: the packed CLI in a builder\'s own folder', function () {
       await stopGroup(dev.proc)
     }
     assert.deepEqual(readdirSync(join(project, '.peerhost', 'dev', 'sandbox')).sort(), ['bundles', 'rootfs', 'runsc'], 'peerhost dev ran gVisor (its runsc state is in .peerhost/dev/sandbox)')
+    mark('dev')
 
-    // deploy to a devnet started from this repository
-    const devnet = spawnPeerhost('devnet', ['devnet', '--port', '0', '--chain-port', String(await freePort()), '--workers', '1', '--unsafe-dev-executor', '--data-dir', join(dir, 'net')], join(dir, 'logs'))
-    try {
-      const net = await devnet.ready
-      const key = readFileSync(join(dir, 'net', 'builder', 'evm.key'), 'utf8').trim()
-      const deployed = await runIn(project, 'npx', ['peerhost', 'deploy', '--gateway', net.gateway, '--contracts', net.contracts, '--json'], builderEnv({ PEERHOST_PRIVATE_KEY: key }), 300_000)
-      assert.equal(deployed.code, 0, deployed.stderr.slice(-3000))
-      const done = deployed.stdout.trim().split('\n').map(l => JSON.parse(l)).find(m => m.event === 'deployed')
-      const url: string | undefined = done?.functions?.find((f: { url?: string }) => f.url?.endsWith('/my-app/hello'))?.url
-      assert.ok(url !== undefined, `deployed: ${deployed.stdout.slice(-2000)}`)
-      const res = await fetch(`${url}?name=devnet`)
-      assert.equal(res.status, 200, await res.clone().text())
-      assert.equal(await res.text(), 'Hello, devnet!\n')
-    } finally {
-      await devnet.stop(10_000)
-    }
-  })
+    // deploy to the devnet started from this repository (above)
+    const net = await devnet.ready
+    mark('devnet ready')
+    const key = readFileSync(join(dir, 'net', 'builder', 'evm.key'), 'utf8').trim()
+    const deployed = await runIn(project, 'npx', ['peerhost', 'deploy', '--gateway', net.gateway, '--contracts', net.contracts, '--json'], builderEnv({ PEERHOST_PRIVATE_KEY: key }), 300_000)
+    assert.equal(deployed.code, 0, deployed.stderr.slice(-3000))
+    const done = deployed.stdout.trim().split('\n').map(l => JSON.parse(l)).find(m => m.event === 'deployed')
+    const url: string | undefined = done?.functions?.find((f: { url?: string }) => f.url?.endsWith('/my-app/hello'))?.url
+    assert.ok(url !== undefined, `deployed: ${deployed.stdout.slice(-2000)}`)
+    const res = await fetch(`${url}?name=devnet`)
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(await res.text(), 'Hello, devnet!\n')
+    mark('deploy')
+  }
 })
