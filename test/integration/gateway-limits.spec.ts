@@ -113,7 +113,10 @@ describe('gateway ingress limits (real sockets)', function () {
       const chunk = Buffer.alloc(256 * 1024, 0x61)
       const res = await raw(port(g), `POST /${owner}/slow/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${10 * 1024 ** 3}\r\n\r\n`, {
         body: (s) => {
-          // keep sending (up to 64 MiB) until the gateway closes the socket
+          // more than the cap is offered at once (queued in this socket even before the gateway
+          // reads: on a loaded machine its early 413 may come before the first drain), then more
+          // on each drain (up to 64 MiB) until the gateway closes the socket
+          while (sent <= CAP + 64 * 1024 && !s.destroyed) { s.write(chunk); sent += chunk.length }
           const pump = (): void => { while (sent < 64 * 1024 * 1024 && !s.destroyed && s.write(chunk)) sent += chunk.length }
           s.on('drain', pump)
           pump()
