@@ -388,6 +388,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
       timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
       const deadline = Date.now() + timeoutMs
       let fetches = 0
+      /** this execution has said something to its caller: a session opened, a body head went out */
+      let spoke = false
       const fetch = this.broker.forExecution(job.options.network, deadline)
       execId = this.nextExecId++
       const msg: ExecMessage = {
@@ -464,17 +466,24 @@ class GvisorExecutorImpl implements GvisorExecutor {
         ? undefined
         : (m) => {
             if (m.t === 'ws-done') watch?.done()
-            else if (m.t === 'ws-open') session.onOpen(Array.isArray(m.headers) ? m.headers.filter(h => Array.isArray(h) && typeof h[0] === 'string' && typeof h[1] === 'string').slice(0, 64) : [])
-            else if (m.t === 'ws-out') {
+            else if (m.t === 'ws-open') {
+              // once per execution: a second open (a shim gone wrong) is not a second session
+              if (spoke) return
+              spoke = true
+              session.onOpen(Array.isArray(m.headers) ? m.headers.filter(h => Array.isArray(h) && typeof h[0] === 'string' && typeof h[1] === 'string').slice(0, 64) : [])
+            } else if (m.t === 'ws-out') {
               // the shim's output is untrusted (SBX-12): only text or bytes go on
               if (m.data instanceof Uint8Array) { session.onMessage(m.data, m.binary === true); credit?.passed(m.data.byteLength) }
             } else session.onClose(Number.isInteger(m.code) ? m.code : 1011, typeof m.reason === 'string' ? m.reason.slice(0, 123) : '')
-          }, body === undefined ? undefined : (m) => { body?.onMessage(m) })
+          }, body === undefined ? undefined : (m) => { spoke = true; body?.onMessage(m) })
       watch?.stop()
       elapsed = performance.now() - tSent
       const diedAfter = (sb.endedAt ?? performance.now()) - tSent
-      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && attempt < MAX_ATTEMPTS) {
-        this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode }, 'sandbox was dead when it got a job; retrying on another')
+      // retried only when nothing of this execution reached anyone: no subrequest, and no session
+      // opened or body head sent (a second attempt would open a second session, or send a second
+      // head, on the same job stream)
+      if (outcome.kind === 'died' && diedAfter < INSTANT_DEATH_MS && fetches === 0 && !spoke && attempt < MAX_ATTEMPTS) {
+        this.log?.warn({ sandbox: sb.id, exitCode: outcome.exitCode, stderr: sb.stderr.slice(-500) }, 'sandbox was dead when it got a job; retrying on another')
         this.pool.discard(sb)
         continue
       }
