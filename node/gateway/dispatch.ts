@@ -510,9 +510,9 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         if (verdict === undefined) return { jobId, attempts, error: { code: 'WORKER_FAILED', message: 'the gateway could not check the project\'s escrow on the chain' } }
         if (!verdict.ok) return { jobId, attempts, error: { code: 'PAYMENT_REQUIRED', message: verdict.message, details: { reason: verdict.reason, ...verdict.details } } }
       }
+      // buildJob signed the ticket already (`session` is not part of it)
       const request = { ...buildJob(job, jobId, attempt, worker, epoch), session: true as const }
       components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee })
-      request.ticketSig = signer.signDigest(ticketDigest(init.domain, ticketOf(request)))
       const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, job.deadline - Date.now())), ...(job.signal !== undefined ? [job.signal] : [])])
       view.begin(worker.peerId)
       let js: JobStream | undefined

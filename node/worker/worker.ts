@@ -17,7 +17,7 @@ import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
   advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic, decodeMessage, transcript, transcriptOutputHash, bodyHasher, streamOutputHash,
-  type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WorkerAdvert
+  type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WireResponse, type WorkerAdvert
 } from '#protocol'
 import type { ExecuteOptions, ExecutionResult, Executor, SessionControl, StreamHooks } from '#sandbox'
 import { bundleStore, type BundleStore } from '../bundle-store.ts'
@@ -496,25 +496,21 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         if (result.error !== undefined) end.error = result.error
         return end
       }
-      const out = outputHash(result.response !== undefined ? { response: result.response } : { error: result.error ?? { code: 'INTERNAL', message: 'no result' } })
-      const receiptSig = await a.sign(out)
-      if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
-      jobsTotal.inc({ outcome: result.error?.code ?? 'ok' })
-      const answer: JobResult = {
-        v: PROTOCOL_VERSION,
-        type: 'result',
-        jobId: job.jobId,
-        attempt: job.attempt,
-        logs: result.logs,
-        logsTruncated: result.logsTruncated,
-        timings: { ...result.timings, queueMs: Math.round((queueMs + result.timings.queueMs) * 1000) / 1000 },
-        outputHash: out,
-        receiptSig
-      }
-      if (result.response !== undefined) answer.response = result.response
-      else answer.error = result.error ?? { code: 'INTERNAL', message: 'no result' }
-      return answer
+      const outcome = result.response !== undefined ? { response: result.response } : { error: result.error ?? { code: 'INTERNAL' as const, message: 'no result' } }
+      return await signedResult(job, a, outcome, result, { ...result.timings, queueMs: Math.round((queueMs + result.timings.queueMs) * 1000) / 1000 })
     })
+  }
+
+  /**
+   * The `result` frame of an execution that answered with a response or an error: its output
+   * hash, the receipt signed over it (durable before it leaves), the metric.
+   */
+  async function signedResult (job: JobRequest, a: Admission, outcome: { response: WireResponse } | { error: WireError }, result: ExecutionResult, timings: JobResult['timings']): Promise<JobResult | Refusal> {
+    const out = outputHash(outcome)
+    const receiptSig = await a.sign(out)
+    if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
+    jobsTotal.inc({ outcome: 'error' in outcome ? outcome.error.code : 'ok' })
+    return { v: PROTOCOL_VERSION, type: 'result', jobId: job.jobId, attempt: job.attempt, logs: result.logs, logsTruncated: result.logsTruncated, timings, outputHash: out, receiptSig, ...outcome }
   }
 
   /**
@@ -698,27 +694,10 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     await chain
     if (!opened) {
       // no WebSocket: an ordinary answer with its receipt
-      const error = result.response === undefined || result.response.status === 101
-        ? (result.error ?? { code: 'RESULT_INVALID' as const, message: 'the function returned no usable response' })
-        : undefined
-      const out = error === undefined ? outputHash({ response: result.response! }) : outputHash({ error })
-      const receiptSig = await a.sign(out)
-      if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the receipt')
-      const answer: JobResult = {
-        v: PROTOCOL_VERSION,
-        type: 'result',
-        jobId: job.jobId,
-        attempt: job.attempt,
-        logs: result.logs,
-        logsTruncated: result.logsTruncated,
-        timings: result.timings,
-        outputHash: out,
-        receiptSig
-      }
-      if (error === undefined) answer.response = result.response
-      else answer.error = error
-      jobsTotal.inc({ outcome: error?.code ?? 'ok' })
-      return answer
+      const outcome = result.response !== undefined && result.response.status !== 101
+        ? { response: result.response }
+        : { error: result.error ?? { code: 'RESULT_INVALID' as const, message: 'the function returned no usable response' } }
+      return await signedResult(job, a, outcome, result, result.timings)
     }
     // the function's execution ended (it closed, or the client did, or a limit): tell the
     // gateway how, then sign the transcript
