@@ -103,6 +103,8 @@ export const NODE_DEFAULTS = {
   maxInboundJobStreams: 64,
   /** streams a peer may open on a new connection before it is fully set up (yamux's default is 10: see node/libp2p.ts) */
   maxEarlyStreams: 64,
+  /** a yamux stream's largest receive window (yamux's default grows to 16 MiB): see node/libp2p.ts */
+  maxStreamWindowBytes: 4 * 1024 * 1024,
   /**
    * Job streams a gateway opens to one worker at once, sessions included (each holds one while it
    * lasts): below yamux's 1,000 streams per connection, above a worker's default job and session

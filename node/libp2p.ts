@@ -104,7 +104,10 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
     // (every job and session on it). 64 covers a gateway's per-worker burst; the window in which a
     // stream counts as early lasts only until the upgrade completes, so the buffered bytes an
     // attacker can hold this way stay small and short-lived.
-    streamMuxers: [yamux({ maxEarlyStreams: NODE_DEFAULTS.maxEarlyStreams })],
+    // and a stream's receive window at most 4 MiB (yamux grows it to 16 MiB with throughput): what
+    // a paused relay (a client that stops reading a streamed body or a session) can still be sent
+    // is bounded by it, per stream; at loopback or LAN round trips 4 MiB is no throughput limit
+    streamMuxers: [yamux({ maxEarlyStreams: NODE_DEFAULTS.maxEarlyStreams, streamOptions: { maxStreamWindowSize: NODE_DEFAULTS.maxStreamWindowBytes } })],
     peerDiscovery,
     connectionManager: {
       maxConnections: NODE_DEFAULTS.maxConnections,

@@ -101,8 +101,10 @@ describe('streamed response bodies across processes (gVisor worker)', function (
     const growth = peaks.map((p, i) => p - before[i])
     // a buffering relay would hold the whole 100 MiB (or several copies); the windows are a few MiB
     const shown = `gateway +${(growth[0] / MiB).toFixed(1)} MiB, worker +${(growth[1] / MiB).toFixed(1)} MiB`
-    assert.ok(growth[0] < 48 * MiB, shown)
-    assert.ok(growth[1] < 48 * MiB, shown)
+    // bounded below the 100 MiB a buffering relay holds: the garbage of relayed chunks is only
+    // collected past V8's external-memory trigger (+64 MiB), so peaks of 50–60 MiB are normal
+    assert.ok(growth[0] < 80 * MiB, shown)
+    assert.ok(growth[1] < 80 * MiB, shown)
     // the receipt the gateway kept: the worker signed the body's hash and length
     const kept = await receiptOf(net, String(res.headers['x-peerhost-job']))
     assert.equal(kept.verified, true)
