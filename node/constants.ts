@@ -252,6 +252,15 @@ export const NODE_DEFAULTS = {
    * spread over workers instead of filling the warm one first.
    */
   sessionShareWeight: 4,
+  /**
+   * What one recent failure (a session open that timed out or broke, within 30 s, reset by the
+   * next success there) adds to a worker's score for a new session: 0.25 is 16 sessions' share at
+   * the default room, so a worker that missed one open under load takes fewer of a burst, not none
+   * of it. A job failure weighs 1 (a job is retried elsewhere at once; a session is long-lived, and
+   * at 1 a single failure counted as 64 sessions: a burst of 150 left one worker with 9, CI stop 17).
+   * Consecutive failures add up, so a worker that keeps failing is soon passed over.
+   */
+  sessionFailureWeight: 0.25,
   /** Longest a WebSocket session lasts (close 4410 after it); a session holds a sandbox meanwhile. */
   sessionMaxMs: 15 * 60_000,
   /** A session with no message either way for this long is closed with 4408. */

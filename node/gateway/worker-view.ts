@@ -189,8 +189,9 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
         // dies) once a worker holds 1/16 of its room, as much as a cold sandbox weighs
         if (max !== undefined) load = NODE_DEFAULTS.sessionShareWeight * (held + w.inflight) / Math.max(1, max)
       }
-      // recent failures weigh for 30 s, so one bad worker does not keep taking first attempts
-      const failing = t - w.lastFailureAt < 30_000 ? w.failures : 0
+      // recent failures weigh for 30 s, so one bad worker does not keep taking first attempts (a
+      // session's less: see NODE_DEFAULTS.sessionFailureWeight)
+      const failing = t - w.lastFailureAt < 30_000 ? w.failures * (session ? NODE_DEFAULTS.sessionFailureWeight : 1) : 0
       // a session is long-lived: its place is decided by session share, not by the job latency
       // estimate (up to 1.0, worth 64 sessions at the default room, which piled whole bursts of
       // sessions onto the one worker that had answered fastest)
