@@ -61,13 +61,31 @@ export function recoverDigestSigner (digest: Hex, signature: Hex): Address | und
   if (recid !== 0 && recid !== 1) return undefined
   const s = BigInt(bytesToHex(sig.subarray(32, 64)))
   if (s === 0n || s > HALF_N) return undefined
+  let pub: Uint8Array
   try {
-    const pub = secp.ecdsaRecover(sig.subarray(0, 64), recid, hexToBytes(digest), false)
-    const hash = keccak256(pub.subarray(1))
-    return `0x${hash.slice(-40)}`
+    pub = secp.ecdsaRecover(sig.subarray(0, 64), recid, hexToBytes(digest), false)
   } catch {
     return undefined
   }
+  return addressOfKey(pub)
+}
+
+/**
+ * The address of an uncompressed public key (keccak of its 64 bytes), remembered for the few keys
+ * a node meets again and again (its gateways and workers): a recovery then costs no keccak in
+ * JavaScript. The cache is bounded; a flood of fresh keys only evicts.
+ */
+const addresses = new Map<string, Address>()
+const MAX_ADDRESSES = 4_096
+function addressOfKey (pub: Uint8Array): Address {
+  const key = Buffer.from(pub.buffer, pub.byteOffset, pub.byteLength).toString('latin1')
+  let address = addresses.get(key)
+  if (address === undefined) {
+    address = `0x${keccak256(pub.subarray(1)).slice(-40)}`
+    if (addresses.size >= MAX_ADDRESSES) addresses.delete(addresses.keys().next().value as string)
+    addresses.set(key, address)
+  }
+  return address
 }
 
 /** Case-insensitive address comparison. */

@@ -32,6 +32,7 @@ import { waitQueue, type WaitQueue, type WaitTicket } from './wait-queue.ts'
 /** The jobHash of each job frame this gateway built: its ticket and the worker's receipt both sign it (one keccak over the job instead of two). */
 const jobHashes = new WeakMap<JobRequest, Hex>()
 import type { WorkerEntry, WorkerView } from './worker-view.ts'
+import { deadline } from '../deadline.ts'
 
 export interface AttemptRecord {
   attempt: number
@@ -397,13 +398,15 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     // a stream that times out on a connection that is up says the ends are busy (load), not that
     // the worker is unreachable: it must not count as a worker failure (which may go to the chain)
     const connected = libp2p.getConnections(peer).some(c => c.status === 'open')
-    const dialTimeout = AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)
+    const dialTimeout = deadline(NODE_DEFAULTS.dialTimeoutMs, signal)
     try {
-      const stream = await dial(peer, AbortSignal.any([signal, dialTimeout]))
+      const stream = await dial(peer, dialTimeout.signal)
       return { stream, f: frames(stream), since: Date.now() }
     } catch (err: any) {
-      const slow = signal.aborted || (connected && dialTimeout.aborted)
+      const slow = signal.aborted || (connected && dialTimeout.signal.aborted)
       throw new AttemptFailed(slow ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
+    } finally {
+      dialTimeout.clear()
     }
   }
 
@@ -462,21 +465,25 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
   }
 
   async function attemptOn (worker: WorkerEntry, request: JobRequest, budgetMs: number, outer?: AbortSignal): Promise<JobResult | StreamedAnswer> {
-    const signals = [AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)))]
-    if (outer !== undefined) signals.push(outer)
-    const signal = AbortSignal.any(signals)
-    const reused = takeIdle(worker.peerId)
-    if (reused !== undefined) {
-      try {
-        return await exchange(worker, reused, request, signal)
-      } catch (err) {
-        // a kept stream that could not take the frame is not the worker failing: try a fresh one.
-        // Once the frame may have arrived, the attempt stands (a resend under the same attempt
-        // number could make an honest worker sign twice for it).
-        if (!(err instanceof AttemptFailed) || !err.unsent || signal.aborted) throw err
+    // cleared when the attempt ends (an AbortSignal.timeout would fire seconds later, per request)
+    const limit = deadline(Math.max(1, Math.ceil(budgetMs)), outer)
+    const signal = limit.signal
+    try {
+      const reused = takeIdle(worker.peerId)
+      if (reused !== undefined) {
+        try {
+          return await exchange(worker, reused, request, signal)
+        } catch (err) {
+          // a kept stream that could not take the frame is not the worker failing: try a fresh one.
+          // Once the frame may have arrived, the attempt stands (a resend under the same attempt
+          // number could make an honest worker sign twice for it).
+          if (!(err instanceof AttemptFailed) || !err.unsent || signal.aborted) throw err
+        }
       }
+      return await exchange(worker, await openStream(worker, signal), request, signal)
+    } finally {
+      limit.clear()
     }
-    return await exchange(worker, await openStream(worker, signal), request, signal)
   }
 
   /**

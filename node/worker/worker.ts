@@ -31,6 +31,7 @@ import { executeWithSecrets } from '../secrets/redact.ts'
 import { admission } from './admission.ts'
 import { sessionGuard, type SessionGuard } from './session-guard.ts'
 import { receiptLog, type ReceiptKey, type ReceiptLog, type ReceiptLogInit } from './receipt-log.ts'
+import { deadline } from '../deadline.ts'
 
 export interface WorkerInit {
   dataDir: string
@@ -526,11 +527,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     try {
       for (let served = 0; ; served++) {
         let request
+        // a reused stream between jobs also ends when the worker stops: it holds no job, and
+        // stop() waits for every stream (a gateway keeps its idle streams open for jobStreamIdleMs).
+        // Cleared once the frame is in (a timer per job that fired seconds later cost CPU per request).
+        const wait = served === 0
+          ? deadline(NODE_DEFAULTS.dialTimeoutMs * 2, controller.signal)
+          : deadline(NODE_DEFAULTS.jobStreamIdleMs, controller.signal, stopped.signal)
         try {
-          // a reused stream between jobs also ends when the worker stops: it holds no job, and
-          // stop() waits for every stream (a gateway keeps its idle streams open for jobStreamIdleMs)
-          const until = served === 0 ? AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs * 2) : AbortSignal.any([AbortSignal.timeout(NODE_DEFAULTS.jobStreamIdleMs), stopped.signal])
-          request = await f.read('job', AbortSignal.any([controller.signal, until]))
+          request = await f.read('job', wait.signal)
         } catch (err: any) {
           if (!(err instanceof ProtocolError) && (served > 0 || err?.name === 'UnexpectedEOFError' || controller.signal.aborted)) {
             // the gateway closed its idle stream, it idled out, or the gateway abandoned a new
@@ -545,6 +549,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           log.info({ peer: connection.remotePeer.toString(), code: err?.code ?? err?.name }, 'job frame rejected; stream reset')
           stream.abort(err instanceof Error ? err : new Error(String(err)))
           return
+        } finally {
+          wait.clear()
         }
         if (request.type !== 'job') {
           stream.abort(new Error('unexpected error frame'))
@@ -556,10 +562,14 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           await stream.close().catch(() => stream.abort(new Error('close failed')))
           return
         }
-        const deadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
-        const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(Math.max(0, deadline - Date.now()) + 1_000)])
-        const answer = await runJob(request, connection, f, signal)
-        await f.write(answer, signal)
+        const jobDeadline = Math.min(request.deadline, Date.now() + LIMITS.maxDeadlineMs)
+        const limit = deadline(Math.max(0, jobDeadline - Date.now()) + 1_000, controller.signal)
+        try {
+          const answer = await runJob(request, connection, f, limit.signal)
+          await f.write(answer, limit.signal)
+        } finally {
+          limit.clear()
+        }
       }
     } catch (err) {
       log.debug({ err }, 'job stream ended with an error')
