@@ -6,7 +6,8 @@
  * from protocol/eip712.ts, so signatures are byte-identical to viem's.
  */
 import { createRequire } from 'node:module'
-import { bytesToHex, hexToBytes, keccak256, type Address, type Hex } from 'viem'
+import { bytesToHex, hexToBytes, type Address, type Hex } from 'viem'
+import { keccak256 } from '#protocol'
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { hashTypedData } from 'viem'
 import type { TypedDataSigner } from '#protocol'

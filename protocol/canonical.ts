@@ -49,7 +49,8 @@
  *   followed by two hex digits stays a literal `%`), as in `application/x-www-form-urlencoded`
  *   but without UTF-8 decoding, so distinct byte strings never collapse into one.
  */
-import { keccak256, type Hex } from 'viem'
+import type { Hex } from 'viem'
+import { keccak256 } from './keccak.ts'
 import { HASHED_REQUEST_HEADERS, LIMITS, PEERHOST_HEADER_PREFIX } from './constants.ts'
 import { isWireErrorCode, ProtocolError, type WireError, type WireErrorCode } from './errors.ts'
 import type { FunctionOptions, FunctionRef, WireRequest, WireResponse } from './messages.ts'

@@ -8,8 +8,9 @@
  * chain only.
  */
 import {
-  encodeAbiParameters, hashDomain, hashTypedData, keccak256, recoverTypedDataAddress, toBytes, type Address, type Hex
+  encodeAbiParameters, hashDomain, hashTypedData, recoverTypedDataAddress, toBytes, type Address, type Hex
 } from 'viem'
+import { keccak256 } from './keccak.ts'
 
 export const EIP712_DOMAIN_NAME = 'PeerHost'
 export const EIP712_DOMAIN_VERSION = '1'

@@ -13,6 +13,7 @@
  * - receipt.ts: `ticketOf` / `receiptOf` a job, `assertInputHash`, `advertSigningBytes`, `newJobId`
  * - cid.ts: CIDv1 of bundle bytes
  * - options.ts: the one `FunctionOptions` schema (wire, manifest, peerhost.json) and its comparisons
+ * - keccak.ts: keccak-256 in WebAssembly for the hot path (same output as viem's)
  */
 export * from './errors.ts'
 export * from './constants.ts'
@@ -25,3 +26,4 @@ export * from './receipt.ts'
 export * from './cid.ts'
 export * from './transcript.ts'
 export * from './options.ts'
+export * from './keccak.ts'

@@ -13,7 +13,8 @@
  * interleave depends on where it is observed.
  */
 import { createHash } from 'node:crypto'
-import { bytesToHex, concat, encodeAbiParameters, hexToBytes, keccak256, type Hex } from 'viem'
+import { bytesToHex, concat, encodeAbiParameters, hexToBytes, type Hex } from 'viem'
+import { keccak256 } from './keccak.ts'
 import type { TranscriptSummary } from './messages.ts'
 
 const TEXT = new Uint8Array([1])

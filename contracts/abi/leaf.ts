@@ -12,7 +12,8 @@
  * blocked a worker's event loop for seconds whenever an epoch's batch was built.
  * `cumulativeFee` is a prefix sum in `index` order, which makes the total provable.
  */
-import { bytesToHex, hexToBytes, keccak256, parseSignature, type Hex } from 'viem'
+import { bytesToHex, hexToBytes, parseSignature, type Hex } from 'viem'
+import { keccak256Bytes } from '../../protocol/keccak.ts'
 
 /** ABI types of `ISettlement.Leaf`, in field order. */
 export const SETTLEMENT_LEAF_ENCODING = [
@@ -139,7 +140,7 @@ function nodeHash (a: Uint8Array, b: Uint8Array): Uint8Array {
   const [lo, hi] = compareBytes(a, b) <= 0 ? [a, b] : [b, a]
   buf.set(lo, 0)
   buf.set(hi, 32)
-  return keccak256(buf, 'bytes')
+  return keccak256Bytes(buf)
 }
 
 /**
@@ -150,7 +151,7 @@ function nodeHash (a: Uint8Array, b: Uint8Array): Uint8Array {
 function leafHashBytes (l: SettlementLeaf): Uint8Array {
   const enc = new Uint8Array(32 * SETTLEMENT_LEAF_ENCODING.length)
   leafValues(l).forEach((value, i) => { encodeWord(enc, 32 * i, SETTLEMENT_LEAF_ENCODING[i], value) })
-  return keccak256(keccak256(enc, 'bytes'), 'bytes')
+  return keccak256Bytes(keccak256Bytes(enc))
 }
 
 const UINT_BITS: Record<string, number> = { uint256: 256, uint64: 64, uint32: 32, uint8: 8 }
