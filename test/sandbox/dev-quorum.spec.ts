@@ -5,6 +5,7 @@
  * differ, and 502 QUORUM_DISAGREEMENT naming each output hash when no output has a majority.
  */
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -18,6 +19,7 @@ const root = resolve(import.meta.dirname, '..', '..')
 describe('node/dev startDevServer: quorum functions (gVisor)', function () {
   this.timeout(120_000)
   let dir: string
+  let dataDir: string
   let dev: DevServer
   let server: Server
   /** what the `flaky` function's fetch gets: the nth call of a request series answers `answers[n]` */
@@ -45,13 +47,19 @@ describe('node/dev startDevServer: quorum functions (gVisor)', function () {
         flaky: { deterministic: true, verify: { quorum: 3 }, network: [`127.0.0.1:${port}`] }
       }
     }))
-    dev = await startDevServer({ dir, port: 0, dataDir: mkdtempSync(join(tmpdir(), 'peerhost-dev-quorum-data-')), onLog: (l) => { lines.push(l) } }, { addressFilter: anyAddress })
+    dataDir = mkdtempSync(join(tmpdir(), 'peerhost-dev-quorum-data-'))
+    dev = await startDevServer({ dir, port: 0, dataDir, onLog: (l) => { lines.push(l) } }, { addressFilter: anyAddress })
   })
 
   after(async () => {
     await dev?.stop()
     server?.close()
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+    if (dataDir === undefined) return
+    // n runs per request leave no sandbox behind
+    const list = execFileSync('/usr/bin/runsc', [`--root=${join(dataDir, 'sandbox', 'runsc')}`, 'list', '--quiet'], { encoding: 'utf8' })
+    rmSync(dataDir, { recursive: true, force: true })
+    assert.equal(list.trim(), '')
   })
 
   const since = (n: number): string => lines.slice(n).join('\n')
