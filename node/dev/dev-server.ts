@@ -230,16 +230,18 @@ export async function startDevServer (init: DevServerInit, components: DevServer
       if (headers.length > LIMITS.maxHeaders) { jsonError(res, 'HEADERS_TOO_LARGE'); done(431, ''); return }
       const request: WireRequest = { method: (req.method ?? 'GET').toUpperCase(), url: url.toString(), headers, body }
       const options = project.optionsFor(name)
+      // as on a worker: secrets merged over the public env, and their values kept out of the logs
+      const run = async (hooks?: { stream: StreamHooks }): Promise<ExecutionResult> => await executeWithSecrets(executor, {
+        jobId: `0x${randomBytes(32).toString('hex')}`,
+        bundle: { cid: fn.cid, bytes: fn.bytes },
+        request,
+        env: project.env,
+        options,
+        deadline: Date.now() + options.timeoutMs + 5_000
+      }, Object.keys(secrets).length > 0 ? secrets : undefined, hooks)
       const quorum = project.quorumFor(name)
       if (quorum !== undefined) {
-        const run = async (): Promise<ExecutionResult> => await executeWithSecrets(executor, {
-          jobId: `0x${randomBytes(32).toString('hex')}`,
-          bundle: { cid: fn.cid, bytes: fn.bytes },
-          request,
-          env: project.env,
-          options,
-          deadline: Date.now() + options.timeoutMs + 5_000
-        }, Object.keys(secrets).length > 0 ? secrets : undefined)
+        // buffered runs (no stream hooks): their outputs are compared before anything is answered
         await serveQuorum(res, name, quorum, run, req.method === 'HEAD', done)
         return
       }
@@ -263,15 +265,7 @@ export async function startDevServer (init: DevServerInit, components: DevServer
           })
         }
       }
-      // as on a worker: secrets merged over the public env, and their values kept out of the logs
-      const result = await executeWithSecrets(executor, {
-        jobId: `0x${randomBytes(32).toString('hex')}`,
-        bundle: { cid: fn.cid, bytes: fn.bytes },
-        request,
-        env: project.env,
-        options,
-        deadline: Date.now() + options.timeoutMs + 5_000
-      }, Object.keys(secrets).length > 0 ? secrets : undefined, { stream })
+      const result = await run({ stream })
       for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
       if (result.logsTruncated) log(`[${name}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
       const t = result.timings
