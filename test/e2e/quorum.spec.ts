@@ -69,6 +69,15 @@ describe('quorum: verify { quorum: n } across processes (three gVisor workers)',
     assert.equal(new Set(receipts.map(r => r.jobHash)).size, 1, 'of one and the same job')
     assert.equal(new Set(receipts.map(r => r.jobId)).size, 2, 'each worker ran its own ticket')
     assert.equal(decode(res.headers.get('x-peerhost-receipt')!).outputHash, receipts[0].outputHash, 'the answering receipt is a majority one')
+    // the copy that did not decide the answer runs on: every worker ran this first request once
+    const jobsOf = async (i: number): Promise<number> => {
+      const text = await (await fetch(`${net.workerInfo[i].admin}/_peerhost/metrics`)).text()
+      return text.split('\n').filter(l => l.startsWith('peerhost_worker_jobs_total{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+    }
+    await waitFor('a job answered by each of the three workers', async () => {
+      const counts = await Promise.all([0, 1, 2].map(jobsOf))
+      return counts.every(c => c === 1) ? counts : undefined
+    }, 30_000)
     // a receipt with another output recovers someone else: nobody can pass off a changed answer under it
     const forged = await signerOf(receipts[0], { outputHash: `0x${'ab'.repeat(32)}` })
     assert.ok(!addresses.includes(forged), 'a changed output recovers none of the workers')
