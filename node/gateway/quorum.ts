@@ -86,6 +86,19 @@ const PASSED_ON = new Set<WireErrorCode>(['OVERLOADED', 'NO_WORKER', 'PAYMENT_RE
 
 interface Vote { outcome: DispatchOutcome, request: JobRequest, result: JobResult, worker: string }
 
+/** A copy whose worker began streaming its body: the stream ends here, the copy is a failure. */
+function unstreamed (outcome: DispatchOutcome): DispatchOutcome {
+  outcome.stream?.done(false)
+  const { stream: _stream, ...rest } = outcome
+  return {
+    ...rest,
+    error: {
+      code: 'LIMIT_RESPONSE_SIZE',
+      message: 'a quorum function\'s answer is compared across workers before it is sent, so it cannot be a streamed body; return a complete body (at most 1 MiB), or use "verify": "single"'
+    }
+  }
+}
+
 function held (v: Vote): HeldReceipt {
   return { receipt: receiptOf(v.request, v.result.outputHash), signature: v.result.receiptSig, ticketSignature: v.request.ticketSig }
 }
@@ -219,8 +232,11 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
       }
 
       for (const copy of copies) {
-        copy.then((outcome) => {
+        copy.then((streamed) => {
           pending--
+          // a streamed body cannot be compared before it is answered: the copy fails (its stream
+          // closed, not left open on the worker) and never answers for the quorum
+          const outcome: DispatchOutcome = streamed.stream === undefined ? streamed : unstreamed(streamed)
           jobIds.push(outcome.jobId)
           const result = outcome.result
           if (result !== undefined && outcome.request !== undefined && votes(result)) {

@@ -108,6 +108,26 @@ describe('gateway: quorum dispatch', () => {
     assert.ok(signals[4].aborted, 'the pending copy is told to stop')
   })
 
+  it('ends a copy whose worker began streaming its body, and never relays it', async () => {
+    const ended: boolean[] = []
+    const plan = stand([{ output: A }, { output: A }, { output: A }])
+    let k = 0
+    const dispatch: Dispatcher = async (j) => {
+      const out = await plan.dispatch(j)
+      // the first copy's worker streams (its body over the buffered limit, or still being produced)
+      return k++ === 0 ? { ...out, result: undefined, stream: { head: {} as any, stream: {} as any, f: {} as any, done: (ok: boolean) => { ended.push(ok) } } } : out
+    }
+    const out = await quorumDispatcher({ dispatch, logger: silentLogger() })(job(3)) as QuorumOutcome
+    assert.equal(out.result?.outputHash, A, 'the two buffered answers decide')
+    assert.equal(out.stream, undefined)
+    assert.deepEqual(ended, [false], 'the streamed copy\'s stream is closed, as a failure')
+    // all copies stream: the client gets a clear error, not a stream nobody compared
+    const all = await quorumDispatcher({ dispatch: async (j) => ({ ...(await stand([{ output: A }]).dispatch(j)), result: undefined, stream: { head: {} as any, stream: {} as any, f: {} as any, done: () => {} } }), logger: silentLogger() })(job(3))
+    assert.equal(all.stream, undefined)
+    assert.equal(all.error?.code, 'LIMIT_RESPONSE_SIZE')
+    assert.match(all.error?.message ?? '', /cannot be a streamed body/)
+  })
+
   it('refuses a quorum whose majority exceeds the live workers before dispatching anything', async () => {
     const { dispatch, excludes } = stand([{ output: A }, { output: A }, { output: A }, { limit: true }, { limit: true }])
     const q = quorumDispatcher({ dispatch, liveWorkers: () => 3, logger: silentLogger() })
