@@ -4,14 +4,23 @@
  * peerhost.json, same limits and error codes), rebuilding on file change, and reporting each
  * function's logs and per-request timings through `onLog`. Like `wrangler dev`. Secrets come
  * from the project's `.dev.vars` (dev-vars.ts), re-read on change.
+ *
+ * A function with `verify: { "quorum": n }` runs n times per request, one run after the other, each
+ * in a fresh realm, and answers as the mesh's quorum does (node/gateway/quorum.ts: the same votes,
+ * the same majority): the majority's output with `x-peerhost-quorum: agreeing/n` and
+ * `x-peerhost-output-hash`, or `502 QUORUM_DISAGREEMENT` naming each output hash and how many runs
+ * gave it. Whenever the runs differ a `warning:` line goes to the log, so a builder sees locally
+ * that a function declared deterministic is not (on the mesh a minority worker is outvoted and its
+ * batch proven faulty; without a majority every request fails). Its WebSocket upgrades are refused
+ * (400), as on the mesh.
  */
 import { randomBytes } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { relative, resolve } from 'node:path'
-import { LIMITS, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '#protocol'
-import { devExecutor, gvisorExecutor, type AddressFilter, type Executor, type StreamHooks } from '#sandbox'
+import { LIMITS, outputHash, WIRE_ERROR_CODES, type WireErrorCode, type WireRequest } from '#protocol'
+import { devExecutor, gvisorExecutor, type AddressFilter, type ExecutionResult, type Executor, type StreamHooks } from '#sandbox'
 import { bundleProject, type BuiltFunction } from '../build/bundle.ts'
 import { loadProjectConfig, type ResolvedProject } from '../project/config.ts'
 import { executeWithSecrets } from '../secrets/redact.ts'
@@ -20,6 +29,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import type { Duplex } from 'node:stream'
 import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
 import { answerUpgrade, upgradeError } from '../gateway/sessions.ts'
+import { quorumMajority, votes } from '../gateway/quorum.ts'
 
 export interface DevServerInit {
   /** project folder (with functions/ and optional peerhost.json) */
@@ -58,13 +68,25 @@ interface Build {
   secrets: Record<string, string>
 }
 
-function jsonError (res: ServerResponse, code: WireErrorCode, message?: string): void {
-  const body = JSON.stringify({ error: { code, message: message ?? WIRE_ERROR_CODES[code].message } })
-  res.writeHead(WIRE_ERROR_CODES[code].status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) })
+function jsonError (res: ServerResponse, code: WireErrorCode, message?: string, details?: Record<string, unknown>, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({ error: { code, message: message ?? WIRE_ERROR_CODES[code].message, ...(details !== undefined ? { details } : {}) } })
+  res.writeHead(WIRE_ERROR_CODES[code].status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers })
   res.end(body)
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length'])
+
+/** A function's response headers for node:http (repeated names as arrays), without the framing ones node sets itself. */
+function headerObject (list: Array<[string, string]>): Record<string, string | string[]> {
+  const plain: Record<string, string | string[]> = {}
+  for (const [k, v] of list) {
+    const prev = plain[k]
+    plain[k] = prev === undefined ? v : (Array.isArray(prev) ? [...prev, v] : [prev, v])
+  }
+  delete plain['content-length']
+  delete plain['transfer-encoding']
+  return plain
+}
 
 async function readBody (req: IncomingMessage, max: number): Promise<Uint8Array | undefined> {
   const chunks: Buffer[] = []
@@ -80,6 +102,63 @@ async function readBody (req: IncomingMessage, max: number): Promise<Uint8Array 
 export async function startDevServer (init: DevServerInit, components: DevServerComponents = {}): Promise<DevServer> {
   const dir = resolve(init.dir)
   const log = init.onLog ?? (() => {})
+
+  /**
+   * A quorum function's request: `n` runs in turn (not in parallel: the dev sandbox pool is one
+   * sandbox, and runs apart in time show a clock-dependent output more surely), tallied as the
+   * mesh tallies its workers' results.
+   */
+  async function serveQuorum (res: ServerResponse, name: string, n: number, run: () => Promise<ExecutionResult>, head: boolean, done: (status: number, extra: string) => void): Promise<void> {
+    const needed = quorumMajority(n)
+    const groups = new Map<string, ExecutionResult[]>()
+    const failed: ExecutionResult[] = []
+    for (let i = 1; i <= n; i++) {
+      const r = await run()
+      for (const line of r.logs.split('\n')) if (line !== '') log(`[${name} ${i}/${n}] ${line}`)
+      if (r.logsTruncated) log(`[${name} ${i}/${n}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
+      if (!votes(r) || (r.response === undefined && r.error === undefined)) { failed.push(r); continue }
+      const hash = r.error !== undefined ? outputHash({ error: r.error }) : outputHash({ response: r.response! })
+      groups.set(hash, [...groups.get(hash) ?? [], r])
+    }
+    const ranked = [...groups.entries()].sort((a, b) => b[1].length - a[1].length)
+    const outputs = ranked.map(([hash, g]) => `${hash} ×${g.length}`).join(', ')
+    const [best, group] = ranked[0] ?? []
+    const timing = (r: ExecutionResult): string => ` (exec ${r.timings.execMs.toFixed(1)} ms, sandbox ${r.timings.sandboxMs.toFixed(1)} ms, queue ${r.timings.queueMs.toFixed(1)} ms)`
+    if (ranked.length > 1) {
+      log(`warning: ${name} is declared deterministic but ${n} runs of one request gave ${ranked.length} different outputs (${outputs}); ${group!.length >= needed
+        ? `the majority answers here, but on the mesh the workers with another output are outvoted and their batches proven faulty`
+        : 'on the mesh every such request fails with 502 QUORUM_DISAGREEMENT'}: make the output depend on the request only (no Math.random, Date.now or other state)`)
+    }
+    if (best !== undefined && group!.length >= needed) {
+      const r = group![0]
+      const status = r.response?.status ?? WIRE_ERROR_CODES[r.error!.code].status
+      const quorumHeaders = { 'x-peerhost-quorum': `${group!.length}/${n}`, 'x-peerhost-output-hash': best }
+      if (r.response !== undefined) {
+        res.writeHead(status, { ...headerObject(r.response.headers), ...quorumHeaders, 'x-peerhost-exec-ms': r.timings.execMs.toFixed(2) })
+        res.end(head ? undefined : r.response.body)
+      } else {
+        jsonError(res, r.error!.code, r.error!.message, r.error!.details, quorumHeaders)
+      }
+      done(status, ` quorum ${group!.length}/${n}${timing(r)}`)
+      return
+    }
+    if (ranked.length > 1) {
+      const counts = ranked.map(([, g]) => g.length)
+      jsonError(res, 'QUORUM_DISAGREEMENT',
+        `the ${n} runs of quorum function ${name} disagree: ${ranked.length} different outputs (${outputs}), ${failed.length} failed, and an answer needs ${needed} equal outputs; a function declared "deterministic" must answer the same request with the same output`,
+        { quorum: n, needed, outputs: ranked.length, agreeing: counts[0], failed: failed.length, outputHashes: ranked.map(([hash, g]) => ({ outputHash: hash, runs: g.length })) },
+        { 'x-peerhost-quorum': `${counts[0]}/${n}` })
+      done(502, ` QUORUM_DISAGREEMENT ${outputs}`)
+      return
+    }
+    // too few runs answered at all: the runs' own failure (a limit error) speaks, as on the mesh
+    const answered = group?.length ?? 0
+    const e = answered === 0 && failed[0]?.error !== undefined
+      ? failed[0].error
+      : { code: 'WORKER_FAILED' as const, message: `only ${answered} of the ${n} runs of quorum function ${name} answered; an answer needs ${needed} equal outputs${failed[0]?.error === undefined ? '' : ` (${failed[0].error.code}: ${failed[0].error.message})`}` }
+    jsonError(res, e.code, e.message, e.details)
+    done(WIRE_ERROR_CODES[e.code].status, ` ${e.code} quorum ${answered}/${n}`)
+  }
   const load = async (): Promise<Build> => {
     const project = loadProjectConfig(dir)
     const secrets = loadDevVars(dir)
@@ -151,15 +230,20 @@ export async function startDevServer (init: DevServerInit, components: DevServer
       if (headers.length > LIMITS.maxHeaders) { jsonError(res, 'HEADERS_TOO_LARGE'); done(431, ''); return }
       const request: WireRequest = { method: (req.method ?? 'GET').toUpperCase(), url: url.toString(), headers, body }
       const options = project.optionsFor(name)
-      const headerObject = (list: Array<[string, string]>): Record<string, string | string[]> => {
-        const plain: Record<string, string | string[]> = {}
-        for (const [k, v] of list) {
-          const prev = plain[k]
-          plain[k] = prev === undefined ? v : (Array.isArray(prev) ? [...prev, v] : [prev, v])
-        }
-        delete plain['content-length']
-        delete plain['transfer-encoding']
-        return plain
+      // as on a worker: secrets merged over the public env, and their values kept out of the logs
+      const run = async (hooks?: { stream: StreamHooks }): Promise<ExecutionResult> => await executeWithSecrets(executor, {
+        jobId: `0x${randomBytes(32).toString('hex')}`,
+        bundle: { cid: fn.cid, bytes: fn.bytes },
+        request,
+        env: project.env,
+        options,
+        deadline: Date.now() + options.timeoutMs + 5_000
+      }, Object.keys(secrets).length > 0 ? secrets : undefined, hooks)
+      const quorum = project.quorumFor(name)
+      if (quorum !== undefined) {
+        // buffered runs (no stream hooks): their outputs are compared before anything is answered
+        await serveQuorum(res, name, quorum, run, req.method === 'HEAD', done)
+        return
       }
       // a streamed body goes out as on the mesh: chunk by chunk, the function waiting while the
       // client does not read (the same sandbox code path and window)
@@ -181,15 +265,7 @@ export async function startDevServer (init: DevServerInit, components: DevServer
           })
         }
       }
-      // as on a worker: secrets merged over the public env, and their values kept out of the logs
-      const result = await executeWithSecrets(executor, {
-        jobId: `0x${randomBytes(32).toString('hex')}`,
-        bundle: { cid: fn.cid, bytes: fn.bytes },
-        request,
-        env: project.env,
-        options,
-        deadline: Date.now() + options.timeoutMs + 5_000
-      }, Object.keys(secrets).length > 0 ? secrets : undefined, { stream })
+      const result = await run({ stream })
       for (const line of result.logs.split('\n')) if (line !== '') log(`[${name}] ${line}`)
       if (result.logsTruncated) log(`[${name}] (logs truncated at ${LIMITS.maxLogBytes} bytes)`)
       const t = result.timings
@@ -203,11 +279,8 @@ export async function startDevServer (init: DevServerInit, components: DevServer
       }
       if (result.error !== undefined) {
         const e = result.error
-        const status = WIRE_ERROR_CODES[e.code].status
-        const bodyText = JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) } })
-        res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' })
-        res.end(bodyText)
-        done(status, ` ${e.code}${timing}`)
+        jsonError(res, e.code, e.message, e.details)
+        done(WIRE_ERROR_CODES[e.code].status, ` ${e.code}${timing}`)
         return
       }
       const r = result.response!
@@ -234,6 +307,12 @@ export async function startDevServer (init: DevServerInit, components: DevServer
     const fn = build.functions.get(name)
     if (fn === undefined || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') { upgradeError(socket, 'NOT_FOUND', `no function "${name}"`); return }
     const { project, secrets } = build
+    const quorum = project.quorumFor(name)
+    if (quorum !== undefined) {
+      upgradeError(socket, 'BAD_REQUEST', `${name} is a quorum function ("verify": { "quorum": ${quorum} }): it answers requests, not WebSocket sessions (a session has no single output to vote on)`)
+      log(`WS ${url.pathname} 400 refused: quorum function`)
+      return
+    }
     const headers: Array<[string, string]> = []
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
       const h = req.rawHeaders[i].toLowerCase()

@@ -128,6 +128,8 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
   const dispatch = quorumDispatcher({
     dispatch: dispatcher({ domain, maxAttempts: init.maxAttempts, epochOf: init.epochOf }, { libp2p, view, signer, logger: components.logger, dial: components.dial, retryBudget: components.retryBudget, spend: components.spend, tickets: components.tickets, waitQueue: queue }),
     tickets: components.tickets,
+    // the workers a copy may go to: every live one the project's maxFee does not price out
+    liveWorkers: (entry) => entry.maxFee === undefined ? view.size() : view.list().filter(w => BigInt(w.advert.price ?? '0') <= entry.maxFee!).length,
     logger: components.logger
   })
 

@@ -4,7 +4,8 @@
  * - `ANY /<wallet>/<project>/<function>[/rest]` → a job through the mesh → the function's response,
  *   with `x-peerhost-job`, `x-peerhost-worker`, `x-peerhost-attempts`, `x-peerhost-receipt` and
  *   `Server-Timing` (dispatch, queue, sandbox, exec, total); a quorum function's answer also carries
- *   `x-peerhost-quorum` (`agreeing/n`) and `x-peerhost-receipts` (every agreeing receipt). This path form puts every tenant on
+ *   `x-peerhost-quorum` (`agreeing/n`) and `x-peerhost-receipts` (every agreeing receipt); its 502
+ *   QUORUM_DISAGREEMENT carries the same two headers with every receipt it got. This path form puts every tenant on
  *   one web origin: fine for APIs and local development, unsafe for cookies and browser storage.
  * - With `walletDomain` d: `ANY https://<wallet>.<d>/<project>/<function>[/rest]`, one web origin
  *   per wallet (the wallet from the Host header; a host under d that is not a known wallet is 404).
@@ -304,7 +305,18 @@ export function gatewayHttp (init: GatewayHttpInit, components: GatewayHttpCompo
     let response: Response
     const result = outcome.result
     if (result === undefined) {
-      response = jsonError(outcome.error?.code ?? 'WORKER_FAILED', outcome.error?.message, outcome.error?.details)
+      const quorum = (outcome as QuorumOutcome).quorum
+      const received = quorum?.received ?? []
+      // a quorum without a majority: every vote that came in (most agreeing output first), in the
+      // body by worker and output hash, and each signed receipt in `x-peerhost-receipts`
+      const details = received.length === 0
+        ? outcome.error?.details
+        : { ...outcome.error?.details, received: received.map(m => ({ worker: m.request.ticket.worker, jobId: m.request.jobId, outputHash: m.result.outputHash })) }
+      response = jsonError(outcome.error?.code ?? 'WORKER_FAILED', outcome.error?.message, details)
+      if (quorum !== undefined && received.length > 0) {
+        base['x-peerhost-quorum'] = `${Number(outcome.error?.details?.agreeing ?? 0)}/${quorum.n}`
+        base['x-peerhost-receipts'] = received.map(m => receiptHeader(domain, m.request, m.result)).join(', ')
+      }
       // overload is answered at once with when to come back, instead of waiting out the deadline
       if (outcome.error?.code === 'OVERLOADED') response.headers.set('retry-after', String(Math.max(1, Math.ceil((outcome.retryAfterMs ?? 1000) / 1000))))
     } else {

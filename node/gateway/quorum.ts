@@ -9,6 +9,11 @@
  * Distinct job ids, not one job id for n workers: Settlement treats one (gateway, project, jobId)
  * as one client request, and two batches claiming it as a double claim.
  *
+ * A quorum whose majority is more than the live workers is refused before any ticket is signed
+ * (503 NO_WORKER naming both numbers). When the request fails without a majority (disagreement, too
+ * few answers), the copies still running are stopped: they can neither change the answer nor prove
+ * anything. A disagreement's answer carries every vote's receipt; nobody is outvoted by it.
+ *
  * The copies still running when the majority is decided run on (bounded by the deadline): a
  * worker whose output differs from a decided majority is outvoted, and the evidence (its receipt,
  * and the majority's receipts with their ticket signatures) goes to the ticket log, so the
@@ -38,6 +43,11 @@ export interface QuorumReport {
   majority: Array<{ request: JobRequest, result: JobResult, worker: string }>
   /** every copy's job id */
   jobIds: Hex[]
+  /**
+   * on a QUORUM_DISAGREEMENT: every vote that came in (each distinct output's receipts), so the
+   * client sees who answered what; none of them is evidence against anyone (no majority)
+   */
+  received?: Array<{ request: JobRequest, result: JobResult, worker: string }>
 }
 
 export interface QuorumOutcome extends DispatchOutcome {
@@ -49,6 +59,12 @@ export interface QuorumDispatchComponents {
   dispatch: Dispatcher
   /** where evidence against an outvoted worker goes (the gateway's ticket log); @default none (nothing proven) */
   tickets?: Pick<TicketLog, 'recordDisagreement'>
+  /**
+   * How many workers the gateway can send this function to now (its live view): a quorum whose
+   * majority exceeds it is refused at once (503 NO_WORKER naming both numbers) instead of paying
+   * tickets for copies that cannot decide anything. @default unknown (the copies find out)
+   */
+  liveWorkers?: (entry: DispatchJob['entry']) => number
   logger: Logger
 }
 
@@ -57,8 +73,11 @@ export function quorumMajority (n: number): number {
   return Math.floor(n / 2) + 1
 }
 
-/** Whether a verified result is a vote: a response, or the function's own deterministic failure. */
-function votes (result: JobResult): boolean {
+/**
+ * Whether a result is a vote: a response, or the function's own deterministic failure. Shared with
+ * `peerhost dev` (node/dev/dev-server.ts), which runs a quorum function n times locally.
+ */
+export function votes (result: { error?: { code: WireErrorCode } }): boolean {
   return result.error === undefined || result.error.code === 'FUNCTION_ERROR' || result.error.code === 'RESULT_INVALID'
 }
 
@@ -66,6 +85,19 @@ function votes (result: JobResult): boolean {
 const PASSED_ON = new Set<WireErrorCode>(['OVERLOADED', 'NO_WORKER', 'PAYMENT_REQUIRED', 'DEADLINE_EXCEEDED'])
 
 interface Vote { outcome: DispatchOutcome, request: JobRequest, result: JobResult, worker: string }
+
+/** A copy whose worker began streaming its body: the stream ends here, the copy is a failure. */
+function unstreamed (outcome: DispatchOutcome): DispatchOutcome {
+  outcome.stream?.done(false)
+  const { stream: _stream, ...rest } = outcome
+  return {
+    ...rest,
+    error: {
+      code: 'LIMIT_RESPONSE_SIZE',
+      message: 'a quorum function\'s answer is compared across workers before it is sent, so it cannot be a streamed body; return a complete body (at most 1 MiB), or use "verify": "single"'
+    }
+  }
+}
 
 function held (v: Vote): HeldReceipt {
   return { receipt: receiptOf(v.request, v.result.outputHash), signature: v.result.receiptSig, ticketSignature: v.request.ticketSig }
@@ -83,6 +115,22 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
   async function run (job: DispatchJob, n: number): Promise<QuorumOutcome> {
     const needed = quorumMajority(n)
     const started = performance.now()
+    const live = components.liveWorkers?.(job.entry)
+    if (live !== undefined && live < needed) {
+      const { project, name } = job.entry.ref
+      log.warn({ fn: `${project}/${name}`, quorum: n, needed, live }, 'quorum: fewer live workers than the majority needs; refused without dispatch')
+      return {
+        jobId: newJobId(),
+        attempts: [],
+        dispatchMs: performance.now() - started,
+        quorum: { n, needed, majority: [], jobIds: [] },
+        error: {
+          code: 'NO_WORKER',
+          message: `${project}/${name} runs on ${n} distinct workers ("verify": { "quorum": ${n} }) and needs ${needed} equal outputs, but this gateway can reach only ${live} live worker${live === 1 ? '' : 's'}; retry when more workers are up, or lower the quorum`,
+          details: { quorum: n, needed, live }
+        }
+      }
+    }
     // the copies outlive the answer (their outputs are compared with the majority), so the
     // client's signal stops them only before the majority is decided; the deadline bounds them
     const stop = new AbortController()
@@ -117,6 +165,9 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
         if (decided) return
         decided = true
         job.signal?.removeEventListener('abort', onAbort)
+        // without a majority the copies still running cannot change the answer or prove anything:
+        // they stop instead of running (and being paid) for nobody
+        if (majorityHash === undefined) stop.abort()
         resolve(outcome)
       }
       const attempts = (): DispatchOutcome['attempts'] => [...groups.values()].flat().map(v => v.outcome).concat(failed).flatMap(o => o.attempts)
@@ -142,8 +193,12 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
         if (best + pending >= needed) return
         const report: QuorumReport = { n, needed, majority: [], jobIds }
         if (groups.size >= 2) {
-          const counts = [...groups.values()].map(g => g.length).sort((a, b) => b - a)
-          log.warn({ jobIds, outputs: counts, failed: failed.length }, 'quorum: workers disagree, no majority')
+          const ranked = [...groups.entries()].sort((a, b) => b[1].length - a[1].length)
+          const counts = ranked.map(([, g]) => g.length)
+          report.received = ranked.flatMap(([, g]) => g.map(v => ({ request: v.request, result: v.result, worker: v.worker })))
+          const { project, name } = job.entry.ref
+          log.warn({ jobIds, fn: `${project}/${name}`, outputs: ranked.map(([hash, g]) => ({ outputHash: hash, workers: g.map(v => v.outcome.worker?.advert.address) })), failed: failed.length },
+            'quorum: workers disagree, no majority: nobody is outvoted and no evidence is kept (is the function really deterministic?)')
           finish({
             jobId: jobIds[0],
             attempts: attempts(),
@@ -151,7 +206,7 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
             quorum: report,
             error: {
               code: 'QUORUM_DISAGREEMENT',
-              message: `the ${n} workers of this quorum function disagree: ${groups.size} different outputs (${counts.join(', ')} equal), ${failed.length} failed, and an answer needs ${needed} equal outputs`,
+              message: `the ${n} workers of this quorum function disagree: ${groups.size} different outputs (${counts.join(', ')} equal), ${failed.length} failed, and an answer needs ${needed} equal outputs; a function declared "deterministic" must answer the same request with the same output`,
               details: { quorum: n, needed, outputs: groups.size, agreeing: counts[0], failed: failed.length }
             }
           })
@@ -177,8 +232,11 @@ export function quorumDispatcher (components: QuorumDispatchComponents): Dispatc
       }
 
       for (const copy of copies) {
-        copy.then((outcome) => {
+        copy.then((streamed) => {
           pending--
+          // a streamed body cannot be compared before it is answered: the copy fails (its stream
+          // closed, not left open on the worker) and never answers for the quorum
+          const outcome: DispatchOutcome = streamed.stream === undefined ? streamed : unstreamed(streamed)
           jobIds.push(outcome.jobId)
           const result = outcome.result
           if (result !== undefined && outcome.request !== undefined && votes(result)) {

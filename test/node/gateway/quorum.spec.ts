@@ -91,6 +91,54 @@ describe('gateway: quorum dispatch', () => {
     assert.match(out.error?.message ?? '', /3 workers of this quorum function disagree: 3 different outputs/)
     assert.deepEqual(out.error?.details, { quorum: 3, needed: 2, outputs: 3, agreeing: 1, failed: 0 })
     assert.equal(recorded.length, 0, 'without a majority nobody is known to lie')
+    // every vote comes back (for the client's x-peerhost-receipts), none as an answer
+    assert.deepEqual((out as QuorumOutcome).quorum?.received?.map(v => v.result.outputHash).sort(), [A, B, C])
+    assert.deepEqual((out as QuorumOutcome).quorum?.majority, [])
+  })
+
+  it('stops the copies still running once no majority is possible', async () => {
+    // quorum 5 needs 3 equal outputs: after four different ones the fifth copy cannot decide anything
+    const D: Hex = `0x${'dd'.repeat(32)}`
+    const signals: AbortSignal[] = []
+    const plan = stand([{ output: A }, { output: B }, { output: C }, { output: D }, { never: true }])
+    const dispatch: Dispatcher = async (j) => { signals.push(j.signal!); return await plan.dispatch(j) }
+    const out = await quorumDispatcher({ dispatch, logger: silentLogger() })(job(5))
+    assert.equal(out.error?.code, 'QUORUM_DISAGREEMENT')
+    assert.equal(signals.length, 5)
+    assert.ok(signals[4].aborted, 'the pending copy is told to stop')
+  })
+
+  it('ends a copy whose worker began streaming its body, and never relays it', async () => {
+    const ended: boolean[] = []
+    const plan = stand([{ output: A }, { output: A }, { output: A }])
+    let k = 0
+    const dispatch: Dispatcher = async (j) => {
+      const out = await plan.dispatch(j)
+      // the first copy's worker streams (its body over the buffered limit, or still being produced)
+      return k++ === 0 ? { ...out, result: undefined, stream: { head: {} as any, stream: {} as any, f: {} as any, done: (ok: boolean) => { ended.push(ok) } } } : out
+    }
+    const out = await quorumDispatcher({ dispatch, logger: silentLogger() })(job(3)) as QuorumOutcome
+    assert.equal(out.result?.outputHash, A, 'the two buffered answers decide')
+    assert.equal(out.stream, undefined)
+    assert.deepEqual(ended, [false], 'the streamed copy\'s stream is closed, as a failure')
+    // all copies stream: the client gets a clear error, not a stream nobody compared
+    const all = await quorumDispatcher({ dispatch: async (j) => ({ ...(await stand([{ output: A }]).dispatch(j)), result: undefined, stream: { head: {} as any, stream: {} as any, f: {} as any, done: () => {} } }), logger: silentLogger() })(job(3))
+    assert.equal(all.stream, undefined)
+    assert.equal(all.error?.code, 'LIMIT_RESPONSE_SIZE')
+    assert.match(all.error?.message ?? '', /cannot be a streamed body/)
+  })
+
+  it('refuses a quorum whose majority exceeds the live workers before dispatching anything', async () => {
+    const { dispatch, excludes } = stand([{ output: A }, { output: A }, { output: A }, { limit: true }, { limit: true }])
+    const q = quorumDispatcher({ dispatch, liveWorkers: () => 3, logger: silentLogger() })
+    const out = await q(job(7))
+    assert.equal(out.error?.code, 'NO_WORKER')
+    assert.match(out.error?.message ?? '', /needs 4 equal outputs, but this gateway can reach only 3 live workers/)
+    assert.deepEqual(out.error?.details, { quorum: 7, needed: 4, live: 3 })
+    assert.equal(excludes.length, 0, 'no copy was dispatched (no ticket signed)')
+    // a majority the live workers can reach is dispatched: 3 of 5 agree
+    const five = await q(job(5)) as QuorumOutcome
+    assert.equal(five.result?.outputHash, A)
   })
 
   it('a limit error neither votes nor becomes evidence; too few answers fail without answering a single vote', async () => {
