@@ -2,7 +2,9 @@
  * Builder wallets: a standard Ethereum JSON keystore (version 3, scrypt, aes-128-ctr; what geth,
  * Foundry's `cast wallet` and MetaMask import) created and opened with ox's Keystore.
  */
-import { Keystore } from 'ox'
+// the Keystore module alone: ox's index loads all of ox (0.5 s of CPU per process), and every CLI
+// command and node imports this file
+import * as Keystore from 'ox/Keystore'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import type { Hex } from 'viem'
 import { ConfigError } from './errors.ts'

@@ -454,7 +454,10 @@ describe('chain: staking, admission and the fallback round against a local chain
       const fallback = chainFallback({ deadlineSec: 20, redundancy: 1 })({ chain: gw, storage, peerId: 'x', logger: silentLogger() })
       try {
         const head = await chain.publicClient.getBlock()
-        await new Promise(resolve => setTimeout(resolve, 13_000))
+        // 13 s of idling without the wait: Hardhat stamps its next block with its clock plus the
+        // offset evm_increaseTime adds, and mines nothing meanwhile, so the latest block is 13 s
+        // older than the block that will include the request, as after 13 idle seconds
+        await chain.rpc('evm_increaseTime', [13])
         assert.equal((await chain.publicClient.getBlock()).number, head.number, 'the chain stayed idle')
         const request: WireRequest = { method: 'GET', url: 'http://gw/x/hello/hello?idle', headers: [], body: new Uint8Array() }
         const r = await fallback.run({ fn, options: OPTIONS, env: {}, request, inputHash: inputHash(request) })

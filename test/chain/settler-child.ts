@@ -7,7 +7,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { rawCid } from '#protocol'
-import { chainClient, fastSigner, loadContracts, receiptLog, settler, silentLogger, type ChainClient } from '#node'
+// the parts it needs, not '#node' (libp2p, helia, the gateway): each of the kill tests starts three of
+// these processes, and the whole node's imports cost seconds of CPU per start on a loaded machine
+import { chainClient, loadContracts, type ChainClient } from '../../node/chain/index.ts'
+import { settler } from '../../node/settlement/index.ts'
+import { receiptLog } from '../../node/worker/receipt-log.ts'
+import { fastSigner } from '../../node/signing.ts'
+import { silentLogger } from '../../node/logger.ts'
 
 const { contractsFile, key, dataDir, killAt } = JSON.parse(process.argv[2]) as { contractsFile: string, key: `0x${string}`, dataDir: string, killAt: 'before-send' | 'after-send' | 'none' }
 const logger = silentLogger()

@@ -196,7 +196,14 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const gatewayAddress = ((await (await fetch(`${gatewayUrl}/_peerhost/status`)).json()) as any).address as string
     const env = { PEERHOST_PRIVATE_KEY: BUILDER_KEY }
     // on this local chain (31337) `peerhost deploy` already gave the project an escrow and the gateway an allowance
-    const before = await cli(['escrow', 'show', 'app', '--gateway', gatewayAddress, '--contracts', contractsFile, '--json'], env)
+    // the reads and the two refusals change nothing on chain: their processes start together (each
+    // a Node start of seconds on a loaded machine); the deposit and the allowance, sent from one
+    // wallet, go one after the other as before
+    const [before, bad, unknown] = await Promise.all([
+      cli(['escrow', 'show', 'app', '--gateway', gatewayAddress, '--contracts', contractsFile, '--json'], env),
+      cli(['escrow', 'allow', 'app', 'not-an-address', '0.01', '--contracts', contractsFile], env),
+      cli(['escrow', 'deposit', 'never-deployed', '0.1', '--contracts', contractsFile], env)
+    ])
     assert.equal(before.code, 0, before.stderr)
     const was = before.lines.at(-1)
     assert.equal(was.balance, (50n * 10n ** 18n).toString(), 'deploy funded the new project on the local chain')
@@ -210,10 +217,8 @@ describe('e2e: deploy to a local network that follows the chain', function () {
     const s = show.lines.at(-1)
     assert.equal(s.balance, (50n * 10n ** 18n + 5n * 10n ** 17n).toString())
     assert.equal(s.allowance.perEpoch, (10n ** 16n).toString())
-    const bad = await cli(['escrow', 'allow', 'app', 'not-an-address', '0.01', '--contracts', contractsFile], env)
     assert.equal(bad.code, 2)
     assert.match(bad.stderr, /<gateway> must be the gateway's URL \(such as http:\/\/127\.0\.0\.1:8080\) or its 0x address, got "not-an-address"/)
-    const unknown = await cli(['escrow', 'deposit', 'never-deployed', '0.1', '--contracts', contractsFile], env)
     assert.equal(unknown.code, 2)
     assert.match(unknown.stderr, /project "never-deployed" is not registered under this wallet; deploy it first/)
   })

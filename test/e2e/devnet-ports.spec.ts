@@ -43,16 +43,20 @@ describe('e2e: ports are checked before use', function () {
   it('devnet, gateway and chain up name --port when their HTTP/RPC port is busy', async () => {
     const busy = await occupy()
     try {
-      const devnet = await cli(['devnet', '--port', String(busy.port), '--no-chain', '--workers', '1', '--unsafe-dev-executor', '--data-dir', join(dir, 'net2')])
+      // four separate commands against the same busy port, started together (each is a Node start
+      // that stops at its port check; in sequence they were four start-ups one after another)
+      const [devnet, gateway, chain, worker] = await Promise.all([
+        cli(['devnet', '--port', String(busy.port), '--no-chain', '--workers', '1', '--unsafe-dev-executor', '--data-dir', join(dir, 'net2')]),
+        cli(['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLHuPQytqHdnSFACGfjkng3DAQmYXN9S9UaLs3MidUWiM', '--port', String(busy.port), '--data-dir', join(dir, 'gw')]),
+        cli(['chain', 'up', '--port', String(busy.port), '--data-dir', join(dir, 'chain')]),
+        cli(['worker', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLHuPQytqHdnSFACGfjkng3DAQmYXN9S9UaLs3MidUWiM', '--listen', `/ip4/127.0.0.1/tcp/${busy.port}`, '--unsafe-dev-executor', '--data-dir', join(dir, 'w')])
+      ])
       assert.equal(devnet.code, 2, devnet.stderr)
       assert.match(devnet.stderr, new RegExp(`port ${busy.port} .*the gateway's HTTP.*--port <port>`))
-      const gateway = await cli(['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLHuPQytqHdnSFACGfjkng3DAQmYXN9S9UaLs3MidUWiM', '--port', String(busy.port), '--data-dir', join(dir, 'gw')])
       assert.equal(gateway.code, 2, gateway.stderr)
       assert.match(gateway.stderr, /--port <port>/)
-      const chain = await cli(['chain', 'up', '--port', String(busy.port), '--data-dir', join(dir, 'chain')])
       assert.equal(chain.code, 2, chain.stderr)
       assert.match(chain.stderr, /--port <port>/)
-      const worker = await cli(['worker', '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLHuPQytqHdnSFACGfjkng3DAQmYXN9S9UaLs3MidUWiM', '--listen', `/ip4/127.0.0.1/tcp/${busy.port}`, '--unsafe-dev-executor', '--data-dir', join(dir, 'w')])
       assert.equal(worker.code, 2, worker.stderr)
       assert.match(worker.stderr, /--listen <port>/)
     } finally {
