@@ -13,6 +13,7 @@
  * - receipt.ts: `ticketOf` / `receiptOf` a job, `assertInputHash`, `advertSigningBytes`, `newJobId`
  * - cid.ts: CIDv1 of bundle bytes
  * - options.ts: the one `FunctionOptions` schema (wire, manifest, peerhost.json) and its comparisons
+ * - session-fees.ts: metered session fees (what a session owes, a project's cap for it)
  */
 export * from './errors.ts'
 export * from './constants.ts'
@@ -25,3 +26,4 @@ export * from './receipt.ts'
 export * from './cid.ts'
 export * from './transcript.ts'
 export * from './options.ts'
+export * from './session-fees.ts'

@@ -130,6 +130,7 @@ export function fixtures (): Array<{ name: string, message: Message }> {
   return [
     { name: 'advert', message: advert() },
     { name: 'advert-priced', message: { ...advert(), full: true, price: '25000000000000' } },
+    { name: 'advert-session-priced', message: { ...advert(), price: '25000000000000', sessionPrice: { perMessage: '1000000000', perMinute: '0' } } },
     { name: 'job', message: job() },
     { name: 'job-secrets', message: { ...job(), secrets: { API_TOKEN: 'tok-123', DB_URL: 'postgres://u:p@db/x' } } },
     { name: 'result', message: result() },
@@ -144,6 +145,7 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'ws-text', message: { v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode('héllo') } },
     { name: 'ws-binary', message: { v: PROTOCOL_VERSION, type: 'ws', binary: true, data: new Uint8Array([0, 1, 2, 255]) } },
     { name: 'ws-close', message: { v: PROTOCOL_VERSION, type: 'ws-close', code: 4001, reason: 'bye' } },
+    { name: 'ticket', message: { v: PROTOCOL_VERSION, type: 'ticket', jobId: result().jobId, attempt: 1, fee: '25000000100000', ticketSig: result().receiptSig } },
     {
       name: 'session-end',
       message: {
@@ -154,6 +156,21 @@ export function fixtures (): Array<{ name: string, message: Message }> {
         transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
         outputHash: result().outputHash,
         receiptSig: result().receiptSig,
+        logs: '',
+        logsTruncated: false
+      }
+    },
+    {
+      name: 'session-end-metered',
+      message: {
+        v: PROTOCOL_VERSION,
+        type: 'session-end',
+        jobId: result().jobId,
+        attempt: 1,
+        transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
+        outputHash: result().outputHash,
+        receiptSig: result().receiptSig,
+        fee: '25000000100000',
         logs: '',
         logsTruncated: false
       }
