@@ -163,9 +163,12 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     const pay = (final: boolean): void => {
       if (!priced || billing === undefined || billingStopped) return
       if (final) billingStopped = true
-      billedAt = messages
+      // what is owed now, not when the frames before it are written
+      const n = messages
+      const ms = Date.now() - billing.openedAt
+      billedAt = n
       chain = chain.then(async () => {
-        const t = await billing.bill(messages, Date.now() - billing.openedAt, final)
+        const t = await billing.bill(n, ms, final)
         if (t === undefined) return
         if ('refused' in t) {
           log.info({ jobId, worker: worker.peerId, reason: t.refused }, 'session ended: its fee cannot be paid further')
