@@ -14,23 +14,22 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Stream } from '@libp2p/interface'
-import { multiaddr } from '@multiformats/multiaddr'
 import { Registry } from 'prom-client'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { createBootstrap } from '#bootstrap'
 import {
-  atFee, BUNDLE_PROTOCOL, DEV_DOMAIN, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
+  atFee, DEV_DOMAIN, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
   type JobRequest, type Message
 } from '#protocol'
 import { devExecutor } from '#sandbox'
 import {
-  addProject, createGateway, createMeshNode, createWorker, fastSigner, frames, functionTable, receiptLog, recoverDigestSigner, silentLogger,
-  type FrameStream, type GatewayNode, type PeerHostLibp2p, type ReceiptLog, type WorkerNode
+  addProject, createGateway, createWorker, fastSigner, functionTable, receiptLog, recoverDigestSigner, silentLogger,
+  type GatewayNode, type PeerHostLibp2p, type ReceiptLog, type WorkerNode
 } from '#node'
 import { signedJob } from '../helpers/jobs.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
+import { openRawSession, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 const ECHO = `module.exports.default = { async fetch (request) {
@@ -78,15 +77,7 @@ describe('metered session fees (cumulative tickets)', function () {
     await worker.start()
     await waitFor('the worker and its session price in the gateway view', () => gateway.view.list().some(w => w.advert.sessionPrice?.perMessage === PER_MESSAGE.toString()), 30_000)
     wsBase = `${gateway.url.replace(/^http/, 'ws')}/${owner}/ws`
-    client = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
-    await client.start()
-    await client.handle(BUNDLE_PROTOCOL, async (stream) => {
-      const f = frames(stream, 4096)
-      const req = await f.read('bundle-request', AbortSignal.timeout(10_000))
-      if (req.type !== 'bundle-request' || req.cid !== cid) { stream.abort(new Error('unknown bundle')); return }
-      await frames(stream, bytes.byteLength + 1024).write({ v: PROTOCOL_VERSION, type: 'bundle', cid, bytes })
-      await stream.close()
-    })
+    client = await rawGateway(cid, bytes)
   })
   beforeEach(async () => { if (worker !== undefined) await waitFor('no session left open at the worker', () => worker.sessions === 0, 30_000) })
   after(async () => {
@@ -127,9 +118,7 @@ describe('metered session fees (cumulative tickets)', function () {
 
   // ---- a raw gateway-side client ----
 
-  interface RawSession { f: FrameStream, stream: Stream, job: JobRequest }
-
-  async function rawSession (): Promise<RawSession> {
+  async function rawSession (): Promise<RawSession & { job: JobRequest }> {
     const job = await signedJob({
       worker: worker.address,
       gateway: rogue,
@@ -138,33 +127,13 @@ describe('metered session fees (cumulative tickets)', function () {
       options: { memoryMb: 32, timeoutMs: 30_000, network: [], isolation: 'function' },
       session: true
     })
-    const stream = await client.dialProtocol(multiaddr(worker.addrs()[0]), JOB_PROTOCOL)
-    const f = frames(stream)
-    await f.write(job, AbortSignal.timeout(10_000))
-    const first = await f.readAny(AbortSignal.timeout(30_000))
-    assert.equal(first.type, 'session-open', `expected session-open, got ${JSON.stringify(first).slice(0, 300)}`)
-    return { f, stream, job }
+    return { ...await openRawSession(client, worker.addrs()[0], job, 30_000), job }
   }
 
   const send = async (s: RawSession, msg: Message): Promise<void> => { await s.f.write(msg, AbortSignal.timeout(10_000)) }
   const text = (data: string): Message => ({ v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode(data) })
-  const ticket = async (s: RawSession, fee: string, signer = rogue, jobId = s.job.jobId): Promise<Message> =>
+  const ticket = async (s: RawSession & { job: JobRequest }, fee: string, signer = rogue, jobId = s.job.jobId): Promise<Message> =>
     ({ v: PROTOCOL_VERSION, type: 'ticket', jobId, attempt: 1, fee, ticketSig: await signer.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(atFee({ ...s.job, jobId }, fee))) }) })
-
-  async function untilEnd (s: RawSession, timeoutMs: number): Promise<Message[]> {
-    const out: Message[] = []
-    const signal = AbortSignal.timeout(timeoutMs)
-    for (;;) {
-      let msg: Message
-      try {
-        msg = await s.f.readAny(signal)
-      } catch (err) {
-        throw new Error(`no session-end within ${timeoutMs} ms; frames so far: ${out.map(m => m.type === 'ws-close' ? `ws-close ${m.code}` : m.type).join(', ')} (${(err as Error).message})`)
-      }
-      out.push(msg)
-      if (msg.type === 'session-end' || msg.type === 'error' || msg.type === 'result') return out
-    }
-  }
 
   async function ticketOutcomes (): Promise<Record<string, number>> {
     const m = await metrics.getSingleMetric('peerhost_worker_session_tickets_total')?.get()
@@ -175,7 +144,7 @@ describe('metered session fees (cumulative tickets)', function () {
     const s = await rawSession()
     const sent = 400
     const writes = (async () => { for (let i = 0; i < sent; i++) await send(s, text(`m${i}`)).catch(() => {}) })()
-    const got = await untilEnd(s, 60_000)
+    const got = await untilSessionEnd(s, 60_000)
     await writes
     const close = got.find(m => m.type === 'ws-close')
     assert.ok(close?.type === 'ws-close', `a ws-close: ${got.map(m => m.type).join(', ')}`)
@@ -207,7 +176,7 @@ describe('metered session fees (cumulative tickets)', function () {
     const echo = await s.f.readAny(AbortSignal.timeout(20_000))
     assert.equal(echo.type, 'ws')
     await send(s, { v: PROTOCOL_VERSION, type: 'ws-close', code: 1000, reason: '' })
-    const got = await untilEnd(s, 30_000)
+    const got = await untilSessionEnd(s, 30_000)
     const end = got.at(-1)
     assert.ok(end?.type === 'session-end', got.map(m => m.type).join(', '))
     assert.equal(end.fee, '800')

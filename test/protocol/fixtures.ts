@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import {
   FUNCTION_OPTION_BOUNDS, functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
   type BundleRequest, type BundleResponse, type SecretsRequest, type SecretsResponse, type ErrorMessage, type JobRequest, type JobResult,
-  type Message, type MessageType, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
+  type Message, type MessageType, type SessionEnd, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
 } from '#protocol'
 
 /** Runs `fn`, which must throw a ProtocolError with a code from the closed set; returns the code. */
@@ -126,6 +126,21 @@ export function bundleResponse (): BundleResponse {
 }
 
 /** One fixed message per type (and a second result, with an error). */
+/** A session-end frame (the receipt fields are result()'s). */
+export function sessionEnd (): SessionEnd {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'session-end',
+    jobId: result().jobId,
+    attempt: 1,
+    transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
+    outputHash: result().outputHash,
+    receiptSig: result().receiptSig,
+    logs: '',
+    logsTruncated: false
+  }
+}
+
 export function fixtures (): Array<{ name: string, message: Message }> {
   return [
     { name: 'advert', message: advert() },
@@ -146,35 +161,8 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'ws-binary', message: { v: PROTOCOL_VERSION, type: 'ws', binary: true, data: new Uint8Array([0, 1, 2, 255]) } },
     { name: 'ws-close', message: { v: PROTOCOL_VERSION, type: 'ws-close', code: 4001, reason: 'bye' } },
     { name: 'ticket', message: { v: PROTOCOL_VERSION, type: 'ticket', jobId: result().jobId, attempt: 1, fee: '25000000100000', ticketSig: result().receiptSig } },
-    {
-      name: 'session-end',
-      message: {
-        v: PROTOCOL_VERSION,
-        type: 'session-end',
-        jobId: result().jobId,
-        attempt: 1,
-        transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
-        outputHash: result().outputHash,
-        receiptSig: result().receiptSig,
-        logs: '',
-        logsTruncated: false
-      }
-    },
-    {
-      name: 'session-end-metered',
-      message: {
-        v: PROTOCOL_VERSION,
-        type: 'session-end',
-        jobId: result().jobId,
-        attempt: 1,
-        transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
-        outputHash: result().outputHash,
-        receiptSig: result().receiptSig,
-        fee: '25000000100000',
-        logs: '',
-        logsTruncated: false
-      }
-    },
+    { name: 'session-end', message: sessionEnd() },
+    { name: 'session-end-metered', message: { ...sessionEnd(), fee: '25000000100000' } },
     { name: 'stream-head', message: { v: PROTOCOL_VERSION, type: 'stream-head', jobId: result().jobId, attempt: 1, status: 200, headers: [['content-type', 'text/event-stream']] } },
     { name: 'stream-chunk', message: { v: PROTOCOL_VERSION, type: 'stream-chunk', data: new TextEncoder().encode('data: 0\n\n') } },
     {
