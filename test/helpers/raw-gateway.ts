@@ -10,6 +10,14 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { BUNDLE_PROTOCOL, JOB_PROTOCOL, PROTOCOL_VERSION, type JobRequest, type Message } from '#protocol'
 import { createMeshNode, frames, type FrameStream, type PeerHostLibp2p } from '#node'
 
+/** A WebSocket echo bundle (CommonJS, as the sandbox loads it) that raw-client session tests serve. */
+export const RAW_ECHO_SOURCE = `module.exports.default = { async fetch (request) {
+  const { 0: client, 1: server } = new WebSocketPair()
+  server.accept()
+  server.addEventListener('message', (event) => { server.send('echo: ' + String(event.data)) })
+  return new Response(null, { status: 101, webSocket: client })
+} }`
+
 export interface RawSession { f: FrameStream, stream: Stream, t0: number }
 
 /** A started mesh node that answers BUNDLE_PROTOCOL requests for `cid` with `bytes`. */

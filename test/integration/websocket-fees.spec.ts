@@ -29,15 +29,10 @@ import {
 import { signedJob } from '../helpers/jobs.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
-import { openRawSession, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
+import { openRawSession, RAW_ECHO_SOURCE, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
-const ECHO = `module.exports.default = { async fetch (request) {
-  const { 0: client, 1: server } = new WebSocketPair()
-  server.accept()
-  server.addEventListener('message', (event) => { server.send('echo: ' + String(event.data)) })
-  return new Response(null, { status: 101, webSocket: client })
-} }`
+const ECHO = RAW_ECHO_SOURCE
 /** wei per message either way */
 const PER_MESSAGE = 10n
 /** the worker's credit: 250 messages' worth (2,500 wei); an honest gateway tops up every 100 */

@@ -27,17 +27,12 @@ import {
 import { signedJob } from '../helpers/jobs.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
-import { openRawSession, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
+import { openRawSession, RAW_ECHO_SOURCE, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 
 // the raw client's function: an echo (served to the worker over BUNDLE_PROTOCOL by the raw client)
-const ECHO = `module.exports.default = { async fetch (request) {
-  const { 0: client, 1: server } = new WebSocketPair()
-  server.accept()
-  server.addEventListener('message', (event) => { server.send('echo: ' + String(event.data)) })
-  return new Response(null, { status: 101, webSocket: client })
-} }`
+const ECHO = RAW_ECHO_SOURCE
 
 /** The limits the registry would give each raw-client function (its manifest's `websocket`). */
 const RAW_LIMITS: Record<string, SessionLimits> = {
