@@ -291,6 +291,31 @@ export const NODE_DEFAULTS = {
   sessionMaxFragments: 1_024,
   /** Time a gateway gives the worker to answer `session-end` after the socket closed. */
   sessionEndWaitMs: 2_000,
+  /**
+   * Metered sessions (issue 12): a gateway sends a cumulative ticket after every this many
+   * messages (both ways) of a priced session — one billing unit (protocol SESSION_UNIT_MESSAGES).
+   */
+  sessionTicketEveryMessages: 100,
+  /** …and at least this often while a priced session lasts (half a per-minute billing unit). */
+  sessionTicketEveryMs: 30_000,
+  /**
+   * The credit a worker extends to a priced session's gateway, in messages and in time: when what
+   * the session owes exceeds the highest cumulative ticket by more than
+   * `perMessage × sessionCreditMessages + perMinute × sessionCreditMs / 60 000`, the worker closes
+   * it with 4402. Ten top-up intervals of messages and four of time: an honest gateway's lag (the
+   * frames in flight between a ticket and its count, a loaded event loop) never reaches it, and a
+   * gateway that stops paying gets at most this much free service.
+   */
+  sessionCreditMessages: 1_000,
+  sessionCreditMs: 120_000,
+  /** How often a worker re-checks a priced session's credit when no message moves (time accrues). */
+  sessionCreditCheckMs: 1_000,
+  /**
+   * After the function ends a priced session, how long the worker waits for its gateway's final
+   * cumulative ticket (an honest gateway answers the worker's close with one at once) before it
+   * signs the receipt with the highest ticket it holds.
+   */
+  sessionFinalTicketWaitMs: 1_000,
   /** Session receipts (transcript summaries) a gateway keeps for /_peerhost/receipts/<jobId>. */
   sessionReceiptsKept: 10_000,
   /**
@@ -330,7 +355,13 @@ export const WS_CLOSE = {
   /** the session reached NODE_DEFAULTS.sessionMaxMs */
   sessionTooLong: 4410,
   /** more client messages per second than NODE_DEFAULTS.sessionMessagesPerSec */
-  rateLimited: 4429
+  rateLimited: 4429,
+  /**
+   * a priced session's gateway fell behind its payments by more than the worker's credit
+   * (NODE_DEFAULTS.sessionCreditMessages / sessionCreditMs), or the project's allowance or maxFee
+   * cannot pay the session further (the gateway closes it)
+   */
+  paymentRequired: 4402
 } as const
 
 /** A worker's settlement loop (issue 11). */

@@ -14,6 +14,7 @@
  * - cid.ts: CIDv1 of bundle bytes
  * - options.ts: the one `FunctionOptions` schema (wire, manifest, peerhost.json) and its comparisons
  * - keccak.ts: keccak-256 in WebAssembly for the hot path (same output as viem's)
+ * - session-fees.ts: metered session fees (what a session owes, a project's cap for it)
  */
 export * from './errors.ts'
 export * from './constants.ts'
@@ -27,3 +28,4 @@ export * from './cid.ts'
 export * from './transcript.ts'
 export * from './options.ts'
 export * from './keccak.ts'
+export * from './session-fees.ts'

@@ -77,6 +77,13 @@ export interface WorkerAdvert {
    * least. Absent means it works for free (adverts from workers that predate settlement).
    */
   price?: string
+  /**
+   * The worker's metered price for a WebSocket session, on top of `price` (which the session's
+   * opening ticket pays): wei per message (either way) and per minute of session time, uint256 as
+   * decimal strings ('0' allowed). The gateway pays it with cumulative `ticket` frames during the
+   * session. Absent means sessions cost `price` only (adverts from workers that predate it).
+   */
+  sessionPrice?: SessionPrice
   /** bundle CIDs with a warm sandbox */
   warm: string[]
   /** unix ms when the advert was made */
@@ -85,6 +92,14 @@ export interface WorkerAdvert {
   seq: number
   /** Ed25519 signature by the peer key over the advert encoded without `sig` */
   sig: Uint8Array
+}
+
+/** A session's metered price (WorkerAdvert.sessionPrice). */
+export interface SessionPrice {
+  /** wei per WebSocket message, counted both ways */
+  perMessage: string
+  /** wei per minute of session time (accrued per millisecond, rounded down) */
+  perMinute: string
 }
 
 /** Job request frame, gateway → worker on JOB_PROTOCOL. */
@@ -237,6 +252,23 @@ export interface TranscriptSummary {
   bytesOut: number
 }
 
+/**
+ * Gateway → worker, during a session: a cumulative ticket. The same EIP-712 Ticket as the job's
+ * opening one (same jobId, attempt, jobHash, epoch, deadline, worker, gateway) with a higher `fee`:
+ * everything the session owes so far, not an increment. The worker keeps the highest valid one
+ * (durably) and settles it; a lower, equal or badly signed one is ignored.
+ */
+export interface SessionTicket {
+  v: number
+  type: 'ticket'
+  jobId: Hex
+  attempt: number
+  /** cumulative fee, wei (uint256 as a decimal string) */
+  fee: string
+  /** the gateway's EIP-712 signature over the job's ticket with this fee */
+  ticketSig: Hex
+}
+
 /** Worker → gateway: the session ended; the receipt's outputHash is the transcript's hash. */
 export interface SessionEnd {
   v: number
@@ -247,6 +279,11 @@ export interface SessionEnd {
   /** transcriptOutputHash(transcript) */
   outputHash: Hex
   receiptSig: Hex
+  /**
+   * The ticket fee the receipt signs: the highest cumulative `ticket` the worker accepted. Absent
+   * when it is the opening ticket's fee.
+   */
+  fee?: string
   logs: string
   logsTruncated: boolean
   /** set when the execution failed (e.g. LIMIT_CPU, the sandbox died) */
@@ -296,5 +333,5 @@ export interface StreamEnd {
   error?: WireError
 }
 
-export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse | SessionOpen | WsFrame | WsClose | SessionEnd | StreamHead | StreamChunk | StreamEnd
+export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse | SessionOpen | WsFrame | WsClose | SessionTicket | SessionEnd | StreamHead | StreamChunk | StreamEnd
 export type MessageType = Message['type']

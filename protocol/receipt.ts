@@ -90,6 +90,7 @@ export const ADVERT_SIGNING_TAG = 'peerhost-advert-v1'
  *     || u32(capacity) || u32(load) || u32(count) || count × field(warm cid) || u64(ts) || u64(seq)
  *     [|| u8(full ? 1 : 0), only when `full` is present]
  *     [|| u8(2) || field(price), only when `price` is present: the tag 2 can never be read as `full`]
+ *     [|| u8(3) || field(perMessage) || field(perMinute), only when `sessionPrice` is present]
  *
  * Throws ProtocolError INVALID_FIELD when the advert is not valid.
  */
@@ -108,6 +109,7 @@ export function advertSigningBytes (advert: Omit<WorkerAdvert, 'sig'> | WorkerAd
   // appended only when present, so adverts without the flag sign the same bytes as before
   if (a.full !== undefined) w.raw(Uint8Array.of(a.full ? 1 : 0))
   if (a.price !== undefined) w.raw(Uint8Array.of(2)).field(a.price)
+  if (a.sessionPrice !== undefined) w.raw(Uint8Array.of(3)).field(a.sessionPrice.perMessage).field(a.sessionPrice.perMinute)
   return w.finish()
 }
 

@@ -31,7 +31,7 @@ import { isWireErrorCode, ProtocolError, type WireError } from './errors.ts'
 import { LIMITS, PROTOCOL_VERSION } from './constants.ts'
 import { parseFunctionOptions } from './options.ts'
 import type {
-  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, SessionEnd, SessionOpen, StreamChunk, StreamEnd, StreamHead, TranscriptSummary, WsClose, WsFrame, FunctionOptions, FunctionRef, JobRequest, JobResult,
+  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, SessionEnd, SessionOpen, SessionPrice, SessionTicket, StreamChunk, StreamEnd, StreamHead, TranscriptSummary, WsClose, WsFrame, FunctionOptions, FunctionRef, JobRequest, JobResult,
   JobTimings, Message, MessageType, WireRequest, WireResponse, WorkerAdvert
 } from './messages.ts'
 import type { Address, Hex } from 'viem'
@@ -40,7 +40,7 @@ import type { Address, Hex } from 'viem'
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 /** Every message type, in a fixed order. */
-export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets', 'session-open', 'ws', 'ws-close', 'session-end', 'stream-head', 'stream-chunk', 'stream-end'] as const satisfies readonly MessageType[]
+export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets', 'session-open', 'ws', 'ws-close', 'ticket', 'session-end', 'stream-head', 'stream-chunk', 'stream-end'] as const satisfies readonly MessageType[]
 
 export function isMessageType (x: unknown): x is MessageType {
   return typeof x === 'string' && (MESSAGE_TYPES as readonly string[]).includes(x)
@@ -355,11 +355,12 @@ function timings (x: unknown, path: string): JobTimings {
 
 export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): WorkerAdvert {
   const p = 'advert'
-  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'], ['full', 'price', 'sessions', 'maxSessions'])
+  const get = record(x, p, ['v', 'type', 'peerId', 'address', 'addrs', 'capacity', 'load', 'warm', 'ts', 'seq', 'sig'], ['full', 'price', 'sessionPrice', 'sessions', 'maxSessions'])
   const full = get('full')
   const sessions = get('sessions')
   const maxSessions = get('maxSessions')
   const price = get('price')
+  const sessionPrice = get('sessionPrice')
   const advert: WorkerAdvert = {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'advert'),
@@ -375,9 +376,15 @@ export function validateWorkerAdvert (x: unknown, ctx: Ctx = DEFAULT_CTX): Worke
   }
   if (full !== undefined) advert.full = bool(full, `${p}.full`)
   if (price !== undefined) advert.price = decimal(price, `${p}.price`, 256)
+  if (sessionPrice !== undefined) advert.sessionPrice = sessionPriceOf(sessionPrice, `${p}.sessionPrice`)
   if (sessions !== undefined) advert.sessions = int(sessions, `${p}.sessions`, 0, LIMITS.maxWorkerSessions)
   if (maxSessions !== undefined) advert.maxSessions = int(maxSessions, `${p}.maxSessions`, 0, LIMITS.maxWorkerSessions)
   return advert
+}
+
+function sessionPriceOf (x: unknown, path: string): SessionPrice {
+  const get = record(x, path, ['perMessage', 'perMinute'])
+  return { perMessage: decimal(get('perMessage'), `${path}.perMessage`, 256), perMinute: decimal(get('perMinute'), `${path}.perMinute`, 256) }
 }
 
 export function validateJobRequest (x: unknown, ctx: Ctx = DEFAULT_CTX): JobRequest {
@@ -467,9 +474,24 @@ function transcriptSummary (x: unknown, path: string): TranscriptSummary {
   }
 }
 
+export function validateSessionTicket (x: unknown): SessionTicket {
+  const p = 'ticket'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'fee', 'ticketSig'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'ticket'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    fee: decimal(get('fee'), `${p}.fee`, 256),
+    ticketSig: signature(get('ticketSig'), `${p}.ticketSig`)
+  }
+}
+
 export function validateSessionEnd (x: unknown): SessionEnd {
   const p = 'session-end'
-  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'transcript', 'outputHash', 'receiptSig', 'logs', 'logsTruncated'], ['error'])
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'transcript', 'outputHash', 'receiptSig', 'logs', 'logsTruncated'], ['fee', 'error'])
+  const fee = get('fee')
+  // keys in the type's order (fee between receiptSig and logs): equal messages encode equally
   const out: SessionEnd = {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'session-end'),
@@ -478,6 +500,7 @@ export function validateSessionEnd (x: unknown): SessionEnd {
     transcript: transcriptSummary(get('transcript'), `${p}.transcript`),
     outputHash: hex32(get('outputHash'), `${p}.outputHash`),
     receiptSig: signature(get('receiptSig'), `${p}.receiptSig`),
+    ...(fee !== undefined ? { fee: decimal(fee, `${p}.fee`, 256) } : {}),
     logs: str(get('logs'), `${p}.logs`, LIMITS.maxLogBytes),
     logsTruncated: bool(get('logsTruncated'), `${p}.logsTruncated`)
   }
@@ -620,6 +643,7 @@ export function validateMessage (x: unknown, ctx: Ctx = DEFAULT_CTX): Message {
     case 'session-open': return validateSessionOpen(x)
     case 'ws': return validateWsFrame(x, ctx)
     case 'ws-close': return validateWsClose(x)
+    case 'ticket': return validateSessionTicket(x)
     case 'session-end': return validateSessionEnd(x)
     case 'stream-head': return validateStreamHead(x)
     case 'stream-chunk': return validateStreamChunk(x, ctx)

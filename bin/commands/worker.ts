@@ -32,6 +32,8 @@ function workerOptions () {
     .option('--contracts <file>', 'contracts.json of the chain (from `peerhost chain up`): sign receipts in its domain, stake, bind the peer id, serve the chain fallback, and answer only tickets of staked gateways')
     .option('--stake <amount>', 'with --contracts: when the stake is below the minimum, stake this much (native currency, e.g. 1 or 0.5) from the worker\'s own address')
     .option('--price <amount>', 'the price per request (native currency, e.g. 0.00001): advertised to gateways, and tickets with a lower fee are refused; with --contracts the worker settles its receipts through Settlement batches (default 0: free)')
+    .option('--session-price-per-message <amount>', 'a WebSocket session\'s metered price per message either way (native currency), on top of --price, paid by the gateway\'s cumulative tickets during the session (default 0)')
+    .option('--session-price-per-minute <amount>', 'a WebSocket session\'s metered price per minute (native currency), on top of --price (default 0)')
     .option('--unsafe-skip-registry-check', 'with --contracts: run any bundle a gateway names, even one FunctionRegistry does not list as the active version of its function (development only: for gateways serving --project folders that are not on the chain)')
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary; development only)')
     .option('--json', 'print machine-readable lines')
@@ -81,6 +83,7 @@ export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, l
   const contracts = opts.contracts === undefined ? undefined : loadContracts(absolute(opts.contracts))
   const stake = parseAmount('--stake', opts.stake)
   const price = parseAmount('--price', opts.price)
+  const sessionPrice = { perMessage: parseAmount('--session-price-per-message', opts.sessionPricePerMessage) ?? 0n, perMinute: parseAmount('--session-price-per-minute', opts.sessionPricePerMinute) ?? 0n }
   await checkPorts([...multiaddrPorts(opts.listen, '--listen', 'the worker\'s libp2p'), ...(opts.adminPort === undefined ? [] : [{ flag: '--admin-port', port: opts.adminPort, what: 'the worker\'s admin HTTP' }])])
   // never stake on or sign receipts for a chain other than the one the contracts file describes
   if (contracts !== undefined) await verifyChain(contracts, { file: opts.contracts })
@@ -123,7 +126,7 @@ export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, l
     const receipts = receiptLog({ dataDir })({ logger: log })
     // with a chain: refuse tickets whose epoch could never be settled (future, or batch already built)
     const clock = chain === undefined ? undefined : await settlementClock(chain)
-    const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, maxSessions: opts.maxSessions, price, ...(opts.maxStreamMb !== undefined ? { maxStreamBytes: opts.maxStreamMb * 1024 * 1024 } : {}), domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
+    const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, maxSessions: opts.maxSessions, price, sessionPrice, ...(opts.maxStreamMb !== undefined ? { maxStreamBytes: opts.maxStreamMb * 1024 * 1024 } : {}), domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
       privateKey, signer, executor, logger: log, registry: reg, libp2p, receipts,
       checkJob: check === undefined ? undefined : async (job, from, signal) => await check.checkJob(job, { from, signal }),
       checkGateway: gateways === undefined ? undefined : async (gateway) => await gateways.refusal(gateway),

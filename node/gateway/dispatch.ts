@@ -17,7 +17,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
   decodeMessage, JOB_PROTOCOL, jobHashOf, newJobId, outputHash, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
-  ticketOf, WIRE_ERROR_CODES, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest
+  ticketOf, WIRE_ERROR_CODES, sessionPriceFits, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { frames, type FrameStream } from '../frames.ts'
@@ -27,6 +27,7 @@ import { recoverDigestSigner, sameAddress, type FastSigner } from '../signing.ts
 import type { AllowanceTracker } from '../settlement/allowance.ts'
 import type { TicketLog } from '../settlement/checker.ts'
 import type { FunctionEntry } from './functions.ts'
+import { sessionBilling, type SessionBilling } from './session-billing.ts'
 import { waitQueue, type WaitQueue, type WaitTicket } from './wait-queue.ts'
 
 /** The jobHash of each job frame this gateway built: its ticket and the worker's receipt both sign it (one keccak over the job instead of two). */
@@ -243,10 +244,12 @@ export interface SessionDispatch {
   request?: JobRequest
   worker?: WorkerEntry
   /** `release` once the session ended (the worker view counts this gateway's sessions per worker) */
-  open?: { headers: Array<[string, string]>, stream: Stream, f: FrameStream, release: () => void }
+  open?: { headers: Array<[string, string]>, stream: Stream, f: FrameStream, release: () => void, billing?: SessionBilling }
   result?: JobResult
   error?: WireError
 }
+
+export type { SessionBilling }
 
 interface JobStream {
   stream: Stream
@@ -495,9 +498,10 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     const jobId = newJobId()
     const attempts: AttemptRecord[] = []
     const exclude = new Set<string>()
-    // as for requests: workers dearer than the project's cap are never asked
+    // as for requests: workers dearer than the project's cap are never asked (for sessions, per
+    // billing unit: the opening, 100 messages, a minute; protocol session-fees.ts)
     if (job.entry.maxFee !== undefined) {
-      for (const w of view.list()) if (BigInt(w.advert.price ?? '0') > job.entry.maxFee) exclude.add(w.peerId)
+      for (const w of view.list()) if (!sessionPriceFits(job.entry.maxFee, BigInt(w.advert.price ?? '0'), w.advert.sessionPrice)) exclude.add(w.peerId)
     }
     let lastError: WireError | undefined
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
@@ -518,7 +522,9 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         if (!verdict.ok) return { jobId, attempts, error: { code: 'PAYMENT_REQUIRED', message: verdict.message, details: { reason: verdict.reason, ...verdict.details } } }
       }
       // buildJob signed the ticket already (`session` is not part of it)
-      const request = { ...buildJob(job, jobId, attempt, worker, epoch), session: true as const }
+      const built = buildJob(job, jobId, attempt, worker, epoch)
+      const hash = jobHashes.get(built) ?? jobHashOf(built)
+      const request = { ...built, session: true as const }
       components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee })
       const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, job.deadline - Date.now())), ...(job.signal !== undefined ? [job.signal] : [])])
       view.begin(worker.peerId)
@@ -536,7 +542,8 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
           view.sessionDelta(worker.peerId, 1)
           let released = false
           const release = (): void => { if (!released) { released = true; view.sessionDelta(worker.peerId, -1) } }
-          return { jobId, attempts, request, worker, open: { headers: answer.headers, stream: js.stream, f: js.f, release } }
+          const billing = sessionBilling({ domain: init.domain, signer, spend: components.spend, tickets: components.tickets, maxFee: job.entry.maxFee, project: job.entry.ref.project, projectId: pid }, request, hash, worker.advert)
+          return { jobId, attempts, request, worker, open: { headers: answer.headers, stream: js.stream, f: js.f, release, billing } }
         }
         if (answer.type === 'error') throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`, false, answer.error.details)
         if (answer.type !== 'result' || answer.jobId !== jobId || answer.attempt !== attempt) throw new AttemptFailed('PROTOCOL', `unexpected "${answer.type}" frame opening a session`)

@@ -10,14 +10,14 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import {
-  decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
+  atFee, decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
   type JobRequest, type Message, type PeerHostDomain, type SessionLimits, type TranscriptSummary, type WireErrorCode
 } from '#protocol'
 import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
 import type { FrameStream } from '../frames.ts'
 import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress } from '../signing.ts'
-import type { SessionDispatch } from './dispatch.ts'
+import type { SessionBilling, SessionDispatch } from './dispatch.ts'
 import { endThenClose } from './ingress.ts'
 
 export interface SessionLimitsInit {
@@ -125,7 +125,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     components.onEnd?.(r)
   }
 
-  function relay (ws: WebSocket, jobId: string, request: JobRequest, worker: SessionDispatch['worker'] & {}, f: FrameStream, stream: NonNullable<SessionDispatch['open']>['stream'], release: () => void, limits: SessionLimits = {}): void {
+  function relay (ws: WebSocket, jobId: string, request: JobRequest, worker: SessionDispatch['worker'] & {}, f: FrameStream, stream: NonNullable<SessionDispatch['open']>['stream'], release: () => void, limits: SessionLimits = {}, billing?: SessionBilling): void {
     const tr = transcript()
     // what the worker was granted before a pause must fit (see NODE_DEFAULTS.streamReadBufferBytes)
     try { stream.maxReadBufferLength = NODE_DEFAULTS.streamReadBufferBytes } catch {}
@@ -152,6 +152,39 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
         if (pausedClient && pendingToWorker <= hwm / 2) { pausedClient = false; ws.resume() }
       })
     }
+    // Metered fees (issue 12): a priced session is paid with cumulative tickets, in order with the
+    // frames to the worker: every sessionTicketEveryMessages messages either way, every
+    // sessionTicketEveryMs, and a final one when the session ends (before the gateway's close, or in
+    // answer to the worker's). A ticket the allowance cannot pay ends the session with 4402.
+    const priced = billing?.priced === true
+    let messages = 0
+    let billedAt = 0
+    let billingStopped = false
+    const pay = (final: boolean): void => {
+      if (!priced || billing === undefined || billingStopped) return
+      if (final) billingStopped = true
+      // what is owed now, not when the frames before it are written
+      const n = messages
+      const ms = Date.now() - billing.openedAt
+      billedAt = n
+      chain = chain.then(async () => {
+        const t = await billing.bill(n, ms, final)
+        if (t === undefined) return
+        if ('refused' in t) {
+          log.info({ jobId, worker: worker.peerId, reason: t.refused }, 'session ended: its fee cannot be paid further')
+          billingStopped = true
+          end(WS_CLOSE.paymentRequired, 'payment required: the project cannot pay this session further')
+          return
+        }
+        await f.write(t)
+      }).catch(() => {})
+    }
+    const counted = (): void => {
+      messages++
+      if (priced && messages - billedAt >= NODE_DEFAULTS.sessionTicketEveryMessages) pay(false)
+    }
+    const billTimer = priced ? setInterval(() => { pay(false) }, NODE_DEFAULTS.sessionTicketEveryMs) : undefined
+    billTimer?.unref()
     const closeClient = (code: number, reason: string): void => {
       closeCode ??= code
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason)
@@ -159,7 +192,10 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     }
     /** the gateway ends the session (limits, shutdown): the client and the function both hear it */
     const end = (code: number, reason: string): void => {
-      if (!workerClosed && !clientClosed) toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+      if (!workerClosed && !clientClosed) {
+        pay(true)
+        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+      }
       clientClosed = true
       closeClient(code, reason)
     }
@@ -182,8 +218,10 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       if (payload.byteLength > maxMessageBytes) { end(WS_CLOSE.tooBig, `message over ${maxMessageBytes} bytes`); return }
       tr.add('in', isBinary, payload)
       toWorker({ v: PROTOCOL_VERSION, type: 'ws', binary: isBinary, data: payload }, payload.byteLength)
+      counted()
     })
     ws.on('close', (code: number, reason: Buffer) => {
+      if (!clientClosed && !workerClosed) pay(true)
       if (!clientClosed && !workerClosed) toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100) }, 128)
       clientClosed = true
       closeCode ??= code
@@ -200,6 +238,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       ended = true
       clearTimeout(idle)
       clearTimeout(lifetime)
+      clearInterval(billTimer)
       live.delete(entry)
       release()
       if (problem !== undefined) stream.abort(new Error(problem))
@@ -218,6 +257,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             if (clientClosed) continue
             touch()
             tr.add('out', msg.binary, msg.data)
+            counted()
             const flushed = new Promise<void>(resolve => { ws.send(msg.data, { binary: msg.binary }, () => { resolve() }) })
             // a client that does not read makes this loop (and so the worker, and the function)
             // wait: the job stream is paused meanwhile, so yamux grants the worker no more window
@@ -228,17 +268,23 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
               try { stream.resume() } catch {}
             }
           } else if (msg.type === 'ws-close') {
+            // the worker ended the session: it waits a moment for the final cumulative ticket
+            if (!workerClosed && !clientClosed) pay(true)
             workerClosed = true
             closeClient(msg.code, msg.reason)
           } else if (msg.type === 'session-end') {
             const own = tr.summary()
             const same = JSON.stringify(own) === JSON.stringify(msg.transcript)
             const hash = transcriptOutputHash(own)
-            const signerOf = same && msg.outputHash === hash ? recoverDigestSigner(receiptDigest(init.domain, receiptOf(request, hash)), msg.receiptSig) : undefined
+            // a metered session's receipt signs a cumulative fee this gateway signed (the latest, or
+            // an earlier one when the final ticket came too late); never one it did not
+            const charged = msg.fee === undefined ? request : atFee(request, msg.fee)
+            if (msg.fee !== undefined && billing?.signed(msg.fee) !== true) { finish(`the worker's receipt claims a fee of ${msg.fee} wei, which this gateway never signed for the session`); break }
+            const signerOf = same && msg.outputHash === hash ? recoverDigestSigner(receiptDigest(init.domain, receiptOf(charged, hash)), msg.receiptSig) : undefined
             if (!same) { finish('the worker signed a transcript that differs from what the gateway relayed'); break }
             if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) { finish('the session receipt is not signed by the worker'); break }
             if (!workerClosed) closeClient(msg.error !== undefined ? WS_CLOSE.internalError : 1000, msg.error?.code ?? '')
-            const r = receiptOf(request, hash)
+            const r = receiptOf(charged, hash)
             finish(undefined, JSON.parse(JSON.stringify({ domain: { ...init.domain }, ...r, signature: msg.receiptSig }, (_k, v) => typeof v === 'bigint' ? v.toString() : v)))
             break
           } else {
@@ -272,7 +318,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       })
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true
-        relay(ws, session.jobId, session.request, session.worker, session.open.f, session.open.stream, session.open.release, limits)
+        relay(ws, session.jobId, session.request, session.worker, session.open.f, session.open.stream, session.open.release, limits, session.open.billing)
       })
     },
     reserve (key, max) {

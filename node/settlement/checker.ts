@@ -11,6 +11,7 @@
  * | a leaf's cumulativeFee is not the previous one plus its fee | `proveBrokenSum(prev, leaf)` | broken sum |
  * | the last leaf's cumulativeFee is not the committed total (an inflated total) | `proveInvalidLeaf(last)` | broken sum |
  * | a leaf names a job this gateway never ticketed (to this worker, project, epoch, fee) | `proveInvalidLeaf(leaf)` | invalid ticket |
+ * | a session's leaf claims more than the latest cumulative fee this gateway signed for it | `proveInvalidLeaf(leaf)` | invalid ticket |
  * | one job claimed twice in the batch | `disputeDuplicateJob` | double claim |
  * | a leaf of a quorum job where the worker was outvoted (its output not the majority's) | `proveDisagreement(leaf, majority receipts)` | disagreement |
  * | such a leaf claiming another output than the one the worker signed | `proveEquivocation(leaf, its receipt)` | equivocation |
@@ -85,7 +86,11 @@ export interface Disagreement {
 }
 
 export interface TicketLog {
-  /** Records a signed ticket; call before the ticket leaves the gateway. */
+  /**
+   * Records a signed ticket; call before the ticket leaves the gateway. A session's cumulative
+   * ticket (same jobId, attempt and worker, a higher fee) replaces the fee on record: the log keeps
+   * the latest cumulative fee per (jobId, attempt, worker), never a lower one.
+   */
   record: (t: IssuedTicket) => void
   /** Records (or extends with more majority receipts) the evidence against a quorum job's minority worker. */
   recordDisagreement: (d: Disagreement) => void
@@ -240,7 +245,10 @@ function openDb (init: TicketLogInit): DatabaseSync {
 /** The gateway's ticket log (SQLite WAL): what a batch naming this gateway is checked against. */
 export function ticketLog (init: TicketLogInit): TicketLog {
   const db = openDb(init)
-  const insert = db.prepare('INSERT OR IGNORE INTO tickets (job_id, attempt, worker, project_id, epoch, fee) VALUES (?, ?, ?, ?, ?, ?)')
+  // fees are decimal strings without leading zeros: longer is larger, equal lengths compare as text
+  const insert = db.prepare(`INSERT INTO tickets (job_id, attempt, worker, project_id, epoch, fee) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_id, attempt, worker) DO UPDATE SET fee = excluded.fee
+    WHERE length(excluded.fee) > length(tickets.fee) OR (length(excluded.fee) = length(tickets.fee) AND excluded.fee > tickets.fee)`)
   const one = db.prepare('SELECT * FROM tickets WHERE job_id = ? AND attempt = ? AND worker = ?')
   const sums = db.prepare('SELECT fee FROM tickets WHERE worker = ? AND project_id = ? AND epoch = ?')
   const prune = db.prepare('DELETE FROM tickets WHERE epoch < ?')
@@ -300,11 +308,19 @@ interface Finding { reason: string, proof: string, args: unknown[] }
 /** Whether a leaf's ticket is one the batch's gateway issued: from its log, or from the signature. */
 export type TicketCheck = (leaf: SettlementLeaf, batch: { worker: Address, gateway: Address, projectId: Hex, epoch: bigint }) => Promise<boolean>
 
-/** A gateway's check: the ticket is in its log for this worker, project, epoch and fee. */
-export function loggedTicket (tickets: Pick<TicketLog, 'get'>): TicketCheck {
+/**
+ * A gateway's check: the ticket is in its log for this worker, project and epoch, and the leaf's fee
+ * is the one on record. A session's leaf may claim less than the latest cumulative fee (the worker
+ * settled an earlier cumulative ticket: the final one reached it too late), never more; a lower fee
+ * must carry this gateway's valid signature of it (`signedTicket` with `domain`).
+ */
+export function loggedTicket (tickets: Pick<TicketLog, 'get'>, domain?: PeerHostDomain): TicketCheck {
+  const signed = domain === undefined ? undefined : signedTicket(domain)
   return async (l, b) => {
     const t = tickets.get(l.jobId, l.attempt, b.worker)
-    return t !== undefined && t.projectId.toLowerCase() === b.projectId.toLowerCase() && t.epoch === b.epoch && t.fee === l.fee
+    if (t === undefined || t.projectId.toLowerCase() !== b.projectId.toLowerCase() || t.epoch !== b.epoch) return false
+    if (l.fee === t.fee) return true
+    return l.fee < t.fee && signed !== undefined && await signed(l, b)
   }
 }
 
@@ -431,7 +447,7 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
     const account = client.account
     if (account === undefined) throw new NodeError('CHAIN_NO_ACCOUNT', 'the batch checker needs a chain client with the gateway\'s account (it sends proofs)')
     const me = account.address.toLowerCase()
-    const ticketOk = tickets === undefined ? signedTicket(client.domain) : loggedTicket(tickets)
+    const ticketOk = tickets === undefined ? signedTicket(client.domain) : loggedTicket(tickets, client.domain)
     const settlement = client.contracts.addresses.Settlement
     const db = openDb(init)
     const insert = db.prepare(`INSERT OR IGNORE INTO checked (batch_id, worker, project_id, epoch, count, total, verdict, reason, proof, proof_args, issued_count, issued_total, checked_at, header)

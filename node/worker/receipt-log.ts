@@ -26,6 +26,11 @@
  *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, at most
  *   LIMITS.maxDeadlineMs after it was issued, and retention is required to be far longer.
  *
+ * * A WebSocket session's fee is metered (issue 12): the gateway sends cumulative tickets during the
+ *   session, and `raiseFee` replaces the reserved row's fee and ticket signature with a higher one
+ *   (durable against `kill -9` on return, before the worker counts it as paid). The receipt signs,
+ *   and settlement pays, the highest one on record.
+ *
  * The `(project_id, gateway, epoch)` index serves settlement (issue 11): one Merkle batch per
  * project, gateway and epoch is `receiptsOf({ projectId, gateway, epoch })`.
  */
@@ -144,6 +149,13 @@ export interface ReceiptLog {
    * row when the key was ever reserved before.
    */
   reserve: (ticket: TicketRecord) => Reservation
+  /**
+   * Replaces a reserved key's fee and ticket signature with a higher cumulative ticket's (a
+   * session's); durable against `kill -9` on return. False (nothing changed) when the key is not
+   * reserved (unknown, or already signed) or `fee` is not higher than the one on record. The
+   * caller has verified the signature.
+   */
+  raiseFee: (key: ReceiptKey, fee: string, ticketSig: Hex) => boolean
   /** Records the receipt of a reserved key; resolves once the row is durable. */
   commit: (key: ReceiptKey, outputHash: Hex, receiptSig: Hex) => Promise<void>
   /**
@@ -263,6 +275,9 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
     const select = db.prepare('SELECT * FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ?')
     const sign = db.prepare(`UPDATE receipts SET state = 'signed', output_hash = ?, receipt_sig = ?, signed_at = ?
       WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'`)
+    // fees are decimal strings without leading zeros: longer is larger, equal lengths compare as text
+    const raise = db.prepare(`UPDATE receipts SET fee = ?, ticket_sig = ?
+      WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved' AND (length(?) > length(fee) OR (length(?) = length(fee) AND ? > fee))`)
     const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
     const batch = db.prepare("SELECT * FROM receipts WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
     const keys = db.prepare("SELECT DISTINCT project_id, gateway, epoch FROM receipts WHERE state = 'signed' AND epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway")
@@ -350,6 +365,11 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
           // everything committed in this turn of the event loop shares one transaction
           if (queue.length === 1) setImmediate(flush)
         })
+      },
+      raiseFee (key, fee, ticketSig) {
+        if (closed) throw new NodeError('RECEIPT_LOG_CLOSED', 'the receipt log is closed')
+        if (!/^(0|[1-9][0-9]{0,77})$/.test(fee)) throw new NodeError('RECEIPT_LOG_RANGE', `fee ${fee} is not a uint256 as a decimal string`)
+        return Number(raise.run(fee, ticketSig, key.gateway.toLowerCase(), key.jobId, key.attempt, fee, fee, fee).changes) === 1
       },
       release (key) {
         free.run(key.gateway.toLowerCase(), key.jobId, key.attempt)

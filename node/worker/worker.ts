@@ -17,6 +17,7 @@ import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
   advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic, decodeMessage, transcript, transcriptOutputHash, bodyHasher, streamOutputHash,
+  atFee, sessionOwed, type SessionPrice, type SessionTicket,
   type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WireResponse, type WorkerAdvert
 } from '#protocol'
 import type { ExecuteOptions, ExecutionResult, Executor, SessionControl, StreamHooks } from '#sandbox'
@@ -45,6 +46,18 @@ export interface WorkerInit {
    * (TICKET_INVALID, reason `fee-below-price`). @default 0n (works for free; no price advertised)
    */
   price?: bigint
+  /**
+   * The metered price of a WebSocket session on top of `price` (which its opening ticket pays): wei
+   * per message either way and per minute, advertised and paid by the gateway's cumulative tickets
+   * during the session (protocol session-fees.ts). @default both 0n (sessions cost `price`; not advertised)
+   */
+  sessionPrice?: { perMessage: bigint, perMinute: bigint }
+  /**
+   * The credit extended to a priced session's gateway: past what it owes beyond its highest
+   * cumulative ticket by more than `perMessage × messages + perMinute × ms / 60 000` of these, the
+   * session is closed with 4402. @default NODE_DEFAULTS.sessionCreditMessages / sessionCreditMs
+   */
+  sessionCredit?: { messages?: number, ms?: number }
   /** @default NODE_DEFAULTS.advertIntervalMs */
   advertIntervalMs?: number
   /** @default 'global' */
@@ -165,8 +178,15 @@ interface Admission {
    * whatever happens. `session` hooks make it a WebSocket session; `stream` hooks relay a streamed body.
    */
   execute: (deadline: number, session?: ExecuteOptions['session'], stream?: StreamHooks) => Promise<ExecutionResult>
-  /** signs the receipt for `output` and records it durably; undefined (withheld) when it could not be recorded */
-  sign: (output: `0x${string}`) => Promise<`0x${string}` | undefined>
+  /** the ticket's jobHash (of what runs) */
+  jobHash: `0x${string}`
+  /** the ticket key in the receipt log */
+  key: ReceiptKey
+  /**
+   * signs the receipt for `output` and records it durably; undefined (withheld) when it could not
+   * be recorded. `fee`: a session's highest cumulative ticket fee, already in the log (@default the ticket's)
+   */
+  sign: (output: `0x${string}`, fee?: string) => Promise<`0x${string}` | undefined>
 }
 
 export async function createWorker (init: WorkerInit, components: WorkerComponents): Promise<WorkerNode> {
@@ -175,6 +195,18 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const capacity = init.capacity ?? NODE_DEFAULTS.workerCapacity
   const price = init.price ?? 0n
   if (price < 0n || price >= 1n << 256n) throw new NodeError('BAD_CONFIG', `the worker price must be a uint256 in wei; got ${price}`)
+  const sessionPrice: SessionPrice = { perMessage: (init.sessionPrice?.perMessage ?? 0n).toString(), perMinute: (init.sessionPrice?.perMinute ?? 0n).toString() }
+  for (const [name, v] of Object.entries(sessionPrice)) {
+    if (BigInt(v) < 0n || BigInt(v) >= 1n << 256n) throw new NodeError('BAD_CONFIG', `the worker's session price ${name} must be a uint256 in wei; got ${v}`)
+  }
+  const sessionPriced = sessionPrice.perMessage !== '0' || sessionPrice.perMinute !== '0'
+  const creditMessages = init.sessionCredit?.messages ?? NODE_DEFAULTS.sessionCreditMessages
+  const creditMs = init.sessionCredit?.ms ?? NODE_DEFAULTS.sessionCreditMs
+  if (!Number.isSafeInteger(creditMessages) || creditMessages < 0 || !Number.isSafeInteger(creditMs) || creditMs < 0) {
+    throw new NodeError('BAD_CONFIG', `the worker's session credit must be non-negative integers of messages and milliseconds; got ${creditMessages} messages, ${creditMs} ms`)
+  }
+  /** what a priced session may owe beyond its highest cumulative ticket before it is closed (4402) */
+  const sessionCredit = sessionOwed(0n, sessionPrice, creditMessages, creditMs)
   const domain = init.domain ?? DEV_DOMAIN
   const topic = workersTopic(init.region)
   const bundles: BundleStore = bundleStore(join(init.dataDir, 'bundles'))
@@ -184,6 +216,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const jobsTotal = new Counter({ name: 'peerhost_worker_jobs_total', help: 'jobs answered, by outcome', labelNames: ['outcome'], registers: [registry] })
   const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
   const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
+  const sessionTickets = new Counter({ name: 'peerhost_worker_session_tickets_total', help: 'cumulative session tickets received, by outcome (accepted, not-higher, bad-signature, other-job, not-recorded)', labelNames: ['outcome'], registers: [registry] })
   const sessionLimitCloses = new Counter({ name: 'peerhost_worker_session_limit_closes_total', help: 'sessions the worker itself closed at a limit (its gateway did not), by close code', labelNames: ['code'], registers: [registry] })
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
   if (executor.stats !== undefined) {
@@ -247,6 +280,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         maxSessions: Math.min(maxSessions, LIMITS.maxWorkerSessions),
         ...(slots.full ? { full: true } : {}),
         ...(price > 0n ? { price: price.toString() } : {}),
+        ...(sessionPriced ? { sessionPrice } : {}),
         warm: executor.warm().filter(isRawCid).slice(0, LIMITS.maxWarmFunctions),
         ts: Date.now(),
         seq: ++seq
@@ -390,6 +424,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         }
         if (bytes === undefined) return fail(job, 'BUNDLE_UNAVAILABLE', 'the bundle could not be fetched from the gateway')
         const out = await body({
+          jobHash: runHash,
+          key,
           options: run.options,
           websocket: checked?.run?.websocket,
           queueMs: () => performance.now() - arrived,
@@ -409,8 +445,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
               endTimer()
             }
           },
-          sign: async (output) => {
-            const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(job, output, runHash)))
+          sign: async (output, fee) => {
+            const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(fee === undefined ? job : atFee(job, fee), output, runHash)))
             try {
               // durable before it leaves: after a crash the key is still answered
               await receipts.commit(key, output, receiptSig)
@@ -641,25 +677,79 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       control?.close(code, reason)
       send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
     }
+    // Metered fees (issue 12): what the session owes (its opening fee, then per message either way
+    // and per minute since it opened) against the highest cumulative ticket the gateway signed,
+    // which is durable in the receipt log before it counts; past the credit the session is closed
+    const opening = BigInt(job.ticket.fee)
+    let paid = opening
+    let paidFee: string | undefined
+    let messages = 0
+    let openedAt = 0
+    let ticketFrames = 0
+    let gatewayClosed = false
+    let creditTimer: NodeJS.Timeout | undefined
+    /** resolved by the next valid ticket frame (the gateway's final one, after the worker's close) */
+    let ticketArrived: (() => void) | undefined
+    const checkCredit = (): void => {
+      if (!sessionPriced || closed || openedAt === 0) return
+      const owed = sessionOwed(opening, sessionPrice, messages, Date.now() - openedAt)
+      if (owed - paid > sessionCredit) {
+        log.info({ jobId: job.jobId, gateway: job.ticket.gateway, owed: owed.toString(), paid: paid.toString(), credit: sessionCredit.toString() }, 'session gateway fell behind its payments')
+        endAtLimit(WS_CLOSE.paymentRequired, 'payment required: the gateway fell behind its cumulative tickets by more than the worker\'s credit')
+      }
+    }
+    const onTicket = (t: SessionTicket): void => {
+      // a ticket flood is not free for the worker (a signature recovery each): at most one per
+      // message and per second of the session, plus a few
+      if (++ticketFrames > 16 + messages + (Date.now() - (openedAt || Date.now())) / 1000) {
+        sessionTickets.inc({ outcome: 'flood' })
+        endAtLimit(WS_CLOSE.rateLimited, 'too many ticket frames')
+        return
+      }
+      if (t.jobId !== job.jobId || t.attempt !== job.attempt) { sessionTickets.inc({ outcome: 'other-job' }); return }
+      const by = recoverDigestSigner(ticketDigest(domain, ticketOf(atFee(job, t.fee), a.jobHash)), t.ticketSig)
+      if (by === undefined || !sameAddress(by, job.ticket.gateway)) { sessionTickets.inc({ outcome: 'bad-signature' }); return }
+      const arrived = ticketArrived
+      ticketArrived = undefined
+      if (BigInt(t.fee) <= paid) { sessionTickets.inc({ outcome: 'not-higher' }); arrived?.(); return }
+      let recorded = false
+      try {
+        recorded = receipts.raiseFee(a.key, t.fee, t.ticketSig)
+      } catch (err) {
+        log.error({ err, jobId: job.jobId }, 'cumulative ticket not recorded; not counted as paid')
+      }
+      if (!recorded) { sessionTickets.inc({ outcome: 'not-recorded' }); arrived?.(); return }
+      // durable: from now on the receipt signs, and settlement pays, this fee
+      paid = BigInt(t.fee)
+      paidFee = t.fee
+      sessionTickets.inc({ outcome: 'accepted' })
+      arrived?.()
+    }
     const readFromGateway = async (): Promise<void> => {
       try {
         while (!signal.aborted) {
           const list = await f.lp.read({ signal })
           const msg = decodeMessage(list.subarray())
-          if (msg.type === 'ws') {
+          if (msg.type === 'ticket') {
+            onTicket(msg)
+          } else if (msg.type === 'ws') {
             // the transcript holds what crossed the stream, as the gateway's does (it relays until
             // its client's close completes); only what passes the limits reaches the function
             tr.add('in', msg.binary, msg.data)
+            messages++
+            checkCredit()
             // size and rate, enforced here too: a gateway that skipped them gets the session closed
             const refused = guard?.inbound(msg.data.byteLength)
             if (refused !== undefined) { endAtLimit(refused.code, refused.reason); continue }
             if (!closed) control?.send(msg.data, msg.binary)
           } else if (msg.type === 'ws-close') {
+            if (!closed) gatewayClosed = true
             closed = true
             control?.close(msg.code, msg.reason)
+            ticketArrived?.()
             return
           } else {
-            throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws or ws-close`)
+            throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws, ticket or ws-close`)
           }
         }
       } catch (err) {
@@ -677,7 +767,12 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       bind: (c) => { control = c },
       onOpen: (headers) => {
         opened = true
+        openedAt = Date.now()
         guard = sessionGuard(limits, endAtLimit)
+        if (sessionPriced && sessionPrice.perMinute !== '0') {
+          creditTimer = setInterval(checkCredit, NODE_DEFAULTS.sessionCreditCheckMs)
+          creditTimer.unref()
+        }
         send({ v: PROTOCOL_VERSION, type: 'session-open', jobId: job.jobId, attempt: job.attempt, headers: headers.map(([k, v]) => [k.toLowerCase(), v] as [string, string]).slice(0, LIMITS.maxHeaders) }, 256)
         void readFromGateway()
       },
@@ -692,6 +787,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         }
         guard?.outbound()
         tr.add('out', binary, payload)
+        messages++
+        checkCredit()
         send({ v: PROTOCOL_VERSION, type: 'ws', binary, data: payload }, payload.byteLength)
       },
       onClose: (code, reason) => {
@@ -699,7 +796,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         closed = true
         send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
       }
-    }).finally(() => { finished = true })
+    }).finally(() => { finished = true; clearInterval(creditTimer) })
     guard?.stop()
     await chain
     if (!opened) {
@@ -716,9 +813,18 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const code = result.error !== undefined ? WS_CLOSE.internalError : 1000
       await f.write({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason: result.error !== undefined ? result.error.code : '' }, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)).catch(() => {})
     }
+    if (sessionPriced && !gatewayClosed && !streamSignal.aborted) {
+      // the worker (its function, or a limit) ended a priced session: an honest gateway answers the
+      // close with its final cumulative ticket; the receipt waits a bounded moment for it
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, NODE_DEFAULTS.sessionFinalTicketWaitMs)
+        ticketArrived = () => { clearTimeout(timer); resolve() }
+        streamSignal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
+      })
+    }
     const summary = tr.summary()
     const out = transcriptOutputHash(summary)
-    const receiptSig = await a.sign(out)
+    const receiptSig = await a.sign(out, paidFee)
     if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the session receipt')
     const end: SessionEnd = {
       v: PROTOCOL_VERSION,
@@ -728,6 +834,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       transcript: summary,
       outputHash: out,
       receiptSig,
+      ...(paidFee !== undefined ? { fee: paidFee } : {}),
       logs: result.logs,
       logsTruncated: result.logsTruncated
     }

@@ -13,31 +13,26 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Registry } from 'prom-client'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { WebSocket } from 'ws'
 import { createBootstrap } from '#bootstrap'
-import { BUNDLE_PROTOCOL, JOB_PROTOCOL, PROTOCOL_VERSION, rawCid, type JobRequest, type Message, type SessionLimits } from '#protocol'
+import { PROTOCOL_VERSION, rawCid, type JobRequest, type Message, type SessionLimits } from '#protocol'
 import { gvisorExecutor } from '#sandbox'
 import {
-  addProject, createGateway, createMeshNode, createWorker, fastSigner, frames, functionTable, silentLogger,
-  type FrameStream, type GatewayNode, type PeerHostLibp2p, type WorkerNode
+  addProject, createGateway, createWorker, fastSigner, functionTable, silentLogger,
+  type GatewayNode, type PeerHostLibp2p, type WorkerNode
 } from '#node'
 import { signedJob } from '../helpers/jobs.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
+import { openRawSession, RAW_ECHO_SOURCE, rawGateway, untilSessionEnd, type RawSession } from '../helpers/raw-gateway.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
 
 // the raw client's function: an echo (served to the worker over BUNDLE_PROTOCOL by the raw client)
-const ECHO = `module.exports.default = { async fetch (request) {
-  const { 0: client, 1: server } = new WebSocketPair()
-  server.accept()
-  server.addEventListener('message', (event) => { server.send('echo: ' + String(event.data)) })
-  return new Response(null, { status: 101, webSocket: client })
-} }`
+const ECHO = RAW_ECHO_SOURCE
 
 /** The limits the registry would give each raw-client function (its manifest's `websocket`). */
 const RAW_LIMITS: Record<string, SessionLimits> = {
@@ -47,7 +42,6 @@ const RAW_LIMITS: Record<string, SessionLimits> = {
   small: { maxMessageBytes: 1024 }
 }
 
-interface RawSession { f: FrameStream, stream: Stream, t0: number }
 
 describe('session limits and shared sandboxes at the worker (gVisor)', function () {
   this.timeout(300_000)
@@ -90,15 +84,7 @@ describe('session limits and shared sandboxes at the worker (gVisor)', function 
     await waitFor('the worker in the gateway view', () => gateway.view.size() === 1, 60_000)
     wsBase = `${gateway.url.replace(/^http/, 'ws')}/${owner}/wsshared`
     // the raw gateway-side client serves its bundle as a gateway does
-    client = await createMeshNode({ privateKey: await generateKeyPair('Ed25519') })
-    await client.start()
-    await client.handle(BUNDLE_PROTOCOL, async (stream) => {
-      const f = frames(stream, 4096)
-      const req = await f.read('bundle-request', AbortSignal.timeout(10_000))
-      if (req.type !== 'bundle-request' || req.cid !== cid) { stream.abort(new Error('unknown bundle')); return }
-      await frames(stream, bytes.byteLength + 1024).write({ v: PROTOCOL_VERSION, type: 'bundle', cid, bytes })
-      await stream.close()
-    })
+    client = await rawGateway(cid, bytes)
   })
   beforeEach(async () => { if (worker !== undefined) await waitFor('no session left open at the worker', () => worker.sessions === 0, 30_000) })
   after(async () => {
@@ -122,30 +108,10 @@ describe('session limits and shared sandboxes at the worker (gVisor)', function 
 
   /** A session opened by the raw client straight on the worker: the job frame, then session-open. */
   async function rawSession (name: string): Promise<RawSession> {
-    const stream = await client.dialProtocol(multiaddr(worker.addrs()[0]), JOB_PROTOCOL)
-    const f = frames(stream)
-    await f.write(await sessionJob(name), AbortSignal.timeout(10_000))
-    // a cold sandbox boot on a loaded machine
-    const first = await f.readAny(AbortSignal.timeout(60_000))
-    assert.equal(first.type, 'session-open', `expected session-open, got ${JSON.stringify(first).slice(0, 300)}`)
-    return { f, stream, t0: Date.now() }
+    return await openRawSession(client, worker.addrs()[0], await sessionJob(name))
   }
 
-  /** Frames from the worker until its session-end (or `timeoutMs`), in order. */
-  async function untilEnd (s: RawSession, timeoutMs: number): Promise<Message[]> {
-    const out: Message[] = []
-    const signal = AbortSignal.timeout(timeoutMs)
-    for (;;) {
-      let msg: Message
-      try {
-        msg = await s.f.readAny(signal)
-      } catch (err) {
-        throw new Error(`no session-end within ${timeoutMs} ms; frames so far: ${out.map(m => m.type === 'ws-close' ? `ws-close ${m.code}` : m.type).join(', ')} (${(err as Error).message})`)
-      }
-      out.push(msg)
-      if (msg.type === 'session-end' || msg.type === 'error' || msg.type === 'result') return out
-    }
-  }
+  const untilEnd = untilSessionEnd
 
   function closeOf (frames: Message[]): { code: number, reason: string } {
     const c = frames.find(m => m.type === 'ws-close')

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import {
   FUNCTION_OPTION_BOUNDS, functionId, LIMITS, PROTOCOL_ERROR_CODES, PROTOCOL_VERSION, ProtocolError, rawCid, WIRE_ERROR_CODES,
   type BundleRequest, type BundleResponse, type SecretsRequest, type SecretsResponse, type ErrorMessage, type JobRequest, type JobResult,
-  type Message, type MessageType, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
+  type Message, type MessageType, type SessionEnd, type ProtocolErrorCode, type WireError, type WireErrorCode, type WorkerAdvert
 } from '#protocol'
 
 /** Runs `fn`, which must throw a ProtocolError with a code from the closed set; returns the code. */
@@ -126,10 +126,26 @@ export function bundleResponse (): BundleResponse {
 }
 
 /** One fixed message per type (and a second result, with an error). */
+/** A session-end frame (the receipt fields are result()'s). */
+export function sessionEnd (): SessionEnd {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'session-end',
+    jobId: result().jobId,
+    attempt: 1,
+    transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
+    outputHash: result().outputHash,
+    receiptSig: result().receiptSig,
+    logs: '',
+    logsTruncated: false
+  }
+}
+
 export function fixtures (): Array<{ name: string, message: Message }> {
   return [
     { name: 'advert', message: advert() },
     { name: 'advert-priced', message: { ...advert(), full: true, price: '25000000000000' } },
+    { name: 'advert-session-priced', message: { ...advert(), price: '25000000000000', sessionPrice: { perMessage: '1000000000', perMinute: '0' } } },
     { name: 'job', message: job() },
     { name: 'job-secrets', message: { ...job(), secrets: { API_TOKEN: 'tok-123', DB_URL: 'postgres://u:p@db/x' } } },
     { name: 'result', message: result() },
@@ -144,20 +160,9 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'ws-text', message: { v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode('héllo') } },
     { name: 'ws-binary', message: { v: PROTOCOL_VERSION, type: 'ws', binary: true, data: new Uint8Array([0, 1, 2, 255]) } },
     { name: 'ws-close', message: { v: PROTOCOL_VERSION, type: 'ws-close', code: 4001, reason: 'bye' } },
-    {
-      name: 'session-end',
-      message: {
-        v: PROTOCOL_VERSION,
-        type: 'session-end',
-        jobId: result().jobId,
-        attempt: 1,
-        transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 3, messagesOut: 2, bytesIn: 30, bytesOut: 20 },
-        outputHash: result().outputHash,
-        receiptSig: result().receiptSig,
-        logs: '',
-        logsTruncated: false
-      }
-    },
+    { name: 'ticket', message: { v: PROTOCOL_VERSION, type: 'ticket', jobId: result().jobId, attempt: 1, fee: '25000000100000', ticketSig: result().receiptSig } },
+    { name: 'session-end', message: sessionEnd() },
+    { name: 'session-end-metered', message: { ...sessionEnd(), fee: '25000000100000' } },
     { name: 'stream-head', message: { v: PROTOCOL_VERSION, type: 'stream-head', jobId: result().jobId, attempt: 1, status: 200, headers: [['content-type', 'text/event-stream']] } },
     { name: 'stream-chunk', message: { v: PROTOCOL_VERSION, type: 'stream-chunk', data: new TextEncoder().encode('data: 0\n\n') } },
     {

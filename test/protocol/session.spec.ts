@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { bodyHasher, decodeMessage, encodeMessage, LIMITS, PROTOCOL_VERSION, ProtocolError, streamOutputHash, transcript, transcriptOutputHash, validateMessage } from '#protocol'
+import { atFee, bodyHasher, decodeMessage, encodeMessage, LIMITS, PROTOCOL_VERSION, ProtocolError, sessionFeeCap, sessionOwed, sessionPriceFits, streamOutputHash, ticketOf, transcript, transcriptOutputHash, validateMessage } from '#protocol'
 import { job } from './fixtures.ts'
 
 const rejects = (x: unknown, field: RegExp): void => {
@@ -49,6 +49,65 @@ describe('protocol: session frames', () => {
     rejects({ ...end, transcript: { ...end.transcript, messagesIn: -1 } }, /transcript\.messagesIn/)
     rejects({ ...end, transcript: { ...end.transcript, extra: 1 } }, /transcript/)
     rejects({ ...end, transcript: { ...end.transcript, inHash: '0x11' } }, /transcript\.inHash/)
+  })
+})
+
+describe('protocol: cumulative session tickets', () => {
+  const ticket = { v: PROTOCOL_VERSION, type: 'ticket', jobId: `0x${'ab'.repeat(32)}`, attempt: 1, fee: '1000', ticketSig: job().ticketSig }
+
+  it('round-trips a ticket frame and refuses a bad fee, signature, attempt or extra field', () => {
+    assert.deepEqual(decodeMessage(encodeMessage(ticket as any)), ticket)
+    rejects({ ...ticket, fee: '-1' }, /ticket\.fee: expected a uint256/)
+    rejects({ ...ticket, fee: '01' }, /ticket\.fee/)
+    rejects({ ...ticket, fee: 1000 }, /ticket\.fee/)
+    rejects({ ...ticket, fee: (1n << 256n).toString() }, /ticket\.fee/)
+    rejects({ ...ticket, ticketSig: '0x12' }, /ticket\.ticketSig/)
+    rejects({ ...ticket, attempt: 0 }, /ticket\.attempt/)
+    rejects({ ...ticket, extra: 1 }, /ticket\."extra": unexpected field/)
+    const { fee: _fee, ...noFee } = ticket
+    rejects(noFee, /ticket\.fee/)
+  })
+
+  it('carries an optional fee on session-end, in the type\'s key order', () => {
+    const end = { v: PROTOCOL_VERSION, type: 'session-end', jobId: ticket.jobId, attempt: 1, transcript: { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }, outputHash: `0x${'33'.repeat(32)}`, receiptSig: job().ticketSig, logs: '', logsTruncated: false }
+    const a = validateMessage({ ...end, fee: '5' })
+    const b = validateMessage({ fee: '5', ...end })
+    assert.deepEqual(Object.keys(a), Object.keys(b))
+    assert.equal((a as any).fee, '5')
+    rejects({ ...end, fee: 'x' }, /session-end\.fee/)
+  })
+
+  it('validates a worker\'s session price in adverts', async () => {
+    const { advert } = await import('./fixtures.ts')
+    validateMessage({ ...advert(), sessionPrice: { perMessage: '0', perMinute: '0' } })
+    rejects({ ...advert(), sessionPrice: { perMessage: '1' } }, /advert\.sessionPrice\.perMinute/)
+    rejects({ ...advert(), sessionPrice: { perMessage: '1', perMinute: '-1' } }, /advert\.sessionPrice\.perMinute/)
+    rejects({ ...advert(), sessionPrice: '1' }, /advert\.sessionPrice/)
+  })
+
+  it('meters what a session owes and caps it per billing unit of maxFee', () => {
+    const price = { perMessage: '3', perMinute: '600' }
+    assert.equal(sessionOwed(10n, price, 0, 0), 10n)
+    assert.equal(sessionOwed(10n, price, 100, 0), 310n)
+    // per minute accrues per millisecond, rounded down
+    assert.equal(sessionOwed(10n, price, 0, 30_000), 310n)
+    assert.equal(sessionOwed(10n, price, 0, 99), 10n)
+    assert.equal(sessionFeeCap(1000n, 0, 0), 1000n)
+    assert.equal(sessionFeeCap(1000n, 1, 1), 3000n)
+    assert.equal(sessionFeeCap(1000n, 100, 60_000), 3000n)
+    assert.equal(sessionFeeCap(1000n, 101, 60_001), 5000n)
+    assert.equal(sessionPriceFits(300n, 10n, price), false)
+    assert.equal(sessionPriceFits(600n, 10n, price), true)
+    assert.equal(sessionPriceFits(600n, 601n, price), false)
+    assert.equal(sessionPriceFits(0n, 0n, undefined), true)
+  })
+
+  it('signs a cumulative ticket as the opening ticket with only the fee changed', () => {
+    const j = job()
+    const t = ticketOf(atFee(j, '12345'))
+    assert.deepEqual({ ...t, fee: 0n }, { ...ticketOf(j), fee: 0n })
+    assert.equal(t.fee, 12345n)
+    assert.equal(j.ticket.fee, job().ticket.fee)
   })
 })
 

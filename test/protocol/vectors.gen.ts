@@ -81,7 +81,7 @@ async function main (): Promise<void> {
     requests: REQUESTS.map(({ name, request }) => ({ name, request, canonical: bytesToHex(canonicalRequest(request)), inputHash: inputHash(request) })),
     responses: RESPONSES.map(({ name, response }) => ({ name, response, canonical: bytesToHex(canonicalResponse(response)), outputHash: outputHash({ response }) })),
     errors: ERROR_CODES.map(code => ({ code, canonical: bytesToHex(canonicalError(code)), outputHash: outputHash({ error: { code, message: '' } }) })),
-    adverts: [unsignedAdvert, { ...unsignedAdvert, price: '25000000000000' }, { ...unsignedAdvert, full: false, price: '0' }]
+    adverts: [unsignedAdvert, { ...unsignedAdvert, price: '25000000000000' }, { ...unsignedAdvert, full: false, price: '0' }, { ...unsignedAdvert, price: '25000000000000', sessionPrice: { perMessage: '1000000000', perMinute: '7' } }]
       .map(a => ({ advert: a, signingBytes: bytesToHex(advertSigningBytes(a)) })),
     eip712
   }

@@ -10,7 +10,12 @@ import type { AddressInfo } from 'node:net'
 import { generatePrivateKey } from 'viem/accounts'
 import { WebSocket } from 'ws'
 import { fastSigner, silentLogger, type FrameStream } from '#node'
-import { DEV_DOMAIN, encodeMessage, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, type Message, type TranscriptSummary } from '#protocol'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { atFee, DEV_DOMAIN, encodeMessage, jobHashOf, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, recoverTicketSigner, ticketOf, transcript, transcriptOutputHash, type Message, type SessionTicket, type TranscriptSummary } from '#protocol'
+import { ticketLog } from '../../../node/index.ts'
+import { sessionBilling, type SessionBilling } from '../../../node/gateway/session-billing.ts'
 import { sessionRelay, type SessionReceipt, type SessionRelay } from '../../../node/gateway/sessions.ts'
 import { job } from '../../protocol/fixtures.ts'
 import { waitFor } from '../../helpers/network.ts'
@@ -132,5 +137,137 @@ describe('gateway session relay: a worker that lies about the session', function
 
   it('every ended session was reported once', () => {
     assert.deepEqual(ended.map(r => r.verified), [true, false, false, false])
+  })
+})
+
+describe('gateway session relay: metered fees (cumulative tickets)', function () {
+  this.timeout(30_000)
+  let server: Server
+  let relay: SessionRelay
+  let url: string
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-relay-fees-'))
+  const tickets = ticketLog({ dataDir: dir })
+  const workerKey = generatePrivateKey()
+  const workerSigner = fastSigner(workerKey)
+  const gatewaySigner = fastSigner(generatePrivateKey())
+  let next: { w: ReturnType<typeof scriptedWorker>, request: ReturnType<typeof job>, billing: SessionBilling }
+  const spent: bigint[] = []
+  let allowance = 10n ** 18n
+
+  before(async () => {
+    relay = sessionRelay({ domain: DEV_DOMAIN }, { logger: silentLogger() })
+    server = createServer()
+    server.on('upgrade', (req, socket, head) => {
+      const { w, request, billing } = next
+      relay.accept(req, socket, head, {
+        jobId: request.jobId,
+        request,
+        worker: { peerId: 'worker-peer', advert: { address: workerSigner.address } } as any,
+        open: { headers: [], stream: w.stream, f: w.f, release: () => {}, billing }
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/s`
+  })
+  after(async () => {
+    await relay?.shutdown()
+    await new Promise(resolve => server?.close(resolve))
+    tickets.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  function prepare (n: number, maxFee?: bigint): void {
+    const base = job()
+    const unsigned = { ...base, jobId: `0x${(1000 + n).toString(16).padStart(64, '0')}` as `0x${string}`, ticket: { ...base.ticket, worker: workerSigner.address, gateway: gatewaySigner.address, fee: '1000', epoch: '3' } }
+    const hash = jobHashOf(unsigned)
+    const request = { ...unsigned, ticketSig: gatewaySigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(unsigned, `0x${'00'.repeat(32)}`))) }
+    const pid = projectId(request.fn.wallet, request.fn.project)
+    const spend = { async reserve (_p: unknown, _n: unknown, _e: unknown, fee: bigint) { if (fee > allowance) return { ok: false as const, reason: 'allowance', message: 'the project\'s allowance for this epoch is spent; run peerhost escrow allow', details: {} }; allowance -= fee; spent.push(fee); return { ok: true as const } } }
+    const billing = sessionBilling({ domain: DEV_DOMAIN, signer: gatewaySigner, spend: spend as any, tickets, maxFee, project: request.fn.project, projectId: pid }, request, hash, { address: workerSigner.address, sessionPrice: { perMessage: '10', perMinute: '0' } })
+    next = { w: scriptedWorker(), request, billing }
+  }
+
+  async function exchange (count: number): Promise<{ ws: WebSocket, w: ReturnType<typeof scriptedWorker>, closed: Promise<number> }> {
+    const { w } = next
+    const ws = new WebSocket(url)
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+    const closed = new Promise<number>(resolve => ws.once('close', code => resolve(code)))
+    for (let i = 0; i < count; i++) ws.send(`m${i}`)
+    await waitFor(`${count} client messages at the worker`, () => w.received.filter(m => m.type === 'ws').length === count, 20_000)
+    return { ws, w, closed }
+  }
+
+  const ticketsOf = (w: ReturnType<typeof scriptedWorker>): SessionTicket[] => w.received.filter((m): m is SessionTicket => m.type === 'ticket')
+
+  it('sends a cumulative ticket every 100 messages and a final one before its close; the worker\'s receipt at that fee is verified and logged', async () => {
+    prepare(1)
+    const { ws, w, closed } = await exchange(250)
+    // 100 and 200 messages: 1000 + 10 × count, signed by the gateway over the job's ticket at that fee
+    await waitFor('two cumulative tickets', () => ticketsOf(w).length === 2).catch(err => { throw new Error(`${err.message}: ${JSON.stringify(ticketsOf(w).map(t => t.fee))} ${spent.join(",")}`) })
+    assert.deepEqual(ticketsOf(w).map(t => t.fee), ['2000', '3000'])
+    for (const t of ticketsOf(w)) {
+      assert.equal((await recoverTicketSigner(DEV_DOMAIN, ticketOf(atFee(next.request, t.fee)), t.ticketSig)).toLowerCase(), gatewaySigner.address.toLowerCase())
+    }
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    const types = w.received.filter(m => m.type !== 'ws').map(m => m.type)
+    assert.deepEqual(types, ['ticket', 'ticket', 'ticket', 'ws-close'], 'the final ticket precedes the close')
+    assert.equal(ticketsOf(w).at(-1)?.fee, '3500')
+    assert.equal(tickets.get(next.request.jobId, 1, workerSigner.address)?.fee, 3500n, 'the ticket log holds the latest cumulative fee')
+    assert.deepEqual(spent.splice(0), [1000n, 1000n, 500n], 'each increase reserved against the allowance')
+    const own = transcript()
+    for (let i = 0; i < 250; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t = own.summary()
+    const outputHash = transcriptOutputHash(t)
+    w.send({ v: PROTOCOL_VERSION, type: 'session-end', jobId: next.request.jobId, attempt: 1, transcript: t, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, '3500'), outputHash))), fee: '3500', logs: '', logsTruncated: false })
+    await closed
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId))
+    assert.equal(r.verified, true, r.problem)
+    assert.equal((r.receipt as any).fee, '3500')
+  })
+
+  it('attack: a worker whose receipt claims a fee the gateway never signed is not verified', async () => {
+    prepare(2)
+    const { ws, w } = await exchange(120)
+    await waitFor('one cumulative ticket', () => ticketsOf(w).length === 1)
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    const own = transcript()
+    for (let i = 0; i < 120; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t = own.summary()
+    const outputHash = transcriptOutputHash(t)
+    // the final ticket was 2200; the worker claims 9999
+    w.send({ v: PROTOCOL_VERSION, type: 'session-end', jobId: next.request.jobId, attempt: 1, transcript: t, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, '9999'), outputHash))), fee: '9999', logs: '', logsTruncated: false })
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId))
+    assert.equal(r.verified, false)
+    assert.match(r.problem ?? '', /claims a fee of 9999 wei, which this gateway never signed/)
+    spent.splice(0)
+  })
+
+  it('ends a session with 4402 when the project\'s allowance cannot pay its next ticket', async () => {
+    prepare(3)
+    // the opening ticket was reserved at dispatch; the first cumulative one needs 1000 more
+    allowance = 500n
+    const { w, closed } = await exchange(100)
+    let code: number | undefined
+    void closed.then(c => { code = c })
+    await waitFor('the client\'s socket closed', () => code, 15_000)
+    assert.equal(code, 4402)
+    await waitFor('the gateway\'s close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    const close = w.received.find(m => m.type === 'ws-close')
+    assert.equal(close?.type === 'ws-close' && close.code, 4402)
+    assert.equal(ticketsOf(w).length, 0, 'no ticket the allowance could not pay')
+    allowance = 10n ** 18n
+  })
+
+  it('caps a cumulative ticket at maxFee per billing unit', async () => {
+    const billing = sessionBilling({ domain: DEV_DOMAIN, signer: gatewaySigner, maxFee: 1500n, project: 'p', projectId: `0x${'00'.repeat(32)}` }, { ...job(), ticket: { ...job().ticket, fee: '1000' } }, `0x${'00'.repeat(32)}`, { address: workerSigner.address, sessionPrice: { perMessage: '100', perMinute: '0' } })
+    // owed 1000 + 100 × 100 = 11000; cap 1500 × (1 + 1 + 1) = 4500
+    const t = await billing.bill(100, 1, false)
+    assert.ok(t !== undefined && !('refused' in t))
+    assert.equal(t.fee, '4500')
+    assert.equal(await billing.bill(100, 1, false), undefined, 'nothing more owed within the cap')
+    assert.equal(billing.signed('4500'), true)
+    assert.equal(billing.signed('11000'), false)
   })
 })

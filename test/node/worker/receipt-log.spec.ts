@@ -72,6 +72,28 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     logStore.close()
   })
 
+  it('raises a reserved session\'s fee only to a higher cumulative ticket, keeps it across a reopen, and never after the receipt', async () => {
+    const path = join(dir, 'raise', 'receipts.sqlite')
+    const first = receiptLog({ dataDir: dir, path, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    const t = ticket({ fee: '900' })
+    first.reserve(t)
+    const sig = (b: string): Hex => `0x${b.repeat(65)}`
+    assert.equal(first.raiseFee(t, '1000', sig('a1')), true, '900 → 1000 (longer decimal is larger)')
+    assert.equal(first.raiseFee(t, '999', sig('a2')), false, 'a lower cumulative fee is refused')
+    assert.equal(first.raiseFee(t, '1000', sig('a3')), false, 'an equal fee is refused')
+    assert.equal(first.raiseFee(t, '1001', sig('a4')), true)
+    assert.equal(first.raiseFee({ ...t, attempt: 2 }, '5000', sig('a5')), false, 'an unknown key is not created')
+    assert.throws(() => first.raiseFee(t, '01', sig('a6')), { code: 'RECEIPT_LOG_RANGE' })
+    first.close()
+    const again = receiptLog({ dataDir: dir, path, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    assert.equal(again.get(t)?.fee, '1001')
+    assert.equal(again.get(t)?.ticketSig, sig('a4'))
+    await again.commit(t, hex32(), sig('33'))
+    assert.equal(again.raiseFee(t, '2000', sig('a7')), false, 'a signed receipt\'s fee never changes')
+    assert.equal(again.get(t)?.fee, '1001')
+    again.close()
+  })
+
   it('groups commits of one event-loop turn into one transaction, and rejects a commit of an unreserved key', async () => {
     const logStore = open()
     const ts = Array.from({ length: 50 }, () => ticket({ epoch: '9' }))

@@ -1,0 +1,78 @@
+/**
+ * The gateway's ticket log and batch check (node/settlement/checker.ts) for metered sessions
+ * (issue 12): the log keeps the latest cumulative fee per (jobId, attempt, worker), and a worker's
+ * leaf is accepted with that fee, or with a lower cumulative fee the gateway did sign, and proven
+ * faulty (`proveInvalidLeaf`) when it claims more or a fee the gateway never signed. Real SQLite,
+ * real secp256k1 signatures; the chain part (the proof transaction) is test/chain/checker.spec.ts.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { bytesToHex, type Address, type Hex } from 'viem'
+import { DEV_DOMAIN, ticketDigest, type Ticket } from '#protocol'
+import { ticketLog } from '../../../node/index.ts'
+import { findFault, loggedTicket } from '../../../node/settlement/checker.ts'
+import { fastSigner } from '../../../node/signing.ts'
+import { batchHeader, buildSettlementBatch } from '../../../contracts/abi/leaf.ts'
+
+const hex32 = (): Hex => bytesToHex(randomBytes(32))
+const gateway = fastSigner(bytesToHex(randomBytes(32)))
+const worker = fastSigner(bytesToHex(randomBytes(32)))
+const PROJECT = hex32()
+const EPOCH = 9n
+
+describe('gateway ticket log: cumulative session fees', function () {
+  this.timeout(30_000)
+  const dir = mkdtempSync(join(tmpdir(), 'peerhost-ticket-log-'))
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const base = { jobId: hex32(), attempt: 1, functionId: hex32(), jobHash: hex32(), inputHash: hex32(), worker: worker.address, gateway: gateway.address, epoch: EPOCH, deadline: 2_000_000_000n }
+  const signedAt = (fee: bigint, by = gateway): Hex => by.signDigest(ticketDigest(DEV_DOMAIN, { ...base, fee } satisfies Ticket))
+  const batchOf = (fee: bigint, sig: Hex) => {
+    const b = buildSettlementBatch([{ ticket: { jobId: base.jobId, attempt: 1, functionId: base.functionId, jobHash: base.jobHash, inputHash: base.inputHash, fee, deadline: base.deadline }, ticketSignature: sig, outputHash: hex32() }])
+    const header = batchHeader({ worker: worker.address, projectId: PROJECT, gateway: gateway.address as Address, epoch: EPOCH, root: b.root, count: b.count, total: b.total, bond: 0n })
+    return { b, batch: { header, worker: worker.address as Address, gateway: gateway.address as Address, projectId: PROJECT, epoch: EPOCH } }
+  }
+
+  it('keeps the latest cumulative fee per (jobId, attempt, worker), never a lower one, across a reopen', async () => {
+    const path = join(dir, 'a.sqlite')
+    const log = ticketLog({ dataDir: dir, path })
+    const t = { jobId: base.jobId, attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH }
+    log.record({ ...t, fee: 100n })
+    log.record({ ...t, fee: 500n })
+    log.record({ ...t, fee: 99n })
+    assert.equal(log.get(t.jobId, 1, t.worker)?.fee, 500n)
+    log.record({ ...t, fee: 1000n })
+    assert.equal(log.get(t.jobId, 1, t.worker)?.fee, 1000n, 'a longer decimal is a larger fee')
+    assert.deepEqual(log.totals(t.worker, PROJECT, EPOCH), { count: 1, total: 1000n })
+    log.close()
+    const again = ticketLog({ dataDir: dir, path })
+    assert.equal(again.get(t.jobId, 1, t.worker)?.fee, 1000n)
+    again.close()
+  })
+
+  it('accepts the latest cumulative fee or a lower one the gateway signed, and proves a leaf claiming more faulty', async () => {
+    const log = ticketLog({ dataDir: dir, path: join(dir, 'b.sqlite') })
+    const t = { jobId: base.jobId, attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH }
+    log.record({ ...t, fee: 300n })
+    log.record({ ...t, fee: 500n })
+    const check = loggedTicket(log, DEV_DOMAIN)
+    const verdict = async (fee: bigint, sig: Hex): Promise<string | undefined> => {
+      const { b, batch } = batchOf(fee, sig)
+      return (await findFault(b.leaves, b.total, batch, check))?.proof
+    }
+    assert.equal(await verdict(500n, signedAt(500n)), undefined, 'the latest cumulative fee')
+    assert.equal(await verdict(300n, signedAt(300n)), undefined, 'an earlier cumulative ticket the gateway signed (the final one came too late)')
+    // the worker claims more than the last ticket: with the last signature, or one it made itself
+    assert.equal(await verdict(900n, signedAt(500n)), 'proveInvalidLeaf')
+    assert.equal(await verdict(900n, signedAt(900n, worker)), 'proveInvalidLeaf')
+    // a lower fee the gateway never signed (the leaf's signature is of another fee)
+    assert.equal(await verdict(400n, signedAt(500n)), 'proveInvalidLeaf')
+    // without the domain (no signature check) a lower fee is not taken on trust
+    const { b, batch } = batchOf(300n, signedAt(300n))
+    assert.equal((await findFault(b.leaves, b.total, batch, loggedTicket(log)))?.proof, 'proveInvalidLeaf')
+    log.close()
+  })
+})
