@@ -150,6 +150,15 @@ export const NODE_DEFAULTS = {
    */
   registryCheckTtlMs: 5_000,
   /**
+   * How long past its TTL a cached active version still admits a matching job while the re-read
+   * it started has not answered (a loaded chain node, a slow RPC): a job then runs instead of
+   * waiting on the chain. Seen on the devnet at c=128: jobs waited out their whole attempt on a
+   * re-read behind a saturated event loop. TTL + this (30 s) is also how long a previous version
+   * stays runnable after a change (`registryCheckGraceMs`); past it the job waits for the read
+   * and is refused if the chain cannot answer (fail closed).
+   */
+  registryCheckStaleMs: 25_000,
+  /**
    * After a worker sees a project's active version change, it still runs the version just before
    * for this long: jobs a gateway dispatched across a deploy or rollback do not fail.
    */

@@ -7,7 +7,9 @@
  * first from the dispatching gateway — capped at `STORAGE_LIMITS.maxManifestBytes`).
  *
  * * Per project the worker caches the active version and its function → bundle map, re-read
- *   after `ttlMs`. A job that does not match is never refused from the cache alone: the project is
+ *   after `ttlMs` (in the background once half of it passed; while that re-read has not answered,
+ *   a matching entry serves up to `staleMs` past its TTL, so no matching job waits on a slow
+ *   chain). A job that does not match is never refused from the cache alone: the project is
  *   re-read at the latest block first (at most once per new block, concurrent reads shared), so a
  *   deploy one block old is accepted and a flood of bad CIDs costs at most one read per block.
  * * When the worker sees a project's active version change, the bundles of the version active just
@@ -49,6 +51,12 @@ export interface RegistryCheckInit {
    * background instead of waiting for one later; @default ttlMs / 2
    */
   refreshMs?: number
+  /**
+   * past `ttlMs`, a matching entry still admits jobs for this long while its re-read has not
+   * answered (they never wait on a slow chain); past `ttlMs + staleMs` a job waits for the read.
+   * @default NODE_DEFAULTS.registryCheckStaleMs
+   */
+  staleMs?: number
   /** how long the previous active version stays acceptable after a change; @default NODE_DEFAULTS.registryCheckGraceMs */
   graceMs?: number
   /**
@@ -132,6 +140,7 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
     const registryAddress = components.chain.contracts.addresses.FunctionRegistry
     const ttlMs = init.ttlMs ?? NODE_DEFAULTS.registryCheckTtlMs
     const refreshMs = init.refreshMs ?? ttlMs / 2
+    const staleMs = init.staleMs ?? NODE_DEFAULTS.registryCheckStaleMs
     const graceMs = init.graceMs ?? NODE_DEFAULTS.registryCheckGraceMs
     const maxProjects = init.maxProjects ?? NODE_DEFAULTS.registryCheckMaxProjects
     const maxManifests = init.maxManifests ?? NODE_DEFAULTS.registryCheckMaxManifests
@@ -204,12 +213,14 @@ export function registryCheck (init: RegistryCheckInit = {}): (components: Regis
       options.signal?.throwIfAborted()
       try {
         const cached = projects.get(id)
-        if (cached !== undefined && Date.now() - cached.readAt < ttlMs) {
+        const age = cached === undefined ? Infinity : Date.now() - cached.readAt
+        if (cached !== undefined && age < ttlMs + staleMs) {
           const verdict = judge(cached, fn)
           if (verdict.ok) {
             // past half its TTL the entry is re-read in the background: under steady traffic no job
-            // waits on the chain, and the TTL still bounds how long a rolled-back bundle runs
-            if (Date.now() - cached.readAt >= refreshMs && !reading.has(id)) {
+            // waits on the chain, and the TTL bounds how long a rolled-back bundle runs; while
+            // that re-read has not answered (a slow chain) the entry serves up to staleMs longer
+            if (age >= refreshMs && !reading.has(id)) {
               void read(id, label, { from: options.from }, true).catch((err: any) => log.debug({ project: label, err: err?.message }, 'background registry refresh failed'))
             }
             return verdict

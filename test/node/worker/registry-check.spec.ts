@@ -146,8 +146,8 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
   it('re-reads a project after its TTL, and not at all for a flood of misses while no block is mined', async () => {
     let reads = 0
     const counting = { ...client, publicClient: new Proxy(client.publicClient, { get (target, p) { if (p === 'readContract') reads++; return (target as any)[p] } }) }
-    // refreshMs = ttlMs: no background re-read, so every read here is one a job waited for
-    const short = registryCheck({ graceMs: GRACE_MS, ttlMs: 300, refreshMs: 300, blockNumberCacheMs: 0 })({ chain: counting, storage, logger: silentLogger() })
+    // refreshMs = ttlMs and no stale window: no background re-read, so every read here is one a job waited for
+    const short = registryCheck({ graceMs: GRACE_MS, ttlMs: 300, refreshMs: 300, staleMs: 0, blockNumberCacheMs: 0 })({ chain: counting, storage, logger: silentLogger() })
     assert.equal((await short.check(ref('greet', v1))).ok, true)
     const first = reads
     assert.ok(first >= 2, 'activeVersion and getVersion read')
@@ -182,6 +182,40 @@ describe('worker registry check: only the bundle FunctionRegistry names as activ
     open()
     // a bundle that is not active is still never accepted from the cache
     assert.equal((await fresh.check(ref('greet', randomBundle()))).ok, false)
+  })
+
+  it('past its TTL, a matching entry serves while the re-read is stuck on a slow chain, up to staleMs; then a matching job waits for the chain', async () => {
+    let open: () => void = () => {}
+    let gate = Promise.resolve()
+    let reads = 0
+    const gated = { ...client, publicClient: new Proxy(client.publicClient, { get (target, p) {
+      const v = (target as any)[p]
+      if (p !== 'readContract') return v
+      return async (...args: unknown[]) => { reads++; await gate; return await v.apply(target, args) }
+    } }) }
+    const slow = registryCheck({ graceMs: GRACE_MS, ttlMs: 200, refreshMs: 100, staleMs: 600, blockNumberCacheMs: 0 })({ chain: gated, storage, logger: silentLogger() })
+    assert.equal((await slow.check(ref('greet', v1))).ok, true)
+    gate = new Promise(resolve => { open = resolve })
+    const before = reads
+    await new Promise(resolve => setTimeout(resolve, 300))
+    // past the TTL, the chain stuck: the job is answered from the cache at once, a re-read is started
+    const t0 = performance.now()
+    assert.equal((await slow.check(ref('greet', v1))).ok, true)
+    assert.ok(performance.now() - t0 < 100, 'did not wait on the chain')
+    await waitFor('the re-read', () => reads > before ? true : undefined, 10_000, 10)
+    // a bundle that is not active is still never accepted from the stale entry: it waits for the read
+    const miss = new AbortController()
+    const waiting = slow.check(ref('greet', randomBundle()), { signal: miss.signal })
+    // past TTL + staleMs the entry admits nothing: a matching job waits for the chain too
+    await new Promise(resolve => setTimeout(resolve, 600))
+    const late = new AbortController()
+    let settled = false
+    const lateCheck = slow.check(ref('greet', v1), { signal: late.signal }).finally(() => { settled = true })
+    await new Promise(resolve => setTimeout(resolve, 150))
+    assert.equal(settled, false, 'past TTL + staleMs a matching job waits for the chain')
+    open()
+    assert.equal((await lateCheck).ok, true)
+    assert.equal((await waiting).ok, false)
   })
 
   it('keeps at most maxProjects projects: an evicted one is read from the chain again', async () => {
