@@ -277,6 +277,11 @@ function peerIdOf (id: string): PeerId {
   return peer
 }
 
+/** The client's request signal has aborted (its connection closed): read at the moment of asking. */
+function clientGone (signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
+}
+
 export function dispatcher (init: DispatchInit, components: DispatchComponents): Dispatcher {
   const { libp2p, view, signer } = components
   const log = components.logger.child({ component: 'peerhost:gateway:dispatch' })
@@ -557,9 +562,10 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         return { jobId, attempts, request, worker, result: answer }
       } catch (err: any) {
         js?.stream.abort(new Error('session attempt abandoned'))
-        const code = err instanceof AttemptFailed ? err.code : (signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED')
+        const gone = clientGone(job.signal)
+        const code = gone ? 'CLIENT_GONE' : err instanceof AttemptFailed ? err.code : (signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED')
         const full = NO_ROOM.has(code)
-        ended(worker.peerId, { ok: false, overloaded: full })
+        ended(worker.peerId, gone ? { ok: false, abandoned: true } : { ok: false, overloaded: full })
         attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms: performance.now() - t0 })
         log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'session attempt failed')
         lastError = full
@@ -654,14 +660,19 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         const ms = performance.now() - t0
         // a ticket that never left commits the project to nothing
         if (err instanceof AttemptFailed && err.unsent && fee > 0n) components.spend?.release(pid, epoch, fee)
-        const code = err instanceof AttemptFailed ? err.code : 'INTERNAL'
+        // the client left mid-attempt (its connection closed): that abort says nothing about the
+        // worker; it is counted as CLIENT_GONE, not as the worker's DEADLINE_EXCEEDED or failure
+        const gone = clientGone(job.signal)
+        const code = gone ? 'CLIENT_GONE' : err instanceof AttemptFailed ? err.code : 'INTERNAL'
         const full = NO_ROOM.has(code)
-        ended(worker.peerId, { ok: false, overloaded: full })
+        ended(worker.peerId, gone ? { ok: false, abandoned: true } : { ok: false, overloaded: full })
         attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms })
         if (full) {
           noRoom = true
           const hint = Number(err.details?.retryAfterMs)
           if (Number.isFinite(hint) && hint > 0) retryAfterMs = Math.min(retryAfterMs ?? Infinity, hint)
+        } else if (gone) {
+          log.debug({ jobId, attempt, worker: worker.peerId }, 'the client left during the attempt')
         } else {
           log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'attempt failed; trying the next worker')
         }

@@ -96,7 +96,12 @@ export interface WorkerView {
   isFull: (w: WorkerEntry) => boolean
   begin: (peerId: string) => void
   /** `overloaded`: the worker refused for lack of room, which is not a failure of the worker */
-  end: (peerId: string, outcome: { ok: boolean, latencyMs?: number, overloaded?: boolean }) => void
+  /**
+   * One of this gateway's jobs there ended: `ok` (answered; a latency sample), a failure (counted
+   * against the worker), `overloaded` (a refusal for lack of room), or `abandoned` (the client left
+   * first: says nothing about the worker)
+   */
+  end: (peerId: string, outcome: { ok: boolean, latencyMs?: number, overloaded?: boolean, abandoned?: boolean }) => void
 }
 
 export interface WorkerViewInit {
@@ -250,6 +255,7 @@ export function workerView (init: WorkerViewInit = {}): WorkerView {
         return
       }
       w.freedAt = now()
+      if (outcome.abandoned === true) return
       if (outcome.ok) {
         w.failures = 0
         if (outcome.latencyMs !== undefined) {

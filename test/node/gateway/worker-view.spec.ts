@@ -117,6 +117,18 @@ describe('gateway worker view', () => {
     assert.equal(keeps[2], 0, `twelve failures in a row: ${keeps.join(', ')}`)
   })
 
+  it('an attempt the client abandoned says nothing about the worker: no failure is counted', async () => {
+    const [a, b] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    const [ida, idb] = [a, b].map(k => peerIdFromPrivateKey(k).toString())
+    const cid = rawCid(new TextEncoder().encode('abandoned'))
+    const view = workerView()
+    for (const k of [a, b]) assert.equal(await view.validate(await signed(k, { seq: 1, warm: [cid] })), 'OK')
+    // five clients left while their jobs ran on a; one real failure on b
+    for (let i = 0; i < 5; i++) { view.begin(ida); view.end(ida, { ok: false, abandoned: true }) }
+    view.begin(idb); view.end(idb, { ok: false })
+    for (let i = 0; i < 10; i++) assert.equal(view.pick(cid, new Set())?.peerId, ida, 'the worker without a real failure')
+  })
+
   it('ignores stale and replayed adverts and rejects ones from the future', async () => {
     const key = await generateKeyPair('Ed25519')
     const view = workerView()
