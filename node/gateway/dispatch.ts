@@ -17,7 +17,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Hex } from 'viem'
 import {
   decodeMessage, JOB_PROTOCOL, jobHashOf, newJobId, outputHash, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, ticketDigest,
-  ticketOf, WIRE_ERROR_CODES, sessionPriceFits, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest
+  ticketOf, WIRE_ERROR_CODES, sessionPriceFits, type JobRequest, type JobResult, type PeerHostDomain, type StreamHead, type WireError, type WireRequest, type WorkerAdvert
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'
 import { frames, type FrameStream } from '../frames.ts'
@@ -275,6 +275,11 @@ function peerIdOf (id: string): PeerId {
     peerIds.set(id, peer)
   }
   return peer
+}
+
+/** Whether a worker's advertised request price is within a project's `maxFee` (none: no cap). */
+export function withinMaxFee (advert: Pick<WorkerAdvert, 'price'>, maxFee: bigint | undefined): boolean {
+  return maxFee === undefined || BigInt(advert.price ?? '0') <= maxFee
 }
 
 /** The client's request signal has aborted (its connection closed): read at the moment of asking. */
@@ -584,7 +589,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     let pricedOut = 0
     if (job.entry.maxFee !== undefined) {
       for (const w of view.list()) {
-        if (BigInt(w.advert.price ?? '0') > job.entry.maxFee) { exclude.add(w.peerId); pricedOut++ }
+        if (!withinMaxFee(w.advert, job.entry.maxFee)) { exclude.add(w.peerId); pricedOut++ }
       }
     }
     const started = performance.now()

@@ -14,7 +14,7 @@ import { NODE_DEFAULTS } from '../constants.ts'
 import { errorFrame, frames } from '../frames.ts'
 import { createMeshNode, dialableAddrs, type PeerHostLibp2p } from '../libp2p.ts'
 import type { Logger } from '../logger.ts'
-import { dispatcher, type DispatchComponents, type JobDialer, type RetryBudget } from './dispatch.ts'
+import { dispatcher, withinMaxFee, type DispatchComponents, type JobDialer, type RetryBudget } from './dispatch.ts'
 import { quorumDispatcher } from './quorum.ts'
 import { waitQueue } from './wait-queue.ts'
 import type { FunctionTable } from './functions.ts'
@@ -129,7 +129,7 @@ export async function createGateway (init: GatewayInit, components: GatewayCompo
     dispatch: dispatcher({ domain, maxAttempts: init.maxAttempts, epochOf: init.epochOf }, { libp2p, view, signer, logger: components.logger, dial: components.dial, retryBudget: components.retryBudget, spend: components.spend, tickets: components.tickets, waitQueue: queue }),
     tickets: components.tickets,
     // the workers a copy may go to: every live one the project's maxFee does not price out
-    liveWorkers: (entry) => entry.maxFee === undefined ? view.size() : view.list().filter(w => BigInt(w.advert.price ?? '0') <= entry.maxFee!).length,
+    liveWorkers: (entry) => entry.maxFee === undefined ? view.size() : view.list().filter(w => withinMaxFee(w.advert, entry.maxFee)).length,
     logger: components.logger
   })
 

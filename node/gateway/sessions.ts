@@ -19,6 +19,7 @@ import type { Logger } from '../logger.ts'
 import { recoverDigestSigner, sameAddress } from '../signing.ts'
 import type { SessionBilling, SessionDispatch } from './dispatch.ts'
 import { endThenClose } from './ingress.ts'
+import { receiptRecord } from './stream-relay.ts'
 
 export interface SessionLimitsInit {
   /** @default NODE_DEFAULTS.sessionIdleMs */
@@ -221,8 +222,10 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       counted()
     })
     ws.on('close', (code: number, reason: Buffer) => {
-      if (!clientClosed && !workerClosed) pay(true)
-      if (!clientClosed && !workerClosed) toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100) }, 128)
+      if (!clientClosed && !workerClosed) {
+        pay(true)
+        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100) }, 128)
+      }
       clientClosed = true
       closeCode ??= code
       // the worker has a moment to sign the transcript, then the stream goes
@@ -284,8 +287,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             if (!same) { finish('the worker signed a transcript that differs from what the gateway relayed'); break }
             if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) { finish('the session receipt is not signed by the worker'); break }
             if (!workerClosed) closeClient(msg.error !== undefined ? WS_CLOSE.internalError : 1000, msg.error?.code ?? '')
-            const r = receiptOf(charged, hash)
-            finish(undefined, JSON.parse(JSON.stringify({ domain: { ...init.domain }, ...r, signature: msg.receiptSig }, (_k, v) => typeof v === 'bigint' ? v.toString() : v)))
+            finish(undefined, receiptRecord(init.domain, charged, hash, msg.receiptSig))
             break
           } else {
             throw new Error(`unexpected "${msg.type}" frame in a session`)

@@ -682,7 +682,6 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     // which is durable in the receipt log before it counts; past the credit the session is closed
     const opening = BigInt(job.ticket.fee)
     let paid = opening
-    let paidFee: string | undefined
     let messages = 0
     let openedAt = 0
     let ticketFrames = 0
@@ -721,7 +720,6 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       if (!recorded) { sessionTickets.inc({ outcome: 'not-recorded' }); arrived?.(); return }
       // durable: from now on the receipt signs, and settlement pays, this fee
       paid = BigInt(t.fee)
-      paidFee = t.fee
       sessionTickets.inc({ outcome: 'accepted' })
       arrived?.()
     }
@@ -824,6 +822,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     }
     const summary = tr.summary()
     const out = transcriptOutputHash(summary)
+    // the highest cumulative ticket on record, when one raised the opening fee
+    const paidFee = paid > opening ? paid.toString() : undefined
     const receiptSig = await a.sign(out, paidFee)
     if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the session receipt')
     const end: SessionEnd = {
