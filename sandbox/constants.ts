@@ -55,7 +55,21 @@ export const GVISOR_POOL_DEFAULTS = {
    * measured in plain Node), the function's listeners and its channel state; 1 MB leaves the
    * function room for its own per-session state. A 128 MB function holds 128 sessions per sandbox.
    */
-  sessionMemoryMb: 1
+  sessionMemoryMb: 1,
+  /**
+   * Executions and age after which a sandbox retires (`maxExecutionsPerSandbox`,
+   * `maxSandboxAgeMs`): it is replaced at the pool's next quiet moment and serves on until then,
+   * up to `retireGraceFactor` times these.
+   */
+  maxExecutionsPerSandbox: 1000,
+  maxSandboxAgeMs: 300_000,
+  retireGraceFactor: 4,
+  /**
+   * ms without an execution before the pool boots in the background (targets, replacements). On
+   * the devnet a background boot beside running executions stalled them for seconds, at nice 15
+   * or not (docs/benchmarks.md, "Boots beside executions"): boots wait for a pause in the traffic.
+   */
+  bootQuietMs: 500
 } as const
 
 export const DEV_EXECUTOR_DEFAULTS = {

@@ -126,4 +126,6 @@ export interface ExecutorStats {
   booting: number
   /** executions that waited for a sandbox slot since start (load queued, not booted for) */
   waitedForSlot: number
+  /** background boots put off until the pool was quiet (gVisor; absent elsewhere) */
+  bootsDeferred?: number
 }

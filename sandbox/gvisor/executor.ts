@@ -66,10 +66,21 @@ export interface GvisorExecutorInit {
    * @default GVISOR_POOL_DEFAULTS.sessionMemoryMb
    */
   sessionMemoryMb?: number
-  /** executions before a function-isolation sandbox is recycled. @default 1000 */
+  /**
+   * executions after which a function-isolation sandbox retires: replaced at the pool's next quiet
+   * moment, it serves on until then, at most `retireGraceFactor` times this.
+   * @default GVISOR_POOL_DEFAULTS.maxExecutionsPerSandbox (1000)
+   */
   maxExecutionsPerSandbox?: number
-  /** age after which a sandbox is recycled. @default 300_000 (5 min) */
+  /** age after which a sandbox retires (as above). @default GVISOR_POOL_DEFAULTS.maxSandboxAgeMs (5 min) */
   maxSandboxAgeMs?: number
+  /** @default GVISOR_POOL_DEFAULTS.retireGraceFactor (4) */
+  retireGraceFactor?: number
+  /**
+   * ms without an execution before background boots (pool targets, retirements) start.
+   * @default GVISOR_POOL_DEFAULTS.bootQuietMs
+   */
+  bootQuietMs?: number
   /** sandboxes alive at once, idle and busy. @default 16 */
   maxSandboxes?: number
   /** sandbox boots in flight at once (each costs a core for ~0.4 s). @default 2 */
@@ -183,7 +194,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
   get booted (): number { return this.pool?.booted ?? 0 }
   get waitedForSlot (): number { return this.pool?.waited ?? 0 }
   stats (): ExecutorStats {
-    return { sandboxes: this.pool?.size ?? 0, booted: this.pool?.booted ?? 0, booting: this.pool?.bootsInFlight ?? 0, waitedForSlot: this.pool?.waited ?? 0 }
+    return { sandboxes: this.pool?.size ?? 0, booted: this.pool?.booted ?? 0, booting: this.pool?.bootsInFlight ?? 0, waitedForSlot: this.pool?.waited ?? 0, bootsDeferred: this.pool?.deferred ?? 0 }
   }
   idleGeneric (): number { return this.pool?.idleGeneric ?? 0 }
   idleFor (cid: string): number { return this.pool?.idleFor(cid) ?? 0 }
@@ -248,8 +259,10 @@ class GvisorExecutorImpl implements GvisorExecutor {
       maxPerFunction: this.init.maxSandboxesPerFunction ?? GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction,
       concurrency: this.init.concurrencyPerSandbox ?? GVISOR_POOL_DEFAULTS.concurrencyPerSandbox,
       sessionMemoryMb: this.init.sessionMemoryMb ?? GVISOR_POOL_DEFAULTS.sessionMemoryMb,
-      maxExecutions: this.init.maxExecutionsPerSandbox ?? 1000,
-      maxAgeMs: this.init.maxSandboxAgeMs ?? 300_000,
+      maxExecutions: this.init.maxExecutionsPerSandbox ?? GVISOR_POOL_DEFAULTS.maxExecutionsPerSandbox,
+      maxAgeMs: this.init.maxSandboxAgeMs ?? GVISOR_POOL_DEFAULTS.maxSandboxAgeMs,
+      retireGraceFactor: this.init.retireGraceFactor ?? GVISOR_POOL_DEFAULTS.retireGraceFactor,
+      bootQuietMs: this.init.bootQuietMs ?? GVISOR_POOL_DEFAULTS.bootQuietMs,
       maxSandboxes: this.init.maxSandboxes ?? 16,
       maxConcurrentBoots: this.init.maxConcurrentBoots ?? 2,
       defaultMemoryMb: this.init.defaultMemoryMb ?? 128,

@@ -7,13 +7,16 @@
  * - per function version (bundle CID): after `prewarm()` (or its first execution) the pool keeps
  *   `perFunction` sandboxes for it. With isolation `function` a sandbox serves up to `concurrency`
  *   executions at once, each in its own fresh realm (/tmp wiped and garbage collected whenever it
- *   falls idle), until it has served `maxExecutions` or lived `maxAgeMs`; with isolation
- *   `execution` it serves one execution and is destroyed;
+ *   falls idle), until it has served `maxExecutions` or lived `maxAgeMs`: then it retires,
+ *   serving on until its replacement is ready (at most `retireGraceFactor` times those limits);
+ *   with isolation `execution` it serves one execution and is destroyed;
  * - load never boots a sandbox: a function version holds at most `maxPerFunction` sandboxes (busy,
  *   idle or booting), and an execution that finds every one of them at its concurrency waits for a
  *   slot (the worker's admission queue, in front of this, bounds how many wait and how long).
  *   Sandboxes are booted only to reach the targets, in the background, at most
- *   `maxConcurrentBoots` at a time, so boots never starve running functions of CPU.
+ *   `maxConcurrentBoots` at a time, and only once no execution ran for `bootQuietMs`: on the
+ *   devnet a boot beside running executions stalled them for seconds even at nice 15, so under
+ *   steady traffic a retiring sandbox serves on rather than being replaced mid-traffic.
  */
 import type { Sandbox } from './sandbox.ts'
 
@@ -29,8 +32,22 @@ export interface PoolConfig {
    * sandbox of `memoryMb` holds up to memoryMb / sessionMemoryMb sessions of its version (at least 1)
    */
   sessionMemoryMb: number
+  /** executions after which a sandbox retires: it serves on, and is replaced once the pool is quiet */
   maxExecutions: number
+  /** age after which a sandbox retires (as maxExecutions) */
   maxAgeMs: number
+  /**
+   * a retiring sandbox serves until this multiple of maxExecutions / maxAgeMs even while no quiet
+   * moment came to boot its replacement; past it, it serves nothing more
+   */
+  retireGraceFactor: number
+  /**
+   * background boots (targets, replacements) start only after the pool ran no execution for this
+   * long: a gVisor boot beside running executions stalled them for seconds, nice 15 or not
+   * (docs/benchmarks.md, "Boots beside executions"). Isolation-`execution` versions and a request
+   * that finds no sandbox at all boot at once.
+   */
+  bootQuietMs: number
   maxSandboxes: number
   maxConcurrentBoots: number
   defaultMemoryMb: number
@@ -70,11 +87,25 @@ export class Pool {
   booted = 0
   /** executions that waited for a slot since start (tests: load queued, it did not boot) */
   waited = 0
+  /** background boots put off because executions were running (refills that waited for quiet) */
+  deferred = 0
+  /** executions (not sessions) in the pool's sandboxes now */
+  private executing = 0
+  /** when the last execution ended or started */
+  private lastBusy = 0
+  private quietTimer?: NodeJS.Timeout
+  private readonly now: () => number
 
-  constructor (config: PoolConfig, boot: (memoryMb: number, urgent: boolean) => Sandbox, onError: (err: unknown) => void) {
-    this.config = { ...config, maxPerFunction: Math.max(1, config.perFunction, config.maxPerFunction), concurrency: Math.max(1, config.concurrency) }
+  constructor (config: PoolConfig, boot: (memoryMb: number, urgent: boolean) => Sandbox, onError: (err: unknown) => void, now: () => number = Date.now) {
+    this.config = { ...config, maxPerFunction: Math.max(1, config.perFunction, config.maxPerFunction), concurrency: Math.max(1, config.concurrency), retireGraceFactor: Math.max(1, config.retireGraceFactor) }
     this.boot = boot
     this.onError = onError
+    this.now = now
+  }
+
+  /** no execution runs and none ran for bootQuietMs: background boots may start */
+  private quiet (): boolean {
+    return this.executing === 0 && this.now() - this.lastBusy >= this.config.bootQuietMs
   }
 
   /**
@@ -106,8 +137,22 @@ export class Pool {
     return [...this.fns.entries()].filter(([, e]) => [...e.members].some(s => s.isReady && !s.dead)).map(([cid]) => cid)
   }
 
+  /** past its hard limits (retireGraceFactor × the retirement limits) or dead: serves nothing more */
   private expired (sb: Sandbox): boolean {
-    return sb.dead || sb.executions >= this.config.maxExecutions || Date.now() - sb.createdAt >= this.config.maxAgeMs
+    const f = this.config.retireGraceFactor
+    return sb.dead || sb.executions >= f * this.config.maxExecutions || this.now() - sb.createdAt >= f * this.config.maxAgeMs
+  }
+
+  /** past maxExecutions or maxAgeMs: serves on while it must, replaced when the pool is quiet */
+  private retiring (sb: Sandbox): boolean {
+    return this.expired(sb) || sb.executions >= this.config.maxExecutions || this.now() - sb.createdAt >= this.config.maxAgeMs
+  }
+
+  /** another ready, non-retiring member of `e` can take `sb`'s work: `sb` may go once idle */
+  private replaced (e: FunctionEntry | undefined, sb: Sandbox): boolean {
+    if (e === undefined) return false
+    for (const x of e.members) if (x !== sb && x.isReady && !x.dead && !this.retiring(x) && x.memoryMb === sb.memoryMb) return true
+    return false
   }
 
   private create (memoryMb: number, urgent = false): Sandbox {
@@ -169,16 +214,20 @@ export class Pool {
         if (sb.inflight === 0 && (sb.dead || this.expired(sb) || sb.memoryMb !== memoryMb || isolation === 'execution')) this.discard(sb)
         continue
       }
-      if (this.expired(sb)) {
+      if (this.expired(sb) || (this.retiring(sb) && sb.inflight === 0 && this.replaced(e, sb))) {
         if (sb.inflight === 0) this.discard(sb)
         continue
       }
       if (!this.fits(sb, isolation, session)) continue
-      // fewest executions (or, for a session, sessions) in flight first; then one that finished
+      // one that is not retiring first (a retiring one serves until its replacement is there);
+      // then fewest executions (or, for a session, sessions) in flight; then one that finished
       // its cleanup; then the most recently used (hot caches)
       const load = (x: Sandbox): number => session ? x.sessions : x.inflight - x.sessions
-      if (best === undefined ||
-        load(sb) < load(best) ||
+      const old = this.retiring(sb)
+      const bestOld = best !== undefined && this.retiring(best)
+      if (best === undefined || (bestOld && !old)) { best = sb; continue }
+      if (old && !bestOld) continue
+      if (load(sb) < load(best) ||
         (load(sb) === load(best) && best.maintaining && !sb.maintaining) ||
         (load(sb) === load(best) && best.maintaining === sb.maintaining && sb.lastUsed >= best.lastUsed)) best = sb
     }
@@ -222,7 +271,9 @@ export class Pool {
       if (sb !== undefined) {
         sb.inflight++
         if (session) sb.sessions++
+        else this.executing++
         sb.lastUsed = Date.now()
+        this.lastBusy = this.now()
         this.refill()
         if (!sb.isReady) {
           try {
@@ -230,6 +281,7 @@ export class Pool {
           } catch (err) {
             sb.inflight--
             if (session) sb.sessions--
+            else this.executing = Math.max(0, this.executing - 1)
             this.wake(e)
             throw err
           }
@@ -274,10 +326,15 @@ export class Pool {
   release (sb: Sandbox, cid: string, isolation: Isolation, healthy: boolean, session = false): void {
     sb.inflight = Math.max(0, sb.inflight - 1)
     if (session) sb.sessions = Math.max(0, sb.sessions - 1)
+    else this.executing = Math.max(0, this.executing - 1)
+    this.lastBusy = this.now()
     const e = this.fns.get(cid)
     if (!healthy || sb.dead) {
       this.discard(sb)
     } else if ((isolation === 'execution' || this.expired(sb) || this.stopped) && sb.inflight === 0) {
+      this.discard(sb)
+    } else if (sb.inflight === 0 && this.retiring(sb) && this.replaced(e, sb)) {
+      // its replacement is ready
       this.discard(sb)
     } else if (e === undefined && sb.inflight === 0) {
       // the version was forgotten meanwhile
@@ -334,8 +391,10 @@ export class Pool {
 
   /** Retires idle sandboxes past their age and tops the pool up. */
   sweep (): void {
-    for (const sb of [...this.generic]) if (this.expired(sb)) this.discard(sb)
-    for (const e of this.fns.values()) for (const sb of [...e.members]) if (sb.isReady && sb.inflight === 0 && this.expired(sb)) this.discard(sb)
+    const quiet = this.quiet()
+    // an old generic sandbox goes only when its replacement may boot at once
+    for (const sb of [...this.generic]) if (this.expired(sb) || (quiet && this.retiring(sb))) this.discard(sb)
+    for (const e of this.fns.values()) for (const sb of [...e.members]) if (sb.isReady && sb.inflight === 0 && (this.expired(sb) || (this.retiring(sb) && this.replaced(e, sb)))) this.discard(sb)
     this.refill()
   }
 
@@ -353,14 +412,20 @@ export class Pool {
     if (this.stopped) return
     // a full pool makes room for the targets by evicting idle sandboxes of little-used functions
     const room = (): boolean => this.boots < this.config.maxConcurrentBoots && (this.all.size < this.config.maxSandboxes || this.evictOne())
+    // boots wait for a quiet moment (bootQuietMs without executions), except the replacements an
+    // isolation-`execution` version needs for every request
+    const quiet = this.quiet()
+    let deferred = false
     while (room() && this.generic.length + this.genericBooting < this.config.genericSize) {
+      if (!quiet) { deferred = true; break }
       this.genericBooting++
       this.startBoot(this.config.defaultMemoryMb, (sb) => { this.genericBooting--; if (sb !== undefined) this.generic.push(sb) })
     }
     for (const [cid, e] of this.fns) {
       // targets count usable sandboxes: one due for recycling is replaced before it goes
-      const usable = (): number => [...e.members].filter(sb => !sb.dead && !this.expired(sb) && sb.memoryMb === e.memoryMb && !(e.isolation === 'execution' && sb.executions + sb.inflight > 0)).length
+      const usable = (): number => [...e.members].filter(sb => !sb.dead && !this.retiring(sb) && sb.memoryMb === e.memoryMb && !(e.isolation === 'execution' && sb.executions + sb.inflight > 0)).length
       while (room() && usable() + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
+        if (!quiet && e.isolation !== 'execution') { deferred = true; break }
         e.booting++
         this.startBoot(e.memoryMb, (sb) => {
           e.booting--
@@ -368,6 +433,12 @@ export class Pool {
           if (this.fns.get(cid) === e) { sb.boundTo = cid; e.members.add(sb); this.wake(e) } else this.discard(sb)
         })
       }
+    }
+    if (deferred && this.quietTimer === undefined) {
+      this.deferred++
+      const wait = Math.max(50, this.config.bootQuietMs - (this.now() - this.lastBusy))
+      this.quietTimer = setTimeout(() => { this.quietTimer = undefined; this.refill() }, wait)
+      this.quietTimer.unref()
     }
   }
 
@@ -388,6 +459,7 @@ export class Pool {
 
   async stop (): Promise<void> {
     this.stopped = true
+    clearTimeout(this.quietTimer)
     const all = [...this.all]
     const entries = [...this.fns.values()]
     this.all.clear()

@@ -1,0 +1,179 @@
+/**
+ * The warm pool's boot policy (sandbox/gvisor/pool.ts), a unit test of the pool with stand-in
+ * sandboxes (the gVisor sandboxes themselves are tested in gvisor-executor.spec.ts): background
+ * boots wait for a quiet moment, a retiring sandbox serves on until its replacement is ready, and
+ * one past its hard limit serves nothing more.
+ */
+import assert from 'node:assert/strict'
+import { Pool, type PoolConfig } from '../../sandbox/gvisor/pool.ts'
+import type { Sandbox } from '../../sandbox/gvisor/sandbox.ts'
+
+interface Stub {
+  isReady: boolean
+  ready: Promise<void>
+  dead: boolean
+  inflight: number
+  sessions: number
+  executions: number
+  createdAt: number
+  lastUsed: number
+  memoryMb: number
+  maintaining: boolean
+  destroying: boolean
+  boundTo?: string
+  booted: () => void
+  destroy: () => Promise<void>
+}
+
+const CID = 'bafkreihello'
+
+function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stub[], clock: { t: number }, finishBoots: () => void } {
+  const clock = { t: 1_000_000 }
+  const boots: Stub[] = []
+  const config: PoolConfig = {
+    genericSize: 0,
+    perFunction: 1,
+    maxPerFunction: 2,
+    concurrency: 4,
+    sessionMemoryMb: 1,
+    maxExecutions: 3,
+    maxAgeMs: 60_000,
+    retireGraceFactor: 2,
+    bootQuietMs: 500,
+    maxSandboxes: 16,
+    maxConcurrentBoots: 2,
+    defaultMemoryMb: 128,
+    maxWarmFunctions: 32,
+    ...overrides
+  }
+  const pool = new Pool(config, (memoryMb) => {
+    let resolve!: () => void
+    const sb: Stub = {
+      isReady: false,
+      ready: new Promise<void>(r => { resolve = r }),
+      dead: false,
+      inflight: 0,
+      sessions: 0,
+      executions: 0,
+      createdAt: clock.t,
+      lastUsed: clock.t,
+      memoryMb,
+      maintaining: false,
+      destroying: false,
+      booted: () => { sb.isReady = true; resolve() },
+      destroy: async () => { sb.dead = true; sb.destroying = true }
+    }
+    boots.push(sb)
+    return sb as unknown as Sandbox
+  }, (err) => { throw err }, () => clock.t)
+  const finishBoots = (): void => { for (const b of boots) if (!b.isReady && !b.dead) b.booted() }
+  return { pool, boots, clock, finishBoots }
+}
+
+/** lets setImmediate-scheduled refills run */
+const tick = async (): Promise<void> => { for (let i = 0; i < 3; i++) await new Promise(resolve => setImmediate(resolve)) }
+
+/** one execution: acquire, count it as the sandbox does, release */
+async function run (pool: Pool): Promise<Sandbox> {
+  const sb = await pool.acquire(CID, 128, 'function')
+  ;(sb as unknown as Stub).executions++
+  pool.release(sb, CID, 'function', true)
+  return sb
+}
+
+describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until replaced', () => {
+  it('boots to its targets at once when idle', async () => {
+    const { pool, boots } = harness()
+    pool.want(CID, 128, 'function')
+    await tick()
+    assert.equal(boots.length, 1, 'one per-function sandbox boots for the target')
+    await pool.stop()
+  })
+
+  it('puts off a background boot while executions run, and boots once bootQuietMs passed without one', async () => {
+    const { pool, boots, clock, finishBoots } = harness({ genericSize: 0 })
+    pool.want(CID, 128, 'function')
+    await tick()
+    finishBoots()
+    await tick()
+    const sb = await pool.acquire(CID, 128, 'function')
+    // the target rises while an execution runs: the boot waits
+    pool.setTargets(1, 2)
+    await tick()
+    assert.equal(boots.length, 1, 'the raised targets boot only when quiet: not yet')
+    pool.release(sb, CID, 'function', true)
+    await tick()
+    assert.equal(boots.length, 1 + 0, `nothing boots right after an execution ended (booted ${boots.length - 1} more)`)
+    assert.ok(pool.deferred >= 1, 'the refill was deferred')
+    clock.t += 600
+    await new Promise(resolve => setTimeout(resolve, 600))
+    await tick()
+    assert.equal(boots.length, 1 + 2, 'once quiet: one generic and one more per-function sandbox')
+    await pool.stop()
+  })
+
+  it('a retiring sandbox serves on while busy, is replaced at the first quiet moment, and goes once the replacement is ready', async () => {
+    const { pool, boots, clock, finishBoots } = harness()
+    pool.want(CID, 128, 'function')
+    await tick()
+    finishBoots()
+    await tick()
+    const first = boots[0]
+    // back-to-back executions (never quiet): past maxExecutions (3) the same sandbox serves on
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await run(pool), first as unknown as Sandbox, `execution ${i + 1} runs in the first sandbox`)
+    }
+    assert.equal(boots.length, 1, 'no boot while executions follow each other')
+    assert.equal(first.dead, false)
+    // quiet: the replacement boots; the old one serves until it is ready, then goes
+    clock.t += 600
+    await new Promise(resolve => setTimeout(resolve, 600))
+    await tick()
+    assert.equal(boots.length, 2, 'the replacement boots once the pool is quiet')
+    assert.equal(await run(pool), first as unknown as Sandbox, 'the retiring sandbox serves while its replacement boots')
+    finishBoots()
+    await tick()
+    const next = await run(pool)
+    assert.equal(next, boots[1] as unknown as Sandbox, 'the replacement serves once ready')
+    assert.equal(first.dead, true, 'the retired sandbox was destroyed once replaced and idle')
+    await pool.stop()
+  })
+
+  it('past retireGraceFactor × maxExecutions a sandbox serves nothing more, even with no replacement ready', async () => {
+    const { pool, boots, finishBoots } = harness({ maxPerFunction: 1 })
+    pool.want(CID, 128, 'function')
+    await tick()
+    finishBoots()
+    await tick()
+    const first = boots[0]
+    for (let i = 0; i < 6; i++) await run(pool) // 2 × 3: the hard limit
+    const pending = pool.acquire(CID, 128, 'function')
+    await tick()
+    assert.equal(first.dead, true, 'the sandbox past its hard limit is gone')
+    assert.equal(boots.length, 2, 'the request that found no sandbox boots one at once (not put off)')
+    finishBoots()
+    const sb = await pending
+    assert.equal(sb, boots[1] as unknown as Sandbox)
+    pool.release(sb, CID, 'function', true)
+    await pool.stop()
+  })
+
+  it('isolation-execution versions get their replacement at once, busy or not', async () => {
+    const { pool, boots, finishBoots } = harness()
+    pool.want(CID, 128, 'execution')
+    await tick()
+    finishBoots()
+    await tick()
+    const otherP = pool.acquire('bafkreiother', 128, 'function') // keeps the pool busy
+    await tick()
+    finishBoots()
+    const other = await otherP
+    const sb = await pool.acquire(CID, 128, 'execution')
+    ;(sb as unknown as Stub).executions++
+    pool.release(sb, CID, 'execution', true)
+    await tick()
+    assert.ok(boots.filter(b => !b.dead).length >= 2, `a replacement boots for the single-use version while another execution runs (${boots.length} boots)`)
+    pool.release(other, 'bafkreiother', 'function', true)
+    await pool.stop()
+  })
+})
