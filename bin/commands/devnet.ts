@@ -24,19 +24,17 @@ const DEV_STAKE = '1'
 const DEV_PRICE = '0.00001'
 
 /**
- * The sandbox pool targets of each devnet worker until every function is warm: one idle generic
- * sandbox and one per function instead of the executor's defaults (two and two). Three workers
- * start on one machine, often two cores; each boot costs ~0.5 s of a core. By the pool's rules the
- * defaults boot about 8 sandboxes per worker before the examples' two functions are warm and the
- * pool settled (2 generic, their refills, a second per function); these, about 3. The defaults
- * return a little after the ready line (the rest boots in the background, at low priority).
+ * The sandbox pool targets of each devnet worker: one idle generic sandbox and one per function
+ * instead of the executor's defaults (two and two), which are sized for a worker with a machine of
+ * its own. The devnet runs three workers on one machine, often two cores. By the pool's rules the
+ * defaults boot about 8 sandboxes per worker (2 generic, their refills, a second per function);
+ * these, about 3, and a worker still boots a second sandbox of a function when more than its
+ * concurrency (GVISOR_POOL_DEFAULTS.concurrencyPerSandbox) of its requests run at once.
+ * The devnet used to go back to the defaults 10 s after its ready line: those 9 background boots
+ * stalled the requests running beside them for 10–15 s (bench:http, docs/benchmarks.md "Boots
+ * beside executions"), so it keeps these.
  */
-const STARTUP_POOL = { genericPoolSize: 1, perFunctionPoolSize: 1 } as const
-/**
- * How long after the ready line the pools go back to their defaults: the first requests a user
- * sends right after the URLs print find no sandbox boots competing with them for the CPU.
- */
-const POOL_RESTORE_AFTER_MS = 10_000
+const DEVNET_POOL = { genericPoolSize: 1, perFunctionPoolSize: 1 } as const
 
 /**
  * Settlement's times on the devnet, from its epoch length: one commit window and one challenge
@@ -196,9 +194,7 @@ export function devnetCommand (): Command<any, any> {
       let chain: LocalChain | undefined
       // stops a chain still starting when another part fails first (or on Ctrl-C)
       const starting = new AbortController()
-      let restoreTimer: NodeJS.Timeout | undefined
       const stop = async (): Promise<void> => {
-        clearTimeout(restoreTimer)
         starting.abort(new NodeError('DEVNET_STOPPED', 'the devnet is stopping'))
         removeDevnetInfo(dataDir)
         // the nodes stop at once (each waits for its own in-flight work, and a worker for its
@@ -268,7 +264,7 @@ export function devnetCommand (): Command<any, any> {
               const proven = selfTestProven(key)
               const make = async (i: number, selfTest: boolean): Promise<GvisorExecutor> => {
                 const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir }) as GvisorExecutor
-                executor.setPoolTargets(STARTUP_POOL)
+                executor.setPoolTargets(DEVNET_POOL)
                 executors.push(executor)
                 return executor
               }
@@ -372,9 +368,6 @@ export function devnetCommand (): Command<any, any> {
           : undefined
         const hello = functions.find(u => u.endsWith('/hello')) ?? functions[0]
         const readyMs = Math.round(performance.now() - t0)
-        // warm: a little later the pools go back to the executor's targets, booting the rest in the background
-        restoreTimer = setTimeout(() => { for (const executor of started?.executors ?? []) executor.setPoolTargets({}) }, POOL_RESTORE_AFTER_MS)
-        restoreTimer.unref()
         // CPU this process spent starting (every node, the chain, the deploy; not the runsc sandboxes):
         // wall time depends on what else runs on the machine, CPU much less
         const cpu = process.cpuUsage()
