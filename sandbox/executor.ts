@@ -128,4 +128,6 @@ export interface ExecutorStats {
   waitedForSlot: number
   /** background boots put off until the pool was quiet (gVisor; absent elsewhere) */
   bootsDeferred?: number
+  /** sandboxes the pool's targets want now that are neither there nor booting (gVisor) */
+  bootsWanted?: number
 }

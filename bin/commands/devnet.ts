@@ -263,7 +263,9 @@ export function devnetCommand (): Command<any, any> {
               const key = await selfTestKey(workerDirs[0], undefined, undefined, rootfsDir)
               const proven = selfTestProven(key)
               const make = async (i: number, selfTest: boolean): Promise<GvisorExecutor> => {
-                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir }) as GvisorExecutor
+                // the workers' Node side runs on this process's one thread: every worker's sandboxes
+                // together weigh as much as it when both want the CPU (not each worker's as much)
+                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir, sandboxCpuShares: Math.round(1024 / workerDirs.length) }) as GvisorExecutor
                 executor.setPoolTargets(DEVNET_POOL)
                 executors.push(executor)
                 return executor

@@ -226,6 +226,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     new Gauge({ name: 'peerhost_worker_sandboxes_booted', help: 'sandboxes booted since the worker started', registers: [registry], collect () { this.set(stats().booted) } })
     new Gauge({ name: 'peerhost_worker_sandboxes_booting', help: 'sandbox boots in flight now', registers: [registry], collect () { this.set(stats().booting) } })
     new Gauge({ name: 'peerhost_worker_sandbox_slot_waits', help: 'executions that waited for a sandbox slot since the worker started', registers: [registry], collect () { this.set(stats().waitedForSlot) } })
+    new Gauge({ name: 'peerhost_worker_sandbox_boots_wanted', help: 'sandboxes the pool targets want now that are neither there nor booting (put off until no execution runs)', registers: [registry], collect () { this.set(stats().bootsWanted ?? 0) } })
     new Gauge({ name: 'peerhost_worker_sandbox_boots_deferred', help: 'times background sandbox boots were put off until no execution ran', registers: [registry], collect () { this.set(stats().bootsDeferred ?? 0) } })
   }
 

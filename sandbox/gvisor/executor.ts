@@ -20,7 +20,7 @@ import type { ExecMessage } from '../runtime/messages.ts'
 import { ensureRootfs } from './rootfs.ts'
 import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
 import { Pool, PoolWaitAborted } from './pool.ts'
-import { Sandbox, type ExecOutcome } from './sandbox.ts'
+import { Sandbox, setCpuWeight, type ExecOutcome } from './sandbox.ts'
 
 export interface GvisorExecutorInit {
   /** worker data dir; the rootfs, runsc state (`--root`) and sandbox bundles live under `<dataDir>/sandbox` */
@@ -85,6 +85,15 @@ export interface GvisorExecutorInit {
   maxSandboxes?: number
   /** sandbox boots in flight at once (each costs a core for ~0.4 s). @default 2 */
   maxConcurrentBoots?: number
+  /**
+   * CPU weight of all this executor's sandboxes together, on the cgroup v1 `cpu.shares` scale
+   * (1024 = as much as one busy thread of the host at nice 0; v2 `cpu.weight` is derived). The
+   * scheduler shares a busy CPU between the worker's own thread and each executor's sandbox
+   * cgroup by weight: with several workers on one machine (the devnet's three, in one process)
+   * the default gave the node's thread a quarter of the contended CPU, and it, not the sandboxes,
+   * capped throughput. @default unset: the cgroup default (1024)
+   */
+  sandboxCpuShares?: number
   /** memory size of generic sandboxes (the FunctionOptions default). @default 128 */
   defaultMemoryMb?: number
   /** cgroup memory above the V8 heap: Node's RSS, buffers, the Sentry. @default 128 */
@@ -194,7 +203,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
   get booted (): number { return this.pool?.booted ?? 0 }
   get waitedForSlot (): number { return this.pool?.waited ?? 0 }
   stats (): ExecutorStats {
-    return { sandboxes: this.pool?.size ?? 0, booted: this.pool?.booted ?? 0, booting: this.pool?.bootsInFlight ?? 0, waitedForSlot: this.pool?.waited ?? 0, bootsDeferred: this.pool?.deferred ?? 0 }
+    return { sandboxes: this.pool?.size ?? 0, booted: this.pool?.booted ?? 0, booting: this.pool?.bootsInFlight ?? 0, waitedForSlot: this.pool?.waited ?? 0, bootsDeferred: this.pool?.deferred ?? 0, bootsWanted: this.pool?.wanted ?? 0 }
   }
   idleGeneric (): number { return this.pool?.idleGeneric ?? 0 }
   idleFor (cid: string): number { return this.pool?.idleFor(cid) ?? 0 }
@@ -251,6 +260,11 @@ class GvisorExecutorImpl implements GvisorExecutor {
     }
     mkdirSync(this.runscRoot, { recursive: true, mode: 0o700 })
     await this.cleanupStale()
+    if (this.init.sandboxCpuShares !== undefined) {
+      const shares = Math.max(2, Math.min(262_144, Math.round(this.init.sandboxCpuShares)))
+      try { mkdirSync(`/sys/fs/cgroup/cpu/${this.cgroupParent}`, { recursive: true }) } catch {}
+      if (!setCpuWeight(`/${this.cgroupParent}`, { v1: shares, v2: Math.max(1, Math.min(10_000, Math.round(shares * 100 / 1024))) })) this.log?.warn({ shares }, 'the sandboxes\' CPU weight could not be set (no writable cpu cgroup)')
+    }
     options.signal?.throwIfAborted()
     this.rootfs = ensureRootfs({ dataDir: this.init.rootfsDir ?? this.base, nodeBinary: this.init.nodeBinary })
     this.pool = new Pool({

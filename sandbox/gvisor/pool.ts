@@ -408,6 +408,20 @@ export class Pool {
 
   private refillQueued = false
 
+  /** sandboxes the targets want that are neither there nor booting (put off until quiet, or no room) */
+  get wanted (): number {
+    let n = Math.max(0, this.config.genericSize - this.generic.length - this.genericBooting)
+    for (const e of this.fns.values()) n += Math.max(0, this.config.perFunction - this.usable(e) - e.booting)
+    return n
+  }
+
+  /** members of `e` that count towards its target: alive, not retiring, of its size (single-use ones unused) */
+  private usable (e: FunctionEntry): number {
+    let n = 0
+    for (const sb of e.members) if (!sb.dead && !this.retiring(sb) && sb.memoryMb === e.memoryMb && !(e.isolation === 'execution' && sb.executions + sb.inflight > 0)) n++
+    return n
+  }
+
   private refillNow (): void {
     if (this.stopped) return
     // a full pool makes room for the targets by evicting idle sandboxes of little-used functions
@@ -423,8 +437,7 @@ export class Pool {
     }
     for (const [cid, e] of this.fns) {
       // targets count usable sandboxes: one due for recycling is replaced before it goes
-      const usable = (): number => [...e.members].filter(sb => !sb.dead && !this.retiring(sb) && sb.memoryMb === e.memoryMb && !(e.isolation === 'execution' && sb.executions + sb.inflight > 0)).length
-      while (room() && usable() + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
+      while (room() && this.usable(e) + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
         if (!quiet && e.isolation !== 'execution') { deferred = true; break }
         e.booting++
         this.startBoot(e.memoryMb, (sb) => {

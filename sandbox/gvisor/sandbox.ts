@@ -130,9 +130,23 @@ export function cgroupMemoryPeak (path: string): number | undefined {
   return readFirst([`/sys/fs/cgroup/memory${path}/memory.max_usage_in_bytes`, `/sys/fs/cgroup${path}/memory.peak`], t => Number(t.trim()))
 }
 
-/** Creates the meter cgroup in the memory controller (v1) or the unified hierarchy (v2). */
-function createMeter (path: string): void {
-  for (const dir of [`/sys/fs/cgroup/memory${path}`]) {
+/**
+ * CPU weight of a booting sandbox's cgroup against its running siblings (v1 `cpu.shares`, v2
+ * `cpu.weight`). Each sandbox is a cgroup, and the scheduler shares the CPU between sibling cgroups
+ * by their weight first, whatever the nice value of the threads inside: a booting sandbox at nice
+ * 15 still took as much CPU as a running one, and boots stalled the executions beside them for
+ * seconds (docs/benchmarks.md, "Boots beside executions"). At the lowest weight a boot uses what
+ * running sandboxes leave; once ready the sandbox gets the default weight back.
+ */
+const BOOT_CPU_WEIGHT = { v1: 2, v2: 1 }
+const READY_CPU_WEIGHT = { v1: 1024, v2: 100 }
+
+/**
+ * Creates the meter cgroup in the memory and cpu controllers (v1) or the unified hierarchy (v2),
+ * at the boot weight when `lowPriority`.
+ */
+function createMeter (path: string, lowPriority: boolean): void {
+  for (const dir of [`/sys/fs/cgroup/memory${path}`, `/sys/fs/cgroup/cpu${path}`]) {
     try { mkdirSync(dir, { recursive: true }) } catch {}
   }
   if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
@@ -142,6 +156,16 @@ function createMeter (path: string): void {
       writeFileSync(`/sys/fs/cgroup${path}/cgroup.subtree_control`, '+memory +cpu +pids')
     } catch {}
   }
+  if (lowPriority) setCpuWeight(path, BOOT_CPU_WEIGHT)
+}
+
+/** Sets the CPU weight of the cgroup at `path` (whichever hierarchy this host has); true when written. */
+export function setCpuWeight (path: string, weight: { v1: number, v2: number }): boolean {
+  for (const [file, value] of [[`/sys/fs/cgroup/cpu${path}/cpu.shares`, weight.v1], [`/sys/fs/cgroup/cpu,cpuacct${path}/cpu.shares`, weight.v1], [`/sys/fs/cgroup${path}/cpu.weight`, weight.v2]] as const) {
+    if (!existsSync(file)) continue
+    try { writeFileSync(file, String(value)); return true } catch {}
+  }
+  return false
 }
 
 /**
@@ -240,7 +264,7 @@ export class Sandbox {
 
   private async boot (): Promise<void> {
     mkdirSync(this.opts.bundleDir, { recursive: true })
-    if (this.opts.meterCgroup !== undefined) createMeter(this.opts.meterCgroup)
+    if (this.opts.meterCgroup !== undefined) createMeter(this.opts.meterCgroup, this.opts.lowPriorityBoot !== false)
     writeFileSync(join(this.opts.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(this.opts.spec)))
     const child = spawn(this.opts.runsc.binary, [...runscGlobalArgs(this.opts.runsc), 'run', `--bundle=${this.opts.bundleDir}`, this.id], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -298,7 +322,10 @@ export class Sandbox {
       void this.destroy()
     })
     await ready
-    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) reniceTree(child.pid, 0)
+    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) {
+      if (this.opts.meterCgroup !== undefined) setCpuWeight(this.opts.meterCgroup, READY_CPU_WEIGHT)
+      reniceTree(child.pid, 0)
+    }
     this.isReady = true
   }
 

@@ -120,12 +120,17 @@ describe('overload and limit errors never reach the chain (real chain, gVisor wo
       return Number(line.split(' ')[1])
     }
     const admins = net.workerInfo.map(w => w.admin as string)
-    // both workers have run `slow` (its sandboxes exist) and no boot is in flight
-    await waitFor('both workers warm and no boot in flight', async () => {
-      await Promise.all([0, 1].map(async () => await (await fetch(`${url('slow')}?ms=50`)).arrayBuffer()))
-      const booting = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booting')))
-      return booting.every(n => n === 0) ? true : undefined
+    // both workers have run `slow` (its sandboxes exist), then their pools settle: no boot in flight
+    // and none wanted (a pool boots towards its targets only after 500 ms without an execution)
+    const served = new Set<string>()
+    await waitFor('both workers warm', async () => {
+      for (const w of await Promise.all([0, 1].map(async () => (await fetch(`${url('slow')}?ms=50`)).headers.get('x-peerhost-worker')))) if (w !== null) served.add(w)
+      return served.size === 2 ? true : undefined
     }, 120_000, 500)
+    await waitFor('both pools settled: no boot in flight or wanted', async () => {
+      const booting = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booting') + await metric(a, 'peerhost_worker_sandbox_boots_wanted')))
+      return booting.every(n => n === 0) ? true : undefined
+    }, 120_000, 250)
     const booted = await Promise.all(admins.map(async a => await metric(a, 'peerhost_worker_sandboxes_booted')))
     const before = await requestCount()
     // 64 at once against 2 workers with room for one job each: c ≫ capacity
