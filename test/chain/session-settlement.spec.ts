@@ -95,7 +95,9 @@ describe('chain: metered session fees settle; a worker claiming more than its la
       if (name === 'honest') await chain.honest(w.signer.address)
       const dataDir = join(dir, name)
       const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
-      const worker = await createWorker({ dataDir, bootstrap: boot.addrs(), price: PRICE, domain, sessionPrice: { perMessage: PER_MESSAGE, perMinute: 0n } }, {
+      // one session each: the gateway must place the two sessions on the two workers (left to its
+      // ranking, a warm bundle outweighs a held session, and both went to one worker at load 14)
+      const worker = await createWorker({ dataDir, bootstrap: boot.addrs(), price: PRICE, domain, sessionPrice: { perMessage: PER_MESSAGE, perMinute: 0n }, maxSessions: 1 }, {
         privateKey: await generateKeyPair('Ed25519'), signer: w.signer, executor: devExecutor({})({}), logger, registry: new Registry(), receipts
       })
       await worker.start()
@@ -104,9 +106,9 @@ describe('chain: metered session fees settle; a worker claiming more than its la
       parts.push({ w, receipts, worker, s })
     }
     const [liar, honest] = parts
-    await waitFor('both workers and their session prices in the gateway view', () => gateway.view.list().filter(w => w.advert.sessionPrice?.perMessage === PER_MESSAGE.toString()).length === 2, 30_000)
+    await waitFor('both workers, their session prices and room in the gateway view', () => gateway.view.list().filter(w => w.advert.sessionPrice?.perMessage === PER_MESSAGE.toString() && w.advert.maxSessions === 1).length === 2, 30_000)
 
-    // two sessions held open at once (the gateway spreads sessions: one on each worker), then
+    // two sessions held open at once (one on each worker: each has room for one), then
     // MESSAGES echoes in each: cumulative tickets every 100 messages and a final one at the close
     const wsUrl = `${gateway.url.replace(/^http/, 'ws')}/${chain.deployer}/ws/echo`
     const sessions: Array<{ ws: Awaited<ReturnType<typeof openWebSocket>>['ws'], jobId: Hex }> = []
