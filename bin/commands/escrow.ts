@@ -14,7 +14,15 @@ function address (flag: string, value: string): Address {
  * is then read from `<url>/_peerhost/status`).
  */
 export async function gatewayAddress (flag: string, value: string): Promise<Address> {
-  if (isAddress(value)) return value
+  return (await gatewayOf(flag, value)).address
+}
+
+/** One project's fees in a gateway's status (`settlement.fees`): its own tickets per epoch, requests and metered sessions apart. */
+interface GatewayFees { epoch: string, requests: { count: number, fees: string }, sessions: { count: number, fees: string } }
+
+/** The gateway's address, and its status when `value` is its URL (an address alone has none). */
+async function gatewayOf (flag: string, value: string): Promise<{ address: Address, status?: { settlement?: { fees?: Array<GatewayFees & { projectId: string }> } } }> {
+  if (isAddress(value)) return { address: value }
   if (!/^https?:\/\/[^\s/]+/.test(value)) throw new ConfigError('BAD_GATEWAY', `${flag} must be the gateway's URL (such as http://127.0.0.1:8080) or its 0x address, got "${value}"`)
   let body: { address?: unknown } | undefined
   try {
@@ -24,7 +32,7 @@ export async function gatewayAddress (flag: string, value: string): Promise<Addr
     throw new ConfigError('GATEWAY_UNREACHABLE', `the gateway at ${value} did not answer (${err?.cause?.code ?? err?.message}); is it running? (${flag})`)
   }
   if (typeof body?.address !== 'string' || !isAddress(body.address)) throw new ConfigError('BAD_GATEWAY', `${value}/_peerhost/status does not name a gateway address; pass the gateway's 0x address to ${flag}`)
-  return body.address
+  return { address: body.address, status: body as any }
 }
 
 function amount (flag: string, value: string): bigint {
@@ -62,10 +70,10 @@ export function escrowCommand (): Command<any, any> {
       say(opts, `gateway ${gateway} may charge ${project}'s escrow up to ${perEpoch} ${client.chain.nativeCurrency.symbol} per epoch`, { event: 'escrow', action: 'allow', project, gateway, perEpoch, tx: out.tx })
     }))
   escrow.addCommand(new Command('show')
-    .description('the escrow balance of a project, and a gateway\'s allowance')
+    .description('the escrow balance of a project, and a gateway\'s allowance (given its URL, also what its tickets charged per epoch: requests and metered WebSocket sessions)')
     .argument('<project>', 'project name')
     .option('--wallet <address>', 'the project\'s wallet (default: --keystore or PEERHOST_PRIVATE_KEY)')
-    .option('--gateway <url-or-address>', 'also show this gateway\'s allowance: its URL (like every other command) or its 0x address')
+    .option('--gateway <url-or-address>', 'also show this gateway\'s allowance: its URL (like every other command; then also its fees per epoch) or its 0x address')
     .option('--contracts <file>', 'contracts.json of the chain (env PEERHOST_CONTRACTS)')
     .option('--keystore <file>', 'builder wallet, to find its address')
     .option('--json', 'print machine-readable lines')
@@ -73,12 +81,30 @@ export function escrowCommand (): Command<any, any> {
       const { chainClient, escrowStatus } = await import('../builder-deps.ts')
       const client = chainClient(chainContracts(opts.contracts))
       const wallet = opts.wallet !== undefined ? address('--wallet', opts.wallet) : (await builderAccount(opts.keystore)).address
-      const gateway = opts.gateway === undefined ? undefined : await gatewayAddress('--gateway', opts.gateway)
+      const named = opts.gateway === undefined ? undefined : await gatewayOf('--gateway', opts.gateway)
+      const gateway = named?.address
       const s = await escrowStatus(client, wallet, project, gateway)
       const sym = client.chain.nativeCurrency.symbol
       const lines = [`${wallet}/${project}: escrow ${formatEther(s.balance)} ${sym}`]
       if (s.allowance !== undefined) lines.push(`  gateway ${gateway}${gateway !== opts.gateway ? ` (${opts.gateway})` : ''}: ${formatEther(s.allowance.perEpoch)} ${sym} per epoch, ${formatEther(s.allowance.spentThisEpoch)} spent this epoch`)
-      say(opts, lines.join('\n'), { event: 'escrow', project, wallet, projectId: s.projectId, balance: s.balance.toString(), allowance: s.allowance === undefined ? null : { perEpoch: s.allowance.perEpoch.toString(), spentThisEpoch: s.allowance.spentThisEpoch.toString() } })
+      // what the gateway's own tickets promised this project, per epoch (its status; the chain
+      // charges a batch's total at its commit and does not tell a session's leaf from a request's)
+      const listed = named?.status?.settlement?.fees
+      const fees: GatewayFees[] | undefined = listed === undefined
+        ? undefined
+        : listed.filter(f => f.projectId.toLowerCase() === s.projectId.toLowerCase()).map(({ epoch, requests, sessions }) => ({ epoch, requests, sessions }))
+      if (fees !== undefined) {
+        if (fees.length === 0) lines.push('    no tickets of this gateway for the project on record')
+        for (const f of fees) {
+          const total = BigInt(f.requests.fees) + BigInt(f.sessions.fees)
+          lines.push(`    epoch ${f.epoch}: ${formatEther(total)} ${sym} (${f.requests.count} requests ${formatEther(BigInt(f.requests.fees))} ${sym}, ${f.sessions.count} sessions ${formatEther(BigInt(f.sessions.fees))} ${sym})`)
+        }
+      }
+      say(opts, lines.join('\n'), {
+        event: 'escrow', project, wallet, projectId: s.projectId, balance: s.balance.toString(),
+        allowance: s.allowance === undefined ? null : { perEpoch: s.allowance.perEpoch.toString(), spentThisEpoch: s.allowance.spentThisEpoch.toString() },
+        ...(fees === undefined ? {} : { fees })
+      })
     }))
   return escrow
 }

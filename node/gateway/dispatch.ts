@@ -535,7 +535,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       const built = buildJob(job, jobId, attempt, worker, epoch)
       const hash = jobHashes.get(built) ?? jobHashOf(built)
       const request = { ...built, session: true as const }
-      components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee })
+      components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee, session: true })
       const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, job.deadline - Date.now())), ...(job.signal !== undefined ? [job.signal] : [])])
       view.begin(worker.peerId)
       let js: JobStream | undefined

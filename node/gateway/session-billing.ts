@@ -77,7 +77,7 @@ export function sessionBilling (parts: SessionBillingParts, request: JobRequest,
         // bills are awaited one after another (the relay chains them), so `fee` only grows
         fee = owed
         signedFees.add(fee.toString())
-        parts.tickets?.record({ jobId: request.jobId, attempt: request.attempt, worker: worker.address as Address, projectId: parts.projectId, epoch, fee })
+        parts.tickets?.record({ jobId: request.jobId, attempt: request.attempt, worker: worker.address as Address, projectId: parts.projectId, epoch, fee, session: true })
       }
       const ticketSig = parts.signer.signDigest(ticketDigest(parts.domain, ticketOf(atFee(request, fee.toString()), hash)))
       return { v: PROTOCOL_VERSION, type: 'ticket', jobId: request.jobId, attempt: request.attempt, fee: fee.toString(), ticketSig }

@@ -60,6 +60,17 @@ export interface IssuedTicket {
   epoch: bigint
   /** wei */
   fee: bigint
+  /** a WebSocket session's ticket (its fee the latest cumulative one), not a request's */
+  session?: boolean
+}
+
+/** The fees of this gateway's tickets for one project and epoch, requests and metered sessions apart (status, `peerhost escrow show`). */
+export interface IssuedFees {
+  projectId: Hex
+  epoch: bigint
+  requests: { count: number, fees: bigint }
+  /** WebSocket sessions: each counted once, at its latest cumulative fee (the opening ticket's price included) */
+  sessions: { count: number, fees: bigint }
 }
 
 /**
@@ -102,6 +113,8 @@ export interface TicketLog {
   get: (jobId: Hex, attempt: number, worker: Address) => IssuedTicket | undefined
   /** How many tickets and how much fee this gateway issued to `worker` for (project, epoch). */
   totals: (worker: Address, projectId: Hex, epoch: bigint) => { count: number, total: bigint }
+  /** The fees of the tickets on record per (project, epoch), newest epoch first; `projectId` keeps one project's. */
+  fees: (projectId?: Hex) => IssuedFees[]
   /** Drops tickets of epochs before `epoch` (their batches can no longer be challenged). */
   prune: (beforeEpoch: bigint) => number
   close: () => void
@@ -187,6 +200,7 @@ CREATE TABLE IF NOT EXISTS tickets (
   project_id  TEXT NOT NULL,
   epoch       INTEGER NOT NULL,
   fee         TEXT NOT NULL,   -- wei, decimal
+  session     INTEGER NOT NULL DEFAULT 0, -- 1: a WebSocket session's ticket (fee: its latest cumulative one)
   PRIMARY KEY (job_id, attempt, worker)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_batch ON tickets (worker, project_id, epoch);
@@ -239,6 +253,9 @@ function openDb (init: TicketLogInit): DatabaseSync {
   // a log from before Settlement stored only a hash of each batch's header
   const columns = db.prepare('PRAGMA table_info(checked)').all() as Array<{ name: string }>
   if (!columns.some(c => c.name === 'header')) db.exec('ALTER TABLE checked ADD COLUMN header TEXT')
+  // a log from before session fees were told apart
+  const ticketColumns = db.prepare('PRAGMA table_info(tickets)').all() as Array<{ name: string }>
+  if (!ticketColumns.some(c => c.name === 'session')) db.exec('ALTER TABLE tickets ADD COLUMN session INTEGER NOT NULL DEFAULT 0')
   return db
 }
 
@@ -246,11 +263,13 @@ function openDb (init: TicketLogInit): DatabaseSync {
 export function ticketLog (init: TicketLogInit): TicketLog {
   const db = openDb(init)
   // fees are decimal strings without leading zeros: longer is larger, equal lengths compare as text
-  const insert = db.prepare(`INSERT INTO tickets (job_id, attempt, worker, project_id, epoch, fee) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (job_id, attempt, worker) DO UPDATE SET fee = excluded.fee
+  const insert = db.prepare(`INSERT INTO tickets (job_id, attempt, worker, project_id, epoch, fee, session) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (job_id, attempt, worker) DO UPDATE SET fee = excluded.fee, session = max(tickets.session, excluded.session)
     WHERE length(excluded.fee) > length(tickets.fee) OR (length(excluded.fee) = length(tickets.fee) AND excluded.fee > tickets.fee)`)
   const one = db.prepare('SELECT * FROM tickets WHERE job_id = ? AND attempt = ? AND worker = ?')
   const sums = db.prepare('SELECT fee FROM tickets WHERE worker = ? AND project_id = ? AND epoch = ?')
+  const allFees = db.prepare('SELECT project_id, epoch, session, fee FROM tickets ORDER BY epoch DESC, project_id')
+  const projectFees = db.prepare('SELECT project_id, epoch, session, fee FROM tickets WHERE project_id = ? ORDER BY epoch DESC')
   const prune = db.prepare('DELETE FROM tickets WHERE epoch < ?')
   const putDisagreement = db.prepare('INSERT OR REPLACE INTO disagreements (job_id, attempt, worker, epoch, evidence) VALUES (?, ?, ?, ?, ?)')
   const getDisagreement = db.prepare('SELECT evidence FROM disagreements WHERE job_id = ? AND attempt = ? AND worker = ?')
@@ -266,7 +285,7 @@ export function ticketLog (init: TicketLogInit): TicketLog {
     pending = []
     db.exec('BEGIN')
     try {
-      for (const t of rows) insert.run(t.jobId.toLowerCase(), t.attempt, t.worker.toLowerCase(), t.projectId.toLowerCase(), t.epoch, t.fee.toString())
+      for (const t of rows) insert.run(t.jobId.toLowerCase(), t.attempt, t.worker.toLowerCase(), t.projectId.toLowerCase(), t.epoch, t.fee.toString(), t.session === true ? 1 : 0)
       db.exec('COMMIT')
     } catch (err) {
       db.exec('ROLLBACK')
@@ -291,12 +310,27 @@ export function ticketLog (init: TicketLogInit): TicketLog {
       flush()
       const r = one.get(jobId.toLowerCase(), attempt, worker.toLowerCase()) as Record<string, string | number> | undefined
       if (r === undefined) return undefined
-      return { jobId: r.job_id as Hex, attempt: Number(r.attempt), worker: r.worker as Address, projectId: r.project_id as Hex, epoch: BigInt(r.epoch), fee: BigInt(r.fee) }
+      return { jobId: r.job_id as Hex, attempt: Number(r.attempt), worker: r.worker as Address, projectId: r.project_id as Hex, epoch: BigInt(r.epoch), fee: BigInt(r.fee), ...(Number(r.session) === 1 ? { session: true } : {}) }
     },
     totals (worker, projectId, epoch) {
       flush()
       const rows = sums.all(worker.toLowerCase(), projectId.toLowerCase(), epoch) as Array<{ fee: string }>
       return { count: rows.length, total: rows.reduce((s, r) => s + BigInt(r.fee), 0n) }
+    },
+    fees (projectId) {
+      flush()
+      // fees are summed here, not in SQL: they are decimal strings of up to 78 digits
+      const rows = (projectId === undefined ? allFees.all() : projectFees.all(projectId.toLowerCase())) as Array<{ project_id: string, epoch: number | bigint, session: number | bigint, fee: string }>
+      const out = new Map<string, IssuedFees>()
+      for (const r of rows) {
+        const k = `${r.project_id}/${r.epoch}`
+        let f = out.get(k)
+        if (f === undefined) out.set(k, f = { projectId: r.project_id as Hex, epoch: BigInt(r.epoch), requests: { count: 0, fees: 0n }, sessions: { count: 0, fees: 0n } })
+        const kind = Number(r.session) === 1 ? f.sessions : f.requests
+        kind.count++
+        kind.fees += BigInt(r.fee)
+      }
+      return [...out.values()]
     },
     prune: (before) => { flush(); return Number(prune.run(before).changes) + Number(pruneDisagreements.run(before).changes) },
     close () { if (!closed) { flush(); closed = true; db.close() } }
@@ -731,6 +765,17 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
             answered: requests.filter(r => r.state === 'answered').length,
             proven: requests.filter(r => r.state === 'proven').length
           },
+          // what this gateway's tickets promised per project and epoch, requests and metered sessions apart
+          ...(tickets === undefined
+            ? {}
+            : {
+                fees: tickets.fees().slice(0, CHECKER_DEFAULTS.statusRows).map(f => ({
+                  projectId: f.projectId,
+                  epoch: f.epoch.toString(),
+                  requests: { count: f.requests.count, fees: f.requests.fees.toString() },
+                  sessions: { count: f.sessions.count, fees: f.sessions.fees.toString() }
+                }))
+              }),
           recent: rows.slice(0, CHECKER_DEFAULTS.statusRows).map(r => ({
             batchId: r.batchId, worker: r.worker, epoch: r.epoch.toString(), count: r.count, total: r.total.toString(),
             issued: { count: r.issued.count, total: r.issued.total.toString() }, verdict: r.verdict, reason: r.reason ?? null, proof: r.proof ?? null, tx: r.tx ?? null

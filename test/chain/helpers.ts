@@ -58,7 +58,7 @@ export async function startTestChain (params?: LocalChainInit['params']): Promis
 
 /**
  * The settlement specs' chain (test/chain/checker, settlement, watch): a test chain plus
- * Settlement's clock, typed reads, chain-time travel (`evm_increaseTime`: Settlement reads
+ * Settlement's clock, typed reads, chain-time travel (`evm_setNextBlockTimestamp`: Settlement reads
  * block.timestamp), a content-addressed blob directory standing in for a worker's published
  * batch documents, and the "no honest worker is slashed" bookkeeping every settlement test ends with.
  */
@@ -70,7 +70,7 @@ export interface SettlementChain extends TestChain {
   stakeOf: (a: Address) => Promise<bigint>
   /** the latest block's timestamp */
   chainNow: () => Promise<bigint>
-  /** moves chain time to at least `t` and mines a block */
+  /** mines a block at chain time `t` (at the head + 1 s when the head is at or past `t`) */
   advanceTo: (t: bigint) => Promise<void>
   /** writes `bytes` under their raw CID in the blob dir (a settler's `publish`) */
   publish: (bytes: Uint8Array) => Promise<string>
@@ -103,8 +103,11 @@ export async function startSettlementChain (params?: LocalChainInit['params']): 
     stakeOf,
     chainNow,
     async advanceTo (t) {
+      // the next block at exactly t (or the head + 1 s): evm_increaseTime would add t − head to a
+      // clock that already ran on with the wall since the head was mined, overshooting t by every
+      // second the test spent since (a minute at load 15 pushed a whole epoch past its target)
       const now = await chainNow()
-      if (t > now) await chain.rpc('evm_increaseTime', [Number(t - now)])
+      await chain.rpc('evm_setNextBlockTimestamp', [Number(t > now ? t : now + 1n)])
       await chain.rpc('evm_mine')
     },
     publish: async (bytes) => { const cid = rawCid(bytes); writeFileSync(join(blobs, cid), bytes); return cid },

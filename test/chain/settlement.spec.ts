@@ -2,7 +2,7 @@
  * Workers settle (issue 11): real Hardhat chain, real Settlement, real receipt logs with real
  * gateway tickets and worker receipts; the settler builds one batch per (project, gateway, epoch),
  * commits it in the window with the bond, and finalizes it after the challenge window. Time moves
- * with the chain's own `evm_increaseTime` (the contract reads block.timestamp).
+ * with the chain's own clock (`evm_setNextBlockTimestamp`: the contract reads block.timestamp).
  *
  * Attacks performed: a worker process killed with SIGKILL right before and right after its
  * commitBatch transaction, then restarted: without the chain check and the durable `sending`
@@ -71,7 +71,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     rmSync(dir, { recursive: true, force: true })
   })
 
-  it('200 requests across 3 mesh workers over 2 epochs: every batch commits and finalizes; each worker is paid exactly its tickets\' fees, the escrow falls by the same, to the wei', async function () {
+  it('500 requests across 3 mesh workers over 2 epochs: every batch commits and finalizes; each worker is paid exactly its tickets\' fees, the escrow falls by the same, to the wei', async function () {
     // the mesh: a bootstrap, a gateway logging every ticket it signs, three workers at three prices
     // (uneven fees, so a wrong sum or a dropped leaf changes a total), each with its own settler
     const contracts = loadContracts(chain.contractsFile)
@@ -92,10 +92,14 @@ describe('chain: workers settle their receipts through Settlement batches', func
     await addProject(functions, chain.deployer, app)
     const tickets = ticketLog({ dataDir: join(dir, 'gw') })
     after(() => tickets.close())
-    // tickets carry Settlement's epoch at the chain's time: the test moves chain time forward
-    // (evm_increaseTime), so the gateway's clock is composed with the chain's lead over wall time
-    let leadMs = 0
-    const gw = await createGateway({ port: 0, bootstrap: boot.addrs(), domain, epochOf: (ms) => clock.epochAtMs(ms + leadMs) }, {
+    // Tickets carry Settlement's epoch at the chain's time, and here the test moves chain time: it
+    // mines no block while requests run, so chain time is the head's timestamp, set by the test
+    // (advanceTo), and the gateway's clock is composed to read it. A gateway clock of wall time
+    // plus the chain's lead (as this test had) let a request phase cross an epoch end whenever it
+    // ran longer than what was left of the epoch: at load 14–18 the phases of 250 requests did,
+    // tickets fell in the next epoch and the settler built a batch the test said could not exist yet.
+    let head = await chainNow()
+    const gw = await createGateway({ port: 0, bootstrap: boot.addrs(), domain, epochOf: () => clock.epochAt(head) }, {
       privateKey: await generateKeyPair('Ed25519'), signer: gateway, functions, logger, registry: new Registry(), tickets
     })
     await gw.start()
@@ -128,36 +132,48 @@ describe('chain: workers settle their receipts through Settlement batches', func
     }
     async function endEpoch (e: bigint): Promise<void> {
       await advanceTo(clock.epochEnd(e) + 1n)
-      leadMs = Number(await chainNow()) * 1000 - Date.now()
+      head = await chainNow()
+    }
+    /**
+     * A settler tick on a chain clock pinned to the head first: the chain's next block would
+     * otherwise be stamped wall time plus its offset, i.e. the head plus every second the requests
+     * since it took, and at load a request phase's minute carried the settlers' commits (and their
+     * view of chain time) into the next epoch, so a worker built that epoch's batch early
+     */
+    async function tick (p: { s: Settler }): Promise<Awaited<ReturnType<Settler['tick']>>> {
+      await advanceTo((await chainNow()) + 1n)
+      return await p.s.tick()
     }
 
+    // The settlers read chain time as max(head, wall clock) (a live chain's head can be old): the
+    // chain starts this test at the beginning of an epoch ahead of the wall clock by more than the
+    // test's whole timeout, so only the test's own advances end an epoch, however slow the machine.
+    await endEpoch(clock.epochAt(BigInt(Math.ceil(Date.now() / 1000)) + BigInt(Math.ceil(this.timeout() / 1000))))
     const e0 = await read<bigint>('currentEpoch')
-    assert.equal(clock.epochAtMs(Date.now() + leadMs), e0, 'the gateway stamps the chain\'s epoch')
+    assert.equal(clock.epochAt(head), e0, 'the gateway stamps the chain\'s epoch')
     // the first job of each worker fetches the bundle: a few one at a time, then the rest at once
     await requests(3, 1)
-    // 100 per epoch: each worker's batch still holds tens of leaves at uneven fees, which is what
-    // the to-the-wei checks below need (the 500 requests this test once made cost most of its time)
-    await requests(97)
+    await requests(247)
     // nothing is committed while the epoch runs
-    for (const p of parts) assert.equal((await p.s.tick()).built, 0)
+    for (const p of parts) assert.equal((await tick(p)).built, 0)
     await endEpoch(e0)
     const e1 = e0 + 1n
     assert.equal(await read<bigint>('currentEpoch'), e1)
-    await requests(100)
-    for (const p of parts) assert.equal((await p.s.tick()).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e0 }).length > 0 ? 1 : 0), 'epoch e0: one batch per worker that served in it')
+    await requests(250)
+    for (const p of parts) assert.equal((await tick(p)).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e0 }).length > 0 ? 1 : 0), 'epoch e0: one batch per worker that served in it')
     await endEpoch(e1)
-    for (const p of parts) assert.equal((await p.s.tick()).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e1 }).length > 0 ? 1 : 0), 'epoch e1: one batch per worker that served in it')
+    for (const p of parts) assert.equal((await tick(p)).committed, (p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e1 }).length > 0 ? 1 : 0), 'epoch e1: one batch per worker that served in it')
 
     // what each worker served: its signed receipts, one per answered request, each for a ticket the
     // gateway logged with the same fee (a ticket a busy worker refused, retried elsewhere, has no receipt)
     const served = parts.map(p => [e0, e1].map(e => p.receipts.receiptsOf({ projectId: appId, gateway: gateway.address, epoch: e }).filter(r => r.state === 'signed')))
-    assert.equal(served.flat(2).length, 200, 'one receipt per request')
+    assert.equal(served.flat(2).length, 500, 'one receipt per request')
     for (const [i, p] of parts.entries()) {
       for (const r of served[i].flat()) assert.equal(tickets.get(r.jobId, r.attempt, p.w.signer.address)?.fee, BigInt(r.fee), 'the receipt is for a ticket the gateway issued, at its fee')
     }
     const issued = served.map(ws => ws.map(rs => ({ count: rs.length, total: rs.reduce((s, r) => s + BigInt(r.fee), 0n) })))
     for (const [i, t] of issued.entries()) assert.ok(t[0].count + t[1].count > 0, `worker ${i} served requests`)
-    assert.ok(issued.every(t => t[0].count + t[1].count < 200), 'the requests are spread over the workers')
+    assert.ok(issued.every(t => t[0].count + t[1].count < 500), 'the requests are spread over the workers')
     const feesOf = (i: number): bigint => issued[i][0].total + issued[i][1].total
     const fees = [0, 1, 2].reduce((s, i) => s + feesOf(i), 0n)
 

@@ -164,6 +164,13 @@ function renderSettlement (s) {
     tr.cells[6].className = b.verdict === 'ok' ? 's2' : b.verdict === 'faulty' ? 's5' : 's4'
     return tr
   }))
+  // requests and metered WebSocket sessions apart (a session at its latest cumulative fee)
+  const fees = Array.isArray(st.fees) ? st.fees : []
+  $('fees').tBodies[0].replaceChildren(...fees.map(f => {
+    const tr = row([short(f.projectId, 14), f.epoch, f.requests?.count ?? 0, f.requests?.fees ?? '0', f.sessions?.count ?? 0, f.sessions?.fees ?? '0'])
+    tr.cells[0].className = 'mono'
+    return tr
+  }))
 }
 
 function render (s) {

@@ -75,4 +75,42 @@ describe('gateway ticket log: cumulative session fees', function () {
     assert.equal((await findFault(b.leaves, b.total, batch, loggedTicket(log)))?.proof, 'proveInvalidLeaf')
     log.close()
   })
+
+  it('sums its tickets\' fees per (project, epoch), metered sessions apart at their latest cumulative fee, newest epoch first', async () => {
+    const log = ticketLog({ dataDir: dir, path: join(dir, 'c.sqlite') })
+    const other = hex32()
+    const t = (jobId: Hex, projectId: Hex, epoch: bigint, fee: bigint, session?: boolean) => log.record({ jobId, attempt: 1, worker: worker.address as Address, projectId, epoch, fee, ...(session === true ? { session } : {}) })
+    t(hex32(), PROJECT, EPOCH, 100n)
+    t(hex32(), PROJECT, EPOCH, 150n)
+    const s1 = hex32()
+    t(s1, PROJECT, EPOCH, 100n, true) // the opening ticket, then two cumulative ones
+    t(s1, PROJECT, EPOCH, 400n, true)
+    t(s1, PROJECT, EPOCH, 700n, true)
+    t(hex32(), PROJECT, EPOCH + 1n, 100n, true)
+    t(hex32(), other, EPOCH, 5n)
+    const big = 10n ** 30n // fees past SQLite's 64-bit integers
+    t(hex32(), PROJECT, EPOCH + 1n, big)
+    const str = (f: ReturnType<typeof log.fees>) => f.map(x => [x.projectId, x.epoch, x.requests.count, x.requests.fees, x.sessions.count, x.sessions.fees])
+    assert.deepEqual(str(log.fees(PROJECT)), [
+      [PROJECT.toLowerCase(), EPOCH + 1n, 1, big, 1, 100n],
+      [PROJECT.toLowerCase(), EPOCH, 2, 250n, 1, 700n]
+    ])
+    assert.deepEqual(str(log.fees()).map(r => r.slice(0, 2)), [[PROJECT.toLowerCase(), EPOCH + 1n], [other.toLowerCase(), EPOCH], [PROJECT.toLowerCase(), EPOCH]].sort((a, b) => Number(b[1] as bigint) - Number(a[1] as bigint) || String(a[0]).localeCompare(String(b[0]))))
+    assert.equal(log.get(s1, 1, worker.address as Address)?.session, true)
+    log.close()
+  })
+
+  it('opens a log written before sessions were told apart (its tickets count as requests)', async () => {
+    const path = join(dir, 'old.sqlite')
+    const { DatabaseSync } = await import('node:sqlite')
+    const old = new DatabaseSync(path)
+    old.exec('CREATE TABLE tickets (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL, project_id TEXT NOT NULL, epoch INTEGER NOT NULL, fee TEXT NOT NULL, PRIMARY KEY (job_id, attempt, worker)) STRICT, WITHOUT ROWID')
+    old.prepare('INSERT INTO tickets VALUES (?, 1, ?, ?, ?, ?)').run(hex32(), worker.address.toLowerCase(), PROJECT.toLowerCase(), EPOCH, '42')
+    old.close()
+    const log = ticketLog({ dataDir: dir, path })
+    log.record({ jobId: hex32(), attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH, fee: 8n, session: true })
+    const [f] = log.fees(PROJECT)
+    assert.deepEqual([f.requests, f.sessions], [{ count: 1, fees: 42n }, { count: 1, fees: 8n }])
+    log.close()
+  })
 })
