@@ -88,8 +88,10 @@ describe('chain: verify quorum outvotes a lying worker and proves it on chain', 
     (await chain.publicClient.readContract({ address: chain.addresses.WorkerStaking, abi: workerStakingAbi, functionName: 'stakeOf', args: [a] }) as { amount: bigint }).amount
   const chainNow = async (): Promise<bigint> => (await chain.publicClient.getBlock({ blockTag: 'latest' })).timestamp
   async function advanceTo (t: bigint): Promise<void> {
+    // the next block at exactly t (as test/chain/helpers.ts does): evm_increaseTime overshoots by
+    // every second the test spent since the head was mined
     const now = await chainNow()
-    if (t > now) await chain.rpc('evm_increaseTime', [Number(t - now)])
+    await chain.rpc('evm_setNextBlockTimestamp', [Number(t > now ? t : now + 1n)])
     await chain.rpc('evm_mine')
   }
 
