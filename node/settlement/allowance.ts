@@ -26,8 +26,6 @@ export interface AllowanceTracker {
   reserve: (projectId: Hex, project: string, epoch: bigint, fee: bigint) => Promise<SpendVerdict>
   /** Gives back a reservation whose ticket never left (the frame was not sent). */
   release: (projectId: Hex, epoch: bigint, fee: bigint) => void
-  /** Fees of this gateway's tickets per project and epoch (status). */
-  issued: () => Array<{ projectId: Hex, epoch: string, fees: string }>
 }
 
 export interface AllowanceTrackerInit {
@@ -133,8 +131,7 @@ export function allowanceTracker (init: AllowanceTrackerInit = {}): (components:
         const k = key(projectId, epoch)
         const v = issued.get(k)
         if (v !== undefined) issued.set(k, v > fee ? v - fee : 0n)
-      },
-      issued: () => [...issued].map(([k, fees]) => ({ projectId: k.slice(0, k.indexOf('/')) as Hex, epoch: k.slice(k.indexOf('/') + 1), fees: fees.toString() }))
+      }
     }
   }
 }
