@@ -10,13 +10,15 @@
  *   falls idle), until it has served `maxExecutions` or lived `maxAgeMs`: then it retires,
  *   serving on until its replacement is ready (at most `retireGraceFactor` times those limits);
  *   with isolation `execution` it serves one execution and is destroyed;
- * - load never boots a sandbox: a function version holds at most `maxPerFunction` sandboxes (busy,
- *   idle or booting), and an execution that finds every one of them at its concurrency waits for a
- *   slot (the worker's admission queue, in front of this, bounds how many wait and how long).
- *   Sandboxes are booted only to reach the targets, in the background, at most
+ * - no execution waits for a boot while a sandbox of its version runs: a version holds at most
+ *   `maxPerFunction` sandboxes (busy, idle or booting), and an execution that finds every one of
+ *   them at its concurrency waits for a slot (the worker's admission queue, in front of this,
+ *   bounds how many wait and how long); below that bound one more boots in the background for it,
+ *   at the lowest CPU weight. Other boots reach the targets, in the background, at most
  *   `maxConcurrentBoots` at a time, and only once no execution ran for `bootQuietMs`: on the
- *   devnet a boot beside running executions stalled them for seconds even at nice 15, so under
- *   steady traffic a retiring sandbox serves on rather than being replaced mid-traffic.
+ *   devnet a boot beside running executions stalled them for seconds (nice 15 did not help: see
+ *   sandbox.ts), so under steady traffic a retiring sandbox serves on rather than being replaced
+ *   mid-traffic. Only a version with no sandbox at all boots for the execution at hand.
  */
 import type { Sandbox } from './sandbox.ts'
 
@@ -262,11 +264,20 @@ export class Pool {
         }
       }
       if (sb === undefined && (this.memberCount(e) + e.booting < this.config.maxPerFunction || (session && e.booting === 0 && this.sessionFull(e)))) {
-        // below the version's bound and nothing to take: boot one for it (counted as a member)
+        // below the version's bound and nothing to take: one more sandbox for it
         if (this.all.size >= this.config.maxSandboxes) this.evictOne()
-        sb = this.create(memoryMb, true)
-        sb.boundTo = cid
-        e.members.add(sb)
+        if (!session && isolation === 'function' && this.memberCount(e) + e.booting > 0) {
+          // the version's sandboxes are all at their concurrency: the new one boots in the
+          // background (lowest CPU weight) and this execution waits for the first free slot, most
+          // often a running sandbox's within one execution's time; booting it at normal priority
+          // for this execution stalled the executions running beside it
+          this.bootFor(cid, e)
+        } else {
+          // nothing to wait for (the cold path), or a session that needs room: boot for it
+          sb = this.create(memoryMb, true)
+          sb.boundTo = cid
+          e.members.add(sb)
+        }
       }
       if (sb !== undefined) {
         sb.inflight++
@@ -439,12 +450,7 @@ export class Pool {
       // targets count usable sandboxes: one due for recycling is replaced before it goes
       while (room() && this.usable(e) + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
         if (!quiet && e.isolation !== 'execution') { deferred = true; break }
-        e.booting++
-        this.startBoot(e.memoryMb, (sb) => {
-          e.booting--
-          if (sb === undefined) { this.wake(e); return }
-          if (this.fns.get(cid) === e) { sb.boundTo = cid; e.members.add(sb); this.wake(e) } else this.discard(sb)
-        })
+        this.bootFor(cid, e)
       }
     }
     if (deferred && this.quietTimer === undefined) {
@@ -453,6 +459,16 @@ export class Pool {
       this.quietTimer = setTimeout(() => { this.quietTimer = undefined; this.refill() }, wait)
       this.quietTimer.unref()
     }
+  }
+
+  /** Boots a sandbox for version `cid` in the background; it joins the version once ready. */
+  private bootFor (cid: string, e: FunctionEntry): void {
+    e.booting++
+    this.startBoot(e.memoryMb, (sb) => {
+      e.booting--
+      if (sb === undefined) { this.wake(e); return }
+      if (this.fns.get(cid) === e) { sb.boundTo = cid; e.members.add(sb); this.wake(e) } else this.discard(sb)
+    })
   }
 
   private startBoot (memoryMb: number, done: (sb?: Sandbox) => void): void {

@@ -158,6 +158,31 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
     await pool.stop()
   })
 
+  it('an execution finding every sandbox of its version at its concurrency waits for a slot; one more boots in the background, and a later execution takes it once ready', async () => {
+    const { pool, boots, finishBoots } = harness({ concurrency: 2 })
+    pool.want(CID, 128, 'function')
+    await tick()
+    finishBoots()
+    await tick()
+    const a = await pool.acquire(CID, 128, 'function')
+    const b = await pool.acquire(CID, 128, 'function')
+    let third: Sandbox | undefined
+    const pending = pool.acquire(CID, 128, 'function').then(sb => { third = sb })
+    await tick()
+    assert.equal(boots.length, 2, 'a second sandbox boots for the demand')
+    assert.equal(third, undefined, 'the execution waits (it is not bound to the boot)')
+    pool.release(a, CID, 'function', true)
+    await pending
+    assert.equal(third, boots[0] as unknown as Sandbox, 'it took the slot the running sandbox freed, before the boot ended')
+    finishBoots()
+    await tick()
+    const fourth = await pool.acquire(CID, 128, 'function')
+    assert.equal(fourth, boots[1] as unknown as Sandbox, 'once ready, the new sandbox (least loaded) takes the next one')
+    for (const sb of [b, third!, fourth]) pool.release(sb, CID, 'function', true)
+    assert.equal(boots.length, 2, 'no more than maxPerFunction (2) sandboxes')
+    await pool.stop()
+  })
+
   it('isolation-execution versions get their replacement at once, busy or not', async () => {
     const { pool, boots, finishBoots } = harness()
     pool.want(CID, 128, 'execution')
