@@ -113,10 +113,17 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
       maxConnections: NODE_DEFAULTS.maxConnections,
       maxIncomingPendingConnections: NODE_DEFAULTS.maxIncomingPendingConnections
     },
+    // a ping answered late by a busy peer must not abort a live connection and its sessions: see
+    // NODE_DEFAULTS.connectionPingTimeoutMs (the maximum stays libp2p's 60 s)
+    connectionMonitor: {
+      pingInterval: NODE_DEFAULTS.connectionPingIntervalMs,
+      pingTimeout: { minTimeout: NODE_DEFAULTS.connectionPingTimeoutMs, maxTimeout: 2 * NODE_DEFAULTS.connectionPingTimeoutMs },
+      abortConnectionOnPingFailure: true
+    },
     metrics: init.registry != null ? prometheusMetrics({ registry: init.registry, preserveExistingMetrics: true }) : undefined,
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: ping({ maxInboundStreams: NODE_DEFAULTS.maxPingStreams, maxOutboundStreams: NODE_DEFAULTS.maxPingStreams }),
       dht: kadDHT({
         protocol: '/peerhost/kad/1.0.0',
         clientMode: init.dhtServer !== true,
