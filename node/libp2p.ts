@@ -123,7 +123,10 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
     metrics: init.registry != null ? prometheusMetrics({ registry: init.registry, preserveExistingMetrics: true }) : undefined,
     services: {
       identify: identify(),
-      ping: ping({ maxInboundStreams: NODE_DEFAULTS.maxPingStreams, maxOutboundStreams: NODE_DEFAULTS.maxPingStreams }),
+      // the answering side gives a ping as long as the asking side's monitor waits for it (libp2p's
+      // 10 s cut pings from a peer whose own event loop was stalled, and that peer then aborted
+      // the connection over the missing answer)
+      ping: ping({ maxInboundStreams: NODE_DEFAULTS.maxPingStreams, maxOutboundStreams: NODE_DEFAULTS.maxPingStreams, timeout: 2 * NODE_DEFAULTS.connectionPingTimeoutMs }),
       dht: kadDHT({
         protocol: '/peerhost/kad/1.0.0',
         clientMode: init.dhtServer !== true,
