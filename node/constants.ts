@@ -104,26 +104,17 @@ export const NODE_DEFAULTS = {
   /** streams a peer may open on a new connection before it is fully set up (yamux's default is 10: see node/libp2p.ts) */
   maxEarlyStreams: 64,
   /**
-   * How often libp2p's connection monitor pings each connected peer (libp2p's default: 10 s). A ping
-   * not answered in time aborts the connection, every stream on it included (see below).
+   * libp2p's connection monitor pings every connected peer every 10 s and, by default, aborts the
+   * connection (every stream and session on it) when a ping is not answered within 5 s or is cut
+   * by the answering side after 10 s. A loaded 2-core machine (a burst of 500 session opens, three
+   * gVisor workers booting) stalls event loops past both: the monitor aborted live gateway–worker
+   * connections, losing their sessions ("connection muxer is closed") and failing bundle fetches
+   * (docs/benchmarks.md). So a failed ping is only measured, never a reason to abort: a connection
+   * ends when its transport does (a worker that exits or is killed closes its TCP connections at
+   * once; test/e2e/websocket.spec.ts), a worker that stops advertising leaves the gateway's view
+   * within workerExpiryMs, and streams to a stalled worker are bounded by their own timeouts.
    */
-  connectionPingIntervalMs: 10_000,
-  /**
-   * Least time a connection-monitor ping may take before the connection is judged dead and aborted
-   * (libp2p's default: 5 s, adapted upward from the measured round trips). A burst of 500 session
-   * opens on a loaded 2-core machine delayed pings past 5 s, and the monitor aborted live
-   * gateway–worker connections: every session on them was lost ("connection muxer is closed"),
-   * and the burst then re-opened on a fresh connection (docs/benchmarks.md). A peer that answers
-   * nothing for 30 s is gone for any session's purposes; one that is only busy keeps its connection.
-   */
-  connectionPingTimeoutMs: 30_000,
-  /**
-   * Ping streams per connection and direction at once (libp2p's default: 2 in, 1 out). The monitor
-   * pings every connectionPingIntervalMs whether or not the previous ping was answered, so with a
-   * timeout of up to 60 s up to 6 may be in flight; one over either limit would be refused, which
-   * the monitor also counts as a failed ping and aborts the connection over.
-   */
-  maxPingStreams: 8,
+  abortConnectionOnPingFailure: false,
   /** a yamux stream's largest receive window (yamux's default grows to 16 MiB): see node/libp2p.ts */
   maxStreamWindowBytes: 4 * 1024 * 1024,
   /**

@@ -114,19 +114,12 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
       maxIncomingPendingConnections: NODE_DEFAULTS.maxIncomingPendingConnections
     },
     // a ping answered late by a busy peer must not abort a live connection and its sessions: see
-    // NODE_DEFAULTS.connectionPingTimeoutMs (the maximum stays libp2p's 60 s)
-    connectionMonitor: {
-      pingInterval: NODE_DEFAULTS.connectionPingIntervalMs,
-      pingTimeout: { minTimeout: NODE_DEFAULTS.connectionPingTimeoutMs, maxTimeout: 2 * NODE_DEFAULTS.connectionPingTimeoutMs },
-      abortConnectionOnPingFailure: true
-    },
+    // NODE_DEFAULTS.abortConnectionOnPingFailure
+    connectionMonitor: { abortConnectionOnPingFailure: NODE_DEFAULTS.abortConnectionOnPingFailure },
     metrics: init.registry != null ? prometheusMetrics({ registry: init.registry, preserveExistingMetrics: true }) : undefined,
     services: {
       identify: identify(),
-      // the answering side gives a ping as long as the asking side's monitor waits for it (libp2p's
-      // 10 s cut pings from a peer whose own event loop was stalled, and that peer then aborted
-      // the connection over the missing answer)
-      ping: ping({ maxInboundStreams: NODE_DEFAULTS.maxPingStreams, maxOutboundStreams: NODE_DEFAULTS.maxPingStreams, timeout: 2 * NODE_DEFAULTS.connectionPingTimeoutMs }),
+      ping: ping(),
       dht: kadDHT({
         protocol: '/peerhost/kad/1.0.0',
         clientMode: init.dhtServer !== true,
