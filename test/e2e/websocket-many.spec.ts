@@ -56,13 +56,14 @@ describe('many WebSocket sessions on three gVisor workers', function () {
       return st.workers.length === 3
     }, 60_000, 250)
     // the gateway connects to each worker and each worker warms the version, as on a network that
-    // has been running: rounds of six sessions opened together spread over the three (each pick
+    // has been running: rounds of 48 sessions opened together spread over the three (each pick
     // counts the ones still opening) until every worker has served one. On a loaded machine a first
-    // dial to a worker can outlast the 2 s dial timeout; the worker then takes fewer sessions for
-    // up to 30 s (NODE_DEFAULTS.sessionFailureWeight), until a session opens there.
+    // dial or bundle fetch can outlast its timeout; that worker is then still cold, which weighs as
+    // much as 16 sessions' share in the pick, so a round must put ~16 on each warm worker before
+    // it reaches the cold one.
     const served = new Set<string>()
     await waitFor('every worker to serve a warm-up session', async () => {
-      const round = await Promise.all(Array.from({ length: 6 }, async () => await open(`${base}/echo`).catch(() => undefined)))
+      const round = await Promise.all(Array.from({ length: 48 }, async () => await open(`${base}/echo`).catch(() => undefined)))
       for (const s of round) { if (s !== undefined) { served.add(s.worker); s.ws.close(1000) } }
       return served.size === 3
     }, 90_000, 500)
