@@ -93,6 +93,16 @@ export const NODE_DEFAULTS = {
   minAttemptMs: 250,
   /** Time to open a job stream (dial + protocol negotiation) before trying the next worker. */
   dialTimeoutMs: 2_000,
+  /**
+   * How long a worker waits for the first frame on a new job stream before it resets the stream
+   * (a stream that never brings a job is abandoned or hostile). It was 2 × dialTimeoutMs (4 s):
+   * with 500 sessions opened at once on a CPU-starved 2-core machine (load 12, gVisor sandboxes
+   * booting for the burst) the worker's event loop stalled past 4 s and the timer fired before the
+   * frame that had already arrived was read — 81 streams reset, each a WORKER_FAILED at the gateway
+   * (test/e2e/websocket-many.spec.ts, docs/benchmarks.md). A stream without a frame holds no job
+   * slot or session place, and a connection's job streams are bounded (maxOutboundJobStreams).
+   */
+  firstFrameWaitMs: 10_000,
   /** Time to fetch a bundle from the dispatching gateway. */
   bundleFetchTimeoutMs: 5_000,
   /** Most connections a node keeps: a gateway talks to every worker of its region (≤ 1,000 per topic). */
