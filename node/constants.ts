@@ -93,6 +93,16 @@ export const NODE_DEFAULTS = {
   minAttemptMs: 250,
   /** Time to open a job stream (dial + protocol negotiation) before trying the next worker. */
   dialTimeoutMs: 2_000,
+  /**
+   * How long a worker waits for the first frame on a new job stream before it resets the stream
+   * (a stream that never brings a job is abandoned or hostile). It was 2 × dialTimeoutMs (4 s):
+   * with 500 sessions opened at once on a CPU-starved 2-core machine (load 12, gVisor sandboxes
+   * booting for the burst) the worker's event loop stalled past 4 s and the timer fired before the
+   * frame that had already arrived was read — 81 streams reset, each a WORKER_FAILED at the gateway
+   * (test/e2e/websocket-many.spec.ts, docs/benchmarks.md). A stream without a frame holds no job
+   * slot or session place, and a connection's job streams are bounded (maxOutboundJobStreams).
+   */
+  firstFrameWaitMs: 10_000,
   /** Time to fetch a bundle from the dispatching gateway. */
   bundleFetchTimeoutMs: 5_000,
   /** Most connections a node keeps: a gateway talks to every worker of its region (≤ 1,000 per topic). */
@@ -103,6 +113,18 @@ export const NODE_DEFAULTS = {
   maxInboundJobStreams: 64,
   /** streams a peer may open on a new connection before it is fully set up (yamux's default is 10: see node/libp2p.ts) */
   maxEarlyStreams: 64,
+  /**
+   * libp2p's connection monitor pings every connected peer every 10 s and, by default, aborts the
+   * connection (every stream and session on it) when a ping is not answered within 5 s or is cut
+   * by the answering side after 10 s. A loaded 2-core machine (a burst of 500 session opens, three
+   * gVisor workers booting) stalls event loops past both: the monitor aborted live gateway–worker
+   * connections, losing their sessions ("connection muxer is closed") and failing bundle fetches
+   * (docs/benchmarks.md). So a failed ping is only measured, never a reason to abort: a connection
+   * ends when its transport does (a worker that exits or is killed closes its TCP connections at
+   * once; test/e2e/websocket.spec.ts), a worker that stops advertising leaves the gateway's view
+   * within workerExpiryMs, and streams to a stalled worker are bounded by their own timeouts.
+   */
+  abortConnectionOnPingFailure: false,
   /** a yamux stream's largest receive window (yamux's default grows to 16 MiB): see node/libp2p.ts */
   maxStreamWindowBytes: 4 * 1024 * 1024,
   /**

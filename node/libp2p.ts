@@ -113,6 +113,9 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
       maxConnections: NODE_DEFAULTS.maxConnections,
       maxIncomingPendingConnections: NODE_DEFAULTS.maxIncomingPendingConnections
     },
+    // a ping answered late by a busy peer must not abort a live connection and its sessions: see
+    // NODE_DEFAULTS.abortConnectionOnPingFailure
+    connectionMonitor: { abortConnectionOnPingFailure: NODE_DEFAULTS.abortConnectionOnPingFailure },
     metrics: init.registry != null ? prometheusMetrics({ registry: init.registry, preserveExistingMetrics: true }) : undefined,
     services: {
       identify: identify(),

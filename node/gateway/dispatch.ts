@@ -34,6 +34,7 @@ import { waitQueue, type WaitQueue, type WaitTicket } from './wait-queue.ts'
 const jobHashes = new WeakMap<JobRequest, Hex>()
 import type { WorkerEntry, WorkerView } from './worker-view.ts'
 import { deadline } from '../deadline.ts'
+import { streamOpener, StreamOpenQueued } from '../stream-opener.ts'
 
 export interface AttemptRecord {
   attempt: number
@@ -333,21 +334,17 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
     ticket?.leave(worker !== undefined)
     return { worker, full: false }
   }
-  const dial: JobDialer = components.dial ?? (async (peer, signal) => {
-    const options = {
-      signal,
-      // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
-      negotiateFully: false,
-      // sessions hold a stream each for their whole life (libp2p's default allows 64 per
-      // protocol and connection); the worker bounds what it accepts (max(maxInboundJobStreams + maxSessions, maxOutboundJobStreams))
-      maxOutboundStreams: NODE_DEFAULTS.maxOutboundJobStreams
-    }
-    // an open connection is reused directly: the dial path consults the peer store on every call
-    const open = libp2p.getConnections(peer).find(c => c.status === 'open')
-    return open !== undefined
-      ? await open.newStream(JOB_PROTOCOL, options)
-      : await libp2p.dialProtocol(peer, JOB_PROTOCOL, options)
-  })
+  // at most a few opens at once on a connection the worker has not finished setting up (past its
+  // early-stream limit it aborts the connection, every session on it included: node/stream-opener.ts)
+  const openJobStream = streamOpener(libp2p)
+  const dial: JobDialer = components.dial ?? (async (peer, signal) => await openJobStream(peer, JOB_PROTOCOL, {
+    signal,
+    // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
+    negotiateFully: false,
+    // sessions hold a stream each for their whole life (libp2p's default allows 64 per
+    // protocol and connection); the worker bounds what it accepts (max(maxInboundJobStreams + maxSessions, maxOutboundJobStreams))
+    maxOutboundStreams: NODE_DEFAULTS.maxOutboundJobStreams
+  }))
 
   function buildJob (job: DispatchJob, jobId: Hex, attempt: number, worker: WorkerEntry, epoch: bigint): JobRequest {
     const request: JobRequest = {
@@ -416,6 +413,8 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       const stream = await dial(peer, dialTimeout.signal)
       return { stream, f: frames(stream), since: Date.now() }
     } catch (err: any) {
+      // queued behind a burst of opens on a connection still being set up: the worker is busy, not failing
+      if (err instanceof StreamOpenQueued && !signal.aborted) throw new AttemptFailed('OVERLOADED', `dial queued: ${err.message}`, true)
       const slow = signal.aborted || (connected && dialTimeout.signal.aborted)
       throw new AttemptFailed(slow ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', `dial failed: ${err?.message ?? err}`)
     } finally {

@@ -569,7 +569,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         // stop() waits for every stream (a gateway keeps its idle streams open for jobStreamIdleMs).
         // Cleared once the frame is in (a timer per job that fired seconds later cost CPU per request).
         const wait = served === 0
-          ? deadline(NODE_DEFAULTS.dialTimeoutMs * 2, controller.signal)
+          ? deadline(NODE_DEFAULTS.firstFrameWaitMs, controller.signal)
           : deadline(NODE_DEFAULTS.jobStreamIdleMs, controller.signal, stopped.signal)
         try {
           request = await f.read('job', wait.signal)

@@ -2,12 +2,14 @@
  * Many WebSocket sessions on one network (issue 12): sessions of one function version share gVisor
  * sandboxes (memoryMb / GVISOR_POOL_DEFAULTS.sessionMemoryMb to a sandbox) and take no job slot,
  * so three workers hold far more than the old one-sandbox-per-session cap (6 a worker). The
- * fixture's functions have 32 MB: 32 sessions to a sandbox. 500 at once are measured by
- * `npm run bench:ws` (docs/benchmarks.md); this spec holds SESSIONS (more than one sandbox's worth
- * per worker) to stay within a minute on a 2-core machine.
+ * fixture's functions have 32 MB: 32 sessions to a sandbox. The spec holds 500 at once (issue 12),
+ * from three loopback source addresses (127.0.0.2–4) as many users would: the gateway takes at most
+ * `gatewayMaxConnectionsPerIp` (256) connections from one address. `npm run bench:ws` measures the
+ * same with timings (docs/benchmarks.md).
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { WebSocket } from 'ws'
 import { startTestNetwork, waitFor, type TestNetwork } from '../helpers/network.ts'
@@ -15,13 +17,15 @@ import { rssBytes, sandboxMemory } from '../helpers/processes.ts'
 import { openWebSocket } from '../helpers/ws.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
-const SESSIONS = 150
+const SESSIONS = 500
+/** client source addresses: SESSIONS / 3 each, below the gateway's 256 connections per address */
+const SOURCES = ['127.0.0.2', '127.0.0.3', '127.0.0.4']
 const MB = 1024 * 1024
 
 interface Session { ws: WebSocket, worker: string }
 
-async function open (url: string): Promise<Session> {
-  const { ws, headers } = await openWebSocket(url)
+async function open (url: string, localAddress?: string): Promise<Session> {
+  const { ws, headers } = await openWebSocket(url, { localAddress })
   return { ws, worker: String(headers['x-peerhost-worker'] ?? '') }
 }
 
@@ -51,11 +55,18 @@ describe('many WebSocket sessions on three gVisor workers', function () {
       const st = await (await fetch(`${net.gatewayUrl}/_peerhost/status`)).json() as any
       return st.workers.length === 3
     }, 60_000, 250)
-    // the gateway connects to each worker and each worker warms the version: a dozen sessions
-    // opened together spread over the three (each pick counts the ones still opening)
-    const warm = await Promise.all(Array.from({ length: 12 }, async () => await waitFor('a warm-up session', async () => await open(`${base}/echo`), 30_000, 500)))
-    assert.equal(new Set(warm.map(s => s.worker)).size, 3, `warm-up sessions reach every worker: ${warm.map(s => s.worker.slice(-6)).join(', ')}`)
-    for (const s of warm) s.ws.close(1000)
+    // the gateway connects to each worker and each worker warms the version, as on a network that
+    // has been running: rounds of 48 sessions opened together spread over the three (each pick
+    // counts the ones still opening) until every worker has served one. On a loaded machine a first
+    // dial or bundle fetch can outlast its timeout; that worker is then still cold, which weighs as
+    // much as 16 sessions' share in the pick, so a round must put ~16 on each warm worker before
+    // it reaches the cold one.
+    const served = new Set<string>()
+    await waitFor('every worker to serve a warm-up session', async () => {
+      const round = await Promise.all(Array.from({ length: 48 }, async () => await open(`${base}/echo`).catch(() => undefined)))
+      for (const s of round) { if (s !== undefined) { served.add(s.worker); s.ws.close(1000) } }
+      return served.size === 3
+    }, 90_000, 500)
     await sessionsEnd('the warm-up sessions to end')
   })
   after(async () => { await net?.stop() })
@@ -87,12 +98,30 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     // a refused upgrade (a dial that timed out on a loaded machine) is reconnected, as clients do;
     // the reconnects are counted and bounded
     let reconnects = 0
-    const sessions = await Promise.all(Array.from({ length: SESSIONS }, async () => await waitFor('a session', async () => {
-      try { return await open(`${base}/echo`) } catch (err) { reconnects++; throw err }
+    const refusals = new Map<string, number>()
+    const sessions = await Promise.all(Array.from({ length: SESSIONS }, async (_, i) => await waitFor('a session', async () => {
+      try {
+        return await open(`${base}/echo`, SOURCES[i % SOURCES.length])
+      } catch (err) {
+        reconnects++
+        const why = String((err as Error).message).replace(/"jobId":"[^"]*"|0x[0-9a-f]+|\d+ ms/g, '…').slice(0, 120)
+        refusals.set(why, (refusals.get(why) ?? 0) + 1)
+        throw err
+      }
     }, 60_000, 250)))
     const openedMs = Date.now() - t0
-    assert.ok(reconnects <= SESSIONS / 5, `${reconnects} reconnects for ${SESSIONS} sessions`)
-    const answers = await Promise.all(sessions.map(async (s, i) => await ask(s.ws, `m${i}`)))
+    // Refusals that say "later" (503 OVERLOADED, 504 DEADLINE_EXCEEDED: a session opened past its
+    // function's 15 s deadline while the workers booted sandboxes for the burst on a CPU-starved
+    // machine) measure speed, which belongs in bench/; they are bounded by each session's 60 s
+    // and by SESSIONS in all (no retry storm). Any other failure (502 WORKER_FAILED, a reset, a
+    // lost connection, a handshake that never ended) is what the burst fixes removed: few at most.
+    const busy = [...refusals].filter(([k]) => /^HTTP 50[34]\b/.test(k)).reduce((a, [, n]) => a + n, 0)
+    const why = `${reconnects} reconnects for ${SESSIONS} sessions: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}; ${failedAttempts()}`
+    assert.ok(reconnects <= SESSIONS, why)
+    assert.ok(reconnects - busy <= SESSIONS / 20, `${reconnects - busy} reconnects after a failure (not a 503/504 refusal); ${why}`)
+    // 500 echoes at once through sandboxes on 2 shared cores: a bound for a lost message, not a
+    // speed limit (one took more than 20 s at load 12; speed is bench:ws's)
+    const answers = await Promise.all(sessions.map(async (s, i) => await ask(s.ws, `m${i}`, 60_000)))
     answers.forEach((a, i) => assert.equal(a, `echo: m${i}`))
     const perWorker = await workerSessions()
     assert.equal(perWorker.reduce((a, b) => a + b, 0), SESSIONS, `the workers hold every session: ${perWorker.join(', ')}`)
@@ -100,11 +129,11 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     assert.ok(Math.max(...perWorker) > 32, `some worker holds more than one sandbox's room: ${perWorker.join(', ')}`)
     // a worker that failed an open takes a smaller share for 30 s (NODE_DEFAULTS.sessionFailureWeight):
     // the message names the gateway's failed attempts, if any
-    for (const n of perWorker) assert.ok(n >= 10, `every worker takes a share: ${perWorker.join(', ')}; ${failedAttempts()}`)
+    for (const n of perWorker) assert.ok(n >= SESSIONS / 15, `every worker takes a share: ${perWorker.join(', ')}; ${failedAttempts()}`)
     const gatewayRss = rssBytes(net.gateway.proc.pid!)
     const workerRss = net.workers.map(w => rssBytes(w.proc.pid!))
     const boxes = net.workers.map((_w, i) => sandboxMemory(join(net.dir, `worker-${i + 1}`)))
-    console.log(`      ${SESSIONS} sessions opened in ${openedMs} ms (${reconnects} reconnects); per worker ${perWorker.join('/')}; gateway RSS ${(gatewayBefore / MB).toFixed(0)} → ${(gatewayRss / MB).toFixed(0)} MB; ` +
+    console.log(`      ${SESSIONS} sessions opened in ${openedMs} ms (${reconnects} reconnects${reconnects > 0 ? `: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}` : ''}); load average ${loadavg().map(l => l.toFixed(1)).join(' / ')}; per worker ${perWorker.join('/')}; gateway RSS ${(gatewayBefore / MB).toFixed(0)} → ${(gatewayRss / MB).toFixed(0)} MB; ` +
       `worker RSS ${workersBefore.map(b => (b / MB).toFixed(0)).join('/')} → ${workerRss.map(b => (b / MB).toFixed(0)).join('/')} MB; ` +
       `sandboxes ${boxes.map(b => `${b.sandboxes}×=${(b.bytes / MB).toFixed(0)} MB`).join(', ')}`)
     // bounded: hundreds of MB would mean something is kept per message or per session far beyond
