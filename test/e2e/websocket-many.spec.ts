@@ -159,9 +159,17 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     // a's place is given back once its session has ended at the gateway (the worker signs its
     // transcript first), a moment after the client saw 1009: b or c may meet a 429 until then
     const b = await waitFor('a place for b', async () => await open(`${base}/small`), 15_000, 200)
-    const c = await waitFor('a place for c (a\'s given back)', async () => await open(`${base}/small`), 15_000, 200)
-    // two held: a third is refused before any worker is asked
-    await assert.rejects(open(`${base}/small`), (err: Error) => /HTTP 429/.test(err.message) && /websocket\.maxSessions/.test(err.message))
+    // b is kept busy until the 429 is seen: waiting for c's place can outlast b's 1.5 s idle
+    // timeout, and an idle-closed b would give its place to the third open (seen in a full run)
+    const keepB = setInterval(() => { if (b.ws.readyState === b.ws.OPEN) b.ws.send('k') }, 300)
+    let c: Session
+    try {
+      c = await waitFor('a place for c (a\'s given back)', async () => await open(`${base}/small`), 15_000, 200)
+      // two held: a third is refused before any worker is asked
+      await assert.rejects(open(`${base}/small`), (err: Error) => /HTTP 429/.test(err.message) && /websocket\.maxSessions/.test(err.message))
+    } finally {
+      clearInterval(keepB)
+    }
     // its idle timeout (1.5 s, lower than the gateway's 60 s) ends both, and frees their places
     const t0 = Date.now()
     const [cb, cc] = await Promise.all([closed(b.ws), closed(c.ws)])
