@@ -20,7 +20,7 @@ import type { ExecMessage } from '../runtime/messages.ts'
 import { ensureRootfs } from './rootfs.ts'
 import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
 import { Pool, PoolWaitAborted } from './pool.ts'
-import { Sandbox, setCpuWeight, type ExecOutcome } from './sandbox.ts'
+import { Sandbox, weighCgroup, type ExecOutcome } from './sandbox.ts'
 
 export interface GvisorExecutorInit {
   /** worker data dir; the rootfs, runsc state (`--root`) and sandbox bundles live under `<dataDir>/sandbox` */
@@ -262,8 +262,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     await this.cleanupStale()
     if (this.init.sandboxCpuShares !== undefined) {
       const shares = Math.max(2, Math.min(262_144, Math.round(this.init.sandboxCpuShares)))
-      try { mkdirSync(`/sys/fs/cgroup/cpu/${this.cgroupParent}`, { recursive: true }) } catch {}
-      if (!setCpuWeight(`/${this.cgroupParent}`, { v1: shares, v2: Math.max(1, Math.min(10_000, Math.round(shares * 100 / 1024))) })) this.log?.warn({ shares }, 'the sandboxes\' CPU weight could not be set (no writable cpu cgroup)')
+      if (!weighCgroup(`/${this.cgroupParent}`, { v1: shares, v2: Math.max(1, Math.min(10_000, Math.round(shares * 100 / 1024))) })) this.log?.warn({ shares }, 'the sandboxes\' CPU weight could not be set (no writable cpu cgroup)')
     }
     options.signal?.throwIfAborted()
     this.rootfs = ensureRootfs({ dataDir: this.init.rootfsDir ?? this.base, nodeBinary: this.init.nodeBinary })

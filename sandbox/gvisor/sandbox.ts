@@ -14,9 +14,10 @@ import { buildOciSpec, type SpecInput } from './oci-spec.ts'
 import { cgroupRoots, destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
 
 /**
- * Niceness of a booting sandbox. A boot costs ~0.4 s of a core (runsc, the Sentry, Node start,
- * the shim's warm-up); at low priority it uses idle CPU and does not slow the executions running
- * meanwhile. Once ready, the sandbox's processes and threads go back to normal priority.
+ * Niceness of a booting sandbox, where its cgroup's CPU weight cannot be set (BOOT_CPU_WEIGHT,
+ * below, is what works: nice does not count across cgroups). A boot costs ~0.4 s of a core (runsc,
+ * the Sentry, Node start, the shim's warm-up). Once ready, the sandbox's processes and threads go
+ * back to normal priority.
  */
 const BOOT_NICE = 15
 
@@ -142,13 +143,11 @@ const BOOT_CPU_WEIGHT = { v1: 2, v2: 1 }
 const READY_CPU_WEIGHT = { v1: 1024, v2: 100 }
 
 /**
- * Creates the meter cgroup in the memory and cpu controllers (v1) or the unified hierarchy (v2),
- * at the boot weight when `lowPriority`.
+ * Creates the meter cgroup in the memory controller (v1) or the unified hierarchy (v2); when
+ * `lowPriority`, also at the boot CPU weight. Returns whether that weight was set.
  */
-function createMeter (path: string, lowPriority: boolean): void {
-  for (const dir of [`/sys/fs/cgroup/memory${path}`, `/sys/fs/cgroup/cpu${path}`]) {
-    try { mkdirSync(dir, { recursive: true }) } catch {}
-  }
+function createMeter (path: string, lowPriority: boolean): boolean {
+  try { mkdirSync(`/sys/fs/cgroup/memory${path}`, { recursive: true }) } catch {}
   if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
     try {
       mkdirSync(`/sys/fs/cgroup${path}`, { recursive: true })
@@ -156,11 +155,15 @@ function createMeter (path: string, lowPriority: boolean): void {
       writeFileSync(`/sys/fs/cgroup${path}/cgroup.subtree_control`, '+memory +cpu +pids')
     } catch {}
   }
-  if (lowPriority) setCpuWeight(path, BOOT_CPU_WEIGHT)
+  return lowPriority && weighCgroup(path, BOOT_CPU_WEIGHT)
 }
 
-/** Sets the CPU weight of the cgroup at `path` (whichever hierarchy this host has); true when written. */
-export function setCpuWeight (path: string, weight: { v1: number, v2: number }): boolean {
+/**
+ * Creates the cgroup at `path` in the v1 cpu controller when missing (v2: it must exist) and sets
+ * its CPU weight, whichever hierarchy this host has; true when written.
+ */
+export function weighCgroup (path: string, weight: { v1: number, v2: number }): boolean {
+  if (!existsSync('/sys/fs/cgroup/cgroup.controllers')) { try { mkdirSync(`/sys/fs/cgroup/cpu${path}`, { recursive: true }) } catch {} }
   for (const [file, value] of [[`/sys/fs/cgroup/cpu${path}/cpu.shares`, weight.v1], [`/sys/fs/cgroup/cpu,cpuacct${path}/cpu.shares`, weight.v1], [`/sys/fs/cgroup${path}/cpu.weight`, weight.v2]] as const) {
     if (!existsSync(file)) continue
     try { writeFileSync(file, String(value)); return true } catch {}
@@ -201,7 +204,7 @@ export interface SandboxOptions {
    * memory can still be read after a cgroup OOM kill, when runsc has already removed the leaf.
    */
   meterCgroup?: string
-  /** boot at BOOT_NICE (background refills); false for a boot a request waits for. @default true */
+  /** boot at the lowest CPU weight, or BOOT_NICE where none can be set (background boots); false for a boot a request waits for. @default true */
   lowPriorityBoot?: boolean
 }
 
@@ -264,7 +267,8 @@ export class Sandbox {
 
   private async boot (): Promise<void> {
     mkdirSync(this.opts.bundleDir, { recursive: true })
-    if (this.opts.meterCgroup !== undefined) createMeter(this.opts.meterCgroup, this.opts.lowPriorityBoot !== false)
+    const low = this.opts.lowPriorityBoot !== false
+    const weighted = this.opts.meterCgroup !== undefined && createMeter(this.opts.meterCgroup, low)
     writeFileSync(join(this.opts.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(this.opts.spec)))
     const child = spawn(this.opts.runsc.binary, [...runscGlobalArgs(this.opts.runsc), 'run', `--bundle=${this.opts.bundleDir}`, this.id], {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -272,8 +276,9 @@ export class Sandbox {
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }
     })
     this.child = child
-    // runsc forks the Sentry and the gofer after this: they inherit the boot priority
-    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) { try { setPriority(child.pid, BOOT_NICE) } catch {} }
+    // without a CPU weight, nice: runsc forks the Sentry and the gofer after this, they inherit it
+    const niced = low && !weighted && child.pid !== undefined
+    if (niced) { try { setPriority(child.pid!, BOOT_NICE) } catch {} }
     child.stdin.on('error', () => {})
     child.stderr.on('data', (d: Buffer) => {
       if (this.stderr.length < this.opts.maxStderrBytes) this.stderr += d.toString('utf8').slice(0, this.opts.maxStderrBytes - this.stderr.length)
@@ -322,10 +327,9 @@ export class Sandbox {
       void this.destroy()
     })
     await ready
-    if (child.pid !== undefined && this.opts.lowPriorityBoot !== false) {
-      if (this.opts.meterCgroup !== undefined) setCpuWeight(this.opts.meterCgroup, READY_CPU_WEIGHT)
-      reniceTree(child.pid, 0)
-    }
+    if (weighted) weighCgroup(this.opts.meterCgroup!, READY_CPU_WEIGHT)
+    // (walks /proc on this thread: only where the weight could not be set)
+    if (niced) reniceTree(child.pid!, 0)
     this.isReady = true
   }
 

@@ -27,7 +27,7 @@ interface Stub {
 
 const CID = 'bafkreihello'
 
-function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stub[], clock: { t: number }, finishBoots: () => void } {
+function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stub[], clock: { t: number }, finishBoots: () => void, warm: (isolation?: 'function' | 'execution') => Promise<void> } {
   const clock = { t: 1_000_000 }
   const boots: Stub[] = []
   const config: PoolConfig = {
@@ -67,7 +67,14 @@ function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stu
     return sb as unknown as Sandbox
   }, (err) => { throw err }, () => clock.t)
   const finishBoots = (): void => { for (const b of boots) if (!b.isReady && !b.dead) b.booted() }
-  return { pool, boots, clock, finishBoots }
+  /** CID wanted warm, its target sandbox booted and joined */
+  const warm = async (isolation: 'function' | 'execution' = 'function'): Promise<void> => {
+    pool.want(CID, 128, isolation)
+    await tick()
+    finishBoots()
+    await tick()
+  }
+  return { pool, boots, clock, finishBoots, warm }
 }
 
 /** lets setImmediate-scheduled refills run */
@@ -91,11 +98,8 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
   })
 
   it('puts off a background boot while executions run, and boots once bootQuietMs passed without one', async () => {
-    const { pool, boots, clock, finishBoots } = harness({ genericSize: 0 })
-    pool.want(CID, 128, 'function')
-    await tick()
-    finishBoots()
-    await tick()
+    const { pool, boots, clock, finishBoots, warm } = harness({ genericSize: 0 })
+    await warm()
     const sb = await pool.acquire(CID, 128, 'function')
     // the target rises while an execution runs: the boot waits
     pool.setTargets(1, 2)
@@ -113,11 +117,8 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
   })
 
   it('a retiring sandbox serves on while busy, is replaced at the first quiet moment, and goes once the replacement is ready', async () => {
-    const { pool, boots, clock, finishBoots } = harness()
-    pool.want(CID, 128, 'function')
-    await tick()
-    finishBoots()
-    await tick()
+    const { pool, boots, clock, finishBoots, warm } = harness()
+    await warm()
     const first = boots[0]
     // back-to-back executions (never quiet): past maxExecutions (3) the same sandbox serves on
     for (let i = 0; i < 5; i++) {
@@ -140,11 +141,8 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
   })
 
   it('past retireGraceFactor × maxExecutions a sandbox serves nothing more, even with no replacement ready', async () => {
-    const { pool, boots, finishBoots } = harness({ maxPerFunction: 1 })
-    pool.want(CID, 128, 'function')
-    await tick()
-    finishBoots()
-    await tick()
+    const { pool, boots, finishBoots, warm } = harness({ maxPerFunction: 1 })
+    await warm()
     const first = boots[0]
     for (let i = 0; i < 6; i++) await run(pool) // 2 × 3: the hard limit
     const pending = pool.acquire(CID, 128, 'function')
@@ -159,11 +157,8 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
   })
 
   it('an execution finding every sandbox of its version at its concurrency waits for a slot; one more boots in the background, and a later execution takes it once ready', async () => {
-    const { pool, boots, finishBoots } = harness({ concurrency: 2 })
-    pool.want(CID, 128, 'function')
-    await tick()
-    finishBoots()
-    await tick()
+    const { pool, boots, finishBoots, warm } = harness({ concurrency: 2 })
+    await warm()
     const a = await pool.acquire(CID, 128, 'function')
     const b = await pool.acquire(CID, 128, 'function')
     let third: Sandbox | undefined
@@ -184,11 +179,8 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
   })
 
   it('isolation-execution versions get their replacement at once, busy or not', async () => {
-    const { pool, boots, finishBoots } = harness()
-    pool.want(CID, 128, 'execution')
-    await tick()
-    finishBoots()
-    await tick()
+    const { pool, boots, finishBoots, warm } = harness()
+    await warm('execution')
     const otherP = pool.acquire('bafkreiother', 128, 'function') // keeps the pool busy
     await tick()
     finishBoots()
