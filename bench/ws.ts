@@ -52,8 +52,16 @@ function cpuSeconds (pid: number): number {
   } catch { return 0 }
 }
 
+/** How a session that was open ended before the bench closed it: code, reason and seconds after the open. */
+const earlyCloses = new WeakMap<WebSocket, { code: number, reason: string, afterS: number }>()
+
 async function open (url: string, timeoutMs = OPEN_TIMEOUT_MS, localAddress?: string): Promise<WebSocket> {
   const ws = new WebSocket(url, localAddress === undefined ? {} : { localAddress })
+  let openedAt = 0
+  ws.once('open', () => { openedAt = performance.now() })
+  ws.once('close', (code: number, reason: Buffer) => {
+    if (openedAt > 0) earlyCloses.set(ws, { code, reason: String(reason).slice(0, 60), afterS: (performance.now() - openedAt) / 1000 })
+  })
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { ws.terminate(); reject(new Error(`no upgrade within ${timeoutMs} ms`)) }, timeoutMs)
     ws.once('open', () => { clearTimeout(timer); resolve() })
@@ -196,6 +204,18 @@ async function held (net: Awaited<ReturnType<typeof startTestNetwork>>, echo: st
     ])))
     const answered = echoes.filter(x => !Number.isNaN(x))
     console.log(`  one echo on each held session at once: ${answered.length}/${held.length} answered, p50 ${pct(answered, 50).toFixed(1)} ms, p99 ${pct(answered, 99).toFixed(1)} ms`)
+    // the sessions that ended before the bench closed them: how (close code and reason) and when
+    const lost = new Map<string, { n: number, afterS: number[] }>()
+    for (const ws of held) {
+      const c = earlyCloses.get(ws)
+      if (c === undefined) continue
+      const k = `${c.code} ${c.reason}`.trim()
+      const e = lost.get(k) ?? { n: 0, afterS: [] }
+      e.n++
+      e.afterS.push(c.afterS)
+      lost.set(k, e)
+    }
+    if (lost.size > 0) console.log(`  closed by the network before the echo: ${[...lost].map(([k, e]) => `${e.n}× ${k} (after ${Math.min(...e.afterS).toFixed(1)}–${Math.max(...e.afterS).toFixed(1)} s open)`).join('; ')}`)
     const perWorker = await Promise.all(net.workerInfo.map(async w => ((await (await fetch(`${w.admin}/_peerhost/status`)).json()) as any).sessions as number))
     const gwAfter = rssBytes(pids.gateway)
     const wkAfter = pids.workers.map(rssBytes)

@@ -265,8 +265,7 @@ export function devnetCommand (): Command<any, any> {
               const make = async (i: number, selfTest: boolean): Promise<GvisorExecutor> => {
                 // the workers' Node side runs on this process's one thread: every worker's sandboxes
                 // together weigh as much as it when both want the CPU (not each worker's as much)
-                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir, sandboxCpuShares: Math.round(1024 / workerDirs.length) }) as GvisorExecutor
-                executor.setPoolTargets(DEVNET_POOL)
+                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir, sandboxCpuShares: Math.round(1024 / workerDirs.length), ...DEVNET_POOL }) as GvisorExecutor
                 executors.push(executor)
                 return executor
               }

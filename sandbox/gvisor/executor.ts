@@ -134,12 +134,6 @@ export interface GvisorExecutor extends Executor {
   idleFor: (cid: string) => number
   /** waits until the pool holds its targets (generic + prewarmed), or `timeoutMs` passes */
   settled: (timeoutMs?: number) => Promise<boolean>
-  /**
-   * Sets the pool's idle targets until called again; an omitted field returns to its init value.
-   * Before start, the first pool starts with them. A devnet starting three workers on two cores
-   * keeps one of each until its functions are warm, then returns to the init values.
-   */
-  setPoolTargets: (targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'>) => void
 }
 
 /** Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md). */
@@ -267,8 +261,8 @@ class GvisorExecutorImpl implements GvisorExecutor {
     options.signal?.throwIfAborted()
     this.rootfs = ensureRootfs({ dataDir: this.init.rootfsDir ?? this.base, nodeBinary: this.init.nodeBinary })
     this.pool = new Pool({
-      genericSize: this.targets.genericPoolSize ?? this.init.genericPoolSize ?? 2,
-      perFunction: this.targets.perFunctionPoolSize ?? this.init.perFunctionPoolSize ?? 2,
+      genericSize: this.init.genericPoolSize ?? 2,
+      perFunction: this.init.perFunctionPoolSize ?? 2,
       maxPerFunction: this.init.maxSandboxesPerFunction ?? GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction,
       concurrency: this.init.concurrencyPerSandbox ?? GVISOR_POOL_DEFAULTS.concurrencyPerSandbox,
       sessionMemoryMb: this.init.sessionMemoryMb ?? GVISOR_POOL_DEFAULTS.sessionMemoryMb,
@@ -352,13 +346,6 @@ class GvisorExecutorImpl implements GvisorExecutor {
 
   async prewarm (bundle: BundleRef, options: FunctionOptions): Promise<void> {
     this.pool?.want(bundle.cid, options.memoryMb, options.isolation)
-  }
-
-  private targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'> = {}
-
-  setPoolTargets (targets: Pick<GvisorExecutorInit, 'genericPoolSize' | 'perFunctionPoolSize'>): void {
-    this.targets = { ...targets }
-    this.pool?.setTargets(targets.genericPoolSize ?? this.init.genericPoolSize ?? 2, targets.perFunctionPoolSize ?? this.init.perFunctionPoolSize ?? 2)
   }
 
   async settled (timeoutMs = 30_000): Promise<boolean> {

@@ -110,17 +110,6 @@ export class Pool {
     return this.executing === 0 && this.now() - this.lastBusy >= this.config.bootQuietMs
   }
 
-  /**
-   * Changes the idle targets: lower while a machine starts several workers at once (each boot
-   * costs ~0.5 s of a core), back up once they are ready. Raising them boots in the background.
-   */
-  setTargets (genericSize: number, perFunction: number): void {
-    this.config.genericSize = genericSize
-    this.config.perFunction = perFunction
-    this.config.maxPerFunction = Math.max(1, perFunction, this.config.maxPerFunction)
-    this.refill()
-  }
-
   get targets (): { genericSize: number, perFunction: number } { return { genericSize: this.config.genericSize, perFunction: this.config.perFunction } }
 
   get size (): number { return this.all.size }
