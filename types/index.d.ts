@@ -35,7 +35,7 @@ declare global {
   /**
    * The server end of a WebSocketPair as the function uses it (sandbox/runtime/websocket.ts):
    * `accept()` before answering 101; `send` text or binary (at most the session's message size,
-   * 1 MiB by default); `close(code, reason)` with 1000 or 3000–4999 and at most 123 UTF-8 bytes;
+   * 1 MiB by default); `close(code, reason)` with 1000–1003, 1007–1014 or 3000–4999 and at most 123 UTF-8 bytes;
    * events 'message', 'close' and 'error'.
    */
   interface WebSocket {

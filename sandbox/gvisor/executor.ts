@@ -552,6 +552,21 @@ class GvisorExecutorImpl implements GvisorExecutor {
       }
     }
     if (!healthy) {
+      // once per sandbox, by the first execution that saw it end: what ended it and what it held
+      // (an operator's answer to "why did these sessions close 1011")
+      if (!sb.endLogged) {
+        sb.endLogged = true
+        this.log?.warn({
+          sandbox: sb.id,
+          outcome: outcome.kind === 'died' ? `died (${outcome.reason}, exit ${String(outcome.exitCode)})` : outcome.kind,
+          error: result.error?.code,
+          reason: result.error?.details?.reason,
+          faultOf: sb.faultOf === undefined ? 'none' : sb.faultOf === execId ? 'this execution' : 'another execution',
+          inflight: sb.inflight,
+          sessions: sb.sessions,
+          stderr: sb.stderr.slice(-1500)
+        }, 'sandbox ended')
+      }
       sb.faultOf ??= execId
       void sb.destroy()
     }

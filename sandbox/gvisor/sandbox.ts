@@ -225,6 +225,8 @@ export class Sandbox {
   isReady = false
   /** the execution whose fault (hang, channel garbage) had the host destroy this sandbox */
   faultOf?: number
+  /** the executor has logged why this sandbox ended (once per sandbox) */
+  endLogged = false
   /** cleaning up after an execution (until `idle`); the pool prefers another sandbox meanwhile */
   maintaining = false
   lastIdle?: { heap?: number }

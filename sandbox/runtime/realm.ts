@@ -13,6 +13,7 @@
  * kills the process (gVisor: the sandbox; dev: the worker thread) when no answer came by
  * `timeoutMs` + grace and reports LIMIT_CPU (the shim's own timer could not fire).
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import vm from 'node:vm'
 import { inspect } from 'node:util'
 import { webcrypto } from 'node:crypto'
@@ -351,14 +352,55 @@ export function prepareRealm (): void {
   prepared ??= createRealm()
 }
 
+/**
+ * The execution whose code is running, as async context: timers, promise callbacks and event
+ * listeners the function sets up carry its realm's slot, so an error thrown outside the handler's
+ * promise chain is told to the execution it belongs to (see installUncaughtHandlers).
+ */
+const executions = new AsyncLocalStorage<RealmSlot>()
+
+/**
+ * Reports `err`, thrown or rejected outside any handler, to the log of the execution it came from
+ * (as Workers does: "Uncaught …" in that request's logs). False when no execution's code was
+ * running (the runtime's own fault).
+ */
+export function reportUncaught (err: unknown, inPromise: boolean): boolean {
+  const slot = executions.getStore()
+  if (slot === undefined) return false
+  // after the execution ended its sink is gone: late errors go nowhere, like late console calls
+  slot.sink?.write('error', [`Uncaught ${inPromise ? '(in promise) ' : ''}${describeThrow(err)}`])
+  return true
+}
+
+/**
+ * Makes the process survive a function's stray errors: a throw in a timer callback or an event
+ * listener, or a promise rejected with nobody awaiting it. By Node's defaults each ends the process,
+ * and with it every execution and WebSocket session sharing the sandbox (a client closing with 1001
+ * to an echo whose close listener answered `server.close(event.code)` took 32 sessions down). Such
+ * an error goes to its execution's log; the execution runs on to its end or its limits. An error
+ * outside any execution is the runtime's own: printed to stderr, the process exits 1 as before.
+ */
+export function installUncaughtHandlers (): void {
+  const fatal = (err: unknown): void => {
+    process.stderr.write(`${describeThrow(err)}\n`)
+    process.exit(1)
+  }
+  process.on('uncaughtException', (err) => { if (!reportUncaught(err, false)) fatal(err) })
+  process.on('unhandledRejection', (reason) => { if (!reportUncaught(reason, true)) fatal(reason) })
+}
+
 /** Runs one execution in a fresh realm. Never throws. */
 export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
-  const setupStart = performance.now()
-  const { limits } = opts
-  const sink = new LogSink(limits.maxLogBytes, (text) => cleanStack(text, opts.cid))
   // each realm serves exactly one execution
   const realm = prepared ?? createRealm()
   prepared = undefined
+  return await executions.run(realm.slot, async () => await execute(opts, realm))
+}
+
+async function execute (opts: RunOptions, realm: Realm): Promise<RealmOutcome> {
+  const setupStart = performance.now()
+  const { limits } = opts
+  const sink = new LogSink(limits.maxLogBytes, (text) => cleanStack(text, opts.cid))
   const { context, slot } = realm
   let subrequests = 0
   let subrequestBreach: ShimError | undefined
@@ -466,7 +508,7 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
       return finish({ error: { code: 'RESULT_INVALID', message: 'the function did not return a Response', details: { returned: kind.slice(0, 64) } } })
     }
     const client = upgradeOf(value)
-    if (client !== undefined) return finish(await runSession(client, value, opts.session, sink))
+    if (client !== undefined) return finish(await runSession(client, value, opts.session, sink, slot))
     if (opts.stream !== undefined) {
       let out
       try {
@@ -511,7 +553,7 @@ export async function runExecution (opts: RunOptions): Promise<RealmOutcome> {
  * accepted, opens the session with the host and keeps the execution alive until either side
  * closes or the session's time limit passes. The outcome's response is the 101 itself.
  */
-async function runSession (client: NonNullable<ReturnType<typeof upgradeOf>>, value: Response, bridge: SessionBridge | undefined, sink: LogSink): Promise<{ response?: ShimResponse, error?: ShimError }> {
+async function runSession (client: NonNullable<ReturnType<typeof upgradeOf>>, value: Response, bridge: SessionBridge | undefined, sink: LogSink, slot: RealmSlot): Promise<{ response?: ShimResponse, error?: ShimError }> {
   if (bridge === undefined) {
     sink.write('error', ['fetch() returned a 101 WebSocket response to a request that is not a WebSocket upgrade'])
     return { error: { code: 'RESULT_INVALID', message: 'the function returned a WebSocket to a request that is not an upgrade' } }
@@ -524,12 +566,18 @@ async function runSession (client: NonNullable<ReturnType<typeof upgradeOf>>, va
   const headers: Array<[string, string]> = [...value.headers]
   let end!: () => void
   const ended = new Promise<void>(resolve => { end = resolve })
+  // the host calls these from its channel: they run as this execution (a listener's throw, which
+  // EventTarget re-throws on the next tick, is then reported to this execution's log)
   bridge.onInbound({
     message: (data) => {
-      try { server.deliver(data) } catch (err) { sink.write('error', [`Uncaught in a message listener: ${describeThrow(err)}`]) }
+      executions.run(slot, () => {
+        try { server.deliver(data) } catch (err) { sink.write('error', [`Uncaught in a message listener: ${describeThrow(err)}`]) }
+      })
     },
     close: (code, reason) => {
-      try { server.closedByPeer(code, reason) } catch (err) { sink.write('error', [`Uncaught in a close listener: ${describeThrow(err)}`]) }
+      executions.run(slot, () => {
+        try { server.closedByPeer(code, reason) } catch (err) { sink.write('error', [`Uncaught in a close listener: ${describeThrow(err)}`]) }
+      })
       // a close answered from the listener goes out first
       setImmediate(end)
     }

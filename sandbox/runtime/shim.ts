@@ -5,8 +5,10 @@
  */
 import { createSession } from './session.ts'
 import { FrameDecoder, encodeFrame } from './channel.ts'
-import { runExecution } from './realm.ts'
+import { installUncaughtHandlers, runExecution } from './realm.ts'
 import type { ShimMessage } from './messages.ts'
+
+installUncaughtHandlers()
 
 const maxFrame = Number(process.env.PEERHOST_MAX_FRAME_BYTES ?? 32 * 1024 * 1024)
 

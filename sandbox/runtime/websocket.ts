@@ -21,9 +21,14 @@ const OPEN = 1
 const CLOSING = 2
 const CLOSED = 3
 
-/** Close codes a function may send (RFC 6455 §7.4: 1000, or 3000–4999 for applications). */
+/**
+ * Close codes a function may send: those a Close frame may carry (RFC 6455 §7.4: 1000–1003,
+ * 1007–1014 and 3000–4999; the protocol's `ws-close` frame takes the same). Workers accepts these
+ * too, so the common `server.close(event.code, …)` from a `close` listener works for a client
+ * that went away (1001) as it does there; 1004–1006 and 1015 are never sent on the wire.
+ */
 function validCloseCode (code: number): boolean {
-  return code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999)
+  return Number.isInteger(code) && ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999))
 }
 
 /** Most UTF-8 bytes of a close reason (a close frame's payload is at most 125 bytes). */
@@ -73,7 +78,7 @@ export class PeerHostWebSocket extends EventTarget {
   }
 
   close (code: number = 1000, reason: string = ''): void {
-    if (!validCloseCode(code)) throw new TypeError(`close code ${String(code)} is not allowed: use 1000 or 3000–4999`)
+    if (!validCloseCode(code)) throw new TypeError(`close code ${String(code)} is not allowed: use 1000–1003, 1007–1014 or 3000–4999`)
     if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_REASON_BYTES) throw new TypeError(`the close reason must be a string of at most ${MAX_REASON_BYTES} UTF-8 bytes`)
     // a close answered from a `close` listener is allowed (readyState is CLOSED by then)
     if (this.closeSent) return

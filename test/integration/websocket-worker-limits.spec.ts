@@ -255,6 +255,29 @@ describe('session limits and shared sandboxes at the worker (gVisor)', function 
     await waitFor('no session left at the worker', () => worker.sessions === 0, 20_000)
   })
 
+  it('a function\'s stray errors do not end its shared sandbox: a close listener answering a vanished client\'s 1001, and a throw from a message listener, leave its neighbours serving', async () => {
+    const groups = await boxSessions(3)
+    const shared = groups[0]
+    assert.ok(shared.length >= 2, `some sandbox holds two box sessions: ${groups.map(g => g.length).join(', ')}`)
+    const [gone, neighbour] = shared
+    const sandboxOf = await ask(neighbour, 'who')
+    // the client vanishes (no close frame): the function sees 1001 and answers server.close(1001)
+    assert.equal(await ask(gone, 'answer-close'), 'will answer')
+    const before = worker.sessions
+    gone.terminate()
+    await waitFor('the vanished session released at the worker', () => worker.sessions === before - 1, 20_000)
+    assert.equal(await ask(neighbour, 'still'), 'echo: still')
+    // a listener that throws (after answering): the error is the function's, its session goes on
+    assert.equal(await ask(neighbour, 'stray'), 'thrown')
+    assert.equal(await ask(neighbour, 'after'), 'echo: after')
+    assert.equal(await ask(neighbour, 'who'), sandboxOf, 'the same sandbox serves on: none ended')
+    const rest = groups.flat().filter(ws => ws !== gone)
+    const ends = rest.map(closed)
+    for (const ws of rest) ws.close(1000)
+    for (const c of await Promise.all(ends)) assert.equal(c.code, 1000)
+    await waitFor('no session left at the worker', () => worker.sessions === 0, 20_000)
+  })
+
   it('a client that stops reading in a shared sandbox does not stall its neighbour there; it alone is closed 1008 past its bound', async () => {
     const groups = await boxSessions(3)
     assert.ok(groups[0].length >= 2, `some sandbox holds two box sessions: ${groups.map(g => g.length).join(', ')}`)

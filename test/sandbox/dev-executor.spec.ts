@@ -23,6 +23,15 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     server.close()
   })
 
+  it('a function\'s stray errors (a throw in a timer or an event listener, a rejection nobody awaits) go to its log; the thread serves on', async () => {
+    for (const kind of ['timer', 'listener', 'rejection', 'timer', 'none']) {
+      const r = await ex.execute(jobFor('strayErrors', { url: `http://t/?kind=${kind}` }))
+      assert.equal(text(r), `survived ${kind}`)
+      if (kind === 'none') assert.doesNotMatch(r.logs, /Uncaught/)
+      else assert.match(r.logs, new RegExp(`Uncaught (\\(in promise\\) )?Error: stray-${kind}`))
+    }
+  })
+
   it('remembers a bounded number of warm function versions however many it runs (least recently used forgotten)', async () => {
     // a worker serving many functions: 100 distinct versions, each run once, then the first again
     const local = devExecutor({})({})

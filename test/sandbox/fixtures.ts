@@ -49,6 +49,16 @@ export const FIXTURES: Record<string, string> = {
     await new Promise(resolve => setTimeout(resolve, 150))
     return Response.json({ me, before, after: globalThis.canary, env: env.WHO ?? null, token: shim.__sandboxToken })
   } }`,
+  // throws outside its handler's promise chain (?kind=timer|listener|rejection|none), then answers
+  // after 300 ms: by Node's defaults each stray error ends the process serving it
+  strayErrors: `module.exports.default = { async fetch (req) {
+    const kind = new URL(req.url).searchParams.get('kind')
+    if (kind === 'timer') setTimeout(() => { throw new Error('stray-timer') }, 0)
+    if (kind === 'listener') { const t = new EventTarget(); t.addEventListener('x', () => { throw new Error('stray-listener') }); t.dispatchEvent(new Event('x')) }
+    if (kind === 'rejection') Promise.reject(new Error('stray-rejection'))
+    await new Promise(resolve => setTimeout(resolve, 300))
+    return new Response('survived ' + kind)
+  } }`,
   // fills /tmp (16 MiB tmpfs) through an escaped realm
   tmpFill: `module.exports.default = { async fetch () {
     const fs = Response.constructor.constructor('return process')().getBuiltinModule('fs')

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildOciSpec, gvisorExecutor, GVISOR_POOL_DEFAULTS, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
-import { anyAddress, bundleOf, jobFor, text } from './fixtures.ts'
+import { anyAddress, bundleOf, jobFor, text, DEFAULT_OPTIONS } from './fixtures.ts'
 
 const CANARY = 'CANARY-HOST-7f3a9c'
 
@@ -221,6 +221,34 @@ describe('sandbox/gvisor executor (real runsc)', function () {
       const tokens = new Set(outs.map(o => o.token))
       assert.ok(tokens.size <= GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction, `${tokens.size} sandboxes`)
       assert.equal(local.booted, booted)
+    } finally {
+      await local.stop()
+    }
+  })
+
+  it('a function\'s stray errors (a throw in a timer or an event listener, a rejection nobody awaits) go to its own log; its sandbox and the executions sharing it serve on', async function () {
+    this.timeout(180_000)
+    // one sandbox for the version, four executions at once in it
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'stray'), selfTest: false, genericPoolSize: 0, perFunctionPoolSize: 1, maxSandboxesPerFunction: 1, concurrencyPerSandbox: 4 })()
+    await local.start()
+    try {
+      const b = bundleOf('strayErrors')
+      await local.prewarm(b, DEFAULT_OPTIONS)
+      const until = Date.now() + 120_000
+      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      const booted = local.booted
+      const kinds = ['timer', 'listener', 'rejection', 'none']
+      for (const round of [1, 2]) {
+        const runs = await Promise.all(kinds.map(async k => await local.execute(jobFor('strayErrors', { url: `http://t/?kind=${k}` }))))
+        runs.forEach((r, i) => {
+          assert.equal(text(r), `survived ${kinds[i]}`, `round ${round}, ${kinds[i]}`)
+          if (kinds[i] === 'none') assert.doesNotMatch(r.logs, /Uncaught/, 'no one else\'s error in its log')
+        })
+        assert.match(runs[0].logs, /Uncaught Error: stray-timer/)
+        assert.match(runs[1].logs, /Uncaught Error: stray-listener/)
+        assert.match(runs[2].logs, /Uncaught \(in promise\) Error: stray-rejection/)
+      }
+      assert.equal(local.booted, booted, 'the sandbox served on: none was booted to replace it')
     } finally {
       await local.stop()
     }
