@@ -556,7 +556,10 @@ class GvisorExecutorImpl implements GvisorExecutor {
       // (an operator's answer to "why did these sessions close 1011")
       if (!sb.endLogged) {
         sb.endLogged = true
-        this.log?.warn({
+        // a limit enforced on the one execution there is routine (info); a sandbox whose end took
+        // others with it, or that failed by itself, is what an operator looks for (warn)
+        const routine = sb.inflight <= 1 && result.error?.code !== 'SANDBOX_INFRA' && result.error?.code !== 'FUNCTION_ERROR'
+        this.log?.[routine ? 'info' : 'warn']({
           sandbox: sb.id,
           outcome: outcome.kind === 'died' ? `died (${outcome.reason}, exit ${String(outcome.exitCode)})` : outcome.kind,
           error: result.error?.code,
