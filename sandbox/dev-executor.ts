@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { SandboxError } from './errors.ts'
 import { DEV_EXECUTOR_DEFAULTS, SANDBOX_LIMITS } from './constants.ts'
-import { effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
+import { abortedError, effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
 import { fetchBroker, type AddressFilter, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
 import { eventWatch, sessionCredit, type EventWatch } from './session-flow.ts'
 import type { BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
@@ -270,7 +270,7 @@ class DevExecutor implements Executor {
     // killed for a closed stream) and only the answer is dropped
     // (a session's signal includes its opening deadline, long past when it ends: its own outcome
     // is what its client and receipt must say, as in the gVisor executor)
-    if (options.signal?.aborted === true && session === undefined) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
+    if (options.signal?.aborted === true && session === undefined) return errorResult(abortedError(job), result.timings)
     return body === undefined ? result : body.finish(result)
   }
 }

@@ -23,6 +23,15 @@ export function wireError (code: WireErrorCode, details?: Record<string, string 
   return details === undefined ? { code, message: WIRE_ERROR_CODES[code].message } : { code, message: WIRE_ERROR_CODES[code].message, details }
 }
 
+/**
+ * The error of a job whose caller's signal ended it (before it ran, or before its answer was
+ * used): DEADLINE_EXCEEDED once the job's deadline passed — what a client still waiting should
+ * get (504), not a sandbox failure — otherwise the caller left and nobody reads it.
+ */
+export function abortedError (job: { deadline: number }): WireError {
+  return Date.now() >= job.deadline ? wireError('DEADLINE_EXCEEDED') : wireError('SANDBOX_INFRA', { reason: 'aborted' })
+}
+
 export function errorResult (error: WireError, timings: JobTimings, logs = '', logsTruncated = false): ExecutionResult {
   return { error, logs, logsTruncated, timings }
 }

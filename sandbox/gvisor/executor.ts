@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path'
 import { rawCid, type FunctionOptions } from '#protocol'
 import { SandboxError } from '../errors.ts'
 import { GVISOR_POOL_DEFAULTS, SANDBOX_LIMITS } from '../constants.ts'
-import { effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
+import { abortedError, effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
 import { eventWatch, sessionCredit, type EventWatch, type SessionCredit } from '../session-flow.ts'
 import { fetchBroker, type FetchBroker, type FetchBrokerInit } from '../fetch-broker.ts'
 import type { AbortOptions, BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor, ExecutorStats } from '../executor.ts'
@@ -147,6 +147,7 @@ const INSTANT_DEATH_MS = 25
 
 /** Sandboxes tried for one execution when each is found dead on arrival (several killed at once). */
 const MAX_ATTEMPTS = 4
+
 
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
@@ -385,8 +386,9 @@ class GvisorExecutorImpl implements GvisorExecutor {
         sb = await this.pool.acquire(cid, memoryMb, isolation, options.signal, options.session !== undefined)
       } catch (err) {
         if (options.signal?.aborted === true || err instanceof PoolWaitAborted) {
-          // the caller left (or the executor stopped) while the job waited for a slot: nothing ran
-          return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
+          // the caller left (or the executor stopped, or the job's deadline passed) while the job
+          // waited for a slot: nothing ran
+          return errorResult(abortedError(job), { queueMs: performance.now() - t0, execMs: 0, sandboxMs: 0 })
         }
         this.log?.error({ err: String(err) }, 'no sandbox for execution')
         this.lastStderr = String(err).slice(0, 500)
@@ -396,7 +398,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       if (options.signal?.aborted === true) {
         // the caller left before anything ran: the sandbox is untouched and goes straight back
         this.pool.release(sb, cid, isolation, !sb.dead, options.session !== undefined)
-        return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), { queueMs, execMs: 0, sandboxMs: 0 })
+        return errorResult(abortedError(job), { queueMs, execMs: 0, sandboxMs: 0 })
       }
       timeoutMs = effectiveTimeoutMs(job.options.timeoutMs, job.deadline)
       const deadline = Date.now() + timeoutMs
@@ -577,7 +579,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
     // nobody waits for the answer any more; the sandbox was handled on its merits above. A
     // session's signal includes its opening deadline, long past when it ends: its own outcome
     // (LIMIT_CPU, a neighbour's fault) is what its client and receipt must say
-    if (options.signal?.aborted === true && options.session === undefined) return errorResult(wireError('SANDBOX_INFRA', { reason: 'aborted' }), result.timings)
+    if (options.signal?.aborted === true && options.session === undefined) return errorResult(abortedError(job), result.timings)
     return body === undefined ? result : body.finish(result)
   }
 }

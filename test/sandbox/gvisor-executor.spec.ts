@@ -270,6 +270,18 @@ describe('sandbox/gvisor executor (real runsc)', function () {
       assert.equal(local.booted, booted, 'no sandbox booted for the burst')
       assert.ok(local.waitedForSlot >= 10, `waited ${local.waitedForSlot}`)
       assert.equal(new Set(runs.map(r => JSON.parse(text(r)).token)).size, 1)
+      // both slots busy: a job whose deadline passes while it waits is DEADLINE_EXCEEDED (504 for a
+      // client still there), one whose caller leaves first is SANDBOX_INFRA "aborted"; neither ran
+      const busy = [0, 1].map(async i => await local.execute(jobFor('concurrentProbe', { url: `http://t/?me=busy-${i}` })))
+      const late = jobFor('concurrentProbe', { url: 'http://t/?me=late' })
+      late.deadline = Date.now() + 50
+      const [expired, left] = await Promise.all([
+        local.execute(late, { signal: AbortSignal.timeout(60) }),
+        local.execute(jobFor('concurrentProbe', { url: 'http://t/?me=left' }), { signal: AbortSignal.timeout(60) })
+      ])
+      assert.equal(expired.error?.code, 'DEADLINE_EXCEEDED')
+      assert.deepEqual([left.error?.code, left.error?.details?.reason], ['SANDBOX_INFRA', 'aborted'])
+      for (const b of await Promise.all(busy)) assert.match(text(b), /busy-/)
     } finally {
       await local.stop()
     }
