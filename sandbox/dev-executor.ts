@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { SandboxError } from './errors.ts'
 import { DEV_EXECUTOR_DEFAULTS, SANDBOX_LIMITS } from './constants.ts'
-import { abortedError, effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
+import { abortedError, deadlineCut, effectiveTimeoutMs, errorResult, hostStream, limitError, shapeResult, wireError } from './result.ts'
 import { fetchBroker, type AddressFilter, type FetchBroker, type FetchBrokerInit } from './fetch-broker.ts'
 import { eventWatch, sessionCredit, type EventWatch } from './session-flow.ts'
 import type { BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor } from './executor.ts'
@@ -213,7 +213,7 @@ class DevExecutor implements Executor {
       })
     }
 
-    const result = await new Promise<ExecutionResult>((resolve) => {
+    let result = await new Promise<ExecutionResult>((resolve) => {
       let settled = false
       const done = (r: ExecutionResult): void => {
         if (settled) return
@@ -271,6 +271,7 @@ class DevExecutor implements Executor {
     // (a session's signal includes its opening deadline, long past when it ends: its own outcome
     // is what its client and receipt must say, as in the gVisor executor)
     if (options.signal?.aborted === true && session === undefined) return errorResult(abortedError(job), result.timings)
+    if (session === undefined) result = deadlineCut(result, job.options.timeoutMs, timeoutMs)
     return body === undefined ? result : body.finish(result)
   }
 }

@@ -32,6 +32,21 @@ export function abortedError (job: { deadline: number }): WireError {
   return Date.now() >= job.deadline ? wireError('DEADLINE_EXCEEDED') : wireError('SANDBOX_INFRA', { reason: 'aborted' })
 }
 
+/**
+ * A time limit hit by an execution that got less time than its function's `timeoutMs` (the job
+ * waited — for a slot, a boot — until its deadline left less) is the deadline's doing, not the
+ * function's: DEADLINE_EXCEEDED (504, infra) instead of LIMIT_TIMEOUT or a wall-clock LIMIT_CPU
+ * reporting "configured: 1" for a function configured with 500. A limit error whose measured
+ * figure is over the function's own limit stays the function's.
+ */
+export function deadlineCut<T extends { error?: WireError }> (result: T, configuredMs: number, givenMs: number): T {
+  const e = result.error
+  if (e === undefined || givenMs >= configuredMs || (e.code !== 'LIMIT_TIMEOUT' && e.code !== 'LIMIT_CPU')) return result
+  const measured = e.details?.measured
+  if (typeof measured === 'number' && measured > configuredMs) return result
+  return { ...result, error: wireError('DEADLINE_EXCEEDED', { reason: 'the request deadline left the function less than its timeoutMs', configuredMs, givenMs }) }
+}
+
 export function errorResult (error: WireError, timings: JobTimings, logs = '', logsTruncated = false): ExecutionResult {
   return { error, logs, logsTruncated, timings }
 }

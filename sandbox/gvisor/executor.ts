@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path'
 import { rawCid, type FunctionOptions } from '#protocol'
 import { SandboxError } from '../errors.ts'
 import { GVISOR_POOL_DEFAULTS, SANDBOX_LIMITS } from '../constants.ts'
-import { abortedError, effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
+import { abortedError, deadlineCut, effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
 import { eventWatch, sessionCredit, type EventWatch, type SessionCredit } from '../session-flow.ts'
 import { fetchBroker, type FetchBroker, type FetchBrokerInit } from '../fetch-broker.ts'
 import type { AbortOptions, BundleRef, ExecuteOptions, ExecutionJob, ExecutionResult, Executor, ExecutorStats } from '../executor.ts'
@@ -553,6 +553,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
         result = errorResult(wireError('FUNCTION_ERROR', { reason: 'sandbox-exited', exitCode: outcome.exitCode ?? -1 }), timings(elapsed))
       }
     }
+    if (options.session === undefined) result = deadlineCut(result, job.options.timeoutMs, timeoutMs)
     if (!healthy) {
       // once per sandbox, by the first execution that saw it end: what ended it and what it held
       // (an operator's answer to "why did these sessions close 1011")

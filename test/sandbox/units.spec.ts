@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { buildOciSpec, embeddedIPv4, fetchBroker, hostAllowed, isRefusedAddress, runscGlobalArgs } from '#sandbox'
 import { anyAddress } from './fixtures.ts'
 import { decodePayload, encodeFrame, FrameDecoder } from '../../sandbox/runtime/channel.ts'
-import { hostTimeoutVerdict } from '../../sandbox/result.ts'
+import { abortedError, deadlineCut, hostTimeoutVerdict, limitError, wireError } from '../../sandbox/result.ts'
 
 describe('sandbox/gvisor OCI spec', () => {
   const input = { rootfs: '/data/rootfs/abc', memoryMb: 128, memoryHeadroomMb: 128, cpus: 1, tmpfsMb: 16, cgroupsPath: '/peerhost-x/ph-1', maxFrameBytes: 1024 }
@@ -190,5 +190,28 @@ describe('sandbox host timeout: starved is not hung', () => {
     assert.equal(hostTimeoutVerdict({ wallMs: 2500, waitedMs: 2200, cpuMs: 300, timeoutMs: 1000, leftMs: 10_000, extendedMs: 1000 }), 0)
     // no cgroup figures: the wall-clock rule as before
     assert.equal(hostTimeoutVerdict({ wallMs: 1500, timeoutMs: 1000, leftMs: 10_000 }), 0)
+  })
+})
+
+describe('sandbox: whose fault a time limit is', () => {
+  const timings = { queueMs: 0, execMs: 0, sandboxMs: 0 }
+  const limited = (code: 'LIMIT_TIMEOUT' | 'LIMIT_CPU', measured: number, configured: number) => ({ error: limitError(code, code === 'LIMIT_CPU' ? 'cpuMs' : 'timeoutMs', measured, configured), logs: '', logsTruncated: false, timings })
+
+  it('a time limit hit with less time than the function\'s timeoutMs (the deadline cut it) is DEADLINE_EXCEEDED; the function\'s own limit stays its own', () => {
+    // 1 ms given of a configured 500: the wait for a boot used the rest of the deadline
+    assert.equal(deadlineCut(limited('LIMIT_TIMEOUT', 6, 1), 500, 1).error?.code, 'DEADLINE_EXCEEDED')
+    assert.equal(deadlineCut(limited('LIMIT_CPU', 40, 30), 500, 30).error?.code, 'DEADLINE_EXCEEDED')
+    // given the whole timeoutMs: the function's limit
+    assert.equal(deadlineCut(limited('LIMIT_TIMEOUT', 510, 500), 500, 500).error?.code, 'LIMIT_TIMEOUT')
+    // over its own configured limit anyway (a spinning loop measured past 500 ms of CPU)
+    assert.equal(deadlineCut(limited('LIMIT_CPU', 900, 300), 500, 300).error?.code, 'LIMIT_CPU')
+    // other errors are untouched
+    const thrown = { error: wireError('FUNCTION_ERROR'), logs: '', logsTruncated: false, timings }
+    assert.equal(deadlineCut(thrown, 500, 1), thrown)
+  })
+
+  it('a job ended by its caller is DEADLINE_EXCEEDED once its deadline passed, else SANDBOX_INFRA "aborted"', () => {
+    assert.equal(abortedError({ deadline: Date.now() - 1 }).code, 'DEADLINE_EXCEEDED')
+    assert.deepEqual(abortedError({ deadline: Date.now() + 60_000 }), wireError('SANDBOX_INFRA', { reason: 'aborted' }))
   })
 })
