@@ -24,4 +24,4 @@ await node.handle(ECHO, (stream) => {
   if (++negotiated === after && values.flag !== undefined) { const flag = values.flag; setTimeout(() => { writeFileSync(flag, String(negotiated)) }, 50) }
 }, { maxInboundStreams: 1_000 })
 process.stdout.write(JSON.stringify({ addrs: node.getMultiaddrs().map(String) }) + '\n')
-process.on('SIGTERM', () => { void node.stop().finally(() => process.exit(0)) })
+process.on('SIGTERM', () => { void Promise.resolve(node.stop()).finally(() => process.exit(0)) })
