@@ -48,9 +48,59 @@ export class PeerHostWebSocket extends EventTarget {
   /** @internal */
   queued: Array<{ data: WsData } | { code: number, reason: string }> = []
 
+  /** the function's listeners, by the wrapper registered for each (type, listener, capture) */
+  #wrappers = new Map<string, WeakMap<object, (event: Event) => void>>()
+  /** what the function's listeners threw during the dispatch under way */
+  #thrown: unknown[] = []
+
   constructor (role: 'client' | 'server') {
     super()
     this.role = role
+  }
+
+  /*
+   * Node's EventTarget does not let an exception thrown by a listener reach dispatchEvent's caller:
+   * it rethrows it on a later tick as an uncaught exception, which ended the shim (exit code 1) and
+   * every session in its sandbox — the issue's own echo example, answering a close with the peer's
+   * code (`server.close(event.code)`), throws when that code is 1001 or 1006. Each listener is
+   * wrapped so what it throws is kept and rethrown by dispatchEvent, where the runtime reports it in
+   * the function's logs (realm.ts) and the sandbox serves on.
+   */
+  override addEventListener (...[type, listener, options]: Parameters<EventTarget['addEventListener']>): void {
+    if (listener === null || listener === undefined || (typeof listener !== 'function' && typeof listener.handleEvent !== 'function')) { super.addEventListener(type, listener, options); return }
+    const key = `${type}\0${typeof options === 'boolean' ? options : options?.capture === true}`
+    let byListener = this.#wrappers.get(key)
+    if (byListener === undefined) this.#wrappers.set(key, byListener = new WeakMap())
+    let wrapper = byListener.get(listener)
+    if (wrapper === undefined) {
+      wrapper = (event: Event) => {
+        try {
+          if (typeof listener === 'function') listener.call(this, event)
+          else listener.handleEvent(event)
+        } catch (err) { this.#thrown.push(err) }
+      }
+      byListener.set(listener, wrapper)
+    }
+    super.addEventListener(type, wrapper, options)
+  }
+
+  override removeEventListener (...[type, listener, options]: Parameters<EventTarget['removeEventListener']>): void {
+    const key = `${type}\0${typeof options === 'boolean' ? options : options?.capture === true}`
+    const wrapper = listener === null || listener === undefined ? undefined : this.#wrappers.get(key)?.get(listener)
+    super.removeEventListener(type, wrapper ?? listener, options)
+  }
+
+  /** Dispatches to every listener; then throws the first thing a listener threw, if any. */
+  override dispatchEvent (event: Event): boolean {
+    const outer = this.#thrown
+    this.#thrown = []
+    try {
+      const result = super.dispatchEvent(event)
+      if (this.#thrown.length > 0) throw this.#thrown[0]
+      return result
+    } finally {
+      this.#thrown = outer
+    }
   }
 
   accept (): void {
