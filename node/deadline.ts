@@ -7,6 +7,14 @@
  * attempt that was ~1.5 % of a loaded devnet's CPU, spent seconds after each request. `deadline`
  * gives the same signal with a `clear()` to call when the work is done: the timer is dropped and
  * nothing fires.
+ *
+ * A due timer aborts one event-loop turn late, after the loop has polled for I/O. After a stall
+ * (a busy or CPU-starved process: seconds at a time on a loaded machine) Node runs due timers
+ * before it reads the sockets, so an answer that arrived during the stall lost to the timer that
+ * bounded it: a burst of 500 WebSocket upgrades on a loaded 2-core machine saw dozens of job-stream
+ * opens time out together right after one 3 s stall of the gateway's event loop (docs/benchmarks.md).
+ * Deferred to `setImmediate` (the check phase, after the poll phase), the abort comes only when the
+ * answer has not arrived by then; on a loop that is not stalled it costs one turn.
  */
 export interface Deadline {
   signal: AbortSignal
@@ -24,15 +32,20 @@ export function deadline (ms: number, ...linked: Array<AbortSignal | undefined>)
     return { signal: controller.signal, clear: () => {} }
   }
   const onLinked = function (this: AbortSignal): void { stop(); controller.abort(this.reason) }
+  let late: NodeJS.Immediate | undefined
   const timer = setTimeout(() => {
-    stop()
-    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'))
+    // I/O that arrived while the loop was stalled is read (poll phase) before this runs (check phase)
+    late = setImmediate(() => {
+      stop()
+      controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'))
+    })
   }, Math.max(0, ms))
   let stopped = false
   const stop = (): void => {
     if (stopped) return
     stopped = true
     clearTimeout(timer)
+    if (late !== undefined) clearImmediate(late)
     for (const s of sources) s.removeEventListener('abort', onLinked)
   }
   for (const s of sources) s.addEventListener('abort', onLinked, { once: true })

@@ -339,7 +339,10 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
   const openJobStream = streamOpener(libp2p)
   const dial: JobDialer = components.dial ?? (async (peer, signal) => await openJobStream(peer, JOB_PROTOCOL, {
     signal,
-    // optimistic protocol selection: the job frame travels with the negotiation (saves a round trip)
+    // asks for optimistic protocol selection (the job frame with the negotiation), which the
+    // installed @libp2p/multistream-select (7.0.x) does not implement: every new job stream waits
+    // for the worker's answer to its protocol selection, a turn of the worker's event loop (pooled
+    // streams skip it; node/deadline.ts on why a loaded loop no longer loses that answer)
     negotiateFully: false,
     // sessions hold a stream each for their whole life (libp2p's default allows 64 per
     // protocol and connection); the worker bounds what it accepts (max(maxInboundJobStreams + maxSessions, maxOutboundJobStreams))
@@ -535,7 +538,10 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
       const hash = jobHashes.get(built) ?? jobHashOf(built)
       const request = { ...built, session: true as const }
       components.tickets?.record({ jobId, attempt, worker: worker.advert.address, projectId: pid, epoch, fee, session: true })
-      const signal = AbortSignal.any([AbortSignal.timeout(Math.max(1, job.deadline - Date.now())), ...(job.signal !== undefined ? [job.signal] : [])])
+      // the session's deadline for this attempt; a clearable one (node/deadline.ts): its timer
+      // gives a session-open that arrived during an event-loop stall a poll first
+      const limit = deadline(Math.max(1, job.deadline - Date.now()), job.signal)
+      const signal = limit.signal
       view.begin(worker.peerId)
       let js: JobStream | undefined
       try {
@@ -575,6 +581,8 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         lastError = full
           ? { code: 'OVERLOADED', message: 'no worker has room for this session now; retry later' }
           : { code: code === 'DEADLINE_EXCEEDED' ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED', message: err?.message ?? WIRE_ERROR_CODES.WORKER_FAILED.message }
+      } finally {
+        limit.clear()
       }
     }
     return { jobId, attempts, error: lastError ?? { code: 'NO_WORKER', message: WIRE_ERROR_CODES.NO_WORKER.message } }

@@ -22,11 +22,11 @@ const SESSIONS = 500
 const SOURCES = ['127.0.0.2', '127.0.0.3', '127.0.0.4']
 const MB = 1024 * 1024
 
-interface Session { ws: WebSocket, worker: string }
+interface Session { ws: WebSocket, worker: string, jobId: string }
 
 async function open (url: string, localAddress?: string): Promise<Session> {
   const { ws, headers } = await openWebSocket(url, { localAddress })
-  return { ws, worker: String(headers['x-peerhost-worker'] ?? '') }
+  return { ws, worker: String(headers['x-peerhost-worker'] ?? ''), jobId: String(headers['x-peerhost-job'] ?? '') }
 }
 
 async function ask (ws: WebSocket, text: string, timeoutMs = 20_000): Promise<string> {
@@ -110,19 +110,29 @@ describe('many WebSocket sessions on three gVisor workers', function () {
       }
     }, 60_000, 250)))
     const openedMs = Date.now() - t0
-    // Refusals that say "later" (503 OVERLOADED, 504 DEADLINE_EXCEEDED: a session opened past its
-    // function's 15 s deadline while the workers booted sandboxes for the burst on a CPU-starved
-    // machine) measure speed, which belongs in bench/; they are bounded by each session's 60 s
-    // and by SESSIONS in all (no retry storm). Any other failure (502 WORKER_FAILED, a reset, a
-    // lost connection, a handshake that never ended) is what the burst fixes removed: few at most.
+    // Refusals that say "later" (503 OVERLOADED; 504 DEADLINE_EXCEEDED: a session that did not
+    // open within its function's 15 s deadline while the workers booted sandboxes for the burst,
+    // or a job-stream open the worker answered after the 2 s dial timeout, twice) measure speed on
+    // a CPU-starved machine, which belongs in bench/; they are bounded by each session's 60 s and
+    // by SESSIONS / 2 in all. It was SESSIONS: 260 were used once (load 13), many of them opens
+    // whose answers had arrived while the gateway's event loop stalled and lost to their timers
+    // (77 in one batch after a 3.1 s stall at load 32); since node/deadline.ts reads the sockets
+    // before a due timer aborts, runs at load 15–28 needed 0–52. What is left (session deadlines:
+    // 116 once at load 30; a worker answering an open after 2 s) fits in half. Any other failure
+    // (502 WORKER_FAILED, a reset, a lost connection, a handshake that never ended) is what the
+    // burst fixes removed: few at most (docs/benchmarks.md, "The 2 s dial timeouts").
     const busy = [...refusals].filter(([k]) => /^HTTP 50[34]\b/.test(k)).reduce((a, [, n]) => a + n, 0)
     const why = `${reconnects} reconnects for ${SESSIONS} sessions: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}; ${failedAttempts()}`
-    assert.ok(reconnects <= SESSIONS, why)
+    console.log(`      ${SESSIONS} sessions opened in ${openedMs} ms, ${reconnects} reconnects${reconnects > 0 ? `: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}` : ''}; load average ${loadavg().map(l => l.toFixed(1)).join(' / ')}`)
+    assert.ok(busy <= SESSIONS / 2, `${busy} reconnects after a 503/504 refusal; ${why}`)
     assert.ok(reconnects - busy <= SESSIONS / 20, `${reconnects - busy} reconnects after a failure (not a 503/504 refusal); ${why}`)
     // 500 echoes at once through sandboxes on 2 shared cores: a bound for a lost message, not a
     // speed limit (one took more than 20 s at load 12; speed is bench:ws's)
-    const answers = await Promise.all(sessions.map(async (s, i) => await ask(s.ws, `m${i}`, 60_000)))
-    answers.forEach((a, i) => assert.equal(a, `echo: m${i}`))
+    const settled = await Promise.allSettled(sessions.map(async (s, i) => await ask(s.ws, `m${i}`, 60_000)))
+    // every unanswered echo is named (worker, job id: grep the node logs under PEERHOST_KEEP_TEST_DIRS=1)
+    const unanswered = settled.flatMap((r, i) => r.status === 'rejected' ? [`m${i} (${(r.reason as Error).message}; worker ${sessions[i].worker.slice(-6)}, job ${sessions[i].jobId})`] : [])
+    assert.deepEqual(unanswered, [], `${unanswered.length} of ${SESSIONS} echoes unanswered`)
+    settled.forEach((a, i) => assert.equal((a as PromiseFulfilledResult<string>).value, `echo: m${i}`))
     const perWorker = await workerSessions()
     assert.equal(perWorker.reduce((a, b) => a + b, 0), SESSIONS, `the workers hold every session: ${perWorker.join(', ')}`)
     // spread by the advertised session share, and more than one sandbox's room (32) on some worker
@@ -133,7 +143,7 @@ describe('many WebSocket sessions on three gVisor workers', function () {
     const gatewayRss = rssBytes(net.gateway.proc.pid!)
     const workerRss = net.workers.map(w => rssBytes(w.proc.pid!))
     const boxes = net.workers.map((_w, i) => sandboxMemory(join(net.dir, `worker-${i + 1}`)))
-    console.log(`      ${SESSIONS} sessions opened in ${openedMs} ms (${reconnects} reconnects${reconnects > 0 ? `: ${[...refusals].map(([k, n]) => `${n} × ${k}`).join('; ')}` : ''}); load average ${loadavg().map(l => l.toFixed(1)).join(' / ')}; per worker ${perWorker.join('/')}; gateway RSS ${(gatewayBefore / MB).toFixed(0)} → ${(gatewayRss / MB).toFixed(0)} MB; ` +
+    console.log(`      load average ${loadavg().map(l => l.toFixed(1)).join(' / ')}; per worker ${perWorker.join('/')}; gateway RSS ${(gatewayBefore / MB).toFixed(0)} → ${(gatewayRss / MB).toFixed(0)} MB; ` +
       `worker RSS ${workersBefore.map(b => (b / MB).toFixed(0)).join('/')} → ${workerRss.map(b => (b / MB).toFixed(0)).join('/')} MB; ` +
       `sandboxes ${boxes.map(b => `${b.sandboxes}×=${(b.bytes / MB).toFixed(0)} MB`).join(', ')}`)
     // bounded: hundreds of MB would mean something is kept per message or per session far beyond

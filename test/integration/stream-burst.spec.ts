@@ -7,15 +7,25 @@
  *   (node/stream-opener.ts) queues the burst until the far end has set the connection up;
  * - a peer that answers libp2p's connection-monitor ping late (a busy event loop) keeps its
  *   connection and the streams on it: libp2p's connection monitor aborted live connections whose
- *   ping took more than 5 s (NODE_DEFAULTS.abortConnectionOnPingFailure).
+ *   ping took more than 5 s (NODE_DEFAULTS.abortConnectionOnPingFailure);
+ * - a burst of stream opens on a ready connection whose answers arrive while the opening node's
+ *   event loop is stalled past their dial timeout: each open is a protocol-selection round trip
+ *   (libp2p's `negotiateFully: false` is not implemented by the installed multistream-select),
+ *   and after a stall Node ran the due timers before reading the answers (node/deadline.ts).
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createMeshNode, NODE_DEFAULTS, type PeerHostLibp2p } from '#node'
+import { deadline } from '../../node/deadline.ts'
 import { streamOpener, StreamOpenQueued } from '../../node/stream-opener.ts'
 import { waitFor } from '../helpers/network.ts'
 
@@ -117,5 +127,51 @@ describe('gateway–worker connections under a burst (real libp2p)', function ()
     assert.equal(conn.status, 'open')
     assert.deepEqual(gateway.getConnections(worker.peerId).map(c => c.id), [conn.id], 'the same connection')
     await echoOnce(stream, 2)
+  })
+
+  it('100 stream opens whose answers arrive while the opening event loop is stalled past their 2 s dial timeout all succeed', async () => {
+    const gateway = await node()
+    const dir = mkdtempSync(join(tmpdir(), 'stream-burst-'))
+    const flag = join(dir, 'answered')
+    const N = 100
+    // the far end in its own process, so it answers while this one is stalled
+    const child = spawn(process.execPath, [resolve(import.meta.dirname, '../helpers/echo-node.ts'), '--flag', flag, '--after', String(N + 1)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).once('line', resolve)
+        child.once('exit', code => reject(new Error(`echo node exited ${code}`)))
+      })
+      const addr = multiaddr((JSON.parse(line) as { addrs: string[] }).addrs[0])
+      const peer = (await gateway.dial(addr)).remotePeer
+      const open = streamOpener(gateway)
+      // the first open answers the protocol selection: the connection is ready, later opens go straight on
+      await echoOnce(await open(peer, ECHO, { signal: AbortSignal.timeout(30_000) }), 0)
+      // N opens at once, each bounded as the gateway bounds a job-stream open (node/gateway/dispatch.ts)
+      const opens = Array.from({ length: N }, async () => {
+        const limit = deadline(NODE_DEFAULTS.dialTimeoutMs)
+        try { return await open(peer, ECHO, { signal: limit.signal, negotiateFully: false, maxOutboundStreams: 900 }) } finally { limit.clear() }
+      })
+      // once their selections are on the wire (written in this turn, flushed on the next tick), this
+      // process stalls until the far end has answered them all and the dial timeout has passed
+      let stalledMs = 0
+      setImmediate(() => {
+        const t0 = Date.now()
+        const until = t0 + NODE_DEFAULTS.dialTimeoutMs + 500
+        while ((Date.now() < until || !existsSync(flag)) && Date.now() - t0 < 60_000) { /* busy, as a CPU-starved node */ }
+        stalledMs = Date.now() - t0
+      })
+      const settled = await Promise.allSettled(opens)
+      assert.ok(existsSync(flag), `the far end answered all ${N} selections within the 60 s stall`)
+      assert.ok(stalledMs > NODE_DEFAULTS.dialTimeoutMs, `stalled ${stalledMs} ms, past the dial timeout`)
+      const failed = settled.flatMap(r => r.status === 'rejected' ? [(r.reason as Error).message] : [])
+      assert.deepEqual(failed, [], `${failed.length} of ${N} opens failed after the stall`)
+      const streams = settled.map(r => (r as PromiseFulfilledResult<Stream>).value)
+      await Promise.all(streams.map(async (s, i) => { await echoOnce(s, i + 1) }))
+    } finally {
+      child.kill('SIGTERM')
+      await exited
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

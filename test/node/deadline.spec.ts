@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
 import { deadline } from '../../node/deadline.ts'
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
@@ -38,5 +40,39 @@ describe('clearable deadlines (hot-path time limits)', () => {
     await sleep(60)
     outer.abort()
     assert.equal(d.signal.aborted, false)
+  })
+
+  it('an answer that arrived while the event loop was stalled past the deadline is read before the deadline aborts', async () => {
+    // a real TCP pair on 127.0.0.1: the answer is in the kernel's buffer during the stall
+    const server = createServer()
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const accepted = once(server, 'connection') as Promise<[Socket]>
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+    await once(client, 'connect')
+    const [peer] = await accepted
+    try {
+      const d = deadline(20)
+      let abortedWhenRead: boolean | undefined
+      const read = new Promise<void>(resolve => client.once('data', () => { abortedWhenRead = d.signal.aborted; d.clear(); resolve() }))
+      // From a check-phase callback the loop goes to its timers (the deadline is due after the
+      // stall) before it polls the socket: the order a stalled process meets its timers in.
+      setImmediate(() => {
+        peer.write('answer')
+        const until = Date.now() + 100
+        while (Date.now() < until) { /* the process is busy past the deadline */ }
+      })
+      await read
+      assert.equal(abortedWhenRead, false, 'the answer is read before the deadline aborts')
+      await sleep(20)
+      assert.equal(d.signal.aborted, false, 'cleared once the answer was in: nothing aborts later')
+      // with nothing to read the deadline still aborts (one turn after its timer)
+      const idle = deadline(20)
+      setImmediate(() => { const until = Date.now() + 100; while (Date.now() < until) { /* busy */ } })
+      await sleep(150)
+      assert.equal(idle.signal.aborted, true)
+    } finally {
+      client.destroy(); peer.destroy(); server.close()
+    }
   })
 })

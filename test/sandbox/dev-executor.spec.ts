@@ -218,4 +218,50 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     assert.ok(ms >= timeoutMs && ms < 10_000, `ended ${ms} ms after the spin`)
     assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
   })
+
+  it('a WebSocket listener that throws is reported in the function\'s logs, and a close answered with the host\'s 1001 (as the issue\'s echo example does) is allowed; the session and the runtime serve on', async () => {
+    const source = `module.exports.default = { async fetch (request) {
+      const { 0: client, 1: server } = new WebSocketPair()
+      server.accept()
+      server.addEventListener('message', (event) => { if (String(event.data) === 'throw') throw new Error('listener threw'); server.send('echo: ' + String(event.data)) })
+      server.addEventListener('close', (event) => { server.close(event.code, 'bye') })
+      return new Response(null, { status: 101, webSocket: client })
+    } }`
+    const bytes = new TextEncoder().encode(source)
+    let control: SessionControl | undefined
+    const got: string[] = []
+    let opened!: () => void
+    const open = new Promise<void>(resolve => { opened = resolve })
+    const run = ex.execute({
+      jobId: 'session-throw',
+      bundle: { cid: rawCid(bytes), bytes },
+      request: { method: 'GET', url: 'http://t/ws', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
+      env: {},
+      options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
+      deadline: Date.now() + 20_000
+    }, {
+      session: {
+        maxSessionMs: 60_000,
+        bind: (c) => { control = c },
+        onOpen: () => { opened() },
+        onMessage: (data) => { got.push(new TextDecoder().decode(data)) },
+        onClose: () => {}
+      }
+    })
+    await open
+    const until = async (n: number): Promise<void> => { const t0 = Date.now(); while (got.length < n && Date.now() - t0 < 10_000) await new Promise(resolve => setTimeout(resolve, 10)) }
+    control!.send(new TextEncoder().encode('throw'), false)
+    control!.send(new TextEncoder().encode('after'), false)
+    await until(1)
+    assert.deepEqual(got, ['echo: after'], 'the message after the one whose listener threw is answered')
+    // the host ends the session as a worker does when its gateway went away
+    control!.close(1001, 'the gateway went away')
+    const r = await run
+    assert.equal(r.error, undefined, `the session ends without an error: ${JSON.stringify(r.error)}`)
+    const logs = JSON.stringify(r.logs)
+    assert.match(logs, /Uncaught Error: listener threw/)
+    // 1001 is a code a Close frame may carry: the close listener's answer is not an error
+    assert.doesNotMatch(logs, /close code 1001 is not allowed/)
+    assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
+  })
 })
