@@ -355,6 +355,11 @@ export const NODE_DEFAULTS = {
    */
   sessionSegmentCheckMs: 1_000,
   /**
+   * A gateway opens a session's next segment this long after Settlement's epoch ended by its clock:
+   * the worker checks the new segment's epoch against its own clock, which may be a little behind.
+   */
+  sessionSegmentLagMs: 2_000,
+  /**
    * Client → function transcript states a gateway keeps per session to check a segment's receipt
    * (a prefix of the session's transcript: the worker closes it after the messages it received so
    * far, while later ones may still be in flight). Far above what a stream's window holds in flight.

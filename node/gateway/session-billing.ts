@@ -17,6 +17,7 @@ import {
   atSegment, PROTOCOL_VERSION, segmentJobId, sessionFeeCap, sessionOwed, ticketDigest, ticketOf,
   type JobRequest, type PeerHostDomain, type SegmentFrame, type SessionTicket, type WorkerAdvert
 } from '#protocol'
+import { NODE_DEFAULTS } from '../constants.ts'
 import type { FastSigner } from '../signing.ts'
 import type { AllowanceTracker } from '../settlement/allowance.ts'
 import type { TicketLog } from '../settlement/checker.ts'
@@ -74,8 +75,8 @@ export interface SessionBillingParts {
   maxFee?: bigint
   project: string
   projectId: Hex
-  /** Settlement's epoch now, as the gateway's tickets carry it; none = the session is never segmented */
-  epochOf?: () => bigint
+  /** Settlement's epoch at unix ms `nowMs`, as the gateway's tickets carry it; none = the session is never segmented */
+  epochOf?: (nowMs: number) => bigint
 }
 
 /** Billing for the session `request` (its opening ticket signed, `hash` its jobHash) on `worker`. */
@@ -143,8 +144,10 @@ export function sessionBilling (parts: SessionBillingParts, request: JobRequest,
     async segment (messages, ms) {
       if (parts.epochOf === undefined || !(priced || opening > 0n)) return undefined
       const s = cur()
-      const epoch = parts.epochOf()
-      if (epoch <= s.epoch) return undefined
+      // a moment after the epoch's end, so a worker whose clock is a little behind sees the new epoch too
+      const at = now()
+      if (parts.epochOf(at - NODE_DEFAULTS.sessionSegmentLagMs) <= s.epoch) return undefined
+      const epoch = parts.epochOf(at)
       // the closing segment's final cumulative ticket: everything owed beyond the earlier segments
       const owed = owedNow(messages, ms)
       const closeFee = owed - s.base > s.fee ? owed - s.base : s.fee
