@@ -246,7 +246,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     segmentTimer?.unref()
     /** the worker's receipt of a closed segment: kept, verified or with the reason it is not */
     const segmentEnded = (msg: SegmentEnd): void => {
-      if (billing === undefined || segmentReceipts.length >= LIMITS.maxSessionSegments) return
+      if (billing === undefined) return
       const seg = billing.segmentOf(msg.segment)
       const record: SegmentReceipt = { segment: msg.segment, jobId: seg?.jobId ?? '', epoch: seg?.epoch.toString() ?? '', fee: msg.fee, transcript: msg.transcript, verified: false }
       const own = tr.summary()
@@ -254,7 +254,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       let problem: string | undefined
       if (msg.jobId !== jobId || msg.attempt !== request.attempt) problem = 'segment-end for another job or attempt'
       else if (seg === undefined || seg.index === billing.current.index) problem = `segment ${msg.segment} is not a closed segment of this session`
-      else if (segmentReceipts.some(r => r.segment === msg.segment)) problem = `segment ${msg.segment} was ended twice`
+      else if (segmentReceipts.some(r => r.segment === msg.segment && r.verified)) problem = `segment ${msg.segment} was ended twice`
       else if (!billing.signed(msg.fee, msg.segment)) problem = `the worker's segment receipt claims a fee of ${msg.fee} wei, which this gateway never signed for segment ${msg.segment}`
       else if (msg.transcript.messagesOut !== own.messagesOut || msg.transcript.outHash !== own.outHash || msg.transcript.bytesOut !== own.bytesOut) problem = 'the segment\'s function → client transcript differs from what the gateway relayed'
       else if (inState === undefined || inState.inHash !== msg.transcript.inHash || inState.bytesIn !== msg.transcript.bytesIn || msg.transcript.messagesIn > own.messagesIn) problem = 'the segment\'s client → function transcript is not a prefix of what the gateway relayed'
@@ -271,7 +271,12 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       } else {
         record.verified = true
       }
-      segmentReceipts.push(record)
+      // one record per segment opened (memory bounded by the segments): a verified one is final,
+      // an unverified one gives way to the next
+      if (seg === undefined || segmentReceipts.some(r => r.segment === msg.segment && r.verified)) return
+      const at = segmentReceipts.findIndex(r => r.segment === msg.segment)
+      if (at >= 0) segmentReceipts[at] = record
+      else segmentReceipts.push(record)
     }
     const closeClient = (code: number, reason: string): void => {
       closeCode ??= code
@@ -383,7 +388,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             // session's receipt signs its current segment's ticket (the hash runs on: the whole session)
             const segment = msg.segment ?? 0
             // (an earlier one than the gateway's current when the session ended before the worker read the last `segment`)
-            if (segment > (billing?.current.index ?? 0) || segmentReceipts.some(r => r.segment === segment)) { finish(`the worker's receipt signs segment ${segment}, which is not the session's open segment`); break }
+            if (segment > (billing?.current.index ?? 0) || segmentReceipts.some(r => r.segment === segment && r.verified)) { finish(`the worker's receipt signs segment ${segment}, which is not the session's open segment`); break }
             endSegment = segment
             const fee = msg.fee ?? (segment === 0 ? request.ticket.fee : undefined)
             if (fee === undefined) { finish('the worker\'s receipt of a later segment names no fee'); break }
