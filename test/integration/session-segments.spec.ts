@@ -17,6 +17,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import type { Hex } from 'viem'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Registry } from 'prom-client'
@@ -50,6 +51,8 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
   let boot: Awaited<ReturnType<typeof createBootstrap>>
   let worker: WorkerNode
   let receipts: ReceiptLog
+  /** the worker's receipt-log calls, in order */
+  const calls: string[] = []
   let client: PeerHostLibp2p
 
   before(async () => {
@@ -67,7 +70,14 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
       executor: devExecutor({})({}),
       logger,
       registry: metrics,
-      receipts,
+      // the worker's log, its calls traced in order (the log itself is the real one)
+      receipts: {
+        ...receipts,
+        refusesBefore: receipts.refusesBefore,
+        reserve: (t) => { calls.push(`reserve ${t.jobId}`); return receipts.reserve(t) },
+        raiseFee: (k, fee, sig) => { calls.push(`raiseFee ${k.jobId} ${fee}`); return receipts.raiseFee(k, fee, sig) },
+        commit: async (k, out, sig) => { await receipts.commit(k, out, sig); calls.push(`committed ${k.jobId}`) }
+      },
       sessionEpochs: { current: () => epochNow, segmentDue: (e) => e < dueBelow }
     })
     await worker.start()
@@ -184,6 +194,18 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     assert.equal(row1?.state, 'reserved', 'segment 1 is reserved as a session\'s opening')
     assert.equal(row1?.epoch, (EPOCH + 1n).toString())
     assert.ok(row0.signedAt !== undefined && row0.signedAt <= row1.createdAt, 'segment 0 was signed before segment 1 was reserved')
+    // in that order: the closing ticket, the closed segment's receipt durable, then the next key
+    const mine = calls.filter(c => c.includes(s.job.jobId) || c.includes(seg1))
+    assert.deepEqual(mine.slice(-4), [`raiseFee ${s.job.jobId} 1020`, `raiseFee ${s.job.jobId} 1040`, `committed ${s.job.jobId}`, `reserve ${seg1}`])
+    // durable, not only in this process's view: another connection to the log's file (as a
+    // restarted worker after kill -9 would open it) reads segment 0 signed
+    const second = new DatabaseSync(join(dir, 'w', 'receipts.sqlite'), { readOnly: true })
+    try {
+      const rows = second.prepare('SELECT job_id, state, fee FROM receipts WHERE job_id IN (?, ?) ORDER BY created_at').all(s.job.jobId, seg1)
+      assert.deepEqual(rows.map(r => [r.job_id, r.state, r.fee]), [[s.job.jobId, 'signed', '1040'], [seg1, 'reserved', '0']])
+    } finally {
+      second.close()
+    }
     // a replay of the same segment frame is ignored (segment 1 is open: the next is 2)
     await send(s, await segmentFrame(s, { closeFee: '1040', fee: '0' }))
     // a ticket for the closed segment counts for nothing; one for segment 1 raises it
