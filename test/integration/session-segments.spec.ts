@@ -258,4 +258,30 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     assert.equal(receipts.get(key(segmentJobId(s.job.jobId, 1))), undefined)
     await s.stream.close().catch(() => {})
   })
+
+  it('a segment frame that comes after the worker closed the segment itself still opens the next segment (the closed one stays as committed)', async () => {
+    const s = await rawSession()
+    await echo(s, 'a')
+    const held = (PRICE + 2n * PER_MESSAGE).toString()
+    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+    await echo(s, 'b')
+    epochNow = EPOCH + 1n
+    dueBelow = EPOCH + 1n
+    const m = await s.f.readAny(AbortSignal.timeout(10_000))
+    assert.ok(m.type === 'segment-end' && m.fee === held, `a segment-end at ${held}`)
+    // the gateway's segment, late: its closing fee (4 messages) is above what the worker committed
+    const seg1 = segmentJobId(s.job.jobId, 1)
+    await send(s, await segmentFrame(s, { closeFee: '1040', fee: '0' }))
+    assert.deepEqual((await echo(s, 'c')).map(x => x.type), [], 'no second segment-end')
+    assert.equal(receipts.get(key(s.job.jobId))?.fee, held, 'a committed segment is never raised')
+    assert.equal(receipts.get(key(seg1))?.state, 'reserved')
+    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: seg1, attempt: 1, fee: '20', ticketSig: await sign(atSegment(s.job, seg1, (EPOCH + 1n).toString(), '20')) })
+    await send(s, { v: PROTOCOL_VERSION, type: 'ws-close', code: 1000, reason: '' })
+    const got = await untilSessionEnd(s, 30_000)
+    const end = got.at(-1)
+    assert.ok(end?.type === 'session-end', got.map(x => x.type).join(', '))
+    assert.deepEqual([end.segment, end.fee], [1, '20'])
+    assert.equal(receipts.get(key(seg1))?.state, 'signed')
+    await s.stream.close().catch(() => {})
+  })
 })
