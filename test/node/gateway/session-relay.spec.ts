@@ -354,6 +354,26 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
     spentIn.splice(0)
   })
 
+  it('segments a session that pays only its opening fee (no session price), and never one that pays nothing', async () => {
+    let epochNow = 5n
+    const request = { ...job(), ticket: { ...job().ticket, fee: '1000', epoch: '5' } }
+    const hash = jobHashOf(request)
+    const parts = { domain: DEV_DOMAIN, signer: gatewaySigner, project: 'p', projectId: `0x${'00'.repeat(32)}` as const, epochOf: () => epochNow }
+    const billing = sessionBilling(parts, request, hash, { address: workerSigner.address })
+    assert.equal(await billing.segment(10, 1000), undefined, 'the epoch has not moved')
+    epochNow = 6n
+    assert.equal(await billing.bill(10, 1000, true), undefined, 'no cumulative tickets without a session price')
+    const fr = await billing.segment(10, 1000)
+    assert.ok(fr !== undefined && !('refused' in fr))
+    assert.deepEqual([fr.segment, fr.closeFee, fr.fee, fr.epoch], [1, '1000', '0', '6'])
+    assert.equal(await billing.segment(10, 1000), undefined, 'one segment per epoch')
+    assert.equal(billing.current.index, 1)
+    assert.equal(billing.signed('0', 1), true)
+    const free = sessionBilling(parts, { ...request, ticket: { ...request.ticket, fee: '0' } }, hash, { address: workerSigner.address })
+    epochNow = 9n
+    assert.equal(await free.segment(10, 1000), undefined, 'a session that pays nothing has nothing to settle')
+  })
+
   it('caps a cumulative ticket at maxFee per billing unit', async () => {
     const billing = sessionBilling({ domain: DEV_DOMAIN, signer: gatewaySigner, maxFee: 1500n, project: 'p', projectId: `0x${'00'.repeat(32)}` }, { ...job(), ticket: { ...job().ticket, fee: '1000' } }, `0x${'00'.repeat(32)}`, { address: workerSigner.address, sessionPrice: { perMessage: '100', perMinute: '0' } })
     // owed 1000 + 100 × 100 = 11000; cap 1500 × (1 + 1 + 1) = 4500
