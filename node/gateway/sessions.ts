@@ -253,7 +253,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       const inState = msg.transcript.messagesIn === 0 ? { inHash: `0x${'00'.repeat(32)}`, bytesIn: 0 } : inStates.get(msg.transcript.messagesIn)
       let problem: string | undefined
       if (msg.jobId !== jobId || msg.attempt !== request.attempt) problem = 'segment-end for another job or attempt'
-      else if (seg === undefined || seg.index === billing.current.index) problem = `segment ${msg.segment} is not a closed segment of this session`
+      // (the current one too: a worker closes it itself when no `segment` came in time)
+      else if (seg === undefined) problem = `segment ${msg.segment} is not a segment of this session`
       else if (segmentReceipts.some(r => r.segment === msg.segment && r.verified)) problem = `segment ${msg.segment} was ended twice`
       else if (!billing.signed(msg.fee, msg.segment)) problem = `the worker's segment receipt claims a fee of ${msg.fee} wei, which this gateway never signed for segment ${msg.segment}`
       else if (msg.transcript.messagesOut !== own.messagesOut || msg.transcript.outHash !== own.outHash || msg.transcript.bytesOut !== own.bytesOut) problem = 'the segment\'s function → client transcript differs from what the gateway relayed'
@@ -345,7 +346,9 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       // a segmented session lists every segment's receipt in order, its own (the last) included
       const segments: SegmentReceipt[] = [...segmentReceipts].sort((a, b) => a.segment - b.segment)
       const last = billing?.segmentOf(endSegment ?? billing.current.index)
-      if (last !== undefined && (last.index > 0 || segments.length > 0)) {
+      if (last !== undefined && (last.index > 0 || segments.length > 0) && !segments.some(x => x.segment === last.index && x.verified)) {
+        const at = segments.findIndex(x => x.segment === last.index)
+        if (at >= 0) segments.splice(at, 1)
         segments.push({ segment: last.index, jobId: last.jobId, epoch: last.epoch.toString(), fee: typeof receipt?.fee === 'string' ? receipt.fee : last.fee.toString(), transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}) })
       }
       keep({ jobId, worker: worker.peerId, transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}), ...(segments.length > 0 ? { segments } : {}), ...(closeCode !== undefined ? { closeCode } : {}), endedAt: new Date().toISOString() })
@@ -399,6 +402,14 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) { finish('the session receipt is not signed by the worker'); break }
             if (!workerClosed) closeClient(msg.error !== undefined ? WS_CLOSE.internalError : 1000, msg.error?.code ?? '')
             finish(undefined, receiptRecord(init.domain, charged, hash, msg.receiptSig))
+            break
+          } else if (msg.type === 'error') {
+            // the worker ended the session without a receipt (it could not record one, or its last
+            // segment never got a ticket: docs/chain.md); the segments it closed keep theirs
+            log.info({ jobId, worker: worker.peerId, code: msg.error.code }, 'session ended without a receipt')
+            clientClosed = true
+            closeClient(WS_CLOSE.serviceRestart, 'the worker ended the session')
+            finish(`the worker ended the session without a receipt: ${msg.error.code} ${msg.error.message}`)
             break
           } else {
             throw new Error(`unexpected "${msg.type}" frame in a session`)

@@ -354,6 +354,27 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
     spentIn.splice(0)
   })
 
+  it('keeps the receipt of a segment the worker closed itself (no `segment` came), and a session that then ends without a receipt says so', async () => {
+    // the gateway's epoch has not moved (its clock is behind the worker's): it sends no `segment`
+    prepare(6, undefined, () => 3n)
+    const { ws, w } = await exchange(10)
+    const own = transcript()
+    for (let i = 0; i < 10; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t0 = own.summary()
+    const outputHash = transcriptOutputHash(t0)
+    // the worker closes segment 0 itself at the opening ticket, the only one it holds
+    w.send({ v: PROTOCOL_VERSION, type: 'segment-end', jobId: next.request.jobId, attempt: 1, segment: 0, fee: '1000', transcript: t0, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, '1000'), outputHash))) })
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    w.send({ v: PROTOCOL_VERSION, type: 'error', jobId: next.request.jobId, error: { code: 'PAYMENT_REQUIRED', message: 'the session\'s segment 1 has no ticket from the gateway: no receipt for it' } } as Message)
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId), 10_000)
+    assert.equal(r.verified, false)
+    assert.match(r.problem ?? '', /without a receipt: PAYMENT_REQUIRED/)
+    assert.deepEqual(r.segments?.map(x => [x.segment, x.verified, x.fee]), [[0, true, '1000']])
+    spent.splice(0)
+    spentIn.splice(0)
+  })
+
   it('segments a session that pays only its opening fee (no session price), and never one that pays nothing', async () => {
     let epochNow = 5n
     const request = { ...job(), ticket: { ...job().ticket, fee: '1000', epoch: '5' } }
