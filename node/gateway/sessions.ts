@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { bytesToHex } from 'viem'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import {
   decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
@@ -214,10 +215,10 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     // prefix of the relayed transcript: the client → function states since the session opened are
     // remembered (bounded), the function → client direction is exact (its frames come in order)
     const segmented = billing?.paid === true
-    const inStates = new Map<number, { inHash: string, bytesIn: number }>()
+    const inStates = new Map<number, { hash: Uint8Array, bytes: number }>()
     const remember = (): void => {
-      const t = tr.summary()
-      inStates.set(t.messagesIn, { inHash: t.inHash, bytesIn: t.bytesIn })
+      const t = tr.inState()
+      inStates.set(t.messages, { hash: t.hash, bytes: t.bytes })
       if (inStates.size > NODE_DEFAULTS.sessionSegmentHistory) inStates.delete(inStates.keys().next().value as number)
     }
     const segmentReceipts: SegmentReceipt[] = []
@@ -250,7 +251,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       const seg = billing.segmentOf(msg.segment)
       const record: SegmentReceipt = { segment: msg.segment, jobId: seg?.jobId ?? '', epoch: seg?.epoch.toString() ?? '', fee: msg.fee, transcript: msg.transcript, verified: false }
       const own = tr.summary()
-      const inState = msg.transcript.messagesIn === 0 ? { inHash: `0x${'00'.repeat(32)}`, bytesIn: 0 } : inStates.get(msg.transcript.messagesIn)
+      const remembered = inStates.get(msg.transcript.messagesIn)
+      const inState = msg.transcript.messagesIn === 0 ? { inHash: `0x${'00'.repeat(32)}`, bytesIn: 0 } : remembered === undefined ? undefined : { inHash: bytesToHex(remembered.hash), bytesIn: remembered.bytes }
       let problem: string | undefined
       if (msg.jobId !== jobId || msg.attempt !== request.attempt) problem = 'segment-end for another job or attempt'
       // (the current one too: a worker closes it itself when no `segment` came in time)
