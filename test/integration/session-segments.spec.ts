@@ -11,10 +11,13 @@
  * ticket the worker holds, and an opening ticket signed for another job. Then a valid one: the
  * closing segment's receipt is durable in the receipt log before the new segment's ticket is
  * counted, and the session's receipt signs the new segment. And a gateway that never sends
- * `segment`: the worker closes the segment itself at the last cumulative ticket it holds.
+ * `segment`: the worker closes the segment itself at the last cumulative ticket it holds. And
+ * restart safety: a worker process (test/integration/segment-worker-child.ts) killed with SIGKILL
+ * right after it closed a segment has that segment's receipt in its log when the log is reopened.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -24,7 +27,7 @@ import { Registry } from 'prom-client'
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { createBootstrap } from '#bootstrap'
 import {
-  atFee, atSegment, DEV_DOMAIN, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, segmentJobId, ticketDigest, ticketOf, transcriptOutputHash,
+  atFee, atSegment, DEV_DOMAIN, projectId, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, segmentJobId, ticketDigest, ticketOf, transcriptOutputHash,
   type JobRequest, type Message, type SegmentFrame
 } from '#protocol'
 import { devExecutor } from '#sandbox'
@@ -92,9 +95,9 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     rmSync(dir, { recursive: true, force: true })
   })
 
-  async function rawSession (): Promise<RawSession & { job: JobRequest }> {
+  async function rawSession (target: { address: `0x${string}`, addr: string } = { address: worker.address, addr: worker.addrs()[0] }): Promise<RawSession & { job: JobRequest }> {
     const unsigned = await signedJob({
-      worker: worker.address,
+      worker: target.address,
       gateway: gw,
       fn: { wallet, project: 'raw', name: 'echo', bundleCid: cid },
       request: { method: 'GET', url: 'http://peerhost.test/echo', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
@@ -103,7 +106,7 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     })
     const job = { ...unsigned, ticket: { ...unsigned.ticket, fee: PRICE.toString(), epoch: EPOCH.toString() } }
     job.ticketSig = await gw.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(job)) })
-    return { ...await openRawSession(client, worker.addrs()[0], job, 30_000), job }
+    return { ...await openRawSession(client, target.addr, job, 30_000), job }
   }
 
   const send = async (s: RawSession, msg: Message): Promise<void> => { await s.f.write(msg, AbortSignal.timeout(10_000)) }
@@ -283,5 +286,50 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     assert.deepEqual([end.segment, end.fee], [1, '20'])
     assert.equal(receipts.get(key(seg1))?.state, 'signed')
     await s.stream.close().catch(() => {})
+  })
+
+  it('restart safety: a worker killed with SIGKILL right after it closed a segment has that segment\'s receipt in its log, in the epoch\'s batch', async () => {
+    const childDir = join(dir, 'child')
+    mkdirSync(childDir, { recursive: true })
+    writeFileSync(join(childDir, 'epoch'), EPOCH.toString())
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'segment-worker-child.ts'), JSON.stringify({ key: generatePrivateKey(), dataDir: childDir, price: PRICE.toString(), perMessage: PER_MESSAGE.toString() })], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', d => { stderr += d })
+    const exited = new Promise<string | null>(resolve => child.once('exit', (_c, signal) => resolve(signal)))
+    // a hung child must not outlive the test
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    try {
+      const started = await new Promise<{ address: `0x${string}`, addr: string }>((resolve, reject) => {
+        let out = ''
+        child.stdout.on('data', d => { out += d; const nl = out.indexOf('\n'); if (nl >= 0) resolve(JSON.parse(out.slice(0, nl))) })
+        void exited.then(() => { reject(new Error(`the worker process exited before it started: ${stderr}`)) })
+      })
+      const s = await rawSession(started)
+      await echo(s, 'a')
+      const held = (PRICE + 2n * PER_MESSAGE).toString()
+      await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+      writeFileSync(join(childDir, 'epoch'), (EPOCH + 1n).toString())
+      await send(s, await segmentFrame(s, { closeFee: '1040', fee: '0' }))
+      const end0 = await s.f.readAny(AbortSignal.timeout(20_000))
+      assert.ok(end0.type === 'segment-end', `a segment-end, got ${end0.type}`)
+      // killed the moment its segment-end arrived, mid-session
+      child.kill('SIGKILL')
+      assert.equal(await exited, 'SIGKILL')
+      await s.stream.close().catch(() => {})
+      const log = receiptLog({ dataDir: childDir, pruneIntervalMs: 0 })({ logger })
+      try {
+        const row = log.get(key(s.job.jobId))
+        assert.deepEqual([row?.state, row?.fee, row?.outputHash, row?.receiptSig], ['signed', '1040', end0.outputHash, end0.receiptSig], 'the closed segment\'s receipt survived the kill')
+        assert.equal(log.get(key(segmentJobId(s.job.jobId, 1)))?.state, 'reserved', 'the open segment stays reserved (never answered twice)')
+        const batch = log.receiptsOf({ projectId: projectId(wallet, 'raw'), gateway: gw.address, epoch: EPOCH })
+        assert.deepEqual(batch.map(r => [r.jobId, r.fee]), [[s.job.jobId, '1040']], 'what the settler batches for the epoch')
+      } finally {
+        log.close()
+      }
+    } finally {
+      clearTimeout(guard)
+      child.kill('SIGKILL')
+      await exited
+    }
   })
 })
