@@ -347,6 +347,24 @@ export const NODE_DEFAULTS = {
    * signs the receipt with the highest ticket it holds.
    */
   sessionFinalTicketWaitMs: 1_000,
+  /**
+   * Segments (docs/chain.md "Sessions that outlive their epoch"): how often a gateway checks whether
+   * Settlement's epoch has moved past an open session's segment (then it sends `segment`), and how
+   * often a worker checks whether it must close a segment itself (no `segment` came by the epoch's
+   * end plus half the settler's grace).
+   */
+  sessionSegmentCheckMs: 1_000,
+  /**
+   * A gateway opens a session's next segment this long after Settlement's epoch ended by its clock:
+   * the worker checks the new segment's epoch against its own clock, which may be a little behind.
+   */
+  sessionSegmentLagMs: 2_000,
+  /**
+   * Client → function transcript states a gateway keeps per session to check a segment's receipt
+   * (a prefix of the session's transcript: the worker closes it after the messages it received so
+   * far, while later ones may still be in flight). Far above what a stream's window holds in flight.
+   */
+  sessionSegmentHistory: 4_096,
   /** Session receipts (transcript summaries) a gateway keeps for /_peerhost/receipts/<jobId>. */
   sessionReceiptsKept: 10_000,
   /**

@@ -101,6 +101,11 @@ export const LIMITS = {
    * for policy changes while keeping ticket fields small and retry storms bounded.
    */
   maxAttempts: 16,
+  /**
+   * Segments one WebSocket session may have (one per Settlement epoch it lasts, docs/chain.md): a
+   * bound on the `segment` field, far above a session's length over the shortest epoch.
+   */
+  maxSessionSegments: 1_000_000,
   /** Highest advertised capacity or load: far above what one machine runs, so a bogus advert stands out. */
   maxWorkerCapacity: 10_000,
   /** Highest advertised session count or session cap: idle sessions cost memory only, so far more than jobs. */

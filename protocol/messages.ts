@@ -269,6 +269,60 @@ export interface SessionTicket {
   ticketSig: Hex
 }
 
+/**
+ * Gateway → worker, during a session, when Settlement's epoch of the session's current segment has
+ * ended (docs/chain.md "Sessions that outlive their epoch"): the final cumulative ticket of segment
+ * `segment - 1` (`closeFee`, `closeSig`: the EIP-712 Ticket of that segment, as a `ticket` frame's)
+ * and the opening ticket of segment `segment`, a ticket of its own job id
+ * `segmentJobId(jobId, segment)` (Settlement counts one (gateway, project, jobId) once, so each
+ * segment is its own leaf), with the same jobHash and deadline, the new `epoch`, and a `fee` of what
+ * the session owes beyond what the earlier segments were paid. Later `ticket` frames raise this
+ * segment's fee (cumulative within the segment; their `jobId` is the segment's).
+ */
+export interface SegmentFrame {
+  v: number
+  type: 'segment'
+  /** the session's job id (its opening ticket's) */
+  jobId: Hex
+  attempt: number
+  /** the segment this frame opens, 1 and up */
+  segment: number
+  /** the closing segment's final cumulative fee, wei (uint256, decimal) */
+  closeFee: string
+  /** the gateway's signature over the closing segment's ticket at `closeFee` */
+  closeSig: Hex
+  /** segmentJobId(jobId, segment) */
+  segmentJobId: Hex
+  /** Settlement's epoch of the new segment (uint64, decimal) */
+  epoch: string
+  /** the new segment's opening fee, wei (uint256, decimal) */
+  fee: string
+  /** the gateway's signature over the new segment's ticket */
+  ticketSig: Hex
+}
+
+/**
+ * Worker → gateway: a segment of the session was closed (on the gateway's `segment` frame, or by
+ * the worker itself when none came in time); its receipt is in the worker's receipt log. The
+ * receipt signs segment `segment`'s ticket at `fee` with the transcript so far (a prefix of the
+ * session's: the hash runs on across segments).
+ */
+export interface SegmentEnd {
+  v: number
+  type: 'segment-end'
+  /** the session's job id */
+  jobId: Hex
+  attempt: number
+  /** the segment closed, 0 = the opening one */
+  segment: number
+  /** the ticket fee the receipt signs (the segment's highest cumulative ticket) */
+  fee: string
+  transcript: TranscriptSummary
+  /** transcriptOutputHash(transcript) */
+  outputHash: Hex
+  receiptSig: Hex
+}
+
 /** Worker → gateway: the session ended; the receipt's outputHash is the transcript's hash. */
 export interface SessionEnd {
   v: number
@@ -284,6 +338,8 @@ export interface SessionEnd {
    * when it is the opening ticket's fee.
    */
   fee?: string
+  /** the segment whose ticket the receipt signs, when the session was segmented (absent = 0) */
+  segment?: number
   logs: string
   logsTruncated: boolean
   /** set when the execution failed (e.g. LIMIT_CPU, the sandbox died) */
@@ -333,5 +389,5 @@ export interface StreamEnd {
   error?: WireError
 }
 
-export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse | SessionOpen | WsFrame | WsClose | SessionTicket | SessionEnd | StreamHead | StreamChunk | StreamEnd
+export type Message = WorkerAdvert | JobRequest | JobResult | ErrorMessage | BundleRequest | BundleResponse | SecretsRequest | SecretsResponse | SessionOpen | WsFrame | WsClose | SessionTicket | SegmentFrame | SegmentEnd | SessionEnd | StreamHead | StreamChunk | StreamEnd
 export type MessageType = Message['type']

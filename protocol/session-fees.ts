@@ -16,6 +16,8 @@
  * so a worker whose price per 100 messages or per minute exceeds `maxFee` is never chosen, and a
  * cumulative ticket never exceeds the cap.
  */
+import { encodeAbiParameters, type Hex } from 'viem'
+import { keccak256 } from './keccak.ts'
 import type { JobRequest, SessionPrice } from './messages.ts'
 
 /** Messages per billing unit of a session (and per cumulative ticket a gateway sends, at most). */
@@ -47,4 +49,20 @@ export function sessionPriceFits (maxFee: bigint, price: bigint, session: Sessio
 /** The job as its cumulative ticket of `fee` names it (the EIP-712 Ticket differs only in `fee`). */
 export function atFee (job: JobRequest, fee: string): JobRequest {
   return { ...job, ticket: { ...job.ticket, fee } }
+}
+
+/**
+ * The job id of segment `segment` (1 and up) of the session whose opening job id is `jobId`:
+ * keccak256(abi.encode(jobId, segment)). Settlement counts one (gateway, project, jobId) once, so
+ * each segment of a session that outlives its epoch is a leaf of its own (docs/chain.md). Segment 0
+ * is the session's own job id.
+ */
+export function segmentJobId (jobId: Hex, segment: number): Hex {
+  if (segment === 0) return jobId
+  return keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'uint256' }], [jobId, BigInt(segment)]))
+}
+
+/** The job as segment `jobId` of its session names it: the EIP-712 Ticket differs in jobId, epoch and fee. */
+export function atSegment (job: JobRequest, jobId: Hex, epoch: string, fee: string): JobRequest {
+  return { ...job, jobId, ticket: { ...job.ticket, epoch, fee } }
 }

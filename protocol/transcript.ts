@@ -24,6 +24,11 @@ export interface Transcript {
   /** records one message; `dir` 'in' is client → function */
   add: (dir: 'in' | 'out', binary: boolean, data: Uint8Array) => void
   summary: () => TranscriptSummary
+  /**
+   * The client → function chain now, without hex encoding (a gateway remembers these to check a
+   * segment's receipt over a prefix: docs/chain.md); `hash` is never mutated afterwards.
+   */
+  inState: () => { hash: Uint8Array, messages: number, bytes: number }
 }
 
 export function transcript (): Transcript {
@@ -46,7 +51,8 @@ export function transcript (): Transcript {
         bytesOut += data.byteLength
       }
     },
-    summary: () => ({ inHash: bytesToHex(inHash), outHash: bytesToHex(outHash), messagesIn, messagesOut, bytesIn, bytesOut })
+    summary: () => ({ inHash: bytesToHex(inHash), outHash: bytesToHex(outHash), messagesIn, messagesOut, bytesIn, bytesOut }),
+    inState: () => ({ hash: inHash, messages: messagesIn, bytes: bytesIn })
   }
 }
 

@@ -31,7 +31,7 @@ import { isWireErrorCode, ProtocolError, type WireError } from './errors.ts'
 import { LIMITS, PROTOCOL_VERSION } from './constants.ts'
 import { parseFunctionOptions } from './options.ts'
 import type {
-  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, SessionEnd, SessionOpen, SessionPrice, SessionTicket, StreamChunk, StreamEnd, StreamHead, TranscriptSummary, WsClose, WsFrame, FunctionOptions, FunctionRef, JobRequest, JobResult,
+  BundleRequest, BundleResponse, SecretsRequest, SecretsResponse, ErrorMessage, SegmentEnd, SegmentFrame, SessionEnd, SessionOpen, SessionPrice, SessionTicket, StreamChunk, StreamEnd, StreamHead, TranscriptSummary, WsClose, WsFrame, FunctionOptions, FunctionRef, JobRequest, JobResult,
   JobTimings, Message, MessageType, WireRequest, WireResponse, WorkerAdvert
 } from './messages.ts'
 import type { Address, Hex } from 'viem'
@@ -40,7 +40,7 @@ import type { Address, Hex } from 'viem'
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 /** Every message type, in a fixed order. */
-export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets', 'session-open', 'ws', 'ws-close', 'ticket', 'session-end', 'stream-head', 'stream-chunk', 'stream-end'] as const satisfies readonly MessageType[]
+export const MESSAGE_TYPES = ['advert', 'job', 'result', 'error', 'bundle-request', 'bundle', 'secrets-request', 'secrets', 'session-open', 'ws', 'ws-close', 'ticket', 'segment', 'segment-end', 'session-end', 'stream-head', 'stream-chunk', 'stream-end'] as const satisfies readonly MessageType[]
 
 export function isMessageType (x: unknown): x is MessageType {
   return typeof x === 'string' && (MESSAGE_TYPES as readonly string[]).includes(x)
@@ -487,10 +487,45 @@ export function validateSessionTicket (x: unknown): SessionTicket {
   }
 }
 
+export function validateSegmentFrame (x: unknown): SegmentFrame {
+  const p = 'segment'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'segment', 'closeFee', 'closeSig', 'segmentJobId', 'epoch', 'fee', 'ticketSig'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'segment'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    segment: int(get('segment'), `${p}.segment`, 1, LIMITS.maxSessionSegments),
+    closeFee: decimal(get('closeFee'), `${p}.closeFee`, 256),
+    closeSig: signature(get('closeSig'), `${p}.closeSig`),
+    segmentJobId: hex32(get('segmentJobId'), `${p}.segmentJobId`),
+    epoch: decimal(get('epoch'), `${p}.epoch`, 63),
+    fee: decimal(get('fee'), `${p}.fee`, 256),
+    ticketSig: signature(get('ticketSig'), `${p}.ticketSig`)
+  }
+}
+
+export function validateSegmentEnd (x: unknown): SegmentEnd {
+  const p = 'segment-end'
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'segment', 'fee', 'transcript', 'outputHash', 'receiptSig'])
+  return {
+    v: version(get('v'), p),
+    type: literal(get('type'), `${p}.type`, 'segment-end'),
+    jobId: hex32(get('jobId'), `${p}.jobId`),
+    attempt: int(get('attempt'), `${p}.attempt`, 1, LIMITS.maxAttempts),
+    segment: int(get('segment'), `${p}.segment`, 0, LIMITS.maxSessionSegments),
+    fee: decimal(get('fee'), `${p}.fee`, 256),
+    transcript: transcriptSummary(get('transcript'), `${p}.transcript`),
+    outputHash: hex32(get('outputHash'), `${p}.outputHash`),
+    receiptSig: signature(get('receiptSig'), `${p}.receiptSig`)
+  }
+}
+
 export function validateSessionEnd (x: unknown): SessionEnd {
   const p = 'session-end'
-  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'transcript', 'outputHash', 'receiptSig', 'logs', 'logsTruncated'], ['fee', 'error'])
+  const get = record(x, p, ['v', 'type', 'jobId', 'attempt', 'transcript', 'outputHash', 'receiptSig', 'logs', 'logsTruncated'], ['fee', 'segment', 'error'])
   const fee = get('fee')
+  const segment = get('segment')
   // keys in the type's order (fee between receiptSig and logs): equal messages encode equally
   const out: SessionEnd = {
     v: version(get('v'), p),
@@ -501,6 +536,7 @@ export function validateSessionEnd (x: unknown): SessionEnd {
     outputHash: hex32(get('outputHash'), `${p}.outputHash`),
     receiptSig: signature(get('receiptSig'), `${p}.receiptSig`),
     ...(fee !== undefined ? { fee: decimal(fee, `${p}.fee`, 256) } : {}),
+    ...(segment !== undefined ? { segment: int(segment, `${p}.segment`, 0, LIMITS.maxSessionSegments) } : {}),
     logs: str(get('logs'), `${p}.logs`, LIMITS.maxLogBytes),
     logsTruncated: bool(get('logsTruncated'), `${p}.logsTruncated`)
   }
@@ -644,6 +680,8 @@ export function validateMessage (x: unknown, ctx: Ctx = DEFAULT_CTX): Message {
     case 'ws': return validateWsFrame(x, ctx)
     case 'ws-close': return validateWsClose(x)
     case 'ticket': return validateSessionTicket(x)
+    case 'segment': return validateSegmentFrame(x)
+    case 'segment-end': return validateSegmentEnd(x)
     case 'session-end': return validateSessionEnd(x)
     case 'stream-head': return validateStreamHead(x)
     case 'stream-chunk': return validateStreamChunk(x, ctx)

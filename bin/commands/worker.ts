@@ -76,7 +76,7 @@ export function workerCommand (): Command<any, any> {
 
 /** Starts the worker `peerhost worker` runs, from its options (exported so devnet and tests compose it with `parts`). */
 export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, log = logger(opts, 'worker')): Promise<RunningWorker> {
-  const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, gatewayStake, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer, receiptLog, settler, rawCid, settlementClock, ticketEpochCheck } = await import('../deps.ts')
+  const { verifyChain, blockStorage, chainClient, chainDomain, chainWatcher, gatewayStake, loadSecretKey, registryCheck, stakeAndBind, createMeshNode, createWorker, loadSigner, loadPeerKey, prewarmCached, adminServer, receiptLog, settler, rawCid, settlementClock, ticketEpochCheck, sessionEpochs } = await import('../deps.ts')
   if (opts.bootstrap.length === 0) throw new ConfigError('NO_BOOTSTRAP', 'a worker needs at least one --bootstrap <multiaddr> to find the network')
   const dataDir = absolute(opts.dataDir)
   const reg = registry()
@@ -131,6 +131,7 @@ export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, l
       checkJob: check === undefined ? undefined : async (job, from, signal) => await check.checkJob(job, { from, signal }),
       checkGateway: gateways === undefined ? undefined : async (gateway) => await gateways.refusal(gateway),
       checkEpoch: clock === undefined ? undefined : ticketEpochCheck(clock),
+      sessionEpochs: clock === undefined ? undefined : sessionEpochs(clock),
       async fetchBundle (cid, from, signal) {
         try {
           return await storage.fetch(cid, { from, signal })

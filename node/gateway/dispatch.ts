@@ -557,7 +557,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
           view.sessionDelta(worker.peerId, 1)
           let released = false
           const release = (): void => { if (!released) { released = true; view.sessionDelta(worker.peerId, -1) } }
-          const billing = sessionBilling({ domain: init.domain, signer, spend: components.spend, tickets: components.tickets, maxFee: job.entry.maxFee, project: job.entry.ref.project, projectId: pid }, request, hash, worker.advert)
+          const billing = sessionBilling({ domain: init.domain, signer, spend: components.spend, tickets: components.tickets, maxFee: job.entry.maxFee, project: job.entry.ref.project, projectId: pid, epochOf }, request, hash, worker.advert)
           return { jobId, attempts, request, worker, open: { headers: answer.headers, stream: js.stream, f: js.f, release, billing } }
         }
         if (answer.type === 'error') throw new AttemptFailed(answer.error.code, `worker refused: ${answer.error.message}`, false, answer.error.details)

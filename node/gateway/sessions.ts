@@ -8,10 +8,11 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { bytesToHex } from 'viem'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import {
-  atFee, decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
-  type JobRequest, type Message, type PeerHostDomain, type SessionLimits, type TranscriptSummary, type WireErrorCode
+  decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
+  type JobRequest, type Message, type PeerHostDomain, type SegmentEnd, type SessionLimits, type TranscriptSummary, type WireErrorCode
 } from '#protocol'
 import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
 import type { FrameStream } from '../frames.ts'
@@ -34,6 +35,23 @@ export interface SessionLimitsInit {
   highWaterBytes?: number
 }
 
+/** One segment's receipt of a session that outlived its Settlement epoch. */
+export interface SegmentReceipt {
+  /** 0 = the opening segment */
+  segment: number
+  /** the segment's own job id (segmentJobId(jobId, segment)), its leaf in a batch */
+  jobId: string
+  epoch: string
+  /** the ticket fee the receipt signs, wei */
+  fee: string
+  /** the transcript up to the segment's end (a prefix of the session's; the hashes run on) */
+  transcript: TranscriptSummary
+  /** whether the worker signed this segment's ticket at a fee this gateway signed, over a prefix of what it relayed */
+  verified: boolean
+  problem?: string
+  receipt?: Record<string, unknown>
+}
+
 /** What /_peerhost/receipts/<jobId> answers for a session. */
 export interface SessionReceipt {
   jobId: string
@@ -46,6 +64,11 @@ export interface SessionReceipt {
   problem?: string
   /** EIP-712 receipt fields, the domain and the worker's signature (as x-peerhost-receipt) */
   receipt?: Record<string, unknown>
+  /**
+   * A session that outlived its Settlement epoch: every segment's receipt in order, the last one
+   * the session's own receipt (`receipt`) when it ended signed
+   */
+  segments?: SegmentReceipt[]
   closeCode?: number
   endedAt: string
 }
@@ -186,6 +209,78 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     }
     const billTimer = priced ? setInterval(() => { pay(false) }, NODE_DEFAULTS.sessionTicketEveryMs) : undefined
     billTimer?.unref()
+    // Segments (docs/chain.md): once Settlement's epoch moves past the current segment's, the
+    // gateway closes it and opens the next (`segment`, in order with the frames to the worker); the
+    // worker answers with the closed segment's receipt (`segment-end`), checked here against a
+    // prefix of the relayed transcript: the client → function states since the session opened are
+    // remembered (bounded), the function → client direction is exact (its frames come in order)
+    const segmented = billing?.paid === true
+    const inStates = new Map<number, { hash: Uint8Array, bytes: number }>()
+    const remember = (): void => {
+      const t = tr.inState()
+      inStates.set(t.messages, { hash: t.hash, bytes: t.bytes })
+      if (inStates.size > NODE_DEFAULTS.sessionSegmentHistory) inStates.delete(inStates.keys().next().value as number)
+    }
+    const segmentReceipts: SegmentReceipt[] = []
+    let segmenting = false
+    const segmentTimer = segmented
+      ? setInterval(() => {
+        if (segmenting || billingStopped || clientClosed || workerClosed || billing === undefined) return
+        segmenting = true
+        const n = messages
+        const ms = Date.now() - billing.openedAt
+        chain = chain.then(async () => {
+          if (billingStopped) return
+          const fr = await billing.segment(n, ms)
+          if (fr === undefined) return
+          if ('refused' in fr) {
+            log.info({ jobId, worker: worker.peerId, reason: fr.refused }, 'session ended: its next segment cannot be paid')
+            billingStopped = true
+            end(WS_CLOSE.paymentRequired, 'payment required: the project cannot pay this session further')
+            return
+          }
+          log.debug({ jobId, worker: worker.peerId, segment: fr.segment, epoch: fr.epoch }, 'session segment opened')
+          await f.write(fr)
+        }).catch(() => {}).finally(() => { segmenting = false })
+      }, NODE_DEFAULTS.sessionSegmentCheckMs)
+      : undefined
+    segmentTimer?.unref()
+    /** the worker's receipt of a closed segment: kept, verified or with the reason it is not */
+    const segmentEnded = (msg: SegmentEnd): void => {
+      if (billing === undefined) return
+      const seg = billing.segmentOf(msg.segment)
+      const record: SegmentReceipt = { segment: msg.segment, jobId: seg?.jobId ?? '', epoch: seg?.epoch.toString() ?? '', fee: msg.fee, transcript: msg.transcript, verified: false }
+      const own = tr.summary()
+      const remembered = inStates.get(msg.transcript.messagesIn)
+      const inState = msg.transcript.messagesIn === 0 ? { inHash: `0x${'00'.repeat(32)}`, bytesIn: 0 } : remembered === undefined ? undefined : { inHash: bytesToHex(remembered.hash), bytesIn: remembered.bytes }
+      let problem: string | undefined
+      if (msg.jobId !== jobId || msg.attempt !== request.attempt) problem = 'segment-end for another job or attempt'
+      // (the current one too: a worker closes it itself when no `segment` came in time)
+      else if (seg === undefined) problem = `segment ${msg.segment} is not a segment of this session`
+      else if (segmentReceipts.some(r => r.segment === msg.segment && r.verified)) problem = `segment ${msg.segment} was ended twice`
+      else if (!billing.signed(msg.fee, msg.segment)) problem = `the worker's segment receipt claims a fee of ${msg.fee} wei, which this gateway never signed for segment ${msg.segment}`
+      else if (msg.transcript.messagesOut !== own.messagesOut || msg.transcript.outHash !== own.outHash || msg.transcript.bytesOut !== own.bytesOut) problem = 'the segment\'s function → client transcript differs from what the gateway relayed'
+      else if (inState === undefined || inState.inHash !== msg.transcript.inHash || inState.bytesIn !== msg.transcript.bytesIn || msg.transcript.messagesIn > own.messagesIn) problem = 'the segment\'s client → function transcript is not a prefix of what the gateway relayed'
+      else if (transcriptOutputHash(msg.transcript) !== msg.outputHash) problem = 'the segment receipt\'s outputHash is not its transcript\'s'
+      else {
+        const charged = billing.requestOf(msg.segment, msg.fee)
+        const by = recoverDigestSigner(receiptDigest(init.domain, receiptOf(charged, msg.outputHash)), msg.receiptSig)
+        if (by === undefined || !sameAddress(by, worker.advert.address)) problem = 'the segment receipt is not signed by the worker'
+        else record.receipt = receiptRecord(init.domain, charged, msg.outputHash, msg.receiptSig)
+      }
+      if (problem !== undefined) {
+        record.problem = problem
+        log.warn({ jobId, worker: worker.peerId, segment: msg.segment, problem }, 'segment receipt refused')
+      } else {
+        record.verified = true
+      }
+      // one record per segment opened (memory bounded by the segments): a verified one is final,
+      // an unverified one gives way to the next
+      if (seg === undefined || segmentReceipts.some(r => r.segment === msg.segment && r.verified)) return
+      const at = segmentReceipts.findIndex(r => r.segment === msg.segment)
+      if (at >= 0) segmentReceipts[at] = record
+      else segmentReceipts.push(record)
+    }
     const closeClient = (code: number, reason: string): void => {
       closeCode ??= code
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason)
@@ -218,6 +313,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       // the gateway's own maxPayload is enforced by ws while reading; a function's lower one here
       if (payload.byteLength > maxMessageBytes) { end(WS_CLOSE.tooBig, `message over ${maxMessageBytes} bytes`); return }
       tr.add('in', isBinary, payload)
+      if (segmented) remember()
       toWorker({ v: PROTOCOL_VERSION, type: 'ws', binary: isBinary, data: payload }, payload.byteLength)
       counted()
     })
@@ -235,6 +331,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     ws.on('error', (err: Error & { code?: string }) => { log.debug({ jobId, code: err.code, err: err.message }, 'client WebSocket error') })
 
     let finished = false
+    /** the segment the worker's session-end signs */
+    let endSegment: number | undefined
     function finish (problem?: string, receipt?: Record<string, unknown>): void {
       if (finished) return
       finished = true
@@ -242,11 +340,20 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
       clearTimeout(idle)
       clearTimeout(lifetime)
       clearInterval(billTimer)
+      clearInterval(segmentTimer)
       live.delete(entry)
       release()
       if (problem !== undefined) stream.abort(new Error(problem))
       else void stream.close().catch(() => stream.abort(new Error('close failed')))
-      keep({ jobId, worker: worker.peerId, transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}), ...(closeCode !== undefined ? { closeCode } : {}), endedAt: new Date().toISOString() })
+      // a segmented session lists every segment's receipt in order, its own (the last) included
+      const segments: SegmentReceipt[] = [...segmentReceipts].sort((a, b) => a.segment - b.segment)
+      const last = billing?.segmentOf(endSegment ?? billing.current.index)
+      if (last !== undefined && (last.index > 0 || segments.length > 0) && !segments.some(x => x.segment === last.index && x.verified)) {
+        const at = segments.findIndex(x => x.segment === last.index)
+        if (at >= 0) segments.splice(at, 1)
+        segments.push({ segment: last.index, jobId: last.jobId, epoch: last.epoch.toString(), fee: typeof receipt?.fee === 'string' ? receipt.fee : last.fee.toString(), transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}) })
+      }
+      keep({ jobId, worker: worker.peerId, transcript: tr.summary(), verified: receipt !== undefined, ...(problem !== undefined ? { problem } : {}), ...(receipt !== undefined ? { receipt } : {}), ...(segments.length > 0 ? { segments } : {}), ...(closeCode !== undefined ? { closeCode } : {}), endedAt: new Date().toISOString() })
     }
 
     // frames from the worker: messages for the client (waiting while the client is slow), its
@@ -275,19 +382,36 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             if (!workerClosed && !clientClosed) pay(true)
             workerClosed = true
             closeClient(msg.code, msg.reason)
+          } else if (msg.type === 'segment-end') {
+            segmentEnded(msg)
           } else if (msg.type === 'session-end') {
             const own = tr.summary()
             const same = JSON.stringify(own) === JSON.stringify(msg.transcript)
             const hash = transcriptOutputHash(own)
             // a metered session's receipt signs a cumulative fee this gateway signed (the latest, or
-            // an earlier one when the final ticket came too late); never one it did not
-            const charged = msg.fee === undefined ? request : atFee(request, msg.fee)
-            if (msg.fee !== undefined && billing?.signed(msg.fee) !== true) { finish(`the worker's receipt claims a fee of ${msg.fee} wei, which this gateway never signed for the session`); break }
+            // an earlier one when the final ticket came too late); never one it did not. A segmented
+            // session's receipt signs its current segment's ticket (the hash runs on: the whole session)
+            const segment = msg.segment ?? 0
+            // (an earlier one than the gateway's current when the session ended before the worker read the last `segment`)
+            if (segment > (billing?.current.index ?? 0) || segmentReceipts.some(r => r.segment === segment && r.verified)) { finish(`the worker's receipt signs segment ${segment}, which is not the session's open segment`); break }
+            endSegment = segment
+            const fee = msg.fee ?? (segment === 0 ? request.ticket.fee : undefined)
+            if (fee === undefined) { finish('the worker\'s receipt of a later segment names no fee'); break }
+            if ((msg.fee !== undefined || segment > 0) && billing?.signed(fee, segment) !== true) { finish(`the worker's receipt claims a fee of ${fee} wei, which this gateway never signed for the session`); break }
+            const charged = billing === undefined ? request : billing.requestOf(segment, fee)
             const signerOf = same && msg.outputHash === hash ? recoverDigestSigner(receiptDigest(init.domain, receiptOf(charged, hash)), msg.receiptSig) : undefined
             if (!same) { finish('the worker signed a transcript that differs from what the gateway relayed'); break }
             if (signerOf === undefined || !sameAddress(signerOf, worker.advert.address)) { finish('the session receipt is not signed by the worker'); break }
             if (!workerClosed) closeClient(msg.error !== undefined ? WS_CLOSE.internalError : 1000, msg.error?.code ?? '')
             finish(undefined, receiptRecord(init.domain, charged, hash, msg.receiptSig))
+            break
+          } else if (msg.type === 'error') {
+            // the worker ended the session without a receipt (it could not record one, or its last
+            // segment never got a ticket: docs/chain.md); the segments it closed keep theirs
+            log.info({ jobId, worker: worker.peerId, code: msg.error.code }, 'session ended without a receipt')
+            clientClosed = true
+            closeClient(WS_CLOSE.serviceRestart, 'the worker ended the session')
+            finish(`the worker ended the session without a receipt: ${msg.error.code} ${msg.error.message}`)
             break
           } else {
             throw new Error(`unexpected "${msg.type}" frame in a session`)

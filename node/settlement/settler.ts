@@ -230,6 +230,20 @@ export function ticketEpochCheck (c: SettlementClock, graceSeconds: bigint = set
   }
 }
 
+/**
+ * A worker's view of Settlement's epochs for sessions that outlive them (docs/chain.md): the
+ * current epoch (a gateway's `segment` must open that one), and whether a segment of epoch `e`
+ * is due to be closed by the worker itself: its epoch ended half the settler's grace ago and no
+ * `segment` came, so the segment's receipt must be signed now to be in the epoch's batch.
+ */
+export function sessionEpochs (c: SettlementClock, graceSeconds: bigint = settlementGrace(c), now: () => number = Date.now): { current: () => bigint, segmentDue: (epoch: bigint) => boolean } {
+  const seconds = (): bigint => BigInt(Math.floor(now() / 1000))
+  return {
+    current: () => c.epochAt(seconds()),
+    segmentDue: (epoch) => seconds() >= c.epochEnd(epoch) + graceSeconds / 2n
+  }
+}
+
 export function settler (init: SettlerInit): (components: SettlerComponents) => Settler {
   return (components) => {
     const { client, receipts, publish } = components

@@ -17,7 +17,7 @@ import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
   advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic, decodeMessage, transcript, transcriptOutputHash, bodyHasher, streamOutputHash,
-  atFee, sessionOwed, type SessionPrice, type SessionTicket,
+  atFee, atSegment, segmentJobId, sessionOwed, type SegmentFrame, type SessionPrice, type SessionTicket,
   type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WireResponse, type WorkerAdvert
 } from '#protocol'
 import type { ExecuteOptions, ExecutionResult, Executor, SessionControl, StreamHooks } from '#sandbox'
@@ -128,6 +128,14 @@ export interface WorkerComponents {
    * or too old for its batch to be committed), else undefined. @default none: any epoch (no chain)
    */
   checkEpoch?: (epoch: bigint) => string | undefined
+  /**
+   * Settlement's epochs as the worker sees them, for sessions that outlive their epoch (node/settlement
+   * `sessionEpochs`): `current()` is the epoch a gateway's `segment` frame must open, and
+   * `segmentDue(e)` tells when a segment of epoch `e` must be closed by the worker itself (no
+   * `segment` came by the epoch's end plus half the settler's grace). @default none: a `segment`
+   * frame's epoch must only be later than the closing segment's, and the worker never closes one itself
+   */
+  sessionEpochs?: { current: () => bigint, segmentDue: (epoch: bigint) => boolean }
   /** the durable receipt log; @default receiptLog({ dataDir, ...init.receipts }) */
   receipts?: ReceiptLog
   /** a mesh node made by the caller (e.g. to share it with block storage); @default a new one */
@@ -217,6 +225,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   const rejected = new Counter({ name: 'peerhost_worker_rejected_frames_total', help: 'job frames rejected before execution, by code', labelNames: ['code'], registers: [registry] })
   const execSeconds = new Histogram({ name: 'peerhost_worker_execution_seconds', help: 'time inside the executor', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] })
   const sessionTickets = new Counter({ name: 'peerhost_worker_session_tickets_total', help: 'cumulative session tickets received, by outcome (accepted, not-higher, bad-signature, other-job, not-recorded)', labelNames: ['outcome'], registers: [registry] })
+  const sessionSegments = new Counter({ name: 'peerhost_worker_session_segments_total', help: 'session segment events: closed on the gateway\'s segment frame (segment) or by the worker (epoch-ended), opened, or an ignored segment frame by reason', labelNames: ['outcome'], registers: [registry] })
   const sessionLimitCloses = new Counter({ name: 'peerhost_worker_session_limit_closes_total', help: 'sessions the worker itself closed at a limit (its gateway did not), by close code', labelNames: ['code'], registers: [registry] })
   const runningGauge = new Gauge({ name: 'peerhost_worker_running_jobs', help: 'jobs running now', registers: [registry] })
   if (executor.stats !== undefined) {
@@ -683,17 +692,28 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     // and per minute since it opened) against the highest cumulative ticket the gateway signed,
     // which is durable in the receipt log before it counts; past the credit the session is closed
     const opening = BigInt(job.ticket.fee)
-    let paid = opening
+    // Segments (docs/chain.md "Sessions that outlive their epoch"): the segment being paid now. Its
+    // `key` is undefined while it has no ticket of its own (the worker closed the previous one
+    // itself, or is closing it): then no ticket is counted and the session runs on its credit.
+    interface Segment { index: number, jobId: `0x${string}`, epoch: bigint, key: ReceiptKey | undefined, base: bigint, paid: bigint, ticketSig: `0x${string}` }
+    let seg: Segment = { index: 0, jobId: job.jobId, epoch: BigInt(job.ticket.epoch), key: a.key, base: 0n, paid: opening, ticketSig: job.ticketSig }
+    /** segments closed (their receipts in the log): index → what they were paid, for a late `segment`'s closing ticket */
+    const closedSegments = new Map<number, Segment>()
+    const segmentRequest = (s: Pick<Segment, 'index' | 'jobId' | 'epoch'>, fee: string): JobRequest => s.index === 0 ? atFee(job, fee) : atSegment(job, s.jobId, s.epoch.toString(), fee)
+    /** segment closes and openings run one after another */
+    let segChain: Promise<void> = Promise.resolve()
     let messages = 0
     let openedAt = 0
     let ticketFrames = 0
     let gatewayClosed = false
     let creditTimer: NodeJS.Timeout | undefined
+    let segmentTimer: NodeJS.Timeout | undefined
     /** resolved by the next valid ticket frame (the gateway's final one, after the worker's close) */
     let ticketArrived: (() => void) | undefined
     const checkCredit = (): void => {
       if (!sessionPriced || closed || openedAt === 0) return
       const owed = sessionOwed(opening, sessionPrice, messages, Date.now() - openedAt)
+      const paid = seg.base + seg.paid
       if (owed - paid > sessionCredit) {
         log.info({ jobId: job.jobId, gateway: job.ticket.gateway, owed: owed.toString(), paid: paid.toString(), credit: sessionCredit.toString() }, 'session gateway fell behind its payments')
         endAtLimit(WS_CLOSE.paymentRequired, 'payment required: the gateway fell behind its cumulative tickets by more than the worker\'s credit')
@@ -707,23 +727,121 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         endAtLimit(WS_CLOSE.rateLimited, 'too many ticket frames')
         return
       }
-      if (t.jobId !== job.jobId || t.attempt !== job.attempt) { sessionTickets.inc({ outcome: 'other-job' }); return }
-      const by = recoverDigestSigner(ticketDigest(domain, ticketOf(atFee(job, t.fee), a.jobHash)), t.ticketSig)
+      // a cumulative ticket pays the current segment (its own job id), never a closed one
+      const current = seg
+      if (t.jobId !== current.jobId || t.attempt !== job.attempt || current.key === undefined) { sessionTickets.inc({ outcome: 'other-job' }); return }
+      const by = recoverDigestSigner(ticketDigest(domain, ticketOf(segmentRequest(current, t.fee), a.jobHash)), t.ticketSig)
       if (by === undefined || !sameAddress(by, job.ticket.gateway)) { sessionTickets.inc({ outcome: 'bad-signature' }); return }
       const arrived = ticketArrived
       ticketArrived = undefined
-      if (BigInt(t.fee) <= paid) { sessionTickets.inc({ outcome: 'not-higher' }); arrived?.(); return }
+      if (BigInt(t.fee) <= current.paid) { sessionTickets.inc({ outcome: 'not-higher' }); arrived?.(); return }
       let recorded = false
       try {
-        recorded = receipts.raiseFee(a.key, t.fee, t.ticketSig)
+        recorded = receipts.raiseFee(current.key, t.fee, t.ticketSig)
       } catch (err) {
         log.error({ err, jobId: job.jobId }, 'cumulative ticket not recorded; not counted as paid')
       }
       if (!recorded) { sessionTickets.inc({ outcome: 'not-recorded' }); arrived?.(); return }
-      // durable: from now on the receipt signs, and settlement pays, this fee
-      paid = BigInt(t.fee)
+      // durable: from now on the segment's receipt signs, and settlement pays, this fee
+      current.paid = BigInt(t.fee)
+      current.ticketSig = t.ticketSig
       sessionTickets.inc({ outcome: 'accepted' })
       arrived?.()
+    }
+    /**
+     * Closes the current segment at the highest ticket it holds: its receipt (the transcript so far,
+     * whose hashes run on) is durable in the receipt log, then `segment-end` tells the gateway. From
+     * the moment it starts the segment counts no more tickets (`seg` is the next one, unticketed).
+     */
+    const closeSegment = async (why: 'segment' | 'epoch-ended'): Promise<boolean> => {
+      const closing = seg
+      if (closing.key === undefined) return false
+      seg = { index: closing.index + 1, jobId: segmentJobId(job.jobId, closing.index + 1), epoch: closing.epoch, key: undefined, base: closing.base + closing.paid, paid: 0n, ticketSig: closing.ticketSig }
+      const summary = tr.summary()
+      const out = transcriptOutputHash(summary)
+      const fee = closing.paid.toString()
+      const receiptSig = signer.signDigest(receiptDigest(domain, receiptOf(segmentRequest(closing, fee), out, a.jobHash)))
+      try {
+        await receipts.commit(closing.key, out, receiptSig)
+      } catch (err) {
+        // not durable: no receipt leaves, and the segment is not paid (the key stays reserved)
+        log.error({ err, jobId: job.jobId, segment: closing.index }, 'segment receipt not recorded; withheld')
+        return false
+      }
+      closedSegments.set(closing.index, closing)
+      sessionSegments.inc({ outcome: why })
+      log.info({ jobId: job.jobId, gateway: job.ticket.gateway, segment: closing.index, epoch: closing.epoch.toString(), fee, why }, 'session segment closed')
+      send({ v: PROTOCOL_VERSION, type: 'segment-end', jobId: job.jobId, attempt: job.attempt, segment: closing.index, fee, transcript: summary, outputHash: out, receiptSig }, 512)
+      return true
+    }
+    /** Why a `segment` frame is ignored, else undefined. */
+    const segmentProblem = (m: SegmentFrame): string | undefined => {
+      if (m.jobId !== job.jobId || m.attempt !== job.attempt) return 'other-job'
+      // the next segment after the one open, or the one the worker opened unticketed itself
+      const expected = seg.key !== undefined ? seg.index + 1 : seg.index
+      if (m.segment !== expected) return 'wrong-segment'
+      if (m.segmentJobId !== segmentJobId(job.jobId, m.segment)) return 'wrong-job-id'
+      const closing = seg.key !== undefined ? seg : closedSegments.get(m.segment - 1)
+      if (closing === undefined) return 'wrong-segment'
+      const epoch = BigInt(m.epoch)
+      if (epoch <= closing.epoch) return 'wrong-epoch'
+      if (components.sessionEpochs !== undefined && epoch !== components.sessionEpochs.current()) return 'wrong-epoch'
+      if (components.checkEpoch?.(epoch) !== undefined) return 'wrong-epoch'
+      // the closing ticket: the closing segment's, at no less than the worker holds
+      if (BigInt(m.closeFee) < closing.paid) return 'lower-fee'
+      const closer = recoverDigestSigner(ticketDigest(domain, ticketOf(segmentRequest(closing, m.closeFee), a.jobHash)), m.closeSig)
+      if (closer === undefined || !sameAddress(closer, job.ticket.gateway)) return 'bad-signature'
+      const opener = recoverDigestSigner(ticketDigest(domain, ticketOf(atSegment(job, m.segmentJobId, m.epoch, m.fee), a.jobHash)), m.ticketSig)
+      if (opener === undefined || !sameAddress(opener, job.ticket.gateway)) return 'bad-signature'
+      return undefined
+    }
+    /**
+     * A valid `segment`: the closing segment's final ticket is made durable (`raiseFee`), its receipt
+     * committed, and only then the new segment's key reserved as a session's opening and counted.
+     */
+    const onSegment = async (m: SegmentFrame): Promise<void> => {
+      const problem = segmentProblem(m)
+      if (problem !== undefined) {
+        sessionSegments.inc({ outcome: problem })
+        log.info({ jobId: job.jobId, gateway: job.ticket.gateway, segment: m.segment, problem }, 'segment frame ignored')
+        return
+      }
+      if (seg.key !== undefined) {
+        if (BigInt(m.closeFee) > seg.paid) {
+          let recorded = false
+          try {
+            recorded = receipts.raiseFee(seg.key, m.closeFee, m.closeSig)
+          } catch (err) {
+            log.error({ err, jobId: job.jobId }, 'closing ticket not recorded')
+          }
+          if (!recorded) { sessionSegments.inc({ outcome: 'not-recorded' }); return }
+          seg.paid = BigInt(m.closeFee)
+          seg.ticketSig = m.closeSig
+        }
+        if (!await closeSegment('segment')) return
+      }
+      const key: ReceiptKey = { gateway: job.ticket.gateway, jobId: m.segmentJobId, attempt: job.attempt }
+      let reserved = false
+      try {
+        reserved = receipts.reserve({
+          ...key,
+          projectId: projectId(job.fn.wallet, job.fn.project),
+          functionId: job.fn.id,
+          jobHash: a.jobHash,
+          inputHash: job.inputHash,
+          worker: job.ticket.worker,
+          fee: m.fee,
+          epoch: m.epoch,
+          deadline: job.ticket.deadline,
+          ticketSig: m.ticketSig
+        }).ok
+      } catch (err) {
+        log.error({ err, jobId: job.jobId }, 'segment ticket not recorded')
+      }
+      if (!reserved) { sessionSegments.inc({ outcome: 'not-recorded' }); return }
+      // the base is what the closed segments were paid as the worker holds them
+      seg = { index: m.segment, jobId: m.segmentJobId, epoch: BigInt(m.epoch), key, base: seg.base, paid: BigInt(m.fee), ticketSig: m.ticketSig }
+      sessionSegments.inc({ outcome: 'opened' })
     }
     const readFromGateway = async (): Promise<void> => {
       try {
@@ -732,6 +850,16 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
           const msg = decodeMessage(list.subarray())
           if (msg.type === 'ticket') {
             onTicket(msg)
+          } else if (msg.type === 'segment') {
+            // a flood of segment frames costs signature recoveries: they count as ticket frames
+            if (++ticketFrames > 16 + messages + (Date.now() - (openedAt || Date.now())) / 1000) {
+              sessionTickets.inc({ outcome: 'flood' })
+              endAtLimit(WS_CLOSE.rateLimited, 'too many ticket frames')
+              continue
+            }
+            const p = segChain.then(async () => { await onSegment(msg) })
+            segChain = p.catch(() => {})
+            await p
           } else if (msg.type === 'ws') {
             // the transcript holds what crossed the stream, as the gateway's does (it relays until
             // its client's close completes); only what passes the limits reaches the function
@@ -749,7 +877,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
             ticketArrived?.()
             return
           } else {
-            throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws, ticket or ws-close`)
+            throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws, ticket, segment or ws-close`)
           }
         }
       } catch (err) {
@@ -772,6 +900,19 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         if (sessionPriced && sessionPrice.perMinute !== '0') {
           creditTimer = setInterval(checkCredit, NODE_DEFAULTS.sessionCreditCheckMs)
           creditTimer.unref()
+        }
+        const epochs = components.sessionEpochs
+        if (epochs !== undefined && (sessionPriced || opening > 0n)) {
+          // no `segment` by the epoch's end plus half the grace: the worker closes the segment
+          // itself at the last ticket it holds, so it is in the epoch's batch; the session goes on
+          // under its credit (past it, 4402 as ever)
+          segmentTimer = setInterval(() => {
+            if (closed || seg.key === undefined || !epochs.segmentDue(seg.epoch)) return
+            segChain = segChain.then(async () => {
+              if (seg.key !== undefined && epochs.segmentDue(seg.epoch)) await closeSegment('epoch-ended')
+            }).catch(() => {})
+          }, NODE_DEFAULTS.sessionSegmentCheckMs)
+          segmentTimer.unref()
         }
         send({ v: PROTOCOL_VERSION, type: 'session-open', jobId: job.jobId, attempt: job.attempt, headers: headers.map(([k, v]) => [k.toLowerCase(), v] as [string, string]).slice(0, LIMITS.maxHeaders) }, 256)
         void readFromGateway()
@@ -796,7 +937,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         closed = true
         send({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
       }
-    }).finally(() => { finished = true; clearInterval(creditTimer) })
+    }).finally(() => { finished = true; clearInterval(creditTimer); clearInterval(segmentTimer) })
     guard?.stop()
     await chain
     if (!opened) {
@@ -822,11 +963,23 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
         streamSignal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
       })
     }
+    // a segment closing or opening now finishes first
+    await segChain
+    const last = seg
     const summary = tr.summary()
     const out = transcriptOutputHash(summary)
-    // the highest cumulative ticket on record, when one raised the opening fee
-    const paidFee = paid > opening ? paid.toString() : undefined
-    const receiptSig = await a.sign(out, paidFee)
+    // the last segment has no ticket of its own (the worker closed the one before and no `segment`
+    // came): there is nothing to sign; every closed segment's receipt is in the log already
+    if (last.key === undefined) return fail(job, 'PAYMENT_REQUIRED', `the session's segment ${last.index} has no ticket from the gateway: no receipt for it`, { segment: last.index })
+    // the highest cumulative ticket on record, when one raised the opening fee (a later segment's always)
+    const paidFee = last.index > 0 || last.paid > opening ? last.paid.toString() : undefined
+    let receiptSig: `0x${string}` | undefined
+    if (last.index === 0) {
+      receiptSig = await a.sign(out, paidFee)
+    } else {
+      const sig = signer.signDigest(receiptDigest(domain, receiptOf(segmentRequest(last, last.paid.toString()), out, a.jobHash)))
+      receiptSig = await receipts.commit(last.key, out, sig).then(() => sig, (err) => { log.error({ err, jobId: job.jobId }, 'receipt not recorded; the receipt is withheld'); return undefined })
+    }
     if (receiptSig === undefined) return fail(job, 'INTERNAL', 'the worker could not record the session receipt')
     const end: SessionEnd = {
       v: PROTOCOL_VERSION,
@@ -837,6 +990,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       outputHash: out,
       receiptSig,
       ...(paidFee !== undefined ? { fee: paidFee } : {}),
+      ...(last.index > 0 ? { segment: last.index } : {}),
       logs: result.logs,
       logsTruncated: result.logsTruncated
     }

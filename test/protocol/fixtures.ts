@@ -163,6 +163,9 @@ export function fixtures (): Array<{ name: string, message: Message }> {
     { name: 'ticket', message: { v: PROTOCOL_VERSION, type: 'ticket', jobId: result().jobId, attempt: 1, fee: '25000000100000', ticketSig: result().receiptSig } },
     { name: 'session-end', message: sessionEnd() },
     { name: 'session-end-metered', message: { ...sessionEnd(), fee: '25000000100000' } },
+    { name: 'segment', message: { v: PROTOCOL_VERSION, type: 'segment', jobId: result().jobId, attempt: 1, segment: 1, closeFee: '25000000100000', closeSig: result().receiptSig, segmentJobId: OUTPUT_HASH, epoch: '8', fee: '0', ticketSig: result().receiptSig } },
+    { name: 'segment-end', message: { v: PROTOCOL_VERSION, type: 'segment-end', jobId: result().jobId, attempt: 1, segment: 0, fee: '25000000100000', transcript: sessionEnd().transcript, outputHash: sessionEnd().outputHash, receiptSig: sessionEnd().receiptSig } },
+    { name: 'session-end-segmented', message: { ...sessionEnd(), fee: '3000', segment: 2 } },
     { name: 'stream-head', message: { v: PROTOCOL_VERSION, type: 'stream-head', jobId: result().jobId, attempt: 1, status: 200, headers: [['content-type', 'text/event-stream']] } },
     { name: 'stream-chunk', message: { v: PROTOCOL_VERSION, type: 'stream-chunk', data: new TextEncoder().encode('data: 0\n\n') } },
     {

@@ -1,9 +1,10 @@
 /**
- * WebSocket session frames (session-open, ws, ws-close, session-end) and the transcript hash.
+ * WebSocket session frames (session-open, ws, ws-close, ticket, segment, segment-end, session-end) and the transcript hash.
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { atFee, bodyHasher, decodeMessage, encodeMessage, LIMITS, PROTOCOL_VERSION, ProtocolError, sessionFeeCap, sessionOwed, sessionPriceFits, streamOutputHash, ticketOf, transcript, transcriptOutputHash, validateMessage } from '#protocol'
+import { encodeAbiParameters } from 'viem'
+import { atFee, atSegment, bodyHasher, decodeMessage, encodeMessage, keccak256, LIMITS, PROTOCOL_VERSION, ProtocolError, segmentJobId, sessionFeeCap, sessionOwed, sessionPriceFits, streamOutputHash, ticketOf, transcript, transcriptOutputHash, validateMessage } from '#protocol'
 import { job } from './fixtures.ts'
 
 const rejects = (x: unknown, field: RegExp): void => {
@@ -170,5 +171,49 @@ describe('protocol: streamed body frames and the stream receipt hash', () => {
     assert.notEqual(h, transcriptOutputHash({ inHash: s.bodyHash, outHash: s.bodyHash, messagesIn: 200, messagesOut: 9, bytesIn: 0, bytesOut: 0 }))
     // golden value: a change to the encoding changes every stream receipt
     assert.equal(h, '0x5c09186db572b62b5b0adfa4203cdd17f4af9c5e66bc5bf6fc2832906713c674')
+  })
+})
+
+describe('protocol: session segments (sessions that outlive their epoch)', () => {
+  const jobId = `0x${'ab'.repeat(32)}` as const
+  const sig = job().ticketSig
+  const segment = { v: PROTOCOL_VERSION, type: 'segment', jobId, attempt: 1, segment: 1, closeFee: '1040', closeSig: sig, segmentJobId: segmentJobId(jobId, 1), epoch: '11', fee: '0', ticketSig: sig }
+  const summary = { inHash: `0x${'11'.repeat(32)}`, outHash: `0x${'22'.repeat(32)}`, messagesIn: 2, messagesOut: 2, bytesIn: 2, bytesOut: 10 }
+  const end = { v: PROTOCOL_VERSION, type: 'segment-end', jobId, attempt: 1, segment: 0, fee: '1040', transcript: summary, outputHash: `0x${'33'.repeat(32)}`, receiptSig: sig }
+
+  it('derives a segment\'s job id as keccak256(abi.encode(jobId, k)), segment 0 being the session\'s own', () => {
+    assert.equal(segmentJobId(jobId, 0), jobId)
+    assert.equal(segmentJobId(jobId, 1), keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'uint256' }], [jobId, 1n])))
+    assert.notEqual(segmentJobId(jobId, 1), segmentJobId(jobId, 2))
+    const j = job()
+    const t = ticketOf(atSegment(j, segmentJobId(j.jobId, 2), '9', '7'))
+    assert.deepEqual([t.jobId, t.epoch, t.fee, t.deadline, t.jobHash], [segmentJobId(j.jobId, 2), 9n, 7n, ticketOf(j).deadline, ticketOf(j).jobHash])
+  })
+
+  it('bounds and validates a gateway\'s segment frame: every field, no extra one', () => {
+    assert.deepEqual(decodeMessage(encodeMessage(segment as any)), segment)
+    rejects({ ...segment, segment: 0 }, /segment\.segment/)
+    rejects({ ...segment, segment: LIMITS.maxSessionSegments + 1 }, /segment\.segment/)
+    rejects({ ...segment, segment: 1.5 }, /segment\.segment/)
+    rejects({ ...segment, epoch: (1n << 63n).toString() }, /segment\.epoch/)
+    rejects({ ...segment, closeFee: '-1' }, /segment\.closeFee/)
+    rejects({ ...segment, fee: (1n << 256n).toString() }, /segment\.fee/)
+    rejects({ ...segment, segmentJobId: '0x12' }, /segment\.segmentJobId/)
+    rejects({ ...segment, closeSig: '0x12' }, /segment\.closeSig/)
+    rejects({ ...segment, ticketSig: 7 }, /segment\.ticketSig/)
+    rejects({ ...segment, attempt: 0 }, /segment\.attempt/)
+    rejects({ ...segment, extra: 1 }, /segment\."extra": unexpected field/)
+    const { closeFee: _c, ...noClose } = segment
+    rejects(noClose, /segment\.closeFee/)
+  })
+
+  it('validates a worker\'s segment-end and a session-end naming its segment', () => {
+    assert.deepEqual(decodeMessage(encodeMessage(end as any)), end)
+    rejects({ ...end, segment: -1 }, /segment-end\.segment/)
+    rejects({ ...end, fee: 'x' }, /segment-end\.fee/)
+    rejects({ ...end, transcript: { ...summary, messagesIn: -1 } }, /segment-end\.transcript\.messagesIn/)
+    const sessionEnd = { v: PROTOCOL_VERSION, type: 'session-end', jobId, attempt: 1, transcript: summary, outputHash: `0x${'33'.repeat(32)}`, receiptSig: sig, logs: '', logsTruncated: false }
+    assert.equal((validateMessage({ ...sessionEnd, fee: '5', segment: 3 }) as any).segment, 3)
+    rejects({ ...sessionEnd, segment: 'x' }, /session-end\.segment/)
   })
 })

@@ -9,11 +9,11 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { generatePrivateKey } from 'viem/accounts'
 import { WebSocket } from 'ws'
-import { fastSigner, silentLogger, type FrameStream } from '#node'
+import { createLogger, fastSigner, silentLogger, type FrameStream } from '#node'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { atFee, DEV_DOMAIN, encodeMessage, jobHashOf, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, recoverTicketSigner, ticketOf, transcript, transcriptOutputHash, type Message, type SessionTicket, type TranscriptSummary } from '#protocol'
+import { atFee, atSegment, DEV_DOMAIN, segmentJobId, encodeMessage, jobHashOf, projectId, PROTOCOL_VERSION, receiptDigest, receiptOf, recoverTicketSigner, ticketOf, transcript, transcriptOutputHash, type Message, type SessionTicket, type TranscriptSummary } from '#protocol'
 import { ticketLog } from '../../../node/index.ts'
 import { sessionBilling, type SessionBilling } from '../../../node/gateway/session-billing.ts'
 import { sessionRelay, type SessionReceipt, type SessionRelay } from '../../../node/gateway/sessions.ts'
@@ -152,10 +152,15 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
   const gatewaySigner = fastSigner(generatePrivateKey())
   let next: { w: ReturnType<typeof scriptedWorker>, request: ReturnType<typeof job>, billing: SessionBilling }
   const spent: bigint[] = []
+  /** the epoch each reservation was made against */
+  const spentIn: bigint[] = []
   let allowance = 10n ** 18n
 
+  /** the relay's warnings (a refused segment receipt is one, with its problem) */
+  const warnings: string[] = []
+
   before(async () => {
-    relay = sessionRelay({ domain: DEV_DOMAIN }, { logger: silentLogger() })
+    relay = sessionRelay({ domain: DEV_DOMAIN }, { logger: createLogger({ level: 'warn', destination: { write: (line: string) => { warnings.push(line) } } }) })
     server = createServer()
     server.on('upgrade', (req, socket, head) => {
       const { w, request, billing } = next
@@ -176,14 +181,14 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
     rmSync(dir, { recursive: true, force: true })
   })
 
-  function prepare (n: number, maxFee?: bigint): void {
+  function prepare (n: number, maxFee?: bigint, epochOf?: () => bigint): void {
     const base = job()
     const unsigned = { ...base, jobId: `0x${(1000 + n).toString(16).padStart(64, '0')}` as `0x${string}`, ticket: { ...base.ticket, worker: workerSigner.address, gateway: gatewaySigner.address, fee: '1000', epoch: '3' } }
     const hash = jobHashOf(unsigned)
     const request = { ...unsigned, ticketSig: gatewaySigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(unsigned, `0x${'00'.repeat(32)}`))) }
     const pid = projectId(request.fn.wallet, request.fn.project)
-    const spend = { async reserve (_p: unknown, _n: unknown, _e: unknown, fee: bigint) { if (fee > allowance) return { ok: false as const, reason: 'allowance', message: 'the project\'s allowance for this epoch is spent; run peerhost escrow allow', details: {} }; allowance -= fee; spent.push(fee); return { ok: true as const } } }
-    const billing = sessionBilling({ domain: DEV_DOMAIN, signer: gatewaySigner, spend: spend as any, tickets, maxFee, project: request.fn.project, projectId: pid }, request, hash, { address: workerSigner.address, sessionPrice: { perMessage: '10', perMinute: '0' } })
+    const spend = { async reserve (_p: unknown, _n: unknown, e: bigint, fee: bigint) { if (fee > allowance) return { ok: false as const, reason: 'allowance', message: 'the project\'s allowance for this epoch is spent; run peerhost escrow allow', details: {} }; allowance -= fee; spent.push(fee); spentIn.push(e); return { ok: true as const } } }
+    const billing = sessionBilling({ domain: DEV_DOMAIN, signer: gatewaySigner, spend: spend as any, tickets, maxFee, project: request.fn.project, projectId: pid, epochOf }, request, hash, { address: workerSigner.address, sessionPrice: { perMessage: '10', perMinute: '0' } })
     next = { w: scriptedWorker(), request, billing }
   }
 
@@ -258,6 +263,136 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
     assert.equal(close?.type === 'ws-close' && close.code, 4402)
     assert.equal(ticketsOf(w).length, 0, 'no ticket the allowance could not pay')
     allowance = 10n ** 18n
+  })
+
+  it('segments: once Settlement\'s epoch moves on it closes the segment and opens the next (each reserved in its own epoch and logged); it keeps every segment\'s receipt, refusing one that is not over a prefix of what it relayed', async () => {
+    let epochNow = 3n
+    prepare(4, undefined, () => epochNow)
+    spent.splice(0)
+    spentIn.splice(0)
+    const { ws, w, closed } = await exchange(50)
+    epochNow = 4n
+    const fr = await waitFor('a segment frame', () => w.received.find((m): m is Extract<Message, { type: 'segment' }> => m.type === 'segment'), 10_000)
+    const seg1 = segmentJobId(next.request.jobId, 1)
+    // segment 0 closes at 1000 + 10 × 50; segment 1 opens at what is owed beyond that: 0
+    assert.deepEqual([fr.segment, fr.closeFee, fr.segmentJobId, fr.epoch, fr.fee], [1, '1500', seg1, '4', '0'])
+    assert.equal((await recoverTicketSigner(DEV_DOMAIN, ticketOf(atFee(next.request, '1500')), fr.closeSig)).toLowerCase(), gatewaySigner.address.toLowerCase())
+    assert.equal((await recoverTicketSigner(DEV_DOMAIN, ticketOf(atSegment(next.request, seg1, '4', '0')), fr.ticketSig)).toLowerCase(), gatewaySigner.address.toLowerCase())
+    assert.deepEqual([spent, spentIn], [[500n], [3n]], 'the closing segment\'s increase reserved in its own epoch')
+    assert.deepEqual([tickets.get(next.request.jobId, 1, workerSigner.address)?.fee, tickets.get(next.request.jobId, 1, workerSigner.address)?.epoch], [1500n, 3n])
+    assert.deepEqual([tickets.get(seg1, 1, workerSigner.address)?.fee, tickets.get(seg1, 1, workerSigner.address)?.epoch], [0n, 4n])
+    // the worker's segment receipts: first one over a transcript the gateway never relayed
+    const own = transcript()
+    for (let i = 0; i < 50; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t0 = own.summary()
+    const segEnd = (t: TranscriptSummary, fee: string): Message => {
+      const outputHash = transcriptOutputHash(t)
+      return { v: PROTOCOL_VERSION, type: 'segment-end', jobId: next.request.jobId, attempt: 1, segment: 0, fee, transcript: t, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, fee), outputHash))) }
+    }
+    w.send(segEnd({ ...t0, inHash: `0x${'99'.repeat(32)}` }, '1500'))
+    w.send(segEnd(t0, '9999'))
+    w.send(segEnd(t0, '1500'))
+    // 20 more messages in segment 1, then the close: its final ticket is 200 (1000 + 700 − 1500)
+    for (let i = 50; i < 70; i++) { ws.send(`m${i}`); own.add('in', false, new TextEncoder().encode(`m${i}`)) }
+    await waitFor('70 client messages at the worker', () => w.received.filter(m => m.type === 'ws').length === 70)
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    const last = ticketsOf(w).at(-1)
+    assert.deepEqual([last?.jobId, last?.fee], [seg1, '200'])
+    assert.equal((await recoverTicketSigner(DEV_DOMAIN, ticketOf(atSegment(next.request, seg1, '4', '200')), last!.ticketSig)).toLowerCase(), gatewaySigner.address.toLowerCase())
+    const t = own.summary()
+    const outputHash = transcriptOutputHash(t)
+    w.send({ v: PROTOCOL_VERSION, type: 'session-end', jobId: next.request.jobId, attempt: 1, transcript: t, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atSegment(next.request, seg1, '4', '200'), outputHash))), fee: '200', segment: 1, logs: '', logsTruncated: false })
+    await closed
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId))
+    assert.equal(r.verified, true, r.problem)
+    assert.deepEqual(r.segments?.map(x => [x.segment, x.verified, x.fee, x.epoch, x.jobId]), [[0, true, '1500', '3', next.request.jobId], [1, true, '200', '4', seg1]])
+    assert.deepEqual(r.segments?.[1].receipt, r.receipt)
+    assert.equal(r.segments?.[0].transcript.messagesIn, 50)
+    spent.splice(0)
+    spentIn.splice(0)
+  })
+
+  it('attack: a worker\'s segment receipt at a fee the gateway never signed, or over a transcript it did not relay, is kept unverified', async () => {
+    let epochNow = 7n
+    prepare(5, undefined, () => epochNow)
+    const { ws, w } = await exchange(10)
+    epochNow = 8n
+    await waitFor('a segment frame', () => w.received.some(m => m.type === 'segment'), 10_000)
+    const own = transcript()
+    for (let i = 0; i < 10; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t0 = own.summary()
+    const segEnd = (t: TranscriptSummary, fee: string, signer = workerSigner): Message => {
+      const outputHash = transcriptOutputHash(t)
+      return { v: PROTOCOL_VERSION, type: 'segment-end', jobId: next.request.jobId, attempt: 1, segment: 0, fee, transcript: t, outputHash, receiptSig: signer.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, fee), outputHash))) }
+    }
+    const problems: string[] = []
+    warnings.splice(0)
+    for (const [m, expected] of [
+      [segEnd(t0, '9999'), /claims a fee of 9999 wei, which this gateway never signed for segment 0/],
+      [segEnd({ ...t0, inHash: `0x${'99'.repeat(32)}` }, '1100'), /client → function transcript is not a prefix/],
+      [segEnd({ ...t0, messagesOut: 1 }, '1100'), /function → client transcript differs/],
+      [segEnd(t0, '1100', fastSigner(generatePrivateKey())), /not signed by the worker/]
+    ] as Array<[Message, RegExp]>) {
+      w.send(m)
+      ws.send('ping')
+      own.add('in', false, new TextEncoder().encode('ping'))
+      await waitFor('the frame handled', () => w.received.filter(x => x.type === 'ws').length === 11 + problems.length)
+      const refused = await waitFor('the refusal logged', () => warnings[problems.length], 5_000)
+      assert.match(JSON.parse(refused).problem, expected)
+      problems.push(String(expected))
+    }
+    assert.equal(warnings.length, 4)
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    w.send({ v: PROTOCOL_VERSION, type: 'ws-close', code: 1000, reason: '' })
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId), 10_000)
+    assert.equal(r.segments?.[0].segment, 0)
+    assert.equal(r.segments?.[0].verified, false)
+    assert.match(r.segments?.[0].problem ?? '', /not signed by the worker/, 'the last refused one is kept')
+    spent.splice(0)
+    spentIn.splice(0)
+  })
+
+  it('keeps the receipt of a segment the worker closed itself (no `segment` came), and a session that then ends without a receipt says so', async () => {
+    // the gateway's epoch has not moved (its clock is behind the worker's): it sends no `segment`
+    prepare(6, undefined, () => 3n)
+    const { ws, w } = await exchange(10)
+    const own = transcript()
+    for (let i = 0; i < 10; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t0 = own.summary()
+    const outputHash = transcriptOutputHash(t0)
+    // the worker closes segment 0 itself at the opening ticket, the only one it holds
+    w.send({ v: PROTOCOL_VERSION, type: 'segment-end', jobId: next.request.jobId, attempt: 1, segment: 0, fee: '1000', transcript: t0, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, '1000'), outputHash))) })
+    ws.close(1000)
+    await waitFor('the client close at the worker', () => w.received.some(m => m.type === 'ws-close'))
+    w.send({ v: PROTOCOL_VERSION, type: 'error', jobId: next.request.jobId, error: { code: 'PAYMENT_REQUIRED', message: 'the session\'s segment 1 has no ticket from the gateway: no receipt for it' } } as Message)
+    const r = await waitFor('the session receipt', () => relay.receipt(next.request.jobId), 10_000)
+    assert.equal(r.verified, false)
+    assert.match(r.problem ?? '', /without a receipt: PAYMENT_REQUIRED/)
+    assert.deepEqual(r.segments?.map(x => [x.segment, x.verified, x.fee]), [[0, true, '1000']])
+    spent.splice(0)
+    spentIn.splice(0)
+  })
+
+  it('segments a session that pays only its opening fee (no session price), and never one that pays nothing', async () => {
+    let epochNow = 5n
+    const request = { ...job(), ticket: { ...job().ticket, fee: '1000', epoch: '5' } }
+    const hash = jobHashOf(request)
+    const parts = { domain: DEV_DOMAIN, signer: gatewaySigner, project: 'p', projectId: `0x${'00'.repeat(32)}` as const, epochOf: () => epochNow }
+    const billing = sessionBilling(parts, request, hash, { address: workerSigner.address })
+    assert.equal(await billing.segment(10, 1000), undefined, 'the epoch has not moved')
+    epochNow = 6n
+    assert.equal(await billing.bill(10, 1000, true), undefined, 'no cumulative tickets without a session price')
+    const fr = await billing.segment(10, 1000)
+    assert.ok(fr !== undefined && !('refused' in fr))
+    assert.deepEqual([fr.segment, fr.closeFee, fr.fee, fr.epoch], [1, '1000', '0', '6'])
+    assert.equal(await billing.segment(10, 1000), undefined, 'one segment per epoch')
+    assert.equal(billing.current.index, 1)
+    assert.equal(billing.signed('0', 1), true)
+    const free = sessionBilling(parts, { ...request, ticket: { ...request.ticket, fee: '0' } }, hash, { address: workerSigner.address })
+    epochNow = 9n
+    assert.equal(await free.segment(10, 1000), undefined, 'a session that pays nothing has nothing to settle')
   })
 
   it('caps a cumulative ticket at maxFee per billing unit', async () => {
