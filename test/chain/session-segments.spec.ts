@@ -19,17 +19,13 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { Hex } from 'viem'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Registry } from 'prom-client'
 import { privateKeyToAccount } from 'viem/accounts'
 import { settlementAbi } from '#contracts'
 import { atFee, PROTOCOL_VERSION, rawCid, segmentJobId, ticketDigest, ticketOf, type JobRequest, type Message } from '#protocol'
-import { devExecutor } from '#sandbox'
-import { createBootstrap } from '#bootstrap'
 import {
-  addProject, batchChecker, chainDomain, createGateway, createWorker, functionTable, loadContracts, receiptLog, sessionEpochs, settlementGrace, settler, silentLogger, ticketLog,
+  chainDomain, loadContracts, sessionEpochs, settlementGrace, silentLogger,
   type ReceiptLog, type Settler, type WorkerNode
 } from '#node'
 import { buildSettlementBatch, type SettlementItem } from '../../contracts/abi/leaf.ts'
@@ -38,7 +34,8 @@ import { openWebSocket } from '../helpers/ws.ts'
 import { signedJob } from '../helpers/jobs.ts'
 import { openRawSession, RAW_ECHO_SOURCE, rawGateway, untilSessionEnd } from '../helpers/raw-gateway.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { committedBatch, earned, fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
+import { sessionNetwork } from './session-network.ts'
+import { committedBatch, earned, fundProject, party, type Party } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 const PRICE = 1_000n * GWEI
@@ -49,7 +46,6 @@ const INFLATE = 50_000n * GWEI
 describe('chain: a session that outlives its epoch is settled segment by segment', function () {
   this.timeout(600_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-session-segments-'))
-  const root = resolve(import.meta.dirname, '..', '..')
   const logger = silentLogger()
   let chain: SettlementChain
   const closers: Array<() => Promise<void> | void> = []
@@ -83,50 +79,14 @@ describe('chain: a session that outlives its epoch is settled segment by segment
     await moveTo(clock.epochEnd(clock.epochAt(BigInt(Math.ceil(Date.now() / 1000)) + BigInt(Math.ceil(this.timeout() / 1000)))) + 1n)
     const e = clock.epochAt(head)
 
-    const boot = await createBootstrap({}, { privateKey: await generateKeyPair('Ed25519'), logger, registry: new Registry() })
-    await boot.start()
-    closers.push(async () => await boot.stop())
-    const functions = functionTable()
-    await addProject(functions, chain.deployer, join(root, 'test/fixtures/websocket'))
-    const gwDir = join(dir, 'gw')
-    const tickets = ticketLog({ dataDir: gwDir })
-    const checker = batchChecker({ dataDir: gwDir, intervalMs: 0 })({ client: gw.client, tickets, fetch: chain.fetchBlob, logger })
-    closers.push(() => { checker.close(); tickets.close() })
-    const gateway = await createGateway({ port: 0, bootstrap: boot.addrs(), domain, epochOf: () => clock.epochAt(head) }, {
-      privateKey: await generateKeyPair('Ed25519'), signer: gw.signer, functions, logger, registry: new Registry(), tickets, settlementStatus: () => checker.status()
-    })
-    await gateway.start()
-    closers.push(async () => await gateway.stop())
-
     let liarTarget: Hex | undefined
     const lie = (items: SettlementItem[]) => buildSettlementBatch(items.map(i => i.ticket.jobId === liarTarget ? { ...i, ticket: { ...i.ticket, fee: i.ticket.fee + INFLATE } } : i))
-    const parts: Array<typeof honest> = []
-    for (const name of ['liar', 'honest']) {
-      const w = await party(chain)
-      await stakeWorker(w)
-      if (name === 'honest') await chain.honest(w.signer.address)
-      const dataDir = join(dir, name)
-      const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
-      const worker = await createWorker({ dataDir, bootstrap: boot.addrs(), price: PRICE, domain, sessionPrice: { perMessage: PER_MESSAGE, perMinute: 0n }, maxSessions: 1 }, {
-        privateKey: await generateKeyPair('Ed25519'),
-        signer: w.signer,
-        executor: devExecutor({})({}),
-        logger,
-        registry: new Registry(),
-        receipts,
-        // the worker's Settlement clock is the chain's head too (its own grace: the settler's default)
-        sessionEpochs: sessionEpochs(clock, undefined, () => Number(head) * 1000)
-      })
-      await worker.start()
-      const s = settler({ dataDir, intervalMs: 0, graceSeconds: 0n })({ client: w.client, receipts, publish: chain.publish, logger, ...(name === 'liar' ? { batch: lie } : {}) })
-      closers.push(async () => { s.close(); await worker.stop(); receipts.close() })
-      parts.push({ w, receipts, worker, s })
-    }
-    const [liar] = parts
-    honest = parts[1]
-    await waitFor('both workers in the gateway view', () => gateway.view.list().filter(w => w.advert.sessionPrice?.perMessage === PER_MESSAGE.toString() && w.advert.maxSessions === 1).length === 2, 30_000)
+    // the workers' Settlement clock is the chain's head too (their own grace: the settler's default)
+    const net = await sessionNetwork(chain, { dir, gw, domain, head: () => head, price: PRICE, perMessage: PER_MESSAGE, lie, closers, logger, workerParts: () => ({ sessionEpochs: sessionEpochs(clock, undefined, () => Number(head) * 1000) }) })
+    const { gateway, tickets, checker, liar, wsUrl } = net
+    honest = net.honest
+    const parts = [liar, honest]
 
-    const wsUrl = `${gateway.url.replace(/^http/, 'ws')}/${chain.deployer}/ws/echo`
     type Session = { ws: Awaited<ReturnType<typeof openWebSocket>>['ws'], jobId: Hex, echoes: number, sent: number }
     const opened: Session[] = []
     for (let k = 0; k < 2; k++) {

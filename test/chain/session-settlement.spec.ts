@@ -15,23 +15,19 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { Hex } from 'viem'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Registry } from 'prom-client'
 import { settlementAbi } from '#contracts'
-import { devExecutor } from '#sandbox'
-import { createBootstrap } from '#bootstrap'
 import {
-  addProject, batchChecker, chainDomain, createGateway, createWorker, functionTable, loadContracts, receiptLog, settler, silentLogger, ticketLog,
-  type ReceiptLog, type Settler, type WorkerNode
+  chainDomain, loadContracts, silentLogger
 } from '#node'
 import { buildSettlementBatch, type SettlementItem } from '../../contracts/abi/leaf.ts'
 import { cli } from '../helpers/cli.ts'
 import { waitFor } from '../helpers/network.ts'
 import { openWebSocket } from '../helpers/ws.ts'
 import { startSettlementChain, type SettlementChain } from './helpers.ts'
-import { committedBatch, earned, fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
+import { sessionNetwork } from './session-network.ts'
+import { committedBatch, earned, fundProject, party } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 const PRICE = 1_000n * GWEI
@@ -44,7 +40,6 @@ const MESSAGES = 130
 describe('chain: metered session fees settle; a worker claiming more than its latest cumulative ticket is proven faulty', function () {
   this.timeout(600_000)
   const dir = mkdtempSync(join(tmpdir(), 'peerhost-session-settle-'))
-  const root = resolve(import.meta.dirname, '..', '..')
   const logger = silentLogger()
   let chain: SettlementChain
   const closers: Array<() => Promise<void> | void> = []
@@ -70,47 +65,14 @@ describe('chain: metered session fees settle; a worker claiming more than its la
     let head = await chain.chainNow()
     const e = clock.epochAt(head)
 
-    const boot = await createBootstrap({}, { privateKey: await generateKeyPair('Ed25519'), logger, registry: new Registry() })
-    await boot.start()
-    closers.push(async () => await boot.stop())
-    const functions = functionTable()
-    await addProject(functions, chain.deployer, join(root, 'test/fixtures/websocket'))
-    const gwDir = join(dir, 'gw')
-    const tickets = ticketLog({ dataDir: gwDir })
-    const checker = batchChecker({ dataDir: gwDir, intervalMs: 0 })({ client: gw.client, tickets, fetch: chain.fetchBlob, logger })
-    closers.push(() => { checker.close(); tickets.close() })
-    const gateway = await createGateway({ port: 0, bootstrap: boot.addrs(), domain, epochOf: () => clock.epochAt(head) }, {
-      privateKey: await generateKeyPair('Ed25519'), signer: gw.signer, functions, logger, registry: new Registry(), tickets, settlementStatus: () => checker.status()
-    })
-    await gateway.start()
-    closers.push(async () => await gateway.stop())
-
     // two workers at the same prices; which one lies is decided by its settler's `batch` part
     let liarSession: Hex | undefined
     const lie = (items: SettlementItem[]) => buildSettlementBatch(items.map(i => i.ticket.jobId === liarSession ? { ...i, ticket: { ...i.ticket, fee: i.ticket.fee + INFLATE } } : i))
-    const parts: Array<{ w: Party, receipts: ReceiptLog, worker: WorkerNode, s: Settler }> = []
-    for (const name of ['liar', 'honest']) {
-      const w = await party(chain)
-      await stakeWorker(w)
-      if (name === 'honest') await chain.honest(w.signer.address)
-      const dataDir = join(dir, name)
-      const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
-      // one session each: the gateway must place the two sessions on the two workers (left to its
-      // ranking, a warm bundle outweighs a held session, and both went to one worker at load 14)
-      const worker = await createWorker({ dataDir, bootstrap: boot.addrs(), price: PRICE, domain, sessionPrice: { perMessage: PER_MESSAGE, perMinute: 0n }, maxSessions: 1 }, {
-        privateKey: await generateKeyPair('Ed25519'), signer: w.signer, executor: devExecutor({})({}), logger, registry: new Registry(), receipts
-      })
-      await worker.start()
-      const s = settler({ dataDir, intervalMs: 0, graceSeconds: 0n })({ client: w.client, receipts, publish: chain.publish, logger, ...(name === 'liar' ? { batch: lie } : {}) })
-      closers.push(async () => { s.close(); await worker.stop(); receipts.close() })
-      parts.push({ w, receipts, worker, s })
-    }
-    const [liar, honest] = parts
-    await waitFor('both workers, their session prices and room in the gateway view', () => gateway.view.list().filter(w => w.advert.sessionPrice?.perMessage === PER_MESSAGE.toString() && w.advert.maxSessions === 1).length === 2, 30_000)
+    const { gateway, tickets, checker, liar, honest, wsUrl } = await sessionNetwork(chain, { dir, gw, domain, head: () => head, price: PRICE, perMessage: PER_MESSAGE, lie, closers, logger })
+    const parts = [liar, honest]
 
     // two sessions held open at once (one on each worker: each has room for one), then
     // MESSAGES echoes in each: cumulative tickets every 100 messages and a final one at the close
-    const wsUrl = `${gateway.url.replace(/^http/, 'ws')}/${chain.deployer}/ws/echo`
     const sessions: Array<{ ws: Awaited<ReturnType<typeof openWebSocket>>['ws'], jobId: Hex }> = []
     for (let k = 0; k < 2; k++) {
       const { ws, headers } = await waitFor('a session', async () => await openWebSocket(wsUrl), 30_000, 250)
