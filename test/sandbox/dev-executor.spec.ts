@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { rawCid } from '#protocol'
-import { devExecutor, DEV_EXECUTOR_DEFAULTS, type Executor, type SessionControl } from '#sandbox'
+import { devExecutor, DEV_EXECUTOR_DEFAULTS, type ExecutionResult, type Executor, type SessionControl } from '#sandbox'
 import { anyAddress, jobFor, text } from './fixtures.ts'
 
 describe('sandbox/dev-executor (not a security boundary)', function () {
@@ -179,36 +179,15 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
       server.addEventListener('message', (event) => { if (String(event.data) === 'spin') { for (;;) {} } server.send('echo: ' + String(event.data)) })
       return new Response(null, { status: 101, webSocket: client })
     } }`
-    const bytes = new TextEncoder().encode(source)
-    let control: SessionControl | undefined
-    const got: string[] = []
-    let opened!: () => void
-    const open = new Promise<void>(resolve => { opened = resolve })
     const timeoutMs = 300
-    const run = ex.execute({
-      jobId: 'session-spin',
-      bundle: { cid: rawCid(bytes), bytes },
-      request: { method: 'GET', url: 'http://t/ws', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
-      env: {},
-      options: { memoryMb: 128, timeoutMs, network: [], isolation: 'function' },
-      deadline: Date.now() + 10_000
-    }, {
-      session: {
-        // a session far longer than the test: only the per-event limit can end it
-        maxSessionMs: 60_000,
-        bind: (c) => { control = c },
-        onOpen: () => { opened() },
-        onMessage: (data) => { got.push(new TextDecoder().decode(data)) },
-        onClose: () => {}
-      }
-    })
-    await open
-    control!.send(new TextEncoder().encode('hi'), false)
+    // a session far longer than the test: only the per-event limit can end it
+    const { control, got, run } = await devSession(ex, 'session-spin', source, timeoutMs)
+    control.send(new TextEncoder().encode('hi'), false)
     const t0 = Date.now()
     while (got.length === 0 && Date.now() - t0 < 5_000) await new Promise(resolve => setTimeout(resolve, 10))
     assert.deepEqual(got, ['echo: hi'], 'a listener that returns is fine')
     const t1 = Date.now()
-    control!.send(new TextEncoder().encode('spin'), false)
+    control.send(new TextEncoder().encode('spin'), false)
     const r = await run
     const ms = Date.now() - t1
     assert.equal(r.error?.code, 'LIMIT_CPU')
@@ -227,35 +206,14 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
       server.addEventListener('close', (event) => { server.close(event.code, 'bye') })
       return new Response(null, { status: 101, webSocket: client })
     } }`
-    const bytes = new TextEncoder().encode(source)
-    let control: SessionControl | undefined
-    const got: string[] = []
-    let opened!: () => void
-    const open = new Promise<void>(resolve => { opened = resolve })
-    const run = ex.execute({
-      jobId: 'session-throw',
-      bundle: { cid: rawCid(bytes), bytes },
-      request: { method: 'GET', url: 'http://t/ws', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
-      env: {},
-      options: { memoryMb: 128, timeoutMs: 5_000, network: [], isolation: 'function' },
-      deadline: Date.now() + 20_000
-    }, {
-      session: {
-        maxSessionMs: 60_000,
-        bind: (c) => { control = c },
-        onOpen: () => { opened() },
-        onMessage: (data) => { got.push(new TextDecoder().decode(data)) },
-        onClose: () => {}
-      }
-    })
-    await open
+    const { control, got, run } = await devSession(ex, 'session-throw', source, 5_000)
     const until = async (n: number): Promise<void> => { const t0 = Date.now(); while (got.length < n && Date.now() - t0 < 10_000) await new Promise(resolve => setTimeout(resolve, 10)) }
-    control!.send(new TextEncoder().encode('throw'), false)
-    control!.send(new TextEncoder().encode('after'), false)
+    control.send(new TextEncoder().encode('throw'), false)
+    control.send(new TextEncoder().encode('after'), false)
     await until(1)
     assert.deepEqual(got, ['echo: after'], 'the message after the one whose listener threw is answered')
     // the host ends the session as a worker does when its gateway went away
-    control!.close(1001, 'the gateway went away')
+    control.close(1001, 'the gateway went away')
     const r = await run
     assert.equal(r.error, undefined, `the session ends without an error: ${JSON.stringify(r.error)}`)
     const logs = JSON.stringify(r.logs)
@@ -265,3 +223,35 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
   })
 })
+
+/**
+ * Opens a WebSocket session of `source` on the dev executor (60 s long, its listeners bounded by
+ * `timeoutMs` per event) and resolves once the function has accepted: the host's control, what the
+ * function sent (as text) and the execution's end.
+ */
+async function devSession (ex: Executor, jobId: string, source: string, timeoutMs: number): Promise<{ control: SessionControl, got: string[], run: Promise<ExecutionResult> }> {
+  const bytes = new TextEncoder().encode(source)
+  let control: SessionControl | undefined
+  const got: string[] = []
+  let opened!: () => void
+  const open = new Promise<void>(resolve => { opened = resolve })
+  const run = ex.execute({
+    jobId,
+    bundle: { cid: rawCid(bytes), bytes },
+    request: { method: 'GET', url: 'http://t/ws', headers: [['upgrade', 'websocket']], body: new Uint8Array() },
+    env: {},
+    options: { memoryMb: 128, timeoutMs, network: [], isolation: 'function' },
+    deadline: Date.now() + 20_000
+  }, {
+    session: {
+      maxSessionMs: 60_000,
+      bind: (c) => { control = c },
+      onOpen: () => { opened() },
+      onMessage: (data) => { got.push(new TextDecoder().decode(data)) },
+      onClose: () => {}
+    }
+  })
+  await Promise.race([open, run])
+  if (control === undefined) throw new Error(`the session did not open: ${JSON.stringify((await run).error)}`)
+  return { control, got, run }
+}
