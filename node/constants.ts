@@ -360,6 +360,15 @@ export const NODE_DEFAULTS = {
    */
   sessionSegmentLagMs: 2_000,
   /**
+   * A `segment` frame the worker has not answered (no receipt of the segment it closes, at its
+   * closing fee) is sent again this often, at most `sessionSegmentResends` times: a worker whose
+   * clock lags the gateway's by more than `sessionSegmentLagMs` ignores it as a wrong epoch at
+   * first, and would otherwise close the segment itself and leave the next one without a ticket.
+   * A worker that already took it ignores the copy (`wrong-segment`).
+   */
+  sessionSegmentResendMs: 2_000,
+  sessionSegmentResends: 3,
+  /**
    * Client → function transcript states a gateway keeps per session to check a segment's receipt
    * (a prefix of the session's transcript: the worker closes it after the messages it received so
    * far, while later ones may still be in flight). Far above what a stream's window holds in flight.

@@ -12,7 +12,7 @@ import { bytesToHex } from 'viem'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
 import {
   decodeMessage, LIMITS, PROTOCOL_VERSION, receiptDigest, receiptOf, transcript, transcriptOutputHash, WIRE_ERROR_CODES,
-  type JobRequest, type Message, type PeerHostDomain, type SegmentEnd, type SessionLimits, type TranscriptSummary, type WireErrorCode
+  type JobRequest, type Message, type PeerHostDomain, type SegmentEnd, type SegmentFrame, type SessionLimits, type TranscriptSummary, type WireErrorCode
 } from '#protocol'
 import { NODE_DEFAULTS, WS_CLOSE } from '../constants.ts'
 import type { FrameStream } from '../frames.ts'
@@ -223,6 +223,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     }
     const segmentReceipts: SegmentReceipt[] = []
     let segmenting = false
+    /** the latest `segment` frame while the worker has not answered it (NODE_DEFAULTS.sessionSegmentResendMs) */
+    let unanswered: { frame: SegmentFrame, at: number, resends: number } | undefined
     const segmentTimer = segmented
       ? setInterval(() => {
         if (segmenting || billingStopped || clientClosed || workerClosed || billing === undefined) return
@@ -232,7 +234,17 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
         chain = chain.then(async () => {
           if (billingStopped) return
           const fr = await billing.segment(n, ms)
-          if (fr === undefined) return
+          if (fr === undefined) {
+            // no new segment: the last one again, if its worker has not answered it for a while
+            const u = unanswered
+            if (u === undefined || Date.now() - u.at < NODE_DEFAULTS.sessionSegmentResendMs) return
+            if (u.resends >= NODE_DEFAULTS.sessionSegmentResends) { unanswered = undefined; return }
+            u.resends++
+            u.at = Date.now()
+            log.debug({ jobId, worker: worker.peerId, segment: u.frame.segment, resends: u.resends }, 'session segment frame sent again')
+            await f.write(u.frame)
+            return
+          }
           if ('refused' in fr) {
             log.info({ jobId, worker: worker.peerId, reason: fr.refused }, 'session ended: its next segment cannot be paid')
             billingStopped = true
@@ -240,6 +252,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
             return
           }
           log.debug({ jobId, worker: worker.peerId, segment: fr.segment, epoch: fr.epoch }, 'session segment opened')
+          unanswered = { frame: fr, at: Date.now(), resends: 0 }
           await f.write(fr)
         }).catch(() => {}).finally(() => { segmenting = false })
       }, NODE_DEFAULTS.sessionSegmentCheckMs)
@@ -273,6 +286,9 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
         log.warn({ jobId, worker: worker.peerId, segment: msg.segment, problem }, 'segment receipt refused')
       } else {
         record.verified = true
+        // the worker took the frame that closed this segment (its receipt at the frame's closing
+        // fee): no copy needed. One it closed itself, at less, still wants the frame for the next.
+        if (unanswered !== undefined && msg.segment === unanswered.frame.segment - 1 && msg.fee === unanswered.frame.closeFee) unanswered = undefined
       }
       // one record per segment opened (memory bounded by the segments): a verified one is final,
       // an unverified one gives way to the next

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { generatePrivateKey } from 'viem/accounts'
 import { WebSocket } from 'ws'
-import { createLogger, fastSigner, silentLogger, type FrameStream } from '#node'
+import { createLogger, fastSigner, NODE_DEFAULTS, silentLogger, type FrameStream } from '#node'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -311,6 +311,33 @@ describe('gateway session relay: metered fees (cumulative tickets)', function ()
     assert.equal(r.segments?.[0].transcript.messagesIn, 50)
     spent.splice(0)
     spentIn.splice(0)
+  })
+
+  it('a segment frame the worker has not answered is sent again (a worker whose clock lags ignores the first), and no more once it has', async () => {
+    let epochNow = 11n
+    prepare(8, undefined, () => epochNow)
+    const { w } = await exchange(10)
+    epochNow = 12n
+    const segments = (): Array<Extract<Message, { type: 'segment' }>> => w.received.filter((m): m is Extract<Message, { type: 'segment' }> => m.type === 'segment')
+    await waitFor('a segment frame', () => segments().length >= 1, 10_000)
+    // unanswered: the same frame again after NODE_DEFAULTS.sessionSegmentResendMs
+    await waitFor('the frame sent again', () => segments().length >= 2, 10_000)
+    const [first, again] = segments()
+    assert.deepEqual(again, first, 'the very same frame (same tickets)')
+    // the worker takes it: its receipt of segment 0 at the frame's closing fee
+    const own = transcript()
+    for (let i = 0; i < 10; i++) own.add('in', false, new TextEncoder().encode(`m${i}`))
+    const t0 = own.summary()
+    const outputHash = transcriptOutputHash(t0)
+    warnings.splice(0)
+    w.send({ v: PROTOCOL_VERSION, type: 'segment-end', jobId: next.request.jobId, attempt: 1, segment: 0, fee: first.closeFee, transcript: t0, outputHash, receiptSig: workerSigner.signDigest(receiptDigest(DEV_DOMAIN, receiptOf(atFee(next.request, first.closeFee), outputHash))) })
+    // a moment for the receipt to be checked (a copy already on its way may still arrive)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    assert.deepEqual(warnings, [], 'the receipt is not refused')
+    const sent = segments().length
+    await new Promise(resolve => setTimeout(resolve, NODE_DEFAULTS.sessionSegmentResendMs + 1_500))
+    assert.equal(segments().length, sent, 'not sent again once answered')
+    assert.ok(sent <= 1 + NODE_DEFAULTS.sessionSegmentResends)
   })
 
   it('attack: a worker\'s segment receipt at a fee the gateway never signed, or over a transcript it did not relay, is kept unverified', async () => {
