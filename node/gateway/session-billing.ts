@@ -84,13 +84,15 @@ export function sessionBilling (parts: SessionBillingParts, request: JobRequest,
   const price = worker.sessionPrice
   const opening = BigInt(request.ticket.fee)
   const priced = price !== undefined && (price.perMessage !== '0' || price.perMinute !== '0')
+  const paid = priced || opening > 0n
   const segments: BilledSegment[] = [{ index: 0, jobId: request.jobId, epoch: BigInt(request.ticket.epoch), base: 0n, fee: opening }]
   /** fees signed per segment */
   const signedFees: Array<Set<string>> = [new Set([request.ticket.fee])]
   const cur = (): BilledSegment => segments[segments.length - 1]
+  /** segment `index`'s ticket at `fee` (segment 0 is the session's own job: its job id and epoch) */
   const requestOf = (index: number, fee: string): JobRequest => {
     const s = segments[index]
-    return index === 0 ? atSegment(request, request.jobId, request.ticket.epoch, fee) : atSegment(request, s.jobId, s.epoch.toString(), fee)
+    return atSegment(request, s.jobId, s.epoch.toString(), fee)
   }
   const sign = (index: number, fee: bigint): Hex => parts.signer.signDigest(ticketDigest(parts.domain, ticketOf(requestOf(index, fee.toString()), hash)))
   /** what the whole session owes, capped by the project's maxFee per billing unit */
@@ -123,7 +125,7 @@ export function sessionBilling (parts: SessionBillingParts, request: JobRequest,
   }
   return {
     priced,
-    paid: priced || opening > 0n,
+    paid,
     openedAt: now(),
     get fee () { return cur().fee },
     get current () { return { ...cur() } },
@@ -142,7 +144,7 @@ export function sessionBilling (parts: SessionBillingParts, request: JobRequest,
       return { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.jobId, attempt: request.attempt, fee: s.fee.toString(), ticketSig: sign(s.index, s.fee) }
     },
     async segment (messages, ms) {
-      if (parts.epochOf === undefined || !(priced || opening > 0n)) return undefined
+      if (parts.epochOf === undefined || !paid) return undefined
       const s = cur()
       // a moment after the epoch's end, so a worker whose clock is a little behind sees the new epoch too
       const at = now()

@@ -699,7 +699,8 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     let seg: Segment = { index: 0, jobId: job.jobId, epoch: BigInt(job.ticket.epoch), key: a.key, base: 0n, paid: opening, ticketSig: job.ticketSig }
     /** segments closed (their receipts in the log): index → what they were paid, for a late `segment`'s closing ticket */
     const closedSegments = new Map<number, Segment>()
-    const segmentRequest = (s: Pick<Segment, 'index' | 'jobId' | 'epoch'>, fee: string): JobRequest => s.index === 0 ? atFee(job, fee) : atSegment(job, s.jobId, s.epoch.toString(), fee)
+    // segment 0 is the session's own job: its job id and epoch are the job's (atSegment then equals atFee)
+    const segmentRequest = (s: Pick<Segment, 'jobId' | 'epoch'>, fee: string): JobRequest => atSegment(job, s.jobId, s.epoch.toString(), fee)
     /** segment closes and openings run one after another */
     let segChain: Promise<void> = Promise.resolve()
     let messages = 0

@@ -148,7 +148,6 @@ const INSTANT_DEATH_MS = 25
 /** Sandboxes tried for one execution when each is found dead on arrival (several killed at once). */
 const MAX_ATTEMPTS = 4
 
-
 const PROBE = `module.exports.default = { async fetch (req) {
   const mode = new URL(req.url).pathname
   if (mode === '/hello') return new Response('probe-ok')

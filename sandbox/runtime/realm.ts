@@ -566,18 +566,13 @@ async function runSession (client: NonNullable<ReturnType<typeof upgradeOf>>, va
   const headers: Array<[string, string]> = [...value.headers]
   let end!: () => void
   const ended = new Promise<void>(resolve => { end = resolve })
-  // the host calls these from its channel: they run as this execution (a listener's throw, which
-  // EventTarget re-throws on the next tick, is then reported to this execution's log)
+  // the host calls these from its channel: they run as this execution, so what a listener throws
+  // (EventTarget re-throws it on the next tick, never to this caller) is reported to its log
+  // (installUncaughtHandlers)
   bridge.onInbound({
-    message: (data) => {
-      executions.run(slot, () => {
-        try { server.deliver(data) } catch (err) { sink.write('error', [`Uncaught in a message listener: ${describeThrow(err)}`]) }
-      })
-    },
+    message: (data) => { executions.run(slot, () => { server.deliver(data) }) },
     close: (code, reason) => {
-      executions.run(slot, () => {
-        try { server.closedByPeer(code, reason) } catch (err) { sink.write('error', [`Uncaught in a close listener: ${describeThrow(err)}`]) }
-      })
+      executions.run(slot, () => { server.closedByPeer(code, reason) })
       // a close answered from the listener goes out first
       setImmediate(end)
     }

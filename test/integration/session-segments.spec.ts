@@ -113,6 +113,14 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
   const text = (data: string): Message => ({ v: PROTOCOL_VERSION, type: 'ws', binary: false, data: new TextEncoder().encode(data) })
   const sign = async (job: JobRequest, by: PrivateKeyAccount = gw): Promise<Hex> => await by.sign({ hash: ticketDigest(DEV_DOMAIN, ticketOf(job)) })
   /** a round trip: every frame sent before it has been handled by the worker when its echo comes */
+  /** a cumulative ticket for segment 0 of `s` at `fee`, signed by the gateway */
+  const ticketAt = async (s: RawSession & { job: JobRequest }, fee: string): Promise<void> => { await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee, ticketSig: await sign(atFee(s.job, fee)) }) }
+  /** the epoch ends, and its end plus half the grace passes with no segment frame: the worker's next frame */
+  async function epochPassed (s: RawSession): Promise<Message> {
+    epochNow = EPOCH + 1n
+    dueBelow = EPOCH + 1n
+    return await s.f.readAny(AbortSignal.timeout(10_000))
+  }
   async function echo (s: RawSession, data: string): Promise<Message[]> {
     await send(s, text(data))
     const before: Message[] = []
@@ -152,7 +160,7 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     await echo(s, 'a')
     // a cumulative ticket for the two messages so far: the segment holds 1,020
     const held = (PRICE + 2n * PER_MESSAGE).toString()
-    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+    await ticketAt(s, held)
     epochNow = EPOCH + 1n
     const seg1 = segmentJobId(s.job.jobId, 1)
     const other = await signedJob({ worker: worker.address, gateway: gw, fn: s.job.fn, request: { ...s.job.request, url: 'http://peerhost.test/other' }, options: s.job.options, session: true })
@@ -235,12 +243,9 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     await echo(s, 'a')
     await echo(s, 'b')
     const held = (PRICE + 4n * PER_MESSAGE).toString()
-    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+    await ticketAt(s, held)
     await echo(s, 'c')
-    // the epoch ends, and its end plus half the grace passes with no segment frame
-    epochNow = EPOCH + 1n
-    dueBelow = EPOCH + 1n
-    const m = await s.f.readAny(AbortSignal.timeout(10_000))
+    const m = await epochPassed(s)
     assert.ok(m.type === 'segment-end', `a segment-end, got ${m.type}`)
     assert.equal(m.segment, 0)
     assert.equal(m.fee, held, 'closed at the last cumulative ticket the worker holds')
@@ -249,7 +254,7 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     assert.equal(row?.fee, held)
     assert.equal(row?.epoch, EPOCH.toString())
     // later tickets for the closed segment are not counted; the session goes on (on credit)
-    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: '9000', ticketSig: await sign(atFee(s.job, '9000')) })
+    await ticketAt(s, '9000')
     assert.deepEqual((await echo(s, 'd')).map(x => x.type), [])
     assert.equal(receipts.get(key(s.job.jobId))?.fee, held)
     await send(s, { v: PROTOCOL_VERSION, type: 'ws-close', code: 1000, reason: '' })
@@ -266,11 +271,9 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
     const s = await rawSession()
     await echo(s, 'a')
     const held = (PRICE + 2n * PER_MESSAGE).toString()
-    await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+    await ticketAt(s, held)
     await echo(s, 'b')
-    epochNow = EPOCH + 1n
-    dueBelow = EPOCH + 1n
-    const m = await s.f.readAny(AbortSignal.timeout(10_000))
+    const m = await epochPassed(s)
     assert.ok(m.type === 'segment-end' && m.fee === held, `a segment-end at ${held}`)
     // the gateway's segment, late: its closing fee (4 messages) is above what the worker committed
     const seg1 = segmentJobId(s.job.jobId, 1)
@@ -307,7 +310,7 @@ describe('session segments at the worker (sessions that outlive their epoch)', f
       const s = await rawSession(started)
       await echo(s, 'a')
       const held = (PRICE + 2n * PER_MESSAGE).toString()
-      await send(s, { v: PROTOCOL_VERSION, type: 'ticket', jobId: s.job.jobId, attempt: 1, fee: held, ticketSig: await sign(atFee(s.job, held)) })
+      await ticketAt(s, held)
       writeFileSync(join(childDir, 'epoch'), (EPOCH + 1n).toString())
       await send(s, await segmentFrame(s, { closeFee: '1040', fee: '0' }))
       const end0 = await s.f.readAny(AbortSignal.timeout(20_000))

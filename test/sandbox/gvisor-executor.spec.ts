@@ -19,6 +19,12 @@ async function hello (ex: GvisorExecutor): Promise<void> {
   assert.equal(text(await ex.execute(jobFor('hello', { url: 'http://t/?name=after' }))), 'Hello, after!')
 }
 
+/** Waits until `ex` holds `n` idle sandboxes of `cid`, at most `ms` (the assertions after it say what a shortfall means). */
+async function idleFor (ex: GvisorExecutor, cid: string, n: number, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  while (ex.idleFor(cid) < n && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+}
+
 describe('sandbox/gvisor executor (real runsc)', function () {
   this.timeout(60_000)
   let dataDir: string
@@ -208,8 +214,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     try {
       const b = bundleOf('concurrentProbe')
       await local.prewarm(b, { memoryMb: 128, timeoutMs: 2000, network: [], isolation: 'function' })
-      const until = Date.now() + 120_000
-      while (local.idleFor(b.cid) < GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+      await idleFor(local, b.cid, GVISOR_POOL_DEFAULTS.maxSandboxesPerFunction, 120_000)
       const booted = local.booted
       const runs = await Promise.all(Array.from({ length: 8 }, async (_, i) => await local.execute(jobFor('concurrentProbe', { url: `http://t/?me=run-${i}`, env: { WHO: `env-${i}` } }))))
       const outs = runs.map(r => JSON.parse(text(r)))
@@ -234,8 +239,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     try {
       const b = bundleOf('strayErrors')
       await local.prewarm(b, DEFAULT_OPTIONS)
-      const until = Date.now() + 120_000
-      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      await idleFor(local, b.cid, 1, 120_000)
       const booted = local.booted
       const kinds = ['timer', 'listener', 'rejection', 'none']
       for (const round of [1, 2]) {
@@ -261,8 +265,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     try {
       const b = bundleOf('concurrentProbe')
       await local.prewarm(b, { memoryMb: 128, timeoutMs: 5000, network: [], isolation: 'function' })
-      const until = Date.now() + 120_000
-      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      await idleFor(local, b.cid, 1, 120_000)
       const booted = local.booted
       // 12 at once on a version with 1 sandbox × 2 slots: 10 wait, none boots a sandbox
       const runs = await Promise.all(Array.from({ length: 12 }, async (_, i) => await local.execute(jobFor('concurrentProbe', { url: `http://t/?me=q-${i}` }))))
@@ -311,8 +314,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     try {
       const b = bundleOf('hello')
       await local.prewarm(b, { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' })
-      const until = Date.now() + 20_000
-      while (local.idleFor(b.cid) < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 20))
+      await idleFor(local, b.cid, 1, 20_000)
       assert.deepEqual(local.warm(), [b.cid])
       const before = local.booted
       for (let i = 0; i < 4; i++) assert.equal(text(await local.execute(jobFor('hello'))), 'Hello, world!')
