@@ -260,7 +260,9 @@ class DevExecutor implements Executor {
           session.onClose(m.code, m.reason)
         } else if (m.t === 'result' && m.id === id) {
           if (msg.bundle !== undefined) thread.bundles.add(job.bundle.cid)
-          done(shapeResult(m as ResultMessage, { maxResponseBytes, maxLogBytes, session: session !== undefined }, timings(typeof m.execMs === 'number' ? m.execMs : 0)))
+          const shaped = shapeResult(m as ResultMessage, { maxResponseBytes, maxLogBytes, session: session !== undefined }, timings(typeof m.execMs === 'number' ? m.execMs : 0))
+          // an allocation the thread could not get: its limit, with no cgroup here to measure it
+          done(shaped.error?.code === 'LIMIT_MEMORY' ? { ...shaped, error: limitError('LIMIT_MEMORY', 'memoryMb', undefined, job.options.memoryMb, { source: 'unavailable', reason: 'allocation-failed' }) } : shaped)
         }
       }
       thread.worker.postMessage(msg)

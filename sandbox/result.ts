@@ -7,7 +7,7 @@ import { LIMITS, PEERHOST_HEADER_PREFIX, WIRE_ERROR_CODES, type JobTimings, type
 import type { ExecutionResult, StreamHooks } from './executor.ts'
 import { STREAM_CHUNK_BYTES, type BodyChunkMessage, type BodyHeadMessage, type ResultMessage } from './runtime/messages.ts'
 
-const SHIM_CODES = new Set<WireErrorCode>(['FUNCTION_ERROR', 'RESULT_INVALID', 'LIMIT_TIMEOUT', 'LIMIT_CPU', 'LIMIT_RESPONSE_SIZE', 'LIMIT_SUBREQUESTS'])
+const SHIM_CODES = new Set<WireErrorCode>(['FUNCTION_ERROR', 'RESULT_INVALID', 'LIMIT_TIMEOUT', 'LIMIT_CPU', 'LIMIT_MEMORY', 'LIMIT_RESPONSE_SIZE', 'LIMIT_SUBREQUESTS'])
 
 /**
  * A wire error for a limit breach: `details` name the limit, the configured value and, only when

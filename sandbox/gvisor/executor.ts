@@ -510,6 +510,12 @@ class GvisorExecutorImpl implements GvisorExecutor {
     let healthy = true
     if (outcome.kind === 'result') {
       result = shapeResult(outcome.msg, { maxResponseBytes, maxLogBytes, session: options.session !== undefined }, timings(typeof outcome.msg.execMs === 'number' ? outcome.msg.execMs : elapsed))
+      if (result.error?.code === 'LIMIT_MEMORY') {
+        // an allocation the sandbox refused near its cgroup limit: the shim says so, the cgroup
+        // says how much the sandbox held (the shim's own figures are not believed)
+        const peak = sb.memoryPeak()
+        result = { ...result, error: limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128), reason: 'allocation-failed' }) }
+      }
     } else if (outcome.kind === 'died' && eventBreach && sb.faultOf === execId) {
       healthy = false
       const cpuNow = sb.cpuNs()

@@ -323,6 +323,8 @@ export class Sandbox {
       this.exitCode = code ?? (signal === 'SIGKILL' ? 137 : null)
       readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
       if (this.inflight === this.sessions) this.eventAtDeath = this.unansweredEvents[0]
+      // ('exit' may come before stdout's 'end': the cgroup's OOM record is read here too)
+      this.oomKilled ||= cgroupOomKilled(this.opts.spec.cgroupsPath)
       const oom = this.oomKilled || this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
       this.dieAll(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
       this.opts.onExit?.(this)

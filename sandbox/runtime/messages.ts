@@ -32,7 +32,7 @@ export interface ShimLimits {
 }
 
 /** Error codes the shim may report; a subset of the wire codes in protocol/errors.ts. */
-export type ShimErrorCode = 'FUNCTION_ERROR' | 'RESULT_INVALID' | 'LIMIT_TIMEOUT' | 'LIMIT_CPU' | 'LIMIT_RESPONSE_SIZE' | 'LIMIT_SUBREQUESTS'
+export type ShimErrorCode = 'FUNCTION_ERROR' | 'RESULT_INVALID' | 'LIMIT_TIMEOUT' | 'LIMIT_CPU' | 'LIMIT_MEMORY' | 'LIMIT_RESPONSE_SIZE' | 'LIMIT_SUBREQUESTS'
 
 export interface ShimError {
   code: ShimErrorCode

@@ -160,6 +160,11 @@ async function readCapped (response: Response, max: number): Promise<{ body?: Ui
   return { body, measured: total }
 }
 
+/** V8's error for a buffer the process could not get memory for (any realm's RangeError). */
+function allocationFailed (err: unknown): boolean {
+  return err !== null && typeof err === 'object' && (err as Error).name === 'RangeError' && /allocation failed/i.test(String((err as Error).message))
+}
+
 function describeThrow (err: unknown): string {
   if (err !== null && typeof err === 'object' && 'stack' in err && typeof (err as any).stack === 'string') return (err as any).stack
   try { return String(err) } catch { return '[unprintable value]' }
@@ -497,6 +502,9 @@ async function execute (opts: RunOptions, realm: Realm): Promise<RealmOutcome> {
       if (err instanceof TimeoutSignal) return finish({ error: timeoutError() })
       sink.write('error', [`Uncaught ${describeThrow(err)}`])
       if (subrequestBreach !== undefined) return finish({ error: subrequestBreach })
+      // the sandbox refused memory before its cgroup killed it (gVisor may fail an mmap near the
+      // limit): the function's memory limit, and the host adds what the cgroup measured
+      if (allocationFailed(err)) return finish({ error: { code: 'LIMIT_MEMORY', message: 'the function ran out of memory', details: { reason: 'allocation-failed' } } })
       return finish({ error: { code: 'FUNCTION_ERROR', message: 'the function threw an error' } })
     }
 

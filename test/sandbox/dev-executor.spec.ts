@@ -125,6 +125,13 @@ describe('sandbox/dev-executor (not a security boundary)', function () {
     assert.equal(text(await ex.execute(jobFor('hello', { options: { memoryMb: 64 } }))), 'Hello, world!')
   })
 
+  it('an allocation the thread cannot get is LIMIT_MEMORY (reason allocation-failed), not FUNCTION_ERROR', async () => {
+    const r = await ex.execute(jobFor('impossibleBuffer'))
+    assert.equal(r.error?.code, 'LIMIT_MEMORY', JSON.stringify(r.error))
+    assert.deepEqual([r.error?.details?.reason, r.error?.details?.source, r.error?.details?.measured], ['allocation-failed', 'unavailable', undefined])
+    assert.equal(text(await ex.execute(jobFor('hello'))), 'Hello, world!')
+  })
+
   it('gives every execution fresh globals', async () => {
     assert.equal(text(await ex.execute(jobFor('setGlobal'))), 'set')
     const out = JSON.parse(text(await ex.execute(jobFor('readGlobal'))))

@@ -26,6 +26,9 @@ export const FIXTURES: Record<string, string> = {
   gigantic_stdout: `module.exports.default = { async fetch () { const s = 'x'.repeat(1024 * 1024); for (let i = 0; i < 200; i++) { console.log(s); console.error(s) } return new Response('done') } }`,
   memoryBomb: `module.exports.default = { async fetch () { const a = []; for (;;) { a.push(new Array(1e6).fill(Math.random())) } } }`,
   bufferBomb: `module.exports.default = { async fetch () { const a = []; for (let i = 0; i < 100000; i++) { const b = new Uint8Array(16 * 1024 * 1024); b.fill(1); a.push(b) } return new Response(String(a.length)) } }`,
+  // an allocation no address space can give (V8: RangeError "Array buffer allocation failed"),
+  // what gVisor also answers near the cgroup limit instead of killing the sandbox
+  impossibleBuffer: `module.exports.default = { async fetch () { const b = new ArrayBuffer(2 ** 50); return new Response(String(b.byteLength)) } }`,
   setGlobal: `module.exports.default = { async fetch () { globalThis.canary = 'CANARY-A'; Object.prototype.polluted = 'CANARY-P'; Array.prototype.evil = 1; return new Response('set') } }`,
   readGlobal: `module.exports.default = { async fetch () { return Response.json({ canary: globalThis.canary ?? null, polluted: ({}).polluted ?? null, evil: [].evil ?? null }) } }`,
   writeTmp: `module.exports.default = { async fetch () { let r = 'no-fs'; try { const fs = globalThis.process?.mainModule?.require?.('fs'); if (fs) { fs.writeFileSync('/tmp/canary', 'CANARY-T'); r = 'wrote' } } catch (e) { r = 'err ' + e.message } return new Response(r) } }`,

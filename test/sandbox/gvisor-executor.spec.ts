@@ -124,9 +124,19 @@ describe('sandbox/gvisor executor (real runsc)', function () {
   it('stops heap and buffer memory bombs with LIMIT_MEMORY and keeps serving', async () => {
     for (const name of ['memoryBomb', 'bufferBomb']) {
       const r = await ex.execute(jobFor(name, { options: { timeoutMs: 10_000 } }))
-      assert.equal(r.error?.code, 'LIMIT_MEMORY', name)
+      assert.equal(r.error?.code, 'LIMIT_MEMORY', `${name}: ${JSON.stringify(r.error)} ${r.logs}`)
       assert.equal(r.error?.details?.configured, 128)
     }
+    await hello(ex)
+  })
+
+  it('an allocation the sandbox refuses is the function\'s LIMIT_MEMORY (not FUNCTION_ERROR), measured by the cgroup; the sandbox keeps serving', async () => {
+    const r = await ex.execute(jobFor('impossibleBuffer', { options: { timeoutMs: 10_000 } }))
+    assert.equal(r.error?.code, 'LIMIT_MEMORY', `${JSON.stringify(r.error)} ${r.logs}`)
+    assert.equal(r.error?.details?.reason, 'allocation-failed')
+    assert.equal(r.error?.details?.source, 'cgroup-peak')
+    assert.equal(typeof r.error?.details?.measured, 'number')
+    assert.match(r.logs, /Uncaught RangeError: Array buffer allocation failed/)
     await hello(ex)
   })
 
@@ -146,7 +156,7 @@ describe('sandbox/gvisor executor (real runsc)', function () {
 
   it('reports measured figures with limit errors: peak memory from the cgroup, CPU time from cgroup accounting (not the wall clock)', async () => {
     const mem = await ex.execute(jobFor('bufferBomb', { options: { timeoutMs: 20_000, isolation: 'execution' } }))
-    assert.equal(mem.error?.code, 'LIMIT_MEMORY')
+    assert.equal(mem.error?.code, 'LIMIT_MEMORY', `${JSON.stringify(mem.error)} ${mem.logs}`)
     const md = mem.error?.details as Record<string, unknown>
     assert.equal(md.source, 'cgroup-peak')
     assert.equal(typeof md.measured, 'number')
