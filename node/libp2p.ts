@@ -44,6 +44,12 @@ export interface MeshNodeInit {
   registry?: Registry
   /** region of the workers topic; @default 'global' */
   region?: string
+  /**
+   * libp2p's connection monitor: how often each connection's round trip is measured by a ping, and
+   * how long a ping may take before it counts as failed (a failed ping never aborts the connection
+   * here: NODE_DEFAULTS.abortConnectionOnPingFailure). @default libp2p's: 10 s, adaptive ≥ 5 s
+   */
+  ping?: { intervalMs: number, timeoutMs: number }
 }
 
 /**
@@ -115,7 +121,10 @@ export async function createMeshNode (init: MeshNodeInit): Promise<PeerHostLibp2
     },
     // a ping answered late by a busy peer must not abort a live connection and its sessions: see
     // NODE_DEFAULTS.abortConnectionOnPingFailure
-    connectionMonitor: { abortConnectionOnPingFailure: NODE_DEFAULTS.abortConnectionOnPingFailure },
+    connectionMonitor: {
+      abortConnectionOnPingFailure: NODE_DEFAULTS.abortConnectionOnPingFailure,
+      ...(init.ping !== undefined ? { pingInterval: init.ping.intervalMs, pingTimeout: { minTimeout: init.ping.timeoutMs, maxTimeout: init.ping.timeoutMs } } : {})
+    },
     metrics: init.registry != null ? prometheusMetrics({ registry: init.registry, preserveExistingMetrics: true }) : undefined,
     services: {
       identify: identify(),
