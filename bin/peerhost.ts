@@ -18,6 +18,7 @@ import { escrowCommand } from './commands/escrow.ts'
 import { earningsCommand } from './commands/earnings.ts'
 import { watchCommand } from './commands/watch.ts'
 import { logsCommand } from './commands/logs.ts'
+import { wsCommand } from './commands/ws.ts'
 import { secretCommand } from './commands/secret.ts'
 import { keysCommand } from './commands/keys.ts'
 import { walletCommand } from './commands/wallet.ts'
@@ -35,7 +36,7 @@ const program = userFacing(new Command('peerhost')
   .description('PeerHost: deploy functions, not servers, to a decentralized network of gVisor-sandboxed workers')
   .version('0.1.0'))
 
-for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), keysCommand(), escrowCommand(), earningsCommand(), watchCommand(), walletCommand()]) {
+for (const cmd of [initCommand(), devnetCommand(), devCommand(), bootstrapCommand(), gatewayCommand(), workerCommand(), chainCommand(), deployCommand(), logsCommand(), wsCommand(), versionsCommand(), rollbackCommand(), secretCommand(), keysCommand(), escrowCommand(), earningsCommand(), watchCommand(), walletCommand()]) {
   program.addCommand(userFacing(cmd))
   for (const sub of cmd.commands) userFacing(sub as Command<any, any>)
 }

@@ -393,6 +393,7 @@ export function devnetCommand (): Command<any, any> {
           '',
           'Try:',
           `  curl '${hello}?name=PeerHost'`,
+          ...(functions.some(u => u.endsWith('/echo')) ? [`  npx peerhost ws ${functions.find(u => u.endsWith('/echo'))!.replace(/^http/, 'ws')}   # a WebSocket session: type lines, Ctrl-D ends it; then checks the worker's signed receipt`] : []),
           ...(withChain ? [`  curl -H 'x-peerhost-mode: onchain' '${hello}?name=chain'   # through ExecutionCoordinator`] : []),
           ...(withChain ? ['  npx peerhost deploy <your project folder>   # uses this devnet\'s chain, gateway and builder key'] : []),
           ...(withChain ? [`  printf 'from a secret' | PEERHOST_PRIVATE_KEY=$(cat ${join(builderDir, 'evm.key')}) npx peerhost secret put hello GREETING --gateway ${gwUrl} --contracts ${contractsFile}   # then: curl ${functions.find(u => u.endsWith('/echo')) ?? hello}`] : []),

@@ -22,7 +22,7 @@ describe('peerhost CLI', function () {
   this.timeout(180_000)
 
   it('prints help for the program and every command', async () => {
-    const commands = ['devnet', 'dev', 'bootstrap', 'gateway', 'worker', 'chain']
+    const commands = ['devnet', 'dev', 'bootstrap', 'gateway', 'worker', 'chain', 'ws']
     const [top, ...subs] = await runAll([['--help'], ...commands.map(cmd => [cmd, '--help'])])
     assert.equal(top.code, 0)
     for (const [i, cmd] of commands.entries()) {
@@ -34,7 +34,7 @@ describe('peerhost CLI', function () {
   })
 
   it('reports a usage error in one sentence without a stack and exits 2', async () => {
-    const cases = [['gateway', '--port', 'abc'], ['nope'], ['worker'], ['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1', '--owner', 'bob']]
+    const cases = [['gateway', '--port', 'abc'], ['nope'], ['worker'], ['gateway', '--bootstrap', '/ip4/127.0.0.1/tcp/1', '--owner', 'bob'], ['ws', 'ftp://x/y'], ['ws', 'not a url'], ['ws', 'ws://127.0.0.1:1/f', '--header', 'no-colon']]
     const results = await runAll(cases)
     for (const [i, args] of cases.entries()) {
       const r = results[i]

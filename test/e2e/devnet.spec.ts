@@ -57,6 +57,14 @@ describe('e2e: peerhost devnet (npm start)', function () {
       assert.equal(res.status, 200)
       assert.equal(await res.text(), 'Hello, devnet!\n')
       assert.equal(res.headers.get('x-peerhost-path'), 'mesh')
+      // a WebSocket session with the example's echo, paid like a request, its receipt checked by the client (as the ready message says)
+      const echoUrl = (ready.functions as string[]).find(u => u.endsWith('/hello/echo'))!
+      const session = await cli(['ws', echoUrl.replace(/^http/, 'ws'), '--send', 'hi', '--json'])
+      assert.equal(session.code, 0, `${session.stdout}${session.stderr}`)
+      assert.deepEqual(session.lines.filter(l => l.event === 'message').map(l => l.data), ['echo: hi'])
+      const sessionReceipt = session.lines.find(l => l.event === 'receipt')
+      assert.equal(sessionReceipt?.verified, true, sessionReceipt?.problem)
+      assert.notEqual(sessionReceipt.receipt.fee, '0', 'the devnet\'s workers are paid for sessions too')
       // the ready line came after every function was warm: the first request above went through the mesh
       const status = await (await fetch(`${ready.gateway}/_peerhost/status`)).json() as any
       assert.equal(status.workers.length, 2)

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { join, resolve } from 'node:path'
 import { WebSocket } from 'ws'
+import { cli } from '../helpers/cli.ts'
 import { startTestNetwork, waitFor, type TestNetwork } from '../helpers/network.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
@@ -46,6 +47,29 @@ describe('WebSocket sessions across processes (gVisor workers)', function () {
     }, 30_000)
   })
   after(async () => { await net?.stop() })
+
+  it('`peerhost ws` sends, prints what comes back and checks the receipt itself: the worker it names signed exactly this client\'s transcript', async () => {
+    const r = await cli(['ws', url, '--send', 'one', '--send', 'two, three', '--json'])
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`)
+    assert.deepEqual(r.lines.filter(l => l.event === 'message').map(l => l.data), ['echo: one', 'echo: two, three'])
+    const opened = r.lines.find(l => l.event === 'open')
+    assert.match(String(opened?.jobId), /^0x[0-9a-f]{64}$/)
+    assert.deepEqual(r.lines.find(l => l.event === 'close'), { event: 'close', code: 1000, reason: 'done' })
+    const receipt = r.lines.find(l => l.event === 'receipt')
+    assert.equal(receipt?.verified, true, receipt?.problem)
+    const signer = net.workerInfo.find(w => String(w.address).toLowerCase() === String(receipt.signer).toLowerCase())
+    assert.ok(signer !== undefined, `the signer ${receipt.signer} is one of the workers`)
+    assert.equal(signer.peerId, opened.worker, 'the worker that served the session signed its receipt')
+    assert.deepEqual([receipt.transcript.messagesIn, receipt.transcript.messagesOut, receipt.transcript.bytesIn], [2, 2, 'one'.length + 'two, three'.length])
+    // stdin's lines, for people
+    const piped = await cli(['ws', url.replace(/^ws/, 'http')], {}, 'from stdin\n')
+    assert.equal(piped.code, 0, `${piped.stdout}${piped.stderr}`)
+    assert.match(piped.stdout, /^connected to ws:.*\(job 0x[0-9a-f]{64}, worker \w+\)\necho: from stdin\nclosed 1000 done\nreceipt verified: worker 0x[0-9a-fA-F]{40} signed the transcript/)
+    // a function that never accepts: the refusal, named
+    const refused = await cli(['ws', url.replace(/\/echo$/, '/noaccept'), '--send', 'x'])
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /refused: HTTP 500 FUNCTION_ERROR: .*accept\(\)/)
+  })
 
   it('SIGKILL of the worker holding a session: the client sees 1011/1012 within 2 s; a new session works', async () => {
     const { ws, worker } = await open(url)
