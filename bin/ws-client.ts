@@ -58,7 +58,14 @@ export async function runSession (url: URL, opts: SessionOptions): Promise<numbe
       res.on('end', () => {
         let message = body.trim().slice(0, 2_000)
         let code: string | undefined
-        try { const e = JSON.parse(body).error; if (typeof e?.message === 'string') { message = e.message; code = e.code } } catch {}
+        try {
+          const e = JSON.parse(body).error
+          if (typeof e?.message === 'string') {
+            code = e.code
+            // the cause, where the error names one (e.g. a function that never called accept())
+            message = typeof e.details?.reason === 'string' ? `${e.message}: ${e.details.reason}` : e.message
+          }
+        } catch {}
         const status = res.statusCode ?? 0
         // a 2xx/3xx is the function answering as to a plain request: it did not accept a WebSocket
         const what = status < 400 ? `the function answered HTTP ${status} instead of accepting the WebSocket` : `refused: HTTP ${status}${code !== undefined ? ` ${code}` : ''}`
@@ -98,9 +105,11 @@ export async function runSession (url: URL, opts: SessionOptions): Promise<numbe
     return true
   }
 
-  if (opts.send.length > 0) {
-    for (const m of opts.send) if (!sendText(m)) break
-    // until nothing has arrived for waitMs (or the function closed first)
+  // after the last message: close once nothing has arrived for waitMs (or the function closed
+  // first). Closing at once would race the answers still on their way: the gateway answers a
+  // client's Close at once and can deliver nothing after it, although the function sent it (and
+  // the receipt counts it)
+  const closeWhenQuiet = async (): Promise<void> => {
     const ended = await Promise.race([closed.then(() => true), (async () => {
       while (ws.readyState === WebSocket.OPEN && Date.now() - lastActivity < opts.waitMs) {
         await new Promise(resolve => setTimeout(resolve, Math.min(100, Math.max(1, opts.waitMs - (Date.now() - lastActivity)))))
@@ -108,10 +117,14 @@ export async function runSession (url: URL, opts: SessionOptions): Promise<numbe
       return false
     })()])
     if (!ended && ws.readyState === WebSocket.OPEN) ws.close(1000, 'done')
+  }
+  if (opts.send.length > 0) {
+    for (const m of opts.send) if (!sendText(m)) break
+    await closeWhenQuiet()
   } else {
     const lines = createInterface({ input: process.stdin, terminal: false })
     lines.on('line', (line) => { sendText(line) })
-    lines.once('close', () => { if (ws.readyState === WebSocket.OPEN) ws.close(1000, 'done') })
+    lines.once('close', () => { void closeWhenQuiet() })
     void closed.then(() => { lines.close() })
   }
   const { code, reason } = await closed

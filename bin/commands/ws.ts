@@ -28,7 +28,7 @@ export function wsCommand (): Command<any, any> {
     .argument('<url>', 'the function\'s URL: ws://host:port/<wallet>/<project>/<function> (http:// works too)', wsUrl)
     .option('--send <message>', 'send this text message (repeatable; in order); without --send, each line of stdin is sent', repeat, [] as string[])
     .option('--header <header>', 'an extra request header, "name: value" (repeatable), e.g. an API key: "authorization: Bearer …"', header, [] as Array<[string, string]>)
-    .option('--wait <ms>', 'with --send: close once nothing has arrived for this long after the last message', intOption('--wait', 0, 600_000), 1_000)
+    .option('--wait <ms>', 'after the last message (--send, or the end of stdin): close once nothing has arrived for this long', intOption('--wait', 0, 600_000), 1_000)
     .option('--no-receipt', 'do not fetch and check the session\'s receipt after it ends')
     .option('--json', 'one JSON object per event (open, message, close, receipt)')
     .action(async (url, opts) => {
