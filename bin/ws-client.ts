@@ -152,7 +152,9 @@ export async function runSession (url: URL, opts: SessionOptions): Promise<numbe
   const r = check.receipt
   opts.print([
     `receipt verified: worker ${check.signer} signed the transcript of exactly what this client sent and received`,
-    `  ${summary.messagesIn} message(s) in (${summary.bytesIn} bytes), ${summary.messagesOut} out (${summary.bytesOut} bytes); fee ${String(r.fee)} wei, epoch ${String(r.epoch)}${check.segments > 1 ? `, in ${check.segments} segments (the session outlived its Settlement epoch)` : ''}`,
+    check.segments > 1
+      ? `  ${summary.messagesIn} message(s) in (${summary.bytesIn} bytes), ${summary.messagesOut} out (${summary.bytesOut} bytes), in ${check.segments} segments (the session outlived its Settlement epoch: each epoch's part is paid in that epoch's batch); the last segment's fee ${String(r.fee)} wei, epoch ${String(r.epoch)}`
+      : `  ${summary.messagesIn} message(s) in (${summary.bytesIn} bytes), ${summary.messagesOut} out (${summary.bytesOut} bytes); fee ${String(r.fee)} wei, epoch ${String(r.epoch)}`,
     `  chain ${check.domain.chainId}, Settlement ${check.domain.verifyingContract}; the receipt: ${receiptUrl.href}`
   ].join('\n'), { event: 'receipt', verified: true, signer: check.signer, transcript: summary, segments: check.segments, receipt: r, url: receiptUrl.href })
   return clean ? 0 : 1
