@@ -29,9 +29,14 @@ export interface SpecInput {
 /** Linux uid/gid "nobody": the shim needs no privilege inside the sandbox. */
 export const SANDBOX_UID = 65534
 
+/** The sandbox cgroup's memory limit: the V8 heap (at least 16 MiB) plus the headroom. */
+export function sandboxMemoryLimitBytes (input: Pick<SpecInput, 'memoryMb' | 'memoryHeadroomMb'>): number {
+  return (Math.max(16, Math.floor(input.memoryMb)) + input.memoryHeadroomMb) * 1024 * 1024
+}
+
 export function buildOciSpec (input: SpecInput): Record<string, unknown> {
   const heapMb = Math.max(16, Math.floor(input.memoryMb))
-  const limitBytes = (heapMb + input.memoryHeadroomMb) * 1024 * 1024
+  const limitBytes = sandboxMemoryLimitBytes(input)
   const period = 100_000
   return {
     ociVersion: '1.0.0',

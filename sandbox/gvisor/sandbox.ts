@@ -10,7 +10,7 @@ import { setPriority } from 'node:os'
 import { join } from 'node:path'
 import { FrameDecoder, encodeFrame } from '../runtime/channel.ts'
 import type { BodyChunkMessage, BodyHeadMessage, ExecMessage, FetchMessage, HostMessage, ResultMessage, ShimMessage, ShimResponse, WsCloseOutMessage, WsDoneMessage, WsOpenMessage, WsOutMessage } from '../runtime/messages.ts'
-import { buildOciSpec, type SpecInput } from './oci-spec.ts'
+import { buildOciSpec, sandboxMemoryLimitBytes, type SpecInput } from './oci-spec.ts'
 import { cgroupRoots, destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
 
 /**
@@ -312,7 +312,7 @@ export class Sandbox {
       this.endedAt ??= performance.now()
       this.dead = true
       // read the cgroup's OOM record now: runsc removes the cgroup during its own cleanup
-      this.oomKilled = cgroupOomKilled(this.opts.spec.cgroupsPath)
+      this.oomKilled = this.cgroupOom()
       // the leaf may already be gone (runsc tears it down right after a cgroup OOM kill); the
       // meter cgroup above it is ours and still holds the hierarchical peak
       this.memoryPeakAtEnd = cgroupMemoryPeak(this.opts.spec.cgroupsPath) ?? (this.opts.meterCgroup !== undefined ? cgroupMemoryPeak(this.opts.meterCgroup) : undefined)
@@ -324,7 +324,7 @@ export class Sandbox {
       readyReject(new Error(`sandbox exited (${String(code ?? signal)}) before it was ready: ${this.stderr.slice(0, 500)}`))
       if (this.inflight === this.sessions) this.eventAtDeath = this.unansweredEvents[0]
       // ('exit' may come before stdout's 'end': the cgroup's OOM record is read here too)
-      this.oomKilled ||= cgroupOomKilled(this.opts.spec.cgroupsPath)
+      this.oomKilled ||= this.cgroupOom()
       const oom = this.oomKilled || this.exitCode === 137 || this.exitCode === 134 || /heap limit|heap out of memory|allocation failed/i.test(this.stderr)
       this.dieAll(this.channelBroken ? 'channel' : (oom ? 'oom' : 'crash'))
       this.opts.onExit?.(this)
@@ -418,6 +418,18 @@ export class Sandbox {
   }
 
   /** Peak memory of the sandbox (cgroup accounting), in bytes; undefined when unreadable. */
+  /**
+   * Whether the sandbox's cgroup recorded an OOM kill: its leaf, or (once runsc removed the leaf)
+   * the meter cgroup above it, whose cgroup v2 memory.events counts its descendants' kills too.
+   */
+  private cgroupOom (): boolean {
+    if (cgroupOomKilled(this.opts.spec.cgroupsPath) || (this.opts.meterCgroup !== undefined && cgroupOomKilled(this.opts.meterCgroup))) return true
+    // no kill record readable (cgroup v1 counts kills per cgroup, and runsc removes its leaf):
+    // a sandbox that died with its peak within 2 MiB of its cgroup limit died of memory
+    const peak = this.memoryPeakAtEnd ?? (this.opts.meterCgroup !== undefined ? cgroupMemoryPeak(this.opts.meterCgroup) : undefined)
+    return peak !== undefined && peak >= sandboxMemoryLimitBytes(this.opts.spec) - 2 * 1024 * 1024
+  }
+
   memoryPeak (): number | undefined {
     return this.memoryPeakAtEnd ?? cgroupMemoryPeak(this.opts.spec.cgroupsPath)
   }
