@@ -16,7 +16,7 @@
  *
  *   node bench/settlement.ts [--sizes 1000,10000] [--epochs 1,4] [--epoch 15] [--no-gas] [--no-delay]
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'

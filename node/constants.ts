@@ -125,6 +125,13 @@ export const NODE_DEFAULTS = {
    * within workerExpiryMs, and streams to a stalled worker are bounded by their own timeouts.
    */
   abortConnectionOnPingFailure: false,
+  /**
+   * How many of a session's latest function → client messages a worker can leave out of the
+   * transcript it signs when the gateway delivered fewer (WsClose.delivered): those in flight when
+   * the client's Close came, bounded by the relay's buffers (a 4 MiB stream window, the client
+   * socket's high-water mark). About 50 bytes each per session.
+   */
+  sessionRewindableMessages: 256,
   /** a yamux stream's largest receive window (yamux's default grows to 16 MiB): see node/libp2p.ts */
   maxStreamWindowBytes: 4 * 1024 * 1024,
   /**

@@ -234,6 +234,12 @@ export interface WsClose {
   code: number
   /** at most 123 bytes of UTF-8 (a close frame's payload limit) */
   reason: string
+  /**
+   * Gateway → worker only: how many function → client messages the gateway delivered before the
+   * client's socket stopped taking them (its Close, or the gateway's own). Messages the function sent
+   * after those never reached the client; the worker signs the transcript of the delivered ones.
+   */
+  delivered?: number
 }
 
 /**

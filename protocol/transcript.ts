@@ -29,9 +29,24 @@ export interface Transcript {
    * segment's receipt over a prefix: docs/chain.md); `hash` is never mutated afterwards.
    */
   inState: () => { hash: Uint8Array, messages: number, bytes: number }
+  /**
+   * Rewinds the function → client chain to its state after `messages` messages (a worker, when
+   * the gateway delivered fewer than the function sent: WsClose.delivered). Only the last
+   * `rewindable` states are kept: false (nothing changed) when `messages` is older, or more than
+   * were recorded.
+   */
+  rewindOut: (messages: number) => boolean
 }
 
-export function transcript (): Transcript {
+export interface TranscriptOptions {
+  /** how many of the latest function → client states `rewindOut` can return to. @default 0 */
+  rewindable?: number
+}
+
+export function transcript (opts: TranscriptOptions = {}): Transcript {
+  const keep = opts.rewindable ?? 0
+  /** the out chain before each of the latest `keep` messages, oldest first */
+  const before: Array<{ hash: Uint8Array, bytes: number }> = []
   let inHash: Uint8Array = new Uint8Array(32)
   let outHash: Uint8Array = new Uint8Array(32)
   let messagesIn = 0
@@ -46,13 +61,29 @@ export function transcript (): Transcript {
         messagesIn++
         bytesIn += data.byteLength
       } else {
+        if (keep > 0) {
+          before.push({ hash: outHash, bytes: bytesOut })
+          if (before.length > keep) before.shift()
+        }
         outHash = createHash('sha256').update(outHash).update(kind).update(data).digest()
         messagesOut++
         bytesOut += data.byteLength
       }
     },
     summary: () => ({ inHash: bytesToHex(inHash), outHash: bytesToHex(outHash), messagesIn, messagesOut, bytesIn, bytesOut }),
-    inState: () => ({ hash: inHash, messages: messagesIn, bytes: bytesIn })
+    inState: () => ({ hash: inHash, messages: messagesIn, bytes: bytesIn }),
+    rewindOut (messages) {
+      if (!Number.isSafeInteger(messages) || messages > messagesOut || messages < 0) return false
+      const back = messagesOut - messages
+      if (back === 0) return true
+      if (back > before.length) return false
+      const state = before[before.length - back]
+      before.length -= back
+      outHash = state.hash
+      bytesOut = state.bytes
+      messagesOut = messages
+      return true
+    }
   }
 }
 

@@ -453,12 +453,14 @@ function closeCode (x: unknown, path: string): number {
 
 export function validateWsClose (x: unknown): WsClose {
   const p = 'ws-close'
-  const get = record(x, p, ['v', 'type', 'code', 'reason'])
+  const get = record(x, p, ['v', 'type', 'code', 'reason'], ['delivered'])
+  const delivered = get('delivered')
   return {
     v: version(get('v'), p),
     type: literal(get('type'), `${p}.type`, 'ws-close'),
     code: closeCode(get('code'), `${p}.code`),
-    reason: str(get('reason'), `${p}.reason`, 123)
+    reason: str(get('reason'), `${p}.reason`, 123),
+    ...(delivered !== undefined ? { delivered: int(delivered, `${p}.delivered`, 0, Number.MAX_SAFE_INTEGER) } : {})
   }
 }
 

@@ -28,7 +28,7 @@ import type { Registry } from 'prom-client'
 import type { Address } from 'viem'
 import { Counter, Histogram } from 'prom-client'
 import {
-  DEV_DOMAIN, inputHash, LIMITS, newJobId, PEERHOST_HEADER_PREFIX, receiptOf, WIRE_ERROR_CODES,
+  DEV_DOMAIN, inputHash, LIMITS, newJobId, PEERHOST_HEADER_PREFIX, WIRE_ERROR_CODES,
   type JobRequest, type JobResult, type PeerHostDomain, type WireErrorCode, type WireRequest
 } from '#protocol'
 import { NODE_DEFAULTS } from '../constants.ts'

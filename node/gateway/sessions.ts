@@ -306,7 +306,7 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     const end = (code: number, reason: string): void => {
       if (!workerClosed && !clientClosed) {
         pay(true)
-        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason }, 128)
+        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason, delivered: tr.summary().messagesOut }, 128)
       }
       clientClosed = true
       closeClient(code, reason)
@@ -336,7 +336,8 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
     ws.on('close', (code: number, reason: Buffer) => {
       if (!clientClosed && !workerClosed) {
         pay(true)
-        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100) }, 128)
+        // the function → client messages that reached the client: the worker signs those
+        toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: forwardableCode(code), reason: reason.toString('utf8').slice(0, 100), delivered: tr.summary().messagesOut }, 128)
       }
       clientClosed = true
       closeCode ??= code
@@ -380,7 +381,9 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
           const list = await f.lp.read()
           const msg = decodeMessage(list.subarray())
           if (msg.type === 'ws') {
-            if (clientClosed) continue
+            // once the client's Close arrived (ws answers it at once: CLOSING) nothing more reaches
+            // the client: not relayed, not in the transcript (the worker is told how many were)
+            if (clientClosed || ws.readyState !== ws.OPEN) continue
             touch()
             tr.add('out', msg.binary, msg.data)
             counted()
@@ -394,8 +397,13 @@ export function sessionRelay (init: SessionLimitsInit & { domain: PeerHostDomain
               try { stream.resume() } catch {}
             }
           } else if (msg.type === 'ws-close') {
-            // the worker ended the session: it waits a moment for the final cumulative ticket
-            if (!workerClosed && !clientClosed) pay(true)
+            // the worker ended the session: it waits a moment for the final cumulative ticket and
+            // this answer, which names the messages that reached the client (its receipt signs
+            // those); a client that closed first was answered so already
+            if (!workerClosed && !clientClosed) {
+              pay(true)
+              toWorker({ v: PROTOCOL_VERSION, type: 'ws-close', code: msg.code, reason: '', delivered: tr.summary().messagesOut }, 128)
+            }
             workerClosed = true
             closeClient(msg.code, msg.reason)
           } else if (msg.type === 'segment-end') {

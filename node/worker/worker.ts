@@ -649,7 +649,9 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
 
   /** The admitted session: runs it and returns its last frame (session-end, result or error). */
   async function session (job: JobRequest, a: Admission, f: FrameStream, streamSignal: AbortSignal, signal: AbortSignal, done: AbortController): Promise<Message> {
-    const tr = transcript()
+    // rewindable: a gateway may have delivered fewer of the function's messages than it sent (a
+    // client's Close on its way): the receipt signs the delivered ones (WsClose.delivered)
+    const tr = transcript({ rewindable: NODE_DEFAULTS.sessionRewindableMessages })
     let control: SessionControl | undefined
     let opened = false
     let closed = false
@@ -706,11 +708,11 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     let messages = 0
     let openedAt = 0
     let ticketFrames = 0
-    let gatewayClosed = false
     let creditTimer: NodeJS.Timeout | undefined
     let segmentTimer: NodeJS.Timeout | undefined
-    /** resolved by the next valid ticket frame (the gateway's final one, after the worker's close) */
-    let ticketArrived: (() => void) | undefined
+    /** resolved by the gateway's ws-close (its answer to the worker's close, after its final ticket) */
+    let gatewayAnswered: (() => void) | undefined
+    let gatewayAnswer = false
     const checkCredit = (): void => {
       if (!sessionPriced || closed || openedAt === 0) return
       const owed = sessionOwed(opening, sessionPrice, messages, Date.now() - openedAt)
@@ -733,21 +735,18 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       if (t.jobId !== current.jobId || t.attempt !== job.attempt || current.key === undefined) { sessionTickets.inc({ outcome: 'other-job' }); return }
       const by = recoverDigestSigner(ticketDigest(domain, ticketOf(segmentRequest(current, t.fee), a.jobHash)), t.ticketSig)
       if (by === undefined || !sameAddress(by, job.ticket.gateway)) { sessionTickets.inc({ outcome: 'bad-signature' }); return }
-      const arrived = ticketArrived
-      ticketArrived = undefined
-      if (BigInt(t.fee) <= current.paid) { sessionTickets.inc({ outcome: 'not-higher' }); arrived?.(); return }
+      if (BigInt(t.fee) <= current.paid) { sessionTickets.inc({ outcome: 'not-higher' }); return }
       let recorded = false
       try {
         recorded = receipts.raiseFee(current.key, t.fee, t.ticketSig)
       } catch (err) {
         log.error({ err, jobId: job.jobId }, 'cumulative ticket not recorded; not counted as paid')
       }
-      if (!recorded) { sessionTickets.inc({ outcome: 'not-recorded' }); arrived?.(); return }
+      if (!recorded) { sessionTickets.inc({ outcome: 'not-recorded' }); return }
       // durable: from now on the segment's receipt signs, and settlement pays, this fee
       current.paid = BigInt(t.fee)
       current.ticketSig = t.ticketSig
       sessionTickets.inc({ outcome: 'accepted' })
-      arrived?.()
     }
     /**
      * Closes the current segment at the highest ticket it holds: its receipt (the transcript so far,
@@ -872,10 +871,15 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
             if (refused !== undefined) { endAtLimit(refused.code, refused.reason); continue }
             if (!closed) control?.send(msg.data, msg.binary)
           } else if (msg.type === 'ws-close') {
-            if (!closed) gatewayClosed = true
+            // the gateway's close: the client's or its own, or its answer to the worker's (then
+            // after its final ticket). It names how many of the function's messages reached the
+            // client; those are what the receipt signs (a message further back than the kept
+            // states: the transcript stays whole, and the gateway keeps the receipt unverified)
+            if (msg.delivered !== undefined && !tr.rewindOut(msg.delivered)) log.debug({ jobId: job.jobId, delivered: msg.delivered }, 'session: cannot rewind the transcript to the delivered messages')
             closed = true
             control?.close(msg.code, msg.reason)
-            ticketArrived?.()
+            gatewayAnswer = true
+            gatewayAnswered?.()
             return
           } else {
             throw new ProtocolError('INVALID_FIELD', `a "${msg.type}" frame in a session; expected ws, ticket, segment or ws-close`)
@@ -955,12 +959,13 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
       const code = result.error !== undefined ? WS_CLOSE.internalError : 1000
       await f.write({ v: PROTOCOL_VERSION, type: 'ws-close', code, reason: result.error !== undefined ? result.error.code : '' }, AbortSignal.timeout(NODE_DEFAULTS.dialTimeoutMs)).catch(() => {})
     }
-    if (sessionPriced && !gatewayClosed && !streamSignal.aborted) {
-      // the worker (its function, or a limit) ended a priced session: an honest gateway answers the
-      // close with its final cumulative ticket; the receipt waits a bounded moment for it
+    if (!gatewayAnswer && !streamSignal.aborted) {
+      // the worker (its function, or a limit) ended the session: an honest gateway answers the
+      // close with its final cumulative ticket (a priced session) and its own ws-close naming the
+      // messages it delivered; the receipt waits a bounded moment for them
       await new Promise<void>(resolve => {
         const timer = setTimeout(resolve, NODE_DEFAULTS.sessionFinalTicketWaitMs)
-        ticketArrived = () => { clearTimeout(timer); resolve() }
+        gatewayAnswered = () => { clearTimeout(timer); resolve() }
         streamSignal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
       })
     }

@@ -19,6 +19,7 @@ import { addProject, apiKeyHash, apiKeyId, apiKeyStore, authGuard, createGateway
 import { DEV_DOMAIN, receiptDigest, transcript, transcriptOutputHash } from '#protocol'
 import { recoverDigestSigner } from '../../node/signing.ts'
 import { waitFor } from '../helpers/network.ts'
+import { checkSessionReceipt } from '../../node/gateway/session-receipt.ts'
 import { openWebSocket } from '../helpers/ws.ts'
 
 const root = resolve(import.meta.dirname, '..', '..')
@@ -184,6 +185,37 @@ describe('WebSocket sessions (gateway + worker + gVisor)', function () {
     const r = receipt.receipt
     const signer = recoverDigestSigner(receiptDigest(DEV_DOMAIN, { ...r, fee: BigInt(r.fee), epoch: BigInt(r.epoch), deadline: BigInt(r.deadline) }), r.signature)
     assert.equal(signer?.toLowerCase(), worker.address.toLowerCase())
+  })
+
+  it('a client that closes while the function is still sending: the receipt signs exactly the messages the client got, and the client\'s own check passes', async () => {
+    const { ws, headers } = await openWebSocket(`${wsBase}/echo`)
+    const jobId = String(headers['x-peerhost-job'])
+    const mine = transcript()
+    let got = 0
+    // every message the client receives counts, those after its own close() too (RFC 6455: it
+    // reads until the server's Close)
+    ws.on('message', (data, binary) => {
+      mine.add('out', binary, data as Buffer)
+      if (++got === 3) ws.close(1000, 'enough')
+    })
+    const done = closed(ws)
+    mine.add('in', false, Buffer.from('flood'))
+    ws.send('flood')
+    // 1000: the client's close came first; 1008: the function, which ignores backpressure, was
+    // closed for outrunning the relay first (its close crossed the client's)
+    const code = (await done).code
+    assert.ok(code === 1000 || code === 1008, `closed ${code}`)
+    const receipt = await waitFor('the session receipt', async () => {
+      const r = await fetch(`${gateway.url}/_peerhost/receipts/${jobId}`)
+      return r.status === 200 ? await r.json() as any : undefined
+    }, 10_000)
+    const own = mine.summary()
+    // the function went on sending 512 KiB messages until it heard the close: more than the client
+    // got were in flight, and the gateway delivered none after the client's Close
+    assert.equal(receipt.verified, true, receipt.problem)
+    assert.equal(receipt.transcript.messagesOut, own.messagesOut, `the receipt counts ${receipt.transcript.messagesOut} messages out, the client got ${own.messagesOut}`)
+    const check = checkSessionReceipt(receipt, own, jobId)
+    assert.equal(check.verified, true, check.verified ? '' : check.problem)
   })
 
   it('attack: more than 1,000 messages in a second closes the session with 4429', async () => {

@@ -32,6 +32,9 @@ describe('protocol: session frames', () => {
     for (const code of [1000, 1001, 1009, 1011, 1012, 3000, 4408, 4999]) validateMessage(close(code))
     for (const code of [999, 1004, 1005, 1006, 1015, 2000, 5000, 1000.5]) rejects(close(code), /ws-close\.code/)
     rejects(close(1000, 'é'.repeat(62)), /ws-close\.reason/)
+    // the gateway's count of delivered messages: a whole number ≥ 0, or absent
+    assert.equal((validateMessage({ ...close(1000) as object, delivered: 3 }) as { delivered?: number }).delivered, 3)
+    for (const delivered of [-1, 1.5, '3', null, 2 ** 53]) rejects({ ...close(1000) as object, delivered }, /ws-close\.delivered/)
   })
 
   it('refuses a session-end with a malformed transcript', () => {
@@ -136,6 +139,30 @@ describe('protocol: transcript hash', () => {
     t.add('out', true, new Uint8Array(0))
     const s = t.summary()
     assert.deepEqual([s.messagesIn, s.bytesIn, s.messagesOut, s.bytesOut], [1, 3, 2, 5])
+  })
+
+  it('rewinds the function → client chain to what was delivered, within the kept states only', () => {
+    const msgs = ['a', 'bb', 'ccc', 'dddd', 'eeeee'].map(m => new TextEncoder().encode(m))
+    const upTo = (n: number): ReturnType<ReturnType<typeof transcript>['summary']> => {
+      const t = transcript()
+      t.add('in', false, msgs[0])
+      for (const m of msgs.slice(0, n)) t.add('out', false, m)
+      return t.summary()
+    }
+    const t = transcript({ rewindable: 3 })
+    t.add('in', false, msgs[0])
+    for (const m of msgs) t.add('out', false, m)
+    assert.equal(t.rewindOut(6), false, 'more than were sent')
+    assert.equal(t.rewindOut(1), false, 'further back than the 3 kept states')
+    assert.deepEqual(t.summary(), upTo(5), 'a refused rewind changes nothing')
+    assert.equal(t.rewindOut(5), true)
+    assert.equal(t.rewindOut(3), true)
+    assert.deepEqual(t.summary(), upTo(3))
+    // and it goes on from there as if the rest had never been sent
+    t.add('out', false, msgs[3])
+    assert.deepEqual(t.summary(), upTo(4))
+    assert.equal(transcript().rewindOut(0), true)
+    assert.equal(transcript({ rewindable: 0 }).rewindOut(-1), false)
   })
 })
 
