@@ -3,6 +3,7 @@
  * libp2p over 127.0.0.1, and the function running in a real gVisor sandbox.
  */
 import assert from 'node:assert/strict'
+import { deflateRawSync } from 'node:zlib'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -355,36 +356,56 @@ describe('WebSocket sessions (gateway + worker + gVisor)', function () {
     assert.equal((await end).code, 1000)
   })
 
-  it('attack: a text frame with invalid UTF-8 is closed with 1007 and the session ends cleanly', async () => {
+  /**
+   * A raw client: the echo's upgrade (with `extraHeaders`), then `frame` (masked by the caller) once
+   * the 101 is in; resolves with the response head and what followed it when the socket closes.
+   */
+  async function rawFrameAfterUpgrade (frame: Buffer, extraHeaders = ''): Promise<{ head: string, rest: Buffer }> {
     const url = new URL(gateway.url)
-    const ws = await open(`${wsBase}/echo`)
-    ws.terminate()
-    // a raw client: handshake, then a masked text frame with bytes that are not UTF-8
     const reply = await new Promise<Buffer>((resolve, reject) => {
       const s = connect(Number(url.port), url.hostname, () => {
-        s.write(`GET ${new URL(`${base}/echo`).pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+        s.write(`GET ${new URL(`${base}/echo`).pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`)
       })
       let buf = Buffer.alloc(0)
       let sent = false
       s.on('data', d => {
         buf = Buffer.concat([buf, d])
-        if (!sent && buf.includes('\r\n\r\n')) {
-          sent = true
-          const payload = Buffer.from([0xff, 0xfe, 0xc3, 0x28])
-          const mask = Buffer.from([1, 2, 3, 4])
-          const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))
-          s.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]))
-        }
+        if (!sent && buf.includes('\r\n\r\n')) { sent = true; s.write(frame) }
       })
       s.on('close', () => resolve(buf))
       s.on('error', reject)
       setTimeout(() => { s.destroy(); resolve(buf) }, 15_000)
     })
-    const head = reply.indexOf('\r\n\r\n')
-    assert.match(reply.subarray(0, head).toString(), /^HTTP\/1.1 101/)
-    const frame = reply.subarray(head + 4)
-    assert.equal(frame[0], 0x88, 'a close frame')
-    assert.equal(frame.readUInt16BE(2), 1007)
+    const at = reply.indexOf('\r\n\r\n')
+    return { head: reply.subarray(0, at).toString(), rest: reply.subarray(at + 4) }
+  }
+
+  /** A masked client frame: `first` is the FIN/RSV/opcode byte. */
+  function maskedFrame (first: number, payload: Buffer): Buffer {
+    const mask = Buffer.from([1, 2, 3, 4])
+    const len = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : payload.length < 65536 ? Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]) : Buffer.concat([Buffer.from([0x80 | 127]), Buffer.from(new BigUint64Array([BigInt(payload.length)]).buffer).reverse()])
+    return Buffer.concat([Buffer.from([first]), len, mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))])
+  }
+
+  it('attack: a text frame with invalid UTF-8 is closed with 1007 and the session ends cleanly', async () => {
+    const { head, rest } = await rawFrameAfterUpgrade(maskedFrame(0x81, Buffer.from([0xff, 0xfe, 0xc3, 0x28])))
+    assert.match(head, /^HTTP\/1.1 101/)
+    assert.equal(rest[0], 0x88, 'a close frame')
+    assert.equal(rest.readUInt16BE(2), 1007)
+  })
+
+  it('attack: a compression bomb is never inflated: no permessage-deflate is agreed, and a compressed (RSV1) frame is closed 1002', async () => {
+    // 64 MiB of zeros deflate to ~64 KiB: inflated, it would be past every message limit
+    const bomb = deflateRawSync(Buffer.alloc(64 * 1024 * 1024))
+    global.gc?.()
+    const before = process.memoryUsage().heapUsed
+    const { head, rest } = await rawFrameAfterUpgrade(maskedFrame(0xc1, bomb), 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n')
+    assert.match(head, /^HTTP\/1.1 101/)
+    assert.doesNotMatch(head, /sec-websocket-extensions/i, 'the gateway agrees no extension')
+    assert.equal(rest[0], 0x88, 'a close frame')
+    assert.equal(rest.readUInt16BE(2), 1002)
+    global.gc?.()
+    assert.ok(process.memoryUsage().heapUsed - before < 32 * 1024 * 1024, 'nothing was inflated')
   })
 
   it('attack: a flood of 1-byte continuation fragments does not grow the gateway heap without bound', async () => {
