@@ -64,6 +64,8 @@ interface FunctionEntry {
   /** every sandbox bound to this version: idle, busy or still booting */
   members: Set<Sandbox>
   booting: number
+  /** the boots under way for this version (`booting` of them) */
+  boots: Set<Sandbox>
   lastUsed: number
   /** executions waiting for a slot: woken on every release, boot and removal of this version */
   waiters: Set<() => void>
@@ -162,7 +164,7 @@ export class Pool {
   private entry (cid: string, memoryMb: number, isolation: Isolation): FunctionEntry {
     let e = this.fns.get(cid)
     if (e === undefined) {
-      e = { memoryMb, isolation, members: new Set(), booting: 0, lastUsed: Date.now(), waiters: new Set() }
+      e = { memoryMb, isolation, members: new Set(), booting: 0, boots: new Set(), lastUsed: Date.now(), waiters: new Set() }
       this.fns.set(cid, e)
       // bounded: the least recently used function versions stop being kept warm
       if (this.fns.size > this.config.maxWarmFunctions) {
@@ -292,6 +294,11 @@ export class Pool {
       }
       // every sandbox of this version is at its concurrency: wait for a slot, never boot for load
       if (waits === 0) this.waited++
+      // with none of its sandboxes ready, the slot can only come from a boot: those under way for
+      // the version (a pre-warm, the one just started) go on at normal priority. (A version with
+      // a sandbox running waits for its slot instead: a boot at normal priority beside running
+      // executions stalls them.)
+      if (![...e.members].some(m => m.isReady && !m.dead)) for (const b of e.boots) b.hurry()
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => { e.waiters.delete(wake); reject(new PoolWaitAborted('the execution stopped waiting for a sandbox slot')) }
         const wake = (): void => { signal?.removeEventListener('abort', onAbort); e.waiters.delete(wake); resolve() }
@@ -453,14 +460,16 @@ export class Pool {
   /** Boots a sandbox for version `cid` in the background; it joins the version once ready. */
   private bootFor (cid: string, e: FunctionEntry): void {
     e.booting++
-    this.startBoot(e.memoryMb, (sb) => {
+    const booting = this.startBoot(e.memoryMb, (sb) => {
       e.booting--
+      e.boots.delete(booting)
       if (sb === undefined) { this.wake(e); return }
       if (this.fns.get(cid) === e) { sb.boundTo = cid; e.members.add(sb); this.wake(e) } else this.discard(sb)
     })
+    if (!booting.isReady && !booting.dead) e.boots.add(booting)
   }
 
-  private startBoot (memoryMb: number, done: (sb?: Sandbox) => void): void {
+  private startBoot (memoryMb: number, done: (sb?: Sandbox) => void): Sandbox {
     this.boots++
     const sb = this.create(memoryMb)
     sb.ready.then(() => {
@@ -473,6 +482,7 @@ export class Pool {
       done()
       // no immediate retry loop on boot failure: the next acquire/sweep tries again
     })
+    return sb
   }
 
   async stop (): Promise<void> {

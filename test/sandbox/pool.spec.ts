@@ -23,6 +23,9 @@ interface Stub {
   boundTo?: string
   booted: () => void
   destroy: () => Promise<void>
+  /** times an execution waiting for this boot hurried it */
+  hurried: number
+  hurry: () => void
 }
 
 const CID = 'bafkreihello'
@@ -61,7 +64,9 @@ function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stu
       maintaining: false,
       destroying: false,
       booted: () => { sb.isReady = true; resolve() },
-      destroy: async () => { sb.dead = true; sb.destroying = true }
+      destroy: async () => { sb.dead = true; sb.destroying = true },
+      hurried: 0,
+      hurry: () => { sb.hurried++ }
     }
     boots.push(sb)
     return sb as unknown as Sandbox
@@ -94,6 +99,33 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
     pool.want(CID, 128, 'function')
     await tick()
     assert.equal(boots.length, 1, 'one per-function sandbox boots for the target')
+    await pool.stop()
+  })
+
+  it('an execution that finds its version\'s pre-warm boot still running waits for it and hurries it to normal priority', async () => {
+    const { pool, boots, finishBoots } = harness()
+    pool.want(CID, 128, 'function')
+    await tick()
+    assert.equal(boots.length, 1)
+    assert.equal(boots[0].hurried, 0, 'a pre-warm boots in the background')
+    const waiting = pool.acquire(CID, 128, 'function')
+    await tick()
+    // (below maxPerFunction one more boots for it in the background, as for any wait)
+    assert.ok(boots.length <= 2, `${boots.length} boots`)
+    assert.deepEqual(boots.map(b => b.hurried > 0), boots.map(() => true), 'every boot it may get its slot from is hurried')
+    boots[0].booted()
+    const first = await waiting
+    assert.equal(first, boots[0] as unknown as Sandbox)
+    // a version with a sandbox ready (here at its concurrency, 4) waits for its slot: its boots
+    // stay in the background
+    const busy = await Promise.all(Array.from({ length: 3 }, async () => await pool.acquire(CID, 128, 'function')))
+    const before = boots.map(b => b.hurried)
+    const next = pool.acquire(CID, 128, 'function')
+    await tick()
+    assert.deepEqual(boots.slice(0, before.length).map(b => b.hurried), before, 'no boot hurried while a sandbox of the version runs')
+    for (const b of [first, ...busy]) pool.release(b, CID, 'function', true)
+    finishBoots()
+    pool.release(await next, CID, 'function', true)
     await pool.stop()
   })
 
