@@ -2,7 +2,7 @@
  * Content-addressed bundle cache: memory first, then `<dir>/<cid>` on disk. Bytes are verified
  * against their CID on the way in, so nothing unverified is ever cached or run.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyRawCid } from '#protocol'
 import { NodeError } from './errors.ts'
@@ -51,6 +51,9 @@ export function bundleStore (dir?: string, maxInMemory: number = NODE_DEFAULTS.b
       // a file changed on disk since it was written is not trusted
       if (!verifyRawCid(cid, bytes)) return undefined
       remember(cid, bytes)
+      // the file's time says when a process last loaded it (node/deploy/prewarm.ts: a restarted
+      // worker pre-warms what its last run used, not every version it ever fetched)
+      try { const now = new Date(); utimesSync(path, now, now) } catch {}
       return bytes
     },
     put (cid, bytes) {

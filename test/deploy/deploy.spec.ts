@@ -348,4 +348,26 @@ describe('deploy: worker pre-warm', () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  it('a restart pre-warms what the previous run used, not old versions only earlier runs used (and a pre-warm marks nothing used)', async () => {
+    const { prewarmCached, bundleStore } = await import('#node')
+    const dir = mkdtempSync(join(tmpdir(), 'peerhost-prewarm-'))
+    const warm = async (): Promise<string[]> => await prewarmCached(dir, { prewarm: async () => {} }, silentLogger())
+    try {
+      const cids = [0, 1, 2].map(i => { const bytes = new TextEncoder().encode(`module.exports = ${i}`); bundleStore(join(dir, 'bundles')).put(rawCid(bytes), bytes); return rawCid(bytes) })
+      await new Promise(resolve => setTimeout(resolve, 20))
+      // run 1: no earlier start on record, every cached bundle; it uses only the first (a new process loads it)
+      assert.deepEqual(new Set(await warm()), new Set(cids))
+      await new Promise(resolve => setTimeout(resolve, 20))
+      assert.ok(bundleStore(join(dir, 'bundles')).get(cids[0]) !== undefined)
+      await new Promise(resolve => setTimeout(resolve, 20))
+      // run 2: only what run 1 used; it uses nothing
+      assert.deepEqual(await warm(), [cids[0]])
+      await new Promise(resolve => setTimeout(resolve, 20))
+      // run 3: the pre-warm of run 2 did not count as a use
+      assert.deepEqual(await warm(), [])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
