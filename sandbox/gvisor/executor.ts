@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import { createHash, randomBytes } from 'node:crypto'
 import { accessSync, constants as fsConstants, mkdirSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { rawCid, type FunctionOptions } from '#protocol'
+import { rawCid, type FunctionOptions, type WireError } from '#protocol'
 import { SandboxError } from '../errors.ts'
 import { GVISOR_POOL_DEFAULTS, SANDBOX_LIMITS } from '../constants.ts'
 import { abortedError, deadlineCut, effectiveTimeoutMs, errorResult, hostStream, hostTimeoutVerdict, limitError, shapeResult, wireError, type HostStream } from '../result.ts'
@@ -332,6 +332,12 @@ class GvisorExecutorImpl implements GvisorExecutor {
 
   private lastStderr = ''
 
+  /** LIMIT_MEMORY with the sandbox cgroup's peak (the whole sandbox: heap, Node, the Sentry), or none measured */
+  private memoryError (sb: Sandbox, memoryMb: number, extra: Record<string, string>): WireError {
+    const peak = sb.memoryPeak()
+    return limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128), ...extra })
+  }
+
   async stop (): Promise<void> {
     this.running = false
     clearInterval(this.sweepTimer)
@@ -513,8 +519,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       if (result.error?.code === 'LIMIT_MEMORY') {
         // an allocation the sandbox refused near its cgroup limit: the shim says so, the cgroup
         // says how much the sandbox held (the shim's own figures are not believed)
-        const peak = sb.memoryPeak()
-        result = { ...result, error: limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128), reason: 'allocation-failed' }) }
+        result = { ...result, error: this.memoryError(sb, memoryMb, { reason: 'allocation-failed' }) }
       }
     } else if (outcome.kind === 'died' && eventBreach && sb.faultOf === execId) {
       healthy = false
@@ -547,8 +552,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       } else if (outcome.reason === 'oom') {
         // the cgroup's peak (the whole sandbox: heap, Node, the Sentry), read as the sandbox died;
         // in a shared sandbox where the culprit cannot be told, every execution there gets this
-        const peak = sb.memoryPeak()
-        result = errorResult(limitError('LIMIT_MEMORY', 'memoryMb', peak === undefined ? undefined : Math.round(peak / (1024 * 1024)), memoryMb, { source: peak === undefined ? 'unavailable' : 'cgroup-peak', sandboxLimitMb: memoryMb + (this.init.memoryHeadroomMb ?? 128), ...(sb.eventAtDeath === execId ? { during: 'message-listener' } : {}) }), timings(elapsed))
+        result = errorResult(this.memoryError(sb, memoryMb, sb.eventAtDeath === execId ? { during: 'message-listener' } : {}), timings(elapsed))
       } else if (outcome.reason === 'channel') {
         result = errorResult(wireError('RESULT_INVALID'), timings(elapsed))
       } else if (/panic|runsc|gofer|sentry/i.test(sb.stderr)) {
