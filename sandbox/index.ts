@@ -16,6 +16,7 @@ export { fetchBroker, isRefusedAddress, embeddedIPv4, hostAllowed, publicAddress
 export type { AddressFilter, FetchBrokerInit, FetchBrokerComponents, FetchBroker, BrokeredFetch } from './fetch-broker.ts'
 export { gvisorExecutor, leftovers } from './gvisor/executor.ts'
 export { ensureRootfs } from './gvisor/rootfs.ts'
+export { BootGate, sharedBootGate, type BootGateInit, type BootPriority } from './gvisor/boot-gate.ts'
 export type { GvisorExecutor, GvisorExecutorInit } from './gvisor/executor.ts'
 export { buildOciSpec } from './gvisor/oci-spec.ts'
 export type { SpecInput } from './gvisor/oci-spec.ts'

@@ -172,7 +172,7 @@ export function devnetCommand (): Command<any, any> {
     .option('--unsafe-dev-executor', 'run functions in node:vm instead of gVisor (NOT a security boundary)')
     .option('--json', 'print machine-readable lines')
     .action(async (opts) => {
-      const { loadSigner, startLocalChain, deployProject } = await import('../deps.ts')
+      const { loadSigner, startLocalChain, deployProject, prewarmCached } = await import('../deps.ts')
       const t0 = performance.now()
       const dataDir = absolute(opts.dataDir)
       const logDir = join(dataDir, 'logs')
@@ -262,16 +262,17 @@ export function devnetCommand (): Command<any, any> {
               for (const d of workerDirs) rmSync(join(d, 'sandbox', 'rootfs'), { recursive: true, force: true })
               const key = await selfTestKey(workerDirs[0], undefined, undefined, rootfsDir)
               const proven = selfTestProven(key)
-              const make = async (i: number, selfTest: boolean): Promise<GvisorExecutor> => {
+              const start = async (i: number): Promise<GvisorExecutor> => {
+                const selfTest = i === 0 && !proven
                 // the workers' Node side runs on this process's one thread: every worker's sandboxes
                 // together weigh as much as it when both want the CPU (not each worker's as much)
-                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, nodeLogger(logDir, `worker-${i + 1}`), { selfTest, rootfsDir, sandboxCpuShares: Math.round(1024 / workerDirs.length), ...DEVNET_POOL }) as GvisorExecutor
+                const logger = nodeLogger(logDir, `worker-${i + 1}`)
+                const executor = await chooseExecutor(false, workerDirs[i], NODE_DEFAULTS.workerCapacity, logger, { selfTest, rootfsDir, sandboxCpuShares: Math.round(1024 / workerDirs.length), ...DEVNET_POOL }) as GvisorExecutor
                 executors.push(executor)
-                return executor
-              }
-              const start = async (i: number): Promise<GvisorExecutor> => {
-                const executor = await make(i, i === 0 && !proven)
                 await timed(`worker-${i + 1}.sandbox`, executor.start())
+                // the functions this worker served in the previous run boot now, beside the chain's
+                // start and ahead of the generic sandbox (the warm-up's requests need them)
+                void prewarmCached(workerDirs[i], executor, logger).catch(() => {})
                 return executor
               }
               // unproven: worker 1 proves the machine before the others start without the probes

@@ -102,8 +102,10 @@ export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, l
   // worker.start() starts it too (idempotent), and reports its failure.
   const executorStarted = timed('sandbox', executor.start())
   executorStarted.catch(() => {})
-  // the functions this worker served before get their sandboxes while the rest starts
-  void executorStarted.then(async () => await prewarmCached(dataDir, executor, log), () => {})
+  // the functions this worker served before get their sandboxes while the rest starts (an
+  // executor handed in is its owner's to pre-warm: the devnet does it as its sandboxes start,
+  // before the chain is up)
+  if (parts.executor === undefined) void executorStarted.then(async () => await prewarmCached(dataDir, executor, log), () => {})
   // a start that fails after the executor started stops it: its sandboxes are runsc processes
   const { worker, storage, gateways, receipts, chain, registration } = await (async () => {
     const privateKey = await loadPeerKey(dataDir)

@@ -20,6 +20,7 @@ import type { ExecMessage } from '../runtime/messages.ts'
 import { ensureRootfs } from './rootfs.ts'
 import { destroyContainer, leftoverCgroups, listContainers, removeCgroups, runsc, type RunscConfig } from './runsc.ts'
 import { Pool, PoolWaitAborted } from './pool.ts'
+import { sharedBootGate, type BootGate } from './boot-gate.ts'
 import { Sandbox, weighCgroup, type ExecOutcome } from './sandbox.ts'
 
 export interface GvisorExecutorInit {
@@ -85,6 +86,11 @@ export interface GvisorExecutorInit {
   maxSandboxes?: number
   /** sandbox boots in flight at once (each costs a core for ~0.4 s). @default 2 */
   maxConcurrentBoots?: number
+  /**
+   * The machine's boots, a few at a time and most wanted first (boot-gate.ts), shared with the
+   * process's other executors. @default sharedBootGate(): one per process, a slot per core
+   */
+  bootGate?: BootGate
   /**
    * CPU weight of all this executor's sandboxes together, on the cgroup v1 `cpu.shares` scale
    * (1024 = as much as one busy thread of the host at nice 0; v2 `cpu.weight` is derived). The
@@ -203,7 +209,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
   idleFor (cid: string): number { return this.pool?.idleFor(cid) ?? 0 }
   warm (): string[] { return this.pool?.warm() ?? [] }
 
-  private bootSandbox (memoryMb: number, urgent: boolean): Sandbox {
+  private bootSandbox (memoryMb: number, urgent: boolean, generic = false): Sandbox {
     const id = `${this.idPrefix}-${++this.seq}-${randomBytes(3).toString('hex')}`
     const sb: Sandbox = new Sandbox({
       id,
@@ -224,8 +230,12 @@ class GvisorExecutorImpl implements GvisorExecutor {
       meterCgroup: `/${this.cgroupParent}/${id}`,
       // a request waits for a cold boot: it must not queue behind everything else on the machine
       lowPriorityBoot: !urgent,
+      gate: this.init.bootGate ?? sharedBootGate(),
+      bootPriority: urgent ? 0 : generic ? 2 : 1,
       onExit: (s) => { this.pool?.exited(s) }
     })
+    // what a boot costs here, and how long it queued behind others (docs/benchmarks.md, start-up)
+    sb.ready.then(() => { this.log?.info({ sandbox: id, kind: urgent ? 'request' : generic ? 'generic' : 'version', ...sb.bootTimes }, 'sandbox booted') }, () => {})
     return sb
   }
 
@@ -274,7 +284,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       maxConcurrentBoots: this.init.maxConcurrentBoots ?? 2,
       defaultMemoryMb: this.init.defaultMemoryMb ?? 128,
       maxWarmFunctions: 32
-    }, (memoryMb, urgent) => this.bootSandbox(memoryMb, urgent), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
+    }, (memoryMb, urgent, generic) => this.bootSandbox(memoryMb, urgent, generic), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
     this.running = true
     if (this.init.selfTest !== false) {
       try {

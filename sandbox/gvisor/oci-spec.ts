@@ -59,7 +59,7 @@ export function buildOciSpec (input: SpecInput): Record<string, unknown> {
         // no process warnings on stderr (stderr is kept for fatal diagnostics only)
         '--no-warnings',
         ...(input.nodeFlags ?? []),
-        '/peerhost/shim.ts'
+        '/peerhost/shim.js'
       ],
       // a fixed, minimal environment: nothing of the worker's environment enters the sandbox
       env: [

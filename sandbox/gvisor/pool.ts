@@ -76,8 +76,11 @@ export class PoolWaitAborted extends Error {}
 
 export class Pool {
   private readonly config: PoolConfig
-  /** `urgent`: a request waits for this boot (the cold path), so it runs at normal priority */
-  private readonly boot: (memoryMb: number, urgent: boolean) => Sandbox
+  /**
+   * `urgent`: a request waits for this boot (the cold path), so it runs at normal priority;
+   * `generic`: a sandbox for no version yet (boots after the versions' own)
+   */
+  private readonly boot: (memoryMb: number, urgent: boolean, generic: boolean) => Sandbox
   private readonly onError: (err: unknown) => void
   private readonly generic: Sandbox[] = []
   private genericBooting = 0
@@ -100,7 +103,7 @@ export class Pool {
   private quietTimer?: NodeJS.Timeout
   private readonly now: () => number
 
-  constructor (config: PoolConfig, boot: (memoryMb: number, urgent: boolean) => Sandbox, onError: (err: unknown) => void, now: () => number = Date.now) {
+  constructor (config: PoolConfig, boot: (memoryMb: number, urgent: boolean, generic: boolean) => Sandbox, onError: (err: unknown) => void, now: () => number = Date.now) {
     this.config = { ...config, maxPerFunction: Math.max(1, config.perFunction, config.maxPerFunction), concurrency: Math.max(1, config.concurrency), retireGraceFactor: Math.max(1, config.retireGraceFactor) }
     this.boot = boot
     this.onError = onError
@@ -148,8 +151,8 @@ export class Pool {
     return false
   }
 
-  private create (memoryMb: number, urgent = false): Sandbox {
-    const sb = this.boot(memoryMb, urgent)
+  private create (memoryMb: number, urgent = false, generic = false): Sandbox {
+    const sb = this.boot(memoryMb, urgent, generic)
     this.booted++
     this.all.add(sb)
     this.live.add(sb)
@@ -261,8 +264,10 @@ export class Pool {
           // the version's sandboxes are all at their concurrency: the new one boots in the
           // background (lowest CPU weight) and this execution waits for the first free slot, most
           // often a running sandbox's within one execution's time; booting it at normal priority
-          // for this execution stalled the executions running beside it
-          this.bootFor(cid, e)
+          // for this execution stalled the executions running beside it. While none of them is
+          // ready yet (a pre-warm still booting) the execution waits for that boot instead: a
+          // second boot beside it only delays both (at the devnet's start, one per version per worker)
+          if (this.readyCount(e) > 0) this.bootFor(cid, e)
         } else {
           // nothing to wait for (the cold path), or a session that needs room: boot for it
           sb = this.create(memoryMb, true)
@@ -312,6 +317,13 @@ export class Pool {
   private sessionFull (e: FunctionEntry): boolean {
     for (const sb of e.members) if (!sb.dead && !this.expired(sb) && sb.sessions < this.sessionRoom(sb.memoryMb)) return false
     return true
+  }
+
+  /** members of `e` that are ready and alive */
+  private readyCount (e: FunctionEntry): number {
+    let n = 0
+    for (const sb of e.members) if (sb.isReady && !sb.dead) n++
+    return n
   }
 
   private memberCount (e: FunctionEntry): number {
@@ -437,17 +449,19 @@ export class Pool {
     // isolation-`execution` version needs for every request
     const quiet = this.quiet()
     let deferred = false
-    while (room() && this.generic.length + this.genericBooting < this.config.genericSize) {
-      if (!quiet) { deferred = true; break }
-      this.genericBooting++
-      this.startBoot(this.config.defaultMemoryMb, (sb) => { this.genericBooting--; if (sb !== undefined) this.generic.push(sb) })
-    }
     for (const [cid, e] of this.fns) {
       // targets count usable sandboxes: one due for recycling is replaced before it goes
       while (room() && this.usable(e) + e.booting < this.config.perFunction && e.members.size + e.booting < this.config.maxPerFunction + this.config.perFunction) {
         if (!quiet && e.isolation !== 'execution') { deferred = true; break }
         this.bootFor(cid, e)
       }
+    }
+    // generic sandboxes after the versions' own: a version's pre-warm is what its first request
+    // needs, a generic one only serves a version that has none yet
+    while (room() && this.generic.length + this.genericBooting < this.config.genericSize) {
+      if (!quiet) { deferred = true; break }
+      this.genericBooting++
+      this.startBoot(this.config.defaultMemoryMb, true, (sb) => { this.genericBooting--; if (sb !== undefined) this.generic.push(sb) })
     }
     if (deferred && this.quietTimer === undefined) {
       this.deferred++
@@ -460,7 +474,7 @@ export class Pool {
   /** Boots a sandbox for version `cid` in the background; it joins the version once ready. */
   private bootFor (cid: string, e: FunctionEntry): void {
     e.booting++
-    const booting = this.startBoot(e.memoryMb, (sb) => {
+    const booting = this.startBoot(e.memoryMb, false, (sb) => {
       e.booting--
       e.boots.delete(booting)
       if (sb === undefined) { this.wake(e); return }
@@ -469,9 +483,9 @@ export class Pool {
     if (!booting.isReady && !booting.dead) e.boots.add(booting)
   }
 
-  private startBoot (memoryMb: number, done: (sb?: Sandbox) => void): Sandbox {
+  private startBoot (memoryMb: number, generic: boolean, done: (sb?: Sandbox) => void): Sandbox {
     this.boots++
-    const sb = this.create(memoryMb)
+    const sb = this.create(memoryMb, false, generic)
     sb.ready.then(() => {
       this.boots--
       if (this.stopped || sb.dead) { done(); this.discard(sb); return }

@@ -4,7 +4,8 @@
  *
  *   /node                       the worker's own Node binary (the real ELF, not a wrapper)
  *   /lib…, /lib64/ld-linux…     exactly the shared libraries `ldd` lists for it
- *   /peerhost/*.ts              the runtime shim (sandbox/runtime/), run by Node's type stripping
+ *   /peerhost/shim.js           the runtime shim (sandbox/runtime/), bundled into one plain
+ *                               JavaScript file when the rootfs is built (see bundleShim)
  *   /proc /dev /tmp             empty mount points (gVisor procfs, runsc devices, tmpfs)
  *
  * Nothing else: no shell, no /etc, no home directories, no project checkout, no worker keys.
@@ -15,10 +16,35 @@ import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmodSync, closeSync, copyFileSync, openSync, readSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { buildSync, version as ESBUILD_VERSION } from 'esbuild'
 import { SandboxError } from '../errors.ts'
 
 const RUNTIME_DIR = new URL('../runtime/', import.meta.url)
 const SHIM_FILES = ['channel.ts', 'compat.ts', 'messages.ts', 'realm.ts', 'session.ts', 'shim.ts', 'stack.ts', 'websocket.ts']
+
+/**
+ * The shim as one plain-JavaScript ES module. Run from its TypeScript sources, every sandbox's
+ * Node compiled its type-stripping WebAssembly (amaro) and opened eight files through gVisor at
+ * boot; a boot is on the path of every cold start and of the devnet's start
+ * (docs/benchmarks.md, "Start-up, 2026-12-03").
+ */
+function bundleShim (): Uint8Array {
+  const out = buildSync({
+    entryPoints: [fileURLToPath(new URL('shim.ts', RUNTIME_DIR))],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node22',
+    write: false,
+    logLevel: 'silent',
+    legalComments: 'none',
+    charset: 'utf8'
+  })
+  const file = out.outputFiles[0]
+  if (file === undefined) throw new SandboxError('ROOTFS_FAILED', 'bundling the runtime shim produced no output')
+  return file.contents
+}
 
 /** Shared libraries a dynamically linked binary loads, from `ldd`. */
 /**
@@ -84,6 +110,7 @@ export function ensureRootfs (init: RootfsInit): string {
   for (const lib of libs) hash.update(`${lib}\0${statSync(lib).size}\0`)
   const shim = SHIM_FILES.map(f => ({ name: f, bytes: readFileSync(new URL(f, RUNTIME_DIR)) }))
   for (const f of shim) hash.update(f.name).update(f.bytes)
+  hash.update(`bundled by esbuild ${ESBUILD_VERSION}`)
   const id = hash.digest('hex').slice(0, 16)
   const base = join(init.dataDir, 'rootfs')
   const dir = join(base, id)
@@ -101,7 +128,7 @@ export function ensureRootfs (init: RootfsInit): string {
     copyFileSync(realpathSync(lib), dest)
     chmodSync(dest, 0o755)
   }
-  for (const f of shim) writeFileSync(join(tmp, 'peerhost', f.name), f.bytes, { mode: 0o644 })
+  writeFileSync(join(tmp, 'peerhost', 'shim.js'), bundleShim(), { mode: 0o644 })
   writeFileSync(join(tmp, 'peerhost', 'package.json'), '{"type":"module"}\n', { mode: 0o644 })
   chmodSync(join(tmp, 'tmp'), 0o1777)
   renameSync(tmp, dir)

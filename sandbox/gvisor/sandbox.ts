@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, wr
 import { setPriority } from 'node:os'
 import { join } from 'node:path'
 import { FrameDecoder, encodeFrame } from '../runtime/channel.ts'
+import type { BootGate, BootPriority, BootTicket } from './boot-gate.ts'
 import type { BodyChunkMessage, BodyHeadMessage, ExecMessage, FetchMessage, HostMessage, ResultMessage, ShimMessage, ShimResponse, WsCloseOutMessage, WsDoneMessage, WsOpenMessage, WsOutMessage } from '../runtime/messages.ts'
 import { buildOciSpec, sandboxMemoryLimitBytes, type SpecInput } from './oci-spec.ts'
 import { cgroupRoots, destroyContainer, runscGlobalArgs, type RunscConfig } from './runsc.ts'
@@ -206,6 +207,10 @@ export interface SandboxOptions {
   meterCgroup?: string
   /** boot at the lowest CPU weight, or BOOT_NICE where none can be set (background boots); false for a boot a request waits for. @default true */
   lowPriorityBoot?: boolean
+  /** boots a few at a time, most wanted first (boot-gate.ts); none: the boot starts at once */
+  gate?: BootGate
+  /** place at the gate: 0 a request waits for it, 1 a function version's, 2 a generic one. @default 0 when not lowPriorityBoot, else 1 */
+  bootPriority?: BootPriority
 }
 
 export class Sandbox {
@@ -276,6 +281,9 @@ export class Sandbox {
    * that every other boot outweighed.
    */
   hurry (): void {
+    this.hurried = true
+    // still waiting at the boot gate: first in line
+    this.gateTicket?.raise()
     if (this.isReady || this.dead || this.lowBoot === undefined) return
     const how = this.lowBoot
     this.lowBoot = undefined
@@ -283,9 +291,37 @@ export class Sandbox {
     else if (this.child?.pid !== undefined) reniceTree(this.child.pid, 0)
   }
 
+  /** an execution waits for this boot (hurry()): it starts at normal priority */
+  private hurried = false
+  private gateTicket?: BootTicket
+
+  /** ms this sandbox waited at the boot gate, and then took to boot (set once ready) */
+  bootTimes?: { gateMs: number, bootMs: number }
+
   private async boot (): Promise<void> {
+    const gate = this.opts.gate
+    const t0 = performance.now()
+    let t1 = t0
+    if (gate === undefined) {
+      await this.bootNow()
+    } else {
+      this.gateTicket = gate.enter(this.hurried ? 0 : (this.opts.bootPriority ?? (this.opts.lowPriorityBoot === false ? 0 : 1)))
+      try {
+        // (rejects when destroyed while waiting)
+        await this.gateTicket.admitted
+        if (this.dead) throw new Error('sandbox destroyed before its boot started')
+        t1 = performance.now()
+        await this.bootNow()
+      } finally {
+        this.gateTicket.done()
+      }
+    }
+    this.bootTimes = { gateMs: Math.round(t1 - t0), bootMs: Math.round(performance.now() - t1) }
+  }
+
+  private async bootNow (): Promise<void> {
     mkdirSync(this.opts.bundleDir, { recursive: true })
-    const low = this.opts.lowPriorityBoot !== false
+    const low = this.opts.lowPriorityBoot !== false && !this.hurried
     const weighted = this.opts.meterCgroup !== undefined && createMeter(this.opts.meterCgroup, low)
     if (low) this.lowBoot = weighted ? 'weight' : 'nice'
     writeFileSync(join(this.opts.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(this.opts.spec)))
@@ -482,8 +518,11 @@ export class Sandbox {
   async destroy (): Promise<void> {
     this.destroyed ??= (async () => {
       this.dead = true
+      // waiting at the boot gate: leaves the line (the boot then fails); booting: frees the slot
+      this.gateTicket?.done()
       try { this.child?.stdin?.destroy() } catch {}
-      await destroyContainer(this.opts.runsc, this.id)
+      // (no child: the boot never left the gate, there is no container)
+      if (this.child !== undefined) await destroyContainer(this.opts.runsc, this.id)
       if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
         this.child.kill('SIGKILL')
         await new Promise<void>(resolve => {

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildOciSpec, gvisorExecutor, GVISOR_POOL_DEFAULTS, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
+import { BootGate, buildOciSpec, gvisorExecutor, GVISOR_POOL_DEFAULTS, leftovers, runscGlobalArgs, SANDBOX_LIMITS, type GvisorExecutor } from '#sandbox'
 import { anyAddress, bundleOf, jobFor, text, DEFAULT_OPTIONS } from './fixtures.ts'
 
 const CANARY = 'CANARY-HOST-7f3a9c'
@@ -368,6 +368,45 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.deepEqual(await leftovers(local), { containers: [], cgroups: [] })
   })
 
+  it('boots through its gate: with one slot one boot at a time, the function version\'s before the generic ones; boots stopped while they wait start no runsc', async () => {
+    const gate = new BootGate({ slots: 1 })
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'gated'), rootfsDir: join(dataDir, 'shared'), selfTest: false, genericPoolSize: 2, perFunctionPoolSize: 1, bootGate: gate })()
+    let most = 0
+    const sampler = setInterval(() => { most = Math.max(most, gate.active) }, 5)
+    try {
+      await local.start()
+      const b = bundleOf('hello')
+      await local.prewarm(b, { memoryMb: 128, timeoutMs: 1000, network: [], isolation: 'function' })
+      const until = Date.now() + 30_000
+      while (local.idleFor(b.cid) + local.idleGeneric() === 0) {
+        if (Date.now() > until) assert.fail(`nothing booted: ${JSON.stringify(local.stats?.())}`)
+        await new Promise(resolve => setTimeout(resolve, 10))
+      }
+      assert.equal(local.idleFor(b.cid), 1, 'the version\'s sandbox was ready first')
+      assert.equal(local.idleGeneric(), 0, 'before any generic one')
+      assert.ok(await local.settled(60_000))
+      assert.equal(local.idleGeneric(), 2)
+      assert.equal(most, 1, 'never two boots at once through a one-slot gate')
+      assert.equal(text(await local.execute(jobFor('hello'))), 'Hello, world!')
+    } finally {
+      clearInterval(sampler)
+      await local.stop()
+    }
+    // the slot held elsewhere: this executor's boots wait at the gate, and stop() ends them there
+    const held = new BootGate({ slots: 1 })
+    const hold = held.enter(0)
+    const waiting = gvisorExecutor({ dataDir: join(dataDir, 'gated-2'), rootfsDir: join(dataDir, 'shared'), selfTest: false, genericPoolSize: 2, perFunctionPoolSize: 1, bootGate: held })()
+    await waiting.start()
+    await new Promise(resolve => setTimeout(resolve, 100))
+    assert.equal(held.queued, 2, 'both generic boots wait for the slot')
+    await waiting.stop()
+    assert.equal(held.queued, 0, 'stop() took them out of the line')
+    hold.done()
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.equal(held.active, 0, 'and none started once the slot was free')
+    assert.deepEqual(await leftovers(waiting), { containers: [], cgroups: [] })
+  })
+
   it('detects a sandbox killed from outside and replaces it', async () => {
     await ex.execute(jobFor('hello'))
     const { containers } = await leftovers(ex)
@@ -441,7 +480,7 @@ describe('sandbox/gvisor alone (Node permission model off: what gVisor itself ex
     assert.equal(out.root, 'dev,lib,lib64,node,peerhost,proc,sys,tmp')
     for (const k of ['passwd', 'shadow', 'canary', 'home', 'dmesg']) assert.equal(out[k], 'ERR ENOENT', k)
     // pid 1 of gVisor's own procfs is the shim, not the host's init
-    assert.match(out.proc1, /^\/node\0.*\/peerhost\/shim\.ts\0$/)
+    assert.match(out.proc1, /^\/node\0.*\/peerhost\/shim\.js\0$/)
   })
 
   it('has no network device: TCP, DNS and the metadata address fail', async () => {

@@ -28,7 +28,7 @@ describe('sandbox/gvisor OCI spec', () => {
 
   it('runs the shim unprivileged with the permission model, no capabilities and a fixed env', () => {
     assert.deepEqual(spec.process.user, { uid: 65534, gid: 65534 })
-    assert.equal(spec.process.args.at(-1), '/peerhost/shim.ts')
+    assert.equal(spec.process.args.at(-1), '/peerhost/shim.js')
     assert.ok(spec.process.args.includes('--permission'))
     assert.deepEqual(spec.process.capabilities.bounding, [])
     assert.equal(spec.process.noNewPrivileges, true)
