@@ -448,8 +448,9 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
           log.warn({ commits: commits.length, due: due.length, err: (err as Error).message }, 'commitBatches failed; sending each batch alone')
         }
       }
-      for (const b of commits) await commitOne(b, value, report)
+      // finalizations first: a commit may need the ring slot of a batch due here (SettlementBatchSlotBusy)
       for (const b of due) await finalizeOne(b, report)
+      for (const b of commits) await commitOne(b, value, report)
     }
 
     function committed (b: StoredBatch, report: TickReport): void {
