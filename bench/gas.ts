@@ -67,6 +67,9 @@ let bigBatch: ReturnType<typeof buildSettlementBatch> | undefined
 const perBatch: Array<{ n: number, commit: bigint, finalize: bigint, withdraw: bigint, prove: bigint, build: number, batchId: Hex, header: SettlementBatchHeader, worker: ActorName }> = []
 for (const [i, n] of sizes.entries()) {
   const worker = (['w2', 'w3', 'w4'] as const)[i]
+  // one-off per lane (worker, project, gateway): the batch ring's slots, so the commit rewrites one
+  const prep = tx(worker, 'Settlement', 'prepareBatchSlots', [world.actors[worker].address, world.projectId, world.actors.gateway.address])
+  if (i === 0) await measure('Settlement.prepareBatchSlots (once per lane)', prep); else await prep
   const epoch = await world.read.settlement.read.currentEpoch()
   const started = performance.now()
   const items = []

@@ -22,6 +22,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type TransactionReceipt } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
+import { settlementAbi } from '#contracts'
+import { projectId } from '#protocol'
 import { fastSigner, receiptLog, settler, silentLogger, type ChainClient } from '#node'
 import { devnetSettlementParams } from '../bin/commands/devnet.ts'
 import { startSettlementChain, type SettlementChain } from '../test/chain/helpers.ts'
@@ -59,12 +61,16 @@ async function gasRun (chain: SettlementChain): Promise<void> {
   })
   console.log(`one-off builder setup (deposit + setGatewayAllowance, which pays for the allowance ring's slots): ${setup.toLocaleString('en-US')} gas`)
   console.log(`chain: ${GAS_PARAMS.epochLength} s epochs, commit and challenge windows of ${GAS_PARAMS.commitWindow} s (the devnet's shape); the settler ticks once at each epoch's end\n`)
+  let printedLane = false
   console.log('| requests per batch | epochs (one batch each) | requests settled | transactions (gas) | total gas | gas per request | batch document | settler build + commit ms, last epoch (sign excluded) |')
   console.log('|---|---|---|---|---|---|---|---|')
   for (const n of sizes) {
     for (const k of epochsList) {
       const w = await party(chain, '100')
       await stakeWorker(w)
+      // one-off worker setup, printed apart: the worker pays for its lane's batch ring (Settlement.prepareBatchSlots)
+      const prepared = await w.client.send({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'prepareBatchSlots', args: [w.signer.address, projectId(chain.deployer, PROJECT), gateway.address] })
+      if (!printedLane) { console.log(`one-off worker setup per lane (worker, project, gateway): prepareBatchSlots ${prepared.gasUsed.toLocaleString('en-US')} gas (${await chain.read<bigint>('batchRing')} slots)\n`); printedLane = true }
       const dataDir = join(dir, `gas-${n}-${k}`)
       const receipts = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger })
       const sent: Array<{ fn: string, receipt: TransactionReceipt }> = []

@@ -1419,11 +1419,6 @@ export const workerStakingAbi = [
             "type": "uint128"
           },
           {
-            "internalType": "uint128",
-            "name": "pending",
-            "type": "uint128"
-          },
-          {
             "internalType": "uint64",
             "name": "unlockAt",
             "type": "uint64"
@@ -1432,6 +1427,11 @@ export const workerStakingAbi = [
             "internalType": "uint8",
             "name": "role",
             "type": "uint8"
+          },
+          {
+            "internalType": "uint128",
+            "name": "pending",
+            "type": "uint128"
           },
           {
             "internalType": "bytes32",
@@ -1639,6 +1639,17 @@ export const settlementAbi = [
       }
     ],
     "name": "SettlementBatchNotCommitted",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "batchId",
+        "type": "bytes32"
+      }
+    ],
+    "name": "SettlementBatchSlotBusy",
     "type": "error"
   },
   {
@@ -2631,97 +2642,6 @@ export const settlementAbi = [
   },
   {
     "inputs": [],
-    "name": "FAULT_BROKEN_SUM",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_DISAGREEMENT",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_DOUBLE_CLAIM",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_EQUIVOCATION",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_INVALID_TICKET",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_LEAF_OUT_OF_RANGE",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
-    "name": "FAULT_WITHHELD_LEAF",
-    "outputs": [
-      {
-        "internalType": "uint8",
-        "name": "",
-        "type": "uint8"
-      }
-    ],
-    "stateMutability": "view",
-    "type": "function"
-  },
-  {
-    "inputs": [],
     "name": "RECEIPT_TYPEHASH",
     "outputs": [
       {
@@ -2939,6 +2859,19 @@ export const settlementAbi = [
       }
     ],
     "stateMutability": "pure",
+    "type": "function"
+  },
+  {
+    "inputs": [],
+    "name": "batchRing",
+    "outputs": [
+      {
+        "internalType": "uint256",
+        "name": "",
+        "type": "uint256"
+      }
+    ],
+    "stateMutability": "view",
     "type": "function"
   },
   {
@@ -3590,9 +3523,24 @@ export const settlementAbi = [
   {
     "inputs": [
       {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      },
+      {
         "internalType": "bytes32",
-        "name": "batchId",
+        "name": "projectId",
         "type": "bytes32"
+      },
+      {
+        "internalType": "uint64",
+        "name": "epoch",
+        "type": "uint64"
+      },
+      {
+        "internalType": "address",
+        "name": "gateway",
+        "type": "address"
       }
     ],
     "name": "getBatch",
@@ -3966,6 +3914,29 @@ export const settlementAbi = [
       }
     ],
     "stateMutability": "view",
+    "type": "function"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "worker",
+        "type": "address"
+      },
+      {
+        "internalType": "bytes32",
+        "name": "projectId",
+        "type": "bytes32"
+      },
+      {
+        "internalType": "address",
+        "name": "gateway",
+        "type": "address"
+      }
+    ],
+    "name": "prepareBatchSlots",
+    "outputs": [],
+    "stateMutability": "nonpayable",
     "type": "function"
   },
   {

@@ -21,18 +21,31 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         "Receipt(bytes32 jobId,uint32 attempt,bytes32 functionId,bytes32 jobHash,bytes32 inputHash,bytes32 outputHash,address worker,address gateway,uint256 fee,uint64 epoch,uint64 deadline)"
     );
 
-    uint8 public constant FAULT_INVALID_TICKET = 1;
-    uint8 public constant FAULT_LEAF_OUT_OF_RANGE = 2;
-    uint8 public constant FAULT_BROKEN_SUM = 3;
-    uint8 public constant FAULT_DOUBLE_CLAIM = 4;
-    uint8 public constant FAULT_EQUIVOCATION = 5;
-    uint8 public constant FAULT_DISAGREEMENT = 6;
-    uint8 public constant FAULT_WITHHELD_LEAF = 7;
+    uint8 private constant FAULT_INVALID_TICKET = 1;
+    uint8 private constant FAULT_LEAF_OUT_OF_RANGE = 2;
+    uint8 private constant FAULT_BROKEN_SUM = 3;
+    uint8 private constant FAULT_DOUBLE_CLAIM = 4;
+    uint8 private constant FAULT_EQUIVOCATION = 5;
+    uint8 private constant FAULT_DISAGREEMENT = 6;
+    uint8 private constant FAULT_WITHHELD_LEAF = 7;
 
     uint8 private constant STATUS_COMMITTED = 1;
     uint8 private constant STATUS_FINALIZED = 2;
     uint8 private constant STATUS_VOIDED = 3;
+    /// @dev The status is the low two bits of a batch word; this bit says the batch's {BatchExtra}
+    /// was written (a leaf request or an exclusion), so an unchallenged batch never reads it.
+    uint256 private constant STATUS_MASK = 0x03;
+    uint256 private constant FLAG_CHALLENGED = 0x80;
+    /// @dev A prepaid batch slot ({prepareBatchSlots}): nonzero, status 0 and commit time 1, so it
+    /// holds no epoch's batch.
+    uint256 private constant EMPTY_SLOT = 1 << 8;
     uint256 private constant MAX_CID_LENGTH = 128;
+    /// @dev The longest an honest gateway signs tickets for one jobId: its longest job deadline
+    /// (`LIMITS.maxDeadlineMs` in protocol/constants.ts; a test checks they are equal).
+    uint256 private constant MAX_JOB_SPAN = 300;
+    /// @dev Largest per-epoch allowance stored (2^96 - 1 wei, ≈ 7.9e10 ether: above any native
+    /// currency's supply); a larger one is stored as this, i.e. unlimited.
+    uint256 private constant MAX_ALLOWANCE = (1 << 96) - 1;
 
     IFunctionRegistry public immutable registry;
     IWorkerStaking public immutable staking;
@@ -51,6 +64,14 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     /// spent (commitBatch) until `current <= e + 1 + commitWindow / epochLength`, and in
     /// `chargeEscrow` only while current; so when a later epoch `e + _ring` is spent, `e` is dead.
     uint256 private immutable _ring;
+    /// @dev Slots of a lane's batch ring (see `_batchSlots`): `(3 * commitWindow + challengeWindow +
+    /// MAX_JOB_SPAN) / epochLength + 2`. Epoch `e`'s slot is rewritten only by a commit of epoch
+    /// `e + k * _batchRing`, i.e. from `epochEnd(e + _batchRing)` on: after `e`'s commit window
+    /// closed (so `e` can never be committed again), after an honest worker's batch of `e` was due
+    /// (its challenge window, even extended by leaf requests, ends by `epochEnd(e) + 3 *
+    /// commitWindow + challengeWindow`), and late enough that every duplicate of one of its jobs an
+    /// honest gateway can have signed (within MAX_JOB_SPAN) can still be disputed against it.
+    uint256 public immutable batchRing;
 
     struct BatchExtra {
         /// Fees of leaves excluded by {disputeDuplicateJob}, already refunded.
@@ -69,15 +90,23 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
 
     mapping(bytes32 projectId => Escrow) private _escrows;
-    mapping(bytes32 projectId => mapping(address gateway => uint256)) private _allowancePerEpoch;
-    /// @dev What a gateway spent per epoch, in a ring of `_ring` slots indexed by epoch: each slot
-    /// holds `(epoch + 1) | spent << 64`. An epoch's slot is reused only once nothing can spend
-    /// for it any more (see `_ring`), so a slot is rewritten (≈ 5k gas) rather than created (22.1k).
+    /// @dev A gateway's allowance and what it spent per epoch, in a ring of `_ring` slots indexed by
+    /// epoch: each slot holds `(epoch + 1) | spent << 64 | perEpoch << 160` (96 bits each; every
+    /// slot carries the same `perEpoch`, so a commit reads one slot). An epoch's slot is reused
+    /// only once nothing can spend for it any more (see `_ring`), so a slot is rewritten (≈ 5k gas)
+    /// rather than created (22.1k).
     mapping(bytes32 projectId => mapping(address gateway => mapping(uint256 slot => uint256))) private _spentRing;
-    /// @dev A batch is one slot: the first 184 bits of `keccak256(abi.encode(BatchHeader))`, then
-    /// its commit time (64 bits) and its status (8 bits). Every call naming a batch passes its
-    /// header as calldata and is refused unless the header hashes to the stored one.
-    mapping(bytes32 batchId => uint256) private _words;
+    /// @dev Batches, in a ring of `batchRing` slots per lane (worker, project, gateway) indexed by
+    /// epoch: key `keccak256(abi.encode(worker, projectId, gateway, epoch % batchRing))`. A slot
+    /// holds one batch: the first 184 bits of `keccak256(abi.encode(BatchHeader))`, its commit
+    /// time (64 bits) and its status byte (status | FLAG_CHALLENGED). A commit rewrites the slot of
+    /// an epoch `batchRing` earlier (≈ 5k gas) instead of creating one (22.1k). Which epoch a slot
+    /// holds follows from its commit time: a batch of epoch `e` is committed in
+    /// `[epochEnd(e), epochEnd(e) + commitWindow)`, and those windows are disjoint for the epochs
+    /// sharing a slot (`batchRing * epochLength > commitWindow`). Every call naming a batch passes
+    /// its header as calldata and is refused unless the slot holds its epoch and the header hashes
+    /// to the stored one.
+    mapping(bytes32 slotKey => uint256) private _batchSlots;
     /// @dev What only challenges change (zero for a batch nobody challenged).
     mapping(bytes32 batchId => BatchExtra) private _extras;
     mapping(bytes32 batchId => mapping(uint256 index => bool)) private _excluded;
@@ -105,6 +134,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         disagreementQuorum = p.disagreementQuorum;
         treasury = p.treasury;
         _ring = uint256(p.commitWindow) / p.epochLength + 3;
+        batchRing = (3 * uint256(p.commitWindow) + p.challengeWindow + MAX_JOB_SPAN) / p.epochLength + 2;
     }
 
     /// @notice Sets the ExecutionCoordinator (the only caller of chargeEscrow/refundEscrow); callable
@@ -135,11 +165,15 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     function setGatewayAllowance(bytes32 projectId, address gateway, uint256 perEpoch) external {
         _onlyOwner(projectId);
         if (gateway == address(0)) revert SettlementInvalidGateway(gateway);
-        _allowancePerEpoch[projectId][gateway] = perEpoch;
-        // The owner pays for the allowance ring's slots once (an empty mark, tag 0, which no epoch
-        // matches), so a commit rewrites a slot (≈ 5k gas) instead of creating one (22.1k).
+        // Every slot of the allowance ring carries the allowance, so the owner also pays for the
+        // slots once (an empty slot is marked `spent = 1` with tag 0, which no epoch matches): a
+        // commit rewrites a slot (≈ 5k gas) instead of creating one (22.1k).
+        uint256 stored = perEpoch > MAX_ALLOWANCE ? MAX_ALLOWANCE : perEpoch;
         mapping(uint256 => uint256) storage ring = _spentRing[projectId][gateway];
-        for (uint256 i = 0; i < _ring; i++) if (ring[i] == 0) ring[i] = 1 << 64;
+        for (uint256 i = 0; i < _ring; i++) {
+            uint256 low = uint160(ring[i]);
+            ring[i] = (low == 0 ? 1 << 64 : low) | (stored << 160);
+        }
         emit GatewayAllowanceSet(projectId, gateway, perEpoch);
     }
 
@@ -202,14 +236,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc ISettlement
     function commitBatches(BatchCommit[] calldata commits, BatchHeader[] calldata due) external payable nonReentrant {
         if (commits.length != 0 && !staking.isActiveWorker(msg.sender)) revert SettlementNotStakedWorker(msg.sender);
-        uint64 current = currentEpoch();
-        uint256 bonds;
-        for (uint256 i = 0; i < commits.length; i++) {
-            BatchCommit calldata c = commits[i];
-            bonds += c.bond;
-            _commit(BatchHeader(msg.sender, c.projectId, c.gateway, c.epoch, c.root, c.count, c.total, c.bond), c.dataCid, current);
-        }
-        if (bonds != msg.value) revert SettlementBondMismatch(msg.value, bonds);
+        // Finalizations first: a commit may reuse the ring slot of a batch finalized here.
         // The caller's own batches are paid to it at once (no credit to write, no withdraw
         // transaction); anyone else's are credited (pull payment, {withdraw}).
         uint256 payout;
@@ -218,39 +245,63 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             if (worker == msg.sender) payout += amount;
             else _credit(worker, amount);
         }
+        uint64 current = currentEpoch();
+        uint256 bonds;
+        for (uint256 i = 0; i < commits.length; i++) {
+            BatchCommit calldata c = commits[i];
+            bonds += c.bond;
+            _commit(BatchHeader(msg.sender, c.projectId, c.gateway, c.epoch, c.root, c.count, c.total, c.bond), c.dataCid, current);
+        }
+        if (bonds != msg.value) revert SettlementBondMismatch(msg.value, bonds);
+        // No PaymentWithdrawn: each batch's BatchFinalized and header (its bond) say what is paid.
         if (payout != 0) {
-            emit PaymentWithdrawn(msg.sender, payout);
             (bool ok,) = msg.sender.call{value: payout}("");
             if (!ok) revert SettlementTransferFailed(msg.sender, payout);
         }
     }
 
 
-    /// @dev One slot per batch: the header's hash (its first 184 bits), its commit time and status.
+    /// @inheritdoc ISettlement
+    function prepareBatchSlots(address worker, bytes32 projectId, address gateway) external {
+        // Only empty slots: a prepared slot and an empty one mean the same (no batch), so anyone
+        // may pay for any lane.
+        for (uint256 i = 0; i < batchRing; i++) {
+            bytes32 key = keccak256(abi.encode(worker, projectId, gateway, i));
+            if (_batchSlots[key] == 0) _batchSlots[key] = EMPTY_SLOT;
+        }
+    }
+
+    /// @dev One slot of the lane's ring per batch: the header's hash (its first 184 bits), its commit time and status.
     function _commit(BatchHeader memory h, bytes calldata dataCid, uint64 current) private returns (bytes32 batchId) {
         // The epoch must be over (all its tickets issued) and its commit window still open.
         if (h.epoch >= current || block.timestamp >= _epochEnd(h.epoch) + commitWindow) revert SettlementEpochNotCommittable(h.epoch, current);
         if (h.count == 0 || h.total == 0 || dataCid.length == 0 || dataCid.length > MAX_CID_LENGTH) revert SettlementEmptyBatch();
         if (h.bond < minBatchBond) revert SettlementBondTooSmall(h.bond, minBatchBond);
         batchId = batchIdOf(h.worker, h.projectId, h.epoch, h.gateway);
-        if (_words[batchId] != 0) revert SettlementBatchExists(batchId);
+        bytes32 key = _slotKey(h.worker, h.projectId, h.gateway, h.epoch);
+        uint256 old = _batchSlots[key];
+        // This epoch's batch of the lane, whatever its status: one commit per batch id, ever (after
+        // its commit window nothing can commit it anyway).
+        if (_holds(old, h.epoch)) revert SettlementBatchExists(batchId);
+        // An earlier epoch's batch still waiting for its finalization (or a proof) keeps its slot.
+        if (old & STATUS_MASK == STATUS_COMMITTED) revert SettlementBatchSlotBusy(batchId);
         _spendAllowance(h.projectId, h.gateway, h.epoch, h.total);
         Escrow storage e = _escrows[h.projectId];
         if (h.total > e.balance) revert SettlementInsufficientEscrow(h.total, e.balance);
         e.balance -= h.total;
-        _words[batchId] = (uint256(keccak256(abi.encode(h))) >> 72 << 72) | (block.timestamp << 8) | STATUS_COMMITTED;
+        _batchSlots[key] = (uint256(keccak256(abi.encode(h))) >> 72 << 72) | (block.timestamp << 8) | STATUS_COMMITTED;
         emit BatchCommitted(batchId, h.worker, h.projectId, h.gateway, h.epoch, h.root, h.count, h.total, h.bond, dataCid);
     }
 
     /// @dev Marks the batch finalized; returns what its worker is owed (total less exclusions, plus the bond).
     function _finalize(BatchHeader calldata h) private returns (address worker, uint256 amount) {
-        (bytes32 batchId, uint256 word) = _load(h);
-        if (uint8(word) != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
-        BatchExtra storage x = _extras[batchId];
+        (bytes32 batchId, bytes32 key, uint256 word) = _load(h);
+        if (word & STATUS_MASK != STATUS_COMMITTED) revert SettlementBatchNotCommitted(batchId);
+        BatchExtra memory x = _extraOf(batchId, word);
         uint64 endsAt = _challengeEnd(word, x.extendedUntil);
         if (block.timestamp < endsAt) revert SettlementChallengeWindowOpen(endsAt);
         if (x.openRequests != 0) revert SettlementLeafRequestsOpen(batchId, x.openRequests);
-        _words[batchId] = _withStatus(word, STATUS_FINALIZED);
+        _batchSlots[key] = _withStatus(word, STATUS_FINALIZED);
         uint256 paid = uint256(h.total) - x.excluded;
         emit BatchFinalized(batchId, h.worker, paid);
         return (h.worker, paid + h.bond);
@@ -260,9 +311,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function requestLeaf(BatchHeader calldata h, uint256 index) external payable nonReentrant {
-        (bytes32 batchId, uint256 word) = _load(h);
+        (bytes32 batchId, bytes32 key, uint256 word) = _load(h);
         // Requests only in the original window, so a batch's life stays bounded.
-        if (uint8(word) != STATUS_COMMITTED || block.timestamp >= uint256(uint64(word >> 8)) + challengeWindow) {
+        if (word & STATUS_MASK != STATUS_COMMITTED || block.timestamp >= uint256(uint64(word >> 8)) + challengeWindow) {
             revert SettlementBatchNotChallengeable(batchId);
         }
         if (index >= h.count) revert SettlementLeafOutOfRange(batchId, index);
@@ -276,6 +327,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         r.bond = SafeCast.toUint128(msg.value);
         BatchExtra storage x = _extras[batchId];
         x.openRequests += 1;
+        if (word & FLAG_CHALLENGED == 0) _batchSlots[key] = word | FLAG_CHALLENGED;
         // Leave one more commit window to use the answer in a proof.
         uint64 until = deadline + commitWindow;
         if (until > x.extendedUntil) x.extendedUntil = until;
@@ -284,10 +336,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function answerLeaf(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
-        (bytes32 batchId, uint256 word) = _load(h);
+        (bytes32 batchId,, uint256 word) = _load(h);
         LeafRequest storage r = _leafRequests[batchId][leaf.index];
         if (!r.open) revert SettlementNoLeafRequest(batchId, leaf.index);
-        if (uint8(word) != STATUS_COMMITTED) revert SettlementBatchNotChallengeable(batchId);
+        if (word & STATUS_MASK != STATUS_COMMITTED) revert SettlementBatchNotChallengeable(batchId);
         if (block.timestamp >= r.deadline) revert SettlementAnswerWindowClosed(r.deadline);
         _verify(h, leaf, proof);
         r.open = false;
@@ -298,19 +350,28 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc ISettlement
     function proveUnanswered(BatchHeader calldata h, uint256 index) external nonReentrant {
-        (bytes32 batchId, uint256 word) = _load(h);
+        bytes32 batchId = batchIdOf(h.worker, h.projectId, h.epoch, h.gateway);
         LeafRequest storage r = _leafRequests[batchId][index];
         if (!r.open) revert SettlementNoLeafRequest(batchId, index);
         if (block.timestamp < r.deadline) revert SettlementAnswerWindowOpen(r.deadline);
+        // An open request means the batch was committed; a batch with one open is never finalized,
+        // and its slot is reused only once it is not committed: so when the slot no longer holds it,
+        // it was voided and only the bond is owed (the header's other fields play no part). While the
+        // slot holds it, the header must be the committed one, or a forged header would close the
+        // request without voiding the batch.
+        bytes32 key = _slotKey(h.worker, h.projectId, h.gateway, h.epoch);
+        uint256 word = _batchSlots[key];
+        bool held = _holds(word, h.epoch);
+        if (held && (uint256(keccak256(abi.encode(h))) ^ word) >> 72 != 0) revert SettlementHeaderMismatch(batchId);
         r.open = false;
         _extras[batchId].openRequests -= 1;
         _credit(r.requester, r.bond);
-        if (uint8(word) == STATUS_COMMITTED) _voidFor(batchId, word, h, FAULT_WITHHELD_LEAF, r.requester);
+        if (held && word & STATUS_MASK == STATUS_COMMITTED) _voidFor(batchId, key, word, h, FAULT_WITHHELD_LEAF, r.requester);
     }
 
     /// @inheritdoc ISettlement
     function proveInvalidLeaf(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) external nonReentrant {
-        (bytes32 batchId, uint256 word) = _challengeable(h);
+        (bytes32 batchId, bytes32 key, uint256 word) = _challengeable(h);
         _verify(h, leaf, proof);
         uint8 fault;
         if (leaf.index >= h.count) fault = FAULT_LEAF_OUT_OF_RANGE;
@@ -318,7 +379,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         else if (leaf.index == h.count - 1 && leaf.cumulativeFee != h.total) fault = FAULT_BROKEN_SUM;
         else if (!_ticketValid(h, leaf)) fault = FAULT_INVALID_TICKET;
         else revert SettlementNoFault();
-        _voidFor(batchId, word, h, fault, msg.sender);
+        _voidFor(batchId, key, word, h, fault, msg.sender);
     }
 
     /// @inheritdoc ISettlement
@@ -326,14 +387,14 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        (bytes32 batchId, uint256 word) = _challengeable(h);
+        (bytes32 batchId, bytes32 key, uint256 word) = _challengeable(h);
         if (leaf.index == 0 || prev.index != leaf.index - 1) revert SettlementNotAdjacent(prev.index, leaf.index);
         _verify(h, prev, prevProof);
         _verify(h, leaf, proof);
         // Checked arithmetic: an overflowing prefix sum is itself broken.
         (bool ok, uint256 expected) = _tryAdd(prev.cumulativeFee, leaf.fee);
         if (ok && expected == leaf.cumulativeFee) revert SettlementNoFault();
-        _voidFor(batchId, word, h, FAULT_BROKEN_SUM, msg.sender);
+        _voidFor(batchId, key, word, h, FAULT_BROKEN_SUM, msg.sender);
     }
 
     /// @inheritdoc ISettlement
@@ -341,8 +402,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         BatchHeader calldata ha, Leaf calldata a, bytes32[] calldata proofA,
         BatchHeader calldata hb, Leaf calldata b, bytes32[] calldata proofB
     ) external nonReentrant {
-        (bytes32 batchB, uint256 wordB) = _challengeable(hb);
-        (bytes32 batchA, uint256 wordA) = _load(ha);
+        (bytes32 batchB, bytes32 keyB, uint256 wordB) = _challengeable(hb);
+        (bytes32 batchA,, uint256 wordA) = _load(ha);
         if (a.jobId != b.jobId || (batchA == batchB && a.index == b.index)) revert SettlementNotDuplicate();
         // One client request is one (gateway, project, jobId).
         if (ha.gateway != hb.gateway || ha.projectId != hb.projectId) revert SettlementNotDuplicate();
@@ -350,14 +411,14 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         _verify(hb, b, proofB);
         if (batchA == batchB && a.attempt == b.attempt) {
             // The same ticket claimed twice by one worker.
-            _voidFor(batchB, wordB, hb, FAULT_DOUBLE_CLAIM, msg.sender);
+            _voidFor(batchB, keyB, wordB, hb, FAULT_DOUBLE_CLAIM, msg.sender);
             return;
         }
         // Both tickets must be genuine: a forged leaf must be proven with proveInvalidLeaf instead,
         // and can never push a genuine leaf out.
         if (!_ticketValid(ha, a)) revert SettlementInvalidTicket(batchA, a.index);
         if (!_ticketValid(hb, b)) revert SettlementInvalidTicket(batchB, b.index);
-        if (uint8(wordA) == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
+        if (wordA & STATUS_MASK == STATUS_VOIDED || _excluded[batchA][a.index]) revert SettlementLeafExcluded(batchA, a.index);
         if (_excluded[batchB][b.index]) revert SettlementLeafExcluded(batchB, b.index);
         // Only leaves the total counts: an out-of-range leaf is a fault (proveInvalidLeaf), and the
         // exclusions of one batch can never refund more than it holds.
@@ -365,9 +426,10 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         if (b.index >= hb.count) revert SettlementLeafOutOfRange(batchB, b.index);
         BatchExtra storage xb = _extras[batchB];
         if (uint256(xb.excluded) + b.fee > hb.total) revert SettlementExclusionExceedsTotal(batchB);
-        if (uint8(wordA) != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
+        if (wordA & STATUS_MASK != STATUS_FINALIZED && !_outranks(batchA, a, batchB, b)) revert SettlementNoFault();
         _excluded[batchB][b.index] = true;
         xb.excluded += uint128(b.fee);
+        if (wordB & FLAG_CHALLENGED == 0) _batchSlots[keyB] = wordB | FLAG_CHALLENGED;
         _escrows[hb.projectId].balance += uint128(b.fee);
         _restoreAllowance(hb.projectId, hb.gateway, hb.epoch, b.fee);
         emit LeafExcluded(batchB, b.index, b.jobId, b.fee);
@@ -378,7 +440,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        (bytes32 batchId, uint256 word) = _challengeable(h);
+        (bytes32 batchId, bytes32 key, uint256 word) = _challengeable(h);
         _verify(h, leaf, proof);
         if (otherOutputHash == leaf.outputHash) revert SettlementNoFault();
         // The second receipt must answer a ticket a staked gateway really issued: an honest worker
@@ -395,7 +457,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         );
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != h.worker) revert SettlementInvalidReceiptSignature(0);
-        _voidFor(batchId, word, h, FAULT_EQUIVOCATION, msg.sender);
+        _voidFor(batchId, key, word, h, FAULT_EQUIVOCATION, msg.sender);
     }
 
     /// @inheritdoc ISettlement
@@ -441,7 +503,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         bytes[] calldata signatures,
         bytes[] calldata ticketSignatures
     ) external nonReentrant {
-        (bytes32 batchId, uint256 word) = _challengeable(h);
+        (bytes32 batchId, bytes32 key, uint256 word) = _challengeable(h);
         _verify(h, leaf, proof);
         // Two honest runs of a function that reads the clock or Math.random differ: only a function
         // its builder declared deterministic can be wrong by disagreeing.
@@ -472,7 +534,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
             // same job: receipts for tickets nobody issued, or from another gateway, do not count.
             if (!_receiptTicketSignedBy(r, ticketSignatures[i], h.gateway)) revert SettlementInvalidTicketSignature(i);
         }
-        _voidFor(batchId, word, h, FAULT_DISAGREEMENT, msg.sender);
+        _voidFor(batchId, key, word, h, FAULT_DISAGREEMENT, msg.sender);
     }
 
     // ---------------------------------------------------------------- payments
@@ -493,10 +555,13 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         return keccak256(abi.encode(worker, projectId, epoch, gateway));
     }
 
-    function getBatch(bytes32 batchId) external view returns (Batch memory) {
-        uint256 word = _words[batchId];
-        BatchExtra storage x = _extras[batchId];
-        return Batch(uint8(word), uint64(word >> 8), x.excluded, x.extendedUntil, x.openRequests);
+    /// @notice The state of the batch `batchIdOf(worker, projectId, epoch, gateway)`; all zero when
+    /// it was never committed or its ring slot holds a later epoch's batch now (see `batchRing`).
+    function getBatch(address worker, bytes32 projectId, uint64 epoch, address gateway) external view returns (Batch memory) {
+        uint256 word = _batchSlots[_slotKey(worker, projectId, gateway, epoch)];
+        if (!_holds(word, epoch)) return Batch(0, 0, 0, 0, 0);
+        BatchExtra storage x = _extras[batchIdOf(worker, projectId, epoch, gateway)];
+        return Batch(uint8(word & STATUS_MASK), uint64(word >> 8), x.excluded, x.extendedUntil, x.openRequests);
     }
 
     function escrowOf(bytes32 projectId) external view returns (uint256) {
@@ -509,7 +574,8 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch) {
-        return (_allowancePerEpoch[projectId][gateway], _spentIn(projectId, gateway, currentEpoch()));
+        uint64 epoch = currentEpoch();
+        return (_spentRing[projectId][gateway][uint256(epoch) % _ring] >> 160, _spentIn(projectId, gateway, epoch));
     }
 
     /// @notice What `gateway` has spent of `projectId`'s escrow for `epoch` (batches and on-chain
@@ -572,7 +638,6 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function _spendAllowance(bytes32 projectId, address gateway, uint64 epoch, uint256 amount) private {
-        uint256 perEpoch = _allowancePerEpoch[projectId][gateway];
         mapping(uint256 => uint256) storage ring = _spentRing[projectId][gateway];
         uint256 slot = uint256(epoch) % _ring;
         uint256 word = ring[slot];
@@ -581,17 +646,17 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         // A later epoch in this slot: `epoch` is dead (see `_ring`); commitBatch and chargeEscrow
         // never get here with one, this only keeps a slot from going back in time.
         if (held > tag) revert SettlementAllowanceExceeded(amount, 0);
-        uint256 spent = held == tag ? word >> 64 : 0;
+        uint256 perEpoch = word >> 160;
+        uint256 spent = held == tag ? uint96(word >> 64) : 0;
         uint256 available = perEpoch > spent ? perEpoch - spent : 0;
         if (amount > available) revert SettlementAllowanceExceeded(amount, available);
-        // No overflow into the tag: every amount spent is also taken from an escrow (uint128
-        // balances of deposited ether), so what one epoch spends stays far below 2^192.
-        ring[slot] = tag | ((spent + amount) << 64);
+        // spent + amount <= perEpoch < 2^96: no overflow into the allowance.
+        ring[slot] = tag | ((spent + amount) << 64) | (perEpoch << 160);
     }
 
     function _spentIn(bytes32 projectId, address gateway, uint64 epoch) private view returns (uint256) {
         uint256 word = _spentRing[projectId][gateway][uint256(epoch) % _ring];
-        return uint64(word) == uint256(epoch) + 1 ? word >> 64 : 0;
+        return uint64(word) == uint256(epoch) + 1 ? uint96(word >> 64) : 0;
     }
 
     /// @dev Never below zero: every restore gives back part of an amount {_spendAllowance} added
@@ -609,19 +674,38 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
         return uint256(genesis) + (uint256(epoch) + 1) * epochLength;
     }
 
-    /// @dev The batch `h` names, checked: it exists and `h` is its committed header.
-    function _load(BatchHeader calldata h) private view returns (bytes32 batchId, uint256 word) {
+    /// @dev The batch `h` names, checked: its lane's slot holds a batch of `h.epoch` and `h` is its
+    /// committed header.
+    function _load(BatchHeader calldata h) private view returns (bytes32 batchId, bytes32 key, uint256 word) {
         batchId = batchIdOf(h.worker, h.projectId, h.epoch, h.gateway);
-        word = _words[batchId];
-        if (word == 0) revert SettlementUnknownBatch(batchId);
+        key = _slotKey(h.worker, h.projectId, h.gateway, h.epoch);
+        word = _batchSlots[key];
+        if (!_holds(word, h.epoch)) revert SettlementUnknownBatch(batchId);
         if ((uint256(keccak256(abi.encode(h))) ^ word) >> 72 != 0) revert SettlementHeaderMismatch(batchId);
     }
 
-    function _challengeable(BatchHeader calldata h) private view returns (bytes32 batchId, uint256 word) {
-        (batchId, word) = _load(h);
-        if (uint8(word) != STATUS_COMMITTED || block.timestamp >= _challengeEnd(word, _extras[batchId].extendedUntil)) {
+    function _challengeable(BatchHeader calldata h) private view returns (bytes32 batchId, bytes32 key, uint256 word) {
+        (batchId, key, word) = _load(h);
+        if (word & STATUS_MASK != STATUS_COMMITTED || block.timestamp >= _challengeEnd(word, _extraOf(batchId, word).extendedUntil)) {
             revert SettlementBatchNotChallengeable(batchId);
         }
+    }
+
+    function _slotKey(address worker, bytes32 projectId, address gateway, uint64 epoch) private view returns (bytes32) {
+        return keccak256(abi.encode(worker, projectId, gateway, uint256(epoch) % batchRing));
+    }
+
+    /// @dev Whether a batch slot holds a batch of `epoch`: committed (any status) within its commit
+    /// window. Epochs sharing a slot have disjoint commit windows (see `batchRing`).
+    function _holds(uint256 word, uint64 epoch) private view returns (bool) {
+        uint256 at = uint64(word >> 8);
+        uint256 end = _epochEnd(epoch);
+        return word & STATUS_MASK != 0 && at >= end && at < end + commitWindow;
+    }
+
+    /// @dev The batch's {BatchExtra}, read only when a challenge wrote it.
+    function _extraOf(bytes32 batchId, uint256 word) private view returns (BatchExtra memory x) {
+        if (word & FLAG_CHALLENGED != 0) x = _extras[batchId];
     }
 
     function _challengeEnd(uint256 word, uint64 extendedUntil) private view returns (uint64) {
@@ -630,7 +714,7 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
     }
 
     function _withStatus(uint256 word, uint8 status) private pure returns (uint256) {
-        return (word & ~uint256(0xff)) | status;
+        return (word & ~STATUS_MASK) | status;
     }
 
     function _verify(BatchHeader calldata h, Leaf calldata leaf, bytes32[] calldata proof) private pure {
@@ -719,9 +803,9 @@ contract Settlement is ISettlement, EIP712, ReentrancyGuardTransient {
 
     /// @dev Voids a batch: refunds what is still held to the escrow, forfeits the bond and slashes
     /// the worker; the challenger gets its share of both, the treasury the rest.
-    function _voidFor(bytes32 batchId, uint256 word, BatchHeader calldata h, uint8 fault, address challenger) private {
-        _words[batchId] = _withStatus(word, STATUS_VOIDED);
-        uint256 refund = h.total - _extras[batchId].excluded;
+    function _voidFor(bytes32 batchId, bytes32 key, uint256 word, BatchHeader calldata h, uint8 fault, address challenger) private {
+        _batchSlots[key] = _withStatus(word, STATUS_VOIDED);
+        uint256 refund = h.total - _extraOf(batchId, word).excluded;
         _escrows[h.projectId].balance += uint128(refund);
         // The batch spent the gateway's allowance for its epoch; a voided batch was never owed, so
         // give the allowance back or one fake batch would block the gateway's honest batches.

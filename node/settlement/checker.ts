@@ -670,7 +670,8 @@ export function batchChecker (init: BatchCheckerInit): (components: BatchChecker
       }
       if (state === 'requesting') setRequest.run('requested', null, null, now, batchId)
       if (!req.open) {
-        const b = await read<{ status: number }>('getBatch', [batchId])
+        const h = header as { worker: Address, projectId: Hex, epoch: bigint, gateway: Address }
+        const b = await read<{ status: number }>('getBatch', [h.worker, h.projectId, h.epoch, h.gateway])
         const end = b.status === 3 ? 'voided' : 'answered'
         setRequest.run(end, null, null, now, batchId)
         log.info({ batchId, index, state: end }, end === 'answered' ? 'the worker answered the leaf request: the data was available' : 'the challenged batch was voided')

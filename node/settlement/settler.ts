@@ -8,7 +8,7 @@
  * itself says whether it was committed. The settler keeps each batch's state in SQLite (WAL):
  * `built` (leaves and root fixed, data published) → `sending` (durable before the transaction
  * leaves) → `committed` → `finalized` | `voided`; or `expired` when the commit window closed first.
- * Before every send it reads `getBatch(batchId)`: a `kill -9` anywhere (before, during or after
+ * Before every send it reads `getBatch(worker, project, epoch, gateway)`: a `kill -9` anywhere (before, during or after
  * the transaction) leaves a row that the next tick either finds on chain or sends once more while
  * the chain still has no batch for that id — and Settlement refuses a second commit of one id
  * (`SettlementBatchExists`), which the settler also treats as "committed".
@@ -296,6 +296,11 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
       return b
     }
 
+    /** `getBatch`'s arguments: Settlement finds a batch by its lane (worker, project, gateway) and epoch. */
+    function batchKey (b: StoredBatch): readonly [Address, Hex, bigint, Address] {
+      return [worker, b.projectId, b.epoch, b.gateway]
+    }
+
     function move (batchId: Hex, state: BatchState, error?: string): void {
       setState.run(state, error ?? null, Date.now(), batchId)
     }
@@ -384,7 +389,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
      * already (a restart after the transaction, or a receipt we never saw) or its window closed.
      */
     async function needsCommit (c: SettlementClock, b: StoredBatch, head: bigint, report: TickReport): Promise<boolean> {
-      const onChain = await read<{ status: number }>('getBatch', [b.batchId])
+      const onChain = await read<{ status: number }>('getBatch', batchKey(b))
       if (onChain.status !== 0) {
         move(b.batchId, 'committed')
         report.committed++
@@ -443,8 +448,9 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
           log.warn({ commits: commits.length, due: due.length, err: (err as Error).message }, 'commitBatches failed; sending each batch alone')
         }
       }
-      for (const b of commits) await commitOne(b, value, report)
+      // finalizations first: a commit may need the ring slot of a batch due here (SettlementBatchSlotBusy)
       for (const b of due) await finalizeOne(b, report)
+      for (const b of commits) await commitOne(b, value, report)
     }
 
     function committed (b: StoredBatch, report: TickReport): void {
@@ -462,7 +468,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
     async function commitOne (b: StoredBatch, value: bigint, report: TickReport): Promise<void> {
       try {
         // the combined transaction may have landed after all (a timeout, not a revert)
-        if ((await read<{ status: number }>('getBatch', [b.batchId])).status !== 0) { committed(b, report); return }
+        if ((await read<{ status: number }>('getBatch', batchKey(b))).status !== 0) { committed(b, report); return }
         await client.send({
           address: settlement,
           abi: settlementAbi,
@@ -485,7 +491,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
 
     async function finalizeOne (b: StoredBatch, report: TickReport): Promise<void> {
       try {
-        if ((await read<{ status: number }>('getBatch', [b.batchId])).status === STATUS_FINALIZED) { finalized(b, report); return }
+        if ((await read<{ status: number }>('getBatch', batchKey(b))).status === STATUS_FINALIZED) { finalized(b, report); return }
         await client.send({ address: settlement, abi: settlementAbi, functionName: 'commitBatches', args: [[], [await headerOf(b)]] })
         finalized(b, report)
       } catch (err) {
@@ -519,7 +525,7 @@ export function settler (init: SettlerInit): (components: SettlerComponents) => 
 
     /** Follows a committed batch; when it is due for finalization, since when (chain time). */
     async function follow (c: SettlementClock, b: StoredBatch, now: bigint, report: TickReport): Promise<bigint | undefined> {
-      const onChain = await read<{ status: number, committedAt: bigint, extendedUntil: bigint, openRequests: number }>('getBatch', [b.batchId])
+      const onChain = await read<{ status: number, committedAt: bigint, extendedUntil: bigint, openRequests: number }>('getBatch', batchKey(b))
       if (onChain.status === STATUS_FINALIZED) { move(b.batchId, 'finalized'); report.finalized++; return undefined }
       if (onChain.status === STATUS_VOIDED) {
         move(b.batchId, 'voided')

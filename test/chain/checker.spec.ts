@@ -147,7 +147,7 @@ describe('chain: gateways check the settlement batches naming them', function ()
     assert.equal(faultOf.get(batchOf.forge)?.fault, 1, 'leaf without a ticket: FAULT_INVALID_TICKET')
     for (const name of ['inflate', 'forge']) {
       assert.equal(faultOf.get(batchOf[name])?.challenger, gw.signer.address)
-      assert.equal((await read<{ status: number }>('getBatch', [batchOf[name]])).status, 3)
+      assert.equal((await committedBatch(chain, batchOf[name])).status, 3)
       assert.ok(await stakeOf(parts[name].w.signer.address) < stakes.get(parts[name].w.signer.address)!, `${name}: slashed`)
       assert.match(checker.checked().find(c => c.batchId === batchOf[name])?.tx ?? '', /^0x[0-9a-f]{64}$/, `${name}: the proof's transaction is recorded`)
     }
@@ -291,7 +291,7 @@ describe('chain: gateways check the settlement batches naming them', function ()
     assert.equal((await checker.status() as any).leafRequests.proven, 1)
 
     // the honest batch finalizes once its extended challenge window is over: fees, bond and the request's bond
-    const hb = await read<{ committedAt: bigint, extendedUntil: bigint }>('getBatch', [batchOf.honest])
+    const hb = await committedBatch(chain, batchOf.honest)
     const end = hb.extendedUntil > hb.committedAt + clock.challengeWindow ? hb.extendedUntil : hb.committedAt + clock.challengeWindow
     await advanceTo(end + 1n)
     await honest.s.tick()

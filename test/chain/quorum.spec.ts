@@ -36,7 +36,7 @@ import { batchHeader, fromLeaves } from '../../contracts/abi/leaf.ts'
 import { revertName } from '../../node/chain/client.ts'
 import { waitFor } from '../helpers/network.ts'
 import { startTestChain, type TestChain } from './helpers.ts'
-import { earned, fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
+import { committedBatch, earned, fundProject, party, stakeWorker, type Party } from './settlement-helpers.ts'
 
 const GWEI = 1_000_000_000n
 const PRICE = 1_000n * GWEI
@@ -222,7 +222,7 @@ describe('chain: verify quorum outvotes a lying worker and proves it on chain', 
     // a receipt of a key the gateway controls, for a ticket it signed itself, does not count: its signer has no stake
     assert.ok(await stakeOf(liar.w.signer.address) === liar.stake, 'the liar is still staked here: only the sybil can fail the check')
     assert.equal(await frame([lie.minority, sybil]), 'SettlementSignerNotStaked')
-    assert.equal((await read<{ status: number }>('getBatch', [victimBatch.batchId])).status, 1, 'the honest batch stands')
+    assert.equal((await committedBatch(chain, victimBatch.batchId)).status, 1, 'the honest batch stands')
 
     // the gateway's checker proves the disagreement against the liar's batch(es) only
     const verdicts = await checker.tick()

@@ -163,7 +163,7 @@ describe('chain: metered session fees settle; a worker claiming more than its la
     assert.equal(ev?.fault, 1, 'FAULT_INVALID_TICKET: the leaf\'s fee is not one the gateway signed')
     assert.equal(ev?.challenger, gw.signer.address)
     assert.ok(ev.slashed > 0n)
-    assert.equal((await chain.read<{ status: number }>('getBatch', [batchOf(liar)])).status, 3, 'voided')
+    assert.equal((await committedBatch(chain, batchOf(liar))).status, 3, 'voided')
     assert.equal(voided.some(x => (x.args as any).batchId === batchOf(honest)), false)
     const afterStatus = await (await fetch(`${gateway.url}/_peerhost/status`)).json() as any
     assert.deepEqual([afterStatus.settlement.ok, afterStatus.settlement.faulty], [1, 1])

@@ -86,10 +86,11 @@ export async function serve (
  * `BatchCommitted` event's fields and the batch's state.
  */
 export async function committedBatch (chain: TestChain, batchId: Hex): Promise<{ status: number, worker: Address, gateway: Address, root: Hex, count: number, total: bigint, bond: bigint, committedAt: bigint, extendedUntil: bigint }> {
-  const state = await chain.publicClient.readContract({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'getBatch', args: [batchId] })
   const [ev] = await chain.publicClient.getContractEvents({ address: chain.addresses.Settlement, abi: settlementAbi, eventName: 'BatchCommitted', args: { batchId }, fromBlock: 0n })
-  if (ev === undefined) return { status: state.status, worker: '0x0000000000000000000000000000000000000000', gateway: '0x0000000000000000000000000000000000000000', root: '0x', count: 0, total: 0n, bond: 0n, committedAt: state.committedAt, extendedUntil: state.extendedUntil }
-  const a = ev.args as { worker: Address, gateway: Address, root: Hex, count: number, total: bigint, bond: bigint }
+  if (ev === undefined) return { status: 0, worker: '0x0000000000000000000000000000000000000000', gateway: '0x0000000000000000000000000000000000000000', root: '0x', count: 0, total: 0n, bond: 0n, committedAt: 0n, extendedUntil: 0n }
+  const a = ev.args as { worker: Address, projectId: Hex, epoch: bigint, gateway: Address, root: Hex, count: number, total: bigint, bond: bigint }
+  // Settlement finds a batch by its lane (worker, project, gateway) and epoch
+  const state = await chain.publicClient.readContract({ address: chain.addresses.Settlement, abi: settlementAbi, functionName: 'getBatch', args: [a.worker, a.projectId, a.epoch, a.gateway] })
   return { status: state.status, worker: a.worker, gateway: a.gateway, root: a.root, count: Number(a.count), total: a.total, bond: a.bond, committedAt: state.committedAt, extendedUntil: state.extendedUntil }
 }
 

@@ -302,7 +302,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
     assert.deepEqual([r.built, r.committed], [1, 1], 'the publishable batch is built and committed')
     const ok = await committedBatch(chain, await read<Hex>('batchIdOf', [w.signer.address, pid, e, gateway.address]))
     assert.deepEqual([ok.status, ok.count, ok.total], [1, 4, small.reduce((t, j) => t + j.fee, 0n)])
-    const large = await read<{ status: number }>('getBatch', [await read<Hex>('batchIdOf', [w.signer.address, pid, e, other.address])])
+    const large = await committedBatch(chain, await read<Hex>('batchIdOf', [w.signer.address, pid, e, other.address]))
     assert.equal(large.status, 0, 'the unpublishable batch is not committed (its leaves could not be audited)')
     assert.equal((await s.tick()).built, 0, 'later ticks run too (the large batch is retried, still refused)')
     await assertNobodySlashed()
@@ -462,7 +462,7 @@ describe('chain: workers settle their receipts through Settlement batches', func
   async function killThenRestart (w: Party, dataDir: string, killAt: 'before-send' | 'after-send', ids: Hex[], nonceBefore: number): Promise<void> {
     const first = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt })
     assert.equal(first.signal, 'SIGKILL', `the child was killed (${first.stderr})`)
-    for (const id of ids) assert.equal((await read<{ status: number }>('getBatch', [id])).status, killAt === 'after-send' ? 1 : 0, 'committed by the killed run only after the send')
+    for (const id of ids) assert.equal((await committedBatch(chain, id)).status, killAt === 'after-send' ? 1 : 0, 'committed by the killed run only after the send')
     const second = await runChild({ contractsFile: chain.contractsFile, key: w.key, dataDir, killAt: 'none' })
     assert.equal(second.code, 0, second.stderr)
     assert.equal(JSON.parse(second.stdout).committed, ids.length)

@@ -152,7 +152,7 @@ describe('chain: a `peerhost watch` process catches a fault the gateway missed a
     }, 60_000, 250)]).catch((err) => { throw new Error(`${err.message}\nwatcher output:\n${out.slice(-4000)}`) })
     assert.equal(voided.challenger, watcher.signer.address, 'the watcher is the challenger')
     assert.equal(voided.fault, 3, 'FAULT_BROKEN_SUM (the last leaf\'s sum is not the committed total)')
-    assert.equal((await read<{ status: number }>('getBatch', [batchOf.inflate])).status, 3, 'voided')
+    assert.equal((await committedBatch(chain, batchOf.inflate)).status, 3, 'voided')
     assert.ok(await stakeOf(workers.inflate.w.signer.address) < workers.inflate.stake, 'the liar is slashed')
     const bond = await read<bigint>('minBatchBond')
     const shareBps = BigInt(await read<number>('challengerShareBps'))

@@ -3,9 +3,10 @@ import { concat, encodeFunctionData, keccak256, numberToHex, parseEventLogs, par
 import { executionCoordinatorAbi, fromLeaves, settlementAbi, workerStakingAbi, buildSettlementBatch, peerBindingTypedData, type SettlementLeaf } from '../../contracts/abi/index.ts'
 import { reentrantReceiverAbi } from '../../contracts/abi/test-abis.ts'
 import { functionId, peerHostDomain, signReceipt, signTicket, type Receipt, type Ticket } from '../../protocol/eip712.ts'
+import { LIMITS } from '../../protocol/constants.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, endEpoch, executionCommitment, increaseTime, now, owed, revertTo, send, sendReverts, setup,
-  signedJob, snapshot, type ActorName, type World, STAKE, assertHonestKeptStake
+  signedJob, snapshot, type ActorName, type World, STAKE, assertHonestKeptStake, batchState
 } from './fixture.ts'
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
@@ -97,7 +98,7 @@ describe('contracts: attacks', function () {
         const replayed = { ...good.item, ticketSignature: sig }
         const c = await commit(world, worker, epoch, [replayed])
         await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
-        assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+        assert.equal((await batchState(world, c.header)).status, 3)
       }
     })
 
@@ -108,7 +109,7 @@ describe('contracts: attacks', function () {
       assert.equal(await world.read.settlement.read.verifyTicket([j.ticket, highS(j.ticketSignature), world.actors.gateway.address]), false)
       const c = await commit(world, 'w1', epoch, [{ ...j.item, ticketSignature: highS(j.ticketSignature) }])
       await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[0], c.batch.proof(0)])
-      assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+      assert.equal((await batchState(world, c.header)).status, 3)
     })
 
     it('high-s and EIP-2098 compact receipt signatures prove nothing', async () => {
@@ -210,13 +211,13 @@ describe('contracts: attacks', function () {
       const before = await wallet()
       const r = await send(world, 'w1', 'Settlement', 'commitBatches', [commits, [old.header]], 2n * bond + 1n)
       const evs = parseEventLogs({ abi: settlementAbi, logs: r.logs })
-      assert.deepEqual(evs.map(e => e.eventName).filter(n => n === 'BatchCommitted' || n === 'BatchFinalized' || n === 'PaymentWithdrawn'), ['BatchCommitted', 'BatchCommitted', 'BatchFinalized', 'PaymentWithdrawn'])
+      assert.deepEqual(evs.map(e => e.eventName).filter(n => n === 'BatchCommitted' || n === 'BatchFinalized' || n === 'PaymentWithdrawn'), ['BatchFinalized', 'BatchCommitted', 'BatchCommitted'], 'finalizations first, no PaymentWithdrawn (BatchFinalized says what was paid)')
       // the caller's own due batch is paid to it in the same transaction: nothing left to withdraw
       assert.equal(await owed(world, 'w1'), 0n)
       assert.equal(await wallet() - before, old.batch.total + bond - (2n * bond + 1n) - r.gasUsed * r.effectiveGasPrice, 'the wallet gets the due batch (total + bond), less the new bonds and the gas')
       for (const [c, t] of [[commits[0], ba], [commits[1], bb]] as const) {
         const id = await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e2, c.gateway])
-        assert.equal((await world.read.settlement.read.getBatch([id])).status, 1)
+        assert.equal((await batchState(world, { worker: world.actors.w1.address, projectId: world.projectId, epoch: e2, gateway: c.gateway })).status, 1)
         await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, e2, c.gateway, t.root, t.count, t.total, CID], 'SettlementBatchExists', [id], bond)
       }
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [old.header]], 'SettlementBatchNotCommitted', [old.batchId])
@@ -227,6 +228,114 @@ describe('contracts: attacks', function () {
       await send(world, 'stranger', 'Settlement', 'commitBatches', [[], headers])
       // finalized by someone else: credited to the worker (pull payment)
       assert.equal(await owed(world, 'w1'), ba.total + bb.total + 2n * bond + 1n)
+    })
+  })
+
+  describe('batch ring (a lane\'s slot is reused batchRing epochs later)', () => {
+    const ring = async (): Promise<bigint> => await world.read.settlement.read.batchRing()
+    /** Commits w1's one-job batch of the current epoch for the gateway; returns it. */
+    async function batchNow (fee = ETHER / 10n) {
+      const epoch = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch, fee })
+      await endEpoch(world)
+      return { j, c: await commit(world, 'w1', epoch, [j.item]) }
+    }
+    /** Moves to the first epoch sharing `epoch`'s slot, plus `extra` epochs. */
+    async function toEpoch (target: bigint): Promise<void> {
+      const current = await world.read.settlement.read.currentEpoch()
+      await increaseTime(world, (target - current) * PARAMS.epochLength)
+    }
+
+    it('covers the commit window, the longest challenge and the longest job: (3 commitWindow + challengeWindow + LIMITS.maxDeadlineMs) / epochLength + 2', async () => {
+      assert.equal(await ring(), (3n * PARAMS.commitWindow + PARAMS.challengeWindow + BigInt(LIMITS.maxDeadlineMs / 1000)) / PARAMS.epochLength + 2n)
+      assert.ok((await ring()) * PARAMS.epochLength > PARAMS.commitWindow, 'epochs sharing a slot have disjoint commit windows')
+    })
+
+    it('a finalized batch is never committed again, and its slot is reused only by the epoch batchRing later', async () => {
+      honest = ['w1']
+      await send(world, 'stranger', 'Settlement', 'prepareBatchSlots', [world.actors.w1.address, world.projectId, world.actors.gateway.address])
+      const { c } = await batchNow()
+      await increaseTime(world, PARAMS.challengeWindow)
+      await send(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]])
+      const again = buildSettlementBatch([(await signedJob(world, { worker: 'w1', epoch: c.epoch })).item])
+      // the epoch batchRing later takes the slot; the old batch is gone from it, and stays uncommittable
+      await toEpoch(c.epoch + await ring())
+      const { c: next } = await batchNow()
+      assert.equal(next.epoch, c.epoch + await ring())
+      assert.equal((await batchState(world, next.header)).status, 1)
+      assert.equal((await batchState(world, c.header)).status, 0, 'the old batch left the slot')
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementUnknownBatch', [c.batchId])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, c.epoch, world.actors.gateway.address, again.root, 1, again.total, CID], 'SettlementEpochNotCommittable', [c.epoch, await world.read.settlement.read.currentEpoch()], PARAMS.minBatchBond)
+      // the new batch finalizes and pays as any other
+      await increaseTime(world, PARAMS.challengeWindow)
+      await send(world, 'w1', 'Settlement', 'commitBatches', [[], [next.header]])
+      assert.equal((await batchState(world, next.header)).status, 2)
+    })
+
+    it('a batch finalized while its commit window is open is not committed again (challenge window shorter than the commit window)', async () => {
+      const short = await setup({ params: { ...PARAMS, challengeWindow: PARAMS.commitWindow / 5n } })
+      try {
+        const epoch = await short.read.settlement.read.currentEpoch()
+        const j = await signedJob(short, { worker: 'w1', epoch })
+        await endEpoch(short)
+        const c = await commit(short, 'w1', epoch, [j.item])
+        await increaseTime(short, PARAMS.commitWindow / 5n)
+        await send(short, 'w1', 'Settlement', 'commitBatches', [[], [c.header]])
+        assert.equal((await batchState(short, c.header)).status, 2)
+        const window = (await short.read.settlement.read.genesis()) + (epoch + 1n) * PARAMS.epochLength + PARAMS.commitWindow
+        assert.ok(await now(short) + 1n < window, 'the commit window is still open')
+        for (const t of [c.batch, buildSettlementBatch([(await signedJob(short, { worker: 'w1', epoch })).item])]) {
+          await sendReverts(short, 'w1', 'Settlement', 'commitBatch', [short.projectId, epoch, short.actors.gateway.address, t.root, 1, t.total, CID], 'SettlementBatchExists', [c.batchId], PARAMS.minBatchBond)
+        }
+        await sendReverts(short, 'w1', 'Settlement', 'commitBatches', [[{ projectId: short.projectId, epoch, gateway: short.actors.gateway.address, root: c.batch.root, count: 1, total: c.batch.total, bond: PARAMS.minBatchBond, dataCid: CID }], []], 'SettlementBatchExists', [c.batchId], PARAMS.minBatchBond)
+        await sendReverts(short, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementBatchNotCommitted', [c.batchId])
+      } finally { await short.close() }
+    })
+
+    it('a batch never finalized keeps its slot (SettlementBatchSlotBusy); finalizing it in the same commitBatches frees it', async () => {
+      honest = ['w1']
+      const { c } = await batchNow()
+      await toEpoch(c.epoch + await ring())
+      const e = await world.read.settlement.read.currentEpoch()
+      const j = await signedJob(world, { worker: 'w1', epoch: e })
+      await endEpoch(world)
+      const t = buildSettlementBatch([j.item])
+      const id = await world.read.settlement.read.batchIdOf([world.actors.w1.address, world.projectId, e, world.actors.gateway.address])
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, e, world.actors.gateway.address, t.root, 1, t.total, CID], 'SettlementBatchSlotBusy', [id], PARAMS.minBatchBond)
+      const commitArg = { projectId: world.projectId, epoch: e, gateway: world.actors.gateway.address, root: t.root, count: 1, total: t.total, bond: PARAMS.minBatchBond, dataCid: CID }
+      await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[commitArg], []], 'SettlementBatchSlotBusy', [id], PARAMS.minBatchBond)
+      await send(world, 'w1', 'Settlement', 'commitBatches', [[commitArg], [c.header]], PARAMS.minBatchBond)
+      assert.equal((await batchState(world, { ...c.header, epoch: e })).status, 1)
+    })
+
+    it('proveUnanswered: a forged header cannot close a request on a live batch; after the slot is reused the requester still gets its bond', async () => {
+      honest = ['w2']
+      const { c } = await batchNow()
+      await send(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 0n], PARAMS.minBatchBond)
+      // a second request, left open on a batch voided by another proof
+      await increaseTime(world, PARAMS.commitWindow)
+      await sendReverts(world, 'stranger', 'Settlement', 'proveUnanswered', [{ ...c.header, total: c.header.total + 1n }, 0n], 'SettlementHeaderMismatch', [c.batchId])
+      assert.equal((await world.read.settlement.read.getLeafRequest([c.batchId, 0n])).open, true, 'the forged header closed nothing')
+      await send(world, 'stranger', 'Settlement', 'proveUnanswered', [c.header, 0n])
+      assert.equal((await batchState(world, c.header)).status, 3, 'voided for the withheld leaf')
+
+      // a request still open on a batch voided by another proof: the slot is reused (a voided batch
+      // does not keep it), and the requester still gets its bond back
+      const e = await world.read.settlement.read.currentEpoch()
+      const foreign = await signedJob(world, { worker: 'w2', epoch: e }) // its ticket names w2: invalid in w1's batch
+      await endEpoch(world)
+      const d = await commit(world, 'w1', e, [foreign.item])
+      await send(world, 'stranger', 'Settlement', 'requestLeaf', [d.header, 0n], PARAMS.minBatchBond)
+      await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [d.header, d.batch.leaves[0], d.batch.proof(0)])
+      assert.equal((await batchState(world, d.header)).status, 3)
+      await toEpoch(d.epoch + await ring())
+      const { c: next } = await batchNow()
+      assert.equal((await batchState(world, next.header)).status, 1, 'the voided batch\'s slot is reused')
+      const before = await owed(world, 'stranger')
+      await send(world, 'challenger', 'Settlement', 'proveUnanswered', [d.header, 0n])
+      assert.equal(await owed(world, 'stranger') - before, PARAMS.minBatchBond, 'the requester\'s bond')
+      assert.equal((await batchState(world, next.header)).status, 1, 'the batch now in the slot is untouched')
+      await sendReverts(world, 'challenger', 'Settlement', 'proveUnanswered', [d.header, 0n], 'SettlementNoLeafRequest', [d.batchId, 0n])
     })
   })
 
@@ -263,7 +372,7 @@ describe('contracts: attacks', function () {
       const second = buildSettlementBatch([j.item])
       await sendReverts(world, 'w1', 'Settlement', 'commitBatch', [world.projectId, epoch, world.actors.gateway.address, second.root, 1, ETHER, CID], 'SettlementBatchExists', [c.batchId], PARAMS.minBatchBond)
       await send(world, 'challenger', 'Settlement', 'disputeDuplicateJob', [c.header, c.batch.leaves[0], c.batch.proof(0), c.header, c.batch.leaves[2], c.batch.proof(2)])
-      assert.equal((await world.read.settlement.read.getBatch([c.batchId])).status, 3)
+      assert.equal((await batchState(world, c.header)).status, 3)
     })
 
     it('an inflated batch total is voided and the escrow made whole', async () => {

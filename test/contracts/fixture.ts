@@ -318,6 +318,11 @@ export async function commit (
   return { batchId, header, batch, worker, gateway, epoch }
 }
 
+/** Settlement's state of the batch a header names (Settlement finds a batch by its lane and epoch). */
+export async function batchState (world: World, header: Pick<SettlementBatchHeader, 'worker' | 'projectId' | 'epoch' | 'gateway'>) {
+  return await world.read.settlement.read.getBatch([header.worker, header.projectId, header.epoch, header.gateway])
+}
+
 /** Owed balances and escrows a suite can compare before and after. */
 export async function owed (world: World, who: ActorName): Promise<bigint> {
   return await world.read.settlement.read.owed([world.actors[who].address])

@@ -38,7 +38,7 @@ import { BaseError, ContractFunctionRevertedError, keccak256, parseEventLogs, to
 import { functionId as fnId, signReceipt, signTicket, type Receipt, type Ticket } from '../../protocol/eip712.ts'
 import { batchHeader, buildSettlementBatch, fromLeaves, settlementAbi, workerStakingAbi, type SettlementBatch, type SettlementBatchHeader, type SettlementItem } from '../../contracts/abi/index.ts'
 import { readArtifact } from '../../contracts/deploy.ts'
-import { ETHER, PARAMS, endEpoch, increaseTime, newJobId, now, revertTo, send, setup, snapshot, type ActorName, type World, STAKE } from './fixture.ts'
+import { ETHER, PARAMS, endEpoch, increaseTime, newJobId, now, revertTo, send, setup, snapshot, type ActorName, type World, STAKE, batchState } from './fixture.ts'
 
 const RUNS = Number(process.env.PEERHOST_FUZZ_RUNS ?? 30)
 const DEPTH = Number(process.env.PEERHOST_FUZZ_DEPTH ?? 25)
@@ -216,7 +216,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
           for (const u of [...uncommitted]) {
             const genesis = await world.read.settlement.read.genesis()
             const open = (await now(world)) + 1n < genesis + (u.epoch + 1n) * PARAMS.epochLength + PARAMS.commitWindow
-            const fakeLive = batches.some(f => f.fake && f.epoch === u.epoch) && (await Promise.all(batches.filter(f => f.fake && f.epoch === u.epoch).map(async f => (await world.read.settlement.read.getBatch([f.id])).status))).some(s => s === 1)
+            const fakeLive = batches.some(f => f.fake && f.epoch === u.epoch) && (await Promise.all(batches.filter(f => f.fake && f.epoch === u.epoch).map(async f => (await batchState(world, f.header)).status))).some(s => s === 1)
             const ok = await commitHonest(u.worker, u.epoch)
             if (open && !fakeLive) assert.ok(ok, `an honest batch (${u.worker}, epoch ${u.epoch}) could not commit after the fake batch was voided`)
             if (ok || !open) uncommitted.splice(uncommitted.indexOf(u), 1)
@@ -331,7 +331,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
     await increaseTime(world, PARAMS.commitWindow + PARAMS.challengeWindow + PARAMS.epochLength)
     for (const b of batches) {
       await sendObs('stranger', 'Settlement', 'commitBatches', [[], [b.header]])
-      if (!b.fake && (await world.read.settlement.read.getBatch([b.id])).status !== 2) slashedHonest.push(`honest batch of ${b.worker} not paid`)
+      if (!b.fake && (await batchState(world, b.header)).status !== 2) slashedHonest.push(`honest batch of ${b.worker} not paid`)
     }
     await checkInvariants()
     for (const h of HONEST) {
@@ -350,7 +350,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
       assert.equal(await bal('WorkerStaking'), stakes, 'WorkerStaking balance ≠ Σ stakes')
       let held = await world.read.settlement.read.escrowOf([world.projectId])
       for (const b of batches) {
-        const s = await world.read.settlement.read.getBatch([b.id])
+        const s = await batchState(world, b.header)
         if (s.status === 1) held += b.header.total - s.excluded + b.header.bond
       }
       let owed = 0n
@@ -368,7 +368,7 @@ function campaign (world: World, base: { id: string }, result: CampaignResult) {
         if (e + ring <= current) continue
         let expected = 0n
         for (const b of batches.filter(x => x.epoch === e)) {
-          const s = await world.read.settlement.read.getBatch([b.id])
+          const s = await batchState(world, b.header)
           if (s.status === 1 || s.status === 2) expected += b.header.total - s.excluded
         }
         assert.equal(await world.read.settlement.read.spentOf([world.projectId, world.actors.gateway.address, e]), expected, `allowance spent in epoch ${e} ≠ live batches`)

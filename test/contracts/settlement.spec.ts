@@ -6,7 +6,7 @@ import { signReceipt, signTicket } from '../../protocol/eip712.ts'
 import {
   ETHER, PARAMS, commit, deployRaw, expectRevertAny, endEpoch, increaseTime, newJobId, owed, revertTo, send, sendReverts, setup, signedJob, snapshot,
   type ActorName, type CommittedBatch, type SignedJob, type World, STAKE, assertHonestKeptStake,
-  unknownHeader
+  unknownHeader, batchState
 } from './fixture.ts'
 
 const BOND = PARAMS.minBatchBond
@@ -50,7 +50,7 @@ describe('contracts: Settlement', function () {
   }
 
   async function assertVoided (c: CommittedBatch, fault: number, challenger: ActorName, receipt: { logs: any[] }, alsoOwed = 0n): Promise<void> {
-    const b = await world.read.settlement.read.getBatch([c.batchId])
+    const b = await batchState(world, c.header)
     assert.equal(b.status, 3)
     const [ev] = parseEventLogs({ abi: settlementAbi, logs: receipt.logs, eventName: 'BatchVoided' })
     assert.equal(ev.args.fault, fault)
@@ -177,7 +177,7 @@ describe('contracts: Settlement', function () {
       const unknownId = await unknownBatchId()
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [unknownHeader(world)]], 'SettlementUnknownBatch', [unknownId])
       const { c } = await honestBatch('w1', 1)
-      const b = await world.read.settlement.read.getBatch([c.batchId])
+      const b = await batchState(world, c.header)
       await sendReverts(world, 'w1', 'Settlement', 'commitBatches', [[], [c.header]], 'SettlementChallengeWindowOpen', [b.committedAt + PARAMS.challengeWindow])
       await increaseTime(world, PARAMS.challengeWindow)
       await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])
@@ -407,7 +407,7 @@ describe('contracts: Settlement', function () {
       await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(2), c.header, c.batch.leaves[1], c.batch.proof(1)], 'SettlementLeafOutOfRange', [c.batchId, 1n])
       await sendReverts(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(0), b.header, b.batch.leaves[0], b.batch.proof(0)], 'SettlementExclusionExceedsTotal', [b.batchId])
       await send(world, 'owner', 'Settlement', 'disputeDuplicateJob', [...A(1), d.header, d.batch.leaves[0], d.batch.proof(0)])
-      assert.equal((await world.read.settlement.read.getBatch([d.batchId])).excluded, fee)
+      assert.equal((await batchState(world, d.header)).excluded, fee)
       await send(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [b.header, b.batch.leaves[0], b.batch.proof(0)])
     })
 
@@ -529,7 +529,7 @@ describe('contracts: Settlement', function () {
     it('data availability: a requested leaf must be published in time; the answer extends the window and pays the bond to the worker', async () => {
       honest = ['w1']
       const { c } = await honestBatch('w1', 4)
-      const b0 = await world.read.settlement.read.getBatch([c.batchId])
+      const b0 = await batchState(world, c.header)
       await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 4n], 'SettlementLeafOutOfRange', [c.batchId, 4n], BOND)
       await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [c.header, 3n], 'SettlementBondTooSmall', [BOND - 1n, BOND], BOND - 1n)
       await sendReverts(world, 'challenger', 'Settlement', 'requestLeaf', [unknownHeader(world), 3n], 'SettlementUnknownBatch', [await unknownBatchId()], BOND)
@@ -551,7 +551,7 @@ describe('contracts: Settlement', function () {
       await sendReverts(world, 'w1', 'Settlement', 'answerLeaf', [c.header, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoLeafRequest', [c.batchId, 3n])
       assert.equal(await owed(world, 'w1'), BOND)
       await sendReverts(world, 'challenger', 'Settlement', 'proveInvalidLeaf', [c.header, c.batch.leaves[3], c.batch.proof(3)], 'SettlementNoFault')
-      const b1 = await world.read.settlement.read.getBatch([c.batchId])
+      const b1 = await batchState(world, c.header)
       assert.equal(b1.extendedUntil, ev.args.deadline + PARAMS.commitWindow)
       await increaseTime(world, b1.extendedUntil - b0.committedAt - PARAMS.challengeWindow)
       await send(world, 'stranger', 'Settlement', 'commitBatches', [[], [c.header]])

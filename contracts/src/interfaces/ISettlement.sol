@@ -159,6 +159,8 @@ interface ISettlement {
         bytes32 root, uint32 count, uint256 total, uint256 bond, bytes dataCid
     );
     event BatchFinalized(bytes32 indexed batchId, address indexed worker, uint256 paid);
+    /// @notice `fault`: 1 invalid ticket, 2 leaf out of range, 3 broken sum, 4 double claim,
+    /// 5 equivocation, 6 disagreement, 7 withheld leaf (an unanswered {requestLeaf}).
     event BatchVoided(bytes32 indexed batchId, address indexed challenger, uint8 indexed fault, uint256 slashed);
     event LeafExcluded(bytes32 indexed batchId, uint256 indexed index, bytes32 indexed jobId, uint256 fee);
     event EscrowCharged(bytes32 indexed projectId, address indexed spender, uint256 amount);
@@ -180,6 +182,10 @@ interface ISettlement {
     error SettlementNotStakedWorker(address worker);
     error SettlementEpochNotCommittable(uint64 epoch, uint64 currentEpoch);
     error SettlementBatchExists(bytes32 batchId);
+    /// @notice The ring slot this batch would use still holds an earlier batch of the same lane
+    /// (worker, project, gateway) that is neither finalized nor voided: finalize it first (in the
+    /// same {commitBatches}: finalizations run before commits).
+    error SettlementBatchSlotBusy(bytes32 batchId);
     error SettlementEmptyBatch();
     error SettlementBondTooSmall(uint256 bond, uint256 minimum);
     error SettlementInsufficientEscrow(uint256 needed, uint256 available);
@@ -238,13 +244,20 @@ interface ISettlement {
     /// @param dataCid CID of the published leaf list, so challengers can fetch it.
     function commitBatch(bytes32 projectId, uint64 epoch, address gateway, bytes32 root, uint32 count, uint128 total, bytes calldata dataCid)
         external payable returns (bytes32 batchId);
-    /// @notice Commits several batches of the caller in one transaction (`msg.value` = the sum of
-    /// their bonds, each at least `minBatchBond`), then finalizes the batches of `due` (anyone's),
-    /// each after its challenge window with no leaf request open: its worker is owed the batch
-    /// total (less exclusions) plus the bond, paid at once when the worker is the caller, else
+    /// @notice Finalizes the batches of `due` (anyone's), each after its challenge window with no
+    /// leaf request open, then commits several batches of the caller in one transaction
+    /// (`msg.value` = the sum of their bonds, each at least `minBatchBond`). A finalized batch's
+    /// worker is owed the batch total (less exclusions) plus the bond: paid at once when the worker
+    /// is the caller (no PaymentWithdrawn: BatchFinalized and the header say what was paid), else
     /// credited (pull payment, {withdraw}). A worker's one transaction per settlement tick; with no
     /// commits (and no value) anyone may use it to finalize.
     function commitBatches(BatchCommit[] calldata commits, BatchHeader[] calldata due) external payable;
+    /// @notice Pays, once, for the `batchRing` storage slots of a lane (`worker`'s batches for
+    /// `projectId` and `gateway`), so that each commit of that lane rewrites a slot (≈ 5k gas)
+    /// instead of creating one (22.1k). Optional (without it, each slot is created by the lane's
+    /// first commit that uses it) and harmless: it writes a mark meaning "no batch" into empty
+    /// slots only; anyone may pay for any lane.
+    function prepareBatchSlots(address worker, bytes32 projectId, address gateway) external;
     /// @notice Data availability: during the challenge window anyone may ask for leaf `index` of a
     /// batch, with a bond of at least `minBatchBond`. The leaf must be published with {answerLeaf}
     /// within `commitWindow`, or the batch is voided ({proveUnanswered}). A request extends the
@@ -305,7 +318,7 @@ interface ISettlement {
     function withdraw() external;
 
     function batchIdOf(address worker, bytes32 projectId, uint64 epoch, address gateway) external pure returns (bytes32);
-    function getBatch(bytes32 batchId) external view returns (Batch memory);
+    function getBatch(address worker, bytes32 projectId, uint64 epoch, address gateway) external view returns (Batch memory);
     function escrowOf(bytes32 projectId) external view returns (uint256);
     function allowanceOf(bytes32 projectId, address gateway) external view returns (uint256 perEpoch, uint256 spentThisEpoch);
     function owed(address account) external view returns (uint256);

@@ -10,14 +10,15 @@ pragma solidity 0.8.37;
 /// window; pending stake stays slashable. Only Settlement and ExecutionCoordinator may slash.
 interface IWorkerStaking {
     struct StakeInfo {
-        /// Active stake (counts towards the role minimum).
+        /// Active stake (counts towards the role minimum). In one storage slot with `unlockAt` and
+        /// `role`, so {isActiveWorker} (read by every Settlement commit) reads one slot.
         uint128 amount;
-        /// Stake requested for withdrawal; still slashable until withdrawn.
-        uint128 pending;
         /// When `pending` may be withdrawn.
         uint64 unlockAt;
         /// 1 = worker, 2 = gateway, 0 = never staked.
         uint8 role;
+        /// Stake requested for withdrawal; still slashable until withdrawn.
+        uint128 pending;
         /// keccak256 of the bound libp2p peer id bytes (zero when unbound).
         bytes32 peerIdHash;
     }
