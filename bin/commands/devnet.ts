@@ -52,13 +52,22 @@ export function devnetSettlementParams (epochSeconds: number): { epochLength: bi
  * `peerhost escrow deposit` and `peerhost escrow allow`): without it the gateway answers 402
  * (workers ask a price on the devnet).
  */
-async function fundProjects (contractsFile: string, builderKeyFile: string, gateway: `0x${string}`, functionUrls: string[]): Promise<string[]> {
+async function fundProjects (contractsFile: string, builderKeyFile: string, gateway: `0x${string}`, workers: Array<`0x${string}`>, functionUrls: string[]): Promise<string[]> {
   const { chainClient, fundOnLocalChain, loadContracts } = await import('../deps.ts')
   const { privateKeyToAccount } = await import('viem/accounts')
+  const { settlementAbi } = await import('#contracts')
+  const { projectId } = await import('#protocol')
   const client = chainClient(loadContracts(contractsFile), privateKeyToAccount(readFileSync(builderKeyFile, 'utf8').trim() as `0x${string}`))
   // URLs are <gateway>/<wallet>/<project>/<function>
   const projects = [...new Set(functionUrls.map(projectName))]
-  for (const project of projects) await fundOnLocalChain(client, project, gateway)
+  for (const project of projects) {
+    await fundOnLocalChain(client, project, gateway)
+    // each lane's batch ring paid once (Settlement.prepareBatchSlots, free on this chain), so every
+    // commit rewrites a slot instead of creating one, as a long-lived lane's do (docs/chain.md)
+    for (const worker of workers) {
+      await client.send({ address: client.contracts.addresses.Settlement, abi: settlementAbi, functionName: 'prepareBatchSlots', args: [worker, projectId(client.account!.address, project), gateway] })
+    }
+  }
   return projects
 }
 
@@ -353,8 +362,8 @@ export function devnetCommand (): Command<any, any> {
             r => `${r.flat().length} functions`)).flat()
           // before the first request: workers ask DEV_PRICE, and the gateway signs no unpaid ticket
           const gatewayAddress = loadSigner(gatewayDir).address
-          await step('escrow', 'Fund each project\'s escrow and allow the gateway (`peerhost escrow deposit/allow`)',
-            async () => await fundProjects(contractsFile, join(builderDir, 'evm.key'), gatewayAddress, urls),
+          await step('escrow', 'Fund each project\'s escrow, allow the gateway (`peerhost escrow deposit/allow`) and prepare its workers\' batch slots',
+            async () => await fundProjects(contractsFile, join(builderDir, 'evm.key'), gatewayAddress, workerDirs.map(d => loadSigner(d).address), urls),
             p => `${p.join(', ')}: ${formatEther(LOCAL_CHAIN_ESCROW.deposit)} deposited, ${formatEther(LOCAL_CHAIN_ESCROW.perEpoch)} per epoch`)
           return urls
         })
