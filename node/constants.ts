@@ -31,8 +31,13 @@ export const NODE_DEFAULTS = {
   gatewayQueueMaxMs: 3_000,
   /** Requests waiting in a gateway's queue at once; more are refused at once (memory stays bounded). */
   gatewayQueueMaxLength: 4_096,
-  /** Share of a request's remaining deadline it may spend in the gateway's queue: the rest is for the work. */
-  gatewayQueueShare: 0.25,
+  /**
+   * Share of a request's remaining deadline it may spend in the gateway's queue: the rest is for
+   * the work. 0.25 until 2026-12-03: at c=256 on the devnet (8× saturation) it queued ≈ 190 and
+   * refused the rest, whose clients came straight back (thousands of fast 503s, goodput halved);
+   * at 0.5 the same load queued all and was served at the peak rate (docs/mesh.md).
+   */
+  gatewayQueueShare: 0.5,
   /** Window over which the gateway measures its completion rate (the queue's expected-wait estimate). */
   gatewayQueueRateWindowMs: 2_000,
   /**

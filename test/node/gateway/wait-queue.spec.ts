@@ -24,12 +24,13 @@ describe('gateway wait queue (issue 10: past saturation, wait a bounded time rat
       tickets.push(t)
     }
     assert.equal(q.join(now + 30_000), undefined, 'place 6 expects 600 ms > half of 1,000 ms: refused at once')
-    // a short deadline shortens the wait allowed: 25 % of 2 s is a 500 ms bound, half of it 250 ms
+    // a short deadline shortens the wait allowed (the default share, 50 %): 50 % of 1 s is a
+    // 500 ms bound, half of it 250 ms
     const short = waitQueue({ minSamples: 1, rateWindowMs: 1_000, now: () => now })
     for (let i = 0; i < 10; i++) short.completed()
-    assert.ok(short.join(now + 2_000) !== undefined)
-    assert.ok(short.join(now + 2_000) !== undefined)
-    assert.equal(short.join(now + 2_000), undefined, 'third place: 300 ms > 250 ms')
+    assert.ok(short.join(now + 1_000) !== undefined)
+    assert.ok(short.join(now + 1_000) !== undefined)
+    assert.equal(short.join(now + 1_000), undefined, 'third place: 300 ms > 250 ms')
     for (const t of tickets) t.leave(false)
     assert.equal(q.waiting, 0)
     // completions age out of the window: the rate is unknown again
