@@ -29,18 +29,10 @@ const SHIM_FILES = ['channel.ts', 'compat.ts', 'messages.ts', 'realm.ts', 'sessi
  * boot; a boot is on the path of every cold start and of the devnet's start
  * (docs/benchmarks.md, "Start-up, 2026-12-03").
  */
+const SHIM_BUILD = { bundle: true, format: 'esm', platform: 'node', target: 'node22', legalComments: 'none', charset: 'utf8' } as const
+
 function bundleShim (): Uint8Array {
-  const out = buildSync({
-    entryPoints: [fileURLToPath(new URL('shim.ts', RUNTIME_DIR))],
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node22',
-    write: false,
-    logLevel: 'silent',
-    legalComments: 'none',
-    charset: 'utf8'
-  })
+  const out = buildSync({ ...SHIM_BUILD, entryPoints: [fileURLToPath(new URL('shim.ts', RUNTIME_DIR))], write: false, logLevel: 'silent' })
   const file = out.outputFiles[0]
   if (file === undefined) throw new SandboxError('ROOTFS_FAILED', 'bundling the runtime shim produced no output')
   return file.contents
@@ -110,7 +102,7 @@ export function ensureRootfs (init: RootfsInit): string {
   for (const lib of libs) hash.update(`${lib}\0${statSync(lib).size}\0`)
   const shim = SHIM_FILES.map(f => ({ name: f, bytes: readFileSync(new URL(f, RUNTIME_DIR)) }))
   for (const f of shim) hash.update(f.name).update(f.bytes)
-  hash.update(`bundled by esbuild ${ESBUILD_VERSION}`)
+  hash.update(`bundled by esbuild ${ESBUILD_VERSION} ${JSON.stringify(SHIM_BUILD)}`)
   const id = hash.digest('hex').slice(0, 16)
   const base = join(init.dataDir, 'rootfs')
   const dir = join(base, id)
