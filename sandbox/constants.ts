@@ -28,8 +28,20 @@ export const SANDBOX_LIMITS = {
    * synchronous endless loop (kill latency ≤ limit + 1 s, SBX-06).
    */
   killGraceMs: 500,
-  /** how old a sandbox's run-queue delay reading may be when an execution starts (gvisor/sandbox.ts runDelayNs) */
-  runDelaySampleMs: 250,
+  /**
+   * How old a sandbox's run-queue delay reading may be when an execution starts (gvisor/sandbox.ts
+   * runDelayNs): the starvation verdict counts waiting up to this long before the start as
+   * waiting. 250 ms until 2026-12-03; one reading is a file per Sentry thread (dozens), and at
+   * 250 ms they still took 3.5 % of a loaded devnet's main thread.
+   */
+  runDelaySampleMs: 1_000,
+  /**
+   * How old a sandbox's cgroup CPU reading may be as an execution's starting point (gvisor/sandbox.ts
+   * cpuNs): a LIMIT_CPU report and the starvation verdict then count up to this much of the
+   * sandbox's CPU before the start (with concurrent executions they count their neighbours' anyway);
+   * read on every start it was 2.5 % of a loaded devnet's main thread.
+   */
+  cpuSampleMs: 250,
   /** Bytes of a sandbox's own stderr kept for diagnosis (the function cannot write there). */
   maxStderrBytes: 16 * 1024,
   /** Largest host↔shim frame: a request/response body plus envelope, or a bundle. */

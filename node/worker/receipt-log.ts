@@ -80,7 +80,11 @@ CREATE TABLE IF NOT EXISTS receipts (
   signed_at   INTEGER,           -- unix ms of the receipt commit
   PRIMARY KEY (gateway, job_id, attempt)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS receipts_batch ON receipts (project_id, gateway, epoch) WHERE state = 'signed';
+-- epoch first: the settler asks every tick which (project, gateway) have signed receipts in a range
+-- of epochs, and with project_id first that scanned every signed receipt kept (2 % of a loaded
+-- devnet's main thread); a batch's own query names all three columns either way
+DROP INDEX IF EXISTS receipts_batch;
+CREATE INDEX IF NOT EXISTS receipts_batch_epoch ON receipts (epoch, project_id, gateway) WHERE state = 'signed';
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `
@@ -279,7 +283,8 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
     const raise = db.prepare(`UPDATE receipts SET fee = ?, ticket_sig = ?
       WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved' AND (length(?) > length(fee) OR (length(?) = length(fee) AND ? > fee))`)
     const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
-    const batch = db.prepare("SELECT * FROM receipts WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
+    // (named: without statistics the planner took the primary key's gateway prefix, every receipt of the gateway)
+    const batch = db.prepare("SELECT * FROM receipts INDEXED BY receipts_batch_epoch WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
     const keys = db.prepare("SELECT DISTINCT project_id, gateway, epoch FROM receipts WHERE state = 'signed' AND epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway")
     const countUnsigned = db.prepare("SELECT count(*) AS n FROM receipts WHERE state = 'reserved'")
     const pruneOld = db.prepare(`DELETE FROM receipts WHERE (gateway, job_id, attempt) IN

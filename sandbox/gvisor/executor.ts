@@ -464,8 +464,10 @@ class GvisorExecutorImpl implements GvisorExecutor {
         })
       }
       tSent = performance.now()
-      // cgroup CPU accounting at the start: a LIMIT_CPU reports CPU time, not wall-clock time
-      cpuAtStart = sb.cpuNs()
+      // cgroup CPU accounting at the start: a LIMIT_CPU reports CPU time, not wall-clock time (a
+      // reading up to SANDBOX_LIMITS.cpuSampleMs old: it may count a little of the sandbox's CPU
+      // before the start, which only makes the starvation verdict stricter)
+      cpuAtStart = sb.cpuNs(SANDBOX_LIMITS.cpuSampleMs)
       // An abort (the job stream closed) does not stop a running execution: destroying a healthy
       // sandbox would cost a boot (~0.5 s of a core) per stream an attacker opens and closes. The
       // execution runs to its end or its limit, bounded like any other, and the sandbox is then
