@@ -303,7 +303,7 @@ export class Pool {
       // the version (a pre-warm, the one just started) go on at normal priority. (A version with
       // a sandbox running waits for its slot instead: a boot at normal priority beside running
       // executions stalls them.)
-      if (![...e.members].some(m => m.isReady && !m.dead)) for (const b of e.boots) b.hurry()
+      if (this.readyCount(e) === 0) for (const b of e.boots) b.hurry()
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => { e.waiters.delete(wake); reject(new PoolWaitAborted('the execution stopped waiting for a sandbox slot')) }
         const wake = (): void => { signal?.removeEventListener('abort', onAbort); e.waiters.delete(wake); resolve() }

@@ -213,6 +213,20 @@ export interface SandboxOptions {
   bootPriority?: BootPriority
 }
 
+/** A counter read from the cgroup, remembered with when it was read. */
+class Reading {
+  private last: { at: number, ns: number | undefined } | undefined
+
+  /** a reading at most `maxAgeMs` old (0: read now) */
+  read (maxAgeMs: number, readNow: () => number | undefined): number | undefined {
+    const t = performance.now()
+    if (maxAgeMs > 0 && this.last !== undefined && t - this.last.at <= maxAgeMs) return this.last.ns
+    const ns = readNow()
+    this.last = { at: t, ns }
+    return ns
+  }
+}
+
 export class Sandbox {
   readonly id: string
   readonly memoryMb: number
@@ -305,7 +319,8 @@ export class Sandbox {
     if (gate === undefined) {
       await this.bootNow()
     } else {
-      this.gateTicket = gate.enter(this.hurried ? 0 : (this.opts.bootPriority ?? (this.opts.lowPriorityBoot === false ? 0 : 1)))
+      // (a hurry() from now on moves the boot to the front: raise())
+      this.gateTicket = gate.enter(this.opts.bootPriority ?? (this.opts.lowPriorityBoot === false ? 0 : 1))
       try {
         // (rejects when destroyed while waiting)
         await this.gateTicket.admitted
@@ -453,20 +468,16 @@ export class Sandbox {
    * every request); without, it is read now (a verdict, a limit report).
    */
   cpuNs (maxAgeMs = 0): number | undefined {
-    const t = performance.now()
-    if (maxAgeMs > 0 && this.cpuSample !== undefined && t - this.cpuSample.at <= maxAgeMs) return this.cpuSample.ns
-    // which file holds it is found once (trying the v1 paths first threw two ENOENT errors per
-    // execution on a v2 host, ~1 % of a loaded devnet's CPU)
-    this.cpuCounter ??= cgroupCpuCounter(this.opts.spec.cgroupsPath)
-    const ns = this.cpuCounter === undefined ? undefined : readCounter(this.cpuCounter)
-    this.cpuSample = { at: t, ns }
-    return ns
+    return this.cpuReading.read(maxAgeMs, () => {
+      // which file holds it is found once (trying the v1 paths first threw two ENOENT errors per
+      // execution on a v2 host, ~1 % of a loaded devnet's CPU)
+      this.cpuCounter ??= cgroupCpuCounter(this.opts.spec.cgroupsPath)
+      return this.cpuCounter === undefined ? undefined : readCounter(this.cpuCounter)
+    })
   }
 
   private cpuCounter: CgroupCounter | undefined
-  private cpuSample: { at: number, ns: number | undefined } | undefined
-
-  private delaySample: { at: number, ns: number | undefined } | undefined
+  private readonly cpuReading = new Reading()
 
   /**
    * Run-queue delay of the sandbox's threads so far, in ns; undefined when unreadable. Reading it
@@ -475,12 +486,10 @@ export class Sandbox {
    * per sandbox); without, it is read now (the rare verdict on an execution past its timeout).
    */
   runDelayNs (maxAgeMs = 0): number | undefined {
-    const t = performance.now()
-    if (maxAgeMs > 0 && this.delaySample !== undefined && t - this.delaySample.at <= maxAgeMs) return this.delaySample.ns
-    const ns = cgroupRunDelayNs(this.opts.spec.cgroupsPath)
-    this.delaySample = { at: t, ns }
-    return ns
+    return this.delayReading.read(maxAgeMs, () => cgroupRunDelayNs(this.opts.spec.cgroupsPath))
   }
+
+  private readonly delayReading = new Reading()
 
   /** Peak memory of the sandbox (cgroup accounting), in bytes; undefined when unreadable. */
   /**

@@ -38,22 +38,15 @@ describe('sandbox boot gate: a few boots at a time, most wanted first', () => {
   it('admits a boot a request waits for first, then a function version\'s, then generic ones; in arrival order within each', async () => {
     const gate = new BootGate({ slots: 1 })
     const order: string[] = []
-    const first = enter(gate, order, 'first', 1)
-    const tickets = [
-      enter(gate, order, 'generic-1', 2),
-      enter(gate, order, 'version-1', 1),
-      enter(gate, order, 'generic-2', 2),
-      enter(gate, order, 'urgent', 0),
-      enter(gate, order, 'version-2', 1)
-    ]
-    await settle()
-    first.done()
-    for (let i = 0; i < tickets.length; i++) {
-      await settle()
-      // the one admitted last finishes
-      tickets.find((_, j) => order.at(-1) === ['generic-1', 'version-1', 'generic-2', 'urgent', 'version-2'][j])?.done()
+    const tickets = new Map<string, BootTicket>()
+    for (const [name, priority] of [['first', 1], ['generic-1', 2], ['version-1', 1], ['generic-2', 2], ['urgent', 0], ['version-2', 1]] as const) {
+      tickets.set(name, enter(gate, order, name, priority))
     }
-    await settle()
+    // the one admitted last finishes, and the next is admitted
+    for (let i = 0; i < tickets.size; i++) {
+      await settle()
+      tickets.get(order.at(-1)!)?.done()
+    }
     assert.deepEqual(order, ['first', 'urgent', 'version-1', 'version-2', 'generic-1', 'generic-2'])
   })
 
