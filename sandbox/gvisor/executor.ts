@@ -142,8 +142,17 @@ export interface GvisorExecutor extends Executor {
   settled: (timeoutMs?: number) => Promise<boolean>
 }
 
-/** Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md). */
-export const DEFAULT_NODE_FLAGS: string[] = []
+/**
+ * Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md).
+ *
+ * `--single-threaded`: V8 compiles and collects on the shim's one thread instead of handing the
+ * work to its platform threads. Every execution's fresh realm had V8 wake one or more of those
+ * threads (about 5 futex calls per execution, each a round trip through gVisor's ptrace tracer):
+ * with the flag an execution of hello costs 4–6 system calls instead of 13–14, and a sandbox
+ * running 4 at once answers ≈ 45 % more executions per second for ≈ 35 % less CPU
+ * (docs/benchmarks.md, "System calls per execution").
+ */
+export const DEFAULT_NODE_FLAGS: string[] = ['--single-threaded']
 
 /**
  * A sandbox that dies within this many ms of receiving a job did not die of the job: no function

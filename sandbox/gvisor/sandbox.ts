@@ -246,7 +246,7 @@ export class Sandbox {
   faultOf?: number
   /** the executor has logged why this sandbox ended (once per sandbox) */
   endLogged = false
-  /** cleaning up after an execution (until `idle`); the pool prefers another sandbox meanwhile */
+  /** collecting garbage after an execution (until `idle`); the pool prefers another sandbox meanwhile */
   maintaining = false
   lastIdle?: { heap?: number }
   dead = false
@@ -442,8 +442,9 @@ export class Sandbox {
         onMessage: (m) => {
           if (m.t === 'result') {
             if (msg.bundle !== undefined) this.bundles.add(msg.cid)
-            // cleaning up until the shim says `idle` (once nothing runs in it)
-            this.maintaining = true
+            // collecting garbage until the shim says `idle` (once nothing runs in it); other
+            // cleanups are too short to avoid and go unannounced
+            if (m.gc === true) this.maintaining = true
             done({ kind: 'result', msg: m })
           } else if (m.t === 'ws-open' || m.t === 'ws-out' || m.t === 'ws-close-out' || m.t === 'ws-done') {
             onSession?.(m)

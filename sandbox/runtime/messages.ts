@@ -109,7 +109,11 @@ export type HostMessage = ExecMessage | FetchResultMessage | PingMessage | WsInM
 
 export interface ReadyMessage { t: 'ready' }
 
-/** Sent after each execution's cleanup (wipe /tmp, next realm, maybe GC): ready for the next. */
+/**
+ * Sent after a cleanup that collected garbage (the result said `gc`): ready for the next. A
+ * cleanup without a collection (wipe /tmp, next realm) takes well under a millisecond and is not
+ * announced: under gVisor's ptrace platform every write is a round trip through the tracer.
+ */
 export interface IdleMessage {
   t: 'idle'
   /** V8 heap bytes in use after the last between-executions collection */

@@ -5,7 +5,7 @@
  * its own fetch bridge (keyed by execution id); the between-executions cleanup (/tmp wipe, GC, the
  * next realm) runs whenever the session falls idle.
  */
-import { readdirSync, rmSync, statSync } from 'node:fs'
+import { fstatSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { getHeapStatistics } from 'node:v8'
 import { join } from 'node:path'
 import { hasBundle, prepareRealm, runExecution } from './realm.ts'
@@ -82,15 +82,22 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
   const credits = new Map<number, { unacked: number, cancelled?: boolean, wake?: () => void }>()
 
   // emptying /tmp costs ~7 syscalls; a stat (1) tells whether anything was created since the
-  // last wipe (any new entry changes the directory's mtime)
+  // last wipe (any new entry changes the directory's mtime). The stat is of a descriptor held
+  // open: a stat by path costs a second syscall under the permission model, which resolves every
+  // path against the working directory (getcwd) before checking it.
   let tmpMtime = -1
+  let tmpFd: number | undefined
+  const mtime = (dir: string): number => {
+    if (tmpFd === undefined) { try { tmpFd = openSync(dir, 'r') } catch { tmpFd = -1 } }
+    const m = tmpFd >= 0 ? fstatSync(tmpFd, { bigint: true }).mtimeNs : statSync(dir, { bigint: true }).mtimeNs
+    return Number(m % 1_000_000_000_000n)
+  }
   const wipe = (): void => {
     if (opts.tmpDir === undefined) return
     try {
-      const m = statSync(opts.tmpDir, { bigint: true }).mtimeNs
-      if (Number(m % 1_000_000_000_000n) === tmpMtime) return
+      if (mtime(opts.tmpDir) === tmpMtime) return
       for (const name of readdirSync(opts.tmpDir)) rmSync(join(opts.tmpDir, name), { recursive: true, force: true })
-      tmpMtime = Number(statSync(opts.tmpDir, { bigint: true }).mtimeNs % 1_000_000_000_000n)
+      tmpMtime = mtime(opts.tmpDir)
     } catch {}
   }
 
@@ -102,13 +109,15 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
     const c = cleanup
     cleanup = undefined
     if (c.wipeTmp) wipe()
-    if (c.gc && opts.gc !== undefined) {
+    const collect = c.gc && opts.gc !== undefined
+    if (collect) {
       opts.gc()
       heapBase = getHeapStatistics().used_heap_size
     }
     prepareRealm()
-    // the host prefers sandboxes that finished this; a request that arrives earlier just waits
-    opts.send({ t: 'idle', heap: heapBase })
+    // the host prefers sandboxes that are not collecting (the result said `gc`) until this comes;
+    // a request that arrives earlier just waits
+    if (collect) opts.send({ t: 'idle', heap: heapBase })
   }
   // the first execution finds its realm ready too
   setImmediate(prepareRealm)
