@@ -109,15 +109,15 @@ export function createSession (opts: SessionOptions): (msg: HostMessage) => void
     const c = cleanup
     cleanup = undefined
     if (c.wipeTmp) wipe()
-    const collect = c.gc && opts.gc !== undefined
-    if (collect) {
-      opts.gc()
+    const gc = c.gc ? opts.gc : undefined
+    if (gc !== undefined) {
+      gc()
       heapBase = getHeapStatistics().used_heap_size
     }
     prepareRealm()
     // the host prefers sandboxes that are not collecting (the result said `gc`) until this comes;
     // a request that arrives earlier just waits
-    if (collect) opts.send({ t: 'idle', heap: heapBase })
+    if (gc !== undefined) opts.send({ t: 'idle', heap: heapBase })
   }
   // the first execution finds its realm ready too
   setImmediate(prepareRealm)
