@@ -73,7 +73,7 @@ export const GVISOR_POOL_DEFAULTS = {
    * `maxSandboxAgeMs`): it is replaced at the pool's next quiet moment and serves on until then,
    * up to `retireGraceFactor` times these.
    */
-  maxExecutionsPerSandbox: 1000,
+  maxExecutionsPerSandbox: 50_000,
   maxSandboxAgeMs: 300_000,
   retireGraceFactor: 4,
   /**

@@ -42,12 +42,25 @@ interface Waiting {
   reject: (err: Error) => void
 }
 
-export class BootGate {
+/**
+ * Executions on the machine, as every pool of the process sees them: background boots wait for a
+ * moment when none runs anywhere (pool.ts `bootQuietMs`), not only in their own pool.
+ */
+export interface MachineActivity {
+  executionStarted: () => void
+  executionEnded: () => void
+  /** ms since an execution last started or ended on the machine; 0 while one runs */
+  idleMs: (now: number) => number
+}
+
+export class BootGate implements MachineActivity {
   readonly slots: number
   private readonly maxHoldMs: number
   private running = 0
   private seq = 0
   private readonly waiting: Waiting[] = []
+  private executing = 0
+  private lastBusy = 0
 
   constructor (init: BootGateInit = {}) {
     this.slots = Math.max(1, Math.floor(init.slots ?? availableParallelism()))
@@ -58,6 +71,15 @@ export class BootGate {
   get active (): number { return this.running }
   /** boots waiting for a slot */
   get queued (): number { return this.waiting.length }
+
+  /*
+   * The devnet's three workers share one machine: a worker whose own pool had no execution for a
+   * moment booted its replacements while the other two served at full load, and each boot (about
+   * two seconds of a core under ptrace) took a third of the throughput for its duration.
+   */
+  executionStarted (): void { this.executing++; this.lastBusy = Date.now() }
+  executionEnded (): void { this.executing = Math.max(0, this.executing - 1); this.lastBusy = Date.now() }
+  idleMs (now: number): number { return this.executing > 0 ? 0 : Math.max(0, now - this.lastBusy) }
 
   enter (priority: BootPriority): BootTicket {
     let state: 'waiting' | 'running' | 'done' = 'waiting'

@@ -293,7 +293,7 @@ class GvisorExecutorImpl implements GvisorExecutor {
       maxConcurrentBoots: this.init.maxConcurrentBoots ?? 2,
       defaultMemoryMb: this.init.defaultMemoryMb ?? 128,
       maxWarmFunctions: 32
-    }, (memoryMb, urgent, generic) => this.bootSandbox(memoryMb, urgent, generic), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') })
+    }, (memoryMb, urgent, generic) => this.bootSandbox(memoryMb, urgent, generic), (err) => { this.log?.warn({ err: String(err) }, 'sandbox failed to boot') }, Date.now, this.init.bootGate ?? sharedBootGate())
     this.running = true
     if (this.init.selfTest !== false) {
       try {

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { Pool, type PoolConfig } from '../../sandbox/gvisor/pool.ts'
+import { BootGate, type MachineActivity } from '../../sandbox/gvisor/boot-gate.ts'
 import type { Sandbox } from '../../sandbox/gvisor/sandbox.ts'
 
 interface Stub {
@@ -19,6 +20,7 @@ interface Stub {
   lastUsed: number
   memoryMb: number
   maintaining: boolean
+  lastIdle?: { heap?: number }
   destroying: boolean
   boundTo?: string
   booted: () => void
@@ -30,7 +32,7 @@ interface Stub {
 
 const CID = 'bafkreihello'
 
-function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stub[], clock: { t: number }, finishBoots: () => void, warm: (isolation?: 'function' | 'execution') => Promise<void> } {
+function harness (overrides: Partial<PoolConfig> = {}, machine?: MachineActivity): { pool: Pool, boots: Stub[], clock: { t: number }, finishBoots: () => void, warm: (isolation?: 'function' | 'execution') => Promise<void> } {
   const clock = { t: 1_000_000 }
   const boots: Stub[] = []
   const config: PoolConfig = {
@@ -70,7 +72,7 @@ function harness (overrides: Partial<PoolConfig> = {}): { pool: Pool, boots: Stu
     }
     boots.push(sb)
     return sb as unknown as Sandbox
-  }, (err) => { throw err }, () => clock.t)
+  }, (err) => { throw err }, () => clock.t, machine)
   const finishBoots = (): void => { for (const b of boots) if (!b.isReady && !b.dead) b.booted() }
   /** CID wanted warm, its target sandbox booted and joined */
   const warm = async (isolation: 'function' | 'execution' = 'function'): Promise<void> => {
@@ -162,6 +164,60 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
     await new Promise(resolve => setTimeout(resolve, 600))
     await tick()
     assert.equal(boots.length, 1 + 1, 'once quiet: the new version\'s sandbox')
+    await pool.stop()
+  })
+
+  it('puts off its background boots while another pool of the machine runs an execution (the devnet\'s workers share two cores)', async () => {
+    const gate = new BootGate({ slots: 1 })
+    const a = harness({ genericSize: 0, bootQuietMs: 100 }, gate)
+    const b = harness({ genericSize: 0, bootQuietMs: 100 }, gate)
+    await b.warm()
+    const running = await b.pool.acquire(CID, 128, 'function')
+    // pool a has run nothing at all: alone, it would boot at once
+    a.pool.want(CID, 128, 'function')
+    await tick()
+    assert.equal(a.boots.length, 0, 'no boot in pool a while pool b executes')
+    await new Promise(resolve => setTimeout(resolve, 250))
+    await tick()
+    assert.equal(a.boots.length, 0, 'still none while the execution runs (a\'s own pool has been quiet all along)')
+    b.pool.release(running, CID, 'function', true)
+    await new Promise(resolve => setTimeout(resolve, 350))
+    await tick()
+    assert.equal(a.boots.length, 1, 'it boots once the machine was quiet for bootQuietMs')
+    await a.pool.stop()
+    await b.pool.stop()
+  })
+
+  it('a pool stopped with executions in flight stops counting them on the machine', async () => {
+    const gate = new BootGate({ slots: 1 })
+    const b = harness({ genericSize: 0 }, gate)
+    await b.warm()
+    await b.pool.acquire(CID, 128, 'function')
+    assert.equal(gate.idleMs(Date.now() + 10_000), 0, 'an execution runs')
+    await b.pool.stop()
+    assert.ok(gate.idleMs(Date.now() + 10_000) > 0, 'the stopped pool\'s execution no longer holds the machine busy')
+  })
+
+  it('a sandbox whose live heap after a collection holds over half its memory retires, and is replaced at the first quiet moment', async () => {
+    const { pool, boots, clock, finishBoots, warm } = harness({ maxExecutions: 1_000 })
+    await warm()
+    const first = boots[0]
+    assert.equal(await run(pool), first as unknown as Sandbox)
+    first.lastIdle = { heap: 40 * 1024 * 1024 }
+    clock.t += 600
+    await new Promise(resolve => setTimeout(resolve, 600))
+    await tick()
+    assert.equal(boots.length, 1, 'a sandbox holding 40 of its 128 MB after a collection serves on')
+    first.lastIdle = { heap: 70 * 1024 * 1024 }
+    assert.equal(await run(pool), first as unknown as Sandbox, 'it serves while its replacement is not there')
+    clock.t += 600
+    await new Promise(resolve => setTimeout(resolve, 600))
+    await tick()
+    assert.equal(boots.length, 2, 'holding 70 of 128 MB it retires: the replacement boots once quiet')
+    finishBoots()
+    await tick()
+    assert.equal(await run(pool), boots[1] as unknown as Sandbox, 'the replacement serves')
+    assert.equal(first.dead, true, 'the heavy sandbox is gone')
     await pool.stop()
   })
 
