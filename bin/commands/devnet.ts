@@ -28,13 +28,16 @@ const DEV_PRICE = '0.00001'
  * instead of the executor's defaults (two and two), which are sized for a worker with a machine of
  * its own. The devnet runs three workers on one machine, often two cores. By the pool's rules the
  * defaults boot about 8 sandboxes per worker (2 generic, their refills, a second per function);
- * these, about 3, and a worker still boots a second sandbox of a function when more than its
- * concurrency (GVISOR_POOL_DEFAULTS.concurrencyPerSandbox) of its requests run at once.
+ * these, about 3.
  * The devnet used to go back to the defaults 10 s after its ready line: those 9 background boots
  * stalled the requests running beside them for 10–15 s (bench:http, docs/benchmarks.md "Boots
  * beside executions"), so it keeps these.
+ * Nor does a worker take a second sandbox of a function (maxSandboxesPerFunction 1): three
+ * workers' hello each in two sandboxes, six sandboxes of one core's quota on two cores, served
+ * 300-330 executions per second against 450-510 with one each (docs/benchmarks.md, "System calls
+ * per execution, and boots under load"); past a sandbox's concurrency a request waits for a slot.
  */
-const DEVNET_POOL = { genericPoolSize: 1, perFunctionPoolSize: 1 } as const
+const DEVNET_POOL = { genericPoolSize: 1, perFunctionPoolSize: 1, maxSandboxesPerFunction: 1 } as const
 
 /**
  * Settlement's times on the devnet, from its epoch length: one commit window and one challenge

@@ -6,7 +6,7 @@ import { recordSelfTestKey, selfTestKey, selfTestProven } from '../self-test-cac
 import { absolute, collect, intOption, multiaddrList, logger, onShutdown, registry, say } from '../util.ts'
 import { checkPorts, multiaddrPorts } from '../ports.ts'
 
-export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger, options: { selfTest?: boolean, rootfsDir?: string, sandboxCpuShares?: number, genericPoolSize?: number, perFunctionPoolSize?: number } = {}): Promise<Executor> {
+export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capacity: number, log: Logger, options: { selfTest?: boolean, rootfsDir?: string, sandboxCpuShares?: number, genericPoolSize?: number, perFunctionPoolSize?: number, maxSandboxesPerFunction?: number } = {}): Promise<Executor> {
   const sandbox = await import('#sandbox')
   if (unsafeDev) {
     log.warn('running functions with the development node:vm executor: this is NOT a security boundary; never use it with untrusted code')
@@ -15,7 +15,7 @@ export async function chooseExecutor (unsafeDev: boolean, dataDir: string, capac
   }
   // the sandbox checks at start that runsc works and limits hold, and refuses to start otherwise
   // (skipped only when this machine boot already proved the same runsc and rootfs: bin/self-test-cache.ts)
-  return sandbox.gvisorExecutor({ dataDir, selfTest: options.selfTest, rootfsDir: options.rootfsDir, sandboxCpuShares: options.sandboxCpuShares, genericPoolSize: options.genericPoolSize, perFunctionPoolSize: options.perFunctionPoolSize })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
+  return sandbox.gvisorExecutor({ dataDir, selfTest: options.selfTest, rootfsDir: options.rootfsDir, sandboxCpuShares: options.sandboxCpuShares, genericPoolSize: options.genericPoolSize, perFunctionPoolSize: options.perFunctionPoolSize, maxSandboxesPerFunction: options.maxSandboxesPerFunction })({ logger: log.child({ component: 'peerhost:sandbox:gvisor' }) })
 }
 
 function workerOptions () {

@@ -283,6 +283,27 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
     await pool.stop()
   })
 
+  it('a version at its bound of sandboxes waits for a slot instead of taking a generic sandbox', async () => {
+    const { pool, boots, finishBoots } = harness({ genericSize: 1, maxPerFunction: 1, concurrency: 1 })
+    pool.want(CID, 128, 'function')
+    await tick()
+    finishBoots()
+    await tick()
+    assert.equal(pool.idleGeneric, 1, 'one generic sandbox idles')
+    const a = await pool.acquire(CID, 128, 'function')
+    let second: Sandbox | undefined
+    const pending = pool.acquire(CID, 128, 'function').then(sb => { second = sb })
+    await tick()
+    assert.equal(second, undefined, 'the second execution waits for the version\'s one slot')
+    assert.equal(pool.idleGeneric, 1, 'the generic sandbox stays free for a version that has none')
+    pool.release(a, CID, 'function', true)
+    await pending
+    assert.equal(second, a, 'it runs in the version\'s sandbox once the slot is free')
+    pool.release(second!, CID, 'function', true)
+    assert.equal(boots.length, 2, 'nothing booted for the load')
+    await pool.stop()
+  })
+
   it('isolation-execution versions get their replacement at once, busy or not', async () => {
     const { pool, boots, finishBoots, warm } = harness()
     await warm('execution')
