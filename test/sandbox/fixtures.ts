@@ -132,6 +132,19 @@ export const FIXTURES: Record<string, string> = {
     await new Promise(r => setTimeout(r, 3000))
     return Response.json({ id, sent: 200 })
   } }`,
+  // escapes its realm and tells the host, as the shim would after a collection, that its live
+  // heap fills the sandbox: the host retires the sandbox on that word (pool.ts)
+  forgedIdle: `module.exports.default = { async fetch () {
+    const p = Response.constructor.constructor('return process')()
+    const json = new TextEncoder().encode(JSON.stringify({ m: { t: 'idle', heap: 1e12 }, b: [] }))
+    const frame = new Uint8Array(8 + json.byteLength)
+    const v = new DataView(frame.buffer)
+    v.setUint32(0, 4 + json.byteLength)
+    v.setUint32(4, json.byteLength)
+    frame.set(json, 8)
+    p.stdout.write(frame)
+    return new Response('forged')
+  } }`,
   forkBomb: `module.exports.default = { async fetch () {
     const p = Response.constructor.constructor('return process')()
     const out = {}

@@ -318,6 +318,39 @@ describe('sandbox/gvisor executor (real runsc)', function () {
     assert.deepEqual([get.token, get.canary, get.tmp], [null, null, []])
   })
 
+  it('attack: an escaped realm claiming a full heap only retires its own sandbox, replaced at a quiet moment of the machine: no boot beside running executions, and it serves on meanwhile', async () => {
+    const gate = new BootGate()
+    const local = gvisorExecutor({ dataDir: join(dataDir, 'forged-idle'), selfTest: false, genericPoolSize: 0, perFunctionPoolSize: 1, bootGate: gate })()
+    const other = gvisorExecutor({ dataDir: join(dataDir, 'forged-idle-other'), selfTest: false, genericPoolSize: 0, perFunctionPoolSize: 1, bootGate: gate })()
+    await local.start()
+    await other.start()
+    try {
+      const forged = bundleOf('forgedIdle')
+      await local.prewarm(forged, DEFAULT_OPTIONS)
+      await idleFor(local, forged.cid, 1, 20_000)
+      const h = bundleOf('hello')
+      await other.prewarm(h, DEFAULT_OPTIONS)
+      await idleFor(other, h.cid, 1, 20_000)
+      const before = local.booted
+      assert.equal(text(await local.execute(jobFor('forgedIdle'))), 'forged', 'the attack ran')
+      // the other executor (another worker on the same machine) serves back to back meanwhile:
+      // the retired sandbox's replacement must not boot beside it
+      const until = Date.now() + 2_000
+      let served = 0
+      while (Date.now() < until) { assert.equal(text(await other.execute(jobFor('hello', { url: 'http://t/?name=x' }))), 'Hello, x!'); served++ }
+      assert.ok(served > 10, `the other executor served ${served} executions`)
+      assert.equal(local.booted, before, 'no replacement booted while the machine ran executions')
+      assert.equal(text(await local.execute(jobFor('forgedIdle'))), 'forged', 'the retiring sandbox serves on until replaced')
+      const until2 = Date.now() + 20_000
+      while (local.booted < before + 1 && Date.now() < until2) await new Promise(resolve => setTimeout(resolve, 20))
+      assert.equal(local.booted, before + 1, 'one replacement, once the machine was quiet')
+      assert.equal(other.booted, 1, 'the other executor booted nothing beyond its own pre-warm')
+    } finally {
+      await local.stop()
+      await other.stop()
+    }
+  })
+
   it('keeps prewarmed sandboxes per function version and retires one after N executions: it serves on while busy, and is replaced at the next quiet moment', async () => {
     const local = gvisorExecutor({ dataDir: join(dataDir, 'recycle'), selfTest: false, genericPoolSize: 0, perFunctionPoolSize: 1, maxExecutionsPerSandbox: 2 })()
     await local.start()
