@@ -282,9 +282,11 @@ export class Pool {
       if (this.stopped) throw new PoolWaitAborted('the pool is stopped')
       signal?.throwIfAborted()
       let sb = this.pick(e, memoryMb, isolation, session)
-      // a generic sandbox joins a version below its bound only: one at its bound waits for a slot
-      // (on two cores, three workers' versions taking a second sandbox each served 30-40 % less)
-      if (sb === undefined && memoryMb === this.config.defaultMemoryMb && this.memberCount(e) + e.booting < this.config.maxPerFunction) {
+      // a generic sandbox joins a version's executions below its bound only: at its bound they
+      // wait for a slot (on two cores, three workers' versions taking a second sandbox each served
+      // 30-40 % less); single-use versions and sessions needing room take one as before
+      const mayTakeGeneric = isolation === 'execution' || (session && this.sessionFull(e)) || this.memberCount(e) + e.booting < this.config.maxPerFunction
+      if (sb === undefined && memoryMb === this.config.defaultMemoryMb && mayTakeGeneric) {
         while (this.generic.length > 0) {
           const s = this.generic.shift()!
           if (this.expired(s)) { this.discard(s); continue }

@@ -304,6 +304,24 @@ describe('sandbox pool: boots wait for quiet, retiring sandboxes serve until rep
     await pool.stop()
   })
 
+  it('a single-use (isolation execution) version still takes a generic sandbox at its bound', async () => {
+    const { pool, boots, finishBoots } = harness({ genericSize: 2, maxPerFunction: 1 })
+    // another version's pre-warm sets the pool filling: it and the generic sandboxes boot
+    pool.want(`${CID}-other`, 128, 'function')
+    for (let i = 0; i < 3; i++) { await tick(); finishBoots() } // two boots at a time
+    await tick()
+    assert.equal(pool.idleGeneric, 2)
+    const booted = boots.length
+    const first = await pool.acquire(CID, 128, 'execution')
+    // the version now holds one sandbox (in flight): its bound; the next execution needs its own
+    const second = await Promise.race([pool.acquire(CID, 128, 'execution'), new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), 200))])
+    assert.ok(second !== undefined && second !== first, 'the second execution got a sandbox of its own while the first ran')
+    assert.equal(boots.length, booted, 'no boot: both took generic sandboxes')
+    pool.release(first, CID, 'execution', true)
+    pool.release(second, CID, 'execution', true)
+    await pool.stop()
+  })
+
   it('isolation-execution versions get their replacement at once, busy or not', async () => {
     const { pool, boots, finishBoots, warm } = harness()
     await warm('execution')
