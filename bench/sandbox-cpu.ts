@@ -18,19 +18,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { rawCid, type FunctionOptions } from '#protocol'
-import { gvisorExecutor, type BundleRef, type ExecutionJob, type GvisorExecutor } from '#sandbox'
+import { gvisorExecutor, type GvisorExecutor } from '#sandbox'
+import { bundle, HELLO, job } from './hello-job.ts'
 import { DEFAULT_NODE_FLAGS } from '../sandbox/gvisor/executor.ts'
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '600' }, strace: { type: 'boolean', default: false } } })
 const N = Number(values.iterations)
 if (!Number.isInteger(N) || N < 50) throw new Error(`--iterations must be an integer ≥ 50; got ${values.iterations}`)
 
-const HELLO = `module.exports.default = { async fetch (request) { const name = new URL(request.url).searchParams.get('name') ?? 'world'; return new Response('Hello, ' + name + '!\\n', { headers: { 'content-type': 'text/plain; charset=utf-8' } }) } }`
-const bytes = new TextEncoder().encode(HELLO)
-const hello: BundleRef = { cid: rawCid(bytes), bytes }
-const options: FunctionOptions = { memoryMb: 128, timeoutMs: 5000, network: [], isolation: 'function' }
-const job = (): ExecutionJob => ({ jobId: 'bench', bundle: hello, request: { method: 'GET', url: 'http://bench/hello?name=bench', headers: [], body: new Uint8Array(0) }, env: {}, options, deadline: Date.now() + 60_000 })
+const hello = bundle(HELLO)
 
 /** CPU time of the whole machine so far, ms (user, nice, system, irq, softirq, steal) */
 function machineMs (): number {
@@ -47,7 +43,7 @@ async function run (ex: GvisorExecutor, n: number, c: number): Promise<{ perSec:
   await Promise.all(Array.from({ length: c }, async () => {
     while (left-- > 0) {
       const s = performance.now()
-      const r = await ex.execute(job())
+      const r = await ex.execute(job(hello))
       if ('error' in r && r.error !== undefined) throw new Error(`execution failed: ${JSON.stringify(r.error)}`)
       lat.push(performance.now() - s)
     }
@@ -86,12 +82,12 @@ for (const set of sets) {
   const ex = gvisorExecutor({ dataDir, genericPoolSize: 0, perFunctionPoolSize: 1, nodeFlags: set.flags, selfTest: false, ...(values.strace ? { runscFlags: ['--strace', `--debug-log=${logDir}`] } : {}) })({})
   try {
     await ex.start()
-    for (let i = 0; i < 30; i++) await ex.execute(job())
+    for (let i = 0; i < 30; i++) await ex.execute(job(hello))
     await new Promise(resolve => setTimeout(resolve, 500))
     if (values.strace) {
       const from = Date.now()
       const n = 50
-      for (let i = 0; i < n; i++) await ex.execute(job())
+      for (let i = 0; i < n; i++) await ex.execute(job(hello))
       await new Promise(resolve => setTimeout(resolve, 300))
       const s = syscalls(logDir, from, Date.now(), n)
       console.log(`${set.name}: ${s.total.toFixed(1)} system calls per execution in the sandbox: ${JSON.stringify(s.byName)}`)

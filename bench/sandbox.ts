@@ -23,19 +23,15 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { rawCid, type FunctionOptions } from '#protocol'
-import { devExecutor, gvisorExecutor, type BundleRef, type ExecutionJob, type Executor } from '#sandbox'
+import { devExecutor, gvisorExecutor, type Executor } from '#sandbox'
+import { bundle, HELLO, job, options } from './hello-job.ts'
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '3000' }, 'no-e2e': { type: 'boolean', default: false } } })
 const N = Number(values.iterations)
 const startLoad = loadavg().map(l => l.toFixed(1)).join(' ')
 const root = resolve(import.meta.dirname, '..')
 
-const HELLO = `module.exports.default = { async fetch (request) { const name = new URL(request.url).searchParams.get('name') ?? 'world'; return new Response('Hello, ' + name + '!\\n', { headers: { 'content-type': 'text/plain; charset=utf-8' } }) } }`
-const bundle = (src: string): BundleRef => { const bytes = new TextEncoder().encode(src); return { cid: rawCid(bytes), bytes } }
 const hello = bundle(HELLO)
-const options: FunctionOptions = { memoryMb: 128, timeoutMs: 5000, network: [], isolation: 'function' }
-const job = (b: BundleRef): ExecutionJob => ({ jobId: 'bench', bundle: b, request: { method: 'GET', url: 'http://bench/hello?name=bench', headers: [], body: new Uint8Array(0) }, env: {}, options, deadline: Date.now() + 60_000 })
 
 const pct = (a: number[], p: number): number => { const s = a.slice().sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(s.length * p))] }
 const f = (n: number, d = 2): string => Number.isFinite(n) ? n.toFixed(d) : 'n/a'

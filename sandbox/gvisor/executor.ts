@@ -143,14 +143,14 @@ export interface GvisorExecutor extends Executor {
 }
 
 /**
- * Node/V8 flags for the shim under gVisor (measured in bench/sandbox.ts; see docs/sandbox.md).
+ * Node/V8 flags for the shim under gVisor (measured by `npm run bench:sandbox-cpu`; see docs/sandbox.md).
  *
  * `--single-threaded`: V8 compiles and collects on the shim's one thread instead of handing the
  * work to its platform threads. Every execution's fresh realm had V8 wake one or more of those
  * threads (about 5 futex calls per execution, each a round trip through gVisor's ptrace tracer):
  * with the flag an execution of hello costs 4–6 system calls instead of 13–14, and a sandbox
  * running 4 at once answers ≈ 45 % more executions per second for ≈ 35 % less CPU
- * (docs/benchmarks.md, "System calls per execution").
+ * (docs/benchmarks.md, "System calls per execution, and boots under load").
  */
 export const DEFAULT_NODE_FLAGS: string[] = ['--single-threaded']
 

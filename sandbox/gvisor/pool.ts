@@ -282,11 +282,7 @@ export class Pool {
       if (this.stopped) throw new PoolWaitAborted('the pool is stopped')
       signal?.throwIfAborted()
       let sb = this.pick(e, memoryMb, isolation, session)
-      // a generic sandbox joins a version's executions below its bound only: at its bound they
-      // wait for a slot (on two cores, three workers' versions taking a second sandbox each served
-      // 30-40 % less); single-use versions and sessions needing room take one as before
-      const mayTakeGeneric = isolation === 'execution' || (session && this.sessionFull(e)) || this.memberCount(e) + e.booting < this.config.maxPerFunction
-      if (sb === undefined && memoryMb === this.config.defaultMemoryMb && mayTakeGeneric) {
+      if (sb === undefined && memoryMb === this.config.defaultMemoryMb && this.mayTakeGeneric(e, isolation, session)) {
         while (this.generic.length > 0) {
           const s = this.generic.shift()!
           if (this.expired(s)) { this.discard(s); continue }
@@ -350,6 +346,15 @@ export class Pool {
         signal?.addEventListener('abort', onAbort, { once: true })
       })
     }
+  }
+
+  /**
+   * A generic sandbox joins a version's executions below its bound only: at its bound they wait
+   * for a slot (on two cores, three workers' versions taking a second sandbox each served 30-40 %
+   * less); single-use versions and sessions needing room take one as before.
+   */
+  private mayTakeGeneric (e: FunctionEntry, isolation: Isolation, session: boolean): boolean {
+    return isolation === 'execution' || (session && this.sessionFull(e)) || this.memberCount(e) + e.booting < this.config.maxPerFunction
   }
 
   /** every usable sandbox of the version holds its room in sessions */
