@@ -12,7 +12,10 @@
  * `--strace` also counts the system calls the sandbox makes per execution (runsc `--strace`;
  * counts do not depend on machine load, timings under strace mean nothing).
  *
- *   node bench/sandbox-cpu.ts [--iterations 600] [--strace]
+ * `--candidate="<flags>"` compares the default flags with the default plus these (a flag being
+ * considered) instead of no flags with the default.
+ *
+ *   node bench/sandbox-cpu.ts [--iterations 600] [--strace] [--candidate="--flag …"]
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
@@ -22,7 +25,7 @@ import { gvisorExecutor, type GvisorExecutor } from '#sandbox'
 import { bundle, HELLO, job } from './hello-job.ts'
 import { DEFAULT_NODE_FLAGS } from '../sandbox/gvisor/executor.ts'
 
-const { values } = parseArgs({ options: { iterations: { type: 'string', default: '600' }, strace: { type: 'boolean', default: false } } })
+const { values } = parseArgs({ options: { iterations: { type: 'string', default: '600' }, strace: { type: 'boolean', default: false }, candidate: { type: 'string' } } })
 const N = Number(values.iterations)
 if (!Number.isInteger(N) || N < 50) throw new Error(`--iterations must be an integer ≥ 50; got ${values.iterations}`)
 
@@ -70,10 +73,12 @@ function syscalls (logDir: string, from: number, to: number, n: number): { total
   return { total: best.length / n, byName }
 }
 
-const sets: Array<{ name: string, flags: string[] }> = [
-  { name: 'no extra flags (baseline)', flags: [] },
-  { name: `default (${DEFAULT_NODE_FLAGS.join(' ') || 'none'})`, flags: DEFAULT_NODE_FLAGS }
-]
+const candidate = values.candidate?.split(/\s+/).filter(f => f !== '')
+if (candidate !== undefined && (candidate.length === 0 || candidate.some(f => !f.startsWith('--')))) throw new Error(`--candidate takes Node flags, each starting with --; got ${JSON.stringify(values.candidate)}`)
+const defaults = { name: `default (${DEFAULT_NODE_FLAGS.join(' ') || 'none'})`, flags: DEFAULT_NODE_FLAGS }
+const sets: Array<{ name: string, flags: string[] }> = candidate === undefined
+  ? [{ name: 'no extra flags (baseline)', flags: [] }, defaults]
+  : [{ ...defaults, name: `${defaults.name} (baseline)` }, { name: `default + ${candidate.join(' ')}`, flags: [...DEFAULT_NODE_FLAGS, ...candidate] }]
 console.log(`gVisor (ptrace) hello, one warm sandbox; ${N} executions per point; load average at start ${loadavg().map(l => l.toFixed(2)).join(' ')}`)
 const rows: string[] = []
 for (const set of sets) {
@@ -85,12 +90,16 @@ for (const set of sets) {
     for (let i = 0; i < 30; i++) await ex.execute(job(hello))
     await new Promise(resolve => setTimeout(resolve, 500))
     if (values.strace) {
-      const from = Date.now()
-      const n = 50
-      for (let i = 0; i < n; i++) await ex.execute(job(hello))
-      await new Promise(resolve => setTimeout(resolve, 300))
-      const s = syscalls(logDir, from, Date.now(), n)
-      console.log(`${set.name}: ${s.total.toFixed(1)} system calls per execution in the sandbox: ${JSON.stringify(s.byName)}`)
+      for (const c of [1, 4]) {
+        const from = Date.now()
+        const n = 200
+        let left = n
+        await Promise.all(Array.from({ length: c }, async () => { while (left-- > 0) await ex.execute(job(hello)) }))
+        await new Promise(resolve => setTimeout(resolve, 300))
+        const s = syscalls(logDir, from, Date.now(), n)
+        console.log(`${set.name}, c=${c}: ${s.total.toFixed(1)} system calls per execution in the sandbox: ${JSON.stringify(s.byName)}`)
+        await new Promise(resolve => setTimeout(resolve, 1000))
+      }
     } else {
       for (const c of [1, 4]) {
         const r = await run(ex, N, c)

@@ -4,7 +4,7 @@
  * messages on stdout. stderr carries only the shim's own fatal diagnostics (V8 out-of-memory).
  */
 import { createSession } from './session.ts'
-import { FrameDecoder, encodeFrame } from './channel.ts'
+import { FrameDecoder, FrameWriter } from './channel.ts'
 import { installUncaughtHandlers, runExecution } from './realm.ts'
 import type { ShimMessage } from './messages.ts'
 
@@ -26,7 +26,11 @@ for (let i = 0; i < 3; i++) {
   })
 }
 
-const send = (msg: ShimMessage): void => { process.stdout.write(encodeFrame(msg)) }
+// the messages of one turn of the event loop share a write (one system call through gVisor)
+const writer = new FrameWriter(bytes => { process.stdout.write(bytes) })
+// what waits goes out before any exit (the stdout pipe is written synchronously on Linux)
+process.on('exit', () => { writer.flush() })
+const send = (msg: ShimMessage): void => { writer.send(msg) }
 // `gc` exists when the sandbox runs Node with --expose-gc (see session.ts); the function's realm
 // never sees it (it is a global of this realm only)
 const gc = (globalThis as { gc?: () => void }).gc

@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildOciSpec, embeddedIPv4, fetchBroker, hostAllowed, isRefusedAddress, runscGlobalArgs } from '#sandbox'
 import { anyAddress } from './fixtures.ts'
-import { decodePayload, encodeFrame, FrameDecoder } from '../../sandbox/runtime/channel.ts'
+import { decodePayload, encodeFrame, FrameDecoder, FrameWriter } from '../../sandbox/runtime/channel.ts'
 import { abortedError, deadlineCut, hostTimeoutVerdict, limitError, wireError } from '../../sandbox/result.ts'
 
 describe('sandbox/gvisor OCI spec', () => {
@@ -97,6 +97,29 @@ describe('sandbox/runtime channel', () => {
     d.push(Buffer.from([0, 0, 0, 6, 0, 0, 0, 2, 0x7b, 0x7d]))
     assert.equal(errors.length, 1)
     assert.throws(() => decodePayload(Buffer.concat([Buffer.from([0, 0, 0, 19]), Buffer.from('{"m":{"t":"x"},"b":[5]}')])))
+  })
+
+  it('writes the messages of one turn of the event loop in one write, in order, and each turn apart', async () => {
+    const writes: Buffer[] = []
+    const w = new FrameWriter(b => writes.push(b))
+    const bin = new Uint8Array([1, 2, 3])
+    w.send({ t: 'result', id: 1 })
+    await Promise.resolve()
+    w.send({ t: 'result', id: 2, data: bin })
+    w.send({ t: 'idle', heap: 5 })
+    assert.equal(writes.length, 0, 'nothing is written before the turn ends')
+    await new Promise(resolve => setImmediate(resolve))
+    assert.equal(writes.length, 1)
+    const got: any[] = []
+    new FrameDecoder(1000, m => got.push(m), e => { throw e }).push(writes[0])
+    assert.deepEqual(got.map(m => m.id ?? m.t), [1, 2, 'idle'])
+    assert.deepEqual([...got[1].data], [1, 2, 3])
+    // the next turn is a write of its own; flush writes what waits at once (before an exit)
+    w.send({ t: 'result', id: 3 })
+    w.flush()
+    assert.equal(writes.length, 2)
+    await new Promise(resolve => setImmediate(resolve))
+    assert.equal(writes.length, 2, 'a flushed writer writes nothing more at its scheduled turn')
   })
 })
 
