@@ -91,6 +91,14 @@ export const LIMITS = {
   /** Longest job deadline a gateway may ask for. */
   maxDeadlineMs: 5 * 60_000,
   /**
+   * How far a worker's clock may trail a gateway's: a worker refuses a ticket whose deadline lies
+   * more than maxDeadlineMs + this in its own future. Without that bound a ticket could be
+   * presented again once the worker's receipt log had pruned it (or lost it to a power loss past
+   * the reboot guard), and a second receipt for the same key is an equivocation the worker is
+   * slashed for.
+   */
+  ticketClockSkewMs: 60_000,
+  /**
    * Most msgpack values (of any kind) in one frame. The largest legitimate frame, a job with 128
    * headers and 256 env entries, holds ~1,500; without this an 8 MiB frame of one-byte values
    * would expand into millions of JavaScript values (an allocation amplification attack).

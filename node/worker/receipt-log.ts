@@ -19,12 +19,14 @@
  *   answered a second time with another output — is closed by the **reboot guard**: the log keeps
  *   the kernel's boot id and whether it was closed cleanly (checkpointed and fsync'ed); opened after
  *   a reboot that followed an unclean close, it refuses every ticket whose deadline falls before
- *   boot time + LIMITS.maxDeadlineMs (`refusesBefore`), i.e. every ticket that could have been
- *   issued before the machine went down. `synchronous: 'FULL'` (fsync per group of receipts) remains
+ *   boot time + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs (`refusesBefore`), i.e. every
+ *   ticket that could have been issued before the machine went down (the worker refuses tickets
+ *   whose deadline lies further than that in its future). `synchronous: 'FULL'` (fsync per group of receipts) remains
  *   for operators who want no such window.
  * * Retention: rows are kept `retentionMs` (default 30 days) and pruned by a timer, off the job
- *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, at most
- *   LIMITS.maxDeadlineMs after it was issued, and retention is required to be far longer.
+ *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, and only
+ *   when that deadline is at most LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs away (the worker
+ *   checks both), and retention is required to be far longer.
  *
  * * A WebSocket session's fee is metered (issue 12): the gateway sends cumulative tickets during the
  *   session, and `raiseFee` replaces the reserved row's fee and ticket signature with a higher one
@@ -262,7 +264,7 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
     const wasClean = (getMeta.get('clean') as { value: string } | undefined)?.value === '1'
     // a guard set by an earlier open outlives restarts within the same boot
     const stored = Number((getMeta.get('refuses_before') as { value: string } | undefined)?.value ?? 0)
-    const fresh = boot !== undefined && lastBoot !== undefined && lastBoot !== boot.id && !wasClean ? boot.atMs + LIMITS.maxDeadlineMs : 0
+    const fresh = boot !== undefined && lastBoot !== undefined && lastBoot !== boot.id && !wasClean ? boot.atMs + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs : 0
     const guardUntil = Math.max(stored, fresh)
     const refusesBefore = guardUntil > now() ? guardUntil : undefined
     if (refusesBefore !== undefined) log.warn({ path, refusesBefore: new Date(refusesBefore).toISOString() }, 'the machine rebooted after this receipt log was left uncleanly: tickets that may predate the reboot are refused')

@@ -339,6 +339,10 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
   function verifyTicket (job: JobRequest): { problem: string, reason?: string } | { hash: `0x${string}` } {
     if (!sameAddress(job.ticket.worker, signer.address)) return { problem: 'the ticket names another worker' }
     if (job.deadline <= Date.now()) return { problem: 'the job deadline has passed' }
+    // a deadline beyond any a gateway may set would outlive the receipt log's memory of the ticket
+    // (retention, the reboot guard): the same ticket could then be answered a second time
+    const horizon = Date.now() + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs
+    if (job.deadline > horizon) return { problem: `the job deadline is ${Math.round((job.deadline - Date.now()) / 1000)} s away; a worker accepts at most ${(LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs) / 1000} s (the longest job deadline plus clock skew)`, reason: 'deadline-too-far' }
     try {
       assertInputHash(job)
     } catch {

@@ -6,6 +6,14 @@
  * Attack performed: a gateway that ignores the advertised price (composed from the real
  * dispatcher with a view that strips the price, as a modified gateway would) sends a ticket with
  * fee 0; the worker must refuse it before running anything, and its receipt log stays empty.
+ *
+ * Attack performed: a gateway signs a ticket whose deadline lies 10 days ahead. Answered, the same
+ * ticket could be presented again after a power loss took the worker's last commits (the reboot
+ * guard covers only deadlines up to the longest job deadline past the boot), or with a longer
+ * deadline once the receipt log pruned the key (30 days), and the worker would sign a second
+ * receipt for the key: an equivocation it is slashed for. The worker must refuse any deadline
+ * beyond the longest job deadline plus clock skew, before running anything. (10 days, not 40:
+ * the gateway's own attempt timer cannot hold more than 24.8 days.)
  */
 import assert from 'node:assert/strict'
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -16,7 +24,7 @@ import { Registry } from 'prom-client'
 import { generatePrivateKey } from 'viem/accounts'
 import { devExecutor } from '#sandbox'
 import { createBootstrap } from '#bootstrap'
-import { DEV_DOMAIN, inputHash, type WireRequest } from '#protocol'
+import { DEV_DOMAIN, inputHash, LIMITS, type WireRequest } from '#protocol'
 import {
   addProject, buildDeployment, clockOf, createGateway, ticketEpochCheck, parseManifest, createWorker, fastSigner, functionTable, receiptLog, silentLogger,
   type GatewayNode, type MutableFunctionTable, type ReceiptLog, type WorkerNode
@@ -101,6 +109,21 @@ describe('prices: advertised, put in tickets, capped by maxFee, enforced by work
     assert.equal(outcome.result, undefined)
     assert.equal(outcome.attempts[0]?.code, 'TICKET_INVALID')
     assert.equal(allReceipts().length, 2, 'nothing was run or signed for the under-priced ticket')
+  })
+
+  it('refuses a ticket whose deadline lies beyond the longest job deadline (it could be replayed after the log forgets it)', async () => {
+    const dispatch = dispatcher({ domain: DEV_DOMAIN, maxAttempts: 1 }, { libp2p: gateway.libp2p, view: gateway.view, signer: fastSigner(generatePrivateKey()), logger })
+    const entry = functions.resolve(owner, 'slow', 'slow')!
+    const request: WireRequest = { method: 'GET', url: `${base}?ms=1`, headers: [], body: new Uint8Array() }
+    const before = allReceipts().length
+    const far = await dispatch({ entry, request, inputHash: inputHash(request), deadline: Date.now() + 10 * 86_400_000 })
+    assert.equal(far.result, undefined)
+    assert.equal(far.attempts[0]?.code, 'TICKET_INVALID')
+    assert.equal(allReceipts().length, before, 'nothing was run or signed for the far-deadline ticket')
+    assert.equal(receipts.unsigned(), 0, 'nothing was reserved either')
+    // the same ticket with the longest deadline a gateway may set is served: the deadline alone was refused
+    const longest = await dispatch({ entry, request, inputHash: inputHash(request), deadline: Date.now() + LIMITS.maxDeadlineMs })
+    assert.equal(longest.result?.response?.status, 200, JSON.stringify(longest.attempts))
   })
 
   it('carries peerhost.json `maxFee` (native currency) into the manifest and the gateway entry, in wei', async () => {

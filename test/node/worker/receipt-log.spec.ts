@@ -185,11 +185,11 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     assert.equal(crashed.refusesBefore, undefined)
     // same file, opened as after the reboot (the first handle never closed: nothing marked it clean)
     const rebooted = open({ path, boot: bootB })
-    assert.equal(rebooted.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs, 'every ticket issued before the reboot has a deadline before this')
+    assert.equal(rebooted.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs, 'every ticket issued before the reboot has a deadline before this')
     rebooted.close()
     // a restart within the same boot keeps the guard, though the log was closed cleanly meanwhile
     const again = open({ path, boot: bootB })
-    assert.equal(again.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs)
+    assert.equal(again.refusesBefore, bootB.atMs + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs)
     again.close()
     crashed.close()
     // a kill -9 (same boot, unclean) needs no guard: NORMAL commits are in the OS
