@@ -100,17 +100,26 @@ describe('gateway ticket log: cumulative session fees', function () {
     log.close()
   })
 
-  it('opens a log written before sessions were told apart (its tickets count as requests)', async () => {
+  it('opens a log written before sessions were told apart, and before tickets were rows in issue order (its tickets count as requests)', async () => {
     const path = join(dir, 'old.sqlite')
     const { DatabaseSync } = await import('node:sqlite')
     const old = new DatabaseSync(path)
     old.exec('CREATE TABLE tickets (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL, project_id TEXT NOT NULL, epoch INTEGER NOT NULL, fee TEXT NOT NULL, PRIMARY KEY (job_id, attempt, worker)) STRICT, WITHOUT ROWID')
-    old.prepare('INSERT INTO tickets VALUES (?, 1, ?, ?, ?, ?)').run(hex32(), worker.address.toLowerCase(), PROJECT.toLowerCase(), EPOCH, '42')
+    const oldJob = hex32()
+    old.prepare('INSERT INTO tickets VALUES (?, 1, ?, ?, ?, ?)').run(oldJob, worker.address.toLowerCase(), PROJECT.toLowerCase(), EPOCH, '42')
     old.close()
     const log = ticketLog({ dataDir: dir, path })
     log.record({ jobId: hex32(), attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH, fee: 8n, session: true })
     const [f] = log.fees(PROJECT)
     assert.deepEqual([f.requests, f.sessions], [{ count: 1, fees: 42n }, { count: 1, fees: 8n }])
+    // the migrated key is still one key: a higher fee replaces it, a lower one does not
+    log.record({ jobId: oldJob, attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH, fee: 50n })
+    log.record({ jobId: oldJob, attempt: 1, worker: worker.address as Address, projectId: PROJECT, epoch: EPOCH, fee: 40n })
+    assert.equal(log.get(oldJob, 1, worker.address as Address)?.fee, 50n)
+    assert.equal(log.totals(worker.address as Address, PROJECT, EPOCH).count, 2)
     log.close()
+    const check = new DatabaseSync(path)
+    assert.doesNotMatch((check.prepare("SELECT sql FROM sqlite_master WHERE name = 'tickets'").get() as { sql: string }).sql, /WITHOUT ROWID/i, 'migrated to the rowid table')
+    check.close()
   })
 })

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { bytesToHex, type Hex } from 'viem'
@@ -203,6 +204,48 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     const cleanReboot = open({ path: path2, boot: { id: 'boot-c', atMs: Date.now() } })
     assert.equal(cleanReboot.refusesBefore, undefined)
     cleanReboot.close()
+  })
+
+  it('migrates a version 1 log (rows keyed by the ticket itself) with every row, and still refuses both kinds of repeat', async () => {
+    const dataDir = join(dir, 'v1')
+    mkdirSync(dataDir)
+    // the version 1 schema, as workers before schema 2 wrote it
+    const old = new DatabaseSync(join(dataDir, 'receipts.sqlite'))
+    old.exec(`PRAGMA journal_mode = WAL;
+      CREATE TABLE receipts (gateway TEXT NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('reserved', 'signed')),
+        project_id TEXT NOT NULL, function_id TEXT NOT NULL, job_hash TEXT NOT NULL, input_hash TEXT NOT NULL, worker TEXT NOT NULL, fee TEXT NOT NULL,
+        epoch INTEGER NOT NULL, deadline INTEGER NOT NULL, ticket_sig TEXT NOT NULL, output_hash TEXT, receipt_sig TEXT, created_at INTEGER NOT NULL, signed_at INTEGER,
+        PRIMARY KEY (gateway, job_id, attempt)) WITHOUT ROWID;
+      CREATE INDEX receipts_batch_epoch ON receipts (epoch, project_id, gateway) WHERE state = 'signed';
+      CREATE INDEX receipts_created ON receipts (created_at);
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      PRAGMA user_version = 1;`)
+    const signed = ticket({ epoch: '5' })
+    const reserved = ticket({ epoch: '5' })
+    const put = old.prepare(`INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    const outputHash = hex32()
+    put.run(signed.gateway.toLowerCase(), signed.jobId, 1, 'signed', signed.projectId, signed.functionId, signed.jobHash, signed.inputHash, signed.worker, signed.fee, 5, Number(signed.deadline), signed.ticketSig, outputHash, `0x${'77'.repeat(65)}`, 2, 3)
+    put.run(reserved.gateway.toLowerCase(), reserved.jobId, 1, 'reserved', reserved.projectId, reserved.functionId, reserved.jobHash, reserved.inputHash, reserved.worker, reserved.fee, 5, Number(reserved.deadline), reserved.ticketSig, null, null, 1, null)
+    old.close()
+
+    const migrated = receiptLog({ dataDir, pruneIntervalMs: 0 })({ logger: silentLogger() })
+    const repeatSigned = migrated.reserve({ ...signed, jobHash: hex32() })
+    assert.equal(repeatSigned.ok, false, 'a signed key stays refused')
+    assert.equal(repeatSigned.ok === false && repeatSigned.existing.outputHash, outputHash)
+    assert.equal(repeatSigned.ok === false && repeatSigned.existing.fee, signed.fee, 'uint256 fee kept exactly')
+    const repeatReserved = migrated.reserve(reserved)
+    assert.equal(repeatReserved.ok === false && repeatReserved.existing.state, 'reserved', 'a reservation cut short stays refused')
+    assert.equal(migrated.unsigned(), 1)
+    assert.deepEqual(migrated.receiptsOf({ projectId: signed.projectId, gateway: GATEWAY, epoch: '5' }).map(r => r.jobId), [signed.jobId])
+    // the reserved key can still be signed once, and new keys go on as before
+    await migrated.commit(reserved, hex32(), `0x${'78'.repeat(65)}`)
+    assert.equal(migrated.reserve(ticket()).ok, true)
+    migrated.close()
+    const check = new DatabaseSync(join(dataDir, 'receipts.sqlite'))
+    assert.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, 2)
+    assert.doesNotMatch((check.prepare("SELECT sql FROM sqlite_master WHERE name = 'receipts'").get() as { sql: string }).sql, /WITHOUT ROWID/i)
+    assert.equal((check.prepare('SELECT count(*) AS n FROM receipts').get() as { n: number }).n, 3)
+    check.close()
   })
 
   it('refuses an epoch that does not fit a signed 64-bit integer', () => {
