@@ -9,7 +9,7 @@ HZ=$(getconf CLK_TCK)
 ticks () { local t=0 s; for p in $("$@" 2>/dev/null || true); do s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | awk '{print $12+$13}'); t=$((t + ${s:-0})); done; echo $t; }
 machine () { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 D0=$(ticks pgrep -f "peerhost.ts devnet"); G0=$(ticks pgrep -u nobody); H0=$(ticks pgrep -f hardhat); M0=$(machine)
-OUT=$(wrk -c"$2" -t2 -d"$3"s --timeout 5s -s "$(dirname "$0")/wrk-status-codes.lua" "$1")
+OUT=$(wrk -c"$2" -t"$([ "$2" -ge 2 ] && echo 2 || echo 1)" -d"$3"s --timeout 5s -s "$(dirname "$0")/wrk-status-codes.lua" "$1")
 D1=$(ticks pgrep -f "peerhost.ts devnet"); G1=$(ticks pgrep -u nobody); H1=$(ticks pgrep -f hardhat); M1=$(machine)
 RPS=$(echo "$OUT" | awk '/Requests\/sec/{print $2}')
 echo "c=$2, $3 s: $RPS req/s; $(echo "$OUT" | grep '^status' || true)"

@@ -27,9 +27,12 @@ for (const [name, v] of [['jobs', jobs], ['concurrency', concurrency], ['rows al
 const hex32 = (): Hex => bytesToHex(randomBytes(32))
 const sig: Hex = `0x${'22'.repeat(65)}`
 
+/** a worker serves a handful of projects, not a new one per job (each is a settlement batch per epoch) */
+const projects = Array.from({ length: 8 }, hex32)
+
 function ticket (): TicketRecord {
   return {
-    gateway: '0x' + 'ab'.repeat(20), jobId: hex32(), attempt: 1, projectId: hex32(), functionId: hex32(), jobHash: hex32(),
+    gateway: '0x' + 'ab'.repeat(20), jobId: hex32(), attempt: 1, projectId: projects[Math.floor(Math.random() * projects.length)], functionId: hex32(), jobHash: hex32(),
     inputHash: hex32(), worker: '0x' + '11'.repeat(20), fee: '1000', epoch: '1', deadline: '2000000000', ticketSig: sig
   }
 }

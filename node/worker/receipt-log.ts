@@ -103,6 +103,15 @@ CREATE TABLE IF NOT EXISTS receipts (${COLUMNS},
 DROP INDEX IF EXISTS receipts_batch;
 CREATE INDEX IF NOT EXISTS receipts_batch_epoch ON receipts (epoch, project_id, gateway) WHERE state = 'signed';
 CREATE INDEX IF NOT EXISTS receipts_created ON receipts (created_at);
+-- the (epoch, project, gateway) triples that have signed receipts: the settler asks for them every
+-- tick, and a DISTINCT over the receipts themselves read every signed receipt of the lookback
+-- epochs each time (an idle devnet's largest cost: 15 ms of CPU per second with 75,000 receipts)
+CREATE TABLE IF NOT EXISTS receipt_batches (
+  epoch      INTEGER NOT NULL,
+  project_id TEXT    NOT NULL,
+  gateway    TEXT    NOT NULL,
+  PRIMARY KEY (epoch, project_id, gateway)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `
 
@@ -260,6 +269,10 @@ function row (r: Record<string, unknown>): StoredReceipt {
   return out
 }
 
+function getMetaValue (db: DatabaseSync, key: string): string | undefined {
+  return (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value
+}
+
 export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogComponents) => ReceiptLog {
   return (components) => {
     const log = components.logger.child({ component: 'peerhost:worker:receipts' })
@@ -295,6 +308,14 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       log.info({ path, ms: Math.round(performance.now() - t0) }, 'receipt log migrated to schema 2 (rows in reservation order)')
     }
     db.exec(SCHEMA)
+    // a log whose triples were never recorded (schema 1 migrated above, or a schema 2 log from
+    // before the table): derived once from its signed receipts
+    if (getMetaValue(db, 'batches_indexed') !== '1') {
+      db.exec(`BEGIN IMMEDIATE;
+        INSERT OR IGNORE INTO receipt_batches SELECT DISTINCT epoch, project_id, gateway FROM receipts WHERE state = 'signed';
+        INSERT INTO meta (key, value) VALUES ('batches_indexed', '1') ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+        COMMIT;`)
+    }
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
 
     // the reboot guard: was the log left uncleanly by an earlier boot of the machine?
@@ -327,7 +348,11 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
     const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
     // (named: without statistics the planner took the primary key's gateway prefix, every receipt of the gateway)
     const batch = db.prepare("SELECT * FROM receipts INDEXED BY receipts_batch_epoch WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
-    const keys = db.prepare("SELECT DISTINCT project_id, gateway, epoch FROM receipts WHERE state = 'signed' AND epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway")
+    const keys = db.prepare('SELECT project_id, gateway, epoch FROM receipt_batches WHERE epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway')
+    const addBatch = db.prepare('INSERT OR IGNORE INTO receipt_batches (epoch, project_id, gateway) SELECT epoch, project_id, gateway FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ?')
+    // a triple whose last signed receipt was pruned (receipts INDEXED BY its batch index: one lookup per triple)
+    const pruneBatches = db.prepare(`DELETE FROM receipt_batches WHERE NOT EXISTS (SELECT 1 FROM receipts INDEXED BY receipts_batch_epoch
+      WHERE receipts.state = 'signed' AND receipts.epoch = receipt_batches.epoch AND receipts.project_id = receipt_batches.project_id AND receipts.gateway = receipt_batches.gateway)`)
     const countUnsigned = db.prepare("SELECT count(*) AS n FROM receipts WHERE state = 'reserved'")
     const pruneOld = db.prepare(`DELETE FROM receipts WHERE (gateway, job_id, attempt) IN
       (SELECT gateway, job_id, attempt FROM receipts WHERE created_at < ? LIMIT ${RECEIPT_LOG_DEFAULTS.pruneBatch})`)
@@ -355,6 +380,7 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
               const j = jobs[i]
               const { changes } = sign.run(j.outputHash, j.receiptSig, at, j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt)
               if (Number(changes) !== 1) failed.add(i)
+              else addBatch.run(j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt)
             }
             db.exec('COMMIT')
           } catch (err) {
@@ -391,8 +417,10 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       for (;;) {
         const n = Number(pruneOld.run(before).changes)
         total += n
-        if (n < RECEIPT_LOG_DEFAULTS.pruneBatch) return total
+        if (n < RECEIPT_LOG_DEFAULTS.pruneBatch) break
       }
+      if (total > 0) pruneBatches.run()
+      return total
     }
 
     return {

@@ -166,10 +166,12 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     const young = ticket()
     logStore.reserve(young)
     assert.equal(logStore.prune(), 0)
+    assert.deepEqual(logStore.batchKeys(0n, 100n), [{ projectId: old.projectId, gateway: GATEWAY.toLowerCase(), epoch: 7n }])
     clock += 2
     assert.equal(logStore.prune(), 1)
     assert.equal(logStore.get(old), undefined)
     assert.equal(logStore.get(young)?.state, 'reserved')
+    assert.deepEqual(logStore.batchKeys(0n, 100n), [], 'a batch whose receipts were all pruned is no longer offered to the settler')
     logStore.close()
     assert.throws(() => open({ retentionMs: 60_000 }), { code: 'BAD_CONFIG' })
   })
@@ -237,6 +239,7 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     assert.equal(repeatReserved.ok === false && repeatReserved.existing.state, 'reserved', 'a reservation cut short stays refused')
     assert.equal(migrated.unsigned(), 1)
     assert.deepEqual(migrated.receiptsOf({ projectId: signed.projectId, gateway: GATEWAY, epoch: '5' }).map(r => r.jobId), [signed.jobId])
+    assert.deepEqual(migrated.batchKeys(0n, 10n), [{ projectId: signed.projectId, gateway: GATEWAY.toLowerCase(), epoch: 5n }], 'the batches of the migrated receipts')
     // the reserved key can still be signed once, and new keys go on as before
     await migrated.commit(reserved, hex32(), `0x${'78'.repeat(65)}`)
     assert.equal(migrated.reserve(ticket()).ok, true)
