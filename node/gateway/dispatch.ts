@@ -42,7 +42,15 @@ export interface AttemptRecord {
   ok: boolean
   /** wire code when the attempt failed */
   code?: string
+  /** the worker's `details.reason` when it refused (`TICKET_INVALID`: `deadline-too-far`, `fee-below-price`, …) */
+  reason?: string
   ms: number
+}
+
+/** The reason a worker gave with its refusal, for the attempt's record. */
+function refusalReason (err: unknown): { reason?: string } {
+  const reason = err instanceof AttemptFailed ? err.details?.reason : undefined
+  return typeof reason === 'string' ? { reason } : {}
 }
 
 export interface DispatchOutcome {
@@ -576,7 +584,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         const code = gone ? 'CLIENT_GONE' : err instanceof AttemptFailed ? err.code : (signal.aborted ? 'DEADLINE_EXCEEDED' : 'WORKER_FAILED')
         const full = NO_ROOM.has(code)
         ended(worker.peerId, gone ? { ok: false, abandoned: true } : { ok: false, overloaded: full })
-        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms: performance.now() - t0 })
+        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ...refusalReason(err), ms: performance.now() - t0 })
         log.info({ jobId, attempt, worker: worker.peerId, code, err: err?.message }, 'session attempt failed')
         lastError = full
           ? { code: 'OVERLOADED', message: 'no worker has room for this session now; retry later' }
@@ -678,7 +686,7 @@ export function dispatcher (init: DispatchInit, components: DispatchComponents):
         const code = gone ? 'CLIENT_GONE' : err instanceof AttemptFailed ? err.code : 'INTERNAL'
         const full = NO_ROOM.has(code)
         ended(worker.peerId, gone ? { ok: false, abandoned: true } : { ok: false, overloaded: full })
-        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ms })
+        attempts.push({ attempt, worker: worker.peerId, ok: false, code, ...refusalReason(err), ms })
         if (full) {
           noRoom = true
           const hint = Number(err.details?.retryAfterMs)

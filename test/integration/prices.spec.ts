@@ -108,6 +108,7 @@ describe('prices: advertised, put in tickets, capped by maxFee, enforced by work
     const outcome = await dispatch({ entry, request, inputHash: inputHash(request), deadline: Date.now() + 10_000 })
     assert.equal(outcome.result, undefined)
     assert.equal(outcome.attempts[0]?.code, 'TICKET_INVALID')
+    assert.equal(outcome.attempts[0]?.reason, 'fee-below-price')
     assert.equal(allReceipts().length, 2, 'nothing was run or signed for the under-priced ticket')
   })
 
@@ -119,6 +120,7 @@ describe('prices: advertised, put in tickets, capped by maxFee, enforced by work
     const far = await dispatch({ entry, request, inputHash: inputHash(request), deadline: Date.now() + 10 * 86_400_000 })
     assert.equal(far.result, undefined)
     assert.equal(far.attempts[0]?.code, 'TICKET_INVALID')
+    assert.equal(far.attempts[0]?.reason, 'deadline-too-far')
     assert.equal(allReceipts().length, before, 'nothing was run or signed for the far-deadline ticket')
     assert.equal(receipts.unsigned(), 0, 'nothing was reserved either')
     // the same ticket with the longest deadline a gateway may set is served: the deadline alone was refused
