@@ -2,8 +2,8 @@
  * The devnet's chain-bound logs: each gateway's ticket log and each worker's receipt log name
  * tickets, epochs and batches of one chain. Every devnet run starts a fresh chain whose epochs
  * count from 0 again, and the logs of earlier runs stayed: a worker's batch for epoch 0 carried the
- * receipts of every earlier run's epoch 0 (20,183 of them after a day of runs, paid again from the
- * new chain's escrow), the epoch-based prune never removed them, and the growing tables made every
+ * receipts of every earlier run's epoch 0 (20,183 of them after a day of runs, claimed again from
+ * the new chain's escrow), the epoch-based prune never removed them, and the growing tables made every
  * ticket cost more to record (≈ 320 µs per request at c=1 with 293,387 tickets kept).
  *
  * So a devnet that starts a fresh chain removes them, but only once no ticket of the earlier run
