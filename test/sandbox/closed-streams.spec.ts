@@ -142,7 +142,7 @@ describe('closed job streams cost no sandbox boots (real worker, real gVisor)', 
     assert.equal(executor.size, sizeBefore)
     // and the worker still serves
     const after = await complete()
-    assert.equal(after.type, 'result')
+    assert.equal(after.type, 'result', JSON.stringify(after.error ?? after))
     assert.equal(new TextDecoder().decode(after.response.body), 'done')
   })
 
