@@ -71,8 +71,8 @@ const tickets = ticketLog({ dataDir: join(dir, 'gateway') })
 /** One request's trust work; the two SQLite group commits wait for the end of the turn. */
 async function oneRequest (): Promise<void> {
   // gateway: the ticket
+  // (newJob computed the request's inputHash, as the gateway does)
   const job = newJob()
-  job.inputHash = inputHash(job.request)
   const hash = jobHashOf(job)
   job.ticketSig = gatewayKey.signDigest(ticketDigest(DEV_DOMAIN, ticketOf(job, hash)))
   tickets.record({ jobId: job.jobId, attempt: job.attempt, worker: workerKey.address, projectId: `0x${'ab'.repeat(32)}`, epoch: 7n, fee: 1_000_000_000_000n })

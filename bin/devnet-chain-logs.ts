@@ -7,21 +7,15 @@
  * ticket cost more to record (≈ 320 µs per request at c=1 with 293,387 tickets kept).
  *
  * So a devnet that starts a fresh chain removes them, but only once no ticket of the earlier run
- * can still be presented: a worker accepts a ticket up to LIMITS.maxDeadlineMs +
- * LIMITS.ticketClockSkewMs before its deadline, and a receipt log that forgot a ticket still inside
+ * can still be presented: a worker accepts a ticket up to TICKET_HORIZON_MS before its deadline, and a receipt log that forgot a ticket still inside
  * that horizon could answer it a second time (an equivocation, provable on a chain with the same
  * contract addresses). A log written to within the horizon is kept, and the devnet says so.
  */
 import { existsSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { LIMITS } from '#protocol'
+import { TICKET_HORIZON_MS } from '#protocol'
 import { CHECKER_DEFAULTS } from '../node/constants.ts'
-
-/** The receipt log's file name in a worker's data dir (RECEIPT_LOG_DEFAULTS.fileName, without loading SQLite). */
-export const RECEIPT_LOG_FILE = 'receipts.sqlite'
-
-/** How long after its last write a log may still hold a ticket that can be presented again. */
-export const TICKET_HORIZON_MS = LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs
+import { RECEIPT_LOG_DEFAULTS } from '../node/worker/receipt-log.ts'
 
 export type ChainLogReset =
   | { removed: string[] }
@@ -31,7 +25,7 @@ export type ChainLogReset =
 export function resetChainLogs (dirs: { gateways: string[], workers: string[] }, now = Date.now()): ChainLogReset {
   const logs = [
     ...dirs.gateways.map(d => join(d, CHECKER_DEFAULTS.fileName)),
-    ...dirs.workers.map(d => join(d, RECEIPT_LOG_FILE))
+    ...dirs.workers.map(d => join(d, RECEIPT_LOG_DEFAULTS.fileName))
   ]
   // a database, its write-ahead log and its shared-memory index: the last write may be in either of the first two
   const files = logs.flatMap(f => [f, `${f}-wal`, `${f}-shm`]).filter(f => existsSync(f))

@@ -138,6 +138,14 @@ export const LIMITS = {
 } as const
 
 /**
+ * How far in a worker's future a ticket's deadline may lie: the longest job deadline plus clock
+ * skew. A worker refuses a ticket beyond it, so no ticket outlives what the receipt log's reboot
+ * guard and retention cover; the devnet removes a previous run's logs only this long after their
+ * last write.
+ */
+export const TICKET_HORIZON_MS = LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs
+
+/**
  * Request headers that enter the canonical request encoding (and so `inputHash`). Hop-by-hop and
  * per-connection headers (host, connection, user-agent, x-forwarded-*) are left out so the same
  * logical request hashes the same on every gateway.

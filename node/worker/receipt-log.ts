@@ -19,13 +19,13 @@
  *   answered a second time with another output — is closed by the **reboot guard**: the log keeps
  *   the kernel's boot id and whether it was closed cleanly (checkpointed and fsync'ed); opened after
  *   a reboot that followed an unclean close, it refuses every ticket whose deadline falls before
- *   boot time + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs (`refusesBefore`), i.e. every
+ *   boot time + TICKET_HORIZON_MS (`refusesBefore`), i.e. every
  *   ticket that could have been issued before the machine went down (the worker refuses tickets
  *   whose deadline lies further than that in its future). `synchronous: 'FULL'` (fsync per group of receipts) remains
  *   for operators who want no such window.
  * * Retention: rows are kept `retentionMs` (default 30 days) and pruned by a timer, off the job
  *   path. A pruned key cannot be replayed: a ticket is accepted only before its deadline, and only
- *   when that deadline is at most LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs away (the worker
+ *   when that deadline is at most TICKET_HORIZON_MS away (the worker
  *   checks both), and retention is required to be far longer.
  *
  * * A WebSocket session's fee is metered (issue 12): the gateway sends cumulative tickets during the
@@ -40,7 +40,7 @@ import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import type { Hex } from 'viem'
-import { LIMITS } from '#protocol'
+import { LIMITS, TICKET_HORIZON_MS } from '#protocol'
 import { NodeError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 
@@ -269,10 +269,6 @@ function row (r: Record<string, unknown>): StoredReceipt {
   return out
 }
 
-function getMetaValue (db: DatabaseSync, key: string): string | undefined {
-  return (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value
-}
-
 export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogComponents) => ReceiptLog {
   return (components) => {
     const log = components.logger.child({ component: 'peerhost:worker:receipts' })
@@ -308,24 +304,24 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       log.info({ path, ms: Math.round(performance.now() - t0) }, 'receipt log migrated to schema 2 (rows in reservation order)')
     }
     db.exec(SCHEMA)
+    const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?')
+    const setMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     // a log whose triples were never recorded (schema 1 migrated above, or a schema 2 log from
     // before the table): derived once from its signed receipts
-    if (getMetaValue(db, 'batches_indexed') !== '1') {
-      db.exec(`BEGIN IMMEDIATE;
-        INSERT OR IGNORE INTO receipt_batches SELECT DISTINCT epoch, project_id, gateway FROM receipts WHERE state = 'signed';
-        INSERT INTO meta (key, value) VALUES ('batches_indexed', '1') ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-        COMMIT;`)
+    if ((getMeta.get('batches_indexed') as { value: string } | undefined)?.value !== '1') {
+      db.exec('BEGIN IMMEDIATE')
+      db.exec("INSERT OR IGNORE INTO receipt_batches SELECT DISTINCT epoch, project_id, gateway FROM receipts WHERE state = 'signed'")
+      setMeta.run('batches_indexed', '1')
+      db.exec('COMMIT')
     }
     db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
 
     // the reboot guard: was the log left uncleanly by an earlier boot of the machine?
-    const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?')
-    const setMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     const lastBoot = (getMeta.get('boot_id') as { value: string } | undefined)?.value
     const wasClean = (getMeta.get('clean') as { value: string } | undefined)?.value === '1'
     // a guard set by an earlier open outlives restarts within the same boot
     const stored = Number((getMeta.get('refuses_before') as { value: string } | undefined)?.value ?? 0)
-    const fresh = boot !== undefined && lastBoot !== undefined && lastBoot !== boot.id && !wasClean ? boot.atMs + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs : 0
+    const fresh = boot !== undefined && lastBoot !== undefined && lastBoot !== boot.id && !wasClean ? boot.atMs + TICKET_HORIZON_MS : 0
     const guardUntil = Math.max(stored, fresh)
     const refusesBefore = guardUntil > now() ? guardUntil : undefined
     if (refusesBefore !== undefined) log.warn({ path, refusesBefore: new Date(refusesBefore).toISOString() }, 'the machine rebooted after this receipt log was left uncleanly: tickets that may predate the reboot are refused')

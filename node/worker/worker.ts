@@ -15,7 +15,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { join } from 'node:path'
 import { Counter, Histogram, Gauge, type Registry } from 'prom-client'
 import {
-  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, projectId, PROTOCOL_VERSION,
+  advertSigningBytes, assertInputHash, BUNDLE_PROTOCOL, isRawCid, encodeMessage, DEV_DOMAIN, JOB_PROTOCOL, jobHashOf, LIMITS, outputHash, TICKET_HORIZON_MS, projectId, PROTOCOL_VERSION,
   ProtocolError, receiptDigest, receiptOf, ticketDigest, ticketOf, workersTopic, decodeMessage, transcript, transcriptOutputHash, bodyHasher, streamOutputHash,
   atFee, atSegment, segmentJobId, sessionOwed, type SegmentFrame, type SessionPrice, type SessionTicket,
   type FunctionOptions, type JobRequest, type JobResult, type Message, type PeerHostDomain, type SessionEnd, type SessionLimits, type StreamEnd, type WireError, type WireResponse, type WorkerAdvert
@@ -341,8 +341,7 @@ export async function createWorker (init: WorkerInit, components: WorkerComponen
     if (job.deadline <= Date.now()) return { problem: 'the job deadline has passed' }
     // a deadline beyond any a gateway may set would outlive the receipt log's memory of the ticket
     // (retention, the reboot guard): the same ticket could then be answered a second time
-    const horizon = Date.now() + LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs
-    if (job.deadline > horizon) return { problem: `the job deadline is ${Math.round((job.deadline - Date.now()) / 1000)} s away; a worker accepts at most ${(LIMITS.maxDeadlineMs + LIMITS.ticketClockSkewMs) / 1000} s (the longest job deadline plus clock skew)`, reason: 'deadline-too-far' }
+    if (job.deadline > Date.now() + TICKET_HORIZON_MS) return { problem: `the job deadline is ${Math.round((job.deadline - Date.now()) / 1000)} s away; a worker accepts at most ${TICKET_HORIZON_MS / 1000} s (the longest job deadline plus clock skew)`, reason: 'deadline-too-far' }
     try {
       assertInputHash(job)
     } catch {

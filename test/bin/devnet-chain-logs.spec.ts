@@ -9,8 +9,11 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { bytesToHex, type Address, type Hex } from 'viem'
-import { receiptLog, silentLogger, ticketLog, type TicketRecord } from '../../node/index.ts'
-import { RECEIPT_LOG_FILE, resetChainLogs, TICKET_HORIZON_MS } from '../../bin/devnet-chain-logs.ts'
+import { TICKET_HORIZON_MS } from '#protocol'
+import { RECEIPT_LOG_DEFAULTS, receiptLog, silentLogger, ticketLog, type TicketRecord } from '../../node/index.ts'
+import { resetChainLogs } from '../../bin/devnet-chain-logs.ts'
+
+const RECEIPT_LOG_FILE = RECEIPT_LOG_DEFAULTS.fileName
 
 const hex32 = (): Hex => bytesToHex(randomBytes(32))
 
