@@ -446,6 +446,9 @@ try {
   const c32batched = batched.cpuUs + realm.cpuUs + hop.cpuUs32 + rawCpuUs
   console.log(`floor at c=1 for the dev executor (trust work one at a time + its execution + hop, wall): ${(c1 / 1000).toFixed(2)} ms added, against the target of 1.0 ms (for gVisor, replace the execution by the sandbox's round trip: bench:sandbox-cpu c=1 p50)`)
   console.log(`floor at c=32 (trust work grouped + fresh realm + hop + raw Node's own, CPU): ${c32.toFixed(0)} µs per request = ${(c32 / budget(0.2)).toFixed(2)}× the 20 % budget (${(2_000_000 / c32 / raw * 100).toFixed(1)} % of raw Node at best); with batched signatures ${c32batched.toFixed(0)} µs = ${(c32batched / budget(0.2)).toFixed(2)}× (${(2_000_000 / c32batched / raw * 100).toFixed(1)} %)`)
+  const bare = grouped.cpuUs + hop.cpuUs32 + rawCpuUs
+  const bareBatched = batched.cpuUs + hop.cpuUs32 + rawCpuUs
+  console.log(`without any function at all (no realm, no executor): c=1 ${((one.wallUs + hop.wallUs) / 1000).toFixed(2)} ms added; c=32 ${bare.toFixed(0)} µs per request = ${(2_000_000 / bare / raw * 100).toFixed(1)} % of raw Node at best, ${(2_000_000 / bareBatched / raw * 100).toFixed(1)} % with batched signatures`)
   console.log(`with batched signatures it would be ${(batched.cpuUs / budget(0.2)).toFixed(2)}× the first budget and ${(batched.cpuUs / budget(0.1)).toFixed(2)}× the second`)
 } finally {
   receipts.close()
