@@ -9,7 +9,9 @@
  * So a devnet that starts a fresh chain removes them, but only once no ticket of the earlier run
  * can still be presented: a worker accepts a ticket up to TICKET_HORIZON_MS before its deadline, and a receipt log that forgot a ticket still inside
  * that horizon could answer it a second time (an equivocation, provable on a chain with the same
- * contract addresses). A log written to within the horizon is kept, and the devnet says so.
+ * contract addresses). A log written to within the horizon is kept, and the devnet says so; each
+ * worker then sets the kept receipts aside when it names the new chain's Settlement to its receipt
+ * log (`ReceiptLog.bindSettlement`): their tickets stay refused, and none is batched again.
  */
 import { existsSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'

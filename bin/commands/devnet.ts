@@ -266,7 +266,7 @@ export function devnetCommand (): Command<any, any> {
           const { resetChainLogs } = await import('../devnet-chain-logs.ts')
           const reset = resetChainLogs({ gateways: [gatewayDir], workers: workerDirs })
           if ('kept' in reset && opts.json !== true) {
-            process.stdout.write(`  (the previous run's ticket and receipt logs are kept: written ${Math.round((Date.now() - reset.lastWriteMs) / 1000)} s ago, their tickets can be presented until ${new Date(reset.safeAtMs).toISOString()}; its receipts may be settled again on this chain)\n`)
+            process.stdout.write(`  (the previous run's ticket and receipt logs are kept: written ${Math.round((Date.now() - reset.lastWriteMs) / 1000)} s ago, their tickets can be presented until ${new Date(reset.safeAtMs).toISOString()} and stay refused; its receipts are never settled on this chain)\n`)
           }
         }
         // Every worker's sandboxes (runsc checks, rootfs, the first pool boots) start while the chain

@@ -128,6 +128,9 @@ export async function runWorker (opts: WorkerOptions, parts: WorkerParts = {}, l
     const receipts = receiptLog({ dataDir })({ logger: log })
     // with a chain: refuse tickets whose epoch could never be settled (future, or batch already built)
     const clock = chain === undefined ? undefined : await settlementClock(chain)
+    // receipts recorded for an earlier chain (a devnet restarted on a fresh chain, same id and
+    // addresses) keep their tickets refused but are never batched for this Settlement
+    if (contracts !== undefined && clock !== undefined) receipts.bindSettlement(`${contracts.chainId}:${contracts.addresses.Settlement.toLowerCase()}:${clock.genesis}`)
     const worker = await createWorker({ dataDir, bootstrap: opts.bootstrap, listen, capacity: opts.capacity, maxSessions: opts.maxSessions, price, sessionPrice, ...(opts.maxStreamMb !== undefined ? { maxStreamBytes: opts.maxStreamMb * 1024 * 1024 } : {}), domain: contracts === undefined ? undefined : chainDomain(contracts) }, {
       privateKey, signer, executor, logger: log, registry: reg, libp2p, receipts,
       checkJob: check === undefined ? undefined : async (job, from, signal) => await check.checkJob(job, { from, signal }),

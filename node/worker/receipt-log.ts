@@ -213,6 +213,17 @@ export interface ReceiptLog {
   receiptsOf: (batch: { projectId: Hex, gateway: string, epoch: string | bigint }) => StoredReceipt[]
   /** The (project, gateway, epoch) triples with signed receipts in epochs `from..to` (inclusive): the batches to settle. */
   batchKeys: (from: bigint, to: bigint) => Array<{ projectId: Hex, gateway: string, epoch: bigint }>
+  /**
+   * Names the Settlement this log's receipts are for (`chainId:address:genesis`), once per start,
+   * before any job. When it differs from the one on record (the chain was replaced: a devnet
+   * restarted within the ticket horizon, whose fresh chain has the same id and contract address and
+   * counts its epochs from 0 again), every receipt already in the log stays, so its ticket is still
+   * refused (a replay of it would be a second receipt for one key), but is never offered to the
+   * settler again: `receiptsOf` and `batchKeys` see only receipts recorded for this Settlement. A
+   * log with no Settlement on record (older than this check) keeps its receipts batchable.
+   * Returns how many receipts were set aside by this call.
+   */
+  bindSettlement: (id: string) => number
   /** Reservations that never got a receipt (executions cut short by a crash, or running now). */
   unsigned: () => number
   /** Deletes rows older than the retention; returns how many. */
@@ -343,9 +354,13 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
       WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved' AND (length(?) > length(fee) OR (length(?) = length(fee) AND ? > fee))`)
     const free = db.prepare("DELETE FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND state = 'reserved'")
     // (named: without statistics the planner took the primary key's gateway prefix, every receipt of the gateway)
-    const batch = db.prepare("SELECT * FROM receipts INDEXED BY receipts_batch_epoch WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' ORDER BY job_id, attempt")
+    // receipts from rowid `batchFrom` on are this Settlement's (bindSettlement)
+    let batchFrom = Number((getMeta.get('settlement_from') as { value: string } | undefined)?.value ?? 0)
+    const batch = db.prepare("SELECT * FROM receipts INDEXED BY receipts_batch_epoch WHERE project_id = ? AND gateway = ? AND epoch = ? AND state = 'signed' AND rowid >= ? ORDER BY job_id, attempt")
     const keys = db.prepare('SELECT project_id, gateway, epoch FROM receipt_batches WHERE epoch >= ? AND epoch <= ? ORDER BY epoch, project_id, gateway')
-    const addBatch = db.prepare('INSERT OR IGNORE INTO receipt_batches (epoch, project_id, gateway) SELECT epoch, project_id, gateway FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ?')
+    const addBatch = db.prepare('INSERT OR IGNORE INTO receipt_batches (epoch, project_id, gateway) SELECT epoch, project_id, gateway FROM receipts WHERE gateway = ? AND job_id = ? AND attempt = ? AND rowid >= ?')
+    const nextRowid = db.prepare('SELECT coalesce(max(rowid), 0) + 1 AS n FROM receipts')
+    const countBefore = db.prepare("SELECT count(*) AS n FROM receipts WHERE rowid < ? AND state = 'signed'")
     // a triple whose last signed receipt was pruned (receipts INDEXED BY its batch index: one lookup per triple)
     const pruneBatches = db.prepare(`DELETE FROM receipt_batches WHERE NOT EXISTS (SELECT 1 FROM receipts INDEXED BY receipts_batch_epoch
       WHERE receipts.state = 'signed' AND receipts.epoch = receipt_batches.epoch AND receipts.project_id = receipt_batches.project_id AND receipts.gateway = receipt_batches.gateway)`)
@@ -376,7 +391,7 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
               const j = jobs[i]
               const { changes } = sign.run(j.outputHash, j.receiptSig, at, j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt)
               if (Number(changes) !== 1) failed.add(i)
-              else addBatch.run(j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt)
+              else addBatch.run(j.key.gateway.toLowerCase(), j.key.jobId, j.key.attempt, batchFrom)
             }
             db.exec('COMMIT')
           } catch (err) {
@@ -450,7 +465,30 @@ export function receiptLog (init: ReceiptLogInit): (components: ReceiptLogCompon
         return r === undefined ? undefined : row(r)
       },
       receiptsOf (b) {
-        return batch.all(b.projectId, b.gateway.toLowerCase(), BigInt(b.epoch)).map(row)
+        return batch.all(b.projectId, b.gateway.toLowerCase(), BigInt(b.epoch), batchFrom).map(row)
+      },
+      bindSettlement (id) {
+        if (closed) throw new NodeError('RECEIPT_LOG_CLOSED', 'the receipt log is closed')
+        const onRecord = (getMeta.get('settlement') as { value: string } | undefined)?.value
+        if (onRecord === id) return 0
+        db.exec('BEGIN IMMEDIATE')
+        try {
+          let setAside = 0
+          if (onRecord !== undefined) {
+            // another Settlement's receipts: kept for their keys, out of every batch from now on
+            batchFrom = Number((nextRowid.get() as { n: number }).n)
+            setAside = Number((countBefore.get(batchFrom) as { n: number }).n)
+            db.exec('DELETE FROM receipt_batches')
+            setMeta.run('settlement_from', String(batchFrom))
+          }
+          setMeta.run('settlement', id)
+          db.exec('COMMIT')
+          if (setAside > 0) log.warn({ path, settlement: id, previous: onRecord, receipts: setAside }, 'the receipt log holds receipts signed for another Settlement (the chain was replaced): their tickets stay refused, and they are never settled on this one')
+          return setAside
+        } catch (err) {
+          if (db.isTransaction) db.exec('ROLLBACK')
+          throw err
+        }
       },
       batchKeys (from, to) {
         return keys.all(from, to).map(r => ({ projectId: r.project_id as Hex, gateway: r.gateway as string, epoch: BigInt(r.epoch as number) }))

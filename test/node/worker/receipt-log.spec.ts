@@ -176,6 +176,56 @@ describe('worker receipt log: at most one receipt per (gateway, jobId, attempt)'
     assert.throws(() => open({ retentionMs: 60_000 }), { code: 'BAD_CONFIG' })
   })
 
+  it('attack: receipts signed for a replaced chain are never settled on the new one, and their tickets stay refused', async () => {
+    // a devnet restarted within the ticket horizon keeps its logs (a replayed old ticket must still
+    // be refused), but its fresh chain has the same id and Settlement address and counts epochs
+    // from 0 again: the old run's epoch-0 receipts would be claimed again from the new escrow
+    const dataDir = join(dir, `settlement-${++n}`)
+    const at = (init: Partial<Parameters<typeof receiptLog>[0]> = {}): ReceiptLog => receiptLog({ dataDir, pruneIntervalMs: 0, ...init })({ logger: silentLogger() })
+    const A = `31337:0x${'5e'.repeat(20)}:1796300000`
+    const B = `31337:0x${'5e'.repeat(20)}:1796300600`
+    const projectId = hex32()
+    // a log from before the check: its receipts stay batchable when a Settlement is first named
+    let logStore = at()
+    const legacy = ticket({ projectId, epoch: '0' })
+    logStore.reserve(legacy)
+    await logStore.commit(legacy, hex32(), `0x${'66'.repeat(65)}`)
+    assert.equal(logStore.bindSettlement(A), 0)
+    assert.equal(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }).length, 1)
+    const first = ticket({ projectId, epoch: '0' })
+    logStore.reserve(first)
+    await logStore.commit(first, hex32(), `0x${'77'.repeat(65)}`)
+    assert.equal(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }).length, 2)
+    logStore.close()
+    // the same chain again: nothing set aside
+    logStore = at()
+    assert.equal(logStore.bindSettlement(A), 0)
+    assert.equal(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }).length, 2)
+    logStore.close()
+    // a fresh chain: the two receipts are set aside
+    logStore = at()
+    assert.equal(logStore.bindSettlement(B), 2)
+    assert.deepEqual(logStore.batchKeys(0n, 100n), [], 'no batch of the old chain is offered to the settler')
+    assert.deepEqual(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }), [])
+    // a replay of an old ticket is still refused, with the receipt the worker signed for it
+    const replay = logStore.reserve(first)
+    assert.equal(replay.ok, false)
+    assert.equal(replay.ok === false && replay.existing.state, 'signed')
+    // the new chain's own epoch-0 receipt is batched alone
+    const fresh = ticket({ projectId, epoch: '0' })
+    logStore.reserve(fresh)
+    await logStore.commit(fresh, hex32(), `0x${'88'.repeat(65)}`)
+    assert.deepEqual(logStore.batchKeys(0n, 100n), [{ projectId, gateway: GATEWAY.toLowerCase(), epoch: 0n }])
+    assert.deepEqual(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }).map(r => r.jobId), [fresh.jobId])
+    logStore.close()
+    // and so after a restart on that chain
+    logStore = at()
+    assert.equal(logStore.bindSettlement(B), 0)
+    assert.deepEqual(logStore.receiptsOf({ projectId, gateway: GATEWAY, epoch: 0n }).map(r => r.jobId), [fresh.jobId])
+    assert.equal(logStore.reserve(legacy).ok, false, 'the oldest ticket is refused too')
+    logStore.close()
+  })
+
   it('after a reboot that followed an unclean stop (power loss), refuses tickets that may predate it, also across restarts; not after a clean stop or a kill -9', async () => {
     const path = join(dir, `guard-${++n}`, 'receipts.sqlite')
     const bootA = { id: 'boot-a', atMs: Date.now() - 3_600_000 }
