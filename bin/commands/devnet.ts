@@ -261,12 +261,12 @@ export function devnetCommand (): Command<any, any> {
         const workerDirs = Array.from({ length: opts.workers }, (_, i) => join(dataDir, `worker-${i + 1}`))
         const gatewayDir = join(dataDir, 'gateway')
         if (withChain) {
-          // a fresh chain every run: the ticket and receipt logs of the previous run's chain go,
-          // once none of its tickets can be presented again (bin/devnet-chain-logs.ts)
+          // a fresh chain every run: the previous run's chain-bound state goes (the receipt logs
+          // once none of their tickets can be presented again: bin/devnet-chain-logs.ts)
           const { resetChainLogs } = await import('../devnet-chain-logs.ts')
           const reset = resetChainLogs({ gateways: [gatewayDir], workers: workerDirs })
           if ('kept' in reset && opts.json !== true) {
-            process.stdout.write(`  (the previous run's ticket and receipt logs are kept: written ${Math.round((Date.now() - reset.lastWriteMs) / 1000)} s ago, their tickets can be presented until ${new Date(reset.safeAtMs).toISOString()} and stay refused; its receipts are never settled on this chain)\n`)
+            process.stdout.write(`  (the previous run's receipt logs are kept: written ${Math.round((Date.now() - reset.lastWriteMs) / 1000)} s ago, their tickets can be presented until ${new Date(reset.safeAtMs).toISOString()} and stay refused; its receipts are never settled on this chain)\n`)
           }
         }
         // Every worker's sandboxes (runsc checks, rootfs, the first pool boots) start while the chain
