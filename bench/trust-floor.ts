@@ -19,7 +19,8 @@
  *
  * It also measures the same work under a design we do not run: **batched signatures**, where each
  * side signs one Merkle root over the digests of one event-loop turn and every ticket and receipt
- * carries its proof (the other side hashes the proof and recovers each root's signer once). That is
+ * carries its proof in the settlement's Merkle tree (contracts/abi/leaf.ts `merkleTree`; the other side
+ * runs `processProof` and recovers each root's signer once). That is
  * the largest lever left on the trust work, and it changes the receipt format, the client's check
  * and the contracts' proofs; the bench prices it before anyone builds it. The durable logs stay as
  * they are: a receipt is still recorded before it leaves the worker.
@@ -44,7 +45,7 @@ import { bytesToHex, hexToBytes, type Hex } from 'viem'
 import { generatePrivateKey } from 'viem/accounts'
 import { randomBytes } from 'node:crypto'
 import {
-  DEV_DOMAIN, functionId, inputHash, jobHashOf, keccak256Bytes, outputHash, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
+  DEV_DOMAIN, functionId, inputHash, jobHashOf, outputHash, PROTOCOL_VERSION, rawCid, receiptDigest, receiptOf, ticketDigest, ticketOf,
   type JobRequest, type WireResponse
 } from '#protocol'
 import { createMeshNode, fastSigner, frames, receiptLog, recoverDigestSigner, silentLogger, ticketLog, type PeerHostLibp2p } from '#node'
@@ -52,6 +53,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { prepareRealm, runExecution } from '../sandbox/runtime/realm.ts'
 import { DEFAULT_NODE_FLAGS } from '../sandbox/gvisor/executor.ts'
+import { merkleTree, processProof } from '../contracts/abi/leaf.ts'
 import { devExecutor } from '../sandbox/dev-executor.ts'
 
 // --realm-only: the realm measurement alone, in a small process started with the shim's flags (below)
@@ -114,45 +116,6 @@ async function oneRequest (): Promise<void> {
   if (recoverDigestSigner(receiptDigest(DEV_DOMAIN, receiptOf(job, out, hash)), receiptSig)?.toLowerCase() !== workerKey.address.toLowerCase()) throw new Error('receipt signer')
 }
 
-/** A sorted-pair keccak Merkle tree (the OpenZeppelin convention) over 32-byte leaves. */
-function merkle (leaves: Uint8Array[]): { root: Uint8Array, proof: (i: number) => Uint8Array[] } {
-  const levels: Uint8Array[][] = [leaves]
-  const pair = new Uint8Array(64)
-  const node = (a: Uint8Array, b: Uint8Array): Uint8Array => {
-    const first = Buffer.compare(a, b) <= 0
-    pair.set(first ? a : b, 0)
-    pair.set(first ? b : a, 32)
-    return keccak256Bytes(pair)
-  }
-  while (levels[levels.length - 1].length > 1) {
-    const below = levels[levels.length - 1]
-    const above: Uint8Array[] = []
-    for (let i = 0; i < below.length; i += 2) above.push(i + 1 < below.length ? node(below[i], below[i + 1]) : below[i])
-    levels.push(above)
-  }
-  return {
-    root: levels[levels.length - 1][0],
-    proof: (i: number) => {
-      const path: Uint8Array[] = []
-      for (let l = 0; l < levels.length - 1; l++, i >>= 1) { const sib = i ^ 1; if (sib < levels[l].length) path.push(levels[l][sib]) }
-      return path
-    }
-  }
-}
-
-/** The root a leaf's proof leads to (what the receiving side computes before the root's signature). */
-function rootOf (leaf: Uint8Array, proof: Uint8Array[]): Uint8Array {
-  const pair = new Uint8Array(64)
-  let h = leaf
-  for (const sib of proof) {
-    const first = Buffer.compare(h, sib) <= 0
-    pair.set(first ? h : sib, 0)
-    pair.set(first ? sib : h, 32)
-    h = keccak256Bytes(pair)
-  }
-  return h
-}
-
 /**
  * One turn of `group` requests under batched signatures: the gateway signs one root over the turn's
  * ticket digests, the worker checks each proof and recovers the root's signer once, signs one root
@@ -163,7 +126,7 @@ async function oneBatchedTurn (group: number): Promise<void> {
   // gateway
   const hashes = jobs.map(jobHashOf)
   const ticketLeaves = jobs.map((job, i) => hexToBytes(ticketDigest(DEV_DOMAIN, ticketOf(job, hashes[i]))))
-  const ticketTree = merkle(ticketLeaves)
+  const ticketTree = merkleTree(ticketLeaves)
   const ticketRootSig = gatewayKey.signDigest(bytesToHex(ticketTree.root))
   const ticketProofs = jobs.map((job, i) => {
     tickets.record({ jobId: job.jobId, attempt: job.attempt, worker: workerKey.address, projectId: `0x${'ab'.repeat(32)}`, epoch: 7n, fee: 1_000_000_000_000n })
@@ -179,7 +142,7 @@ async function oneBatchedTurn (group: number): Promise<void> {
     if (inputHash(job.request) !== job.inputHash) throw new Error('inputHash')
     const workerHash = jobHashOf(job)
     workerHashes.push(workerHash)
-    const root = bytesToHex(rootOf(hexToBytes(ticketDigest(DEV_DOMAIN, ticketOf(job, workerHash))), ticketProofs[i]))
+    const root = bytesToHex(processProof(hexToBytes(ticketDigest(DEV_DOMAIN, ticketOf(job, workerHash))), ticketProofs[i]))
     if (root !== knownRoot) {
       if (recoverDigestSigner(root, ticketRootSig)?.toLowerCase() !== gatewayKey.address.toLowerCase()) throw new Error('ticket root signer')
       knownRoot = root
@@ -190,7 +153,7 @@ async function oneBatchedTurn (group: number): Promise<void> {
     outs.push(out)
     receiptLeaves.push(hexToBytes(receiptDigest(DEV_DOMAIN, receiptOf(job, out, workerHash))))
   }
-  const receiptTree = merkle(receiptLeaves)
+  const receiptTree = merkleTree(receiptLeaves)
   const receiptRootSig = workerKey.signDigest(bytesToHex(receiptTree.root))
   const receiptProofs = jobs.map((_, i) => receiptTree.proof(i))
   await Promise.all(jobs.map(async (job, i) => { await receipts.commit({ gateway: job.ticket.gateway, jobId: job.jobId, attempt: job.attempt }, outs[i], receiptRootSig) }))
@@ -198,7 +161,7 @@ async function oneBatchedTurn (group: number): Promise<void> {
   let knownReceiptRoot: Hex | undefined
   for (let i = 0; i < group; i++) {
     if (outputHash({ response }) !== outs[i]) throw new Error('outputHash')
-    const root = bytesToHex(rootOf(hexToBytes(receiptDigest(DEV_DOMAIN, receiptOf(jobs[i], outs[i], hashes[i]))), receiptProofs[i]))
+    const root = bytesToHex(processProof(hexToBytes(receiptDigest(DEV_DOMAIN, receiptOf(jobs[i], outs[i], hashes[i]))), receiptProofs[i]))
     if (root !== knownReceiptRoot) {
       if (recoverDigestSigner(root, receiptRootSig)?.toLowerCase() !== workerKey.address.toLowerCase()) throw new Error('receipt root signer')
       knownReceiptRoot = root

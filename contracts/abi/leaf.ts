@@ -96,37 +96,56 @@ export function buildSettlementBatch (items: readonly SettlementItem[]): Settlem
 export function fromLeaves (leaves: SettlementLeaf[], total?: bigint): SettlementBatch {
   if (leaves.length === 0) throw new RangeError('a batch needs at least one leaf')
   const hashes = leaves.map(leafHashBytes)
-  // leaves sorted by hash (ties keep their order, as Array.prototype.sort is stable), placed at the
-  // end of the array in reverse; node i's children are 2i+1 and 2i+2
-  const order = hashes.map((_h, i) => i).sort((a, b) => compareBytes(hashes[a], hashes[b]))
-  const tree: Uint8Array[] = new Array(2 * leaves.length - 1)
-  const treeIndex: number[] = new Array(leaves.length)
-  order.forEach((valueIndex, sortedIndex) => {
-    const at = tree.length - 1 - sortedIndex
-    tree[at] = hashes[valueIndex]
-    treeIndex[valueIndex] = at
-  })
-  for (let i = tree.length - 1 - leaves.length; i >= 0; i--) tree[i] = nodeHash(tree[2 * i + 1], tree[2 * i + 2])
+  const tree = merkleTree(hashes)
   return {
-    root: bytesToHex(tree[0]),
+    root: bytesToHex(tree.root),
     count: leaves.length,
     total: total ?? leaves[leaves.length - 1].cumulativeFee,
     leaves,
     proof: (index: number) => {
-      let i = treeIndex[index]
-      if (i === undefined) throw new RangeError(`no leaf ${index} in a batch of ${leaves.length}`)
-      const proof: Hex[] = []
-      while (i > 0) {
-        proof.push(bytesToHex(tree[i % 2 === 1 ? i + 1 : i - 1]))
-        i = Math.floor((i - 1) / 2)
-      }
-      return proof
+      if (hashes[index] === undefined) throw new RangeError(`no leaf ${index} in a batch of ${leaves.length}`)
+      return tree.proof(index).map(h => bytesToHex(h))
     },
     leafHash: (index: number) => {
       if (hashes[index] === undefined) throw new RangeError(`no leaf ${index} in a batch of ${leaves.length}`)
       return bytesToHex(hashes[index])
     }
   }
+}
+
+/**
+ * OpenZeppelin's StandardMerkleTree over leaf hashes (at least one): the hashes sorted (ties keep
+ * their order, as Array.prototype.sort is stable) and placed at the end of the array in reverse,
+ * node i's children at 2i+1 and 2i+2, each node `nodeHash` of its children. `proof(index)` is the
+ * sibling path of the `index`-th hash given, as `MerkleProof.verify` takes it.
+ */
+export function merkleTree (hashes: readonly Uint8Array[]): { root: Uint8Array, proof: (index: number) => Uint8Array[] } {
+  const order = hashes.map((_h, i) => i).sort((a, b) => compareBytes(hashes[a], hashes[b]))
+  const tree: Uint8Array[] = new Array(2 * hashes.length - 1)
+  const treeIndex: number[] = new Array(hashes.length)
+  order.forEach((valueIndex, sortedIndex) => {
+    const at = tree.length - 1 - sortedIndex
+    tree[at] = hashes[valueIndex]
+    treeIndex[valueIndex] = at
+  })
+  for (let i = tree.length - 1 - hashes.length; i >= 0; i--) tree[i] = nodeHash(tree[2 * i + 1], tree[2 * i + 2])
+  return {
+    root: tree[0],
+    proof: (index: number) => {
+      let i = treeIndex[index]
+      const proof: Uint8Array[] = []
+      while (i > 0) {
+        proof.push(tree[i % 2 === 1 ? i + 1 : i - 1])
+        i = Math.floor((i - 1) / 2)
+      }
+      return proof
+    }
+  }
+}
+
+/** OpenZeppelin's `MerkleProof.processProof`: the root a leaf hash and its proof lead to. */
+export function processProof (leaf: Uint8Array, proof: readonly Uint8Array[]): Uint8Array {
+  return proof.reduce((h, sibling) => nodeHash(h, sibling), leaf)
 }
 
 function compareBytes (a: Uint8Array, b: Uint8Array): number {

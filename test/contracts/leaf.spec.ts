@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
-import { keccak256, toHex, type Hex } from 'viem'
-import { buildSettlementBatch, fromLeaves, leafValues, SETTLEMENT_LEAF_ENCODING, type SettlementItem } from '../../contracts/abi/index.ts'
+import { hexToBytes, keccak256, toHex, type Hex } from 'viem'
+import { buildSettlementBatch, fromLeaves, leafValues, merkleTree, processProof, SETTLEMENT_LEAF_ENCODING, type SettlementItem } from '../../contracts/abi/index.ts'
 import { setup, type World } from './fixture.ts'
 
 const SEED = Number(process.env.PEERHOST_FUZZ_SEED ?? Date.now() % 2 ** 31)
@@ -73,6 +73,16 @@ describe('contracts: settlement leaves (property)', function () {
     const items = Array.from({ length: 10_000 }, (_v, i) => ({ ticket: { jobId: toHex(BigInt(i), { size: 32 }), attempt: 1, functionId: toHex(1n, { size: 32 }), jobHash: toHex(2n, { size: 32 }), inputHash: toHex(3n, { size: 32 }), fee: 1n, deadline: 1n }, ticketSignature: `0x${'11'.repeat(32)}${'22'.repeat(32)}1b` as Hex, outputHash: toHex(4n, { size: 32 }) }))
     const batch = buildSettlementBatch(items)
     for (let i = 0; i < items.length; i += 997) assert.ok(StandardMerkleTree.verify(batch.root, [...SETTLEMENT_LEAF_ENCODING], leafValues(batch.leaves[i]), batch.proof(i)))
+  })
+
+  it('processProof leads every leaf hash of a tree to its root, and no other hash', () => {
+    fc.assert(fc.property(fc.array(fc.uint8Array({ minLength: 32, maxLength: 32 }), { minLength: 1, maxLength: 40 }), fc.nat(), (hashes, k) => {
+      const tree = merkleTree(hashes)
+      const i = k % hashes.length
+      assert.deepEqual(processProof(hashes[i], tree.proof(i)), tree.root)
+      const other = hexToBytes(keccak256(hashes[i]))
+      assert.notDeepEqual(processProof(other, tree.proof(i)), tree.root)
+    }), { numRuns: 100, seed: SEED })
   })
 
   it('never accepts a tampered leaf under the root', () => {
